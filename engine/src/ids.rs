@@ -1,0 +1,152 @@
+//! Identifiers: SKUs, locations, groups, channels, reservations, orders, RMAs, transfers, and the
+//! 128-bit request id (SPEC sections 1 and 3).
+//!
+//! Every id is a string of 1..=[`ID_BYTES_MAX`] bytes from `[A-Za-z0-9._:/-]` (the SKU alphabet
+//! of SPEC section 1, used for every id so ids are safe in URLs, file names and case files).
+//! Ids are NOT validated when decoded: a malformed id reaching the engine is answered with
+//! `invalid` ([`crate::InvalidReason::BadId`]), never a panic.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::limits::ID_BYTES_MAX;
+
+/// Whether `s` is a well-formed id: 1..=64 bytes of `[A-Za-z0-9._:/-]`.
+pub fn is_valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= ID_BYTES_MAX
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'/' | b'-'))
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl $name {
+            /// What kind of id this is, for error messages.
+            pub const KIND: &'static str = $what;
+
+            /// The id as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// Whether the id is well formed (see [`is_valid_id`]).
+            pub fn is_valid(&self) -> bool {
+                is_valid_id(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), self.0)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self(s)
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A sellable item (SPEC section 1).
+    SkuId, "sku"
+);
+string_id!(
+    /// A place that holds stock.
+    LocationId, "location"
+);
+string_id!(
+    /// A named, ordered list of locations used for sourcing.
+    GroupId, "group"
+);
+string_id!(
+    /// Where a sale starts: `web`, `app`, `pos`, `marketplace-x`... `pos` is special: it sells
+    /// at the counter and ignores safety stock (SPEC section 1, ATS).
+    ChannelId, "channel"
+);
+string_id!(
+    /// A checkout hold, chosen by the client.
+    ReservationId, "reservation"
+);
+string_id!(
+    /// A placed order, chosen by the client.
+    OrderId, "order"
+);
+string_id!(
+    /// A return authorisation, chosen by the client.
+    RmaId, "rma"
+);
+string_id!(
+    /// A transfer between two locations, chosen by the client.
+    TransferId, "transfer"
+);
+string_id!(
+    /// Why stock moved (`cycle-count`, `damaged`, `receipt`...): recorded in the change feed.
+    Reason, "reason"
+);
+
+impl ChannelId {
+    /// The point-of-sale channel: counter sales at a store, which may sell safety stock.
+    pub const POS: &'static str = "pos";
+}
+
+/// The client-chosen 128-bit idempotency key of a write (SPEC section 3). Zero is not a valid
+/// request id (it is rejected with `invalid`), so that a forgotten id is never deduplicated.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RequestId(pub u128);
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RequestId({:032x})", self.0)
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_alphabet_and_length() {
+        assert!(is_valid_id("A"));
+        assert!(is_valid_id("sku-1.2_3:x/y"));
+        assert!(is_valid_id(&"a".repeat(64)));
+        assert!(!is_valid_id(""));
+        assert!(!is_valid_id(&"a".repeat(65)));
+        assert!(!is_valid_id("a b"));
+        assert!(!is_valid_id("é"));
+        assert!(!is_valid_id("a,b"));
+    }
+}

@@ -1,0 +1,52 @@
+//! # stockd engine
+//!
+//! The ledger of stock per SKU and location, as a pure, deterministic state machine
+//! (SPEC sections 1-4). No IO, no clock, no randomness: the server wraps it with Raft and QUIC;
+//! tests drive it directly.
+//!
+//! # Layout
+//! - [`limits`]: every limit, in one place.
+//! - [`ids`], [`units`]: identifiers and display/base unit conversion.
+//! - [`command`]: writes ([`Request`], [`Command`]); [`outcome`]: their results ([`Reply`],
+//!   [`Rejection`] with a stable [`Code`]).
+//! - [`query`]: reads ([`Query`], [`Answer`]) and the views they return.
+//! - [`Ledger`]: the state; `apply` for batches of writes, `query` for reads, `snapshot` /
+//!   `restore` for Raft snapshots.
+//!
+//! # Calling order
+//! 1. [`Ledger::apply`] with a [`BatchHeader`] (strictly increasing log index, the leader's
+//!    timestamp) and up to [`limits::BATCH_REQUESTS_MAX`] requests: one outcome each.
+//! 2. [`Ledger::query`] at any time with the reader's clock: deadlines that passed since the
+//!    last batch are already taken into account.
+//! 3. [`Ledger::snapshot`] / [`Ledger::restore`]: byte-identical on every replica.
+
+pub mod balance;
+pub mod command;
+mod holds;
+pub mod ids;
+mod ledger;
+pub mod limits;
+mod orders;
+pub mod outcome;
+pub mod query;
+mod returns;
+mod snapshot;
+mod stock;
+pub mod units;
+mod view;
+
+pub use balance::Balance;
+pub use command::{
+    Command, Coordinates, Disposition, Fulfilment, Line, LocatedLine, LocationDef, LocationKind,
+    OrderSource, Request, ReturnLine, Target,
+};
+pub use ids::{
+    ChannelId, GroupId, LocationId, OrderId, Reason, RequestId, ReservationId, RmaId, SkuId,
+    TransferId,
+};
+pub use ledger::{BatchHeader, Config, Ledger};
+pub use outcome::{
+    code_of, Allocation, Code, InvalidReason, ObjectKind, Outcome, Rejection, Reply,
+};
+pub use query::{Answer, Query};
+pub use snapshot::{SnapshotError, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};

@@ -1,0 +1,104 @@
+//! Every limit of the ledger, in one place (SPEC section 4: "Limits on everything ... each a named
+//! constant, each enforced with a clear error").
+//!
+//! Names carry their unit last (`_ms`, `_bytes`, `_max`). Relations between limits are asserted
+//! at compile time at the bottom of this file. Every limit is enforced by the engine with an
+//! `invalid` rejection naming the limit ([`crate::InvalidReason::LimitExceeded`]), except the
+//! retention limits, which evict the oldest retained entry.
+
+/// Length of any identifier (SKU, location, group, channel, reservation, order, RMA, transfer,
+/// reason), in bytes. SPEC section 1: a SKU id is 1..=64 bytes.
+pub const ID_BYTES_MAX: usize = 64;
+
+/// Largest value of any balance field and of any single quantity, in base units (10^15).
+///
+/// Every field of a balance stays within `0..=QTY_MAX`, so sums of up to eight fields can never
+/// overflow an `i64`: the ATS arithmetic needs no overflow checks, and every write that would
+/// take a field above the limit is rejected instead of wrapping (SPEC section 2).
+pub const QTY_MAX: i64 = 1_000_000_000_000_000;
+
+/// Largest decimal scale of a SKU (SPEC section 2: 0..=6).
+pub const SCALE_MAX: u8 = 6;
+
+/// Lines in one reservation, order, fulfilment, cancel or return request.
+pub const LINES_PER_REQUEST_MAX: usize = 256;
+
+/// Distinct (SKU, location) lines of one order (reallocation can add lines).
+pub const ORDER_LINES_MAX: usize = 2 * LINES_PER_REQUEST_MAX;
+
+/// Requests in one applied batch (one Raft entry).
+pub const BATCH_REQUESTS_MAX: usize = 16_384;
+
+/// Longest hold: a reservation's TTL, in ms (7 days).
+pub const TTL_MS_MAX: u64 = 7 * 24 * 3_600_000;
+
+/// Longest collection window of a pickup order, in ms (30 days).
+pub const PICKUP_DEADLINE_MS_MAX: u64 = 30 * 24 * 3_600_000;
+
+/// Locations the ledger can hold.
+pub const LOCATIONS_MAX: usize = 100_000;
+
+/// Location groups the ledger can hold.
+pub const GROUPS_MAX: usize = 10_000;
+
+/// Locations in one group.
+pub const GROUP_LOCATIONS_MAX: usize = 1_000;
+
+/// Distinct channels (interned names).
+pub const CHANNELS_MAX: usize = 1_000;
+
+/// Channels listed as allowed at one location.
+pub const LOCATION_CHANNELS_MAX: usize = 64;
+
+/// Distinct SKUs (defined or implicit).
+pub const SKUS_MAX: usize = 50_000_000;
+
+/// (SKU, location) balances.
+pub const BALANCES_MAX: usize = 100_000_000;
+
+/// Live reservations (active holds).
+pub const RESERVATIONS_LIVE_MAX: usize = 20_000_000;
+
+/// Orders with unfulfilled lines.
+pub const ORDERS_OPEN_MAX: usize = 20_000_000;
+
+/// Transfers shipped and not yet received.
+pub const TRANSFERS_OPEN_MAX: usize = 1_000_000;
+
+/// SKUs in one availability query (a product listing page asks for 50).
+pub const QUERY_SKUS_MAX: usize = 1_000;
+
+/// Results of one `nearby` query.
+pub const NEARBY_RESULTS_MAX: usize = 100;
+
+/// Radius of a `nearby` query, in km.
+pub const NEARBY_RADIUS_KM_MAX: u32 = 20_000;
+
+/// Change-feed events returned by one `changes` query.
+pub const CHANGES_PER_QUERY_MAX: u32 = 10_000;
+
+/// Default retention limits, overridable (downwards) per ledger through
+/// [`crate::Config`]. The dedup window: a replayed request id older than this, or beyond this
+/// many newer requests, is treated as new.
+pub const DEDUP_WINDOW_MS_DEFAULT: u64 = 24 * 3_600_000;
+/// See [`DEDUP_WINDOW_MS_DEFAULT`]: at most this many request outcomes are remembered.
+pub const DEDUP_ENTRIES_DEFAULT: usize = 4_000_000;
+/// Change-feed events retained in memory (and in snapshots).
+pub const FEED_EVENTS_DEFAULT: usize = 1_000_000;
+/// How long finished objects (released/expired/placed reservations, closed orders, received
+/// RMAs and transfers) stay queryable, in ms (90 days: the usual return window).
+pub const RETIRED_MS_DEFAULT: u64 = 90 * 24 * 3_600_000;
+/// At most this many finished objects of each kind are retained; the oldest go first.
+pub const RETIRED_ENTRIES_DEFAULT: usize = 10_000_000;
+
+// Relations between limits, checked at compile time.
+const _: () = assert!(
+    QTY_MAX as i128 * 8 < i64::MAX as i128,
+    "ATS sums of 8 fields fit i64"
+);
+const _: () = assert!((LINES_PER_REQUEST_MAX as i128) * (QTY_MAX as i128) < i64::MAX as i128);
+const _: () = assert!(GROUP_LOCATIONS_MAX <= LOCATIONS_MAX);
+const _: () = assert!(LOCATIONS_MAX < (1 << 32) && SKUS_MAX < (1 << 32));
+const _: () = assert!(CHANNELS_MAX <= u16::MAX as usize);
+const _: () = assert!(TTL_MS_MAX < RETIRED_MS_DEFAULT);
+const _: () = assert!(LINES_PER_REQUEST_MAX <= u16::MAX as usize);

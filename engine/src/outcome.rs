@@ -1,0 +1,412 @@
+//! Results of writes: a [`Reply`] or a typed [`Rejection`] with a stable [`Code`]
+//! (SPEC section 3: "Rejections are typed results with a stable code ... never panics"; the codes
+//! are those of `../shared/cases/FORMAT.md`).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::balance::Balance;
+use crate::ids::{ChannelId, LocationId, SkuId};
+
+/// The result of one write.
+pub type Outcome = Result<Reply, Rejection>;
+
+/// Where one line's units were taken (sourcing result).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocation {
+    /// Index of the request line (0-based) these units serve. A line sourced from a group may
+    /// be split across several locations: one allocation each.
+    pub line: u16,
+    /// The chosen location.
+    pub location: LocationId,
+    /// Base units taken there.
+    pub qty: i64,
+}
+
+/// A successful write's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Done; nothing to report.
+    Done,
+    /// A stock write (count, adjust, safety stock, unavailable, sale): the balance after it.
+    Balance(Balance),
+    /// A hold was granted.
+    Reserved {
+        /// Deadline, ms since the epoch (batch timestamp + ttl).
+        expires_at_ms: u64,
+        /// The location and quantity chosen for every line.
+        allocations: Vec<Allocation>,
+    },
+    /// A hold was extended.
+    Extended {
+        /// New deadline, ms since the epoch.
+        expires_at_ms: u64,
+    },
+    /// An order was placed.
+    OrderPlaced {
+        /// The location and quantity allocated for every line.
+        allocations: Vec<Allocation>,
+        /// Collection deadline of a pickup order, ms since the epoch.
+        pickup_deadline_ms: Option<u64>,
+    },
+    /// A transfer was received.
+    TransferReceived {
+        /// Units lost in transit (shipped - received - damaged).
+        lost: i64,
+    },
+}
+
+/// The stable code of a rejection (FORMAT.md, "Outcome codes"). The names are part of the
+/// protocol and of the case files: never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Code {
+    /// `ok`: done.
+    Ok,
+    /// `insufficient_stock`: not enough ATS (or on_hand) for the request.
+    InsufficientStock,
+    /// `expired`: the reservation or pickup deadline has passed.
+    Expired,
+    /// `not_found`: no such reservation, order, RMA, transfer or location.
+    NotFound,
+    /// `invalid_state`: the object's state forbids this.
+    InvalidState,
+    /// `conflict`: the compare-and-set expectation did not match.
+    Conflict,
+    /// `invalid`: a malformed request or an exceeded limit.
+    Invalid,
+    /// `over_fulfil`: more than the unfulfilled quantity of that line.
+    OverFulfil,
+    /// `over_return`: more than fulfilled minus already returned.
+    OverReturn,
+    /// `nothing_to_cancel`: no unfulfilled units left to cancel.
+    NothingToCancel,
+    /// `channel_not_allowed`: the location does not sell to that channel.
+    ChannelNotAllowed,
+    /// `already_exists`: an id reused by a different request.
+    AlreadyExists,
+}
+
+impl Code {
+    /// Every code, in declaration order.
+    pub const ALL: [Code; 12] = [
+        Code::Ok,
+        Code::InsufficientStock,
+        Code::Expired,
+        Code::NotFound,
+        Code::InvalidState,
+        Code::Conflict,
+        Code::Invalid,
+        Code::OverFulfil,
+        Code::OverReturn,
+        Code::NothingToCancel,
+        Code::ChannelNotAllowed,
+        Code::AlreadyExists,
+    ];
+
+    /// The code's stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Ok => "ok",
+            Code::InsufficientStock => "insufficient_stock",
+            Code::Expired => "expired",
+            Code::NotFound => "not_found",
+            Code::InvalidState => "invalid_state",
+            Code::Conflict => "conflict",
+            Code::Invalid => "invalid",
+            Code::OverFulfil => "over_fulfil",
+            Code::OverReturn => "over_return",
+            Code::NothingToCancel => "nothing_to_cancel",
+            Code::ChannelNotAllowed => "channel_not_allowed",
+            Code::AlreadyExists => "already_exists",
+        }
+    }
+
+    /// Parses a stable name.
+    pub fn parse(s: &str) -> Option<Code> {
+        Code::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The kind of object a rejection is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ObjectKind {
+    /// A SKU.
+    Sku,
+    /// A location.
+    Location,
+    /// A location group.
+    Group,
+    /// A reservation.
+    Reservation,
+    /// An order.
+    Order,
+    /// A return (RMA).
+    Rma,
+    /// A transfer.
+    Transfer,
+}
+
+impl ObjectKind {
+    /// The kind's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::Sku => "sku",
+            ObjectKind::Location => "location",
+            ObjectKind::Group => "group",
+            ObjectKind::Reservation => "reservation",
+            ObjectKind::Order => "order",
+            ObjectKind::Rma => "rma",
+            ObjectKind::Transfer => "transfer",
+        }
+    }
+}
+
+/// Why a request was `invalid`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InvalidReason {
+    /// The request id is zero.
+    ZeroRequestId,
+    /// An id is empty, too long or has a character outside `[A-Za-z0-9._:/-]`.
+    BadId {
+        /// Which id (`sku`, `location`, ...).
+        field: String,
+    },
+    /// A quantity that must be > 0 is not.
+    QtyNotPositive,
+    /// A quantity that must be >= 0 is negative.
+    QtyNegative,
+    /// A quantity, or a field it would produce, exceeds `QTY_MAX`.
+    QtyTooLarge,
+    /// A request with no lines.
+    NoLines,
+    /// A TTL or deadline of zero or above its maximum.
+    BadDuration,
+    /// A scale above 6.
+    BadScale,
+    /// Coordinates out of range.
+    BadCoordinates,
+    /// A named limit of `engine::limits` was exceeded.
+    LimitExceeded {
+        /// The limit's name, e.g. `LINES_PER_REQUEST_MAX`.
+        limit: String,
+    },
+    /// Pickup at a location that does not offer it.
+    PickupNotOffered {
+        /// The location.
+        location: LocationId,
+    },
+    /// An order without pickup lines was asked about pickup.
+    NotAPickupOrder,
+    /// A transfer or reallocation from a location to itself.
+    SameLocation,
+    /// A group lists a location twice.
+    DuplicateLocation,
+    /// An id that names something else: a group named like a location or `all`.
+    NameTaken,
+    /// received + damaged exceeds what the transfer shipped.
+    OverReceived {
+        /// Units shipped.
+        shipped: i64,
+    },
+}
+
+impl fmt::Display for InvalidReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InvalidReason::ZeroRequestId => f.write_str("request id must not be zero"),
+            InvalidReason::BadId { field } => {
+                write!(f, "bad {field} id: 1..=64 bytes of [A-Za-z0-9._:/-]")
+            }
+            InvalidReason::QtyNotPositive => f.write_str("quantity must be > 0"),
+            InvalidReason::QtyNegative => f.write_str("quantity must be >= 0"),
+            InvalidReason::QtyTooLarge => f.write_str("quantity above QTY_MAX"),
+            InvalidReason::NoLines => f.write_str("request has no lines"),
+            InvalidReason::BadDuration => f.write_str("duration out of range"),
+            InvalidReason::BadScale => f.write_str("scale must be 0..=6"),
+            InvalidReason::BadCoordinates => f.write_str("coordinates out of range"),
+            InvalidReason::LimitExceeded { limit } => write!(f, "limit {limit} exceeded"),
+            InvalidReason::PickupNotOffered { location } => {
+                write!(f, "location {location} does not offer pickup")
+            }
+            InvalidReason::NotAPickupOrder => f.write_str("order has no pickup lines"),
+            InvalidReason::SameLocation => f.write_str("source and target are the same"),
+            InvalidReason::DuplicateLocation => f.write_str("location listed twice"),
+            InvalidReason::NameTaken => f.write_str("id already names a location or `all`"),
+            InvalidReason::OverReceived { shipped } => {
+                write!(f, "received + damaged exceeds the {shipped} units shipped")
+            }
+        }
+    }
+}
+
+/// A typed rejection: the write changed nothing (SPEC section 3: all-or-nothing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rejection {
+    /// Not enough stock where it was asked for.
+    InsufficientStock {
+        /// The SKU.
+        sku: SkuId,
+        /// The location, group or `all` that was asked.
+        at: String,
+        /// Units asked for (summed over the request's lines for the same SKU and location).
+        requested: i64,
+        /// Units that were available (the ATS seen, or on_hand for an adjust).
+        available: i64,
+    },
+    /// The reservation's hold or the order's pickup deadline has passed.
+    Expired {
+        /// Which kind of object.
+        kind: ObjectKind,
+    },
+    /// No such object.
+    NotFound {
+        /// Which kind of object.
+        kind: ObjectKind,
+        /// Its id.
+        id: String,
+    },
+    /// The object exists but its state forbids this.
+    InvalidState {
+        /// Which kind of object.
+        kind: ObjectKind,
+        /// Its state (`released`, `placed`, `received`...).
+        state: String,
+    },
+    /// A compare-and-set count did not match.
+    Conflict {
+        /// The on_hand found.
+        actual: i64,
+    },
+    /// A malformed request.
+    Invalid {
+        /// Why.
+        reason: InvalidReason,
+    },
+    /// More than the unfulfilled quantity of an order line.
+    OverFulfil {
+        /// The SKU.
+        sku: SkuId,
+        /// The location.
+        location: LocationId,
+        /// Units still unfulfilled there.
+        unfulfilled: i64,
+    },
+    /// More than fulfilled minus already returned, for that order and SKU.
+    OverReturn {
+        /// The SKU.
+        sku: SkuId,
+        /// Units that may still be returned.
+        returnable: i64,
+    },
+    /// No unfulfilled units (or fewer than asked) to cancel.
+    NothingToCancel {
+        /// Units that could be cancelled (of the line asked, or of the whole order).
+        cancellable: i64,
+    },
+    /// The location does not sell to that channel.
+    ChannelNotAllowed {
+        /// The location.
+        location: LocationId,
+        /// The channel.
+        channel: ChannelId,
+    },
+    /// The id is taken by an earlier request.
+    AlreadyExists {
+        /// Which kind of object.
+        kind: ObjectKind,
+        /// Its id.
+        id: String,
+    },
+}
+
+impl Rejection {
+    /// The stable code.
+    pub fn code(&self) -> Code {
+        match self {
+            Rejection::InsufficientStock { .. } => Code::InsufficientStock,
+            Rejection::Expired { .. } => Code::Expired,
+            Rejection::NotFound { .. } => Code::NotFound,
+            Rejection::InvalidState { .. } => Code::InvalidState,
+            Rejection::Conflict { .. } => Code::Conflict,
+            Rejection::Invalid { .. } => Code::Invalid,
+            Rejection::OverFulfil { .. } => Code::OverFulfil,
+            Rejection::OverReturn { .. } => Code::OverReturn,
+            Rejection::NothingToCancel { .. } => Code::NothingToCancel,
+            Rejection::ChannelNotAllowed { .. } => Code::ChannelNotAllowed,
+            Rejection::AlreadyExists { .. } => Code::AlreadyExists,
+        }
+    }
+
+    /// Shorthand for an `invalid` rejection.
+    pub fn invalid(reason: InvalidReason) -> Self {
+        Rejection::Invalid { reason }
+    }
+
+    /// Shorthand for `invalid` naming an exceeded limit.
+    pub fn limit(limit: &str) -> Self {
+        Rejection::Invalid {
+            reason: InvalidReason::LimitExceeded {
+                limit: limit.to_owned(),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.code())?;
+        match self {
+            Rejection::InsufficientStock {
+                sku,
+                at,
+                requested,
+                available,
+            } => {
+                write!(
+                    f,
+                    "{sku}@{at}: requested {requested}, available {available}"
+                )
+            }
+            Rejection::Expired { kind } => write!(f, "{} deadline has passed", kind.as_str()),
+            Rejection::NotFound { kind, id } => write!(f, "no {} {id}", kind.as_str()),
+            Rejection::InvalidState { kind, state } => {
+                write!(f, "{} is {state}", kind.as_str())
+            }
+            Rejection::Conflict { actual } => write!(f, "on_hand is {actual}"),
+            Rejection::Invalid { reason } => write!(f, "{reason}"),
+            Rejection::OverFulfil {
+                sku,
+                location,
+                unfulfilled,
+            } => {
+                write!(f, "{sku}@{location}: {unfulfilled} unfulfilled")
+            }
+            Rejection::OverReturn { sku, returnable } => {
+                write!(f, "{sku}: {returnable} returnable")
+            }
+            Rejection::NothingToCancel { cancellable } => write!(f, "{cancellable} cancellable"),
+            Rejection::ChannelNotAllowed { location, channel } => {
+                write!(f, "{location} does not sell to {channel}")
+            }
+            Rejection::AlreadyExists { kind, id } => {
+                write!(f, "{} {id} already exists", kind.as_str())
+            }
+        }
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// The code of an outcome (`ok` for a reply).
+pub fn code_of(outcome: &Outcome) -> Code {
+    match outcome {
+        Ok(_) => Code::Ok,
+        Err(rejection) => rejection.code(),
+    }
+}

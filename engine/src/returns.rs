@@ -1,0 +1,228 @@
+//! Returns (RMAs) and transfers (SPEC section 3, Returns and Transfers).
+
+use crate::command::{Disposition, ReturnLine};
+use crate::holds::check_line_count;
+use crate::ids::{LocationId, OrderId, RmaId, SkuId, TransferId};
+use crate::ledger::{
+    check_field, check_id, check_non_negative, check_positive, invalid, Ledger, LocIdx, Retired,
+    Rma, RmaLine, SkuIdx, Transfer,
+};
+use crate::limits;
+use crate::outcome::{InvalidReason, ObjectKind, Outcome, Rejection, Reply};
+use crate::query::{Cause, TransferState};
+
+impl Ledger {
+    pub(crate) fn receive_return(
+        &mut self,
+        id: &RmaId,
+        order_id: &OrderId,
+        lines: &[ReturnLine],
+    ) -> Outcome {
+        check_id(id.as_str(), "rma")?;
+        check_line_count(lines.len())?;
+        if self.rmas.contains_key(id) {
+            return Err(Rejection::AlreadyExists {
+                kind: ObjectKind::Rma,
+                id: id.0.clone(),
+            });
+        }
+        let order = self.order(order_id)?;
+        let mut resolved: Vec<RmaLine> = Vec::with_capacity(lines.len());
+        // Per SKU: (sku, idx, asked).
+        let mut per_sku: Vec<(&SkuId, Option<SkuIdx>, i64)> = Vec::new();
+        for line in lines {
+            check_positive(line.qty)?;
+            let sku = self.lookup_sku(&line.sku)?;
+            let loc = self.location(&line.received_at)?;
+            match per_sku.iter_mut().find(|(s, _, _)| **s == line.sku) {
+                Some(entry) => entry.2 += line.qty,
+                None => per_sku.push((&line.sku, sku, line.qty)),
+            }
+            if let Some(sku) = sku {
+                resolved.push(RmaLine {
+                    sku,
+                    qty: line.qty,
+                    loc,
+                    disposition: line.disposition,
+                });
+            }
+        }
+        for &(sku_id, sku, asked) in &per_sku {
+            let fulfilled: i64 = sku.map_or(0, |s| {
+                order
+                    .lines
+                    .iter()
+                    .filter(|l| l.sku == s)
+                    .map(|l| l.fulfilled)
+                    .sum()
+            });
+            let returned = sku.map_or(0, |s| {
+                order
+                    .returned
+                    .iter()
+                    .find(|(r, _)| *r == s)
+                    .map_or(0, |(_, q)| *q)
+            });
+            if asked > fulfilled - returned {
+                return Err(Rejection::OverReturn {
+                    sku: sku_id.clone(),
+                    returnable: fulfilled - returned,
+                });
+            }
+        }
+        // Every SKU was fulfilled on the order, so every line resolved.
+        assert_eq!(resolved.len(), lines.len());
+        // Stock room at the receiving locations, per (sku, loc), summed.
+        let mut incoming: Vec<(SkuIdx, LocIdx, i64)> = Vec::new();
+        for line in resolved
+            .iter()
+            .filter(|l| l.disposition != Disposition::Scrap)
+        {
+            match incoming
+                .iter_mut()
+                .find(|(s, l, _)| *s == line.sku && *l == line.loc)
+            {
+                Some(entry) => entry.2 += line.qty,
+                None => incoming.push((line.sku, line.loc, line.qty)),
+            }
+        }
+        for &(sku, loc, qty) in &incoming {
+            self.balance_room(Some(sku), loc)?;
+            check_field(self.balance(sku, loc).on_hand + qty)?;
+        }
+        // Checks done: commit.
+        for line in &resolved {
+            let mut b = self.balance(line.sku, line.loc);
+            match line.disposition {
+                Disposition::Restock => b.on_hand += line.qty,
+                Disposition::Damaged => {
+                    b.on_hand += line.qty;
+                    b.unavailable += line.qty;
+                }
+                Disposition::Scrap => continue,
+            }
+            self.put_balance(line.sku, line.loc, b, Cause::Return);
+        }
+        let order = self.orders.get_mut(order_id).expect("order exists");
+        for &(_, sku, asked) in &per_sku {
+            let sku = sku.expect("resolved");
+            match order.returned.iter_mut().find(|(s, _)| *s == sku) {
+                Some(entry) => entry.1 += asked,
+                None => order.returned.push((sku, asked)),
+            }
+        }
+        self.rmas.insert(
+            id.clone(),
+            Rma {
+                order: order_id.clone(),
+                lines: resolved,
+                received_at_ms: self.now_ms,
+            },
+        );
+        self.retire(Retired::Rma(id.clone()));
+        Ok(Reply::Done)
+    }
+
+    pub(crate) fn ship_transfer(
+        &mut self,
+        id: &TransferId,
+        sku: &SkuId,
+        from: &LocationId,
+        to: &LocationId,
+        qty: i64,
+    ) -> Outcome {
+        check_id(id.as_str(), "transfer")?;
+        check_positive(qty)?;
+        let sku_idx = self.lookup_sku(sku)?;
+        let from_loc = self.location(from)?;
+        let to_loc = self.location(to)?;
+        if from_loc == to_loc {
+            return invalid(InvalidReason::SameLocation);
+        }
+        if self.transfers.contains_key(id) {
+            return Err(Rejection::AlreadyExists {
+                kind: ObjectKind::Transfer,
+                id: id.0.clone(),
+            });
+        }
+        if self.open_transfers >= limits::TRANSFERS_OPEN_MAX {
+            return Err(Rejection::limit("TRANSFERS_OPEN_MAX"));
+        }
+        let source = sku_idx
+            .map(|s| self.balance(s, from_loc))
+            .unwrap_or_default();
+        let (Some(sku_idx), true) = (sku_idx, qty <= source.ats_pos()) else {
+            return Err(Rejection::InsufficientStock {
+                sku: sku.clone(),
+                at: from.0.clone(),
+                requested: qty,
+                available: source.ats_pos(),
+            });
+        };
+        self.balance_room(Some(sku_idx), to_loc)?;
+        let mut target = self.balance(sku_idx, to_loc);
+        check_field(target.incoming + qty)?;
+        // Checks done: commit.
+        let mut source = source;
+        source.on_hand -= qty;
+        self.put_balance(sku_idx, from_loc, source, Cause::TransferShip);
+        target.incoming += qty;
+        self.put_balance(sku_idx, to_loc, target, Cause::TransferShip);
+        self.transfers.insert(
+            id.clone(),
+            Transfer {
+                sku: sku_idx,
+                from: from_loc,
+                to: to_loc,
+                qty,
+                state: TransferState::Shipped,
+                received: 0,
+                damaged: 0,
+                shipped_at_ms: self.now_ms,
+            },
+        );
+        self.open_transfers += 1;
+        Ok(Reply::Done)
+    }
+
+    pub(crate) fn receive_transfer(
+        &mut self,
+        id: &TransferId,
+        received: i64,
+        damaged: i64,
+    ) -> Outcome {
+        check_id(id.as_str(), "transfer")?;
+        check_non_negative(received)?;
+        check_non_negative(damaged)?;
+        let t = self.transfers.get(id).ok_or_else(|| Rejection::NotFound {
+            kind: ObjectKind::Transfer,
+            id: id.0.clone(),
+        })?;
+        if t.state == TransferState::Received {
+            return Err(Rejection::InvalidState {
+                kind: ObjectKind::Transfer,
+                state: "received".to_owned(),
+            });
+        }
+        if received + damaged > t.qty {
+            return invalid(InvalidReason::OverReceived { shipped: t.qty });
+        }
+        let (sku, to, shipped) = (t.sku, t.to, t.qty);
+        let mut b = self.balance(sku, to);
+        check_field(b.on_hand + received + damaged)?;
+        // Checks done: commit.
+        b.incoming -= shipped;
+        b.on_hand += received + damaged;
+        b.unavailable += damaged;
+        self.put_balance(sku, to, b, Cause::TransferReceive);
+        let t = self.transfers.get_mut(id).expect("transfer exists");
+        t.state = TransferState::Received;
+        t.received = received;
+        t.damaged = damaged;
+        self.open_transfers -= 1;
+        self.retire(Retired::Transfer(id.clone()));
+        Ok(Reply::TransferReceived {
+            lost: shipped - received - damaged,
+        })
+    }
+}

@@ -1,0 +1,433 @@
+//! Queries, evaluated as of a time (SPEC section 3, Queries).
+//!
+//! Between batches, holds and pickups whose deadline has passed are still in the state (the
+//! next batch releases them). A query at time `now` first collects those pending deadlines
+//! (O(k log n) for k of them, nothing when none passed) and subtracts them from every balance
+//! and state it reports, so a passed deadline never shows as live in any read.
+
+use rustc_hash::FxHashMap;
+
+use crate::balance::Balance;
+use crate::command::{Coordinates, Target};
+use crate::ids::RequestId;
+use crate::ids::{ChannelId, SkuId};
+use crate::ledger::{
+    check_id, check_positive, invalid, key, unkey, Deadline, Ledger, LocIdx, Order,
+};
+use crate::limits;
+use crate::outcome::{InvalidReason, ObjectKind, Rejection};
+use crate::query::{
+    Answer, AvailabilityRow, ChangeEvent, ChangesPage, HeldLineView, LedgerStatus, NearbyRow,
+    OrderLineView, OrderState, OrderView, Query, ReservationState, ReservationView, RmaLineView,
+    RmaView, SkuAvailability, TransferView,
+};
+
+/// Holds and pickups past their deadline at the query time but not yet released.
+#[derive(Default)]
+struct Pending {
+    /// Balance key -> (reserved, allocated) that no longer count.
+    released: FxHashMap<u64, (i64, i64)>,
+}
+
+impl Pending {
+    fn adjust(&self, k: u64, mut b: Balance) -> Balance {
+        if let Some((reserved, allocated)) = self.released.get(&k) {
+            b.reserved -= reserved;
+            b.allocated -= allocated;
+        }
+        b
+    }
+}
+
+impl Ledger {
+    /// Answers a query as of `now_ms` (the leader's clock for linearizable reads; a time
+    /// before the last batch is raised to it). Errors are `not_found` and `invalid`.
+    pub fn query(&self, query: &Query, now_ms: u64) -> Result<Answer, Rejection> {
+        let now = now_ms.max(self.now_ms);
+        match query {
+            Query::Availability {
+                skus,
+                target,
+                channel,
+            } => self
+                .availability(skus, target, channel, now)
+                .map(Answer::Availability),
+            Query::Nearby {
+                sku,
+                center,
+                radius_km,
+                qty,
+                channel,
+            } => self
+                .nearby(sku, *center, *radius_km, *qty, channel, now)
+                .map(Answer::Nearby),
+            Query::Reservation(id) => {
+                check_id(id.as_str(), "reservation")?;
+                let r = self
+                    .reservations
+                    .get(id)
+                    .ok_or_else(|| Rejection::NotFound {
+                        kind: ObjectKind::Reservation,
+                        id: id.0.clone(),
+                    })?;
+                let state = match r.state {
+                    ReservationState::Active if r.expires_at_ms <= now => ReservationState::Expired,
+                    state => state,
+                };
+                Ok(Answer::Reservation(ReservationView {
+                    id: id.clone(),
+                    state,
+                    channel: self.channels[r.channel as usize].clone(),
+                    lines: r
+                        .held
+                        .iter()
+                        .map(|h| HeldLineView {
+                            line: h.line,
+                            sku: self.skus[h.sku as usize].id.clone(),
+                            location: self.locations[h.loc as usize].def.location.clone(),
+                            qty: h.qty,
+                        })
+                        .collect(),
+                    created_at_ms: r.created_at_ms,
+                    expires_at_ms: r.expires_at_ms,
+                }))
+            }
+            Query::Order(id) => {
+                let order = self.order(id)?;
+                Ok(Answer::Order(self.order_view(id, order, now)))
+            }
+            Query::Rma(id) => {
+                check_id(id.as_str(), "rma")?;
+                let rma = self.rmas.get(id).ok_or_else(|| Rejection::NotFound {
+                    kind: ObjectKind::Rma,
+                    id: id.0.clone(),
+                })?;
+                Ok(Answer::Rma(RmaView {
+                    id: id.clone(),
+                    order: rma.order.clone(),
+                    lines: rma
+                        .lines
+                        .iter()
+                        .map(|l| RmaLineView {
+                            sku: self.skus[l.sku as usize].id.clone(),
+                            qty: l.qty,
+                            received_at: self.locations[l.loc as usize].def.location.clone(),
+                            disposition: l.disposition,
+                        })
+                        .collect(),
+                    received_at_ms: rma.received_at_ms,
+                }))
+            }
+            Query::Transfer(id) => {
+                check_id(id.as_str(), "transfer")?;
+                let t = self.transfers.get(id).ok_or_else(|| Rejection::NotFound {
+                    kind: ObjectKind::Transfer,
+                    id: id.0.clone(),
+                })?;
+                Ok(Answer::Transfer(TransferView {
+                    id: id.clone(),
+                    sku: self.skus[t.sku as usize].id.clone(),
+                    from: self.locations[t.from as usize].def.location.clone(),
+                    to: self.locations[t.to as usize].def.location.clone(),
+                    qty: t.qty,
+                    state: t.state,
+                    received: t.received,
+                    damaged: t.damaged,
+                    lost: if t.state == crate::query::TransferState::Received {
+                        t.qty - t.received - t.damaged
+                    } else {
+                        0
+                    },
+                    shipped_at_ms: t.shipped_at_ms,
+                }))
+            }
+            Query::Changes { since, max } => self.changes(*since, *max).map(Answer::Changes),
+            Query::Status => Ok(Answer::Status(self.status())),
+            Query::Location(id) => {
+                let loc = self.location(id)?;
+                Ok(Answer::Location(self.locations[loc as usize].def.clone()))
+            }
+        }
+    }
+
+    /// Deadlines in `(applied time, now]`: their units no longer count.
+    fn pending(&self, now: u64) -> Option<Pending> {
+        let first = self.deadlines.first_key_value()?;
+        if first.0 .0 > now {
+            return None;
+        }
+        let mut pending = Pending::default();
+        for (_, deadline) in self.deadlines.range(..(now.saturating_add(1), 0)) {
+            match deadline {
+                Deadline::Hold(id) => {
+                    for h in &self.reservations[id].held {
+                        pending.released.entry(key(h.sku, h.loc)).or_default().0 += h.qty;
+                    }
+                }
+                Deadline::Pickup(id) => {
+                    for l in self.orders[id].lines.iter().filter(|l| l.pickup) {
+                        pending.released.entry(key(l.sku, l.loc)).or_default().1 += l.unfulfilled();
+                    }
+                }
+            }
+        }
+        Some(pending)
+    }
+
+    /// The balance of a key as of the query time.
+    fn balance_at(&self, k: u64, pending: Option<&Pending>) -> Balance {
+        let b = self.balances.get(&k).copied().unwrap_or_default();
+        pending.map_or(b, |p| p.adjust(k, b))
+    }
+
+    fn availability(
+        &self,
+        skus: &[SkuId],
+        target: &Target,
+        channel: &ChannelId,
+        now: u64,
+    ) -> Result<Vec<SkuAvailability>, Rejection> {
+        if skus.is_empty() {
+            return invalid(InvalidReason::NoLines);
+        }
+        if skus.len() > limits::QUERY_SKUS_MAX {
+            return Err(Rejection::limit("QUERY_SKUS_MAX"));
+        }
+        let chan = self.lookup_channel(channel)?;
+        let pos = Ledger::is_pos(chan);
+        let group: Option<&[LocIdx]> = match target {
+            Target::Location(_) | Target::All => None,
+            Target::Group(g) => {
+                check_id(g.as_str(), "group")?;
+                Some(self.groups.get(g).ok_or_else(|| Rejection::NotFound {
+                    kind: ObjectKind::Group,
+                    id: g.0.clone(),
+                })?)
+            }
+        };
+        let single = match target {
+            Target::Location(l) => Some(self.location(l)?),
+            _ => None,
+        };
+        let pending = self.pending(now);
+        let mut out = Vec::with_capacity(skus.len());
+        for sku in skus {
+            let idx = self.lookup_sku(sku)?;
+            let mut entry = SkuAvailability {
+                sku: sku.clone(),
+                scale: idx.map_or(0, |s| self.skus[s as usize].scale),
+                rows: Vec::new(),
+                ats: 0,
+                ats_pos: 0,
+            };
+            if let Some(s) = idx {
+                let one = [single.unwrap_or_default()];
+                let locs: &[LocIdx] = match (single, group) {
+                    (Some(_), _) => &one,
+                    (None, Some(group)) => group,
+                    (None, None) => &self.skus[s as usize].locations,
+                };
+                for &loc in locs {
+                    let k = key(s, loc);
+                    if single.is_none() && !self.balances.contains_key(&k) {
+                        continue;
+                    }
+                    let b = self.balance_at(k, pending.as_ref());
+                    let ats = if self.channel_allowed(loc, chan) {
+                        b.ats(pos)
+                    } else {
+                        0
+                    };
+                    let ats_pos = if self.channel_allowed(loc, Some(0)) {
+                        b.ats_pos()
+                    } else {
+                        0
+                    };
+                    entry.ats += ats;
+                    entry.ats_pos += ats_pos;
+                    entry.rows.push(AvailabilityRow {
+                        location: self.locations[loc as usize].def.location.clone(),
+                        balance: b,
+                        ats,
+                        ats_pos,
+                    });
+                }
+            } else if let Some(loc) = single {
+                entry.rows.push(AvailabilityRow {
+                    location: self.locations[loc as usize].def.location.clone(),
+                    balance: Balance::default(),
+                    ats: 0,
+                    ats_pos: 0,
+                });
+            }
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    fn nearby(
+        &self,
+        sku: &SkuId,
+        center: Coordinates,
+        radius_km: u32,
+        qty: i64,
+        channel: &ChannelId,
+        now: u64,
+    ) -> Result<Vec<NearbyRow>, Rejection> {
+        check_positive(qty)?;
+        if radius_km == 0 || radius_km > limits::NEARBY_RADIUS_KM_MAX {
+            return Err(Rejection::limit("NEARBY_RADIUS_KM_MAX"));
+        }
+        if !(-90_000_000..=90_000_000).contains(&center.lat_e6)
+            || !(-180_000_000..=180_000_000).contains(&center.lon_e6)
+        {
+            return invalid(InvalidReason::BadCoordinates);
+        }
+        let chan = self.lookup_channel(channel)?;
+        let Some(s) = self.lookup_sku(sku)? else {
+            return Ok(Vec::new());
+        };
+        let pending = self.pending(now);
+        let radius_m = u64::from(radius_km) * 1000;
+        let mut rows = Vec::new();
+        for &loc in &self.skus[s as usize].locations {
+            let entry = &self.locations[loc as usize];
+            let Some(coords) = entry.def.coordinates else {
+                continue;
+            };
+            if !self.channel_allowed(loc, chan) {
+                continue;
+            }
+            let distance_m = distance_m(center, coords);
+            if distance_m > radius_m {
+                continue;
+            }
+            let ats = self
+                .balance_at(key(s, loc), pending.as_ref())
+                .ats(Ledger::is_pos(chan));
+            if ats >= qty {
+                rows.push(NearbyRow {
+                    location: entry.def.location.clone(),
+                    kind: entry.def.kind,
+                    pickup: entry.def.pickup,
+                    distance_m,
+                    ats,
+                });
+            }
+        }
+        rows.sort_by(|a, b| {
+            a.distance_m
+                .cmp(&b.distance_m)
+                .then_with(|| a.location.cmp(&b.location))
+        });
+        rows.truncate(limits::NEARBY_RESULTS_MAX);
+        Ok(rows)
+    }
+
+    fn order_view(&self, id: &crate::ids::OrderId, order: &Order, now: u64) -> OrderView {
+        // A pickup past its deadline shows its uncollected units as cancelled.
+        let lapsed = !order.pickup_expired && order.pickup_deadline_ms.is_some_and(|d| d <= now);
+        let lines: Vec<OrderLineView> = order
+            .lines
+            .iter()
+            .map(|l| {
+                let lapsed_units = if lapsed && l.pickup {
+                    l.unfulfilled()
+                } else {
+                    0
+                };
+                OrderLineView {
+                    sku: self.skus[l.sku as usize].id.clone(),
+                    location: self.locations[l.loc as usize].def.location.clone(),
+                    pickup: l.pickup,
+                    ordered: l.ordered,
+                    fulfilled: l.fulfilled,
+                    cancelled: l.cancelled + lapsed_units,
+                }
+            })
+            .collect();
+        let state = OrderState::from_totals(
+            lines.iter().map(|l| l.ordered).sum(),
+            lines.iter().map(|l| l.fulfilled).sum(),
+            lines.iter().map(|l| l.cancelled).sum(),
+        );
+        OrderView {
+            id: id.clone(),
+            state,
+            channel: self.channels[order.channel as usize].clone(),
+            lines,
+            returned: order
+                .returned
+                .iter()
+                .map(|(s, q)| (self.skus[*s as usize].id.clone(), *q))
+                .collect(),
+            pickup_deadline_ms: order.pickup_deadline_ms,
+            ready_for_pickup: order.ready,
+            created_at_ms: order.created_at_ms,
+        }
+    }
+
+    fn changes(&self, since: u64, max: u32) -> Result<ChangesPage, Rejection> {
+        if max == 0 || max > limits::CHANGES_PER_QUERY_MAX {
+            return Err(Rejection::limit("CHANGES_PER_QUERY_MAX"));
+        }
+        let oldest = self.feed.front().map_or(self.feed_next_seq, |e| e.seq);
+        let start = since.max(oldest);
+        let skip = (start - oldest) as usize;
+        let events: Vec<ChangeEvent> = self
+            .feed
+            .iter()
+            .skip(skip)
+            .take(max as usize)
+            .map(|e| {
+                let (sku, loc) = unkey(e.key);
+                ChangeEvent {
+                    seq: e.seq,
+                    log_index: e.log_index,
+                    timestamp_ms: e.timestamp_ms,
+                    request_id: (e.request_id != 0).then_some(RequestId(e.request_id)),
+                    cause: e.cause,
+                    sku: self.skus[sku as usize].id.clone(),
+                    location: self.locations[loc as usize].def.location.clone(),
+                    balance: e.balance,
+                    shortfall: e.shortfall,
+                }
+            })
+            .collect();
+        let next = events
+            .last()
+            .map_or(start.min(self.feed_next_seq), |e| e.seq + 1);
+        Ok(ChangesPage {
+            events,
+            next,
+            oldest,
+            truncated: since != 0 && since < oldest,
+        })
+    }
+
+    fn status(&self) -> LedgerStatus {
+        LedgerStatus {
+            applied_index: self.applied_index,
+            now_ms: self.now_ms,
+            skus: self.skus.len() as u64,
+            locations: self.locations.len() as u64,
+            balances: self.balances.len() as u64,
+            live_reservations: self.live_reservations as u64,
+            open_orders: self.open_orders as u64,
+            dedup_entries: self.dedup.len() as u64,
+            feed_next_seq: self.feed_next_seq,
+        }
+    }
+}
+
+/// Great-circle distance in metres (haversine). A read-only computation for `nearby`: floating
+/// point here never reaches the ledger's state.
+fn distance_m(a: Coordinates, b: Coordinates) -> u64 {
+    const EARTH_RADIUS_M: f64 = 6_371_000.0;
+    let rad = |e6: i32| f64::from(e6) / 1e6 * std::f64::consts::PI / 180.0;
+    let (lat1, lat2) = (rad(a.lat_e6), rad(b.lat_e6));
+    let dlat = lat2 - lat1;
+    let dlon = rad(b.lon_e6) - rad(a.lon_e6);
+    let h = (dlat / 2.0).sin().powi(2) + lat1.cos() * lat2.cos() * (dlon / 2.0).sin().powi(2);
+    (2.0 * EARTH_RADIUS_M * h.sqrt().min(1.0).asin()).round() as u64
+}
