@@ -1,0 +1,286 @@
+//! Messages of the client protocol (docs/PROTOCOL.md).
+//!
+//! A client opens long-lived bidirectional QUIC streams and sends [`ClientFrame`]s on them; the
+//! node answers each with one [`ServerMessage::Reply`] carrying the frame's `id`, one result per
+//! operation, in order. Frames on one stream may be pipelined; replies can come back in any
+//! order (match them by `id`). Several operations per frame are allowed and are batched into
+//! the same Raft entry when they are writes.
+
+use serde::{Deserialize, Serialize};
+
+use engine::query::{ChangeEvent, LedgerStatus};
+use engine::{Answer, Outcome, Query, Rejection, Request};
+
+/// A request frame: up to [`crate::OPS_PER_FRAME_MAX`] operations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientFrame {
+    /// Chosen by the client; echoed in the reply. Unique among the frames in flight on a
+    /// stream.
+    pub id: u64,
+    /// The operations.
+    pub ops: Vec<Op>,
+}
+
+/// One operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// A write through the Raft log (SPEC section 3). Retrying with the same request id is
+    /// safe: the original outcome comes back.
+    Write(Request),
+    /// A read.
+    Read {
+        /// What to read.
+        query: Query,
+        /// How fresh it must be.
+        consistency: Consistency,
+    },
+    /// This node's status.
+    Status,
+    /// The digest of this node's ledger snapshot (for comparing replicas), with its applied
+    /// index.
+    Digest,
+    /// Cluster membership.
+    Admin(AdminOp),
+    /// Stream change-feed events from `since` on this stream until it is closed: the reply
+    /// acknowledges, then [`ServerMessage::Events`] frames follow.
+    Subscribe {
+        /// First feed sequence number wanted.
+        since: u64,
+    },
+}
+
+/// Read consistency (SPEC section 4, Reads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Consistency {
+    /// Checked with a quorum by the leader: sees every write acknowledged before it began.
+    /// Only the leader answers; others reply [`ServerError::NotLeader`].
+    Linearizable,
+    /// This node's state, whatever it has applied (the reply carries the applied index).
+    Local,
+    /// This node's state once it has applied at least this log index (read-your-writes); times
+    /// out with [`ServerError::Timeout`].
+    AtLeast(u64),
+}
+
+/// A node of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodeAddr {
+    /// Raft node id.
+    pub id: u64,
+    /// Its QUIC address (`host:port`), for clients and peers alike.
+    pub addr: String,
+}
+
+/// Cluster membership changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminOp {
+    /// Initialise a new cluster with these voters (once, on one node).
+    Init {
+        /// The voters, this node included.
+        members: Vec<NodeAddr>,
+    },
+    /// Add a node: it catches up as a learner, then becomes a voter.
+    AddNode(NodeAddr),
+    /// Remove a voter or learner.
+    RemoveNode {
+        /// Its id.
+        id: u64,
+    },
+}
+
+/// Messages from a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerMessage {
+    /// The answer to a [`ClientFrame`].
+    Reply {
+        /// The frame's id.
+        id: u64,
+        /// One result per operation, in order.
+        results: Vec<OpResult>,
+    },
+    /// Change-feed events for a subscription on this stream.
+    Events(Vec<ChangeEvent>),
+    /// The stream's input was not a valid frame; the node closes the stream after this (the
+    /// connection and its other streams go on).
+    ProtocolError {
+        /// What was wrong.
+        code: ProtocolErrorCode,
+        /// Details for humans.
+        message: String,
+        /// Versions the node speaks.
+        supported_versions: Vec<u16>,
+    },
+}
+
+/// Why a stream's input was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProtocolErrorCode {
+    /// The frame's version is not spoken here.
+    UnsupportedVersion,
+    /// The length prefix exceeds [`crate::FRAME_BYTES_MAX`].
+    FrameTooLarge,
+    /// The stream ended inside a frame.
+    Truncated,
+    /// The body did not decode, or broke a limit (e.g. too many operations).
+    Malformed,
+}
+
+/// The result of one operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpResult {
+    /// A write was applied (or a replay answered): its outcome and the log index of the entry
+    /// that applied it (use it for `AtLeast` reads).
+    Written {
+        /// The ledger's outcome: a reply or a typed rejection.
+        outcome: Outcome,
+        /// Log index of the applying entry.
+        log_index: u64,
+    },
+    /// A read's answer, and the log index it reflects.
+    Read {
+        /// The answer or a typed rejection (`not_found`, `invalid`).
+        answer: Result<Answer, Rejection>,
+        /// Applied log index of the node that answered.
+        applied_index: u64,
+    },
+    /// A node's status.
+    Status(NodeStatus),
+    /// A node's snapshot digest.
+    Digest {
+        /// Log index the digest reflects.
+        applied_index: u64,
+        /// BLAKE3 of the ledger snapshot, hex.
+        digest: String,
+    },
+    /// An admin operation succeeded.
+    AdminDone,
+    /// A subscription started.
+    Subscribed,
+    /// The operation was not performed (or, for a timed-out write, may or may not have been:
+    /// retry it with the same request id).
+    Failed(ServerError),
+}
+
+/// Why a node could not perform an operation. Stable codes: `not_leader`, `busy`,
+/// `not_ready`, `timeout`, `unavailable`, `invalid_op`, `internal`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerError {
+    /// Only the leader does this; here is who it is, if known.
+    NotLeader {
+        /// The current leader.
+        leader: Option<NodeAddr>,
+    },
+    /// Queues are full: retry later (with the same request id for writes).
+    Busy,
+    /// The node is still rebuilding its state (snapshot + log replay).
+    NotReady,
+    /// No answer within the node's deadline. A write may still be applied: retry it with the
+    /// same request id to learn its outcome.
+    Timeout,
+    /// The cluster cannot make progress (no quorum), or the node is shutting down.
+    Unavailable {
+        /// Details.
+        message: String,
+    },
+    /// The operation is not allowed here (e.g. a second subscription on a stream).
+    InvalidOp {
+        /// Details.
+        message: String,
+    },
+    /// A bug or an IO failure on the node.
+    Internal {
+        /// Details.
+        message: String,
+    },
+}
+
+impl ServerError {
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServerError::NotLeader { .. } => "not_leader",
+            ServerError::Busy => "busy",
+            ServerError::NotReady => "not_ready",
+            ServerError::Timeout => "timeout",
+            ServerError::Unavailable { .. } => "unavailable",
+            ServerError::InvalidOp { .. } => "invalid_op",
+            ServerError::Internal { .. } => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerError::NotLeader { leader: Some(l) } => {
+                write!(f, "not_leader: leader is node {} at {}", l.id, l.addr)
+            }
+            ServerError::NotLeader { leader: None } => f.write_str("not_leader: no leader known"),
+            ServerError::Unavailable { message }
+            | ServerError::InvalidOp { message }
+            | ServerError::Internal { message } => write!(f, "{}: {message}", self.code()),
+            _ => f.write_str(self.code()),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// A node's Raft role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// Accepts writes.
+    Leader,
+    /// Replicates the leader.
+    Follower,
+    /// Running an election.
+    Candidate,
+    /// Replicates without voting.
+    Learner,
+    /// Stopped.
+    Shutdown,
+}
+
+/// Statistics of the leader's write batching.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchStats {
+    /// Raft entries proposed with client writes.
+    pub entries: u64,
+    /// Client writes in them.
+    pub writes: u64,
+    /// Most writes in one entry.
+    pub writes_max: u64,
+    /// Writes answered `busy` because the queue was full.
+    pub shed: u64,
+    /// Empty entries proposed to fire deadlines.
+    pub ticks: u64,
+}
+
+/// A node's status (`stockctl status`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// This node.
+    pub node: NodeAddr,
+    /// Its role.
+    pub role: Role,
+    /// Current term.
+    pub term: u64,
+    /// The leader, if known.
+    pub leader: Option<NodeAddr>,
+    /// Voters and learners.
+    pub members: Vec<NodeAddr>,
+    /// Last log index applied to the ledger.
+    pub applied_index: u64,
+    /// Last log index in this node's log.
+    pub last_log_index: u64,
+    /// Index of the latest snapshot.
+    pub snapshot_index: u64,
+    /// Whether the node has rebuilt its state and serves reads.
+    pub ready: bool,
+    /// `replicated` or `fsync`.
+    pub durability: String,
+    /// Write batching statistics (meaningful on the leader).
+    pub batches: BatchStats,
+    /// Ledger counters.
+    pub ledger: LedgerStatus,
+}

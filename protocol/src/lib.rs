@@ -1,0 +1,46 @@
+//! # stockd protocol
+//!
+//! The wire protocol between clients and nodes, and the QUIC/TLS setup both sides share.
+//! docs/PROTOCOL.md is the prose version; this crate is the reference.
+//!
+//! # Layout
+//! - [`frame`]: the messages ([`ClientFrame`], [`ServerMessage`]) and their types.
+//! - [`codec`]: length-prefixed, versioned postcard frames: `check`, `parse`, `encode`, and async
+//!   `read_frame` / `write_frame` over any tokio stream (quinn's streams).
+//! - [`tls`]: certificates (a cluster CA and node certificates, made with rcgen), rustls and quinn
+//!   configurations for clients (CA or fingerprint pinning) and for peers (mutual TLS).
+
+pub mod codec;
+pub mod frame;
+pub mod tls;
+
+pub use codec::{check, encode, parse, read_frame, write_frame, FrameError};
+pub use frame::*;
+
+/// ALPN of client connections (SPEC section 6: QUIC, TLS 1.3 always).
+pub const ALPN_CLIENT: &[u8] = b"stockd/1";
+/// ALPN of node-to-node (Raft) connections; these require a client certificate signed by the
+/// cluster CA (mutual TLS).
+pub const ALPN_PEER: &[u8] = b"stockd-raft/1";
+/// The protocol version carried by every frame. A frame with another version is answered with
+/// [`ProtocolErrorCode::UnsupportedVersion`] listing [`SUPPORTED_VERSIONS`].
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Versions this build speaks.
+pub const SUPPORTED_VERSIONS: &[u16] = &[PROTOCOL_VERSION];
+
+/// Largest frame, in bytes, including its 4-byte length prefix and 2-byte version.
+pub const FRAME_BYTES_MAX: usize = 4 << 20;
+/// Operations in one client frame.
+pub const OPS_PER_FRAME_MAX: usize = 1_024;
+/// Concurrent bidirectional streams a client may open on one connection.
+pub const STREAMS_PER_CONNECTION_MAX: u32 = 64;
+/// Frames a node processes concurrently on one stream (pipelining depth); further frames wait
+/// in the stream's flow control.
+pub const FRAMES_IN_FLIGHT_PER_STREAM_MAX: usize = 256;
+/// Idle timeout of every QUIC connection, ms; clients send keep-alives at a third of it.
+pub const IDLE_TIMEOUT_MS: u64 = 30_000;
+/// Keep-alive interval of clients, ms.
+pub const KEEP_ALIVE_MS: u64 = IDLE_TIMEOUT_MS / 3;
+
+const _: () = assert!(KEEP_ALIVE_MS < IDLE_TIMEOUT_MS);
+const _: () = assert!(FRAME_BYTES_MAX < u32::MAX as usize);

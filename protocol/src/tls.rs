@@ -1,0 +1,370 @@
+//! TLS for every connection (SPEC section 6: "QUIC (TLS 1.3 always)").
+//!
+//! A cluster has one certificate authority (CA). Each node holds a certificate signed by it,
+//! with the DNS name [`SERVER_NAME`] (and whatever host names the operator adds), and uses it
+//! both as the server certificate (clients and peers connect to it) and as its client
+//! certificate towards peers: node-to-node connections (ALPN [`crate::ALPN_PEER`]) are mutual
+//! TLS, the server side checking that the peer's certificate chains to the cluster CA.
+//!
+//! Clients trust either the CA certificate (`ca.pem`) or a pinned SHA-256 fingerprint of the CA
+//! or of a node certificate. `stockd` prints both at startup.
+//!
+//! Files (PEM) in a TLS directory: `ca.pem`, `ca.key` (only where certificates are issued),
+//! `node.pem` (node certificate then CA certificate), `node.key`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use crate::{ALPN_CLIENT, ALPN_PEER, IDLE_TIMEOUT_MS, KEEP_ALIVE_MS, STREAMS_PER_CONNECTION_MAX};
+
+/// The DNS name every node certificate carries and every client asks for: a node's identity is
+/// "signed by the cluster CA", not its address, so nodes can move.
+pub const SERVER_NAME: &str = "stockd";
+
+/// A TLS setup error, with the file it concerns.
+#[derive(Debug)]
+pub struct TlsError(pub String);
+
+impl std::fmt::Display for TlsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+fn err(context: impl std::fmt::Display, e: impl std::fmt::Display) -> TlsError {
+    TlsError(format!("{context}: {e}"))
+}
+
+/// A node's certificate chain (node, then CA) and private key.
+#[derive(Debug)]
+pub struct Identity {
+    /// Node certificate, then the CA certificate.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The node's private key.
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Identity {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+/// Paths of the TLS files in `dir`.
+pub fn paths(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    (
+        dir.join("ca.pem"),
+        dir.join("ca.key"),
+        dir.join("node.pem"),
+        dir.join("node.key"),
+    )
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
+    std::fs::write(path, contents).map_err(|e| err(path.display(), e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| err(path.display(), e))?;
+    }
+    Ok(())
+}
+
+/// Creates a cluster CA in `dir` (`ca.pem`, `ca.key`) unless one is there.
+pub fn ensure_ca(dir: &Path) -> Result<(), TlsError> {
+    let (ca_pem, ca_key, _, _) = paths(dir);
+    if ca_pem.exists() && ca_key.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| err(dir.display(), e))?;
+    let key = KeyPair::generate().map_err(|e| err("CA key", e))?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| err("CA", e))?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "stockd cluster CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let cert = params.self_signed(&key).map_err(|e| err("CA", e))?;
+    write_private(&ca_key, &key.serialize_pem())?;
+    std::fs::write(&ca_pem, cert.pem()).map_err(|e| err(ca_pem.display(), e))?;
+    Ok(())
+}
+
+/// Issues a node certificate into `node_dir` (`node.pem`, `node.key`, and a copy of `ca.pem`),
+/// signed by the CA in `ca_dir`, unless `node_dir` already has one. `names` are extra DNS names
+/// or IP addresses besides [`SERVER_NAME`].
+pub fn ensure_node(ca_dir: &Path, node_dir: &Path, names: &[String]) -> Result<(), TlsError> {
+    let (_, _, node_pem, node_key) = paths(node_dir);
+    if node_pem.exists() && node_key.exists() {
+        return Ok(());
+    }
+    let (ca_pem, ca_key_path, _, _) = paths(ca_dir);
+    let ca_cert_pem = std::fs::read_to_string(&ca_pem).map_err(|e| err(ca_pem.display(), e))?;
+    let ca_key_pem =
+        std::fs::read_to_string(&ca_key_path).map_err(|e| err(ca_key_path.display(), e))?;
+    let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|e| err(ca_key_path.display(), e))?;
+    let issuer =
+        Issuer::from_ca_cert_pem(&ca_cert_pem, ca_key).map_err(|e| err(ca_pem.display(), e))?;
+    let mut sans = vec![SERVER_NAME.to_owned()];
+    sans.extend(names.iter().cloned());
+    let mut params = CertificateParams::new(sans).map_err(|e| err("node certificate", e))?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "stockd node");
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let key = KeyPair::generate().map_err(|e| err("node key", e))?;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .map_err(|e| err("node certificate", e))?;
+    std::fs::create_dir_all(node_dir).map_err(|e| err(node_dir.display(), e))?;
+    write_private(&node_key, &key.serialize_pem())?;
+    std::fs::write(&node_pem, format!("{}{}", cert.pem(), ca_cert_pem))
+        .map_err(|e| err(node_pem.display(), e))?;
+    if ca_dir != node_dir {
+        std::fs::write(node_dir.join("ca.pem"), &ca_cert_pem).map_err(|e| err("ca.pem copy", e))?;
+    }
+    Ok(())
+}
+
+/// Loads `node.pem` and `node.key` from `dir`.
+pub fn load_identity(dir: &Path) -> Result<Identity, TlsError> {
+    let (_, _, node_pem, node_key) = paths(dir);
+    let chain = load_certs(&node_pem)?;
+    let key = PrivateKeyDer::from_pem_file(&node_key).map_err(|e| err(node_key.display(), e))?;
+    Ok(Identity { chain, key })
+}
+
+/// Loads every certificate of a PEM file.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| err(path.display(), e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(path.display(), e))?;
+    if certs.is_empty() {
+        return Err(TlsError(format!("{}: no certificate", path.display())));
+    }
+    Ok(certs)
+}
+
+/// SHA-256 of a certificate (DER), lowercase hex: what `--fingerprint` pins.
+pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn roots(ca: &[CertificateDer<'static>]) -> Result<Arc<RootCertStore>, TlsError> {
+    let mut store = RootCertStore::empty();
+    for cert in ca {
+        store
+            .add(cert.clone())
+            .map_err(|e| err("CA certificate", e))?;
+    }
+    Ok(Arc::new(store))
+}
+
+fn transport(keep_alive: bool) -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(Some(
+        Duration::from_millis(IDLE_TIMEOUT_MS)
+            .try_into()
+            .expect("idle timeout fits"),
+    ));
+    t.max_concurrent_bidi_streams(STREAMS_PER_CONNECTION_MAX.into());
+    t.max_concurrent_uni_streams(0u32.into());
+    if keep_alive {
+        t.keep_alive_interval(Some(Duration::from_millis(KEEP_ALIVE_MS)));
+    }
+    Arc::new(t)
+}
+
+/// The QUIC server configuration of a node: its identity for both ALPNs; client certificates
+/// are verified against the cluster CA when presented (peers must present one: the server
+/// checks that on [`crate::ALPN_PEER`] connections). 0-RTT is off (SPEC section 4: no 0-RTT
+/// writes).
+pub fn server_config(
+    identity: &Identity,
+    ca: &[CertificateDer<'static>],
+) -> Result<quinn::ServerConfig, TlsError> {
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| err("client verifier", e))?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| err("TLS", e))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(identity.chain.clone(), identity.key.clone_key())
+        .map_err(|e| err("node certificate", e))?;
+    tls.alpn_protocols = vec![ALPN_CLIENT.to_vec(), ALPN_PEER.to_vec()];
+    tls.max_early_data_size = 0;
+    let quic = QuicServerConfig::try_from(tls).map_err(|e| err("QUIC TLS", e))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    config.transport_config(transport(false));
+    Ok(config)
+}
+
+/// The QUIC client configuration a node uses towards its peers: mutual TLS with its identity.
+pub fn peer_client_config(
+    identity: &Identity,
+    ca: &[CertificateDer<'static>],
+) -> Result<quinn::ClientConfig, TlsError> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| err("TLS", e))?
+        .with_root_certificates(roots(ca)?)
+        .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
+        .map_err(|e| err("node certificate", e))?;
+    tls.alpn_protocols = vec![ALPN_PEER.to_vec()];
+    let quic = QuicClientConfig::try_from(tls).map_err(|e| err("QUIC TLS", e))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(transport(true));
+    Ok(config)
+}
+
+/// What a client trusts.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    /// Nodes whose certificate chains to these CA certificates.
+    Ca(Vec<CertificateDer<'static>>),
+    /// Nodes presenting a certificate (node or CA) with this SHA-256 fingerprint (hex).
+    Fingerprint(String),
+}
+
+/// The QUIC client configuration of a client: ALPN [`crate::ALPN_CLIENT`], keep-alives under the
+/// idle timeout, no client certificate.
+pub fn client_config(trust: &Trust) -> Result<quinn::ClientConfig, TlsError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| err("TLS", e))?;
+    let mut tls = match trust {
+        Trust::Ca(ca) => builder
+            .with_root_certificates(roots(ca)?)
+            .with_no_client_auth(),
+        Trust::Fingerprint(hex) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
+                fingerprint: hex.to_ascii_lowercase().replace(':', ""),
+                provider: provider(),
+            }))
+            .with_no_client_auth(),
+    };
+    tls.alpn_protocols = vec![ALPN_CLIENT.to_vec()];
+    tls.enable_early_data = false;
+    let quic = QuicClientConfig::try_from(tls).map_err(|e| err("QUIC TLS", e))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(transport(true));
+    Ok(config)
+}
+
+/// Accepts a server whose certificate chain contains a certificate with the pinned SHA-256
+/// fingerprint, and checks the handshake signature with the end-entity key.
+#[derive(Debug)]
+struct PinnedVerifier {
+    fingerprint: String,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let pinned = std::iter::once(end_entity)
+            .chain(intermediates)
+            .any(|c| fingerprint(c) == self.fingerprint);
+        if pinned {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(
+                "server certificate does not match the pinned fingerprint".into(),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2 is not allowed".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issues_a_ca_and_node_certificates_that_load() {
+        let dir = std::env::temp_dir().join(format!("stockd-tls-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        ensure_ca(&dir).expect("CA");
+        ensure_node(&dir, &dir.join("n1"), &["127.0.0.1".to_owned()]).expect("node");
+        let identity = load_identity(&dir.join("n1")).expect("identity");
+        assert_eq!(identity.chain.len(), 2, "node certificate then CA");
+        let ca = load_certs(&dir.join("ca.pem")).expect("CA cert");
+        assert_eq!(identity.chain[1], ca[0]);
+        assert_eq!(fingerprint(&ca[0]).len(), 64);
+        server_config(&identity, &ca).expect("server config");
+        peer_client_config(&identity, &ca).expect("peer config");
+        client_config(&Trust::Ca(ca)).expect("client config");
+        // A second call keeps the existing files.
+        let before = std::fs::read(dir.join("n1/node.pem")).expect("read");
+        ensure_node(&dir, &dir.join("n1"), &[]).expect("node again");
+        assert_eq!(
+            std::fs::read(dir.join("n1/node.pem")).expect("read"),
+            before
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
