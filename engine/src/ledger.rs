@@ -365,6 +365,13 @@ impl Ledger {
         self.applied_index
     }
 
+    /// The earliest hold expiry or pickup deadline still pending, ms since the epoch: the
+    /// leader proposes a batch (possibly empty) once its clock passes it, so deadlines fire on
+    /// time even when no client writes (the change feed then shows them at the right time).
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        self.deadlines.first_key_value().map(|((at, _), _)| *at)
+    }
+
     /// Applies one batch of requests and returns one outcome per request, in order.
     ///
     /// The engine never panics on input: a malformed request gets `invalid`. It panics only on
