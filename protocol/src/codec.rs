@@ -35,7 +35,7 @@ impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FrameError::TooLarge { len } => {
-                write!(f, "frame of {len} bytes exceeds {FRAME_BYTES_MAX}")
+                write!(f, "frame of {len} bytes exceeds the limit")
             }
             FrameError::Truncated => f.write_str("stream ended inside a frame"),
             FrameError::UnsupportedVersion { version } => {
@@ -74,12 +74,17 @@ pub const VERSION_BYTES: usize = 2;
 /// Whether `buf` starts with a whole frame: `Ok(Some(total_len))` if so, `Ok(None)` if more bytes
 /// are needed, `Err` if the prefix is impossible (too large, or shorter than the version).
 pub fn check(buf: &[u8]) -> Result<Option<usize>, FrameError> {
+    check_limit(buf, FRAME_BYTES_MAX)
+}
+
+/// [`check`] with another size limit (peer frames carry log entries and snapshot chunks).
+pub fn check_limit(buf: &[u8], max: usize) -> Result<Option<usize>, FrameError> {
     let Some(prefix) = buf.get(..LEN_BYTES) else {
         return Ok(None);
     };
     let len = u32::from_le_bytes(prefix.try_into().expect("4 bytes")) as u64;
     let total = len + LEN_BYTES as u64;
-    if total > FRAME_BYTES_MAX as u64 {
+    if total > max as u64 {
         return Err(FrameError::TooLarge { len: total });
     }
     if (len as usize) < VERSION_BYTES {
@@ -92,7 +97,12 @@ pub fn check(buf: &[u8]) -> Result<Option<usize>, FrameError> {
 
 /// Decodes one whole frame (as delimited by [`check`]).
 pub fn parse<T: DeserializeOwned>(frame: &[u8]) -> Result<T, FrameError> {
-    let total = check(frame)?.ok_or(FrameError::Truncated)?;
+    parse_limit(frame, FRAME_BYTES_MAX)
+}
+
+/// [`parse`] with another size limit.
+pub fn parse_limit<T: DeserializeOwned>(frame: &[u8], max: usize) -> Result<T, FrameError> {
+    let total = check_limit(frame, max)?.ok_or(FrameError::Truncated)?;
     if total != frame.len() {
         return Err(FrameError::Malformed(format!(
             "{} bytes after the frame",
@@ -121,11 +131,16 @@ pub fn parse<T: DeserializeOwned>(frame: &[u8]) -> Result<T, FrameError> {
 
 /// Encodes a message as one frame of the current version.
 pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, FrameError> {
+    encode_limit(message, FRAME_BYTES_MAX)
+}
+
+/// [`encode`] with another size limit.
+pub fn encode_limit<T: Serialize>(message: &T, max: usize) -> Result<Vec<u8>, FrameError> {
     let mut out = vec![0u8; LEN_BYTES];
     out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
     let mut out =
         postcard::to_extend(message, out).map_err(|e| FrameError::Malformed(e.to_string()))?;
-    if out.len() > FRAME_BYTES_MAX {
+    if out.len() > max {
         return Err(FrameError::TooLarge {
             len: out.len() as u64,
         });
@@ -140,6 +155,14 @@ pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, FrameError> {
 /// reader allocate more than [`FRAME_BYTES_MAX`].
 pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
+) -> Result<Option<Vec<u8>>, FrameError> {
+    read_frame_limit(reader, FRAME_BYTES_MAX).await
+}
+
+/// [`read_frame`] with another size limit.
+pub async fn read_frame_limit<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: usize,
 ) -> Result<Option<Vec<u8>>, FrameError> {
     let mut prefix = [0u8; LEN_BYTES];
     let mut got = 0;
@@ -157,7 +180,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         }
         got += n;
     }
-    let total = match check(&prefix)? {
+    let total = match check_limit(&prefix, max)? {
         Some(total) => total,
         None => LEN_BYTES + u32::from_le_bytes(prefix) as usize,
     };

@@ -14,7 +14,10 @@ pub mod codec;
 pub mod frame;
 pub mod tls;
 
-pub use codec::{check, encode, parse, read_frame, write_frame, FrameError};
+pub use codec::{
+    check, check_limit, encode, encode_limit, parse, parse_limit, read_frame, read_frame_limit, write_frame,
+    FrameError,
+};
 pub use frame::*;
 
 /// ALPN of client connections (SPEC section 6: QUIC, TLS 1.3 always).
@@ -30,6 +33,8 @@ pub const SUPPORTED_VERSIONS: &[u16] = &[PROTOCOL_VERSION];
 
 /// Largest frame, in bytes, including its 4-byte length prefix and 2-byte version.
 pub const FRAME_BYTES_MAX: usize = 4 << 20;
+/// Largest node-to-node frame, in bytes (Raft log entries and snapshot chunks).
+pub const PEER_FRAME_BYTES_MAX: usize = 64 << 20;
 /// Operations in one client frame.
 pub const OPS_PER_FRAME_MAX: usize = 1_024;
 /// Concurrent bidirectional streams a client may open on one connection.
