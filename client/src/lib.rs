@@ -1,9 +1,44 @@
 //! # stockd client
 //!
+//! The async client library of stockd (SPEC section 6), `stockctl`'s command line, and the
+//! scenario-case runner.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), client::ClientError> {
+//! use client::{Client, ClientConfig};
+//! use protocol::tls::{load_certs, Trust};
+//!
+//! let ca = load_certs("stockd-data/ca.pem".as_ref())
+//!     .map_err(|e| client::ClientError::Config(e.to_string()))?;
+//! let config = ClientConfig::new(vec!["127.0.0.1:7400".into()], Trust::Ca(ca));
+//! let client = Client::connect(config).await?;
+//! let status = client.status().await;
+//! # let _ = status;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Layout
+//! - [`api`]: [`Client`] — leader discovery, retries with the same request id, a pool of QUIC
+//!   connections with several pipelined streams each; [`Subscription`] for the change feed.
+//! - [`retry`]: the retry policy, a pure function of the failure, the attempt and the time.
+//! - [`error`]: [`ClientError`]; ledger rejections are outcomes, not errors.
+//! - `channel`, `pool` (private): one stream with its writer and reader tasks and the pending
+//!   frames by id; the connections per node.
 //! - [`case`]: the scenario-case language of `../shared/cases/FORMAT.md`: a parser and a runner
-//!   that drives any [`case::CaseTarget`] (an in-process engine here; a live cluster through
-//!   the client later) and reports `PASS name` / `FAIL name: line N: expected X, got Y`.
-//! - `stockctl` (src/bin): the operators' CLI.
+//!   that drives any [`case::CaseTarget`]; [`cluster_target`]: a live cluster as a target.
+//! - [`cli`]: `stockctl`'s commands (the binary in src/bin only calls [`cli::main`]).
 
+pub mod api;
 pub mod case;
+mod channel;
+pub mod cli;
+pub mod cluster_target;
+pub mod error;
+mod pool;
+pub mod retry;
+
+pub use api::{
+    new_request_id, Client, ClientConfig, Digest, NodeReport, ReadResult, Subscription, WriteResult,
+};
+pub use error::ClientError;

@@ -1,0 +1,812 @@
+//! The async client library (SPEC section 6): leader discovery, retries with the same request
+//! id, pooled connections with pipelined streams.
+//!
+//! Routing: writes, `linearizable` reads and membership changes go to the leader (found with
+//! `Op::Status` on the known nodes, then followed through `not_leader` hints); `local` and
+//! `at_least` reads go to one node of the list, moving to the next one when it fails.
+//!
+//! Retrying ([`crate::retry`]): every attempt re-sends the SAME operations, so a write keeps
+//! its request id however often it is retried; in a batch, only the operations that failed
+//! with a retryable node error are sent again. Ledger rejections are final outcomes.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use engine::query::ChangeEvent;
+use engine::{Answer, Command, Outcome, Query, Rejection, Request, RequestId};
+use protocol::tls::Trust;
+use protocol::{AdminOp, Consistency, NodeAddr, NodeStatus, Op, OpResult, Role};
+use tokio::sync::mpsc;
+
+use crate::channel::{CallError, Channel};
+use crate::error::ClientError;
+use crate::pool::{lock, Pool};
+use crate::retry::{jittered, retryable, Decision, Failure, RetryPolicy};
+
+/// How a [`Client`] connects and retries. Build it with [`ClientConfig::new`] and adjust the
+/// public fields.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Seed nodes, `host:port`; more are learned from the cluster's membership.
+    pub nodes: Vec<String>,
+    /// What the client trusts: the cluster CA, or a pinned certificate fingerprint.
+    pub trust: Trust,
+    /// Longest wait for one attempt's reply, ms (connecting included).
+    pub timeout_ms: u64,
+    /// Longest time for a whole call, retries included, ms.
+    pub deadline_ms: u64,
+    /// Retries after the first attempt.
+    pub retries: u32,
+    /// First retry backoff, ms (doubled at each retry, with jitter).
+    pub backoff_ms_min: u64,
+    /// Largest retry backoff, ms.
+    pub backoff_ms_max: u64,
+    /// Long-lived request streams per node connection, 1..=[`STREAMS_PER_CONNECTION_MAX`]
+    /// (subscriptions open streams of their own besides these).
+    pub streams_per_connection: usize,
+    /// Frames waiting for a reply on one stream,
+    /// 1..=[`protocol::FRAMES_IN_FLIGHT_PER_STREAM_MAX`]; further calls wait for a slot.
+    pub frames_in_flight_per_stream: usize,
+    /// Longest QUIC handshake, ms.
+    pub connect_timeout_ms: u64,
+}
+
+/// Most request streams a client opens per connection: the node's limit
+/// ([`protocol::STREAMS_PER_CONNECTION_MAX`]) minus room for subscriptions.
+pub const STREAMS_PER_CONNECTION_MAX: usize = protocol::STREAMS_PER_CONNECTION_MAX as usize - 8;
+
+/// Events batches buffered per subscription before the node is slowed down (flow control).
+const SUBSCRIPTION_BUFFER_BATCHES: usize = 16;
+
+/// Longest wait for a node's status while looking for the leader, ms.
+const PROBE_TIMEOUT_MS_MAX: u64 = 2_000;
+
+impl ClientConfig {
+    /// Defaults: 5 s per attempt, 30 s per call, 20 retries with backoff from 10 ms to 1 s,
+    /// 4 streams per connection, 256 frames in flight per stream, 5 s to connect.
+    pub fn new(nodes: Vec<String>, trust: Trust) -> ClientConfig {
+        ClientConfig {
+            nodes,
+            trust,
+            timeout_ms: 5_000,
+            deadline_ms: 30_000,
+            retries: 20,
+            backoff_ms_min: 10,
+            backoff_ms_max: 1_000,
+            streams_per_connection: 4,
+            frames_in_flight_per_stream: protocol::FRAMES_IN_FLIGHT_PER_STREAM_MAX,
+            connect_timeout_ms: 5_000,
+        }
+    }
+
+    fn check(&self) -> Result<(), ClientError> {
+        let bad = |what: String| Err(ClientError::Config(what));
+        if self.nodes.is_empty() {
+            return bad("no node address".into());
+        }
+        if let Some(node) = self.nodes.iter().find(|n| n.rsplit_once(':').is_none()) {
+            return bad(format!("node address {node:?} is not host:port"));
+        }
+        if !(1..=STREAMS_PER_CONNECTION_MAX).contains(&self.streams_per_connection) {
+            return bad(format!(
+                "streams_per_connection must be 1..={STREAMS_PER_CONNECTION_MAX}"
+            ));
+        }
+        let frames = protocol::FRAMES_IN_FLIGHT_PER_STREAM_MAX;
+        if !(1..=frames).contains(&self.frames_in_flight_per_stream) {
+            return bad(format!("frames_in_flight_per_stream must be 1..={frames}"));
+        }
+        if self.timeout_ms == 0 || self.deadline_ms == 0 || self.connect_timeout_ms == 0 {
+            return bad("timeouts must be > 0 ms".into());
+        }
+        Ok(())
+    }
+}
+
+/// A write's final answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteResult {
+    /// The request id the write was sent (and possibly retried) with.
+    pub request_id: RequestId,
+    /// The ledger's outcome: a reply, or a typed rejection (final: never retried).
+    pub outcome: Outcome,
+    /// Log index of the entry that applied it (use it for `AtLeast` reads).
+    pub log_index: u64,
+}
+
+/// A read's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    /// The answer, or a typed rejection (`not_found`, `invalid`).
+    pub answer: Result<Answer, Rejection>,
+    /// Applied log index of the node that answered.
+    pub applied_index: u64,
+}
+
+/// One node's answer to a status request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeReport {
+    /// The node, `host:port`.
+    pub node: String,
+    /// Its status, or why it did not answer.
+    pub status: Result<NodeStatus, ClientError>,
+}
+
+/// A node's ledger digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digest {
+    /// Log index the digest reflects.
+    pub applied_index: u64,
+    /// BLAKE3 of the ledger snapshot, hex.
+    pub digest: String,
+}
+
+/// A fresh random non-zero 128-bit request id (the ledger rejects zero).
+pub fn new_request_id() -> RequestId {
+    loop {
+        let id: u128 = rand::random();
+        if id != 0 {
+            return RequestId(id);
+        }
+    }
+}
+
+/// Where an operation goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    /// The current leader.
+    Leader,
+    /// Exactly this node.
+    Node(String),
+    /// Any node of the list (the current one until it fails).
+    Any,
+}
+
+struct Inner {
+    policy: RetryPolicy,
+    timeout: Duration,
+    pool: Pool,
+    /// Known nodes: the seeds, then members learned from status answers.
+    nodes: Mutex<Vec<String>>,
+    /// The leader, as last learned.
+    leader: Mutex<Option<String>>,
+    /// One leader search at a time; `searches` counts finished ones.
+    searching: tokio::sync::Mutex<()>,
+    searches: AtomicU64,
+    /// Index into `nodes` of the node for [`Route::Any`] (and of the next guess for the leader).
+    rotate: AtomicUsize,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.pool.close();
+    }
+}
+
+/// A connection to a stockd cluster. Cheap to clone (clones share the pool); use it from any
+/// number of tasks. Must be created and used inside a tokio runtime.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("nodes", &self.nodes())
+            .field("leader", &*lock(&self.inner.leader))
+            .finish()
+    }
+}
+
+impl Client {
+    /// Checks the configuration and connects to the first reachable seed node.
+    pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
+        config.check()?;
+        let quic = protocol::tls::client_config(&config.trust)
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        let client = Client {
+            inner: Arc::new(Inner {
+                policy: RetryPolicy {
+                    retries: config.retries,
+                    deadline_ms: config.deadline_ms,
+                    backoff_ms_min: config.backoff_ms_min,
+                    backoff_ms_max: config.backoff_ms_max,
+                },
+                timeout: Duration::from_millis(config.timeout_ms),
+                pool: Pool::new(
+                    quic,
+                    config.streams_per_connection,
+                    config.frames_in_flight_per_stream,
+                    Duration::from_millis(config.connect_timeout_ms),
+                ),
+                nodes: Mutex::new(config.nodes.clone()),
+                leader: Mutex::new(None),
+                searching: tokio::sync::Mutex::new(()),
+                searches: AtomicU64::new(0),
+                rotate: AtomicUsize::new(0),
+            }),
+        };
+        let mut last = None;
+        for (i, node) in config.nodes.iter().enumerate() {
+            match client.inner.pool.get(node).await {
+                Ok(_) => {
+                    client.inner.rotate.store(i, Ordering::Relaxed);
+                    return Ok(client);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(ClientError::GaveUp {
+            attempts: config.nodes.len() as u32,
+            last: match last {
+                Some(CallError::Closed(why)) => Failure::Transport(why),
+                _ => Failure::NoReply,
+            },
+        })
+    }
+
+    /// The nodes this client knows: the seeds, then members learned from the cluster.
+    pub fn nodes(&self) -> Vec<String> {
+        lock(&self.inner.nodes).clone()
+    }
+
+    /// The leader as last learned (`host:port`), if any.
+    pub fn leader_hint(&self) -> Option<String> {
+        lock(&self.inner.leader).clone()
+    }
+
+    /// Closes every connection; calls in progress fail.
+    pub fn close(&self) {
+        self.inner.pool.close();
+    }
+
+    /// Applies a write with a fresh random request id.
+    pub async fn write(&self, command: Command) -> Result<WriteResult, ClientError> {
+        self.write_with_id(Request {
+            request_id: new_request_id(),
+            command,
+        })
+        .await
+    }
+
+    /// Applies a write with the caller's request id (retrying a request id returns the
+    /// original outcome).
+    pub async fn write_with_id(&self, request: Request) -> Result<WriteResult, ClientError> {
+        let request_id = request.request_id;
+        let result = self.one(Route::Leader, Op::Write(request)).await?;
+        written(request_id, result)
+    }
+
+    /// Applies many writes, [`protocol::OPS_PER_FRAME_MAX`] per frame (frames sent
+    /// concurrently): one result per request, in order. The node batches a frame's writes into
+    /// one log entry, but each write succeeds or is rejected on its own.
+    pub async fn write_batch(
+        &self,
+        requests: Vec<Request>,
+    ) -> Vec<Result<WriteResult, ClientError>> {
+        let ids: Vec<RequestId> = requests.iter().map(|r| r.request_id).collect();
+        let ops = requests.into_iter().map(Op::Write).collect();
+        let results = self.chunked(Route::Leader, ops).await;
+        ids.into_iter()
+            .zip(results)
+            .map(|(id, r)| r.and_then(|r| written(id, r)))
+            .collect()
+    }
+
+    /// A read. `Linearizable` goes to the leader; `Local` and `AtLeast` to any node.
+    pub async fn read(
+        &self,
+        query: Query,
+        consistency: Consistency,
+    ) -> Result<ReadResult, ClientError> {
+        let route = read_route(consistency);
+        read_result(self.one(route, Op::Read { query, consistency }).await?)
+    }
+
+    /// Many reads with one consistency, in as few frames as possible: one result each, in
+    /// order.
+    pub async fn read_batch(
+        &self,
+        queries: Vec<Query>,
+        consistency: Consistency,
+    ) -> Vec<Result<ReadResult, ClientError>> {
+        let ops = queries
+            .into_iter()
+            .map(|query| Op::Read { query, consistency })
+            .collect();
+        self.chunked(read_route(consistency), ops)
+            .await
+            .into_iter()
+            .map(|r| r.and_then(read_result))
+            .collect()
+    }
+
+    /// The status of every known node (one attempt each, concurrently), after refreshing the
+    /// membership from the cluster.
+    pub async fn status(&self) -> Vec<NodeReport> {
+        self.find_leader().await;
+        let probes = self
+            .nodes()
+            .into_iter()
+            .map(|node| {
+                let client = self.clone();
+                tokio::spawn(async move {
+                    let status = client.probe(&node, client.inner.timeout).await;
+                    NodeReport { node, status }
+                })
+            })
+            .collect::<Vec<_>>();
+        let mut reports = Vec::with_capacity(probes.len());
+        for probe in probes {
+            if let Ok(report) = probe.await {
+                reports.push(report);
+            }
+        }
+        reports
+    }
+
+    /// The status of one node (with retries).
+    pub async fn status_of(&self, node: &str) -> Result<NodeStatus, ClientError> {
+        match self.one(Route::Node(node.to_owned()), Op::Status).await? {
+            OpResult::Status(status) => Ok(status),
+            other => Err(unexpected("a status", &other)),
+        }
+    }
+
+    /// The digest of one node's ledger snapshot, to compare replicas.
+    pub async fn digest_of(&self, node: &str) -> Result<Digest, ClientError> {
+        match self.one(Route::Node(node.to_owned()), Op::Digest).await? {
+            OpResult::Digest {
+                applied_index,
+                digest,
+            } => Ok(Digest {
+                applied_index,
+                digest,
+            }),
+            other => Err(unexpected("a digest", &other)),
+        }
+    }
+
+    /// Initialises a new cluster on `node` with these voters (once, on one node).
+    pub async fn init(&self, node: &str, members: Vec<NodeAddr>) -> Result<(), ClientError> {
+        let op = Op::Admin(AdminOp::Init { members });
+        admin_done(self.one(Route::Node(node.to_owned()), op).await?)
+    }
+
+    /// Adds a node (a learner that becomes a voter once caught up), through the leader.
+    pub async fn add_node(&self, node: NodeAddr) -> Result<(), ClientError> {
+        admin_done(
+            self.one(Route::Leader, Op::Admin(AdminOp::AddNode(node)))
+                .await?,
+        )
+    }
+
+    /// Removes a voter or learner, through the leader.
+    pub async fn remove_node(&self, id: u64) -> Result<(), ClientError> {
+        admin_done(
+            self.one(Route::Leader, Op::Admin(AdminOp::RemoveNode { id }))
+                .await?,
+        )
+    }
+
+    /// Subscribes to the change feed from sequence number `since` (0: the oldest retained).
+    /// The subscription resumes by itself after a broken connection, without duplicates.
+    pub async fn subscribe(&self, since: u64) -> Result<Subscription, ClientError> {
+        let (channel, events) = self.open_subscription(since).await?;
+        Ok(Subscription {
+            client: self.clone(),
+            next: since,
+            buffer: VecDeque::new(),
+            events,
+            _channel: channel,
+        })
+    }
+
+    /// One operation with retries.
+    async fn one(&self, route: Route, op: Op) -> Result<OpResult, ClientError> {
+        let mut results = self.execute(&route, vec![op]).await;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(ClientError::Unexpected("no result".into())))
+    }
+
+    /// Many operations, [`protocol::OPS_PER_FRAME_MAX`] per frame, frames concurrently.
+    async fn chunked(&self, route: Route, ops: Vec<Op>) -> Vec<Result<OpResult, ClientError>> {
+        if ops.len() <= protocol::OPS_PER_FRAME_MAX {
+            return self.execute(&route, ops).await;
+        }
+        let mut ops = ops.into_iter().peekable();
+        let mut frames = Vec::new();
+        while ops.peek().is_some() {
+            let chunk: Vec<Op> = ops.by_ref().take(protocol::OPS_PER_FRAME_MAX).collect();
+            let (client, route) = (self.clone(), route.clone());
+            frames.push((
+                chunk.len(),
+                tokio::spawn(async move { client.execute(&route, chunk).await }),
+            ));
+        }
+        let mut results = Vec::new();
+        for (len, frame) in frames {
+            match frame.await {
+                Ok(r) => results.extend(r),
+                Err(e) => results.extend(
+                    (0..len).map(|_| Err(ClientError::Unexpected(format!("task failed: {e}")))),
+                ),
+            }
+        }
+        results
+    }
+
+    /// Sends `ops` in one frame along `route`, retrying the operations that fail with a
+    /// retryable error (and all of them on a transport failure) as [`RetryPolicy::decide`]
+    /// says, always with the same operations (the same request ids).
+    async fn execute(&self, route: &Route, ops: Vec<Op>) -> Vec<Result<OpResult, ClientError>> {
+        let start = Instant::now();
+        let deadline = Duration::from_millis(self.inner.policy.deadline_ms);
+        let mut results: Vec<Option<Result<OpResult, ClientError>>> = vec![None; ops.len()];
+        let mut todo: Vec<usize> = (0..ops.len()).collect();
+        // The operations still to send when they are a strict subset of `ops`.
+        let mut subset: Option<Vec<Op>> = None;
+        let mut redirect: Option<String> = None;
+        let mut attempt: u32 = 0;
+        loop {
+            let node = match redirect.take() {
+                Some(node) => node,
+                None => self.pick(route).await,
+            };
+            let timeout = self
+                .inner
+                .timeout
+                .min(deadline.saturating_sub(start.elapsed()))
+                .max(Duration::from_millis(1));
+            let sent = subset.as_deref().unwrap_or(&ops);
+            let failure = match self.send(&node, sent, timeout).await {
+                Ok(replies) => {
+                    let mut again = Vec::new();
+                    let mut first = None;
+                    for (&k, reply) in todo.iter().zip(replies) {
+                        match reply {
+                            OpResult::Failed(e) if retryable(&e) => {
+                                again.push(k);
+                                first.get_or_insert(e);
+                            }
+                            OpResult::Failed(e) => results[k] = Some(Err(ClientError::Server(e))),
+                            reply => results[k] = Some(Ok(reply)),
+                        }
+                    }
+                    let Some(first) = first else { break };
+                    if again.len() != todo.len() {
+                        subset = Some(again.iter().map(|&k| ops[k].clone()).collect());
+                    }
+                    todo = again;
+                    Failure::Server(first)
+                }
+                Err(CallError::Closed(why)) => Failure::Transport(why),
+                Err(CallError::NoReply) => Failure::NoReply,
+                Err(other) => {
+                    let error = ClientError::from_call(other);
+                    for &k in &todo {
+                        results[k] = Some(Err(error.clone()));
+                    }
+                    break;
+                }
+            };
+            let elapsed_ms = start.elapsed().as_millis() as u64;
+            let decision = match self.inner.policy.decide(attempt, elapsed_ms, &failure) {
+                // Only the leader route follows hints; a node-bound operation stays put.
+                Decision::Redirect { .. } if *route != Route::Leader => Decision::GiveUp,
+                decision => decision,
+            };
+            match decision {
+                Decision::Redirect { node, delay_ms } => {
+                    *lock(&self.inner.leader) = Some(node.clone());
+                    self.learn(std::slice::from_ref(&node));
+                    redirect = Some(node);
+                    sleep_ms(jittered(delay_ms)).await;
+                }
+                Decision::Retry {
+                    delay_ms,
+                    elsewhere,
+                } => {
+                    if elsewhere {
+                        self.move_away(route, &node);
+                    }
+                    sleep_ms(jittered(delay_ms)).await;
+                }
+                Decision::GiveUp => {
+                    let error = match failure {
+                        Failure::Server(e) if !retryable(&e) => ClientError::Server(e),
+                        last => ClientError::GaveUp {
+                            attempts: attempt + 1,
+                            last,
+                        },
+                    };
+                    for &k in &todo {
+                        results[k] = Some(Err(error.clone()));
+                    }
+                    break;
+                }
+            }
+            attempt += 1;
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(ClientError::Unexpected("no result".into()))))
+            .collect()
+    }
+
+    /// One attempt: a pooled stream to `node`, one frame, its reply.
+    async fn send(
+        &self,
+        node: &str,
+        ops: &[Op],
+        timeout: Duration,
+    ) -> Result<Vec<OpResult>, CallError> {
+        let started = Instant::now();
+        let channel = tokio::time::timeout(timeout, async {
+            let conn = self.inner.pool.get(node).await?;
+            conn.channel().await
+        })
+        .await
+        .map_err(|_| CallError::NoReply)??;
+        channel
+            .call(ops, timeout.saturating_sub(started.elapsed()))
+            .await
+    }
+
+    /// The node to try next for `route`.
+    async fn pick(&self, route: &Route) -> String {
+        match route {
+            Route::Node(node) => node.clone(),
+            Route::Any => self.current_node(),
+            Route::Leader => {
+                if let Some(leader) = self.leader_hint() {
+                    return leader;
+                }
+                self.find_leader().await;
+                self.leader_hint().unwrap_or_else(|| self.current_node())
+            }
+        }
+    }
+
+    fn current_node(&self) -> String {
+        let nodes = lock(&self.inner.nodes);
+        let i = self.inner.rotate.load(Ordering::Relaxed) % nodes.len().max(1);
+        nodes.get(i).cloned().unwrap_or_default()
+    }
+
+    /// After a failure at `node`: forget it as the leader, and move on to the next node.
+    fn move_away(&self, route: &Route, node: &str) {
+        if *route == Route::Node(node.to_owned()) {
+            return;
+        }
+        {
+            let mut leader = lock(&self.inner.leader);
+            if leader.as_deref() == Some(node) {
+                *leader = None;
+            }
+        }
+        if self.current_node() == node {
+            self.inner.rotate.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds nodes to the known list (ignoring unspecified addresses such as `0.0.0.0:7400`).
+    fn learn(&self, addrs: &[String]) {
+        let mut nodes = lock(&self.inner.nodes);
+        for addr in addrs {
+            let unspecified = addr
+                .parse::<SocketAddr>()
+                .is_ok_and(|a| a.ip().is_unspecified());
+            if !unspecified && !addr.is_empty() && !nodes.contains(addr) {
+                nodes.push(addr.clone());
+            }
+        }
+    }
+
+    /// Asks every known node for its status, concurrently, and takes as leader the node that
+    /// says it leads in the highest term (else the leader named in the highest term). Learns
+    /// the members on the way. One search at a time: callers that waited for a search reuse
+    /// its result.
+    async fn find_leader(&self) {
+        let seen = self.inner.searches.load(Ordering::Acquire);
+        let _searching = self.inner.searching.lock().await;
+        if self.inner.searches.load(Ordering::Acquire) != seen && self.leader_hint().is_some() {
+            return;
+        }
+        let timeout = self
+            .inner
+            .timeout
+            .min(Duration::from_millis(PROBE_TIMEOUT_MS_MAX));
+        let probes: Vec<_> = self
+            .nodes()
+            .into_iter()
+            .map(|node| {
+                let client = self.clone();
+                tokio::spawn(async move {
+                    let status = client.probe(&node, timeout).await;
+                    (node, status)
+                })
+            })
+            .collect();
+        let mut best: Option<(u64, bool, String)> = None;
+        for probe in probes {
+            let Ok((node, Ok(status))) = probe.await else {
+                continue;
+            };
+            let members: Vec<String> = status.members.iter().map(|m| m.addr.clone()).collect();
+            self.learn(&members);
+            let candidate = if status.role == Role::Leader {
+                Some((status.term, true, node))
+            } else {
+                status.leader.map(|l| (status.term, false, l.addr))
+            };
+            if let Some(c) = candidate {
+                if best.as_ref().is_none_or(|b| (c.0, c.1) > (b.0, b.1)) {
+                    best = Some(c);
+                }
+            }
+        }
+        if let Some((_, _, leader)) = best {
+            self.learn(std::slice::from_ref(&leader));
+            *lock(&self.inner.leader) = Some(leader);
+        }
+        self.inner.searches.fetch_add(1, Ordering::Release);
+    }
+
+    /// One status request to one node, no retry.
+    async fn probe(&self, node: &str, timeout: Duration) -> Result<NodeStatus, ClientError> {
+        match self.send(node, &[Op::Status], timeout).await {
+            Ok(mut results) => match results.pop() {
+                Some(OpResult::Status(status)) => Ok(status),
+                Some(OpResult::Failed(e)) => Err(ClientError::Server(e)),
+                Some(other) => Err(unexpected("a status", &other)),
+                None => Err(ClientError::Unexpected("no result".into())),
+            },
+            Err(e) => Err(ClientError::from_call(e)),
+        }
+    }
+
+    /// Opens a stream of its own on some node and subscribes from `since`, with retries.
+    async fn open_subscription(
+        &self,
+        since: u64,
+    ) -> Result<(Arc<Channel>, mpsc::Receiver<Vec<ChangeEvent>>), ClientError> {
+        let start = Instant::now();
+        let mut attempt = 0;
+        loop {
+            let node = self.pick(&Route::Any).await;
+            let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER_BATCHES);
+            let opened = async {
+                let conn = self.inner.pool.get(&node).await?;
+                let channel = conn.subscription_channel(tx).await?;
+                let results = channel
+                    .call(&[Op::Subscribe { since }], self.inner.timeout)
+                    .await?;
+                Ok::<_, CallError>((channel, results))
+            };
+            let failure = match opened.await {
+                Ok((channel, results)) => match results.first() {
+                    Some(OpResult::Subscribed) => return Ok((channel, rx)),
+                    Some(OpResult::Failed(e)) => Failure::Server(e.clone()),
+                    Some(other) => return Err(unexpected("subscribed", other)),
+                    None => return Err(ClientError::Unexpected("no result".into())),
+                },
+                Err(CallError::Closed(why)) => Failure::Transport(why),
+                Err(CallError::NoReply) => Failure::NoReply,
+                Err(other) => return Err(ClientError::from_call(other)),
+            };
+            let elapsed_ms = start.elapsed().as_millis() as u64;
+            match self.inner.policy.decide(attempt, elapsed_ms, &failure) {
+                Decision::GiveUp => {
+                    return Err(match failure {
+                        Failure::Server(e) if !retryable(&e) => ClientError::Server(e),
+                        last => ClientError::GaveUp {
+                            attempts: attempt + 1,
+                            last,
+                        },
+                    })
+                }
+                Decision::Redirect { delay_ms, .. } | Decision::Retry { delay_ms, .. } => {
+                    self.move_away(&Route::Any, &node);
+                    sleep_ms(jittered(delay_ms)).await;
+                }
+            }
+            attempt += 1;
+        }
+    }
+}
+
+/// A live change-feed subscription ([`Client::subscribe`]).
+pub struct Subscription {
+    client: Client,
+    /// Next sequence number wanted: events below it are duplicates after a resubscription.
+    next: u64,
+    buffer: VecDeque<ChangeEvent>,
+    events: mpsc::Receiver<Vec<ChangeEvent>>,
+    /// Keeps the stream open (dropping the subscription closes it).
+    _channel: Arc<Channel>,
+}
+
+impl Subscription {
+    /// The next change event, in feed order. When the stream breaks, it subscribes again from
+    /// the next sequence number (on any node), so events are neither lost nor repeated; it
+    /// fails only when that resubscription gives up.
+    pub async fn next(&mut self) -> Result<ChangeEvent, ClientError> {
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                self.next = event.seq + 1;
+                return Ok(event);
+            }
+            match self.events.recv().await {
+                Some(batch) => {
+                    let next = self.next;
+                    self.buffer
+                        .extend(batch.into_iter().filter(|e| e.seq >= next));
+                }
+                None => {
+                    let (channel, events) = self.client.open_subscription(self.next).await?;
+                    self._channel = channel;
+                    self.events = events;
+                }
+            }
+        }
+    }
+
+    /// The sequence number of the next event expected.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+}
+
+fn read_route(consistency: Consistency) -> Route {
+    match consistency {
+        Consistency::Linearizable => Route::Leader,
+        Consistency::Local | Consistency::AtLeast(_) => Route::Any,
+    }
+}
+
+fn written(request_id: RequestId, result: OpResult) -> Result<WriteResult, ClientError> {
+    match result {
+        OpResult::Written { outcome, log_index } => Ok(WriteResult {
+            request_id,
+            outcome,
+            log_index,
+        }),
+        other => Err(unexpected("a write result", &other)),
+    }
+}
+
+fn read_result(result: OpResult) -> Result<ReadResult, ClientError> {
+    match result {
+        OpResult::Read {
+            answer,
+            applied_index,
+        } => Ok(ReadResult {
+            answer,
+            applied_index,
+        }),
+        other => Err(unexpected("a read result", &other)),
+    }
+}
+
+fn admin_done(result: OpResult) -> Result<(), ClientError> {
+    match result {
+        OpResult::AdminDone => Ok(()),
+        other => Err(unexpected("admin_done", &other)),
+    }
+}
+
+fn unexpected(wanted: &str, got: &OpResult) -> ClientError {
+    ClientError::Unexpected(format!("wanted {wanted}, got {got:?}"))
+}
+
+async fn sleep_ms(ms: u64) {
+    if ms > 0 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}

@@ -1,0 +1,565 @@
+//! One long-lived bidirectional stream to a node, shared by many callers.
+//!
+//! A [`Channel`] owns a writer task and a reader task. Callers hand it a frame's operations; it
+//! gives the frame a fresh id, queues the encoded bytes for the writer, and waits for the
+//! reader to see the [`ServerMessage::Reply`] with that id (replies may come back in any order).
+//! The channel is generic over tokio's `AsyncRead` / `AsyncWrite`, so tests drive it over an
+//! in-memory duplex pipe; in production it runs on quinn's `RecvStream` / `SendStream`.
+//!
+//! Bounds: at most `frames_in_flight` frames wait for a reply (a semaphore; further callers
+//! queue for a permit), at most [`protocol::OPS_PER_FRAME_MAX`] operations per frame, at most
+//! [`protocol::FRAME_BYTES_MAX`] bytes per frame (checked by [`protocol::encode`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use engine::query::ChangeEvent;
+use protocol::{Op, OpResult, ProtocolErrorCode, ServerMessage};
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+/// Why a call on a channel produced no results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CallError {
+    /// The stream or its connection ended (or failed) before the reply came.
+    Closed(String),
+    /// No reply within the call's timeout: the frame may still be processed.
+    NoReply,
+    /// The node rejected the stream's input as a protocol error and closed the stream.
+    Protocol {
+        /// The node's code.
+        code: ProtocolErrorCode,
+        /// The node's explanation.
+        message: String,
+    },
+    /// The frame breaks a protocol limit (too many operations, too many bytes).
+    Limit(String),
+    /// A reply that does not fit the frame (another number of results than operations).
+    Unexpected(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Closed(why) => write!(f, "stream closed: {why}"),
+            CallError::NoReply => f.write_str("no reply in time"),
+            CallError::Protocol { code, message } => {
+                write!(f, "protocol error {code:?}: {message}")
+            }
+            CallError::Limit(why) => write!(f, "limit exceeded: {why}"),
+            CallError::Unexpected(why) => write!(f, "unexpected reply: {why}"),
+        }
+    }
+}
+
+/// The wire shape of [`protocol::ClientFrame`], borrowing its operations so that a retry
+/// re-encodes the same operations without cloning them. postcard encodes a struct as its
+/// fields in order and a slice like a `Vec`, so the bytes are identical (tested below).
+#[derive(Serialize)]
+struct FrameRef<'a> {
+    id: u64,
+    ops: &'a [Op],
+}
+
+type Waiter = oneshot::Sender<Result<Vec<OpResult>, CallError>>;
+
+/// Frames waiting for their reply, and why the channel closed (once it has).
+#[derive(Default)]
+struct Pending {
+    closed: Option<CallError>,
+    waiters: HashMap<u64, Waiter>,
+}
+
+/// State shared by the callers, the writer and the reader. A std mutex: it is held only to
+/// insert or remove one map entry, never across an await.
+#[derive(Default)]
+struct Shared {
+    pending: Mutex<Pending>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Marks the channel closed and fails every waiting frame with `why`.
+    fn close(&self, why: CallError) {
+        let waiters = {
+            let mut pending = self.lock();
+            pending.closed.get_or_insert(why.clone());
+            std::mem::take(&mut pending.waiters)
+        };
+        for (_, waiter) in waiters {
+            let _ = waiter.send(Err(why.clone()));
+        }
+    }
+
+    fn complete(&self, id: u64, results: Vec<OpResult>) {
+        // A reply nobody waits for (its caller timed out) is dropped.
+        if let Some(waiter) = self.lock().waiters.remove(&id) {
+            let _ = waiter.send(Ok(results));
+        }
+    }
+}
+
+/// Removes a frame's waiter when its call ends early (timeout or cancellation).
+struct Forget<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.shared.lock().waiters.remove(&self.id);
+    }
+}
+
+/// Frames coalesced into one write by the writer task, bytes.
+const COALESCE_BYTES: usize = 64 << 10;
+
+/// A pipelined request/reply stream (see the module doc).
+pub(crate) struct Channel {
+    shared: Arc<Shared>,
+    outgoing: mpsc::Sender<Vec<u8>>,
+    in_flight: Semaphore,
+    next_id: AtomicU64,
+}
+
+impl Channel {
+    /// Starts the writer and reader tasks on a stream. `events`, if given, receives the
+    /// [`ServerMessage::Events`] of a subscription on this stream (the reader waits when it is
+    /// full: backpressure reaches the node through the stream's flow control).
+    pub(crate) fn spawn<R, W>(
+        reader: R,
+        writer: W,
+        frames_in_flight: usize,
+        events: Option<mpsc::Sender<Vec<ChangeEvent>>>,
+    ) -> Arc<Channel>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let frames_in_flight = frames_in_flight.max(1);
+        let shared = Arc::new(Shared::default());
+        let (outgoing, queue) = mpsc::channel(frames_in_flight);
+        tokio::spawn(write_loop(writer, queue, shared.clone()));
+        tokio::spawn(read_loop(reader, shared.clone(), events));
+        Arc::new(Channel {
+            shared,
+            outgoing,
+            in_flight: Semaphore::new(frames_in_flight),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// Whether the channel can no longer carry frames (its stream ended or failed).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.lock().closed.is_some() || self.outgoing.is_closed()
+    }
+
+    /// Sends one frame with `ops` and waits up to `timeout` (queueing for a permit included)
+    /// for its reply: one result per operation, in order.
+    pub(crate) async fn call(
+        &self,
+        ops: &[Op],
+        timeout: Duration,
+    ) -> Result<Vec<OpResult>, CallError> {
+        if ops.is_empty() || ops.len() > protocol::OPS_PER_FRAME_MAX {
+            return Err(CallError::Limit(format!(
+                "{} operations in a frame (1..={} allowed: OPS_PER_FRAME_MAX)",
+                ops.len(),
+                protocol::OPS_PER_FRAME_MAX
+            )));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let bytes = protocol::encode(&FrameRef { id, ops })
+            .map_err(|e| CallError::Limit(format!("{e} (FRAME_BYTES_MAX)")))?;
+        match tokio::time::timeout(timeout, self.exchange(id, bytes)).await {
+            Ok(Ok(results)) if results.len() == ops.len() => Ok(results),
+            Ok(Ok(results)) => Err(CallError::Unexpected(format!(
+                "{} results for {} operations",
+                results.len(),
+                ops.len()
+            ))),
+            Ok(Err(e)) => Err(e),
+            Err(_elapsed) => Err(CallError::NoReply),
+        }
+    }
+
+    async fn exchange(&self, id: u64, bytes: Vec<u8>) -> Result<Vec<OpResult>, CallError> {
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| CallError::Closed("channel shut down".into()))?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = self.shared.lock();
+            if let Some(why) = &pending.closed {
+                return Err(why.clone());
+            }
+            pending.waiters.insert(id, tx);
+        }
+        let _forget = Forget {
+            shared: &self.shared,
+            id,
+        };
+        self.outgoing
+            .send(bytes)
+            .await
+            .map_err(|_| CallError::Closed("writer ended".into()))?;
+        rx.await
+            .unwrap_or_else(|_| Err(CallError::Closed("reader ended".into())))
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut queue: mpsc::Receiver<Vec<u8>>,
+    shared: Arc<Shared>,
+) {
+    while let Some(mut buf) = queue.recv().await {
+        while buf.len() < COALESCE_BYTES {
+            match queue.try_recv() {
+                Ok(more) => buf.extend_from_slice(&more),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = writer.write_all(&buf).await {
+            shared.close(CallError::Closed(format!("write failed: {e}")));
+            return;
+        }
+    }
+    // Every handle is gone: finish our side of the stream.
+    let _ = writer.shutdown().await;
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut reader: R,
+    shared: Arc<Shared>,
+    events: Option<mpsc::Sender<Vec<ChangeEvent>>>,
+) {
+    let why = loop {
+        let bytes = match protocol::read_frame(&mut reader).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => break CallError::Closed("the node ended the stream".into()),
+            Err(e) => break CallError::Closed(e.to_string()),
+        };
+        match protocol::parse::<ServerMessage>(&bytes) {
+            Ok(ServerMessage::Reply { id, results }) => shared.complete(id, results),
+            Ok(ServerMessage::Events(batch)) => {
+                if let Some(events) = &events {
+                    if events.send(batch).await.is_err() {
+                        break CallError::Closed("subscription dropped".into());
+                    }
+                }
+            }
+            Ok(ServerMessage::ProtocolError { code, message, .. }) => {
+                break CallError::Protocol { code, message }
+            }
+            Err(e) => break CallError::Closed(format!("undecodable message: {e}")),
+        }
+    };
+    shared.close(why);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::{Command, Query, Request, RequestId, ReservationId};
+    use protocol::{ClientFrame, Consistency, ServerError};
+    use tokio::io::{AsyncReadExt, DuplexStream};
+
+    fn release(n: u128) -> Op {
+        Op::Write(Request {
+            request_id: RequestId(n),
+            command: Command::Release {
+                reservation: ReservationId::from("r1"),
+            },
+        })
+    }
+
+    #[test]
+    fn borrowed_frames_encode_like_client_frames() {
+        let ops = vec![
+            release(42),
+            Op::Read {
+                query: Query::Status,
+                consistency: Consistency::AtLeast(9),
+            },
+            Op::Status,
+        ];
+        let owned = protocol::encode(&ClientFrame {
+            id: 7,
+            ops: ops.clone(),
+        })
+        .expect("encodes");
+        let borrowed = protocol::encode(&FrameRef { id: 7, ops: &ops }).expect("encodes");
+        assert_eq!(borrowed, owned);
+    }
+
+    /// Reads `count` frames from the node's end of the pipe.
+    async fn read_frames(node: &mut DuplexStream, count: usize) -> Vec<ClientFrame> {
+        let mut frames = Vec::new();
+        for _ in 0..count {
+            let bytes = protocol::read_frame(node)
+                .await
+                .expect("reads")
+                .expect("a frame");
+            frames.push(protocol::parse::<ClientFrame>(&bytes).expect("parses"));
+        }
+        frames
+    }
+
+    async fn reply(node: &mut DuplexStream, message: &ServerMessage) {
+        let bytes = protocol::encode(message).expect("encodes");
+        protocol::write_frame(node, &bytes).await.expect("writes");
+    }
+
+    /// The result a fake node gives for a frame: a digest naming the frame's first request id.
+    fn answer(frame: &ClientFrame) -> Vec<OpResult> {
+        frame
+            .ops
+            .iter()
+            .map(|op| match op {
+                Op::Write(r) => OpResult::Digest {
+                    applied_index: frame.id,
+                    digest: r.request_id.to_string(),
+                },
+                _ => OpResult::AdminDone,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn replies_in_any_order_reach_their_callers() {
+        let (ours, mut node) = tokio::io::duplex(1 << 16);
+        let (r, w) = tokio::io::split(ours);
+        let channel = Channel::spawn(r, w, 8, None);
+        let calls: Vec<_> = (1..=3u128)
+            .map(|n| {
+                let channel = channel.clone();
+                tokio::spawn(async move {
+                    channel
+                        .call(&[release(n), Op::Status], Duration::from_secs(5))
+                        .await
+                })
+            })
+            .collect();
+        let frames = read_frames(&mut node, 3).await;
+        let mut ids: Vec<u64> = frames.iter().map(|f| f.id).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, vec![1, 2, 3], "fresh frame ids");
+        // Answer in reverse order of arrival.
+        for frame in frames.iter().rev() {
+            reply(
+                &mut node,
+                &ServerMessage::Reply {
+                    id: frame.id,
+                    results: answer(frame),
+                },
+            )
+            .await;
+        }
+        for (n, call) in (1..=3u128).zip(calls) {
+            let results = call.await.expect("joins").expect("answered");
+            let OpResult::Digest { digest, .. } = &results[0] else {
+                panic!("unexpected {results:?}");
+            };
+            assert_eq!(digest, &format!("{n:032x}"), "call {n} got its own reply");
+            assert_eq!(results[1], OpResult::AdminDone);
+        }
+        assert!(!channel.is_closed());
+    }
+
+    #[tokio::test]
+    async fn a_reply_for_nobody_and_a_late_reply_are_ignored() {
+        let (ours, mut node) = tokio::io::duplex(1 << 16);
+        let (r, w) = tokio::io::split(ours);
+        let channel = Channel::spawn(r, w, 8, None);
+        let first = channel.call(&[release(1)], Duration::from_millis(50)).await;
+        assert_eq!(first, Err(CallError::NoReply));
+        let late = read_frames(&mut node, 1).await.remove(0);
+        reply(
+            &mut node,
+            &ServerMessage::Reply {
+                id: 999,
+                results: vec![],
+            },
+        )
+        .await;
+        reply(
+            &mut node,
+            &ServerMessage::Reply {
+                id: late.id,
+                results: answer(&late),
+            },
+        )
+        .await;
+        let second = {
+            let channel = channel.clone();
+            tokio::spawn(async move { channel.call(&[release(2)], Duration::from_secs(5)).await })
+        };
+        let frame = read_frames(&mut node, 1).await.remove(0);
+        assert_eq!(frame.id, 2);
+        reply(
+            &mut node,
+            &ServerMessage::Reply {
+                id: 2,
+                results: vec![OpResult::Failed(ServerError::Busy)],
+            },
+        )
+        .await;
+        assert_eq!(
+            second.await.expect("joins"),
+            Ok(vec![OpResult::Failed(ServerError::Busy)])
+        );
+    }
+
+    #[tokio::test]
+    async fn wrong_result_counts_protocol_errors_and_closing_fail_callers() {
+        let (ours, mut node) = tokio::io::duplex(1 << 16);
+        let (r, w) = tokio::io::split(ours);
+        let channel = Channel::spawn(r, w, 8, None);
+        let call = {
+            let channel = channel.clone();
+            tokio::spawn(async move {
+                channel
+                    .call(&[release(1), release(2)], Duration::from_secs(5))
+                    .await
+            })
+        };
+        let frame = read_frames(&mut node, 1).await.remove(0);
+        reply(
+            &mut node,
+            &ServerMessage::Reply {
+                id: frame.id,
+                results: vec![OpResult::AdminDone],
+            },
+        )
+        .await;
+        assert_eq!(
+            call.await.expect("joins"),
+            Err(CallError::Unexpected("1 results for 2 operations".into()))
+        );
+
+        let pending = {
+            let channel = channel.clone();
+            tokio::spawn(async move { channel.call(&[release(3)], Duration::from_secs(5)).await })
+        };
+        read_frames(&mut node, 1).await;
+        reply(
+            &mut node,
+            &ServerMessage::ProtocolError {
+                code: ProtocolErrorCode::Malformed,
+                message: "bad".into(),
+                supported_versions: vec![1],
+            },
+        )
+        .await;
+        let expected = CallError::Protocol {
+            code: ProtocolErrorCode::Malformed,
+            message: "bad".into(),
+        };
+        assert_eq!(pending.await.expect("joins"), Err(expected.clone()));
+        assert!(channel.is_closed());
+        // Later calls fail at once with the same reason.
+        assert_eq!(
+            channel.call(&[release(4)], Duration::from_secs(5)).await,
+            Err(expected)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_node_ending_the_stream_fails_waiting_calls() {
+        let (ours, mut node) = tokio::io::duplex(1 << 16);
+        let (r, w) = tokio::io::split(ours);
+        let channel = Channel::spawn(r, w, 8, None);
+        let pending = {
+            let channel = channel.clone();
+            tokio::spawn(async move { channel.call(&[release(1)], Duration::from_secs(5)).await })
+        };
+        read_frames(&mut node, 1).await;
+        drop(node);
+        assert_eq!(
+            pending.await.expect("joins"),
+            Err(CallError::Closed("the node ended the stream".into()))
+        );
+        assert!(channel.is_closed());
+    }
+
+    #[tokio::test]
+    async fn limits_are_checked_before_sending() {
+        let (ours, _node) = tokio::io::duplex(1 << 16);
+        let (r, w) = tokio::io::split(ours);
+        let channel = Channel::spawn(r, w, 8, None);
+        let too_many = vec![Op::Status; protocol::OPS_PER_FRAME_MAX + 1];
+        assert_eq!(
+            channel.call(&too_many, Duration::from_secs(1)).await,
+            Err(CallError::Limit(
+                "1025 operations in a frame (1..=1024 allowed: OPS_PER_FRAME_MAX)".into()
+            ))
+        );
+        assert!(matches!(
+            channel.call(&[], Duration::from_secs(1)).await,
+            Err(CallError::Limit(_))
+        ));
+        let huge = Op::Write(Request {
+            request_id: RequestId(1),
+            command: Command::Release {
+                reservation: ReservationId("x".repeat(protocol::FRAME_BYTES_MAX)),
+            },
+        });
+        assert!(matches!(
+            channel.call(&[huge], Duration::from_secs(1)).await,
+            Err(CallError::Limit(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn frames_in_flight_are_bounded() {
+        let (ours, mut node) = tokio::io::duplex(1 << 16);
+        let (r, w) = tokio::io::split(ours);
+        let channel = Channel::spawn(r, w, 2, None);
+        let calls: Vec<_> = (1..=3u128)
+            .map(|n| {
+                let channel = channel.clone();
+                tokio::spawn(
+                    async move { channel.call(&[release(n)], Duration::from_secs(5)).await },
+                )
+            })
+            .collect();
+        let first_two = read_frames(&mut node, 2).await;
+        // The third frame is not sent while two wait for their replies.
+        let mut byte = [0u8; 1];
+        let early = tokio::time::timeout(Duration::from_millis(100), node.read(&mut byte)).await;
+        assert!(early.is_err(), "third frame sent early");
+        reply(
+            &mut node,
+            &ServerMessage::Reply {
+                id: first_two[0].id,
+                results: answer(&first_two[0]),
+            },
+        )
+        .await;
+        let third = read_frames(&mut node, 1).await.remove(0);
+        for frame in [&first_two[1], &third] {
+            reply(
+                &mut node,
+                &ServerMessage::Reply {
+                    id: frame.id,
+                    results: answer(frame),
+                },
+            )
+            .await;
+        }
+        for call in calls {
+            assert!(call.await.expect("joins").is_ok());
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! Human output of `stockctl`: quantities in display units (each SKU's scale), times in UTC.
+//! (`--json` prints the wire values instead: base units and ms since the epoch.)
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use engine::query::{
+    ChangeEvent, ChangesPage, NearbyRow, OrderView, ReservationView, RmaView, SkuAvailability,
+    TransferState, TransferView,
+};
+use engine::units::format_display;
+use engine::{Allocation, Balance, Rejection, Reply};
+use protocol::{NodeStatus, Role};
+
+/// Decimal scale per SKU id; unknown SKUs have scale 0.
+pub type Scales = HashMap<String, u8>;
+
+fn scale(scales: &Scales, sku: &str) -> u8 {
+    scales.get(sku).copied().unwrap_or(0)
+}
+
+/// `base` units of `sku` in display units.
+pub fn qty(scales: &Scales, sku: &str, base: i64) -> String {
+    format_display(base, scale(scales, sku))
+}
+
+/// A time in ms since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
+pub fn when(ms: u64) -> String {
+    let days = (ms / 86_400_000) as i64;
+    let in_day = ms % 86_400_000;
+    // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        in_day / 3_600_000,
+        in_day / 60_000 % 60,
+        in_day / 1_000 % 60,
+        in_day % 1_000
+    )
+}
+
+/// Every field of a balance.
+pub fn balance(b: &Balance, scale: u8) -> String {
+    let f = |v: i64| format_display(v, scale);
+    format!(
+        "on_hand={} reserved={} allocated={} unavailable={} safety_stock={} incoming={}",
+        f(b.on_hand),
+        f(b.reserved),
+        f(b.allocated),
+        f(b.unavailable),
+        f(b.safety_stock),
+        f(b.incoming)
+    )
+}
+
+/// A rejection with its code and facts, quantities in display units.
+pub fn rejection(r: &Rejection, scales: &Scales) -> String {
+    match r {
+        Rejection::InsufficientStock {
+            sku,
+            at,
+            requested,
+            available,
+        } => format!(
+            "insufficient_stock: {sku}@{at}: requested {}, available {}",
+            qty(scales, sku.as_str(), *requested),
+            qty(scales, sku.as_str(), *available)
+        ),
+        Rejection::OverFulfil {
+            sku,
+            location,
+            unfulfilled,
+        } => format!(
+            "over_fulfil: {sku}@{location}: {} unfulfilled",
+            qty(scales, sku.as_str(), *unfulfilled)
+        ),
+        Rejection::OverReturn { sku, returnable } => format!(
+            "over_return: {sku}: {} returnable",
+            qty(scales, sku.as_str(), *returnable)
+        ),
+        // The other rejections carry no SKU (or no quantity): their own words.
+        other => other.to_string(),
+    }
+}
+
+/// What a write's reply refers to, for display units.
+#[derive(Debug, Default)]
+pub struct ReplyContext {
+    /// The SKU of a stock write (its balance reply).
+    pub sku: Option<String>,
+    /// The SKU of every request line, by line index (reservations and orders).
+    pub line_skus: Vec<String>,
+    /// Scales of the SKUs involved.
+    pub scales: Scales,
+}
+
+fn allocations(out: &mut String, allocations: &[Allocation], ctx: &ReplyContext) {
+    for a in allocations {
+        match ctx.line_skus.get(usize::from(a.line)) {
+            Some(sku) => {
+                let _ = write!(
+                    out,
+                    "\n  line {}: {sku} {} at {}",
+                    a.line + 1,
+                    qty(&ctx.scales, sku, a.qty),
+                    a.location
+                );
+            }
+            None => {
+                let _ = write!(
+                    out,
+                    "\n  line {}: {} base units at {}",
+                    a.line + 1,
+                    a.qty,
+                    a.location
+                );
+            }
+        }
+    }
+}
+
+/// A successful write's reply.
+pub fn reply(r: &Reply, ctx: &ReplyContext) -> String {
+    match r {
+        Reply::Done => "ok".into(),
+        Reply::Balance(b) => {
+            let sku = ctx.sku.as_deref().unwrap_or("");
+            format!("ok: {}", balance(b, scale(&ctx.scales, sku)))
+        }
+        Reply::Reserved {
+            expires_at_ms,
+            allocations: a,
+        } => {
+            let mut out = format!("ok: reserved until {}", when(*expires_at_ms));
+            allocations(&mut out, a, ctx);
+            out
+        }
+        Reply::Extended { expires_at_ms } => {
+            format!("ok: extended until {}", when(*expires_at_ms))
+        }
+        Reply::OrderPlaced {
+            allocations: a,
+            pickup_deadline_ms,
+        } => {
+            let mut out = match pickup_deadline_ms {
+                Some(ms) => format!("ok: order placed, to collect by {}", when(*ms)),
+                None => "ok: order placed".to_owned(),
+            };
+            allocations(&mut out, a, ctx);
+            out
+        }
+        Reply::TransferReceived { lost } => {
+            let sku = ctx.sku.as_deref().unwrap_or("");
+            format!(
+                "ok: received, {} lost in transit",
+                qty(&ctx.scales, sku, *lost)
+            )
+        }
+    }
+}
+
+/// An availability answer: per SKU its totals, then one row per location.
+pub fn availability(entries: &[SkuAvailability]) -> String {
+    let mut out = String::new();
+    for e in entries {
+        let f = |v: i64| format_display(v, e.scale);
+        let _ = writeln!(
+            out,
+            "{} (scale {}): available={} available[pos]={}",
+            e.sku,
+            e.scale,
+            f(e.ats),
+            f(e.ats_pos)
+        );
+        for row in &e.rows {
+            let _ = writeln!(
+                out,
+                "  {}: available={} available[pos]={} {}",
+                row.location,
+                f(row.ats),
+                f(row.ats_pos),
+                balance(&row.balance, e.scale)
+            );
+        }
+    }
+    out.trim_end().to_owned()
+}
+
+/// A `nearby` answer, nearest first.
+pub fn nearby(rows: &[NearbyRow], scale: u8) -> String {
+    if rows.is_empty() {
+        return "no location in range has enough stock".into();
+    }
+    rows.iter()
+        .map(|r| {
+            format!(
+                "{} ({}{}): {:.1} km, available={}",
+                r.location,
+                r.kind.as_str(),
+                if r.pickup { ", pickup" } else { "" },
+                r.distance_m as f64 / 1000.0,
+                format_display(r.ats, scale)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A reservation.
+pub fn reservation(v: &ReservationView, scales: &Scales) -> String {
+    let mut out = format!(
+        "reservation {}: {} (channel {}), created {}, expires {}",
+        v.id,
+        v.state.as_str(),
+        v.channel,
+        when(v.created_at_ms),
+        when(v.expires_at_ms)
+    );
+    for l in &v.lines {
+        let _ = write!(
+            out,
+            "\n  line {}: {} {} at {}",
+            l.line + 1,
+            l.sku,
+            qty(scales, l.sku.as_str(), l.qty),
+            l.location
+        );
+    }
+    out
+}
+
+/// An order.
+pub fn order(v: &OrderView, scales: &Scales) -> String {
+    let mut out = format!(
+        "order {}: {} (channel {}), placed {}",
+        v.id,
+        v.state.as_str(),
+        v.channel,
+        when(v.created_at_ms)
+    );
+    if let Some(ms) = v.pickup_deadline_ms {
+        let ready = if v.ready_for_pickup { ", ready" } else { "" };
+        let _ = write!(out, ", to collect by {}{ready}", when(ms));
+    }
+    for l in &v.lines {
+        let q = |n: i64| qty(scales, l.sku.as_str(), n);
+        let _ = write!(
+            out,
+            "\n  {}@{}{}: ordered={} fulfilled={} cancelled={}",
+            l.sku,
+            l.location,
+            if l.pickup { " (pickup)" } else { "" },
+            q(l.ordered),
+            q(l.fulfilled),
+            q(l.cancelled)
+        );
+    }
+    for (sku, n) in &v.returned {
+        let _ = write!(out, "\n  returned {sku}: {}", qty(scales, sku.as_str(), *n));
+    }
+    out
+}
+
+/// A return.
+pub fn rma(v: &RmaView, scales: &Scales) -> String {
+    let mut out = format!(
+        "rma {} for order {}, received {}",
+        v.id,
+        v.order,
+        when(v.received_at_ms)
+    );
+    for l in &v.lines {
+        let _ = write!(
+            out,
+            "\n  {} {} at {}: {}",
+            l.sku,
+            qty(scales, l.sku.as_str(), l.qty),
+            l.received_at,
+            l.disposition.as_str()
+        );
+    }
+    out
+}
+
+/// A transfer.
+pub fn transfer(v: &TransferView, scales: &Scales) -> String {
+    let q = |n: i64| qty(scales, v.sku.as_str(), n);
+    let state = match v.state {
+        TransferState::Shipped => "shipped".to_owned(),
+        TransferState::Received => format!(
+            "received: {} sellable, {} damaged, {} lost",
+            q(v.received),
+            q(v.damaged),
+            q(v.lost)
+        ),
+    };
+    format!(
+        "transfer {}: {} {} from {} to {}, shipped {}, {state}",
+        v.id,
+        v.sku,
+        q(v.qty),
+        v.from,
+        v.to,
+        when(v.shipped_at_ms)
+    )
+}
+
+/// One change-feed event (quantities in base units: the feed does not carry scales).
+pub fn event(e: &ChangeEvent) -> String {
+    let request = e
+        .request_id
+        .map_or_else(|| "-".to_owned(), |r| r.to_string());
+    let shortfall = if e.shortfall != 0 {
+        format!(" shortfall={}", e.shortfall)
+    } else {
+        String::new()
+    };
+    format!(
+        "#{} log={} {} {:?} {}@{} {}{shortfall} request={request}",
+        e.seq,
+        e.log_index,
+        when(e.timestamp_ms),
+        e.cause,
+        e.sku,
+        e.location,
+        balance(&e.balance, 0)
+    )
+}
+
+/// A page of the change feed.
+pub fn changes(page: &ChangesPage) -> String {
+    let mut out: Vec<String> = page.events.iter().map(event).collect();
+    if page.truncated {
+        out.insert(
+            0,
+            format!(
+                "(events before #{} were dropped by retention: resynchronise from availability)",
+                page.oldest
+            ),
+        );
+    }
+    out.push(format!("next: {}", page.next));
+    out.join("\n")
+}
+
+/// One node's status line(s).
+pub fn status(node: &str, s: &NodeStatus) -> String {
+    let role = match s.role {
+        Role::Leader => "leader",
+        Role::Follower => "follower",
+        Role::Candidate => "candidate",
+        Role::Learner => "learner",
+        Role::Shutdown => "shutdown",
+    };
+    let leader = s
+        .leader
+        .as_ref()
+        .map_or_else(|| "none".to_owned(), |l| format!("{} ({})", l.id, l.addr));
+    let members = s
+        .members
+        .iter()
+        .map(|m| format!("{}={}", m.id, m.addr))
+        .collect::<Vec<_>>()
+        .join(",");
+    format!(
+        "{node}: node {} {role} term={} leader={leader} ready={} applied={} last_log={} \
+         snapshot={} durability={} members=[{members}]\n  ledger: skus={} locations={} \
+         balances={} live_reservations={} open_orders={} dedup_entries={} feed_next={} now={}",
+        s.node.id,
+        s.term,
+        s.ready,
+        s.applied_index,
+        s.last_log_index,
+        s.snapshot_index,
+        s.durability,
+        s.ledger.skus,
+        s.ledger.locations,
+        s.ledger.balances,
+        s.ledger.live_reservations,
+        s.ledger.open_orders,
+        s.ledger.dedup_entries,
+        s.ledger.feed_next_seq,
+        when(s.ledger.now_ms)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::{LocationId, SkuId};
+
+    #[test]
+    fn times_are_utc() {
+        assert_eq!(when(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(when(1_767_225_600_000), "2026-01-01T00:00:00.000Z");
+        assert_eq!(when(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(when(1_767_225_599_999), "2025-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn rejections_and_replies_in_display_units() {
+        let scales: Scales = [("CLOTH".to_owned(), 2)].into_iter().collect();
+        let r = Rejection::InsufficientStock {
+            sku: SkuId::from("CLOTH"),
+            at: "wh1".into(),
+            requested: 59,
+            available: 1,
+        };
+        assert_eq!(
+            rejection(&r, &scales),
+            "insufficient_stock: CLOTH@wh1: requested 0.59, available 0.01"
+        );
+        let ctx = ReplyContext {
+            sku: Some("CLOTH".into()),
+            line_skus: vec!["CLOTH".into()],
+            scales,
+        };
+        let b = Balance {
+            on_hand: 3360,
+            reserved: 59,
+            ..Balance::default()
+        };
+        assert_eq!(
+            reply(&Reply::Balance(b), &ctx),
+            "ok: on_hand=33.60 reserved=0.59 allocated=0.00 unavailable=0.00 \
+             safety_stock=0.00 incoming=0.00"
+        );
+        let reserved = Reply::Reserved {
+            expires_at_ms: 1_767_226_500_000,
+            allocations: vec![
+                Allocation {
+                    line: 0,
+                    location: LocationId::from("wh1"),
+                    qty: 59,
+                },
+                Allocation {
+                    line: 3,
+                    location: LocationId::from("wh2"),
+                    qty: 7,
+                },
+            ],
+        };
+        assert_eq!(
+            reply(&reserved, &ctx),
+            "ok: reserved until 2026-01-01T00:15:00.000Z\n  line 1: CLOTH 0.59 at wh1\n  \
+             line 4: 7 base units at wh2"
+        );
+    }
+}
