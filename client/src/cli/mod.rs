@@ -555,6 +555,7 @@ pub fn client_config(global: &Global) -> Result<ClientConfig, Fail> {
     };
     let mut config = ClientConfig::new(nodes, trust);
     config.timeout_ms = global.timeout_ms.max(1);
+    config.connect_timeout_ms = config.timeout_ms;
     Ok(config)
 }
 
