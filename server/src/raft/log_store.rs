@@ -1,1 +1,512 @@
-//! placeholder
+//! The Raft log on disk: openraft's [`RaftLogStorage`] for stockd.
+//!
+//! # Files
+//!
+//! A node's log directory holds:
+//! - segment files `<first index, 20 digits>.seg`: the magic `STKDLOG\x01`, then one record per
+//!   entry, `payload_len: u32 LE | crc32: u32 LE | postcard(Entry)` (the CRC-32 covers the
+//!   length bytes and the payload). A new segment starts once the current one reaches
+//!   [`SEGMENT_BYTES_MAX`].
+//! - `vote`: the last vote, replaced durably (temp file, fsync, rename, fsync of the directory)
+//!   on every `save_vote`, whatever the durability mode: a node that forgets its vote may vote
+//!   twice in a term, which breaks Raft.
+//! - `purged`: the last purged log id, written durably before any segment is deleted.
+//! - `committed`: a committed log id no newer than what is fsynced, saved lazily (every
+//!   [`COMMITTED_SAVE_INTERVAL_MS`]); it only shortens the replay at restart.
+//!
+//! Small files are `magic (8 bytes) | postcard(value) | crc32 LE`.
+//!
+//! # Durability ([`Durability`], SPEC section 4)
+//!
+//! - `replicated` (default): `append` reports the entries persisted as soon as they are in
+//!   memory and queued for the writer; openraft then counts this node in the majority. The
+//!   writer `write`s them to the segment promptly and fsyncs within the flush interval
+//!   ([`FLUSH_INTERVAL_MS_DEFAULT`]) of the first unsynced write. So a write acknowledged by a
+//!   majority in memory reaches this node's disk within the flush interval (plus the time to
+//!   drain the queue, at most [`WRITER_QUEUE_COMMANDS_MAX`] commands); a process crash loses only
+//!   what is still queued, a power loss or kernel crash at most the last flush interval. A
+//!   whole-cluster power loss can therefore lose acknowledged writes younger than the interval.
+//! - `fsync`: `append` completes (the [`LogFlushed`] callback) only after the entries are
+//!   fsynced. The writer groups every append queued while the previous fsync ran into one
+//!   `write` and one fsync (group commit). A whole-cluster restart recovers every acknowledged
+//!   write.
+//!
+//! Votes, truncations and purges are durable in both modes before their call returns, and are
+//! ordered with the appends: the writer executes every command in the order it was issued, and
+//! fsyncs the appends before a command that is not an append.
+//!
+//! # Memory
+//!
+//! Every entry after the purge point stays in memory (a `VecDeque`), so replication reads
+//! never touch the disk. Memory is bounded by the snapshot policy: the node builds a snapshot
+//! every N entries and openraft purges the log behind it, so at most about N entries (plus the
+//! ones kept for lagging followers) are held.
+//!
+//! # Recovery
+//!
+//! [`LogStore::open`] reads every segment in order and checks every record. A bad record at the
+//! end of the last segment (cut short, or followed only by zeros: a crash during a write) is cut
+//! off with a warning. Any other damage (a bad record followed by data, a missing segment, a
+//! damaged vote or purge file) is an error: the node refuses to start rather than silently lose
+//! acknowledged entries. To recover such a node, move its data directory away and let it rejoin
+//! (the leader sends it a snapshot and the log).
+
+mod format;
+mod recover;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader};
+
+use self::recover::Vote;
+use self::writer::{lock, Command, Done, Reply, Shared, Writer};
+use super::{io_error, Entry, LogId, StorageError, TypeConfig};
+
+/// Default `replicated` mode flush interval: appended entries are fsynced at most this long
+/// after they were written.
+pub const FLUSH_INTERVAL_MS_DEFAULT: u64 = 50;
+/// Largest accepted flush interval.
+pub const FLUSH_INTERVAL_MS_MAX: u64 = 10_000;
+/// A segment file is closed and a new one started once it reaches this size (it may exceed it
+/// by one record).
+pub const SEGMENT_BYTES_MAX: u64 = 64 << 20;
+/// Largest encoded entry: an entry must fit in one peer frame anyway.
+pub const RECORD_PAYLOAD_BYTES_MAX: usize = protocol::PEER_FRAME_BYTES_MAX;
+/// Capacity of the writer's queue, in commands (one per `append` call); a full queue makes
+/// `append` wait (back pressure) instead of growing memory.
+pub const WRITER_QUEUE_COMMANDS_MAX: usize = 1_024;
+/// How often the committed log id is saved (lazily, not fsynced).
+pub const COMMITTED_SAVE_INTERVAL_MS: u64 = 1_000;
+
+/// When an appended entry counts as persisted on this node (SPEC section 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Persisted once in memory and queued: the majority is a majority of memories. Each node
+    /// writes its log at once and fsyncs it within `flush_interval_ms`.
+    Replicated {
+        /// The longest an appended entry stays unsynced, in ms
+        /// (`1..=`[`FLUSH_INTERVAL_MS_MAX`]).
+        flush_interval_ms: u64,
+    },
+    /// Persisted once fsynced: the majority is a majority of disks.
+    Fsync,
+}
+
+impl Default for Durability {
+    fn default() -> Self {
+        Durability::Replicated {
+            flush_interval_ms: FLUSH_INTERVAL_MS_DEFAULT,
+        }
+    }
+}
+
+impl Durability {
+    /// Checks the flush interval against its limits.
+    pub fn validate(self) -> Result<(), String> {
+        match self {
+            Durability::Replicated { flush_interval_ms } if !(1..=FLUSH_INTERVAL_MS_MAX).contains(&flush_interval_ms) => {
+                Err(format!("flush_interval_ms must be in 1..={FLUSH_INTERVAL_MS_MAX}, not {flush_interval_ms}"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl FromStr for Durability {
+    type Err = String;
+
+    /// `replicated` (with the default flush interval) or `fsync`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "replicated" => Ok(Durability::default()),
+            "fsync" => Ok(Durability::Fsync),
+            _ => Err(format!(
+                "unknown durability mode {s:?} (expected replicated or fsync)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Durability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Durability::Replicated { flush_interval_ms } => {
+                write!(f, "replicated ({flush_interval_ms} ms flush)")
+            }
+            Durability::Fsync => f.write_str("fsync"),
+        }
+    }
+}
+
+/// The Raft log store: a cheap handle (clones share one log and one writer thread).
+///
+/// Openraft issues the writes (`append`, `save_vote`, `truncate`, `purge`) one at a time;
+/// reads may come from any clone at any time.
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    durability: Durability,
+    /// The log as openraft sees it. A std mutex: held for short copies, never across `.await`.
+    log: Mutex<MemLog>,
+    shared: Arc<Shared>,
+    /// The writer's queue; `None` only while dropping.
+    tx: Option<SyncSender<Command>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+/// The in-memory log.
+struct MemLog {
+    /// Every entry after the purge point, consecutive.
+    entries: VecDeque<Entry>,
+    last_purged: Option<LogId>,
+    vote: Option<Vote>,
+}
+
+impl MemLog {
+    /// The index the next appended entry must have, if the log constrains it.
+    fn next_index(&self) -> Option<u64> {
+        match (self.entries.back(), self.last_purged) {
+            (Some(last), _) => Some(last.log_id.index + 1),
+            (None, Some(purged)) => Some(purged.index + 1),
+            (None, None) => None,
+        }
+    }
+
+    fn last_log_id(&self) -> Option<LogId> {
+        self.entries.back().map(|e| e.log_id).or(self.last_purged)
+    }
+}
+
+impl Drop for Inner {
+    /// The last handle is gone: let the writer write and fsync what is left, and wait for it.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(writer) = self.writer.take() {
+            if writer.join().is_err() {
+                tracing::error!(dir = %self.dir.display(), "the log writer thread panicked");
+            }
+        }
+    }
+}
+
+impl fmt::Debug for LogStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogStore")
+            .field("dir", &self.inner.dir)
+            .field("durability", &self.inner.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogStore {
+    /// Opens (or creates) the log in `dir`: recovers it (see the module docs) and starts the
+    /// writer thread. Blocking file IO: call it before serving, or from a blocking task.
+    pub fn open(dir: &Path, durability: Durability) -> Result<LogStore, io::Error> {
+        LogStore::open_with(dir, durability, SEGMENT_BYTES_MAX)
+    }
+
+    /// [`LogStore::open`] with another segment size (tests use small segments).
+    fn open_with(
+        dir: &Path,
+        durability: Durability,
+        segment_bytes_max: u64,
+    ) -> Result<LogStore, io::Error> {
+        durability
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let recovered = recover::recover(dir)?;
+        let shared = Arc::new(Shared {
+            failed: Mutex::new(None),
+            committed: Mutex::new(recovered.committed),
+        });
+        let log = MemLog {
+            entries: recovered.entries,
+            last_purged: recovered.last_purged,
+            vote: recovered.vote,
+        };
+        let last_on_disk = log.entries.back().map(|e| e.log_id);
+        let writer = Writer::new(
+            dir.to_path_buf(),
+            durability,
+            segment_bytes_max,
+            shared.clone(),
+            recovered.segments,
+            last_on_disk,
+        )?;
+        let (tx, rx) = mpsc::sync_channel(WRITER_QUEUE_COMMANDS_MAX);
+        let handle = std::thread::Builder::new()
+            .name("stockd-log-writer".to_owned())
+            .spawn(move || writer.run(rx))?;
+        tracing::info!(
+            dir = %dir.display(),
+            %durability,
+            entries = log.entries.len(),
+            last_purged = ?log.last_purged,
+            last = ?log.last_log_id(),
+            "raft log opened"
+        );
+        let inner = Inner {
+            dir: dir.to_path_buf(),
+            durability,
+            log: Mutex::new(log),
+            shared,
+            tx: Some(tx),
+            writer: Some(handle),
+        };
+        Ok(LogStore {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The durability mode the store was opened with.
+    pub fn durability(&self) -> Durability {
+        self.inner.durability
+    }
+
+    /// Writes and fsyncs everything appended so far (for a graceful shutdown in `replicated`
+    /// mode; dropping the last handle does the same and waits for it).
+    pub async fn flush(&self) -> Result<(), StorageError> {
+        self.request(|reply| Command::Flush { reply })
+            .await
+            .map_err(|e| io_error(ErrorSubject::Logs, ErrorVerb::Write, e))
+    }
+
+    /// Appends consecutive entries; `done` runs once they count as persisted (see
+    /// [`Durability`]).
+    async fn append_entries(&self, entries: Vec<Entry>, done: Done) -> Result<(), StorageError> {
+        let write_error = |e: String| io_error(ErrorSubject::Logs, ErrorVerb::Write, e);
+        if let Some(failed) = lock(&self.inner.shared.failed).clone() {
+            return Err(write_error(failed));
+        }
+        // Entries at or below the purge point are already part of a snapshot: nothing to keep.
+        // (Openraft does not send them; its storage test suite does.)
+        let mut entries = entries;
+        if let Some(purged) = lock(&self.inner.log).last_purged {
+            entries.retain(|e| e.log_id.index > purged.index);
+        }
+        let mut records = Vec::new();
+        let mut lens = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            lens.push(format::encode_record(entry, &mut records).map_err(write_error)?);
+        }
+        let first_index = entries.first().map_or(0, |e| e.log_id.index);
+        let last = entries.last().map(|e| e.log_id);
+        if entries
+            .iter()
+            .enumerate()
+            .any(|(i, e)| e.log_id.index != first_index + i as u64)
+        {
+            return Err(write_error(
+                "non-consecutive entries in one append".to_owned(),
+            ));
+        }
+        {
+            let mut log = lock(&self.inner.log);
+            if let Some(expected) = log
+                .next_index()
+                .filter(|x| *x != first_index && !entries.is_empty())
+            {
+                return Err(write_error(format!(
+                    "non-consecutive append: log index {first_index}, expected {expected}"
+                )));
+            }
+            log.entries.extend(entries);
+        }
+        let (in_writer, now) = match self.inner.durability {
+            Durability::Fsync => (Some(done), None),
+            Durability::Replicated { .. } => (None, Some(done)),
+        };
+        let command = Command::Append {
+            first_index,
+            last,
+            records,
+            lens,
+            done: in_writer,
+        };
+        self.send(command).await.map_err(write_error)?;
+        if let Some(done) = now {
+            done(Ok(()));
+        }
+        Ok(())
+    }
+
+    /// Queues a command; waits (off the async threads) while the queue is full.
+    async fn send(&self, command: Command) -> Result<(), String> {
+        const STOPPED: &str = "the log writer has stopped";
+        let Some(tx) = self.inner.tx.as_ref() else {
+            return Err(STOPPED.to_owned());
+        };
+        match tx.try_send(command) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(command)) => {
+                let tx = tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    tx.send(command).map_err(|_| STOPPED.to_owned())
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            }
+            Err(TrySendError::Disconnected(_)) => Err(STOPPED.to_owned()),
+        }
+    }
+
+    /// Sends a command and waits for the writer's answer.
+    async fn request(&self, command: impl FnOnce(Reply) -> Command) -> Result<(), String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.send(command(reply)).await?;
+        answer
+            .await
+            .map_err(|_| "the log writer has stopped".to_owned())?
+    }
+
+    /// Stops the writer at once, without writing what it has not written yet: what a killed
+    /// process leaves behind.
+    #[cfg(test)]
+    async fn crash(self) {
+        let _ = self.send(Command::Crash).await;
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + fmt::Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let start = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(i) => i.saturating_add(1),
+            Bound::Excluded(i) => *i,
+            Bound::Unbounded => u64::MAX,
+        };
+        let log = lock(&self.inner.log);
+        let Some(first) = log.entries.front().map(|e| e.log_id.index) else {
+            return Ok(Vec::new());
+        };
+        let from = start.saturating_sub(first).min(log.entries.len() as u64) as usize;
+        let to = end.saturating_sub(first).min(log.entries.len() as u64) as usize;
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        Ok(log.entries.range(from..to).cloned().collect())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let log = lock(&self.inner.log);
+        Ok(LogState {
+            last_purged_log_id: log.last_purged,
+            last_log_id: log.last_log_id(),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        let vote = *vote;
+        self.request(|reply| Command::SaveVote { vote, reply })
+            .await
+            .map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, e))?;
+        lock(&self.inner.log).vote = Some(vote);
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        Ok(lock(&self.inner.log).vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        *lock(&self.inner.shared.committed) = committed;
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(*lock(&self.inner.shared.committed))
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let done: Done = Box::new(move |result| callback.log_io_completed(result));
+        self.append_entries(entries.into_iter().collect(), done)
+            .await
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let error = |e: String| io_error(ErrorSubject::Log(log_id), ErrorVerb::Delete, e);
+        let last = {
+            let mut log = lock(&self.inner.log);
+            if log.last_purged.is_some_and(|p| log_id.index <= p.index) {
+                return Err(error(format!(
+                    "cannot truncate at {log_id}: at or before the purge point"
+                )));
+            }
+            if let Some(first) = log.entries.front().map(|e| e.log_id.index) {
+                let keep = log_id
+                    .index
+                    .saturating_sub(first)
+                    .min(log.entries.len() as u64);
+                log.entries.truncate(keep as usize);
+            }
+            log.last_log_id()
+        };
+        self.request(|reply| Command::Truncate {
+            index: log_id.index,
+            last,
+            reply,
+        })
+        .await
+        .map_err(error)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        {
+            let mut log = lock(&self.inner.log);
+            if log.last_purged.is_some_and(|p| log_id.index <= p.index) {
+                return Ok(());
+            }
+            log.last_purged = Some(log_id);
+            while log
+                .entries
+                .front()
+                .is_some_and(|e| e.log_id.index <= log_id.index)
+            {
+                log.entries.pop_front();
+            }
+        }
+        self.request(|reply| Command::Purge { log_id, reply })
+            .await
+            .map_err(|e| io_error(ErrorSubject::Log(log_id), ErrorVerb::Delete, e))
+    }
+}

@@ -9,6 +9,8 @@ pub mod log_store;
 pub mod network;
 pub mod state_machine;
 
+pub use log_store::{Durability, LogStore};
+
 use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,534 @@
+//! Tests of the log store: openraft's storage suite (both modes, with the real state machine),
+//! reopen after appends and crashes, torn tails, corruption, purge and truncate across
+//! segments, the vote. `STOCKD_LOG_MEASURE=1` also prints appends/s per mode.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use openraft::storage::RaftLogStorageExt;
+use openraft::testing::{StoreBuilder, Suite};
+use openraft::{CommittedLeaderId, EntryPayload, RaftLogReader};
+
+use engine::{Command as EngineCommand, Request, RequestId};
+
+use super::format::segment_name;
+use super::*;
+use crate::raft::state_machine::StateMachine;
+use crate::raft::Batch;
+
+/// A unique directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = format!(
+            "stockd-log-store-{tag}-{}-{}-{nanos}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    fn log(&self) -> PathBuf {
+        self.0.join("log")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Builds a fresh log store and state machine for each suite test.
+struct Builder {
+    durability: Durability,
+}
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
+    async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError> {
+        let dir = TempDir::new("suite");
+        let open_error = |e: io::Error| io_error(ErrorSubject::Store, ErrorVerb::Read, e);
+        let log = LogStore::open(&dir.log(), self.durability).map_err(open_error)?;
+        let sm = StateMachine::open(&dir.0.join("sm")).map_err(open_error)?;
+        Ok((dir, log, sm))
+    }
+}
+
+#[test]
+fn openraft_suite_replicated() {
+    Suite::test_all(Builder {
+        durability: Durability::default(),
+    })
+    .expect("suite passes in replicated mode");
+}
+
+#[test]
+fn openraft_suite_fsync() {
+    Suite::test_all(Builder {
+        durability: Durability::Fsync,
+    })
+    .expect("suite passes in fsync mode");
+}
+
+fn log_id(term: u64, index: u64) -> LogId {
+    LogId::new(CommittedLeaderId::new(term, 1), index)
+}
+
+/// A normal entry carrying one small write.
+fn entry(term: u64, index: u64) -> Entry {
+    let request = Request {
+        request_id: RequestId(u128::from(index)),
+        command: EngineCommand::Adjust {
+            sku: "sku-1".into(),
+            location: "store-1".into(),
+            delta: index as i64 + 1,
+            reason: "receipt".into(),
+        },
+    };
+    Entry {
+        log_id: log_id(term, index),
+        payload: EntryPayload::Normal(Batch {
+            timestamp_ms: 1_700_000_000_000 + index,
+            requests: vec![request],
+        }),
+    }
+}
+
+fn entries(term: u64, indexes: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
+    indexes.map(|i| entry(term, i)).collect()
+}
+
+fn open(dir: &Path, durability: Durability) -> LogStore {
+    LogStore::open(dir, durability).expect("open log store")
+}
+
+/// Checks the whole log: its state and every entry.
+#[track_caller]
+fn check(store: &mut LogStore, last_purged: Option<LogId>, want: &[Entry]) {
+    let (state, got) = futures_lite(async {
+        let state = store.get_log_state().await.expect("log state");
+        let got = store.try_get_log_entries(..).await.expect("read entries");
+        (state, got)
+    });
+    assert_eq!(state.last_purged_log_id, last_purged, "last purged");
+    assert_eq!(
+        state.last_log_id,
+        want.last().map(|e| e.log_id).or(last_purged),
+        "last log id"
+    );
+    assert_eq!(got, want, "entries");
+}
+
+/// Runs a future to completion on a small runtime of its own (the tests are sync so that a
+/// store can be dropped outside any runtime).
+fn futures_lite<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+fn append(store: &mut LogStore, entries: Vec<Entry>) {
+    futures_lite(store.blocking_append(entries)).expect("append");
+}
+
+fn crash(store: LogStore) {
+    futures_lite(store.crash());
+}
+
+fn segments_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".seg"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn fsync_mode_keeps_every_completed_append_after_a_crash() {
+    let dir = TempDir::new("crash-fsync");
+    let mut store = open(&dir.log(), Durability::Fsync);
+    append(&mut store, entries(1, 0..=0));
+    for i in 1..=40 {
+        append(&mut store, vec![entry(1, i)]);
+    }
+    append(&mut store, entries(2, 41..=60));
+    crash(store);
+    let mut store = open(&dir.log(), Durability::Fsync);
+    let mut want = entries(1, 0..=40);
+    want.extend(entries(2, 41..=60));
+    check(&mut store, None, &want);
+    // Appending goes on after the recovered tail, and a plain drop (no flush) keeps it too.
+    append(&mut store, entries(2, 61..=62));
+    drop(store);
+    let mut store = open(&dir.log(), Durability::Fsync);
+    want.extend(entries(2, 61..=62));
+    check(&mut store, None, &want);
+}
+
+#[test]
+fn replicated_mode_keeps_flushed_appends_after_a_crash_and_everything_after_a_drop() {
+    let dir = TempDir::new("crash-replicated");
+    let mut store = open(&dir.log(), Durability::default());
+    append(&mut store, entries(1, 1..=30));
+    futures_lite(store.flush()).expect("flush");
+    crash(store);
+    let mut store = open(&dir.log(), Durability::default());
+    check(&mut store, None, &entries(1, 1..=30));
+    append(&mut store, entries(1, 31..=35));
+    drop(store);
+    let mut store = open(&dir.log(), Durability::default());
+    check(&mut store, None, &entries(1, 1..=35));
+}
+
+#[test]
+fn replicated_mode_writes_within_the_flush_interval_without_a_flush() {
+    let dir = TempDir::new("interval");
+    let mut store = open(
+        &dir.log(),
+        Durability::Replicated {
+            flush_interval_ms: 20,
+        },
+    );
+    append(&mut store, entries(1, 1..=5));
+    std::thread::sleep(Duration::from_millis(200));
+    crash(store);
+    let mut store = open(&dir.log(), Durability::default());
+    check(&mut store, None, &entries(1, 1..=5));
+}
+
+/// Appends 1..=10 in fsync mode and returns the segment's path.
+fn ten_entries(dir: &TempDir) -> PathBuf {
+    let mut store = open(&dir.log(), Durability::Fsync);
+    append(&mut store, entries(1, 1..=10));
+    drop(store);
+    dir.log().join(segment_name(1))
+}
+
+#[test]
+fn a_record_cut_short_is_dropped_on_reopen() {
+    let dir = TempDir::new("torn-short");
+    let segment = ten_entries(&dir);
+    let len = std::fs::metadata(&segment).expect("metadata").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .expect("open")
+        .set_len(len - 3)
+        .expect("cut");
+    let mut store = open(&dir.log(), Durability::Fsync);
+    check(&mut store, None, &entries(1, 1..=9));
+    // The cut is on disk, and the log goes on from there.
+    append(&mut store, entries(2, 10..=11));
+    drop(store);
+    let mut store = open(&dir.log(), Durability::Fsync);
+    let mut want = entries(1, 1..=9);
+    want.extend(entries(2, 10..=11));
+    check(&mut store, None, &want);
+}
+
+#[test]
+fn a_damaged_last_record_or_a_zero_tail_is_dropped_on_reopen() {
+    let dir = TempDir::new("torn-crc");
+    let segment = ten_entries(&dir);
+    let mut bytes = std::fs::read(&segment).expect("read");
+    let last = bytes.len() - 2;
+    bytes[last] ^= 0x40;
+    bytes.extend_from_slice(&[0; 100]);
+    std::fs::write(&segment, &bytes).expect("write");
+    let mut store = open(&dir.log(), Durability::Fsync);
+    check(&mut store, None, &entries(1, 1..=9));
+    drop(store);
+
+    let dir = TempDir::new("torn-zeros");
+    let segment = ten_entries(&dir);
+    let mut bytes = std::fs::read(&segment).expect("read");
+    bytes.extend_from_slice(&[0; 4096]);
+    std::fs::write(&segment, &bytes).expect("write");
+    let mut store = open(&dir.log(), Durability::Fsync);
+    check(&mut store, None, &entries(1, 1..=10));
+}
+
+#[test]
+fn damage_before_the_tail_refuses_to_open() {
+    let dir = TempDir::new("corrupt");
+    let segment = ten_entries(&dir);
+    let mut bytes = std::fs::read(&segment).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&segment, &bytes).expect("write");
+    let error =
+        LogStore::open(&dir.log(), Durability::Fsync).expect_err("a damaged record is an error");
+    assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    assert!(error.to_string().contains("refusing to start"), "{error}");
+
+    let dir = TempDir::new("corrupt-vote");
+    drop(ten_entries(&dir));
+    std::fs::write(dir.log().join("vote"), b"STKDVOTE garbage").expect("write");
+    let error =
+        LogStore::open(&dir.log(), Durability::Fsync).expect_err("a damaged vote is an error");
+    assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+}
+
+#[test]
+fn damage_in_an_older_segment_refuses_to_open() {
+    let dir = TempDir::new("corrupt-old");
+    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512).expect("open");
+    append(&mut store, entries(1, 1..=40));
+    drop(store);
+    let names = segments_in(&dir.log());
+    assert!(names.len() >= 3, "small segments rotate: {names:?}");
+    let first = dir.log().join(&names[0]);
+    let mut bytes = std::fs::read(&first).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&first, &bytes).expect("write");
+    let error = LogStore::open(&dir.log(), Durability::Fsync)
+        .expect_err("only the last segment may be torn");
+    assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+}
+
+#[test]
+fn purge_and_truncate_survive_reopen() {
+    let dir = TempDir::new("purge-truncate");
+    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512).expect("open");
+    append(&mut store, entries(1, 1..=50));
+    let before = segments_in(&dir.log());
+    futures_lite(async {
+        store.purge(log_id(1, 20)).await.expect("purge");
+        store.truncate(log_id(1, 41)).await.expect("truncate");
+    });
+    let after = segments_in(&dir.log());
+    assert!(
+        after.len() < before.len(),
+        "whole segments below the purge point are deleted"
+    );
+    assert!(
+        after[0] <= segment_name(21),
+        "the segment holding 21 is kept: {after:?}"
+    );
+    check(&mut store, Some(log_id(1, 20)), &entries(1, 21..=40));
+    crash(store);
+
+    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512).expect("reopen");
+    check(&mut store, Some(log_id(1, 20)), &entries(1, 21..=40));
+    append(&mut store, entries(2, 41..=45));
+    drop(store);
+    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512).expect("reopen");
+    let mut want = entries(1, 21..=40);
+    want.extend(entries(2, 41..=45));
+    check(&mut store, Some(log_id(1, 20)), &want);
+
+    // A purge past the end (a snapshot installed from the leader) empties the log; the next
+    // append starts after it.
+    futures_lite(store.purge(log_id(3, 100))).expect("purge past the end");
+    assert!(segments_in(&dir.log()).is_empty());
+    drop(store);
+    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512).expect("reopen");
+    check(&mut store, Some(log_id(3, 100)), &[]);
+    append(&mut store, entries(3, 101..=102));
+    drop(store);
+    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512).expect("reopen");
+    check(&mut store, Some(log_id(3, 100)), &entries(3, 101..=102));
+    // Truncating everything after the purge point leaves just the purge point.
+    futures_lite(store.truncate(log_id(3, 101))).expect("truncate all");
+    drop(store);
+    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512).expect("reopen");
+    check(&mut store, Some(log_id(3, 100)), &[]);
+}
+
+#[test]
+fn truncate_across_segments_in_replicated_mode_survives_reopen() {
+    let dir = TempDir::new("truncate-replicated");
+    let mut store = LogStore::open_with(&dir.log(), Durability::default(), 512).expect("open");
+    append(&mut store, entries(1, 0..=60));
+    futures_lite(store.truncate(log_id(1, 7))).expect("truncate");
+    append(&mut store, entries(2, 7..=9));
+    crash(store);
+    let mut store = LogStore::open_with(&dir.log(), Durability::default(), 512).expect("reopen");
+    let mut want = entries(1, 0..=6);
+    want.extend(entries(2, 7..=9));
+    check(&mut store, None, &want);
+}
+
+#[test]
+fn the_vote_survives_a_crash_in_both_modes() {
+    for durability in [Durability::default(), Durability::Fsync] {
+        let dir = TempDir::new("vote");
+        let mut store = open(&dir.log(), durability);
+        let vote = openraft::Vote::new_committed(7, 3);
+        futures_lite(async {
+            assert_eq!(store.read_vote().await.expect("read"), None);
+            store
+                .save_vote(&openraft::Vote::new(6, 2))
+                .await
+                .expect("save");
+            store.save_vote(&vote).await.expect("save");
+        });
+        crash(store);
+        let mut store = open(&dir.log(), durability);
+        assert_eq!(
+            futures_lite(store.read_vote()).expect("read"),
+            Some(vote),
+            "{durability}"
+        );
+    }
+}
+
+#[test]
+fn committed_is_saved_lazily_and_never_ahead_of_the_durable_log() {
+    let dir = TempDir::new("committed");
+    let mut store = open(&dir.log(), Durability::Fsync);
+    append(&mut store, entries(1, 1..=10));
+    futures_lite(store.save_committed(Some(log_id(1, 8)))).expect("save");
+    drop(store);
+    let mut store = open(&dir.log(), Durability::Fsync);
+    assert_eq!(
+        futures_lite(store.read_committed()).expect("read"),
+        Some(log_id(1, 8))
+    );
+    // A committed id past the log is clamped to the last durable entry.
+    futures_lite(store.save_committed(Some(log_id(1, 15)))).expect("save");
+    drop(store);
+    let mut store = open(&dir.log(), Durability::Fsync);
+    assert_eq!(
+        futures_lite(store.read_committed()).expect("read"),
+        Some(log_id(1, 10))
+    );
+}
+
+#[test]
+fn bad_appends_and_limits_are_errors() {
+    let dir = TempDir::new("errors");
+    let mut store = open(&dir.log(), Durability::Fsync);
+    append(&mut store, entries(1, 1..=3));
+    assert!(
+        futures_lite(store.blocking_append(vec![entry(1, 5)])).is_err(),
+        "a hole"
+    );
+    assert!(
+        futures_lite(store.blocking_append(vec![entry(1, 4), entry(1, 6)])).is_err(),
+        "a hole inside"
+    );
+    check(&mut store, None, &entries(1, 1..=3));
+    let error = LogStore::open(
+        &dir.0.join("other"),
+        Durability::Replicated {
+            flush_interval_ms: 0,
+        },
+    )
+    .expect_err("interval 0 is rejected");
+    assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+    assert_eq!("fsync".parse::<Durability>(), Ok(Durability::Fsync));
+    assert_eq!(
+        "replicated".parse::<Durability>(),
+        Ok(Durability::default())
+    );
+    assert!("sometimes".parse::<Durability>().is_err());
+}
+
+/// Appends/s per mode, printed (not asserted): `STOCKD_LOG_MEASURE=1 cargo test -p server
+/// --release measure_appends -- --nocapture`.
+#[test]
+fn measure_appends() {
+    if std::env::var_os("STOCKD_LOG_MEASURE").is_none() {
+        return;
+    }
+    const SEQUENTIAL: u64 = 2_000;
+    const PIPELINED: u64 = 50_000;
+    for durability in [Durability::default(), Durability::Fsync] {
+        let dir = TempDir::new("measure");
+        let store = open(&dir.log(), durability);
+        let record_bytes = {
+            let mut buf = Vec::new();
+            format::encode_record(&entry(1, 1), &mut buf).expect("encode")
+        };
+        futures_lite(async {
+            // One entry per append, each waiting for its completion (fsync latency bound).
+            let started = Instant::now();
+            let mut s = store.clone();
+            for i in 1..=SEQUENTIAL {
+                s.blocking_append(vec![entry(1, i)]).await.expect("append");
+            }
+            let sequential = SEQUENTIAL as f64 / started.elapsed().as_secs_f64();
+            // One entry per append, many in flight (openraft does not wait for the callback
+            // before the next append): group commit.
+            let started = Instant::now();
+            let mut pending = Vec::new();
+            for i in SEQUENTIAL + 1..=SEQUENTIAL + PIPELINED {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let done: writer::Done = Box::new(move |r| {
+                    let _ = tx.send(r.is_ok());
+                });
+                store
+                    .append_entries(vec![entry(1, i)], done)
+                    .await
+                    .expect("append");
+                pending.push(rx);
+            }
+            for rx in pending {
+                assert!(rx.await.expect("completion"));
+            }
+            let pipelined = PIPELINED as f64 / started.elapsed().as_secs_f64();
+            println!(
+                "{durability}: {sequential:.0} appends/s one at a time, {pipelined:.0} appends/s pipelined \
+                 ({record_bytes} bytes per record)"
+            );
+        });
+    }
+}
+
+/// Runs each test of openraft's suite on its own and reports which fail (the suite's
+/// `test_all` stops at the first failure).
+#[test]
+fn openraft_suite_each() {
+    type S = Suite<TypeConfig, LogStore, StateMachine, Builder, TempDir>;
+    macro_rules! each {
+        ($durability:expr; $($name:ident),* $(,)?) => {{
+            let builder = Builder { durability: $durability };
+            let mut failed = Vec::new();
+            $(
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+                    let result = runtime.block_on(async {
+                        let (_guard, store, sm) = builder.build().await?;
+                        S::$name(store, sm).await
+                    });
+                    result.map_err(|e| e.to_string())
+                }));
+                let ok = matches!(result, Ok(Ok(())));
+                println!("{} {}: {}", builder.durability, stringify!($name), if ok { "pass" } else { "FAIL" });
+                if !ok {
+                    failed.push(format!("{}: {:?}", stringify!($name), result.map_err(|_| "panic")));
+                }
+            )*
+            failed
+        }};
+    }
+    for durability in [Durability::default(), Durability::Fsync] {
+        let failed = each!(durability;
+            last_membership_in_log_initial, last_membership_in_log, last_membership_in_log_multi_step,
+            get_membership_initial, get_membership_from_log_and_empty_sm, get_membership_from_empty_log_and_sm,
+            get_membership_from_log_le_sm_last_applied, get_membership_from_log_gt_sm_last_applied_1,
+            get_membership_from_log_gt_sm_last_applied_2, get_initial_state_without_init,
+            get_initial_state_membership_from_log_and_sm, get_initial_state_with_state,
+            get_initial_state_last_log_gt_sm, get_initial_state_last_log_lt_sm, get_initial_state_log_ids,
+            get_initial_state_re_apply_committed, save_vote, get_log_entries, limited_get_log_entries,
+            try_get_log_entry, initial_logs, get_log_state, get_log_id, last_id_in_log, last_applied_state,
+            purge_logs_upto_0, purge_logs_upto_5, purge_logs_upto_20, delete_logs_since_11, delete_logs_since_0,
+            append_to_log, snapshot_meta, apply_single, apply_multiple,
+        );
+        assert!(failed.is_empty(), "{durability}: {failed:#?}");
+    }
+}
