@@ -464,7 +464,8 @@ impl Client {
                 .min(deadline.saturating_sub(start.elapsed()))
                 .max(Duration::from_millis(1));
             let sent = subset.as_deref().unwrap_or(&ops);
-            let failure = match self.send(&node, sent, timeout).await {
+            let queue_timeout = deadline.saturating_sub(start.elapsed());
+            let failure = match self.send(&node, sent, timeout, queue_timeout).await {
                 Ok(replies) => {
                     let mut again = Vec::new();
                     let mut first = None;
@@ -539,12 +540,14 @@ impl Client {
             .collect()
     }
 
-    /// One attempt: a pooled stream to `node`, one frame, its reply.
+    /// One attempt: a pooled stream to `node` (connecting within `timeout`), a free slot on it
+    /// (within `queue_timeout`), one frame, its reply (within `timeout`).
     async fn send(
         &self,
         node: &str,
         ops: &[Op],
         timeout: Duration,
+        queue_timeout: Duration,
     ) -> Result<Vec<OpResult>, CallError> {
         let started = Instant::now();
         let channel = tokio::time::timeout(timeout, async {
@@ -554,7 +557,11 @@ impl Client {
         .await
         .map_err(|_| CallError::NoReply)??;
         channel
-            .call(ops, timeout.saturating_sub(started.elapsed()))
+            .call_queued(
+                ops,
+                timeout.saturating_sub(started.elapsed()),
+                queue_timeout,
+            )
             .await
     }
 
@@ -660,7 +667,7 @@ impl Client {
 
     /// One status request to one node, no retry.
     async fn probe(&self, node: &str, timeout: Duration) -> Result<NodeStatus, ClientError> {
-        match self.send(node, &[Op::Status], timeout).await {
+        match self.send(node, &[Op::Status], timeout, timeout).await {
             Ok(mut results) => match results.pop() {
                 Some(OpResult::Status(status)) => Ok(status),
                 Some(OpResult::Failed(e)) => Err(ClientError::Server(e)),
@@ -685,7 +692,11 @@ impl Client {
                 let conn = self.inner.pool.get(&node).await?;
                 let channel = conn.subscription_channel(tx).await?;
                 let results = channel
-                    .call(&[Op::Subscribe { since }], self.inner.timeout)
+                    .call_queued(
+                        &[Op::Subscribe { since }],
+                        self.inner.timeout,
+                        self.inner.timeout,
+                    )
                     .await?;
                 Ok::<_, CallError>((channel, results))
             };

@@ -162,12 +162,25 @@ impl Channel {
         self.shared.lock().closed.is_some() || self.outgoing.is_closed()
     }
 
-    /// Sends one frame with `ops` and waits up to `timeout` (queueing for a permit included)
-    /// for its reply: one result per operation, in order.
+    /// Sends one frame with `ops` and waits up to `timeout` for its reply (and as long again
+    /// for a free slot among the frames in flight): one result per operation, in order.
+    #[cfg(test)]
     pub(crate) async fn call(
         &self,
         ops: &[Op],
         timeout: Duration,
+    ) -> Result<Vec<OpResult>, CallError> {
+        self.call_queued(ops, timeout, timeout).await
+    }
+
+    /// Waits up to `queue_timeout` for a free slot among the frames in flight (a busy stream
+    /// is not a failed node), then sends one frame with `ops` and waits up to `timeout` for
+    /// its reply: one result per operation, in order.
+    pub(crate) async fn call_queued(
+        &self,
+        ops: &[Op],
+        timeout: Duration,
+        queue_timeout: Duration,
     ) -> Result<Vec<OpResult>, CallError> {
         if ops.is_empty() || ops.len() > protocol::OPS_PER_FRAME_MAX {
             return Err(CallError::Limit(format!(
@@ -179,6 +192,10 @@ impl Channel {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let bytes = protocol::encode(&FrameRef { id, ops })
             .map_err(|e| CallError::Limit(format!("{e} (FRAME_BYTES_MAX)")))?;
+        let _permit = tokio::time::timeout(queue_timeout, self.in_flight.acquire())
+            .await
+            .map_err(|_| CallError::NoReply)?
+            .map_err(|_| CallError::Closed("channel shut down".into()))?;
         match tokio::time::timeout(timeout, self.exchange(id, bytes)).await {
             Ok(Ok(results)) if results.len() == ops.len() => Ok(results),
             Ok(Ok(results)) => Err(CallError::Unexpected(format!(
@@ -192,11 +209,6 @@ impl Channel {
     }
 
     async fn exchange(&self, id: u64, bytes: Vec<u8>) -> Result<Vec<OpResult>, CallError> {
-        let _permit = self
-            .in_flight
-            .acquire()
-            .await
-            .map_err(|_| CallError::Closed("channel shut down".into()))?;
         let (tx, rx) = oneshot::channel();
         {
             let mut pending = self.shared.lock();

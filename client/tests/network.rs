@@ -83,6 +83,7 @@ impl Drop for Certs {
 struct MockNode {
     addr: String,
     frames: Arc<Mutex<Vec<ClientFrame>>>,
+    conns: Arc<Mutex<Vec<quinn::Connection>>>,
     endpoint: quinn::Endpoint,
 }
 
@@ -93,12 +94,15 @@ impl MockNode {
         let endpoint = quinn::Endpoint::server(certs.server_config(), bind).expect("endpoint");
         let addr = endpoint.local_addr().expect("bound").to_string();
         let frames = Arc::new(Mutex::new(Vec::new()));
-        let (e, f) = (endpoint.clone(), frames.clone());
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let (e, f, c) = (endpoint.clone(), frames.clone(), conns.clone());
         tokio::spawn(async move {
             while let Some(incoming) = e.accept().await {
                 let (handler, feed, frames) = (handler.clone(), feed.clone(), f.clone());
+                let conns = c.clone();
                 tokio::spawn(async move {
                     let Ok(conn) = incoming.await else { return };
+                    conns.lock().expect("lock").push(conn.clone());
                     while let Ok((send, recv)) = conn.accept_bi().await {
                         let stream = serve_stream(
                             conn.clone(),
@@ -116,7 +120,15 @@ impl MockNode {
         MockNode {
             addr,
             frames,
+            conns,
             endpoint,
+        }
+    }
+
+    /// Closes every client connection (the node stays up).
+    fn drop_connections(&self) {
+        for conn in self.conns.lock().expect("lock").drain(..) {
+            conn.close(2u32.into(), b"dropped by the test");
         }
     }
 
@@ -496,6 +508,81 @@ async fn an_unreachable_cluster_is_a_connection_error() {
         ),
         "{result:?}"
     );
+}
+
+async fn next(subscription: &mut client::Subscription) -> u64 {
+    tokio::time::timeout(Duration::from_secs(5), subscription.next())
+        .await
+        .expect("in time")
+        .expect("an event")
+        .seq
+}
+
+fn event(seq: u64) -> engine::query::ChangeEvent {
+    engine::query::ChangeEvent {
+        seq,
+        log_index: seq,
+        timestamp_ms: 1_767_225_600_000,
+        request_id: Some(RequestId(u128::from(seq))),
+        cause: engine::query::Cause::Adjust,
+        sku: SkuId::from("A"),
+        location: engine::LocationId::from("wh1"),
+        balance: engine::Balance {
+            on_hand: seq as i64,
+            ..engine::Balance::default()
+        },
+        shortfall: 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_resumes_after_a_dropped_connection_without_duplicates() {
+    let certs = Certs::new("resume");
+    let log: Arc<Mutex<Vec<engine::query::ChangeEvent>>> = Arc::new(Mutex::new(vec![]));
+    let feed_log = log.clone();
+    // The feed repeats the event before `since`, as a node might after a resubscription.
+    let feed: Feed = Arc::new(move |since: u64| {
+        let from = since.saturating_sub(1);
+        let events: Vec<_> = feed_log
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|e| e.seq >= from)
+            .cloned()
+            .collect();
+        events
+    });
+    let node = MockNode::start(
+        &certs,
+        per_op(|op| match op {
+            Op::Subscribe { .. } => OpResult::Subscribed,
+            _ => OpResult::Status(status(1, Role::Leader, None)),
+        }),
+        Some(feed),
+    );
+    let client = Client::connect(config(&certs, vec![node.addr.clone()]))
+        .await
+        .expect("connects");
+    let mut subscription = client.subscribe(1).await.expect("subscribed");
+    log.lock().expect("lock").extend([event(1), event(2)]);
+    assert_eq!(next(&mut subscription).await, 1);
+    assert_eq!(next(&mut subscription).await, 2);
+    node.drop_connections();
+    // Let the client see the close before new events exist.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    log.lock().expect("lock").extend([event(3), event(4)]);
+    assert_eq!(next(&mut subscription).await, 3, "no duplicate of 2");
+    assert_eq!(next(&mut subscription).await, 4);
+    assert_eq!(subscription.position(), 5);
+    let sinces: Vec<u64> = node
+        .frames()
+        .iter()
+        .filter_map(|f| match f.ops.as_slice() {
+            [Op::Subscribe { since }] => Some(*since),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sinces, vec![1, 3], "resubscribed from the next event");
 }
 
 // ---------------------------------------------------------------------------------------------
