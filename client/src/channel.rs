@@ -128,6 +128,15 @@ pub(crate) struct Channel {
     outgoing: mpsc::Sender<Vec<u8>>,
     in_flight: Semaphore,
     next_id: AtomicU64,
+    /// The reader task, stopped when the channel is dropped (the writer task then finishes
+    /// the stream by itself, once its queue's sender is gone).
+    reader: tokio::task::AbortHandle,
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 impl Channel {
@@ -148,12 +157,13 @@ impl Channel {
         let shared = Arc::new(Shared::default());
         let (outgoing, queue) = mpsc::channel(frames_in_flight);
         tokio::spawn(write_loop(writer, queue, shared.clone()));
-        tokio::spawn(read_loop(reader, shared.clone(), events));
+        let reader = tokio::spawn(read_loop(reader, shared.clone(), events)).abort_handle();
         Arc::new(Channel {
             shared,
             outgoing,
             in_flight: Semaphore::new(frames_in_flight),
             next_id: AtomicU64::new(1),
+            reader,
         })
     }
 

@@ -16,9 +16,10 @@ pub type AdvanceHook = Box<dyn FnMut(u64) -> Result<(), String> + Send>;
 
 /// A live cluster reached through the client.
 pub struct ClusterTarget {
-    runtime: tokio::runtime::Runtime,
+    // Fields drop in order: the client closes its connections while the runtime still runs.
     client: Client,
     advance: Option<AdvanceHook>,
+    runtime: tokio::runtime::Runtime,
 }
 
 impl ClusterTarget {
