@@ -616,9 +616,11 @@ impl Client {
     }
 
     /// Asks every known node for its status, concurrently, and takes as leader the node that
-    /// says it leads in the highest term (else the leader named in the highest term). Learns
-    /// the members on the way. One search at a time: callers that waited for a search reuse
-    /// its result.
+    /// says it leads in the highest term (else the leader named in the highest term). It stops
+    /// waiting once a node says it leads and a majority of the nodes answered (a dead node
+    /// does not delay the search; a deposed leader is outvoted by a higher term). Learns the
+    /// members on the way. One search at a time: callers that waited for a search reuse its
+    /// result.
     async fn find_leader(&self) {
         let seen = self.inner.searches.load(Ordering::Acquire);
         let _searching = self.inner.searching.lock().await;
@@ -629,22 +631,23 @@ impl Client {
             .inner
             .timeout
             .min(Duration::from_millis(PROBE_TIMEOUT_MS_MAX));
-        let probes: Vec<_> = self
-            .nodes()
-            .into_iter()
-            .map(|node| {
-                let client = self.clone();
-                tokio::spawn(async move {
-                    let status = client.probe(&node, timeout).await;
-                    (node, status)
-                })
-            })
-            .collect();
+        let nodes = self.nodes();
+        let majority = nodes.len() / 2 + 1;
+        let mut probes = tokio::task::JoinSet::new();
+        for node in nodes {
+            let client = self.clone();
+            probes.spawn(async move {
+                let status = client.probe(&node, timeout).await;
+                (node, status)
+            });
+        }
         let mut best: Option<(u64, bool, String)> = None;
-        for probe in probes {
-            let Ok((node, Ok(status))) = probe.await else {
+        let mut answers = 0;
+        while let Some(joined) = probes.join_next().await {
+            let Ok((node, Ok(status))) = joined else {
                 continue;
             };
+            answers += 1;
             let members: Vec<String> = status.members.iter().map(|m| m.addr.clone()).collect();
             self.learn(&members);
             let candidate = if status.role == Role::Leader {
@@ -656,6 +659,9 @@ impl Client {
                 if best.as_ref().is_none_or(|b| (c.0, c.1) > (b.0, b.1)) {
                     best = Some(c);
                 }
+            }
+            if answers >= majority && best.as_ref().is_some_and(|b| b.1) {
+                break;
             }
         }
         if let Some((_, _, leader)) = best {

@@ -1329,7 +1329,9 @@ async fn changes(
 }
 
 async fn status(client: &Client, out: &Out) -> Result<Exit, Fail> {
-    let reports = client.status().await;
+    let mut reports = client.status().await;
+    // By node id; unreachable nodes last, in the order they were listed.
+    reports.sort_by_key(|r| r.status.as_ref().map_or(u64::MAX, |s| s.node.id));
     let answered = reports.iter().filter(|r| r.status.is_ok()).count();
     if out.json {
         let nodes: Vec<Value> = reports
