@@ -1,1 +1,117 @@
-fn main() {}
+//! `stockd`: the server binary. See [`server::config`] for its options.
+//!
+//! With no arguments it runs the embedded default (a single-node cluster with its data in
+//! `./stockd-data`); `stockd dev --nodes 3` runs a local 3-node cluster; `--config FILE` or flags
+//! configure a real node. Ctrl-C or SIGTERM shut down gracefully.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use server::config::{dev_cluster, Cli, Command};
+use server::node::Node;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,openraft=warn,quinn=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // A broken ledger invariant (or any other bug) must stop the node rather than let it
+    // diverge from its replicas: every panic, in any task, aborts the process.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::abort();
+    }));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stockd: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stockd: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let configs = match cli.command {
+        Some(Command::Certs { ca_dir, out, name }) => {
+            protocol::tls::ensure_ca(&ca_dir).map_err(|e| e.to_string())?;
+            protocol::tls::ensure_node(&ca_dir, &out, &name).map_err(|e| e.to_string())?;
+            println!(
+                "node certificate in {}, CA in {}",
+                out.display(),
+                ca_dir.display()
+            );
+            return Ok(());
+        }
+        Some(Command::Dev {
+            nodes,
+            base_port,
+            data_dir,
+            durability,
+        }) => dev_cluster(nodes, base_port, &data_dir, durability)?,
+        None => vec![cli.node.resolve()?],
+    };
+    let mut nodes = Vec::new();
+    for config in configs {
+        let data_dir = config.data_dir.clone();
+        let durability = format!("{:?}", config.durability);
+        let node = Node::start(config).await.map_err(|e| e.to_string())?;
+        println!(
+            "stockd node {} listening on {} (QUIC, ALPN stockd/1), data in {}, durability {durability}",
+            node.id(),
+            node.local_addr(),
+            data_dir.display()
+        );
+        nodes.push(node);
+    }
+    if let Some(first) = nodes.first() {
+        println!("cluster CA certificate: {}", first.ca_path().display());
+        println!(
+            "cluster CA fingerprint (sha256): {}",
+            first.ca_fingerprint()
+        );
+        println!("try: stockctl --connect {} status", first.local_addr());
+    }
+    wait_for_signal().await;
+    println!("stockd: shutting down");
+    for node in nodes {
+        node.shutdown().await;
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

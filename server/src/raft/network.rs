@@ -1,1 +1,328 @@
-//! placeholder
+//! Node-to-node Raft RPC over QUIC (ALPN `stockd-raft/1`, mutual TLS).
+//!
+//! Each RPC is one bidirectional stream on a pooled connection to the target: the caller writes
+//! one [`PeerRequest`] frame and finishes its side; the target answers one [`PeerReply`] frame.
+//! Frames use the protocol's codec with [`protocol::PEER_FRAME_BYTES_MAX`].
+//!
+//! [`Faults`] lets tests cut a node off: an isolated node sends no RPC and answers none, which
+//! is what a network partition looks like to Raft.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::{Deserialize, Serialize};
+
+use super::{NodeId, Raft, TypeConfig};
+
+/// A Raft RPC.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PeerRequest {
+    /// AppendEntries (and heartbeats).
+    Append(AppendEntriesRequest<TypeConfig>),
+    /// RequestVote.
+    Vote(VoteRequest<NodeId>),
+    /// One chunk of a snapshot.
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+/// The answer to a [`PeerRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PeerReply {
+    /// AppendEntries result.
+    Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    /// RequestVote result.
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    /// InstallSnapshot result.
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    ),
+}
+
+/// Fault injection for tests (and for operators draining a node): while `isolated`, the node
+/// neither sends nor answers Raft RPCs.
+#[derive(Debug, Default)]
+pub struct Faults {
+    isolated: AtomicBool,
+}
+
+impl Faults {
+    /// Cuts the node off from its peers, or reconnects it.
+    pub fn set_isolated(&self, isolated: bool) {
+        self.isolated.store(isolated, Ordering::SeqCst);
+    }
+
+    /// Whether the node is cut off.
+    pub fn is_isolated(&self) -> bool {
+        self.isolated.load(Ordering::SeqCst)
+    }
+}
+
+/// A simple error for the RPC error wrappers.
+#[derive(Debug)]
+struct PeerError(String);
+
+impl std::fmt::Display for PeerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PeerError {}
+
+/// Connections to peers, shared by every [`PeerClient`] of a node.
+#[derive(Clone)]
+pub struct Network {
+    endpoint: quinn::Endpoint,
+    config: quinn::ClientConfig,
+    faults: Arc<Faults>,
+    connections: Arc<Mutex<HashMap<NodeId, quinn::Connection>>>,
+}
+
+impl Network {
+    /// A network sending through `endpoint` with the peer TLS configuration `config`.
+    pub fn new(
+        endpoint: quinn::Endpoint,
+        config: quinn::ClientConfig,
+        faults: Arc<Faults>,
+    ) -> Self {
+        Network {
+            endpoint,
+            config,
+            faults,
+            connections: Arc::default(),
+        }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+        PeerClient {
+            network: self.clone(),
+            target,
+            addr: node.addr.clone(),
+        }
+    }
+}
+
+/// The RPC client towards one peer.
+pub struct PeerClient {
+    network: Network,
+    target: NodeId,
+    addr: String,
+}
+
+/// Why an RPC did not get an answer.
+enum SendError {
+    /// The peer could not be reached (connect failed, isolated): openraft backs off.
+    Unreachable(String),
+    /// The exchange failed midway.
+    Network(String),
+}
+
+impl PeerClient {
+    async fn connection(&self) -> Result<quinn::Connection, SendError> {
+        let cached = self
+            .network
+            .connections
+            .lock()
+            .expect("peer map lock")
+            .get(&self.target)
+            .cloned();
+        if let Some(conn) = cached {
+            if conn.close_reason().is_none() {
+                return Ok(conn);
+            }
+        }
+        let addr: SocketAddr = tokio::net::lookup_host(&self.addr)
+            .await
+            .map_err(|e| SendError::Unreachable(format!("resolve {}: {e}", self.addr)))?
+            .next()
+            .ok_or_else(|| SendError::Unreachable(format!("no address for {}", self.addr)))?;
+        let connecting = self
+            .network
+            .endpoint
+            .connect_with(
+                self.network.config.clone(),
+                addr,
+                protocol::tls::SERVER_NAME,
+            )
+            .map_err(|e| SendError::Unreachable(e.to_string()))?;
+        let conn = connecting
+            .await
+            .map_err(|e| SendError::Unreachable(e.to_string()))?;
+        self.network
+            .connections
+            .lock()
+            .expect("peer map lock")
+            .insert(self.target, conn.clone());
+        Ok(conn)
+    }
+
+    async fn exchange(&self, request: &PeerRequest) -> Result<PeerReply, SendError> {
+        if self.network.faults.is_isolated() {
+            return Err(SendError::Unreachable("this node is isolated".to_owned()));
+        }
+        let conn = self.connection().await?;
+        let (mut send, mut recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| SendError::Network(e.to_string()))?;
+        let frame = protocol::encode_limit(request, protocol::PEER_FRAME_BYTES_MAX)
+            .map_err(|e| SendError::Network(e.to_string()))?;
+        protocol::write_frame(&mut send, &frame)
+            .await
+            .map_err(|e| SendError::Network(e.to_string()))?;
+        send.finish()
+            .map_err(|e| SendError::Network(e.to_string()))?;
+        let reply = protocol::read_frame_limit(&mut recv, protocol::PEER_FRAME_BYTES_MAX)
+            .await
+            .map_err(|e| SendError::Network(e.to_string()))?
+            .ok_or_else(|| {
+                SendError::Network("peer closed the stream without answering".to_owned())
+            })?;
+        protocol::parse_limit(&reply, protocol::PEER_FRAME_BYTES_MAX)
+            .map_err(|e| SendError::Network(e.to_string()))
+    }
+
+    /// Sends `request` within the RPC's hard deadline.
+    async fn send<E: std::error::Error>(
+        &self,
+        request: PeerRequest,
+        option: &RPCOption,
+    ) -> Result<PeerReply, RPCError<NodeId, BasicNode, E>> {
+        match tokio::time::timeout(option.hard_ttl(), self.exchange(&request)).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(SendError::Unreachable(e))) => {
+                Err(RPCError::Unreachable(Unreachable::new(&PeerError(e))))
+            }
+            Ok(Err(SendError::Network(e))) => {
+                self.network
+                    .connections
+                    .lock()
+                    .expect("peer map lock")
+                    .remove(&self.target);
+                Err(RPCError::Network(NetworkError::new(&PeerError(e))))
+            }
+            Err(_) => Err(RPCError::Network(NetworkError::new(&PeerError(format!(
+                "no answer from node {} within {:?}",
+                self.target,
+                option.hard_ttl()
+            ))))),
+        }
+    }
+
+    fn unexpected<E: std::error::Error>(&self) -> RPCError<NodeId, BasicNode, E> {
+        RPCError::Network(NetworkError::new(&PeerError(
+            "unexpected reply kind".to_owned(),
+        )))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        match self.send(PeerRequest::Append(rpc), &option).await? {
+            PeerReply::Append(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        match self
+            .send(PeerRequest::InstallSnapshot(rpc), &option)
+            .await?
+        {
+            PeerReply::InstallSnapshot(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        match self.send(PeerRequest::Vote(rpc), &option).await? {
+            PeerReply::Vote(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(self.unexpected()),
+        }
+    }
+}
+
+/// Serves Raft RPCs arriving on a peer connection until it closes. The caller has checked that
+/// the peer presented a certificate of the cluster CA.
+pub async fn serve_peer(conn: quinn::Connection, raft: Raft, faults: Arc<Faults>) {
+    loop {
+        let (mut send, mut recv) = match conn.accept_bi().await {
+            Ok(stream) => stream,
+            Err(_) => return,
+        };
+        let raft = raft.clone();
+        let faults = faults.clone();
+        tokio::spawn(async move {
+            let Ok(Some(frame)) =
+                protocol::read_frame_limit(&mut recv, protocol::PEER_FRAME_BYTES_MAX).await
+            else {
+                return;
+            };
+            if faults.is_isolated() {
+                // A partitioned node hears nothing.
+                let _ = send.reset(0u32.into());
+                return;
+            }
+            let request: PeerRequest =
+                match protocol::parse_limit(&frame, protocol::PEER_FRAME_BYTES_MAX) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "bad peer frame");
+                        let _ = send.reset(1u32.into());
+                        return;
+                    }
+                };
+            let reply = match request {
+                PeerRequest::Append(rpc) => PeerReply::Append(raft.append_entries(rpc).await),
+                PeerRequest::Vote(rpc) => PeerReply::Vote(raft.vote(rpc).await),
+                PeerRequest::InstallSnapshot(rpc) => {
+                    PeerReply::InstallSnapshot(raft.install_snapshot(rpc).await)
+                }
+            };
+            if let Ok(frame) = protocol::encode_limit(&reply, protocol::PEER_FRAME_BYTES_MAX) {
+                let _ = protocol::write_frame(&mut send, &frame).await;
+                let _ = send.finish();
+            }
+        });
+    }
+}
+
+/// How long a peer connection attempt may take before the RPC fails.
+pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);

@@ -21,7 +21,9 @@ use tokio::sync::watch;
 
 use engine::{BatchHeader, Ledger};
 
-use super::{io_error, BatchReply, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use super::{
+    io_error, BatchReply, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
 
 /// First bytes of a snapshot file.
 const SNAPSHOT_FILE_MAGIC: &[u8; 8] = b"STKDSNAP";
@@ -78,14 +80,18 @@ impl Shared {
 
     /// The index of the newest snapshot, 0 if none.
     pub fn snapshot_index(&self) -> u64 {
-        lock(&self.current).as_ref().and_then(|s| s.meta.last_log_id).map_or(0, |l| l.index)
+        lock(&self.current)
+            .as_ref()
+            .and_then(|s| s.meta.last_log_id)
+            .map_or(0, |l| l.index)
     }
 }
 
 /// Locks a mutex, treating poisoning as fatal (a panic while holding ledger state means a bug:
 /// the node must stop, not continue with possibly half-applied state).
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().expect("state machine lock poisoned: a previous apply panicked")
+    m.lock()
+        .expect("state machine lock poisoned: a previous apply panicked")
 }
 
 /// The state machine handed to openraft (cheap to clone: all clones share one [`Shared`]).
@@ -108,14 +114,22 @@ impl StateMachine {
                     loaded = Some(found);
                     break;
                 }
-                Err(e) => tracing::warn!(file = %path.display(), error = %e, "skipping unusable snapshot"),
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "skipping unusable snapshot")
+                }
             }
         }
         let (ledger, meta, current) = match loaded {
             Some((meta, data, ledger)) => (
                 ledger,
-                Meta { last_applied: meta.last_log_id, membership: meta.last_membership.clone() },
-                Some(StoredSnapshot { meta, data: Arc::new(data) }),
+                Meta {
+                    last_applied: meta.last_log_id,
+                    membership: meta.last_membership.clone(),
+                },
+                Some(StoredSnapshot {
+                    meta,
+                    data: Arc::new(data),
+                }),
             ),
             None => (Ledger::default(), Meta::default(), None),
         };
@@ -177,8 +191,12 @@ fn read_snapshot_file(path: &Path) -> Result<(SnapshotMeta, Vec<u8>, Ledger), St
         return Err("checksum mismatch".to_owned());
     }
     let meta_len = u32::from_le_bytes(body[8..12].try_into().expect("4 bytes")) as usize;
-    let meta_end = 12usize.checked_add(meta_len).filter(|end| *end <= body.len()).ok_or("bad meta length")?;
-    let meta: SnapshotMeta = postcard::from_bytes(&body[12..meta_end]).map_err(|e| e.to_string())?;
+    let meta_end = 12usize
+        .checked_add(meta_len)
+        .filter(|end| *end <= body.len())
+        .ok_or("bad meta length")?;
+    let meta: SnapshotMeta =
+        postcard::from_bytes(&body[12..meta_end]).map_err(|e| e.to_string())?;
     let data = body[meta_end..].to_vec();
     let ledger = Ledger::restore(&data).map_err(|e| e.to_string())?;
     Ok((meta, data, ledger))
@@ -195,7 +213,9 @@ fn persist_snapshot(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> Result<(), 
     file.write_all(&bytes).map_err(|e| e.to_string())?;
     file.sync_all().map_err(|e| e.to_string())?;
     std::fs::rename(&tmp, &path).map_err(|e| e.to_string())?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| e.to_string())?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| e.to_string())?;
     for (old, old_path) in snapshot_files(dir).map_err(|e| e.to_string())? {
         if old < index {
             let _ = std::fs::remove_file(old_path);
@@ -217,7 +237,11 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let snapshot_meta = SnapshotMeta {
             last_log_id: last,
             last_membership: meta.membership.clone(),
-            snapshot_id: format!("{}-{}", last.map_or(0, |l| l.leader_id.term), last.map_or(0, |l| l.index)),
+            snapshot_id: format!(
+                "{}-{}",
+                last.map_or(0, |l| l.leader_id.term),
+                last.map_or(0, |l| l.index)
+            ),
         };
         let meta_for_disk = snapshot_meta.clone();
         let data = tokio::task::spawn_blocking(move || {
@@ -228,9 +252,19 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?
         .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
         let data = Arc::new(data);
-        *lock(&self.shared.current) = Some(StoredSnapshot { meta: snapshot_meta.clone(), data: data.clone() });
-        tracing::info!(index = last.map_or(0, |l| l.index), bytes = data.len(), "snapshot built");
-        Ok(Snapshot { meta: snapshot_meta, snapshot: Box::new(Cursor::new(data.as_ref().clone())) })
+        *lock(&self.shared.current) = Some(StoredSnapshot {
+            meta: snapshot_meta.clone(),
+            data: data.clone(),
+        });
+        tracing::info!(
+            index = last.map_or(0, |l| l.index),
+            bytes = data.len(),
+            "snapshot built"
+        );
+        Ok(Snapshot {
+            meta: snapshot_meta,
+            snapshot: Box::new(Cursor::new(data.as_ref().clone())),
+        })
     }
 }
 
@@ -257,7 +291,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 let outcomes = match entry.payload {
                     EntryPayload::Blank => Vec::new(),
                     EntryPayload::Normal(batch) => ledger.apply(
-                        BatchHeader { log_index, timestamp_ms: batch.timestamp_ms },
+                        BatchHeader {
+                            log_index,
+                            timestamp_ms: batch.timestamp_ms,
+                        },
                         &batch.requests,
                     ),
                     EntryPayload::Membership(membership) => {
@@ -267,7 +304,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 };
                 meta.last_applied = Some(entry.log_id);
                 last = Some(log_index);
-                replies.push(BatchReply { log_index, outcomes });
+                replies.push(BatchReply {
+                    log_index,
+                    outcomes,
+                });
             }
         }
         if let Some(index) = last {
@@ -284,15 +324,31 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         let signature = Some(meta.signature());
         let was_ready = self.shared.is_ready();
         self.shared.set_ready(false);
         let (restored, data) = tokio::task::spawn_blocking(move || (Ledger::restore(&data), data))
             .await
-            .map_err(|e| io_error(ErrorSubject::Snapshot(signature.clone()), ErrorVerb::Read, e))?;
-        let ledger = restored.map_err(|e| io_error(ErrorSubject::Snapshot(signature.clone()), ErrorVerb::Read, e))?;
+            .map_err(|e| {
+                io_error(
+                    ErrorSubject::Snapshot(signature.clone()),
+                    ErrorVerb::Read,
+                    e,
+                )
+            })?;
+        let ledger = restored.map_err(|e| {
+            io_error(
+                ErrorSubject::Snapshot(signature.clone()),
+                ErrorVerb::Read,
+                e,
+            )
+        })?;
         {
             let mut current = self.shared.ledger.write().expect("ledger lock poisoned");
             *current = ledger;
@@ -306,12 +362,32 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let on_disk = data.clone();
         tokio::task::spawn_blocking(move || persist_snapshot(&dir, &meta_copy, &on_disk))
             .await
-            .map_err(|e| io_error(ErrorSubject::Snapshot(signature.clone()), ErrorVerb::Write, e))?
-            .map_err(|e| io_error(ErrorSubject::Snapshot(signature.clone()), ErrorVerb::Write, e))?;
-        *lock(&self.shared.current) = Some(StoredSnapshot { meta: meta.clone(), data });
-        self.shared.applied.send_replace(meta.last_log_id.map_or(0, |l| l.index));
+            .map_err(|e| {
+                io_error(
+                    ErrorSubject::Snapshot(signature.clone()),
+                    ErrorVerb::Write,
+                    e,
+                )
+            })?
+            .map_err(|e| {
+                io_error(
+                    ErrorSubject::Snapshot(signature.clone()),
+                    ErrorVerb::Write,
+                    e,
+                )
+            })?;
+        *lock(&self.shared.current) = Some(StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        });
+        self.shared
+            .applied
+            .send_replace(meta.last_log_id.map_or(0, |l| l.index));
         self.shared.set_ready(was_ready);
-        tracing::info!(index = meta.last_log_id.map_or(0, |l| l.index), "snapshot installed");
+        tracing::info!(
+            index = meta.last_log_id.map_or(0, |l| l.index),
+            "snapshot installed"
+        );
         Ok(())
     }
 
@@ -352,7 +428,10 @@ mod tests {
         let middle = bytes.len() / 2;
         bytes[middle] ^= 1;
         std::fs::write(&path, bytes).expect("write");
-        assert_eq!(read_snapshot_file(&path).err().as_deref(), Some("checksum mismatch"));
+        assert_eq!(
+            read_snapshot_file(&path).err().as_deref(),
+            Some("checksum mismatch")
+        );
         let sm = StateMachine::open(&dir).expect("open skips the bad file");
         assert_eq!(sm.shared().applied_index(), 0);
         std::fs::remove_dir_all(&dir).ok();

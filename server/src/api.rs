@@ -1,0 +1,413 @@
+//! The client protocol on a node: streams, frames and operations (docs/PROTOCOL.md).
+//!
+//! Every client stream gets a reader loop and a writer task. Frames are processed concurrently
+//! (at most [`protocol::FRAMES_IN_FLIGHT_PER_STREAM_MAX`] per stream; beyond that the reader
+//! stops reading and QUIC flow control pushes back on the client) and their replies are
+//! written as they complete. A malformed, truncated, oversized or unknown-version frame gets a
+//! `ProtocolError` message and ends that stream only: the connection and its other streams go on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Semaphore};
+
+use engine::{Answer, Query};
+use protocol::{
+    AdminOp, ClientFrame, Consistency, NodeAddr, NodeStatus, Op, OpResult, Role, ServerError,
+    ServerMessage,
+};
+
+use crate::node::NodeCtx;
+use crate::proposer::{now_ms, READ_TIMEOUT_MS};
+
+/// Events per message of a change-feed subscription.
+pub const EVENTS_PER_MESSAGE_MAX: u32 = 1_000;
+
+/// Serves a client connection until it closes.
+pub async fn serve_client(conn: quinn::Connection, ctx: Arc<NodeCtx>) {
+    loop {
+        let (send, recv) = match conn.accept_bi().await {
+            Ok(stream) => stream,
+            Err(_) => return,
+        };
+        tokio::spawn(serve_stream(send, recv, ctx.clone()));
+    }
+}
+
+async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, ctx: Arc<NodeCtx>) {
+    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(protocol::FRAMES_IN_FLIGHT_PER_STREAM_MAX);
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = out_rx.recv().await {
+            if protocol::write_frame(&mut send, &frame).await.is_err() {
+                return;
+            }
+        }
+        let _ = send.finish();
+    });
+    let inflight = Arc::new(Semaphore::new(protocol::FRAMES_IN_FLIGHT_PER_STREAM_MAX));
+    let mut subscribed = false;
+    loop {
+        let frame = match protocol::read_frame(&mut recv).await {
+            Ok(Some(bytes)) => protocol::parse::<ClientFrame>(&bytes).map(|f| (f, bytes.len())),
+            Ok(None) => break,
+            Err(e) => Err(e),
+        };
+        let (frame, len) = match frame {
+            Ok((frame, _)) if frame.ops.len() > protocol::OPS_PER_FRAME_MAX => {
+                let e = protocol::FrameError::Malformed(format!(
+                    "{} operations in one frame (at most {})",
+                    frame.ops.len(),
+                    protocol::OPS_PER_FRAME_MAX
+                ));
+                protocol_error(&out_tx, &e).await;
+                break;
+            }
+            Ok(ok) => ok,
+            Err(e) => {
+                protocol_error(&out_tx, &e).await;
+                break;
+            }
+        };
+        if let Some(since) = frame.ops.iter().find_map(|op| match op {
+            Op::Subscribe { since } => Some(*since),
+            _ => None,
+        }) {
+            let result = if subscribed || frame.ops.len() != 1 {
+                OpResult::Failed(ServerError::InvalidOp {
+                    message: "one subscription per stream, alone in its frame".to_owned(),
+                })
+            } else {
+                subscribed = true;
+                tokio::spawn(subscription(since, ctx.clone(), out_tx.clone()));
+                OpResult::Subscribed
+            };
+            send_message(
+                &out_tx,
+                &ServerMessage::Reply {
+                    id: frame.id,
+                    results: vec![result],
+                },
+            )
+            .await;
+            continue;
+        }
+        let Ok(permit) = inflight.clone().acquire_owned().await else {
+            break;
+        };
+        let ctx = ctx.clone();
+        let out_tx = out_tx.clone();
+        tokio::spawn(async move {
+            let per_op = len / frame.ops.len().max(1);
+            let results = handle_ops(&ctx, frame.ops, per_op).await;
+            send_message(
+                &out_tx,
+                &ServerMessage::Reply {
+                    id: frame.id,
+                    results,
+                },
+            )
+            .await;
+            drop(permit);
+        });
+    }
+    let _ = recv.stop(0u32.into());
+    drop(out_tx);
+    let _ = writer.await;
+}
+
+async fn protocol_error(out: &mpsc::Sender<Vec<u8>>, e: &protocol::FrameError) {
+    let Some(code) = e.code() else { return };
+    tracing::debug!(error = %e, "protocol error on a client stream");
+    let message = ServerMessage::ProtocolError {
+        code,
+        message: e.to_string(),
+        supported_versions: protocol::SUPPORTED_VERSIONS.to_vec(),
+    };
+    send_message(out, &message).await;
+}
+
+async fn send_message(out: &mpsc::Sender<Vec<u8>>, message: &ServerMessage) {
+    match protocol::encode(message) {
+        Ok(frame) => {
+            let _ = out.send(frame).await;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reply does not fit a frame");
+            if let ServerMessage::Reply { id, results } = message {
+                let failed = ServerError::Internal {
+                    message: format!("reply too large: {e}"),
+                };
+                let results = vec![OpResult::Failed(failed); results.len()];
+                if let Ok(frame) = protocol::encode(&ServerMessage::Reply { id: *id, results }) {
+                    let _ = out.send(frame).await;
+                }
+            }
+        }
+    }
+}
+
+/// Runs a frame's operations concurrently: writes go to the proposer together (so they share
+/// a batch), reads run as they come. Results come back in operation order.
+async fn handle_ops(ctx: &Arc<NodeCtx>, ops: Vec<Op>, bytes_per_op: usize) -> Vec<OpResult> {
+    enum Slot {
+        Done(OpResult),
+        Write(tokio::sync::oneshot::Receiver<crate::proposer::WriteResult>),
+        Later(Op),
+    }
+    let slots: Vec<Slot> = ops
+        .into_iter()
+        .map(|op| match op {
+            Op::Write(request) => Slot::Write(ctx.proposer.submit(request, bytes_per_op)),
+            Op::Status => Slot::Done(OpResult::Status(status(ctx))),
+            other => Slot::Later(other),
+        })
+        .collect();
+    let mut results = Vec::with_capacity(slots.len());
+    for slot in slots {
+        results.push(match slot {
+            Slot::Done(result) => result,
+            Slot::Write(rx) => match rx.await {
+                Ok(Ok((outcome, log_index))) => OpResult::Written { outcome, log_index },
+                Ok(Err(e)) => OpResult::Failed(e),
+                Err(_) => OpResult::Failed(ServerError::Unavailable {
+                    message: "node stopping".to_owned(),
+                }),
+            },
+            Slot::Later(op) => handle_op(ctx, op).await,
+        });
+    }
+    results
+}
+
+async fn handle_op(ctx: &Arc<NodeCtx>, op: Op) -> OpResult {
+    match op {
+        Op::Read { query, consistency } => match read(ctx, &query, consistency).await {
+            Ok(result) => result,
+            Err(e) => OpResult::Failed(e),
+        },
+        Op::Digest => {
+            if !ctx.shared.is_ready() {
+                return OpResult::Failed(ServerError::NotReady);
+            }
+            let ledger = ctx.shared.ledger.read().expect("ledger lock poisoned");
+            OpResult::Digest {
+                applied_index: ctx.shared.applied_index(),
+                digest: ledger.digest(),
+            }
+        }
+        Op::Admin(admin) => match ctx.admin(admin).await {
+            Ok(()) => OpResult::AdminDone,
+            Err(e) => OpResult::Failed(e),
+        },
+        Op::Write(_) | Op::Status | Op::Subscribe { .. } => {
+            OpResult::Failed(ServerError::Internal {
+                message: "operation routed wrongly".to_owned(),
+            })
+        }
+    }
+}
+
+async fn read(
+    ctx: &Arc<NodeCtx>,
+    query: &Query,
+    consistency: Consistency,
+) -> Result<OpResult, ServerError> {
+    if !ctx.shared.is_ready() {
+        return Err(ServerError::NotReady);
+    }
+    match consistency {
+        Consistency::Linearizable => {
+            let leader = ctx.raft.metrics().borrow().current_leader;
+            if leader != Some(ctx.id) {
+                return Err(crate::proposer::not_leader(&ctx.raft, leader));
+            }
+            ctx.reads.wait().await?;
+        }
+        Consistency::Local => {}
+        Consistency::AtLeast(index) => {
+            let mut applied = ctx.shared.applied();
+            let reached = tokio::time::timeout(Duration::from_millis(READ_TIMEOUT_MS), async {
+                applied.wait_for(|a| *a >= index).await.is_ok()
+            })
+            .await;
+            match reached {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(ServerError::Unavailable {
+                        message: "node stopping".to_owned(),
+                    })
+                }
+                Err(_) => return Err(ServerError::Timeout),
+            }
+        }
+    }
+    let ledger = ctx.shared.ledger.read().expect("ledger lock poisoned");
+    let answer = ledger.query(query, now_ms());
+    Ok(OpResult::Read {
+        answer,
+        applied_index: ctx.shared.applied_index(),
+    })
+}
+
+/// Streams change-feed events to a subscriber from `since`, waking on every apply. Backpressure:
+/// the stream's bounded writer queue; a subscriber slower than the feed's retention sees a gap
+/// in sequence numbers (and `truncated` on a `changes` read).
+async fn subscription(mut since: u64, ctx: Arc<NodeCtx>, out: mpsc::Sender<Vec<u8>>) {
+    let mut applied = ctx.shared.applied();
+    loop {
+        let page = {
+            let ledger = ctx.shared.ledger.read().expect("ledger lock poisoned");
+            ledger.query(
+                &Query::Changes {
+                    since,
+                    max: EVENTS_PER_MESSAGE_MAX,
+                },
+                now_ms(),
+            )
+        };
+        let events = match page {
+            Ok(Answer::Changes(page)) => {
+                since = page.next;
+                page.events
+            }
+            _ => return,
+        };
+        if events.is_empty() {
+            if applied.changed().await.is_err() || out.is_closed() {
+                return;
+            }
+            continue;
+        }
+        let Ok(frame) = protocol::encode(&ServerMessage::Events(events)) else {
+            return;
+        };
+        if out.send(frame).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// This node's status.
+pub fn status(ctx: &NodeCtx) -> NodeStatus {
+    let metrics = ctx.raft.metrics().borrow().clone();
+    let membership = metrics.membership_config.membership();
+    let members = membership
+        .nodes()
+        .map(|(id, n)| NodeAddr {
+            id: *id,
+            addr: n.addr.clone(),
+        })
+        .collect();
+    let leader = metrics.current_leader.and_then(|id| {
+        membership.get_node(&id).map(|n| NodeAddr {
+            id,
+            addr: n.addr.clone(),
+        })
+    });
+    let role = match metrics.state {
+        openraft::ServerState::Leader => Role::Leader,
+        openraft::ServerState::Follower => Role::Follower,
+        openraft::ServerState::Candidate => Role::Candidate,
+        openraft::ServerState::Learner => Role::Learner,
+        openraft::ServerState::Shutdown => Role::Shutdown,
+    };
+    let ledger = match ctx
+        .shared
+        .ledger
+        .read()
+        .expect("ledger lock poisoned")
+        .query(&Query::Status, now_ms())
+    {
+        Ok(Answer::Status(s)) => s,
+        _ => unreachable!("status always answers"),
+    };
+    NodeStatus {
+        node: NodeAddr {
+            id: ctx.id,
+            addr: ctx.addr.clone(),
+        },
+        role,
+        term: metrics.current_term,
+        leader,
+        members,
+        applied_index: ctx.shared.applied_index(),
+        last_log_index: metrics.last_log_index.unwrap_or(0),
+        snapshot_index: ctx.shared.snapshot_index(),
+        ready: ctx.shared.is_ready(),
+        durability: ctx.durability.clone(),
+        batches: ctx.proposer.stats(),
+        ledger,
+    }
+}
+
+impl NodeCtx {
+    async fn admin(&self, op: AdminOp) -> Result<(), ServerError> {
+        use std::collections::{BTreeMap, BTreeSet};
+        let internal = |e: &dyn std::fmt::Display| ServerError::Internal {
+            message: e.to_string(),
+        };
+        match op {
+            AdminOp::Init { members } => {
+                let nodes: BTreeMap<u64, openraft::BasicNode> = members
+                    .into_iter()
+                    .map(|m| (m.id, openraft::BasicNode { addr: m.addr }))
+                    .collect();
+                match self.raft.initialize(nodes).await {
+                    Ok(()) => Ok(()),
+                    Err(openraft::error::RaftError::APIError(
+                        openraft::error::InitializeError::NotAllowed(_),
+                    )) => Err(ServerError::InvalidOp {
+                        message: "cluster already initialised".to_owned(),
+                    }),
+                    Err(e) => Err(internal(&e)),
+                }
+            }
+            AdminOp::AddNode(node) => {
+                self.raft
+                    .add_learner(node.id, openraft::BasicNode { addr: node.addr }, true)
+                    .await
+                    .map_err(|e| self.admin_error(e))?;
+                let metrics = self.raft.metrics().borrow().clone();
+                let mut voters: BTreeSet<u64> =
+                    metrics.membership_config.membership().voter_ids().collect();
+                voters.insert(node.id);
+                self.raft
+                    .change_membership(voters, false)
+                    .await
+                    .map_err(|e| self.admin_error(e))?;
+                Ok(())
+            }
+            AdminOp::RemoveNode { id } => {
+                let metrics = self.raft.metrics().borrow().clone();
+                let membership = metrics.membership_config.membership();
+                let change = if membership.voter_ids().any(|v| v == id) {
+                    openraft::ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+                } else {
+                    openraft::ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+                };
+                self.raft
+                    .change_membership(change, false)
+                    .await
+                    .map_err(|e| self.admin_error(e))?;
+                Ok(())
+            }
+        }
+    }
+
+    fn admin_error(
+        &self,
+        e: openraft::error::RaftError<
+            u64,
+            openraft::error::ClientWriteError<u64, openraft::BasicNode>,
+        >,
+    ) -> ServerError {
+        match e {
+            openraft::error::RaftError::APIError(
+                openraft::error::ClientWriteError::ForwardToLeader(f),
+            ) => crate::proposer::not_leader(&self.raft, f.leader_id),
+            other => ServerError::Internal {
+                message: other.to_string(),
+            },
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! Configuration: command-line flags and an optional TOML file (flags win).
+//!
+//! With no arguments, `stockd` runs the embedded default: a single-node cluster, node 1 on
+//! 127.0.0.1:7400, data (log, snapshots, TLS files) in `./stockd-data`, durability
+//! `replicated`. A real cluster gives each node its id, addresses and the initial voters:
+//!
+//! ```toml
+//! id = 1
+//! listen = "10.0.0.1:7400"
+//! data_dir = "/var/lib/stockd"
+//! durability = "fsync"            # or "replicated" (default)
+//! flush_interval_ms = 50          # replicated mode: background flush period
+//! peers = ["1=10.0.0.1:7400", "2=10.0.0.2:7400", "3=10.0.0.3:7400"]
+//! tls_dir = "/etc/stockd/tls"     # node.pem, node.key, ca.pem
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+use protocol::NodeAddr;
+
+use crate::node::{NodeConfig, RaftTimings};
+use crate::raft::log_store::{Durability, FLUSH_INTERVAL_MS_DEFAULT};
+
+/// The default client/peer port.
+pub const DEFAULT_PORT: u16 = 7400;
+/// The default data directory (relative to the working directory).
+pub const DEFAULT_DATA_DIR: &str = "stockd-data";
+/// Most nodes `stockd dev` starts.
+pub const DEV_NODES_MAX: u16 = 9;
+
+/// `stockd`: the stockd server.
+#[derive(Debug, Parser)]
+#[command(
+    name = "stockd",
+    version,
+    about = "stockd: a replicated, real-time inventory ledger"
+)]
+pub struct Cli {
+    /// Run something else than a node.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Node options.
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a local cluster of N nodes on loopback in this process, for trying things out.
+    Dev {
+        /// Number of nodes (1..=9).
+        #[arg(long, default_value_t = 3)]
+        nodes: u16,
+        /// Port of node 1; node i listens on base_port + i - 1.
+        #[arg(long, default_value_t = DEFAULT_PORT)]
+        base_port: u16,
+        /// Root data directory (the CA lives here; node i in dev/n<i>).
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// Log durability.
+        #[arg(long, value_enum, default_value_t = DurabilityArg::Replicated)]
+        durability: DurabilityArg,
+    },
+    /// Create a cluster CA (if missing) and issue a node certificate from it.
+    Certs {
+        /// Directory of the CA (`ca.pem`, `ca.key`); created if empty.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// Directory to write `node.pem`, `node.key` and `ca.pem` into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Extra DNS names or IP addresses for the certificate.
+        #[arg(long)]
+        name: Vec<String>,
+    },
+}
+
+/// Log durability on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityArg {
+    /// Acknowledge on a majority in memory; flush in the background.
+    Replicated,
+    /// Acknowledge after a majority fsynced.
+    Fsync,
+}
+
+/// Options of a node (each also settable in the TOML file).
+#[derive(Debug, Args, Default)]
+pub struct NodeArgs {
+    /// TOML configuration file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Raft node id (default 1).
+    #[arg(long)]
+    pub id: Option<u64>,
+    /// UDP address to listen on (default 127.0.0.1:7400).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Address others reach this node at (default: the listen address).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Data directory (default ./stockd-data).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Log durability (default replicated).
+    #[arg(long, value_enum)]
+    pub durability: Option<DurabilityArg>,
+    /// Background flush period in replicated mode, ms.
+    #[arg(long)]
+    pub flush_interval_ms: Option<u64>,
+    /// Initial voters as ID=HOST:PORT (repeat); with none, a single-node cluster of this node.
+    #[arg(long = "peer")]
+    pub peers: Vec<String>,
+    /// Directory with node.pem, node.key, ca.pem (default: the data directory).
+    #[arg(long)]
+    pub tls_dir: Option<PathBuf>,
+    /// Directory of the CA that issues this node's certificate if it has none.
+    #[arg(long)]
+    pub ca_dir: Option<PathBuf>,
+}
+
+/// The TOML file's keys (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    id: Option<u64>,
+    listen: Option<SocketAddr>,
+    advertise: Option<String>,
+    data_dir: Option<PathBuf>,
+    durability: Option<DurabilityArg>,
+    flush_interval_ms: Option<u64>,
+    #[serde(default)]
+    peers: Vec<String>,
+    tls_dir: Option<PathBuf>,
+    ca_dir: Option<PathBuf>,
+}
+
+/// Parses `ID=HOST:PORT`.
+pub fn parse_peer(text: &str) -> Result<NodeAddr, String> {
+    let (id, addr) = text
+        .split_once('=')
+        .ok_or_else(|| format!("peer {text:?}: expected ID=HOST:PORT"))?;
+    let id: u64 = id.parse().map_err(|_| format!("peer {text:?}: bad id"))?;
+    if id == 0 || !addr.contains(':') {
+        return Err(format!("peer {text:?}: expected ID=HOST:PORT with ID > 0"));
+    }
+    Ok(NodeAddr {
+        id,
+        addr: addr.to_owned(),
+    })
+}
+
+fn durability(arg: DurabilityArg, flush_interval_ms: Option<u64>) -> Durability {
+    match arg {
+        DurabilityArg::Fsync => Durability::Fsync,
+        DurabilityArg::Replicated => Durability::Replicated {
+            flush_interval_ms: flush_interval_ms.unwrap_or(FLUSH_INTERVAL_MS_DEFAULT),
+        },
+    }
+}
+
+impl NodeArgs {
+    /// Merges the flags over the TOML file (if any) over the embedded defaults.
+    pub fn resolve(&self) -> Result<NodeConfig, String> {
+        let file: FileConfig = match &self.config {
+            None => FileConfig::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+        };
+        let id = self.id.or(file.id).unwrap_or(1);
+        let listen = self
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)));
+        let advertise = self.advertise.clone().or(file.advertise);
+        let peers = if self.peers.is_empty() {
+            file.peers
+        } else {
+            self.peers.clone()
+        };
+        let mut members = peers
+            .iter()
+            .map(|p| parse_peer(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let me = NodeAddr {
+            id,
+            addr: advertise.clone().unwrap_or_else(|| listen.to_string()),
+        };
+        if members.is_empty() {
+            members.push(me);
+        } else if !members.iter().any(|m| m.id == id) {
+            return Err(format!(
+                "--peer lists the initial voters and must include this node (id {id})"
+            ));
+        }
+        Ok(NodeConfig {
+            id,
+            listen,
+            advertise,
+            data_dir: self
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            durability: durability(
+                self.durability
+                    .or(file.durability)
+                    .unwrap_or(DurabilityArg::Replicated),
+                self.flush_interval_ms.or(file.flush_interval_ms),
+            ),
+            tls_dir: self.tls_dir.clone().or(file.tls_dir),
+            ca_dir: self.ca_dir.clone().or(file.ca_dir),
+            initial_members: members,
+            timings: RaftTimings::default(),
+        })
+    }
+}
+
+/// The node configurations of a `dev` cluster: node i on base_port + i - 1 in `data_dir/dev/n<i>`,
+/// one CA in `data_dir` (so `stockctl --ca data_dir/ca.pem` trusts every node), node 1
+/// initialising the cluster.
+pub fn dev_cluster(
+    nodes: u16,
+    base_port: u16,
+    data_dir: &std::path::Path,
+    arg: DurabilityArg,
+) -> Result<Vec<NodeConfig>, String> {
+    if nodes == 0 || nodes > DEV_NODES_MAX {
+        return Err(format!("--nodes must be 1..={DEV_NODES_MAX}"));
+    }
+    if u32::from(base_port) + u32::from(nodes) > u32::from(u16::MAX) {
+        return Err("--base-port too high for that many nodes".to_owned());
+    }
+    let members: Vec<NodeAddr> = (1..=nodes)
+        .map(|i| NodeAddr {
+            id: u64::from(i),
+            addr: format!("127.0.0.1:{}", base_port + i - 1),
+        })
+        .collect();
+    Ok((1..=nodes)
+        .map(|i| {
+            let dir = data_dir.join("dev").join(format!("n{i}"));
+            NodeConfig {
+                id: u64::from(i),
+                listen: SocketAddr::from(([127, 0, 0, 1], base_port + i - 1)),
+                advertise: None,
+                data_dir: dir.clone(),
+                durability: durability(arg, None),
+                tls_dir: Some(dir),
+                ca_dir: Some(data_dir.to_path_buf()),
+                initial_members: if i == 1 { members.clone() } else { Vec::new() },
+                timings: RaftTimings::default(),
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_arguments_is_a_single_node_cluster_in_stockd_data() {
+        let config = NodeArgs::default().resolve().expect("defaults resolve");
+        assert_eq!(config.id, 1);
+        assert_eq!(config.listen.to_string(), "127.0.0.1:7400");
+        assert_eq!(config.data_dir, PathBuf::from("stockd-data"));
+        assert_eq!(
+            config.initial_members,
+            vec![NodeAddr {
+                id: 1,
+                addr: "127.0.0.1:7400".to_owned()
+            }]
+        );
+        assert_eq!(
+            config.durability,
+            Durability::Replicated {
+                flush_interval_ms: FLUSH_INTERVAL_MS_DEFAULT
+            }
+        );
+    }
+
+    #[test]
+    fn peers_must_include_this_node() {
+        let args = NodeArgs {
+            id: Some(2),
+            peers: vec!["1=h1:7400".to_owned()],
+            ..NodeArgs::default()
+        };
+        assert!(args.resolve().is_err());
+        assert!(parse_peer("0=h:1").is_err());
+        assert!(parse_peer("x=h:1").is_err());
+        assert!(parse_peer("3").is_err());
+        assert_eq!(
+            parse_peer("3=h:1"),
+            Ok(NodeAddr {
+                id: 3,
+                addr: "h:1".to_owned()
+            })
+        );
+    }
+
+    #[test]
+    fn toml_file_is_read_and_flags_win() {
+        let dir = std::env::temp_dir().join(format!("stockd-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("node.toml");
+        std::fs::write(
+            &path,
+            "id = 2\nlisten = \"127.0.0.1:9000\"\ndurability = \"fsync\"\npeers = [\"1=a:1\", \"2=127.0.0.1:9000\"]\n",
+        )
+        .expect("write");
+        let args = NodeArgs {
+            config: Some(path.clone()),
+            listen: None,
+            ..NodeArgs::default()
+        };
+        let config = args.resolve().expect("resolves");
+        assert_eq!((config.id, config.durability), (2, Durability::Fsync));
+        assert_eq!(config.initial_members.len(), 2);
+        let args = NodeArgs {
+            config: Some(path.clone()),
+            durability: Some(DurabilityArg::Replicated),
+            ..NodeArgs::default()
+        };
+        assert!(matches!(
+            args.resolve().expect("resolves").durability,
+            Durability::Replicated { .. }
+        ));
+        std::fs::write(&path, "bogus = 1\n").expect("write");
+        assert!(NodeArgs {
+            config: Some(path),
+            ..NodeArgs::default()
+        }
+        .resolve()
+        .is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn dev_cluster_layout() {
+        let configs =
+            dev_cluster(3, 7400, std::path::Path::new("d"), DurabilityArg::Fsync).expect("dev");
+        assert_eq!(configs.len(), 3);
+        assert_eq!(configs[2].listen.to_string(), "127.0.0.1:7402");
+        assert_eq!(configs[2].data_dir, PathBuf::from("d/dev/n3"));
+        assert_eq!(configs[0].initial_members.len(), 3);
+        assert!(configs[1].initial_members.is_empty());
+        assert!(dev_cluster(0, 7400, std::path::Path::new("d"), DurabilityArg::Fsync).is_err());
+        assert!(dev_cluster(10, 7400, std::path::Path::new("d"), DurabilityArg::Fsync).is_err());
+    }
+}
