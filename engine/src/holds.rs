@@ -207,11 +207,12 @@ impl Ledger {
             return Ok(());
         }
         // Otherwise split, in order.
+        // Saturating: thousands of locations near QTY_MAX could exceed i64; any total above
+        // the line's quantity means the same.
         let total: i64 = candidates
             .iter()
             .filter(|&&l| eligible(l))
-            .map(|&l| remaining(l, taken))
-            .sum();
+            .fold(0i64, |sum, &l| sum.saturating_add(remaining(l, taken)));
         if total < line.qty {
             return Err(Rejection::InsufficientStock {
                 sku: line.sku.clone(),
@@ -285,7 +286,7 @@ impl Ledger {
             self.shift(h.sku, h.loc, h.qty, 0, Cause::Reserve);
         }
         let seq = self.next_seq();
-        let expires_at_ms = self.now_ms + ttl_ms;
+        let expires_at_ms = self.deadline(ttl_ms);
         self.deadlines
             .insert((expires_at_ms, seq), Deadline::Hold(id.clone()));
         let allocations = self.allocations(&held);
@@ -339,7 +340,7 @@ impl Ledger {
         check_duration(ttl_ms, limits::TTL_MS_MAX)?;
         let r = self.active_reservation(id)?;
         let (old, seq) = (r.expires_at_ms, r.seq);
-        let expires_at_ms = self.now_ms + ttl_ms;
+        let expires_at_ms = self.deadline(ttl_ms);
         let entry = self.deadlines.remove(&(old, seq));
         assert!(entry.is_some(), "active hold has a deadline");
         self.deadlines

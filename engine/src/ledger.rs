@@ -355,6 +355,13 @@ impl Ledger {
         self.config
     }
 
+    /// `now + duration_ms` for a duration already checked against its maximum: cannot overflow
+    /// because `now` is at most [`limits::TIMESTAMP_MS_MAX`].
+    pub(crate) fn deadline(&self, duration_ms: u64) -> u64 {
+        debug_assert!(duration_ms <= limits::PICKUP_DEADLINE_MS_MAX);
+        self.now_ms + duration_ms
+    }
+
     /// Timestamp of the last applied batch, ms since the epoch.
     pub fn now_ms(&self) -> u64 {
         self.now_ms
@@ -387,7 +394,7 @@ impl Ledger {
             self.applied_index
         );
         self.applied_index = header.log_index;
-        self.now_ms = self.now_ms.max(header.timestamp_ms);
+        self.now_ms = self.now_ms.max(header.timestamp_ms.min(limits::TIMESTAMP_MS_MAX));
         self.expire_deadlines();
         self.prune_retention();
         if requests.len() > limits::BATCH_REQUESTS_MAX {

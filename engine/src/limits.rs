@@ -29,6 +29,10 @@ pub const ORDER_LINES_MAX: usize = 2 * LINES_PER_REQUEST_MAX;
 /// Requests in one applied batch (one Raft entry).
 pub const BATCH_REQUESTS_MAX: usize = 16_384;
 
+/// Latest batch timestamp the ledger accepts, ms since the epoch (year 9999). A later leader
+/// clock is clamped to it, so `timestamp + TTL` and other deadlines can never overflow.
+pub const TIMESTAMP_MS_MAX: u64 = 253_402_300_799_999;
+
 /// Longest hold: a reservation's TTL, in ms (7 days).
 pub const TTL_MS_MAX: u64 = 7 * 24 * 3_600_000;
 
@@ -101,4 +105,6 @@ const _: () = assert!(GROUP_LOCATIONS_MAX <= LOCATIONS_MAX);
 const _: () = assert!(LOCATIONS_MAX < (1 << 32) && SKUS_MAX < (1 << 32));
 const _: () = assert!(CHANNELS_MAX <= u16::MAX as usize);
 const _: () = assert!(TTL_MS_MAX < RETIRED_MS_DEFAULT);
+const _: () = assert!(TIMESTAMP_MS_MAX.checked_add(PICKUP_DEADLINE_MS_MAX).is_some());
+const _: () = assert!(PICKUP_DEADLINE_MS_MAX >= TTL_MS_MAX);
 const _: () = assert!(LINES_PER_REQUEST_MAX <= u16::MAX as usize);

@@ -33,7 +33,7 @@ impl Ledger {
             Fulfilment::Ship => None,
             Fulfilment::Pickup { deadline_ms } => {
                 check_duration(deadline_ms, limits::PICKUP_DEADLINE_MS_MAX)?;
-                Some(self.now_ms + deadline_ms)
+                Some(self.deadline(deadline_ms))
             }
         };
         if self.orders.contains_key(id) {

@@ -43,7 +43,7 @@ impl Ledger {
     /// Answers a query as of `now_ms` (the leader's clock for linearizable reads; a time
     /// before the last batch is raised to it). Errors are `not_found` and `invalid`.
     pub fn query(&self, query: &Query, now_ms: u64) -> Result<Answer, Rejection> {
-        let now = now_ms.max(self.now_ms);
+        let now = now_ms.min(limits::TIMESTAMP_MS_MAX).max(self.now_ms);
         match query {
             Query::Availability {
                 skus,
@@ -142,7 +142,7 @@ impl Ledger {
                 }))
             }
             Query::Changes { since, max } => self.changes(*since, *max).map(Answer::Changes),
-            Query::Status => Ok(Answer::Status(self.status())),
+            Query::Status => Ok(Answer::Status(self.status(now))),
             Query::Location(id) => {
                 let loc = self.location(id)?;
                 Ok(Answer::Location(self.locations[loc as usize].def.clone()))
@@ -243,8 +243,9 @@ impl Ledger {
                     } else {
                         0
                     };
-                    entry.ats += ats;
-                    entry.ats_pos += ats_pos;
+                    // Saturating: sums over many locations near QTY_MAX could exceed i64.
+                    entry.ats = entry.ats.saturating_add(ats);
+                    entry.ats_pos = entry.ats_pos.saturating_add(ats_pos);
                     entry.rows.push(AvailabilityRow {
                         location: self.locations[loc as usize].def.location.clone(),
                         balance: b,
@@ -405,15 +406,29 @@ impl Ledger {
         })
     }
 
-    fn status(&self) -> LedgerStatus {
+    /// Counters as of `now`: holds past their deadline are not live, and an order whose only
+    /// unfulfilled units are lapsed pickups is not open (SPEC section 3: "not in counts").
+    fn status(&self, now: u64) -> LedgerStatus {
+        let (mut lapsed_holds, mut lapsed_orders) = (0u64, 0u64);
+        for (_, deadline) in self.deadlines.range(..(now.saturating_add(1), 0)) {
+            match deadline {
+                Deadline::Hold(_) => lapsed_holds += 1,
+                Deadline::Pickup(id) => {
+                    let order = &self.orders[id];
+                    if order.lines.iter().all(|l| l.pickup || l.unfulfilled() == 0) {
+                        lapsed_orders += 1;
+                    }
+                }
+            }
+        }
         LedgerStatus {
             applied_index: self.applied_index,
             now_ms: self.now_ms,
             skus: self.skus.len() as u64,
             locations: self.locations.len() as u64,
             balances: self.balances.len() as u64,
-            live_reservations: self.live_reservations as u64,
-            open_orders: self.open_orders as u64,
+            live_reservations: self.live_reservations as u64 - lapsed_holds,
+            open_orders: self.open_orders as u64 - lapsed_orders,
             dedup_entries: self.dedup.len() as u64,
             feed_next_seq: self.feed_next_seq,
         }

@@ -14,8 +14,8 @@
 //!
 //! `no_oversell` races single-unit requests in one batch (SPEC 4); `short_retention_stays_
 //! consistent` replays the generator with tiny retention limits (no model, invariants only).
-//! Tests marked `#[ignore = "engine bug: ..."]` at the end are minimal reproductions of engine
-//! bugs found here; run them with `cargo test -p engine --test model -- --ignored`.
+//! Tests at the end are minimal reproductions of engine bugs found here (all fixed; they stay as
+//! regression tests).
 //!
 //! `PROPTEST_CASES=N` runs N cases per property instead of the defaults (96 / 48 / 192);
 //! failures are persisted in `engine/proptest-regressions/model.txt`.
@@ -1794,7 +1794,7 @@ fn availability(
 /// Whether `Query::Status` counters are checked at times between batches too. They are not
 /// yet evaluated as of the query time (see `status_counts_expired_hold_as_live`); set to true
 /// once that is fixed.
-const STATUS_AS_OF_QUERY_TIME: bool = false;
+const STATUS_AS_OF_QUERY_TIME: bool = true;
 
 /// Every read of `ledger` at time `at` against `model` (already advanced to `at`). `between`:
 /// `at` may be later than the last batch (deadlines may have passed since).
@@ -2676,13 +2676,12 @@ fn hold_stops_counting_at_its_deadline_before_the_next_batch() {
     assert_eq!(view.state, ReservationState::Expired);
 }
 
-/// ENGINE BUG. SPEC 3, Queries: "a hold or pickup whose deadline has passed never shows as live
+/// Was an engine bug (fixed: status counts as of the query time). SPEC 3, Queries: "a hold or pickup whose deadline has passed never shows as live
 /// in any read — not in counts, not in states — even before the batch that releases it is
 /// applied". `Query::Status` reports `live_reservations` and `open_orders` as of the last batch,
 /// ignoring the query time: a hold past its deadline (and an order whose only units were an
 /// uncollected pickup past its deadline) still count as live / open.
 #[test]
-#[ignore = "engine bug: Query::Status counts holds and pickups past their deadline as live"]
 fn status_counts_expired_hold_as_live() {
     let mut s = Script::new(T0);
     assert!(s.one(T0, count("A", "st", 10)).is_ok());
@@ -2710,26 +2709,30 @@ fn status_counts_expired_hold_as_live() {
     assert_eq!((at.live_reservations, at.open_orders), (0, 0));
 }
 
-/// ENGINE BUG. SPEC 2: "Any arithmetic that would overflow is a rejected request, not a wrap";
+/// Was an engine bug (fixed by clamping batch time to `limits::TIMESTAMP_MS_MAX`).
+/// SPEC 2: "Any arithmetic that would overflow is a rejected request, not a wrap";
 /// the engine's own contract: it "never panics on input". A batch timestamp near `u64::MAX`
 /// makes `now_ms + ttl_ms` overflow in `reserve` (holds.rs), and likewise in `extend` and in
 /// `place_order` with a pickup deadline: a debug build panics ("attempt to add with overflow"),
 /// a release build wraps the deadline to a time in 1970 (the hold is born expired).
 #[test]
-#[ignore = "engine bug: deadline = timestamp + ttl overflows (panic in debug, wraps in release)"]
 fn deadline_arithmetic_near_u64_max_does_not_wrap() {
     let ts = u64::MAX - 5;
     let mut s = Script::new(ts);
     assert!(s.one(ts, count("A", "wh", 10)).is_ok());
+    // The engine clamps batch time to TIMESTAMP_MS_MAX (year 9999): the hold is granted with a
+    // deadline 10 ms after that, never wrapped into the past.
     let out = s.one(ts, reserve("r1", "A", "wh", 1, 10));
+    let clamped = engine::limits::TIMESTAMP_MS_MAX;
     match out {
-        Err(rejection) => assert_eq!(rejection.code(), Code::Invalid),
-        Ok(Reply::Reserved { expires_at_ms, .. }) => assert!(expires_at_ms >= ts),
-        Ok(other) => panic!("{other:?}"),
+        Ok(Reply::Reserved { expires_at_ms, .. }) => assert_eq!(expires_at_ms, clamped + 10),
+        other => panic!("{other:?}"),
     }
+    let b = s.balance("A", "wh", ts);
+    assert_eq!((b.reserved, b.ats_remote()), (1, 9));
 }
 
-/// ENGINE BUG. SPEC 1: ATS of the whole network is the sum of per-location ATS and is never
+/// Was an engine bug (fixed with saturating sums). SPEC 1: ATS of the whole network is the sum of per-location ATS and is never
 /// below zero; SPEC 2: an overflow is a rejected request, never a wrap. The per-location
 /// fields are capped at QTY_MAX (10^15), but sums over `all` locations (up to LOCATIONS_MAX =
 /// 100,000) are plain i64 additions: from about 9,224 locations holding ~QTY_MAX each they
@@ -2739,7 +2742,6 @@ fn deadline_arithmetic_near_u64_max_does_not_wrap() {
 /// panics in debug (holds.rs, `source_line`) and is wrongly rejected `insufficient_stock` with a
 /// negative `available` in release, although 9.3 * 10^18 units are there.
 #[test]
-#[ignore = "engine bug: ATS and sourcing sums over `all` locations overflow i64"]
 fn sums_over_all_locations_do_not_overflow() {
     const N: usize = 9_300;
     let mut s = Script::new(T0);
