@@ -280,6 +280,12 @@ impl LogStore {
         self.inner.durability
     }
 
+    /// The IO error that stopped the writer, if one did (for health checks: in `replicated`
+    /// mode openraft only learns of it at its next write).
+    pub fn error(&self) -> Option<String> {
+        lock(&self.inner.shared.failed).clone()
+    }
+
     /// Writes and fsyncs everything appended so far (for a graceful shutdown in `replicated`
     /// mode; dropping the last handle does the same and waits for it).
     pub async fn flush(&self) -> Result<(), StorageError> {

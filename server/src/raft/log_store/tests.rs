@@ -84,20 +84,27 @@ fn log_id(term: u64, index: u64) -> LogId {
 
 /// A normal entry carrying one small write.
 fn entry(term: u64, index: u64) -> Entry {
-    let request = Request {
-        request_id: RequestId(u128::from(index)),
-        command: EngineCommand::Adjust {
-            sku: "sku-1".into(),
-            location: "store-1".into(),
-            delta: index as i64 + 1,
-            reason: "receipt".into(),
-        },
-    };
+    entry_with(term, index, 1)
+}
+
+/// A normal entry carrying a batch of `requests` small writes.
+fn entry_with(term: u64, index: u64, requests: u64) -> Entry {
+    let requests = (0..requests)
+        .map(|i| Request {
+            request_id: RequestId(u128::from(index) << 32 | u128::from(i)),
+            command: EngineCommand::Adjust {
+                sku: format!("sku-{i}").as_str().into(),
+                location: "store-1".into(),
+                delta: index as i64 + 1,
+                reason: "receipt".into(),
+            },
+        })
+        .collect();
     Entry {
         log_id: log_id(term, index),
         payload: EntryPayload::Normal(Batch {
             timestamp_ms: 1_700_000_000_000 + index,
-            requests: vec![request],
+            requests,
         }),
     }
 }
@@ -206,6 +213,42 @@ fn replicated_mode_writes_within_the_flush_interval_without_a_flush() {
     crash(store);
     let mut store = open(&dir.log(), Durability::default());
     check(&mut store, None, &entries(1, 1..=5));
+}
+
+#[test]
+fn pipelined_appends_past_the_queue_capacity_all_complete_in_order() {
+    let dir = TempDir::new("pipelined");
+    let store = open(&dir.log(), Durability::Fsync);
+    let count = 3 * WRITER_QUEUE_COMMANDS_MAX as u64;
+    let completed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    futures_lite(async {
+        let mut pending = Vec::new();
+        for i in 1..=count {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let completed = completed.clone();
+            let done: writer::Done = Box::new(move |r| {
+                completed.lock().expect("lock").push(i);
+                let _ = tx.send(r.is_ok());
+            });
+            store
+                .append_entries(vec![entry(1, i)], done)
+                .await
+                .expect("append");
+            pending.push(rx);
+        }
+        for rx in pending {
+            assert!(rx.await.expect("completion"));
+        }
+    });
+    let completed = completed.lock().expect("lock").clone();
+    assert_eq!(
+        completed,
+        (1..=count).collect::<Vec<_>>(),
+        "completions in append order"
+    );
+    crash(store);
+    let mut store = open(&dir.log(), Durability::Fsync);
+    check(&mut store, None, &entries(1, 1..=count));
 }
 
 /// Appends 1..=10 in fsync mode and returns the segment's path.
@@ -445,48 +488,65 @@ fn measure_appends() {
     if std::env::var_os("STOCKD_LOG_MEASURE").is_none() {
         return;
     }
-    const SEQUENTIAL: u64 = 2_000;
-    const PIPELINED: u64 = 50_000;
-    for durability in [Durability::default(), Durability::Fsync] {
-        let dir = TempDir::new("measure");
-        let store = open(&dir.log(), durability);
-        let record_bytes = {
-            let mut buf = Vec::new();
-            format::encode_record(&entry(1, 1), &mut buf).expect("encode")
-        };
-        futures_lite(async {
-            // One entry per append, each waiting for its completion (fsync latency bound).
-            let started = Instant::now();
-            let mut s = store.clone();
-            for i in 1..=SEQUENTIAL {
-                s.blocking_append(vec![entry(1, i)]).await.expect("append");
-            }
-            let sequential = SEQUENTIAL as f64 / started.elapsed().as_secs_f64();
-            // One entry per append, many in flight (openraft does not wait for the callback
-            // before the next append): group commit.
-            let started = Instant::now();
-            let mut pending = Vec::new();
-            for i in SEQUENTIAL + 1..=SEQUENTIAL + PIPELINED {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let done: writer::Done = Box::new(move |r| {
-                    let _ = tx.send(r.is_ok());
-                });
-                store
-                    .append_entries(vec![entry(1, i)], done)
-                    .await
-                    .expect("append");
-                pending.push(rx);
-            }
-            for rx in pending {
-                assert!(rx.await.expect("completion"));
-            }
-            let pipelined = PIPELINED as f64 / started.elapsed().as_secs_f64();
-            println!(
-                "{durability}: {sequential:.0} appends/s one at a time, {pipelined:.0} appends/s pipelined \
-                 ({record_bytes} bytes per record)"
-            );
-        });
+    const SEQUENTIAL: u64 = 1_000;
+    const PIPELINED_BYTES: u64 = 64 << 20;
+    for requests in [1, 100] {
+        for durability in [Durability::default(), Durability::Fsync] {
+            measure(durability, requests, SEQUENTIAL, PIPELINED_BYTES);
+        }
     }
+}
+
+/// Appends `sequential` entries of `requests` writes one at a time, then about
+/// `pipelined_bytes` of them without waiting in between, and prints the rates.
+fn measure(durability: Durability, requests: u64, sequential: u64, pipelined_bytes: u64) {
+    let dir = TempDir::new("measure");
+    let store = open(&dir.log(), durability);
+    let record_bytes = {
+        let mut buf = Vec::new();
+        u64::from(format::encode_record(&entry_with(1, 1, requests), &mut buf).expect("encode"))
+    };
+    let pipelined = (pipelined_bytes / record_bytes).clamp(1_000, 100_000);
+    futures_lite(async {
+        // One entry per append, each waiting for its completion (fsync latency bound).
+        let batch: Vec<Entry> = (1..=sequential)
+            .map(|i| entry_with(1, i, requests))
+            .collect();
+        let started = Instant::now();
+        let mut s = store.clone();
+        for entry in batch {
+            s.blocking_append(vec![entry]).await.expect("append");
+        }
+        let one_at_a_time = sequential as f64 / started.elapsed().as_secs_f64();
+        // One entry per append, many in flight (openraft does not wait for the callback
+        // before the next append): group commit.
+        let batch: Vec<Entry> = (sequential + 1..=sequential + pipelined)
+            .map(|i| entry_with(1, i, requests))
+            .collect();
+        let started = Instant::now();
+        let mut pending = Vec::new();
+        for entry in batch {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let done: writer::Done = Box::new(move |r| {
+                let _ = tx.send(r.is_ok());
+            });
+            store
+                .append_entries(vec![entry], done)
+                .await
+                .expect("append");
+            pending.push(rx);
+        }
+        for rx in pending {
+            assert!(rx.await.expect("completion"));
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        println!(
+            "{durability}, {requests} writes/entry ({record_bytes} B/record): {one_at_a_time:.0} appends/s one at a \
+             time, {:.0} appends/s pipelined ({:.0} MB/s)",
+            pipelined as f64 / elapsed,
+            (pipelined * record_bytes) as f64 / elapsed / 1e6,
+        );
+    });
 }
 
 /// Runs each test of openraft's suite on its own and reports which fail (the suite's
