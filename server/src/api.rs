@@ -18,7 +18,7 @@ use protocol::{
 };
 
 use crate::node::NodeCtx;
-use crate::proposer::{now_ms, READ_TIMEOUT_MS};
+use crate::proposer::READ_TIMEOUT_MS;
 
 /// Events per message of a change-feed subscription.
 pub const EVENTS_PER_MESSAGE_MAX: u32 = 1_000;
@@ -242,7 +242,7 @@ async fn read(
         }
     }
     let ledger = ctx.shared.ledger.read().expect("ledger lock poisoned");
-    let answer = ledger.query(query, now_ms());
+    let answer = ledger.query(query, ctx.clock.now_ms());
     Ok(OpResult::Read {
         answer,
         applied_index: ctx.shared.applied_index(),
@@ -262,7 +262,7 @@ async fn subscription(mut since: u64, ctx: Arc<NodeCtx>, out: mpsc::Sender<Vec<u
                     since,
                     max: EVENTS_PER_MESSAGE_MAX,
                 },
-                now_ms(),
+                ctx.clock.now_ms(),
             )
         };
         let events = match page {
@@ -316,7 +316,7 @@ pub fn status(ctx: &NodeCtx) -> NodeStatus {
         .ledger
         .read()
         .expect("ledger lock poisoned")
-        .query(&Query::Status, now_ms())
+        .query(&Query::Status, ctx.clock.now_ms())
     {
         Ok(Answer::Status(s)) => s,
         _ => unreachable!("status always answers"),
@@ -352,24 +352,31 @@ impl NodeCtx {
                     .into_iter()
                     .map(|m| (m.id, openraft::BasicNode { addr: m.addr }))
                     .collect();
+                let wanted: BTreeSet<u64> = nodes.keys().copied().collect();
                 match self.raft.initialize(nodes).await {
                     Ok(()) => Ok(()),
+                    // Idempotent: a retried init of the same voters succeeds.
+                    Err(openraft::error::RaftError::APIError(
+                        openraft::error::InitializeError::NotAllowed(_),
+                    )) if self.voters() == wanted => Ok(()),
                     Err(openraft::error::RaftError::APIError(
                         openraft::error::InitializeError::NotAllowed(_),
                     )) => Err(ServerError::InvalidOp {
-                        message: "cluster already initialised".to_owned(),
+                        message: "cluster already initialised with other members".to_owned(),
                     }),
                     Err(e) => Err(internal(&e)),
                 }
             }
             AdminOp::AddNode(node) => {
+                // Idempotent: adding a voter again changes nothing.
+                if self.voters().contains(&node.id) {
+                    return Ok(());
+                }
                 self.raft
                     .add_learner(node.id, openraft::BasicNode { addr: node.addr }, true)
                     .await
                     .map_err(|e| self.admin_error(e))?;
-                let metrics = self.raft.metrics().borrow().clone();
-                let mut voters: BTreeSet<u64> =
-                    metrics.membership_config.membership().voter_ids().collect();
+                let mut voters = self.voters();
                 voters.insert(node.id);
                 self.raft
                     .change_membership(voters, false)
@@ -380,6 +387,10 @@ impl NodeCtx {
             AdminOp::RemoveNode { id } => {
                 let metrics = self.raft.metrics().borrow().clone();
                 let membership = metrics.membership_config.membership();
+                // Idempotent: removing a node that is not a member changes nothing.
+                if membership.get_node(&id).is_none() {
+                    return Ok(());
+                }
                 let change = if membership.voter_ids().any(|v| v == id) {
                     openraft::ChangeMembers::RemoveVoters(BTreeSet::from([id]))
                 } else {
@@ -392,6 +403,13 @@ impl NodeCtx {
                 Ok(())
             }
         }
+    }
+
+    /// The current voters.
+    fn voters(&self) -> std::collections::BTreeSet<u64> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let voters = metrics.membership_config.membership().voter_ids().collect();
+        voters
     }
 
     fn admin_error(

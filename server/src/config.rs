@@ -16,6 +16,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
@@ -221,6 +222,7 @@ impl NodeArgs {
             ca_dir: self.ca_dir.clone().or(file.ca_dir),
             initial_members: members,
             timings: RaftTimings::default(),
+            clock: Arc::default(),
         })
     }
 }
@@ -259,6 +261,7 @@ pub fn dev_cluster(
                 ca_dir: Some(data_dir.to_path_buf()),
                 initial_members: if i == 1 { members.clone() } else { Vec::new() },
                 timings: RaftTimings::default(),
+                clock: Arc::default(),
             }
         })
         .collect())

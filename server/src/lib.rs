@@ -5,12 +5,14 @@
 //! # Layout
 //! - [`raft`]: openraft's types, the state machine (decode + delegate to the engine), the log
 //!   store on disk and the QUIC network between nodes.
+//! - [`clock`]: the leader's clock (with a test-only offset).
 //! - [`proposer`]: write batching, deadline ticks, the linearizable read barrier.
 //! - [`api`]: client streams, frames and operations.
 //! - [`node`]: a node's lifecycle (TLS, storage, Raft, endpoint).
 //! - [`config`]: command line and TOML configuration; the embedded default and `dev` clusters.
 
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod node;
 pub mod proposer;

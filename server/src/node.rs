@@ -15,6 +15,7 @@ use tokio::sync::{watch, Semaphore};
 use protocol::tls;
 use protocol::NodeAddr;
 
+use crate::clock::Clock;
 use crate::proposer::{Proposer, ReadBarrier};
 use crate::raft::log_store::{Durability, LogStore};
 use crate::raft::network::{serve_peer, Faults, Network};
@@ -50,6 +51,8 @@ pub struct RaftTimings {
     pub election_max_ms: u64,
     /// Entries between snapshots.
     pub snapshot_every: u64,
+    /// Entries kept in the log behind a snapshot.
+    pub log_kept: u64,
 }
 
 impl Default for RaftTimings {
@@ -59,6 +62,7 @@ impl Default for RaftTimings {
             election_min_ms: 400,
             election_max_ms: 800,
             snapshot_every: SNAPSHOT_EVERY_ENTRIES_DEFAULT,
+            log_kept: LOG_KEPT_BEHIND_SNAPSHOT,
         }
     }
 }
@@ -86,6 +90,8 @@ pub struct NodeConfig {
     pub initial_members: Vec<NodeAddr>,
     /// Raft timing.
     pub timings: RaftTimings,
+    /// The clock stamping batches and reads (tests share one among a cluster's nodes).
+    pub clock: Arc<Clock>,
 }
 
 /// What a node's tasks share.
@@ -106,6 +112,8 @@ pub struct NodeCtx {
     pub durability: String,
     /// Fault injection.
     pub faults: Arc<Faults>,
+    /// The leader's clock.
+    pub clock: Arc<Clock>,
 }
 
 /// A running node.
@@ -195,7 +203,7 @@ impl Node {
             election_timeout_max: t.election_max_ms,
             max_payload_entries: ENTRIES_PER_APPEND_MAX,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(t.snapshot_every),
-            max_in_snapshot_log_to_keep: LOG_KEPT_BEHIND_SNAPSHOT,
+            max_in_snapshot_log_to_keep: t.log_kept,
             snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES as u64,
             ..Default::default()
         };
@@ -249,7 +257,12 @@ impl Node {
         let ctx = Arc::new(NodeCtx {
             id: config.id,
             addr,
-            proposer: Proposer::start(config.id, raft.clone(), shared.clone()),
+            proposer: Proposer::start(
+                config.id,
+                raft.clone(),
+                shared.clone(),
+                config.clock.clone(),
+            ),
             reads: ReadBarrier::start(raft.clone()),
             raft,
             shared,
@@ -258,6 +271,7 @@ impl Node {
                 Durability::Replicated { .. } => "replicated".to_owned(),
             },
             faults,
+            clock: config.clock.clone(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let accept = tokio::spawn(accept_loop(endpoint.clone(), ctx.clone(), shutdown_rx));

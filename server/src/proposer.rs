@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use engine::{Outcome, Request};
 use protocol::{BatchStats, NodeAddr, ServerError};
 
+use crate::clock::Clock;
 use crate::raft::state_machine::Shared;
 use crate::raft::{Batch, NodeId, Raft};
 
@@ -74,13 +75,6 @@ impl Stats {
     }
 }
 
-/// The current time, ms since the Unix epoch (the leader's clock).
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Maps openraft's "forward to leader" into the protocol's hint.
 pub fn not_leader(raft: &Raft, leader_id: Option<NodeId>) -> ServerError {
     let leader = leader_id.and_then(|id| {
@@ -103,10 +97,10 @@ pub struct Proposer {
 
 impl Proposer {
     /// Starts the proposer task of node `id`; it stops when every handle is dropped.
-    pub fn start(id: NodeId, raft: Raft, shared: Arc<Shared>) -> Proposer {
+    pub fn start(id: NodeId, raft: Raft, shared: Arc<Shared>, clock: Arc<Clock>) -> Proposer {
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_MAX);
         let stats = Arc::new(Stats::default());
-        tokio::spawn(run(id, rx, raft, shared, stats.clone()));
+        tokio::spawn(run(id, rx, raft, shared, clock, stats.clone()));
         Proposer { tx, stats }
     }
 
@@ -138,6 +132,7 @@ async fn run(
     mut rx: mpsc::Receiver<PendingWrite>,
     raft: Raft,
     shared: Arc<Shared>,
+    clock: Arc<Clock>,
     stats: Arc<Stats>,
 ) {
     let inflight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT_MAX));
@@ -168,10 +163,10 @@ async fn run(
                     Err(_) => break,
                 }
             }
-        } else if !tick_due(id, &raft, &shared, &tick_pending) {
+        } else if !tick_due(id, &raft, &shared, &clock, &tick_pending) {
             continue;
         }
-        last_ts = last_ts.max(now_ms());
+        last_ts = last_ts.max(clock.now_ms());
         let tick = batch.is_empty();
         let (requests, replies): (Vec<Request>, Vec<oneshot::Sender<WriteResult>>) =
             batch.into_iter().map(|p| (p.request, p.reply)).unzip();
@@ -244,7 +239,13 @@ async fn run(
 }
 
 /// Whether this node leads and a deadline has passed with no tick in flight.
-fn tick_due(id: NodeId, raft: &Raft, shared: &Shared, tick_pending: &AtomicBool) -> bool {
+fn tick_due(
+    id: NodeId,
+    raft: &Raft,
+    shared: &Shared,
+    clock: &Clock,
+    tick_pending: &AtomicBool,
+) -> bool {
     if tick_pending.load(Ordering::Acquire) || raft.metrics().borrow().current_leader != Some(id) {
         return false;
     }
@@ -253,7 +254,7 @@ fn tick_due(id: NodeId, raft: &Raft, shared: &Shared, tick_pending: &AtomicBool)
         .read()
         .expect("ledger lock poisoned")
         .next_deadline_ms();
-    next.is_some_and(|at| at <= now_ms())
+    next.is_some_and(|at| at <= clock.now_ms())
 }
 
 /// The queue of linearizable reads waiting for a leadership check.

@@ -1,0 +1,89 @@
+//! Every scenario case (../shared/cases and tests/cases) against a live 3-node cluster through
+//! the client. `advance` moves the cluster's shared clock instead of sleeping, so `advance 1h`
+//! takes no time; the leader's deadline ticks and as-of reads see the new time at once.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use client::case::run_case;
+use client::cluster_target::{options_for, ClusterTarget};
+use server::raft::log_store::Durability;
+use tests::TestCluster;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+fn case_files() -> Vec<PathBuf> {
+    let shared = std::env::var_os("STOCKD_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("../shared"))
+        .join("cases");
+    let mut files = Vec::new();
+    for dir in [shared, workspace().join("tests/cases")] {
+        let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let mut found: Vec<PathBuf> = entries
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "case"))
+            .collect();
+        found.sort();
+        assert!(!found.is_empty(), "no cases in {}", dir.display());
+        files.extend(found);
+    }
+    files
+}
+
+#[test]
+fn every_case_passes_against_a_three_node_cluster() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let cluster = runtime.block_on(TestCluster::start(
+        3,
+        Durability::Replicated {
+            flush_interval_ms: 50,
+        },
+    ));
+    let mut target =
+        ClusterTarget::connect(cluster.client_config(cluster.addrs())).expect("client connects");
+    let clock = cluster.clock();
+    target.on_advance(Box::new(move |ms| {
+        clock.advance(ms);
+        Ok(())
+    }));
+    let files = case_files();
+    let mut failures = Vec::new();
+    for file in &files {
+        let name = file
+            .file_stem()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let text = std::fs::read_to_string(file).expect("readable case");
+        let report = run_case(&name, &text, &mut target, &options_for(&name));
+        if report.failure.is_some() {
+            failures.push(report.to_string());
+        }
+    }
+    drop(target);
+    let digest = runtime.block_on(cluster.wait_converged(Duration::from_secs(10)));
+    assert_eq!(digest.len(), 64);
+    runtime.block_on(cluster.shutdown());
+    assert!(
+        files.len() >= 28,
+        "expected at least 28 case files, found {}",
+        files.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
+}

@@ -1,0 +1,8 @@
+//! Cluster tests: real nodes on loopback (see the `tests` crate's [`tests::TestCluster`]).
+//! One integration-test binary for the crate; one module per concern.
+
+mod cases;
+mod failover;
+mod partition;
+mod protocol_errors;
+mod restart;

@@ -1,0 +1,97 @@
+//! Bad input on the wire gets a protocol error and closes that stream only: the connection,
+//! its other streams and the node go on (docs/PROTOCOL.md, "Errors on the stream itself").
+
+use std::time::Duration;
+
+use protocol::{Op, OpResult, ProtocolErrorCode, ServerMessage};
+use server::raft::log_store::Durability;
+use tests::{RawConnection, TestCluster};
+
+fn expect_error(message: Option<ServerMessage>, code: ProtocolErrorCode) {
+    match message {
+        Some(ServerMessage::ProtocolError {
+            code: got,
+            supported_versions,
+            ..
+        }) => {
+            assert_eq!(got, code);
+            assert_eq!(supported_versions, vec![protocol::PROTOCOL_VERSION]);
+        }
+        other => panic!("expected {code:?}, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_close_only_their_stream() {
+    let cluster = TestCluster::start(
+        1,
+        Durability::Replicated {
+            flush_interval_ms: 50,
+        },
+    )
+    .await;
+    let raw = RawConnection::connect(&cluster.addr(1), &cluster.ca_path()).await;
+    let wait = Duration::from_secs(5);
+
+    // Unknown version.
+    let mut frame = protocol::encode(&protocol::ClientFrame {
+        id: 1,
+        ops: vec![Op::Status],
+    })
+    .expect("encode");
+    frame[4] = 0x63;
+    expect_error(
+        raw.send_bytes(&frame, wait).await,
+        ProtocolErrorCode::UnsupportedVersion,
+    );
+    // Garbage body.
+    expect_error(
+        raw.send_bytes(&[5, 0, 0, 0, 1, 0, 0xff, 0xff, 0xff], wait)
+            .await,
+        ProtocolErrorCode::Malformed,
+    );
+    // Oversized length prefix: rejected before anything is buffered.
+    expect_error(
+        raw.send_bytes(&u32::MAX.to_le_bytes(), wait).await,
+        ProtocolErrorCode::FrameTooLarge,
+    );
+    // Truncated: a prefix announcing more than the stream carries.
+    expect_error(
+        raw.send_bytes(&[100, 0, 0, 0, 1, 0, 1], wait).await,
+        ProtocolErrorCode::Truncated,
+    );
+    // Too many operations in one frame.
+    let many = vec![Op::Status; protocol::OPS_PER_FRAME_MAX + 1];
+    let frame = protocol::encode(&protocol::ClientFrame { id: 1, ops: many }).expect("encode");
+    expect_error(
+        raw.send_bytes(&frame, wait).await,
+        ProtocolErrorCode::Malformed,
+    );
+
+    // The same connection still works, on a new stream.
+    let reply = raw.call(vec![Op::Status], wait).await;
+    let ServerMessage::Reply { id: 1, results } = reply else {
+        panic!("{reply:?}")
+    };
+    assert!(
+        matches!(&results[0], OpResult::Status(s) if s.node.id == 1),
+        "{results:?}"
+    );
+    raw.connection.close(0u32.into(), b"done");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_stream_is_closed_cleanly() {
+    let cluster = TestCluster::start(
+        1,
+        Durability::Replicated {
+            flush_interval_ms: 50,
+        },
+    )
+    .await;
+    let raw = RawConnection::connect(&cluster.addr(1), &cluster.ca_path()).await;
+    assert_eq!(raw.send_bytes(&[], Duration::from_secs(5)).await, None);
+    raw.connection.close(0u32.into(), b"done");
+    cluster.shutdown().await;
+}
