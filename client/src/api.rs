@@ -66,7 +66,7 @@ const PROBE_TIMEOUT_MS_MAX: u64 = 2_000;
 
 impl ClientConfig {
     /// Defaults: 5 s per attempt, 30 s per call, 20 retries with backoff from 10 ms to 1 s,
-    /// 4 streams per connection, 256 frames in flight per stream, 5 s to connect.
+    /// 4 streams per connection, 256 frames in flight per stream, 2 s to connect.
     pub fn new(nodes: Vec<String>, trust: Trust) -> ClientConfig {
         ClientConfig {
             nodes,
@@ -78,7 +78,7 @@ impl ClientConfig {
             backoff_ms_max: 1_000,
             streams_per_connection: 4,
             frames_in_flight_per_stream: protocol::FRAMES_IN_FLIGHT_PER_STREAM_MAX,
-            connect_timeout_ms: 5_000,
+            connect_timeout_ms: 2_000,
         }
     }
 
@@ -178,7 +178,15 @@ struct Inner {
     searches: AtomicU64,
     /// Index into `nodes` of the node for [`Route::Any`] (and of the next guess for the leader).
     rotate: AtomicUsize,
+    /// Nodes that recently failed to connect or answer, and when: a `not_leader` hint or a
+    /// follower's idea of the leader naming one of them is not followed for
+    /// [`SUSPECT_MS`] (during a failover, followers still name the dead leader until the
+    /// election, and a connection attempt to a dead node only ends at its timeout).
+    suspects: Mutex<std::collections::HashMap<String, Instant>>,
 }
+
+/// How long a node that failed at the transport level is not taken as the leader, ms.
+const SUSPECT_MS: u64 = 2_000;
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -228,6 +236,7 @@ impl Client {
                 searching: tokio::sync::Mutex::new(()),
                 searches: AtomicU64::new(0),
                 rotate: AtomicUsize::new(0),
+                suspects: Mutex::new(std::collections::HashMap::new()),
             }),
         };
         let mut last = None;
@@ -502,6 +511,18 @@ impl Client {
                 Decision::Redirect { .. } if *route != Route::Leader => Decision::GiveUp,
                 decision => decision,
             };
+            if matches!(failure, Failure::Transport(_) | Failure::NoReply) {
+                self.suspect(&node);
+            }
+            let decision = match decision {
+                Decision::Redirect { node, delay_ms } if self.is_suspect(&node) => {
+                    Decision::Retry {
+                        delay_ms: delay_ms.max(self.inner.policy.backoff_ms_min),
+                        elsewhere: true,
+                    }
+                }
+                decision => decision,
+            };
             match decision {
                 Decision::Redirect { node, delay_ms } => {
                     *lock(&self.inner.leader) = Some(node.clone());
@@ -586,6 +607,18 @@ impl Client {
         nodes.get(i).cloned().unwrap_or_default()
     }
 
+    /// Marks `node` as failing at the transport level (see [`Inner::suspects`]).
+    fn suspect(&self, node: &str) {
+        lock(&self.inner.suspects).insert(node.to_owned(), Instant::now());
+    }
+
+    /// Whether `node` failed at the transport level within [`SUSPECT_MS`].
+    fn is_suspect(&self, node: &str) -> bool {
+        lock(&self.inner.suspects)
+            .get(node)
+            .is_some_and(|at| at.elapsed() < Duration::from_millis(SUSPECT_MS))
+    }
+
     /// After a failure at `node`: forget it as the leader, and move on to the next node.
     fn move_away(&self, route: &Route, node: &str) {
         if *route == Route::Node(node.to_owned()) {
@@ -653,7 +686,11 @@ impl Client {
             let candidate = if status.role == Role::Leader {
                 Some((status.term, true, node))
             } else {
-                status.leader.map(|l| (status.term, false, l.addr))
+                // A follower's leader that just failed us is likely dead: not a candidate.
+                status
+                    .leader
+                    .map(|l| (status.term, false, l.addr))
+                    .filter(|c| !self.is_suspect(&c.2))
             };
             if let Some(c) = candidate {
                 if best.as_ref().is_none_or(|b| (c.0, c.1) > (b.0, b.1)) {
