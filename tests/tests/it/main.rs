@@ -2,6 +2,7 @@
 //! One integration-test binary for the crate; one module per concern.
 
 mod cases;
+mod deadlines;
 mod failover;
 mod partition;
 mod protocol_errors;
