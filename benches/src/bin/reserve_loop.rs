@@ -1,0 +1,127 @@
+//! A plain loop of `reserve` batches, for profiling the reservation path (criterion's own
+//! loop mixes setup, request building and resets into a profile) and as a cross-check of the
+//! criterion numbers.
+//!
+//! Usage: `reserve_loop [batches] [batch_size] [lines] [cold|warm] [balances]` (default 244
+//! batches of 8192 single-line reservations: 2,000,000 holds, as one reset window of
+//! `benches/reserve.rs`; `cold`; the same ledger of 1,000,000 balances; a smaller ledger,
+//! e.g. 10000, shows the cost when the balances and SKU tables fit in the CPU caches). All requests are
+//! built first; then only the apply loop runs, timed with `Instant` (apply + dropping the
+//! outcomes). `warm` runs the same window once untimed and lets time pass past every
+//! retention period before the timed window (the `warm` state of `benches/reserve.rs`).
+//!
+//! After the loop, one empty batch past every deadline expires all the holds it placed; its
+//! time is printed too.
+//!
+//! To profile only the loop, give perf a control FIFO and name it in `PERF_CTL_FIFO` (and
+//! its ack FIFO in `PERF_ACK_FIFO`): the binary writes `enable` before the loop and `disable`
+//! after it (around the expiry batch instead with `PROFILE_PHASE=expire`). Example:
+//! ```text
+//! mkfifo /tmp/ctl /tmp/ack
+//! PERF_CTL_FIFO=/tmp/ctl PERF_ACK_FIFO=/tmp/ack perf record -D -1 \
+//!     --control fifo:/tmp/ctl,/tmp/ack -g target/release/reserve_loop
+//! ```
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use benches::{load_stock, Driver, Reset, Session, Shape, Workload, HOLD_TTL_MS};
+use engine::Config;
+
+/// Sends a command to perf through the control FIFO named in `PERF_CTL_FIFO`, if any, and
+/// waits for its acknowledgement on `PERF_ACK_FIFO`.
+fn perf_control(command: &str) {
+    let Ok(ctl) = std::env::var("PERF_CTL_FIFO") else {
+        return;
+    };
+    let mut fifo = std::fs::OpenOptions::new()
+        .write(true)
+        .open(ctl)
+        .expect("open the perf control FIFO");
+    fifo.write_all(format!("{command}\n").as_bytes())
+        .expect("write to the perf control FIFO");
+    drop(fifo);
+    if let Ok(ack) = std::env::var("PERF_ACK_FIFO") {
+        let mut buf = [0u8; 5];
+        let mut fifo = std::fs::File::open(ack).expect("open the perf ack FIFO");
+        let _ = fifo.read(&mut buf);
+    }
+}
+
+fn main() {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let warm = match args.get(3).map(String::as_str) {
+        None | Some("cold") => false,
+        Some("warm") => true,
+        Some(other) => panic!("cold or warm, not {other}"),
+    };
+    let shape = args.get(4).map_or(Shape::ONE_MILLION, |b| {
+        Shape::with_balances(b.replace('_', "").parse().expect("numeric balances"))
+    });
+    args.truncate(3);
+    let args: Vec<usize> = args
+        .iter()
+        .map(|a| a.replace('_', "").parse().expect("numeric arguments"))
+        .collect();
+    let batches = args.first().copied().unwrap_or(244);
+    let batch_size = args.get(1).copied().unwrap_or(8192);
+    let lines = args.get(2).copied().unwrap_or(1);
+    let mut driver = Driver::new(load_stock(shape, Config::default()));
+    let mut work = Workload::new(shape, 42);
+    if warm {
+        let mut session = Session::new(driver.ledger, batches * batch_size, Reset::Expire);
+        for _ in 0..batches {
+            let batch = work.reserve_batch(batch_size, lines);
+            benches::assert_all_ok(&session.driver.apply(&batch));
+        }
+        session.reset();
+        driver = session.driver;
+    }
+    let requests: Vec<_> = (0..batches)
+        .map(|_| work.reserve_batch(batch_size, lines))
+        .collect();
+    let mut timed = Duration::ZERO;
+    let mut rejected = 0;
+    let profile_expiry = std::env::var("PROFILE_PHASE").is_ok_and(|p| p == "expire");
+    if !profile_expiry {
+        perf_control("enable");
+    }
+    for batch in &requests {
+        let start = Instant::now();
+        let outcomes = driver.apply(batch);
+        rejected += outcomes.iter().filter(|o| o.is_err()).count();
+        drop(outcomes);
+        timed += start.elapsed();
+    }
+    if !profile_expiry {
+        perf_control("disable");
+    }
+    assert_eq!(rejected, 0, "some reservations were rejected");
+    let n = (batches * batch_size) as f64;
+    println!(
+        "{} balances, {} batches x {batch_size} {lines}-line reservations ({}): {:.3} s, {:.0} reservations/s, {:.0} ns each",
+        shape.balances(),
+        batches,
+        if warm { "warm" } else { "cold" },
+        timed.as_secs_f64(),
+        n / timed.as_secs_f64(),
+        timed.as_secs_f64() * 1e9 / n
+    );
+    drop(requests);
+    let holds = driver.status().live_reservations;
+    if profile_expiry {
+        perf_control("enable");
+    }
+    let start = Instant::now();
+    driver.advance(HOLD_TTL_MS + 1000);
+    let expiry = start.elapsed();
+    if profile_expiry {
+        perf_control("disable");
+    }
+    assert_eq!(driver.status().live_reservations, 0);
+    println!(
+        "expiry of {holds} holds in one batch: {:.3} s, {:.0} holds/s",
+        expiry.as_secs_f64(),
+        holds as f64 / expiry.as_secs_f64()
+    );
+}

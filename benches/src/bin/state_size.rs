@@ -1,0 +1,129 @@
+//! State size of the engine: memory per balance, and snapshot / restore time and bytes, for a
+//! ledger of N balances (SPEC section 5: 10 million balances in memory on one node; snapshot
+//! and restore of that state measured). A plain binary with `std::time::Instant`, because at
+//! 10,000,000 balances criterion's repeated sampling takes too long.
+//!
+//! Usage: `state_size <balances> [default|minimal] [repeats]`
+//! - `balances`: a multiple of 10 (N/10 SKUs at 10 locations), e.g. 1000000 or 10000000;
+//! - `default`: the default retention (the change feed keeps 1,000,000 events); `minimal`:
+//!   feed and dedup retention of 1 entry, to see the balances alone (default: `minimal`);
+//! - `repeats`: snapshot and restore runs (default 3); min and median are printed.
+//!
+//! Memory is the growth of `VmRSS` from before the ledger exists to after it is loaded (the
+//! loading requests are built and dropped one batch at a time, and the dedup window is let
+//! pass, so what remains is the ledger). Run it in release: `cargo run --release -p benches
+//! --bin state_size -- 10000000`.
+
+use std::time::{Duration, Instant};
+
+use benches::{load_stock, vm_hwm_bytes, vm_rss_bytes, Shape};
+use engine::{Config, Ledger};
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn min_median(mut times: Vec<Duration>) -> (Duration, Duration) {
+    times.sort();
+    (times[0], times[times.len() / 2])
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: state_size <balances> [default|minimal] [repeats]";
+    let balances: usize = match args.first().map(|a| a.replace('_', "").parse()) {
+        Some(Ok(n)) => n,
+        _ => {
+            eprintln!("{usage}");
+            std::process::exit(2);
+        }
+    };
+    let mode = args.get(1).map_or("minimal", String::as_str);
+    let config = match mode {
+        "default" => Config::default(),
+        "minimal" => Config {
+            feed_events: 1,
+            dedup_entries: 1,
+            ..Config::default()
+        },
+        _ => {
+            eprintln!("{usage}");
+            std::process::exit(2);
+        }
+    };
+    let repeats: usize = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(3).max(1);
+    let shape = Shape::with_balances(balances);
+    let n = shape.balances() as f64;
+
+    let rss_before = vm_rss_bytes().unwrap_or(0);
+    let start = Instant::now();
+    let ledger = load_stock(shape, config);
+    let load = start.elapsed();
+    let rss_loaded = vm_rss_bytes().unwrap_or(0);
+    let ledger_bytes = rss_loaded.saturating_sub(rss_before);
+    println!(
+        "balances: {} ({} SKUs x {} locations), retention: {mode}",
+        shape.balances(),
+        shape.skus,
+        shape.locations
+    );
+    println!(
+        "load: {:.2} s with set_on_hand in batches of {} ({:.0} requests/s, incl. building them)",
+        load.as_secs_f64(),
+        benches::LOAD_BATCH,
+        n / load.as_secs_f64()
+    );
+    println!(
+        "memory: VmRSS {:.1} MiB -> {:.1} MiB: ledger {:.1} MiB = {:.1} bytes per balance",
+        mib(rss_before),
+        mib(rss_loaded),
+        mib(ledger_bytes),
+        ledger_bytes as f64 / n
+    );
+
+    let mut snapshot_times = Vec::with_capacity(repeats);
+    let mut bytes = Vec::new();
+    for _ in 0..repeats {
+        drop(std::mem::take(&mut bytes));
+        let start = Instant::now();
+        bytes = ledger.snapshot();
+        snapshot_times.push(start.elapsed());
+    }
+    let (snap_min, snap_median) = min_median(snapshot_times);
+    println!(
+        "snapshot: {} bytes ({:.1} MiB, {:.1} bytes per balance); time min {:.3} s, median {:.3} s ({:.0} balances/s)",
+        bytes.len(),
+        mib(bytes.len() as u64),
+        bytes.len() as f64 / n,
+        snap_min.as_secs_f64(),
+        snap_median.as_secs_f64(),
+        n / snap_median.as_secs_f64()
+    );
+
+    let mut restore_times = Vec::with_capacity(repeats);
+    let mut restored_bytes = 0;
+    for i in 0..repeats {
+        let rss = vm_rss_bytes().unwrap_or(0);
+        let start = Instant::now();
+        let restored = Ledger::restore(&bytes).expect("the snapshot restores");
+        restore_times.push(start.elapsed());
+        if i == 0 {
+            restored_bytes = vm_rss_bytes().unwrap_or(0).saturating_sub(rss);
+            assert!(
+                restored.snapshot() == bytes,
+                "restore then snapshot gives the same bytes"
+            );
+        }
+        drop(restored);
+    }
+    let (restore_min, restore_median) = min_median(restore_times);
+    println!(
+        "restore: time min {:.3} s, median {:.3} s ({:.0} balances/s), incl. the invariant check; restored ledger VmRSS +{:.1} MiB ({:.1} bytes per balance)",
+        restore_min.as_secs_f64(),
+        restore_median.as_secs_f64(),
+        n / restore_median.as_secs_f64(),
+        mib(restored_bytes),
+        restored_bytes as f64 / n
+    );
+    println!("peak VmHWM: {:.1} MiB", mib(vm_hwm_bytes().unwrap_or(0)));
+}
