@@ -7,4 +7,5 @@
 //!   of engine requests -> a backend. The `stockd-load replay` binary runs it in process and
 //!   prints a summary.
 
+pub mod baselines;
 pub mod retail;
