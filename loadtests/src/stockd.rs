@@ -1,0 +1,611 @@
+//! stockd as a [`Target`], through the client library, and a local cluster to aim it at.
+//!
+//! [`LocalCluster`] runs real nodes (`server::node::Node`: Raft, QUIC with TLS, the log on
+//! disk) in this process, on loopback, on a runtime of their own (so the generator's runtime
+//! and the cluster's can be chosen and measured separately), with their data in a fresh
+//! directory that is removed when the cluster stops.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use client::{Client, ClientConfig, ClientError};
+use engine::{
+    Answer, ChannelId, Command, Fulfilment, LocatedLine, LocationDef, LocationId, LocationKind,
+    OrderId, OrderSource, Outcome, Query, Reason, Rejection, Request, ReservationId, SkuId,
+};
+use protocol::tls::Trust;
+use protocol::{Consistency, NodeAddr, Role};
+use server::clock::Clock;
+use server::node::{Node, NodeConfig, RaftTimings};
+use server::raft::log_store::Durability;
+use tokio::sync::oneshot;
+
+use crate::target::{Line, OpError, OpResult, Target};
+
+/// Which tokio runtime a side uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum RuntimeKind {
+    /// One thread.
+    Current,
+    /// A worker per core.
+    Multi,
+}
+
+impl RuntimeKind {
+    /// Builds a runtime of this kind (timers and IO enabled).
+    pub fn build(self) -> std::io::Result<tokio::runtime::Runtime> {
+        match self {
+            RuntimeKind::Current => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build(),
+            RuntimeKind::Multi => tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build(),
+        }
+    }
+}
+
+/// A cluster of in-process nodes on loopback, on its own runtime thread.
+pub struct LocalCluster {
+    addrs: Vec<String>,
+    ca_path: PathBuf,
+    root: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    handle: tokio::runtime::Handle,
+    digests: tokio::sync::mpsc::Sender<oneshot::Sender<Vec<(u64, String)>>>,
+}
+
+/// How to start a [`LocalCluster`].
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Nodes (1..=7).
+    pub nodes: u64,
+    /// Where the nodes keep their data; a fresh directory under the system's temporary
+    /// directory when `None`. Removed when the cluster stops.
+    pub dir: Option<PathBuf>,
+    /// The cluster's runtime.
+    pub runtime: RuntimeKind,
+    /// Log durability.
+    pub durability: Durability,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            nodes: 3,
+            dir: None,
+            runtime: RuntimeKind::Multi,
+            durability: Durability::default(),
+        }
+    }
+}
+
+fn fresh_dir() -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    std::env::temp_dir().join(format!("stockd-load-{}-{nanos}", std::process::id()))
+}
+
+impl LocalCluster {
+    /// Starts the nodes, initialises the cluster and waits (up to 20 s) for a leader.
+    pub fn start(options: ClusterOptions) -> Result<LocalCluster, String> {
+        let nodes = options.nodes.clamp(1, 7);
+        let root = options.dir.clone().unwrap_or_else(fresh_dir);
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+        let runtime = options
+            .runtime
+            .build()
+            .map_err(|e| format!("cluster runtime: {e}"))?;
+        let handle = runtime.handle().clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Vec<String>, String>>();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (digest_tx, mut digest_rx) =
+            tokio::sync::mpsc::channel::<oneshot::Sender<Vec<(u64, String)>>>(4);
+        let dir = root.clone();
+        let durability = options.durability;
+        let thread = std::thread::Builder::new()
+            .name("stockd-cluster".to_owned())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let clock = Arc::new(Clock::default());
+                    let mut running = Vec::new();
+                    for id in 1..=nodes {
+                        let node_dir = dir.join(format!("n{id}"));
+                        let config = NodeConfig {
+                            id,
+                            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                            advertise: None,
+                            data_dir: node_dir.clone(),
+                            durability,
+                            tls_dir: Some(node_dir),
+                            ca_dir: Some(dir.clone()),
+                            initial_members: Vec::new(),
+                            timings: RaftTimings::default(),
+                            clock: clock.clone(),
+                        };
+                        match Node::start(config).await {
+                            Ok(node) => running.push(node),
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(format!("node {id}: {e}")));
+                                for node in running {
+                                    node.shutdown().await;
+                                }
+                                return;
+                            }
+                        }
+                    }
+                    let members: Vec<NodeAddr> = running
+                        .iter()
+                        .map(|n| NodeAddr {
+                            id: n.id(),
+                            addr: n.local_addr().to_string(),
+                        })
+                        .collect();
+                    let started = match running[0].initialize(&members).await {
+                        Ok(()) => wait_leader(&running, Duration::from_secs(20)).await,
+                        Err(e) => Err(format!("initialising: {e}")),
+                    };
+                    let addrs = members.iter().map(|m| m.addr.clone()).collect();
+                    let ok = started.is_ok();
+                    let _ = ready_tx.send(started.map(|()| addrs));
+                    if ok {
+                        let mut stop_rx = stop_rx;
+                        loop {
+                            tokio::select! {
+                                _ = &mut stop_rx => break,
+                                asked = digest_rx.recv() => match asked {
+                                    Some(reply) => {
+                                        let _ = reply.send(running.iter().map(Node::digest).collect());
+                                    }
+                                    None => break,
+                                },
+                            }
+                        }
+                    }
+                    for node in running {
+                        node.shutdown().await;
+                    }
+                });
+            })
+            .map_err(|e| format!("cluster thread: {e}"))?;
+        let addrs = match ready_rx.recv() {
+            Ok(Ok(addrs)) => addrs,
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                let _ = std::fs::remove_dir_all(&root);
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = thread.join();
+                let _ = std::fs::remove_dir_all(&root);
+                return Err("the cluster thread stopped".to_owned());
+            }
+        };
+        Ok(LocalCluster {
+            addrs,
+            ca_path: root.join("ca.pem"),
+            root,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            handle,
+            digests: digest_tx,
+        })
+    }
+
+    /// Node addresses, `host:port`.
+    pub fn addrs(&self) -> &[String] {
+        &self.addrs
+    }
+
+    /// The cluster CA certificate.
+    pub fn ca_path(&self) -> &Path {
+        &self.ca_path
+    }
+
+    /// The data directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The cluster runtime's handle (to inspect or spawn on it).
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+
+    /// Every node's applied index and ledger digest, read in process.
+    pub async fn digests(&self) -> Result<Vec<(u64, String)>, String> {
+        let (tx, rx) = oneshot::channel();
+        self.digests
+            .send(tx)
+            .await
+            .map_err(|_| "the cluster stopped".to_owned())?;
+        rx.await.map_err(|_| "the cluster stopped".to_owned())
+    }
+
+    /// Waits until every node has applied the same index with the same digest (up to
+    /// `timeout`); returns the digests seen last either way.
+    pub async fn converge(&self, timeout: Duration) -> Result<Vec<(u64, String)>, String> {
+        let start = Instant::now();
+        loop {
+            let digests = self.digests().await?;
+            if digests.windows(2).all(|w| w[0] == w[1]) || start.elapsed() > timeout {
+                return Ok(digests);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A client configuration trusting this cluster's CA.
+    pub fn client_config(&self) -> Result<ClientConfig, String> {
+        let ca = protocol::tls::load_certs(&self.ca_path).map_err(|e| e.to_string())?;
+        Ok(ClientConfig::new(self.addrs.clone(), Trust::Ca(ca)))
+    }
+
+    /// Stops every node and removes the data directory.
+    pub fn stop(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+async fn wait_leader(nodes: &[Node], timeout: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        let statuses: Vec<_> = nodes.iter().map(Node::status).collect();
+        let leader = statuses.iter().find(|s| s.role == Role::Leader && s.ready);
+        if let Some(l) = leader {
+            let agree = statuses
+                .iter()
+                .filter(|o| o.leader.as_ref().map(|x| x.id) == Some(l.node.id))
+                .count();
+            if agree * 2 > nodes.len() {
+                return Ok(());
+            }
+        }
+        if start.elapsed() > timeout {
+            return Err(format!("no leader within {timeout:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How the generator talks to stockd.
+#[derive(Debug, Clone)]
+pub struct StockdOptions {
+    /// Client connections for writes (each a [`Client`] with its own QUIC connection).
+    pub connections: usize,
+    /// Request streams per connection.
+    pub streams: usize,
+    /// Retries of a write or read that got no final answer (busy, timeout...).
+    pub retries: u32,
+    /// Consistency of availability reads.
+    pub read_consistency: Consistency,
+    /// Selling channel of reservations.
+    pub channel: String,
+}
+
+impl Default for StockdOptions {
+    /// 2 connections of 4 streams, 3 retries, `local` reads, channel `web`.
+    fn default() -> Self {
+        StockdOptions {
+            connections: 2,
+            streams: 4,
+            retries: 3,
+            read_consistency: Consistency::Local,
+            channel: "web".to_owned(),
+        }
+    }
+}
+
+/// stockd through the client library.
+#[derive(Clone)]
+pub struct StockdTarget {
+    writers: Arc<Vec<Client>>,
+    /// One client per node (seeded with that node only): `local` reads spread over replicas.
+    readers: Arc<Vec<Client>>,
+    next: Arc<AtomicUsize>,
+    channel: ChannelId,
+    read_consistency: Consistency,
+}
+
+impl StockdTarget {
+    /// Connects `options.connections` clients to the cluster at `base` (its nodes and trust),
+    /// plus one reader per node.
+    pub async fn connect(
+        base: ClientConfig,
+        options: &StockdOptions,
+    ) -> Result<StockdTarget, ClientError> {
+        let mut config = base.clone();
+        config.retries = options.retries;
+        config.streams_per_connection = options
+            .streams
+            .clamp(1, client::api::STREAMS_PER_CONNECTION_MAX);
+        let mut writers = Vec::new();
+        for _ in 0..options.connections.max(1) {
+            let client = Client::connect(config.clone()).await?;
+            // Find the leader now, not on the first measured request.
+            let _ = client.status().await;
+            writers.push(client);
+        }
+        let mut readers = Vec::new();
+        for node in &base.nodes {
+            let mut one = config.clone();
+            one.nodes = vec![node.clone()];
+            readers.push(Client::connect(one).await?);
+        }
+        Ok(StockdTarget {
+            writers: Arc::new(writers),
+            readers: Arc::new(readers),
+            next: Arc::new(AtomicUsize::new(0)),
+            channel: ChannelId::from(options.channel.as_str()),
+            read_consistency: options.read_consistency,
+        })
+    }
+
+    fn writer(&self) -> &Client {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        &self.writers[i % self.writers.len()]
+    }
+
+    fn reader(&self) -> &Client {
+        if self.read_consistency == Consistency::Linearizable || self.readers.is_empty() {
+            return self.writer();
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        &self.readers[i % self.readers.len()]
+    }
+
+    /// A client for other calls (status, digests, the replay).
+    pub fn client(&self) -> &Client {
+        &self.writers[0]
+    }
+
+    async fn write(&self, command: Command) -> Result<Outcome, OpError> {
+        self.writer()
+            .write(command)
+            .await
+            .map(|r| r.outcome)
+            .map_err(client_error)
+    }
+
+    async fn read(
+        &self,
+        keys: &[(String, String)],
+        consistency: Consistency,
+    ) -> Result<Vec<engine::query::SkuAvailability>, OpError> {
+        let mut out = Vec::with_capacity(keys.len());
+        // One query per location run (a listing page asks one location for many SKUs).
+        let mut k = 0;
+        while k < keys.len() {
+            let location = &keys[k].1;
+            let mut skus = Vec::new();
+            while k < keys.len()
+                && keys[k].1 == *location
+                && skus.len() < engine::limits::QUERY_SKUS_MAX
+            {
+                skus.push(SkuId::from(keys[k].0.as_str()));
+                k += 1;
+            }
+            let query = Query::Availability {
+                skus,
+                target: engine::Target::Location(LocationId::from(location.as_str())),
+                channel: self.channel.clone(),
+            };
+            let client = if consistency == Consistency::Linearizable {
+                self.writer()
+            } else {
+                self.reader()
+            };
+            let result = client
+                .read(query, consistency)
+                .await
+                .map_err(client_error)?;
+            match result.answer {
+                Ok(Answer::Availability(rows)) => out.extend(rows),
+                Ok(other) => {
+                    return Err(OpError::new(
+                        "unexpected",
+                        format!("wanted availability, got {other:?}"),
+                    ))
+                }
+                Err(r) => return Err(OpError::new(r.code().as_str(), format!("{r:?}"))),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The code of a client error.
+pub fn client_error(e: ClientError) -> OpError {
+    let code = match &e {
+        ClientError::GaveUp { last, .. } => match last {
+            client::retry::Failure::Server(s) => s.code(),
+            client::retry::Failure::Transport(_) => "transport",
+            client::retry::Failure::NoReply => "no_reply",
+        },
+        ClientError::Server(s) => s.code(),
+        ClientError::Config(_) => "config",
+        ClientError::Limit(_) => "limit",
+        ClientError::Protocol { .. } => "protocol",
+        ClientError::Unexpected(_) => "unexpected",
+    };
+    OpError::new(code, e.to_string())
+}
+
+/// The stable code of a ledger outcome.
+pub fn outcome_code(outcome: &Outcome) -> &'static str {
+    engine::code_of(outcome).as_str()
+}
+
+fn rejection_code(r: &Rejection) -> &'static str {
+    r.code().as_str()
+}
+
+fn reserve_command(channel: &ChannelId, id: &str, lines: Vec<Line>, ttl_ms: u64) -> Command {
+    Command::Reserve {
+        reservation: ReservationId::from(id),
+        channel: channel.clone(),
+        lines: lines
+            .into_iter()
+            .map(|l| engine::Line {
+                sku: SkuId::from(l.sku.as_str()),
+                target: engine::Target::Location(LocationId::from(l.location.as_str())),
+                qty: l.qty,
+            })
+            .collect(),
+        ttl_ms,
+    }
+}
+
+impl Target for StockdTarget {
+    fn name(&self) -> String {
+        "stockd".to_owned()
+    }
+
+    async fn load_stock(&self, stock: Vec<(String, String, i64)>) -> Result<(), OpError> {
+        let mut locations: Vec<&String> = stock.iter().map(|(_, l, _)| l).collect();
+        locations.sort();
+        locations.dedup();
+        let mut requests: Vec<Request> = locations
+            .into_iter()
+            .map(|l| Request {
+                request_id: client::new_request_id(),
+                command: Command::DefineLocation(LocationDef {
+                    location: LocationId::from(l.as_str()),
+                    kind: LocationKind::Warehouse,
+                    pickup: false,
+                    coordinates: None,
+                    channels: None,
+                }),
+            })
+            .collect();
+        let defines = requests.len();
+        requests.extend(stock.iter().map(|(sku, location, qty)| Request {
+            request_id: client::new_request_id(),
+            command: Command::SetOnHand {
+                sku: SkuId::from(sku.as_str()),
+                location: LocationId::from(location.as_str()),
+                qty: *qty,
+                reason: Reason::from("load-test"),
+                expected: None,
+            },
+        }));
+        let client = self.client();
+        // Locations first (a count needs its location), then the counts.
+        let rest = requests.split_off(defines);
+        for batch in [requests, rest] {
+            for chunk in batch.chunks(protocol::OPS_PER_FRAME_MAX) {
+                for r in client.write_batch(chunk.to_vec()).await {
+                    let r = r.map_err(client_error)?;
+                    if let Err(rejection) = r.outcome {
+                        return Err(OpError::new(
+                            rejection_code(&rejection),
+                            format!("loading stock: {rejection:?}"),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn reserve(&self, id: String, lines: Vec<Line>, ttl_ms: u64) -> OpResult {
+        let outcome = self
+            .write(reserve_command(&self.channel, &id, lines, ttl_ms))
+            .await?;
+        Ok(outcome_code(&outcome))
+    }
+
+    async fn reserve_frame(&self, holds: Vec<(String, Vec<Line>)>, ttl_ms: u64) -> Vec<OpResult> {
+        let requests: Vec<Request> = holds
+            .into_iter()
+            .map(|(id, lines)| Request {
+                request_id: client::new_request_id(),
+                command: reserve_command(&self.channel, &id, lines, ttl_ms),
+            })
+            .collect();
+        self.writer()
+            .write_batch(requests)
+            .await
+            .into_iter()
+            .map(|r| match r {
+                Ok(w) => Ok(outcome_code(&w.outcome)),
+                Err(e) => Err(client_error(e)),
+            })
+            .collect()
+    }
+
+    async fn release(&self, id: String) -> OpResult {
+        let outcome = self
+            .write(Command::Release {
+                reservation: ReservationId::from(id.as_str()),
+            })
+            .await?;
+        Ok(outcome_code(&outcome))
+    }
+
+    async fn commit(&self, id: String, lines: Vec<Line>) -> OpResult {
+        let order = OrderId::from(format!("o-{id}").as_str());
+        let placed = self
+            .write(Command::PlaceOrder {
+                order: order.clone(),
+                source: OrderSource::Reservation(ReservationId::from(id.as_str())),
+                fulfilment: Fulfilment::Ship,
+            })
+            .await?;
+        if placed.is_err() {
+            return Ok(outcome_code(&placed));
+        }
+        let fulfilled = self
+            .write(Command::Fulfil {
+                order,
+                lines: lines
+                    .into_iter()
+                    .map(|l| LocatedLine {
+                        sku: SkuId::from(l.sku.as_str()),
+                        location: LocationId::from(l.location.as_str()),
+                        qty: l.qty,
+                    })
+                    .collect(),
+            })
+            .await?;
+        Ok(outcome_code(&fulfilled))
+    }
+
+    async fn available(&self, keys: Vec<(String, String)>) -> Result<Vec<i64>, OpError> {
+        let rows = self.read(&keys, self.read_consistency).await?;
+        Ok(rows.iter().map(|r| r.ats).collect())
+    }
+
+    async fn totals(&self, keys: Vec<(String, String)>) -> Result<(i64, i64), OpError> {
+        let rows = self.read(&keys, Consistency::Linearizable).await?;
+        let mut on_hand = 0;
+        let mut reserved = 0;
+        for row in rows.iter().flat_map(|s| s.rows.iter()) {
+            on_hand += row.balance.on_hand;
+            reserved += row.balance.reserved;
+        }
+        Ok((on_hand, reserved))
+    }
+}

@@ -1,0 +1,154 @@
+//! Smoke runs of every scenario against a local 3-node cluster (in process, on loopback), a
+//! second or so each, and of the replay of real orders (the first days of the data) through
+//! the cluster, checked against the engine. Kept short for CI's two cores.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use loadtests::cluster_replay::{self, ReplayOptions};
+use loadtests::mix::CheckoutMix;
+use loadtests::run::{self, Mode, RunConfig};
+use loadtests::scenario::{self, Kind, ScenarioConfig, Workload};
+use loadtests::stockd::{ClusterOptions, LocalCluster, StockdOptions, StockdTarget};
+use loadtests::target::Target;
+
+const DATA: &str = "../../shared/data/online-retail/online_retail_II_2009-12_2010-11.csv.gz";
+
+fn small(tag: &str) -> ScenarioConfig {
+    ScenarioConfig {
+        tag: tag.to_owned(),
+        mix: CheckoutMix {
+            skus: 500,
+            ..CheckoutMix::default()
+        },
+        ttl_ms: 2_000,
+        flash_units: 40,
+        flash_contenders: 300,
+        ..ScenarioConfig::default()
+    }
+}
+
+fn short(mode: Mode) -> RunConfig {
+    RunConfig {
+        mode,
+        duration: Duration::from_millis(1_000),
+        warmup: Duration::from_millis(200),
+        ..RunConfig::default()
+    }
+}
+
+async fn loaded(target: &StockdTarget, kind: Kind, config: ScenarioConfig) -> Arc<Workload> {
+    let workload = Arc::new(Workload::new(kind, config));
+    target
+        .load_stock(workload.stock())
+        .await
+        .expect("stock loads");
+    workload
+}
+
+#[test]
+fn every_scenario_runs_against_a_local_cluster() {
+    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster starts");
+    let config = cluster.client_config().expect("client config");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let target = StockdTarget::connect(config, &StockdOptions::default())
+            .await
+            .expect("connects");
+
+        // checkout, open loop: every intended request is answered, and the generator kept up.
+        let w = loaded(&target, Kind::Checkout, small("so:")).await;
+        let (stats, next) = run::run(&target, &w, &short(Mode::Open { rate: 100.0 }), 0).await;
+        let reserve = stats.op("reserve").expect("reservations");
+        assert_eq!(reserve.latency.count, 100, "{stats:?}");
+        assert_eq!(
+            reserve.outcomes.get("ok"),
+            Some(&100),
+            "{:?}",
+            reserve.outcomes
+        );
+        assert_eq!(next, 20 + 100, "warm-up indices come first");
+        assert!(stats.lateness.is_some());
+        let commits = stats.op("commit").map_or(0, |o| o.latency.count);
+        let releases = stats.op("release").map_or(0, |o| o.latency.count);
+        assert!(commits > releases && releases > 0, "{commits} {releases}");
+        assert!(stats.histograms.contains_key("reserve"));
+
+        // checkout, closed loop, and frames of 20 holds.
+        let w = loaded(&target, Kind::Checkout, small("sc:")).await;
+        let (stats, _) = run::run(&target, &w, &short(Mode::Closed { concurrency: 8 }), 0).await;
+        assert!(stats.throughput > 0.0);
+        assert!(stats.rejections().keys().all(|c| c == "insufficient_stock"));
+        let framed = ScenarioConfig {
+            frame: 20,
+            ..small("sf:")
+        };
+        let w = loaded(&target, Kind::Checkout, framed).await;
+        let (stats, _) = run::run(&target, &w, &short(Mode::Closed { concurrency: 2 }), 0).await;
+        let reserve = stats.op("reserve").expect("reservations");
+        assert_eq!(reserve.latency.count % 20, 0);
+        assert!(stats.op("commit").is_none(), "gateway mode only reserves");
+
+        // store-reads.
+        let w = loaded(&target, Kind::StoreReads, small("sr:")).await;
+        let (stats, _) = run::run(&target, &w, &short(Mode::Closed { concurrency: 4 }), 0).await;
+        let reads = stats.op("read").expect("reads");
+        assert_eq!(reads.outcomes.keys().collect::<Vec<_>>(), ["ok"]);
+
+        // flash-sale: exactly K of N.
+        let w = loaded(&target, Kind::FlashSale, small("fs:")).await;
+        let report = scenario::flash_sale(&target, &w).await;
+        assert!(report.exact, "{report:?}");
+        assert_eq!(report.granted, 40);
+        assert_eq!(report.outcomes.get("insufficient_stock"), Some(&260));
+        assert_eq!((report.reserved_after, report.on_hand_after), (40, 40));
+    });
+    cluster.stop();
+}
+
+#[test]
+fn the_first_days_of_real_orders_replay_identically_through_a_cluster() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DATA);
+    let lines = loadtests::retail::input::open(&path)
+        .and_then(loadtests::retail::read_lines)
+        .expect("the Online Retail II data (../shared/data) is readable");
+    // The first ~3 days (lines are in time order).
+    let lines: Vec<_> = lines.into_iter().take(6_000).collect();
+    let dataset = loadtests::retail::build(lines);
+    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster starts");
+    let config = cluster.client_config().expect("client config");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let report = rt.block_on(async {
+        let client = client::Client::connect(config).await.expect("connects");
+        cluster_replay::replay(
+            &client,
+            "first 6,000 lines",
+            dataset,
+            loadtests::retail::PlanConfig::default(),
+            &ReplayOptions::default(),
+        )
+        .await
+        .expect("replays")
+    });
+    cluster.stop();
+    assert!(report.plan.orders_placed > 100, "{:?}", report.plan);
+    assert!(report.cluster_stock.balances > 1_000);
+    assert_eq!(
+        report.stock_mismatches, 0,
+        "{:?}",
+        report.stock_mismatch_samples
+    );
+    assert!(report.same_outcomes);
+    assert!(report.replicas_equal, "{:?}", report.replicas);
+    assert_eq!(report.replicas.len(), 3);
+    assert!(report.is_consistent());
+    let text = cluster_replay::render(&report);
+    assert!(text.contains("result       CONSISTENT"), "{text}");
+}
