@@ -29,7 +29,8 @@ fn url(var: &str) -> Option<String> {
             // Straight to stderr: libtest would swallow a println! of a passing test.
             let _ = writeln!(
                 std::io::stderr(),
-                "skipped: {var} unset; run scripts/baselines.sh start && eval \"$(scripts/baselines.sh env)\""
+                "skipped: {var} unset; run scripts/baselines.sh start && \
+                 eval \"$(scripts/baselines.sh env)\""
             );
             None
         }
@@ -80,7 +81,11 @@ macro_rules! backend_tests {
                 b.available(&keys(k)).await.expect("available")
             }
 
-            async fn reserve(b: &$backend, id: &str, lines: &[(&str, &str, i64)]) -> ReserveOutcome {
+            async fn reserve(
+                b: &$backend,
+                id: &str,
+                lines: &[(&str, &str, i64)],
+            ) -> ReserveOutcome {
                 reserve_ttl(b, id, lines, TTL).await
             }
 
@@ -90,7 +95,10 @@ macro_rules! backend_tests {
                 lines: &[(&str, &str, i64)],
                 ttl: u64,
             ) -> ReserveOutcome {
-                let lines: Vec<Line> = lines.iter().map(|(s, l, q)| Line::new(*s, *l, *q)).collect();
+                let lines: Vec<Line> = lines
+                    .iter()
+                    .map(|(s, l, q)| Line::new(*s, *l, *q))
+                    .collect();
                 b.reserve(id, &lines, ttl).await.expect("reserve")
             }
 
@@ -127,7 +135,10 @@ macro_rules! backend_tests {
                 assert_eq!(ats(&b, &[("A", "w1"), ("D", "w1")]).await, vec![6, 0]);
 
                 // A rejected reserve leaves no hold: its id is free.
-                assert_eq!(reserve(&b, "r1", &[("A", "w1", 6)]).await, ReserveOutcome::Granted);
+                assert_eq!(
+                    reserve(&b, "r1", &[("A", "w1", 6)]).await,
+                    ReserveOutcome::Granted
+                );
                 assert_eq!(ats(&b, &abc).await, vec![0, 0, 0]);
                 assert_eq!(b.totals().await.expect("totals"), (18, 18));
             }
@@ -160,7 +171,9 @@ macro_rules! backend_tests {
                 );
                 assert_eq!(b.totals().await.expect("totals"), (16, 5));
                 // A later load_stock row for the same balance wins; reserved is kept.
-                b.load_stock(&stock(&[("A", "w1", 1), ("A", "w1", 9)])).await.expect("load");
+                b.load_stock(&stock(&[("A", "w1", 1), ("A", "w1", 9)]))
+                    .await
+                    .expect("load");
                 assert_eq!(ats(&b, &[("A", "w1")]).await, vec![4]);
                 assert_eq!(b.totals().await.expect("totals"), (20, 5));
             }
@@ -168,8 +181,13 @@ macro_rules! backend_tests {
             #[tokio::test]
             async fn hold_ids_are_unique() {
                 let Some((_g, b)) = setup().await else { return };
-                b.load_stock(&stock(&[("A", "w1", 10)])).await.expect("load");
-                assert_eq!(reserve(&b, "x1", &[("A", "w1", 2)]).await, ReserveOutcome::Granted);
+                b.load_stock(&stock(&[("A", "w1", 10)]))
+                    .await
+                    .expect("load");
+                assert_eq!(
+                    reserve(&b, "x1", &[("A", "w1", 2)]).await,
+                    ReserveOutcome::Granted
+                );
                 assert_eq!(
                     reserve(&b, "x1", &[("A", "w1", 1)]).await,
                     ReserveOutcome::AlreadyExists
@@ -181,7 +199,10 @@ macro_rules! backend_tests {
                     reserve(&b, "x1", &[("A", "w1", 1)]).await,
                     ReserveOutcome::AlreadyExists
                 );
-                assert_eq!(reserve(&b, "x2", &[("A", "w1", 1)]).await, ReserveOutcome::Granted);
+                assert_eq!(
+                    reserve(&b, "x2", &[("A", "w1", 1)]).await,
+                    ReserveOutcome::Granted
+                );
                 assert!(b.commit("x2").await.expect("commit"));
                 assert_eq!(
                     reserve(&b, "x2", &[("A", "w1", 1)]).await,
@@ -198,13 +219,18 @@ macro_rules! backend_tests {
             #[tokio::test]
             async fn release_and_commit_move_the_totals() {
                 let Some((_g, b)) = setup().await else { return };
-                b.load_stock(&stock(&[("A", "w1", 10), ("B", "w2", 4)])).await.expect("load");
+                b.load_stock(&stock(&[("A", "w1", 10), ("B", "w2", 4)]))
+                    .await
+                    .expect("load");
                 let ab = [("A", "w1"), ("B", "w2")];
                 assert_eq!(
                     reserve(&b, "h1", &[("A", "w1", 3), ("B", "w2", 1)]).await,
                     ReserveOutcome::Granted
                 );
-                assert_eq!(reserve(&b, "h2", &[("A", "w1", 2)]).await, ReserveOutcome::Granted);
+                assert_eq!(
+                    reserve(&b, "h2", &[("A", "w1", 2)]).await,
+                    ReserveOutcome::Granted
+                );
                 assert_eq!(b.totals().await.expect("totals"), (14, 6));
                 assert_eq!(ats(&b, &ab).await, vec![5, 3]);
 
@@ -230,24 +256,38 @@ macro_rules! backend_tests {
                     b.reserve("h3", &[Line::new("A", "w1", 0)], TTL).await;
                 assert!(bad.is_err());
                 assert!(b.reserve("h3", &[], TTL).await.is_err());
-                assert!(b.reserve("h 3", &[Line::new("A", "w1", 1)], TTL).await.is_err());
-                assert!(b.reserve("h3", &[Line::new("A", "w1", 1)], 0).await.is_err());
+                assert!(b
+                    .reserve("h 3", &[Line::new("A", "w1", 1)], TTL)
+                    .await
+                    .is_err());
+                assert!(b
+                    .reserve("h3", &[Line::new("A", "w1", 1)], 0)
+                    .await
+                    .is_err());
                 assert_eq!(b.totals().await.expect("totals"), (12, 0));
             }
 
             #[tokio::test]
             async fn expired_holds_count_nowhere() {
                 let Some((_g, b)) = setup().await else { return };
-                b.load_stock(&stock(&[("A", "w1", 5), ("B", "w1", 2)])).await.expect("load");
+                b.load_stock(&stock(&[("A", "w1", 5), ("B", "w1", 2)]))
+                    .await
+                    .expect("load");
                 let a = [("A", "w1")];
                 assert_eq!(
                     reserve_ttl(&b, "e1", &[("A", "w1", 3), ("B", "w1", 2)], 1_000).await,
                     ReserveOutcome::Granted
                 );
-                assert_eq!(reserve(&b, "e2", &[("A", "w1", 2)]).await, ReserveOutcome::Granted);
+                assert_eq!(
+                    reserve(&b, "e2", &[("A", "w1", 2)]).await,
+                    ReserveOutcome::Granted
+                );
                 assert_eq!(ats(&b, &a).await, vec![0]);
                 assert_eq!(b.totals().await.expect("totals"), (7, 7));
-                assert_eq!(reserve(&b, "e3", &[("A", "w1", 1)]).await, short("A", "w1", 0));
+                assert_eq!(
+                    reserve(&b, "e3", &[("A", "w1", 1)]).await,
+                    short("A", "w1", 0)
+                );
 
                 tokio::time::sleep(Duration::from_millis(1_300)).await;
                 // Reads first (in PostgreSQL, before any reserve swept the expired lines).
@@ -259,25 +299,34 @@ macro_rules! backend_tests {
                     reserve(&b, "e1", &[("A", "w1", 1)]).await,
                     ReserveOutcome::AlreadyExists
                 );
-                assert_eq!(reserve(&b, "e4", &[("A", "w1", 3)]).await, ReserveOutcome::Granted);
+                assert_eq!(
+                    reserve(&b, "e4", &[("A", "w1", 3)]).await,
+                    ReserveOutcome::Granted
+                );
                 assert_eq!(ats(&b, &[("A", "w1"), ("B", "w1")]).await, vec![0, 2]);
                 assert_eq!(b.totals().await.expect("totals"), (7, 5));
                 assert!(b.commit("e2").await.expect("commit live"));
                 assert_eq!(b.totals().await.expect("totals"), (5, 3));
                 // B's expired line was never swept by a reserve on B, and still counts nowhere.
-                assert_eq!(reserve(&b, "e5", &[("B", "w1", 2)]).await, ReserveOutcome::Granted);
+                assert_eq!(
+                    reserve(&b, "e5", &[("B", "w1", 2)]).await,
+                    ReserveOutcome::Granted
+                );
                 assert_eq!(b.totals().await.expect("totals"), (5, 5));
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_single_units_grant_exactly_the_stock() {
                 let Some((_g, b)) = setup().await else { return };
-                b.load_stock(&stock(&[("HOT", "w1", 50)])).await.expect("load");
+                b.load_stock(&stock(&[("HOT", "w1", 50)]))
+                    .await
+                    .expect("load");
                 let mut tasks = Vec::new();
                 for i in 0..200 {
                     let b = b.clone();
                     tasks.push(tokio::spawn(async move {
-                        b.reserve(&format!("c{i}"), &[Line::new("HOT", "w1", 1)], TTL).await
+                        b.reserve(&format!("c{i}"), &[Line::new("HOT", "w1", 1)], TTL)
+                            .await
                     }));
                 }
                 let (mut granted, mut refused) = (0, 0);
@@ -298,7 +347,9 @@ macro_rules! backend_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_multi_line_in_both_orders() {
                 let Some((_g, b)) = setup().await else { return };
-                b.load_stock(&stock(&[("A", "w1", 60), ("B", "w1", 60)])).await.expect("load");
+                b.load_stock(&stock(&[("A", "w1", 60), ("B", "w1", 60)]))
+                    .await
+                    .expect("load");
                 let mut tasks = Vec::new();
                 for i in 0..200 {
                     let b = b.clone();
@@ -345,11 +396,17 @@ macro_rules! backend_tests {
             #[ignore = "timing, not a test: run with --ignored --nocapture"]
             async fn quick_throughput() {
                 let Some((_g, b)) = setup().await else { return };
-                let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+                let env = |k: &str, d: u64| {
+                    std::env::var(k)
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(d)
+                };
                 let concurrency = env("STOCKD_BASELINE_CONCURRENCY", 64);
                 let seconds = env("STOCKD_BASELINE_SECONDS", 3);
-                let rows: Vec<(String, String, i64)> =
-                    (0..1000).map(|i| (format!("sku-{i}"), "w1".to_string(), 1_000_000_000)).collect();
+                let rows: Vec<(String, String, i64)> = (0..1000)
+                    .map(|i| (format!("sku-{i}"), "w1".to_string(), 1_000_000_000))
+                    .collect();
                 b.load_stock(&rows).await.expect("load");
                 let start = Instant::now();
                 let deadline = start + Duration::from_secs(seconds);
@@ -360,7 +417,8 @@ macro_rules! backend_tests {
                         let mut n = 0u64;
                         let mut lat = Vec::new();
                         while Instant::now() < deadline {
-                            let line = Line::new(format!("sku-{}", (w * 7919 + n * 31) % 1000), "w1", 1);
+                            let sku = format!("sku-{}", (w * 7919 + n * 31) % 1000);
+                            let line = Line::new(sku, "w1", 1);
                             let t = Instant::now();
                             let o = b.reserve(&format!("t{w}-{n}"), &[line], 600_000).await;
                             lat.push(t.elapsed());
@@ -378,7 +436,8 @@ macro_rules! backend_tests {
                 lat.sort();
                 let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
                 println!(
-                    "{}: {} reserves in {:.2} s = {:.0}/s with {} in flight; latency p50 {:?} p99 {:?}",
+                    "{}: {} reserves in {:.2} s = {:.0}/s with {} in flight; \
+                     latency p50 {:?} p99 {:?}",
                     stringify!($module),
                     lat.len(),
                     elapsed,

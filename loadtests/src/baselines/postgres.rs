@@ -27,10 +27,10 @@
 //! ```
 //!
 //! then the hold lines (`ON CONFLICT DO NOTHING`: they clash only when the id is taken, and
-//! then the transaction rolls back anyway). Then `COMMIT` if the hold row was new and every update hit its row,
-//! else `ROLLBACK` (all or nothing). For `Insufficient`, the ATS of the request's balances is
-//! read right after the rollback and the line is named by the engine's rule (module
-//! [`super`]); `available` is that fresh ATS.
+//! then the transaction rolls back anyway). Then `COMMIT` if the hold row was new and every
+//! update hit its row, else `ROLLBACK` (all or nothing). For `Insufficient`, the ATS of the
+//! request's balances is read right after the rollback and the line is named by the engine's
+//! rule (module [`super`]); `available` is that fresh ATS.
 //!
 //! **Why READ COMMITTED is enough.** Every check is inside the `UPDATE`'s `WHERE`, on a row the
 //! `UPDATE` locks: when the row was changed by a transaction that committed meanwhile,
@@ -113,7 +113,6 @@ CREATE TABLE IF NOT EXISTS bl_hold_lines (
     PRIMARY KEY (hold_id, sku, location)
 );
 CREATE INDEX IF NOT EXISTS bl_hold_lines_due ON bl_hold_lines (sku, location, expires_at);
-CREATE INDEX IF NOT EXISTS bl_hold_lines_expiry ON bl_hold_lines (expires_at);
 COMMIT;
 "#;
 
@@ -290,10 +289,9 @@ fn pg_err(what: &str) -> impl Fn(tokio_postgres::Error) -> BaselineError + '_ {
 
 /// Whether PostgreSQL aborted the transaction in a way that a retry fixes.
 fn retryable(e: &tokio_postgres::Error) -> bool {
-    matches!(
-        e.code(),
-        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
-    )
+    e.code().is_some_and(|c| {
+        *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+    })
 }
 
 /// The first error among `results`, if any.

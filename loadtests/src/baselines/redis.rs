@@ -19,8 +19,8 @@
 //! ## Expiry (the choice)
 //!
 //! A **sorted set of deadlines swept inside every script**: each script first reads the
-//! server's clock (`TIME`; Redis 7 replicates scripts by effects, so that is allowed), pops every
-//! hold with `deadline <= now` from `holds:due`, gives its units back (`r -= qty`) and leaves
+//! server's clock (`TIME`; Redis >= 5 replicates scripts by effects, so that is allowed), pops
+//! every hold with `deadline <= now` from `holds:due`, gives its units back (`r -= qty`) and leaves
 //! its tombstone, then does its work. So `reserved` only ever counts live holds when a check or a
 //! read looks at it - exact, not eventually. When nothing is due the sweep costs one
 //! `ZRANGEBYSCORE` that returns nothing, O(log n). Each hold is swept once, so the sweep is
