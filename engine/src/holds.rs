@@ -4,8 +4,8 @@
 use crate::command::{Line, Target};
 use crate::ids::{ChannelId, ReservationId};
 use crate::ledger::{
-    check_id, check_positive, invalid, key, ChanIdx, Deadline, Held, Ledger, LocIdx, Reservation,
-    Retired, SkuIdx,
+    deadline_key, deadline_time, check_id, check_positive, invalid, key, ChanIdx, Deadline, Held, HeldVec, Key, Ledger, LocIdx,
+    Remembered, Reservation, Retired, SkuIdx,
 };
 use crate::limits;
 use crate::outcome::{Allocation, InvalidReason, ObjectKind, Outcome, Rejection, Reply};
@@ -33,7 +33,7 @@ pub(crate) fn check_line_count(n: usize) -> Result<(), Rejection> {
 
 /// Units already taken by earlier lines of the same request, per balance key.
 #[derive(Default)]
-struct Taken(Vec<(u64, i64)>);
+struct Taken(smallvec::SmallVec<[(u64, i64); 4]>);
 
 impl Taken {
     fn get(&self, k: u64) -> i64 {
@@ -75,12 +75,13 @@ impl Ledger {
         &self,
         rules: SourcingRules,
         lines: &[Line],
-    ) -> Result<Vec<Held>, Rejection> {
+    ) -> Result<HeldVec, Rejection> {
         check_line_count(lines.len())?;
         let pos = Ledger::is_pos(rules.channel);
         let mut taken = Taken::default();
         // Pass 1: direct location lines, summed per key, checked against ATS.
-        let mut resolved: Vec<(Option<SkuIdx>, Option<LocIdx>)> = Vec::with_capacity(lines.len());
+        let mut resolved: smallvec::SmallVec<[(Option<SkuIdx>, Option<LocIdx>); 4]> =
+            smallvec::SmallVec::with_capacity(lines.len());
         for line in lines {
             check_positive(line.qty)?;
             let sku = self.lookup_sku(&line.sku)?;
@@ -118,7 +119,7 @@ impl Ledger {
             }
         }
         // Pass 2: every line in order; group lines take what direct lines left.
-        let mut held = Vec::with_capacity(lines.len());
+        let mut held = HeldVec::with_capacity(lines.len());
         for (i, (line, (sku, loc))) in lines.iter().zip(resolved).enumerate() {
             let line_no = i as u16;
             match (sku, loc) {
@@ -177,7 +178,7 @@ impl Ledger {
         line_no: u16,
         sku: SkuIdx,
         taken: &mut Taken,
-        held: &mut Vec<Held>,
+        held: &mut HeldVec,
     ) -> Result<(), Rejection> {
         let pos = Ledger::is_pos(rules.channel);
         let candidates: &[LocIdx] = match &line.target {
@@ -259,10 +260,10 @@ impl Ledger {
         channel: &ChannelId,
         lines: &[Line],
         ttl_ms: u64,
-    ) -> Outcome {
+    ) -> Result<Remembered, Rejection> {
         check_id(id.as_str(), "reservation")?;
         check_duration(ttl_ms, limits::TTL_MS_MAX)?;
-        if self.reservations.contains_key(id) {
+        if self.reservations.contains_key(id.as_str()) {
             return Err(Rejection::AlreadyExists {
                 kind: ObjectKind::Reservation,
                 id: id.0.clone(),
@@ -281,30 +282,29 @@ impl Ledger {
             lines,
         )?;
         // Checks done: commit.
-        let chan = self.intern_checked_channel(channel);
+        let chan = self.intern_resolved_channel(channel, chan);
         for h in &held {
             self.shift(h.sku, h.loc, h.qty, 0, Cause::Reserve);
         }
         let seq = self.next_seq();
         let expires_at_ms = self.deadline(ttl_ms);
-        self.deadlines
-            .insert((expires_at_ms, seq), Deadline::Hold(id.clone()));
-        let allocations = self.allocations(&held);
+        let key: Key = Key::from(id.as_str());
+        self.deadlines.insert(deadline_key(expires_at_ms, seq), Deadline::Hold(key.clone()));
         self.reservations.insert(
-            id.clone(),
+            key,
             Reservation {
                 seq,
                 channel: chan,
                 created_at_ms: self.now_ms,
                 expires_at_ms,
                 state: ReservationState::Active,
-                held,
+                held: held.clone(),
             },
         );
         self.live_reservations += 1;
-        Ok(Reply::Reserved {
+        Ok(Remembered::Reserved {
             expires_at_ms,
-            allocations,
+            held,
         })
     }
 
@@ -313,7 +313,7 @@ impl Ledger {
         check_id(id.as_str(), "reservation")?;
         let r = self
             .reservations
-            .get(id)
+            .get(id.as_str())
             .ok_or_else(|| Rejection::NotFound {
                 kind: ObjectKind::Reservation,
                 id: id.0.clone(),
@@ -341,11 +341,12 @@ impl Ledger {
         let r = self.active_reservation(id)?;
         let (old, seq) = (r.expires_at_ms, r.seq);
         let expires_at_ms = self.deadline(ttl_ms);
-        let entry = self.deadlines.remove(&(old, seq));
-        assert!(entry.is_some(), "active hold has a deadline");
-        self.deadlines
-            .insert((expires_at_ms, seq), Deadline::Hold(id.clone()));
-        if let Some(r) = self.reservations.get_mut(id) {
+        let entry = self.deadlines.remove(&deadline_key(old, seq));
+        let Some(Deadline::Hold(key)) = entry else {
+            unreachable!("an active hold has a deadline")
+        };
+        self.deadlines.insert(deadline_key(expires_at_ms, seq), Deadline::Hold(key));
+        if let Some(r) = self.reservations.get_mut(id.as_str()) {
             r.expires_at_ms = expires_at_ms;
         }
         Ok(Reply::Extended { expires_at_ms })
@@ -353,7 +354,7 @@ impl Ledger {
 
     pub(crate) fn release(&mut self, id: &ReservationId) -> Outcome {
         self.active_reservation(id)?;
-        self.end_hold(id, ReservationState::Released, Cause::Release, 0);
+        self.end_hold(id.as_str(), ReservationState::Released, Cause::Release, 0);
         Ok(Reply::Done)
     }
 
@@ -361,11 +362,14 @@ impl Ledger {
     /// hold becomes an order: then `allocated_share` is 1) and retires it.
     pub(crate) fn end_hold(
         &mut self,
-        id: &ReservationId,
+        id: &str,
         state: ReservationState,
         cause: Cause,
         allocated_share: i64,
     ) {
+        let Some(key) = self.reservations.get_key_value(id).map(|(k, _)| k.clone()) else {
+            unreachable!("end_hold on a missing reservation")
+        };
         let Some(r) = self.reservations.get_mut(id) else {
             unreachable!("end_hold on a missing reservation")
         };
@@ -380,16 +384,16 @@ impl Ledger {
             r.held = held;
         }
         // Already gone when the deadline itself fired.
-        self.deadlines.remove(&(expires_at, seq));
+        self.deadlines.remove(&deadline_key(expires_at, seq));
         self.live_reservations -= 1;
-        self.retire(Retired::Reservation(id.clone()));
+        self.retire(Retired::Reservation(key));
     }
 
     /// Releases every hold and cancels every pickup whose deadline is <= now, in (deadline,
     /// creation) order. Costs O(k log n) for k deadlines passed.
     pub(crate) fn expire_deadlines(&mut self) {
         while let Some(entry) = self.deadlines.first_entry() {
-            if entry.key().0 > self.now_ms {
+            if deadline_time(*entry.key()) > self.now_ms {
                 break;
             }
             match entry.remove() {

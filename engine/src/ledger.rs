@@ -11,13 +11,14 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 use serde::{Deserialize, Serialize};
 
 use crate::balance::Balance;
 use crate::command::{Command, LocationDef, Request};
-use crate::ids::{ChannelId, GroupId, OrderId, ReservationId, RmaId, SkuId, TransferId};
+use crate::ids::{ChannelId, GroupId, OrderId, RmaId, SkuId, TransferId};
 use crate::limits;
-use crate::outcome::{InvalidReason, Outcome, Rejection};
+use crate::outcome::{InvalidReason, Outcome, Rejection, Reply};
 use crate::query::{Cause, ReservationState, TransferState};
 
 /// Retention settings of a ledger. Part of the replicated state (and of snapshots): every
@@ -59,6 +60,17 @@ pub struct BatchHeader {
     pub timestamp_ms: u64,
 }
 
+/// Key of the deadline index: the deadline (ms) in the high half, the object's sequence number
+/// in the low half, so that keys order by (deadline, creation) and compare as one integer.
+pub(crate) fn deadline_key(at_ms: u64, seq: u64) -> u128 {
+    (u128::from(at_ms) << 64) | u128::from(seq)
+}
+
+/// The deadline (ms) of a deadline key.
+pub(crate) fn deadline_time(key: u128) -> u64 {
+    (key >> 64) as u64
+}
+
 /// Index of an interned SKU.
 pub(crate) type SkuIdx = u32;
 /// Index of a location, in definition order.
@@ -91,6 +103,13 @@ pub(crate) struct LocationEntry {
     pub channels: Option<Vec<ChanIdx>>,
 }
 
+/// Key of the reservation and order maps: the client's id, shared (not copied) with the
+/// deadline index and the retirement queue.
+pub(crate) type Key = std::sync::Arc<str>;
+
+/// The lines of a hold or a placed request: inline for up to two lines (most checkouts).
+pub(crate) type HeldVec = SmallVec<[Held; 2]>;
+
 /// A held or allocated (SKU, location) quantity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Held {
@@ -107,7 +126,7 @@ pub(crate) struct Reservation {
     pub created_at_ms: u64,
     pub expires_at_ms: u64,
     pub state: ReservationState,
-    pub held: Vec<Held>,
+    pub held: HeldVec,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,15 +203,15 @@ pub(crate) struct Transfer {
 /// What a deadline entry refers to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Deadline {
-    Hold(ReservationId),
-    Pickup(OrderId),
+    Hold(Key),
+    Pickup(Key),
 }
 
 /// A finished object waiting for its retention to end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Retired {
-    Reservation(ReservationId),
-    Order(OrderId),
+    Reservation(Key),
+    Order(Key),
     Rma(RmaId),
     Transfer(TransferId),
 }
@@ -209,6 +228,16 @@ pub(crate) struct EventRecord {
     pub key: u64,
     pub balance: Balance,
     pub shortfall: i64,
+}
+
+/// A request's result as the dedup table keeps it: compact for the common replies (a hold's or
+/// an order's lines by interned location, no heap for up to two lines), the full outcome
+/// otherwise. [`Ledger::expand`] turns it back into the outcome, identical every time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Remembered {
+    Outcome(Outcome),
+    Reserved { expires_at_ms: u64, held: HeldVec },
+    OrderPlaced { pickup_deadline_ms: Option<u64>, held: HeldVec },
 }
 
 /// The replicated ledger: stock per SKU and location, holds, orders, returns and transfers.
@@ -229,18 +258,18 @@ pub struct Ledger {
     pub(crate) channels: Vec<ChannelId>,
     pub(crate) channel_index: FxHashMap<ChannelId, ChanIdx>,
     pub(crate) balances: FxHashMap<u64, Balance>,
-    pub(crate) reservations: FxHashMap<ReservationId, Reservation>,
+    pub(crate) reservations: FxHashMap<Key, Reservation>,
     pub(crate) live_reservations: usize,
     /// (deadline ms, object seq) -> what expires then. Holds and pickups.
-    pub(crate) deadlines: BTreeMap<(u64, u64), Deadline>,
-    pub(crate) orders: FxHashMap<OrderId, Order>,
+    pub(crate) deadlines: BTreeMap<u128, Deadline>,
+    pub(crate) orders: FxHashMap<Key, Order>,
     pub(crate) open_orders: usize,
     pub(crate) rmas: FxHashMap<RmaId, Rma>,
     pub(crate) transfers: FxHashMap<TransferId, Transfer>,
     pub(crate) open_transfers: usize,
     /// Finished objects in the order they finished (time is monotonic, so also by time).
     pub(crate) retired: VecDeque<(u64, Retired)>,
-    pub(crate) dedup: FxHashMap<u128, Outcome>,
+    pub(crate) dedup: FxHashMap<u128, Remembered>,
     /// Remembered request ids in arrival order, with their batch time.
     pub(crate) dedup_order: VecDeque<(u64, u128)>,
     pub(crate) feed: VecDeque<EventRecord>,
@@ -376,7 +405,7 @@ impl Ledger {
     /// leader proposes a batch (possibly empty) once its clock passes it, so deadlines fire on
     /// time even when no client writes (the change feed then shows them at the right time).
     pub fn next_deadline_ms(&self) -> Option<u64> {
-        self.deadlines.first_key_value().map(|((at, _), _)| *at)
+        self.deadlines.first_key_value().map(|(k, _)| deadline_time(*k))
     }
 
     /// Applies one batch of requests and returns one outcome per request, in order.
@@ -412,17 +441,50 @@ impl Ledger {
         if id == 0 {
             return invalid(InvalidReason::ZeroRequestId);
         }
-        if let Some(outcome) = self.dedup.get(&id) {
-            return outcome.clone();
+        if let Some(remembered) = self.dedup.get(&id) {
+            return self.expand(remembered);
         }
         self.current_request = id;
-        let outcome = self.execute(&request.command);
+        let remembered = self.execute(&request.command);
         self.current_request = 0;
-        self.remember(id, &outcome);
+        let outcome = self.expand(&remembered);
+        self.remember(id, remembered);
         outcome
     }
 
-    fn execute(&mut self, command: &Command) -> Outcome {
+    /// The outcome a remembered result stands for (the same value every time).
+    fn expand(&self, remembered: &Remembered) -> Outcome {
+        match remembered {
+            Remembered::Outcome(outcome) => outcome.clone(),
+            Remembered::Reserved { expires_at_ms, held } => Ok(Reply::Reserved {
+                expires_at_ms: *expires_at_ms,
+                allocations: self.allocations(held),
+            }),
+            Remembered::OrderPlaced { pickup_deadline_ms, held } => Ok(Reply::OrderPlaced {
+                allocations: self.allocations(held),
+                pickup_deadline_ms: *pickup_deadline_ms,
+            }),
+        }
+    }
+
+    fn execute(&mut self, command: &Command) -> Remembered {
+        let outcome = match command {
+            Command::Reserve { reservation, channel, lines, ttl_ms } => {
+                return self
+                    .reserve(reservation, channel, lines, *ttl_ms)
+                    .unwrap_or_else(|r| Remembered::Outcome(Err(r)));
+            }
+            Command::PlaceOrder { order, source, fulfilment } => {
+                return self
+                    .place_order(order, source, *fulfilment)
+                    .unwrap_or_else(|r| Remembered::Outcome(Err(r)));
+            }
+            other => other,
+        };
+        Remembered::Outcome(self.execute_other(outcome))
+    }
+
+    fn execute_other(&mut self, command: &Command) -> Outcome {
         match command {
             Command::DefineLocation(def) => self.define_location(def),
             Command::DefineGroup { group, locations } => self.define_group(group, locations),
@@ -456,22 +518,14 @@ impl Ledger {
                 reason,
             } => self.restore_unavailable(sku, location, *qty, reason),
             Command::Sell { sku, location, qty } => self.sell(sku, location, *qty),
-            Command::Reserve {
-                reservation,
-                channel,
-                lines,
-                ttl_ms,
-            } => self.reserve(reservation, channel, lines, *ttl_ms),
+            Command::Reserve { .. } | Command::PlaceOrder { .. } => {
+                unreachable!("handled by execute")
+            }
             Command::Extend {
                 reservation,
                 ttl_ms,
             } => self.extend(reservation, *ttl_ms),
             Command::Release { reservation } => self.release(reservation),
-            Command::PlaceOrder {
-                order,
-                source,
-                fulfilment,
-            } => self.place_order(order, source, *fulfilment),
             Command::Fulfil { order, lines } => self.fulfil(order, lines),
             Command::Cancel { order, lines } => self.cancel(order, lines.as_deref()),
             Command::Reallocate {
@@ -501,11 +555,11 @@ impl Ledger {
 
     // ---- dedup and retention ----
 
-    fn remember(&mut self, id: u128, outcome: &Outcome) {
+    fn remember(&mut self, id: u128, remembered: Remembered) {
         while self.dedup_order.len() >= self.config.dedup_entries {
             self.forget_oldest_request();
         }
-        let previous = self.dedup.insert(id, outcome.clone());
+        let previous = self.dedup.insert(id, remembered);
         assert!(previous.is_none(), "request id remembered twice");
         self.dedup_order.push_back((self.now_ms, id));
     }
@@ -543,11 +597,11 @@ impl Ledger {
         };
         match retired {
             Retired::Reservation(id) => {
-                let r = self.reservations.remove(&id);
+                let r = self.reservations.remove(&*id);
                 assert!(r.is_some_and(|r| r.state != ReservationState::Active));
             }
             Retired::Order(id) => {
-                let o = self.orders.remove(&id);
+                let o = self.orders.remove(&*id);
                 assert!(o.is_some_and(|o| o.unfulfilled() == 0));
             }
             Retired::Rma(id) => {
@@ -594,6 +648,19 @@ impl Ledger {
     pub(crate) fn intern_checked_channel(&mut self, channel: &ChannelId) -> ChanIdx {
         self.intern_channel(channel)
             .expect("channel room was checked")
+    }
+
+    /// Interns a channel resolved earlier by [`Ledger::lookup_channel`]: no second lookup when it
+    /// was already known.
+    pub(crate) fn intern_resolved_channel(
+        &mut self,
+        channel: &ChannelId,
+        known: Option<ChanIdx>,
+    ) -> ChanIdx {
+        match known {
+            Some(idx) => idx,
+            None => self.intern_checked_channel(channel),
+        }
     }
 
     /// Whether a new channel can still be interned (if `known` is `None`).

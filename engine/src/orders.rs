@@ -5,17 +5,17 @@ use crate::command::{Fulfilment, LocatedLine, OrderSource};
 use crate::holds::{check_duration, check_line_count, SourcingRules};
 use crate::ids::{LocationId, OrderId, SkuId};
 use crate::ledger::{
-    check_id, check_positive, invalid, ChanIdx, Deadline, Held, Ledger, LocIdx, Order, OrderLine,
-    Retired, SkuIdx,
+    deadline_key, check_id, check_positive, invalid, ChanIdx, Deadline, Held, Key, Ledger, LocIdx, Order,
+    OrderLine, Remembered, Retired, SkuIdx,
 };
 use crate::limits;
 use crate::outcome::{InvalidReason, ObjectKind, Outcome, Rejection, Reply};
 use crate::query::{Cause, ReservationState};
 
 /// A fulfil or cancel request resolved and summed per (SKU, location).
-struct Resolved {
-    sku: SkuId,
-    location: LocationId,
+struct Resolved<'a> {
+    sku: &'a SkuId,
+    location: &'a LocationId,
     sku_idx: Option<SkuIdx>,
     loc: LocIdx,
     qty: i64,
@@ -27,7 +27,7 @@ impl Ledger {
         id: &OrderId,
         source: &OrderSource,
         fulfilment: Fulfilment,
-    ) -> Outcome {
+    ) -> Result<Remembered, Rejection> {
         check_id(id.as_str(), "order")?;
         let pickup = match fulfilment {
             Fulfilment::Ship => None,
@@ -36,7 +36,7 @@ impl Ledger {
                 Some(self.deadline(deadline_ms))
             }
         };
-        if self.orders.contains_key(id) {
+        if self.orders.contains_key(id.as_str()) {
             return Err(Rejection::AlreadyExists {
                 kind: ObjectKind::Order,
                 id: id.0.clone(),
@@ -59,7 +59,12 @@ impl Ledger {
                     }
                 }
                 let (channel, held) = (r.channel, r.held.clone());
-                self.end_hold(reservation, ReservationState::Placed, Cause::PlaceOrder, 1);
+                self.end_hold(
+                    reservation.as_str(),
+                    ReservationState::Placed,
+                    Cause::PlaceOrder,
+                    1,
+                );
                 (channel, held)
             }
             OrderSource::Lines { channel, lines } => {
@@ -70,18 +75,17 @@ impl Ledger {
                     pickup: pickup.is_some(),
                 };
                 let held = self.source(rules, lines)?;
-                let chan = self.intern_checked_channel(channel);
+                let chan = self.intern_resolved_channel(channel, chan);
                 for h in &held {
                     self.shift(h.sku, h.loc, 0, h.qty, Cause::PlaceOrder);
                 }
                 (chan, held)
             }
         };
-        let allocations = self.allocations(&held);
         self.insert_order(id, channel, &held, pickup);
-        Ok(Reply::OrderPlaced {
-            allocations,
+        Ok(Remembered::OrderPlaced {
             pickup_deadline_ms: pickup,
+            held,
         })
     }
 
@@ -101,9 +105,9 @@ impl Ledger {
             }
         }
         let seq = self.next_seq();
+        let key = Key::from(id.as_str());
         if let Some(deadline) = pickup {
-            self.deadlines
-                .insert((deadline, seq), Deadline::Pickup(id.clone()));
+            self.deadlines.insert(deadline_key(deadline, seq), Deadline::Pickup(key.clone()));
         }
         let order = Order {
             seq,
@@ -115,31 +119,31 @@ impl Ledger {
             pickup_expired: false,
             ready: false,
         };
-        self.orders.insert(id.clone(), order);
+        self.orders.insert(key, order);
         self.open_orders += 1;
     }
 
     pub(crate) fn order(&self, id: &OrderId) -> Result<&Order, Rejection> {
         check_id(id.as_str(), "order")?;
-        self.orders.get(id).ok_or_else(|| Rejection::NotFound {
+        self.orders.get(id.as_str()).ok_or_else(|| Rejection::NotFound {
             kind: ObjectKind::Order,
             id: id.0.clone(),
         })
     }
 
     /// Resolves located lines and sums them per (SKU, location), in first-seen order.
-    fn resolve_lines(&self, lines: &[LocatedLine]) -> Result<Vec<Resolved>, Rejection> {
+    fn resolve_lines<'a>(&self, lines: &'a [LocatedLine]) -> Result<Vec<Resolved<'a>>, Rejection> {
         check_line_count(lines.len())?;
         let mut out: Vec<Resolved> = Vec::with_capacity(lines.len());
         for line in lines {
             check_positive(line.qty)?;
             let sku_idx = self.lookup_sku(&line.sku)?;
             let loc = self.location(&line.location)?;
-            match out.iter_mut().find(|r| r.sku == line.sku && r.loc == loc) {
+            match out.iter_mut().find(|r| *r.sku == line.sku && r.loc == loc) {
                 Some(r) => r.qty += line.qty,
                 None => out.push(Resolved {
-                    sku: line.sku.clone(),
-                    location: line.location.clone(),
+                    sku: &line.sku,
+                    location: &line.location,
                     sku_idx,
                     loc,
                     qty: line.qty,
@@ -151,16 +155,19 @@ impl Ledger {
 
     /// After a change to an order: if nothing is left unfulfilled, it stops being open, its
     /// pickup deadline is dropped and it is retired.
-    fn close_if_done(&mut self, id: &OrderId, was_open: bool) {
-        let order = &self.orders[id];
+    fn close_if_done(&mut self, id: &str, was_open: bool) {
+        let Some((key, order)) = self.orders.get_key_value(id) else {
+            unreachable!("close_if_done on a missing order")
+        };
         if !was_open || order.unfulfilled() > 0 {
             return;
         }
+        let key = key.clone();
         if let Some(deadline) = order.pickup_deadline_ms {
-            self.deadlines.remove(&(deadline, order.seq));
+            self.deadlines.remove(&deadline_key(deadline, order.seq));
         }
         self.open_orders -= 1;
-        self.retire(Retired::Order(id.clone()));
+        self.retire(Retired::Order(key));
     }
 
     pub(crate) fn fulfil(&mut self, id: &OrderId, lines: &[LocatedLine]) -> Outcome {
@@ -191,14 +198,14 @@ impl Ledger {
         let was_open = order.unfulfilled() > 0;
         for r in &resolved {
             let sku = r.sku_idx.expect("over_fulfil checked the line exists");
-            self.fulfil_units(id, sku, r.loc, r.qty, Cause::Fulfil);
+            self.fulfil_units(id.as_str(), sku, r.loc, r.qty, Cause::Fulfil);
         }
-        self.close_if_done(id, was_open);
+        self.close_if_done(id.as_str(), was_open);
         Ok(Reply::Done)
     }
 
     /// Moves `qty` of an order line from allocated to fulfilled, taking it out of on_hand.
-    fn fulfil_units(&mut self, id: &OrderId, sku: SkuIdx, loc: LocIdx, qty: i64, cause: Cause) {
+    fn fulfil_units(&mut self, id: &str, sku: SkuIdx, loc: LocIdx, qty: i64, cause: Cause) {
         let order = self.orders.get_mut(id).expect("order exists");
         let line = order.line_mut(sku, loc).expect("line exists");
         assert!(qty <= line.unfulfilled());
@@ -210,7 +217,7 @@ impl Ledger {
     }
 
     /// Moves `qty` of an order line from allocated to cancelled.
-    fn cancel_units(&mut self, id: &OrderId, sku: SkuIdx, loc: LocIdx, qty: i64, cause: Cause) {
+    fn cancel_units(&mut self, id: &str, sku: SkuIdx, loc: LocIdx, qty: i64, cause: Cause) {
         let order = self.orders.get_mut(id).expect("order exists");
         let line = order.line_mut(sku, loc).expect("line exists");
         assert!(qty <= line.unfulfilled());
@@ -247,9 +254,9 @@ impl Ledger {
             }
         };
         for (sku, loc, qty) in plan.into_iter().filter(|p| p.2 > 0) {
-            self.cancel_units(id, sku, loc, qty, Cause::Cancel);
+            self.cancel_units(id.as_str(), sku, loc, qty, Cause::Cancel);
         }
-        self.close_if_done(id, was_open);
+        self.close_if_done(id.as_str(), was_open);
         Ok(Reply::Done)
     }
 
@@ -305,7 +312,7 @@ impl Ledger {
             });
         }
         // Checks done: commit.
-        let order = self.orders.get_mut(id).expect("order exists");
+        let order = self.orders.get_mut(id.as_str()).expect("order exists");
         order
             .line_mut(sku_idx, from_loc)
             .expect("line exists")
@@ -366,7 +373,7 @@ impl Ledger {
                 state: "ready_for_pickup".to_owned(),
             });
         }
-        self.orders.get_mut(id).expect("order exists").ready = true;
+        self.orders.get_mut(id.as_str()).expect("order exists").ready = true;
         Ok(Reply::Done)
     }
 
@@ -390,14 +397,14 @@ impl Ledger {
             }
         }
         for (sku, loc, qty) in plan {
-            self.fulfil_units(id, sku, loc, qty, Cause::Fulfil);
+            self.fulfil_units(id.as_str(), sku, loc, qty, Cause::Fulfil);
         }
-        self.close_if_done(id, true);
+        self.close_if_done(id.as_str(), true);
         Ok(Reply::Done)
     }
 
     /// A pickup deadline passed: cancel every uncollected pickup line.
-    pub(crate) fn expire_pickup(&mut self, id: &OrderId) {
+    pub(crate) fn expire_pickup(&mut self, id: &str) {
         let order = self
             .orders
             .get(id)

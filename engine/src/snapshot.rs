@@ -11,18 +11,17 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use crate::balance::Balance;
-use crate::ids::{ChannelId, GroupId, OrderId, ReservationId, RmaId, TransferId};
+use crate::ids::{ChannelId, GroupId, RmaId, TransferId};
 use crate::ledger::{
-    key, unkey, Config, Deadline, EventRecord, Ledger, LocIdx, LocationEntry, Order, Reservation,
-    Retired, Rma, SkuEntry, Transfer,
+    deadline_key, key, unkey, Config, Deadline, EventRecord, Key, Ledger, LocIdx, LocationEntry, Order,
+    Remembered, Reservation, Retired, Rma, SkuEntry, Transfer,
 };
-use crate::outcome::Outcome;
 use crate::query::{ReservationState, TransferState};
 
 /// First bytes of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"STOCKD\x00S";
 /// Version of the snapshot layout; bumped on any change to it.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,12 +62,12 @@ struct BodyRef<'a> {
     locations: &'a [LocationEntry],
     groups: Vec<(&'a GroupId, &'a Vec<LocIdx>)>,
     balances: Vec<(u64, &'a Balance)>,
-    reservations: Vec<(&'a ReservationId, &'a Reservation)>,
-    orders: Vec<(&'a OrderId, &'a Order)>,
+    reservations: Vec<(&'a Key, &'a Reservation)>,
+    orders: Vec<(&'a Key, &'a Order)>,
     rmas: Vec<(&'a RmaId, &'a Rma)>,
     transfers: Vec<(&'a TransferId, &'a Transfer)>,
     retired: &'a VecDeque<(u64, Retired)>,
-    dedup: Vec<(u64, u128, &'a Outcome)>,
+    dedup: Vec<(u64, u128, &'a Remembered)>,
     feed: &'a VecDeque<EventRecord>,
 }
 
@@ -85,12 +84,12 @@ struct BodyOwned {
     locations: Vec<LocationEntry>,
     groups: Vec<(GroupId, Vec<LocIdx>)>,
     balances: Vec<(u64, Balance)>,
-    reservations: Vec<(ReservationId, Reservation)>,
-    orders: Vec<(OrderId, Order)>,
+    reservations: Vec<(Key, Reservation)>,
+    orders: Vec<(Key, Order)>,
     rmas: Vec<(RmaId, Rma)>,
     transfers: Vec<(TransferId, Transfer)>,
     retired: VecDeque<(u64, Retired)>,
-    dedup: Vec<(u64, u128, Outcome)>,
+    dedup: Vec<(u64, u128, Remembered)>,
     feed: VecDeque<EventRecord>,
 }
 
@@ -217,7 +216,7 @@ impl Ledger {
                 ledger.live_reservations += 1;
                 ledger
                     .deadlines
-                    .insert((r.expires_at_ms, r.seq), Deadline::Hold(id.clone()));
+                    .insert(deadline_key(r.expires_at_ms, r.seq), Deadline::Hold(id.clone()));
             }
             ledger.reservations.insert(id, r);
         }
@@ -227,7 +226,7 @@ impl Ledger {
                 if let (Some(deadline), false) = (o.pickup_deadline_ms, o.pickup_expired) {
                     ledger
                         .deadlines
-                        .insert((deadline, o.seq), Deadline::Pickup(id.clone()));
+                        .insert(deadline_key(deadline, o.seq), Deadline::Pickup(id.clone()));
                 }
             }
             ledger.orders.insert(id, o);
@@ -264,7 +263,7 @@ impl Ledger {
             }
             live += 1;
             deadlines += 1;
-            if !matches!(self.deadlines.get(&(r.expires_at_ms, r.seq)), Some(Deadline::Hold(d)) if d == id)
+            if !matches!(self.deadlines.get(&deadline_key(r.expires_at_ms, r.seq)), Some(Deadline::Hold(d)) if d == id)
             {
                 return Err(format!("reservation {id} has no deadline"));
             }
@@ -287,7 +286,7 @@ impl Ledger {
                 open += 1;
                 if let (Some(d), false) = (o.pickup_deadline_ms, o.pickup_expired) {
                     deadlines += 1;
-                    if !matches!(self.deadlines.get(&(d, o.seq)), Some(Deadline::Pickup(p)) if p == id)
+                    if !matches!(self.deadlines.get(&deadline_key(d, o.seq)), Some(Deadline::Pickup(p)) if p == id)
                     {
                         return Err(format!("order {id} has no pickup deadline"));
                     }
