@@ -32,6 +32,9 @@ use crate::retail::replay::{read_balances, replay_events, stock_totals, StockTot
 use crate::stats::{LatencySummary, Recorder};
 use crate::stockd::client_error;
 
+/// Frames of at most this many writes count as small (the typical checkout traffic).
+pub const SMALL_FRAME_WRITES: usize = 16;
+
 /// How to replay.
 #[derive(Debug, Clone, Default)]
 pub struct ReplayOptions {
@@ -62,6 +65,11 @@ pub struct ClusterReplayReport {
     pub request_latency: LatencySummary,
     /// Latency of a whole round (a batch, possibly several frames), µs.
     pub round_latency: LatencySummary,
+    /// The slowest rounds: (data time, writes, log index of the last write, ms).
+    pub slowest_rounds: Vec<(String, usize, u64, f64)>,
+    /// Latency of frames of at most [`SMALL_FRAME_WRITES`] writes (checkouts, orders,
+    /// dispatches of a few invoices), µs.
+    pub small_frame_latency: LatencySummary,
     /// Paced replays: how far behind schedule the last batch was sent, s.
     pub behind_schedule_seconds: f64,
     /// Final stock on the cluster.
@@ -115,17 +123,31 @@ fn time_of(ms: u64) -> String {
 }
 
 /// Sends one batch in frames, in order; one outcome per request.
-async fn send_batch(client: &Client, requests: &[engine::Request]) -> Result<Vec<Outcome>, String> {
+async fn send_batch(
+    client: &Client,
+    requests: &[engine::Request],
+    rec: &Recorder,
+) -> Result<(Vec<Outcome>, u64), String> {
     let mut outcomes = Vec::with_capacity(requests.len());
+    let mut index = 0;
     for chunk in requests.chunks(protocol::OPS_PER_FRAME_MAX) {
-        for r in client.write_batch(chunk.to_vec()).await {
+        let sent = Instant::now();
+        let results = client.write_batch(chunk.to_vec()).await;
+        let done = Instant::now();
+        if chunk.len() <= SMALL_FRAME_WRITES {
+            rec.record("small-frame", done - sent, "ok", done);
+        }
+        for r in results {
             match r {
-                Ok(w) => outcomes.push(w.outcome),
+                Ok(w) => {
+                    index = index.max(w.log_index);
+                    outcomes.push(w.outcome);
+                }
                 Err(e) => return Err(format!("a write got no final answer: {}", client_error(e))),
             }
         }
     }
-    Ok(outcomes)
+    Ok((outcomes, index))
 }
 
 /// Reads every balance of `skus` from the cluster (linearizable).
@@ -168,6 +190,7 @@ pub async fn replay(
     let start = Instant::now();
     let rec = Arc::new(Recorder::new(start, "request"));
     let mut behind = Duration::ZERO;
+    let mut slowest: Vec<(String, usize, u64, f64)> = Vec::new();
     let mut last_tick = Instant::now();
     while let Some(batch) = planner.next_batch() {
         if let Some(speed) = options.speed.filter(|s| *s > 0.0) {
@@ -181,8 +204,19 @@ pub async fn replay(
             }
         }
         let sent = Instant::now();
-        let outcomes = send_batch(client, &batch.requests).await?;
+        let (outcomes, index) = send_batch(client, &batch.requests, &rec).await?;
         let done = Instant::now();
+        let ms = (done - sent).as_secs_f64() * 1_000.0;
+        if slowest.len() < 5 || slowest.last().is_some_and(|s| ms > s.3) {
+            slowest.push((
+                format_datetime_ms(batch.timestamp_ms),
+                batch.requests.len(),
+                index,
+                ms,
+            ));
+            slowest.sort_by(|a, b| b.3.total_cmp(&a.3));
+            slowest.truncate(5);
+        }
         let mut codes: BTreeMap<String, u64> = BTreeMap::new();
         for o in &outcomes {
             *codes
@@ -255,6 +289,11 @@ pub async fn replay(
             .map(|o| o.latency.clone())
             .unwrap_or_default(),
         behind_schedule_seconds: behind.as_secs_f64(),
+        slowest_rounds: slowest,
+        small_frame_latency: stats
+            .op("small-frame")
+            .map(|o| o.latency.clone())
+            .unwrap_or_default(),
         cluster_stock: stock_totals(skus.len() as u64, &cluster),
         engine_stock: stock_totals(skus.len() as u64, &engine_balances),
         stock_mismatches: mismatches,
@@ -382,10 +421,25 @@ pub fn render(r: &ClusterReplayReport) -> String {
     );
     let _ = writeln!(
         o,
-        "             round (one batch of the order system): p50 {:.3} ms  p99 {:.3} ms",
+        "             round (one batch of the order system): p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms",
         ms(r.round_latency.p50_us),
-        ms(r.round_latency.p99_us)
+        ms(r.round_latency.p99_us),
+        ms(r.round_latency.p999_us)
     );
+    let _ = writeln!(
+        o,
+        "             frames of 1-{SMALL_FRAME_WRITES} writes ({}): p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms",
+        r.small_frame_latency.count,
+        ms(r.small_frame_latency.p50_us),
+        ms(r.small_frame_latency.p99_us),
+        ms(r.small_frame_latency.p999_us)
+    );
+    let slow: Vec<String> = r
+        .slowest_rounds
+        .iter()
+        .map(|(t, n, i, ms)| format!("{t} ({n} writes, log index {i}) {ms:.0} ms"))
+        .collect();
+    let _ = writeln!(o, "             slowest rounds: {}", slow.join(", "));
     let c = &r.cluster_stock;
     let _ = writeln!(
         o,
