@@ -4,7 +4,7 @@
 use crate::command::{Line, Target};
 use crate::ids::{ChannelId, ReservationId};
 use crate::ledger::{
-    deadline_key, deadline_time, check_id, check_positive, invalid, key, ChanIdx, Deadline, Held, HeldVec, Key, Ledger, LocIdx,
+    check_id, check_positive, invalid, key, ChanIdx, Deadline, Held, HeldVec, Key, Ledger, LocIdx,
     Remembered, Reservation, Retired, SkuIdx,
 };
 use crate::limits;
@@ -289,7 +289,8 @@ impl Ledger {
         let seq = self.next_seq();
         let expires_at_ms = self.deadline(ttl_ms);
         let key: Key = Key::from(id.as_str());
-        self.deadlines.insert(deadline_key(expires_at_ms, seq), Deadline::Hold(key.clone()));
+        self.deadlines
+            .insert(expires_at_ms, seq, Deadline::Hold(key.clone()));
         self.reservations.insert(
             key,
             Reservation {
@@ -341,11 +342,12 @@ impl Ledger {
         let r = self.active_reservation(id)?;
         let (old, seq) = (r.expires_at_ms, r.seq);
         let expires_at_ms = self.deadline(ttl_ms);
-        let entry = self.deadlines.remove(&deadline_key(old, seq));
+        let entry = self.deadlines.remove(old, seq);
         let Some(Deadline::Hold(key)) = entry else {
             unreachable!("an active hold has a deadline")
         };
-        self.deadlines.insert(deadline_key(expires_at_ms, seq), Deadline::Hold(key));
+        self.deadlines
+            .insert(expires_at_ms, seq, Deadline::Hold(key));
         if let Some(r) = self.reservations.get_mut(id.as_str()) {
             r.expires_at_ms = expires_at_ms;
         }
@@ -384,7 +386,7 @@ impl Ledger {
             r.held = held;
         }
         // Already gone when the deadline itself fired.
-        self.deadlines.remove(&deadline_key(expires_at, seq));
+        self.deadlines.remove(expires_at, seq);
         self.live_reservations -= 1;
         self.retire(Retired::Reservation(key));
     }
@@ -392,11 +394,8 @@ impl Ledger {
     /// Releases every hold and cancels every pickup whose deadline is <= now, in (deadline,
     /// creation) order. Costs O(k log n) for k deadlines passed.
     pub(crate) fn expire_deadlines(&mut self) {
-        while let Some(entry) = self.deadlines.first_entry() {
-            if deadline_time(*entry.key()) > self.now_ms {
-                break;
-            }
-            match entry.remove() {
+        while let Some((_, what)) = self.deadlines.pop_due(self.now_ms) {
+            match what {
                 Deadline::Hold(id) => {
                     self.end_hold(&id, ReservationState::Expired, Cause::Expire, 0);
                 }

@@ -11,8 +11,8 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use rustc_hash::FxHashMap;
-use smallvec::SmallVec;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::balance::Balance;
 use crate::command::{Command, LocationDef, Request};
@@ -58,17 +58,6 @@ pub struct BatchHeader {
     /// Leader's clock, ms since the epoch. An earlier value than the previous batch's is
     /// raised to it.
     pub timestamp_ms: u64,
-}
-
-/// Key of the deadline index: the deadline (ms) in the high half, the object's sequence number
-/// in the low half, so that keys order by (deadline, creation) and compare as one integer.
-pub(crate) fn deadline_key(at_ms: u64, seq: u64) -> u128 {
-    (u128::from(at_ms) << 64) | u128::from(seq)
-}
-
-/// The deadline (ms) of a deadline key.
-pub(crate) fn deadline_time(key: u128) -> u64 {
-    (key >> 64) as u64
 }
 
 /// Index of an interned SKU.
@@ -236,8 +225,14 @@ pub(crate) struct EventRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Remembered {
     Outcome(Outcome),
-    Reserved { expires_at_ms: u64, held: HeldVec },
-    OrderPlaced { pickup_deadline_ms: Option<u64>, held: HeldVec },
+    Reserved {
+        expires_at_ms: u64,
+        held: HeldVec,
+    },
+    OrderPlaced {
+        pickup_deadline_ms: Option<u64>,
+        held: HeldVec,
+    },
 }
 
 /// The replicated ledger: stock per SKU and location, holds, orders, returns and transfers.
@@ -261,7 +256,7 @@ pub struct Ledger {
     pub(crate) reservations: FxHashMap<Key, Reservation>,
     pub(crate) live_reservations: usize,
     /// (deadline ms, object seq) -> what expires then. Holds and pickups.
-    pub(crate) deadlines: BTreeMap<u128, Deadline>,
+    pub(crate) deadlines: crate::deadlines::Deadlines,
     pub(crate) orders: FxHashMap<Key, Order>,
     pub(crate) open_orders: usize,
     pub(crate) rmas: FxHashMap<RmaId, Rma>,
@@ -359,7 +354,7 @@ impl Ledger {
             balances: FxHashMap::default(),
             reservations: FxHashMap::default(),
             live_reservations: 0,
-            deadlines: BTreeMap::new(),
+            deadlines: Default::default(),
             orders: FxHashMap::default(),
             open_orders: 0,
             rmas: FxHashMap::default(),
@@ -401,11 +396,12 @@ impl Ledger {
         self.applied_index
     }
 
-    /// The earliest hold expiry or pickup deadline still pending, ms since the epoch: the
-    /// leader proposes a batch (possibly empty) once its clock passes it, so deadlines fire on
-    /// time even when no client writes (the change feed then shows them at the right time).
+    /// The earliest hold expiry or pickup deadline that may still be pending, ms since the
+    /// epoch (never later than the earliest pending one): the leader proposes a batch (possibly
+    /// empty) once its clock passes it, so deadlines fire on time even when no client writes
+    /// (the change feed then shows them at the right time).
     pub fn next_deadline_ms(&self) -> Option<u64> {
-        self.deadlines.first_key_value().map(|(k, _)| deadline_time(*k))
+        self.deadlines.first_time()
     }
 
     /// Applies one batch of requests and returns one outcome per request, in order.
@@ -423,7 +419,9 @@ impl Ledger {
             self.applied_index
         );
         self.applied_index = header.log_index;
-        self.now_ms = self.now_ms.max(header.timestamp_ms.min(limits::TIMESTAMP_MS_MAX));
+        self.now_ms = self
+            .now_ms
+            .max(header.timestamp_ms.min(limits::TIMESTAMP_MS_MAX));
         self.expire_deadlines();
         self.prune_retention();
         if requests.len() > limits::BATCH_REQUESTS_MAX {
@@ -456,11 +454,17 @@ impl Ledger {
     fn expand(&self, remembered: &Remembered) -> Outcome {
         match remembered {
             Remembered::Outcome(outcome) => outcome.clone(),
-            Remembered::Reserved { expires_at_ms, held } => Ok(Reply::Reserved {
+            Remembered::Reserved {
+                expires_at_ms,
+                held,
+            } => Ok(Reply::Reserved {
                 expires_at_ms: *expires_at_ms,
                 allocations: self.allocations(held),
             }),
-            Remembered::OrderPlaced { pickup_deadline_ms, held } => Ok(Reply::OrderPlaced {
+            Remembered::OrderPlaced {
+                pickup_deadline_ms,
+                held,
+            } => Ok(Reply::OrderPlaced {
                 allocations: self.allocations(held),
                 pickup_deadline_ms: *pickup_deadline_ms,
             }),
@@ -469,12 +473,21 @@ impl Ledger {
 
     fn execute(&mut self, command: &Command) -> Remembered {
         let outcome = match command {
-            Command::Reserve { reservation, channel, lines, ttl_ms } => {
+            Command::Reserve {
+                reservation,
+                channel,
+                lines,
+                ttl_ms,
+            } => {
                 return self
                     .reserve(reservation, channel, lines, *ttl_ms)
                     .unwrap_or_else(|r| Remembered::Outcome(Err(r)));
             }
-            Command::PlaceOrder { order, source, fulfilment } => {
+            Command::PlaceOrder {
+                order,
+                source,
+                fulfilment,
+            } => {
                 return self
                     .place_order(order, source, *fulfilment)
                     .unwrap_or_else(|r| Remembered::Outcome(Err(r)));

@@ -22,6 +22,7 @@
 
 pub mod balance;
 pub mod command;
+mod deadlines;
 mod holds;
 pub mod ids;
 mod ledger;

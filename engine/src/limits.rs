@@ -105,6 +105,8 @@ const _: () = assert!(GROUP_LOCATIONS_MAX <= LOCATIONS_MAX);
 const _: () = assert!(LOCATIONS_MAX < (1 << 32) && SKUS_MAX < (1 << 32));
 const _: () = assert!(CHANNELS_MAX <= u16::MAX as usize);
 const _: () = assert!(TTL_MS_MAX < RETIRED_MS_DEFAULT);
-const _: () = assert!(TIMESTAMP_MS_MAX.checked_add(PICKUP_DEADLINE_MS_MAX).is_some());
+const _: () = assert!(TIMESTAMP_MS_MAX
+    .checked_add(PICKUP_DEADLINE_MS_MAX)
+    .is_some());
 const _: () = assert!(PICKUP_DEADLINE_MS_MAX >= TTL_MS_MAX);
 const _: () = assert!(LINES_PER_REQUEST_MAX <= u16::MAX as usize);

@@ -5,7 +5,7 @@ use crate::command::{Fulfilment, LocatedLine, OrderSource};
 use crate::holds::{check_duration, check_line_count, SourcingRules};
 use crate::ids::{LocationId, OrderId, SkuId};
 use crate::ledger::{
-    deadline_key, check_id, check_positive, invalid, ChanIdx, Deadline, Held, Key, Ledger, LocIdx, Order,
+    check_id, check_positive, invalid, ChanIdx, Deadline, Held, Key, Ledger, LocIdx, Order,
     OrderLine, Remembered, Retired, SkuIdx,
 };
 use crate::limits;
@@ -107,7 +107,8 @@ impl Ledger {
         let seq = self.next_seq();
         let key = Key::from(id.as_str());
         if let Some(deadline) = pickup {
-            self.deadlines.insert(deadline_key(deadline, seq), Deadline::Pickup(key.clone()));
+            self.deadlines
+                .insert(deadline, seq, Deadline::Pickup(key.clone()));
         }
         let order = Order {
             seq,
@@ -125,10 +126,12 @@ impl Ledger {
 
     pub(crate) fn order(&self, id: &OrderId) -> Result<&Order, Rejection> {
         check_id(id.as_str(), "order")?;
-        self.orders.get(id.as_str()).ok_or_else(|| Rejection::NotFound {
-            kind: ObjectKind::Order,
-            id: id.0.clone(),
-        })
+        self.orders
+            .get(id.as_str())
+            .ok_or_else(|| Rejection::NotFound {
+                kind: ObjectKind::Order,
+                id: id.0.clone(),
+            })
     }
 
     /// Resolves located lines and sums them per (SKU, location), in first-seen order.
@@ -164,7 +167,7 @@ impl Ledger {
         }
         let key = key.clone();
         if let Some(deadline) = order.pickup_deadline_ms {
-            self.deadlines.remove(&deadline_key(deadline, order.seq));
+            self.deadlines.remove(deadline, order.seq);
         }
         self.open_orders -= 1;
         self.retire(Retired::Order(key));
@@ -373,7 +376,10 @@ impl Ledger {
                 state: "ready_for_pickup".to_owned(),
             });
         }
-        self.orders.get_mut(id.as_str()).expect("order exists").ready = true;
+        self.orders
+            .get_mut(id.as_str())
+            .expect("order exists")
+            .ready = true;
         Ok(Reply::Done)
     }
 

@@ -103,7 +103,10 @@ impl Ledger {
             }
             self.put_balance(line.sku, line.loc, b, Cause::Return);
         }
-        let order = self.orders.get_mut(order_id.as_str()).expect("order exists");
+        let order = self
+            .orders
+            .get_mut(order_id.as_str())
+            .expect("order exists");
         for &(_, sku, asked) in &per_sku {
             let sku = sku.expect("resolved");
             match order.returned.iter_mut().find(|(s, _)| *s == sku) {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::balance::Balance;
 use crate::ids::{ChannelId, GroupId, RmaId, TransferId};
 use crate::ledger::{
-    deadline_key, key, unkey, Config, Deadline, EventRecord, Key, Ledger, LocIdx, LocationEntry, Order,
+    key, unkey, Config, Deadline, EventRecord, Key, Ledger, LocIdx, LocationEntry, Order,
     Remembered, Reservation, Retired, Rma, SkuEntry, Transfer,
 };
 use crate::query::{ReservationState, TransferState};
@@ -216,7 +216,7 @@ impl Ledger {
                 ledger.live_reservations += 1;
                 ledger
                     .deadlines
-                    .insert(deadline_key(r.expires_at_ms, r.seq), Deadline::Hold(id.clone()));
+                    .insert(r.expires_at_ms, r.seq, Deadline::Hold(id.clone()));
             }
             ledger.reservations.insert(id, r);
         }
@@ -226,7 +226,7 @@ impl Ledger {
                 if let (Some(deadline), false) = (o.pickup_deadline_ms, o.pickup_expired) {
                     ledger
                         .deadlines
-                        .insert(deadline_key(deadline, o.seq), Deadline::Pickup(id.clone()));
+                        .insert(deadline, o.seq, Deadline::Pickup(id.clone()));
                 }
             }
             ledger.orders.insert(id, o);
@@ -263,7 +263,7 @@ impl Ledger {
             }
             live += 1;
             deadlines += 1;
-            if !matches!(self.deadlines.get(&deadline_key(r.expires_at_ms, r.seq)), Some(Deadline::Hold(d)) if d == id)
+            if !matches!(self.deadlines.get(r.expires_at_ms, r.seq), Some(Deadline::Hold(d)) if d == id)
             {
                 return Err(format!("reservation {id} has no deadline"));
             }
@@ -286,7 +286,7 @@ impl Ledger {
                 open += 1;
                 if let (Some(d), false) = (o.pickup_deadline_ms, o.pickup_expired) {
                     deadlines += 1;
-                    if !matches!(self.deadlines.get(&deadline_key(d, o.seq)), Some(Deadline::Pickup(p)) if p == id)
+                    if !matches!(self.deadlines.get(d, o.seq), Some(Deadline::Pickup(p)) if p == id)
                     {
                         return Err(format!("order {id} has no pickup deadline"));
                     }

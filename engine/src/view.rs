@@ -12,7 +12,7 @@ use crate::command::{Coordinates, Target};
 use crate::ids::RequestId;
 use crate::ids::{ChannelId, SkuId};
 use crate::ledger::{
-    deadline_key, deadline_time, check_id, check_positive, invalid, key, unkey, Deadline, Ledger, LocIdx, Order,
+    check_id, check_positive, invalid, key, unkey, Deadline, Ledger, LocIdx, Order,
 };
 use crate::limits;
 use crate::outcome::{InvalidReason, ObjectKind, Rejection};
@@ -152,12 +152,11 @@ impl Ledger {
 
     /// Deadlines in `(applied time, now]`: their units no longer count.
     fn pending(&self, now: u64) -> Option<Pending> {
-        let first = self.deadlines.first_key_value()?;
-        if deadline_time(*first.0) > now {
+        if self.deadlines.first_time()? > now {
             return None;
         }
         let mut pending = Pending::default();
-        for (_, deadline) in self.deadlines.range(..deadline_key(now.saturating_add(1), 0)) {
+        for deadline in self.deadlines.due(now) {
             match deadline {
                 Deadline::Hold(id) => {
                     for h in &self.reservations[id].held {
@@ -410,7 +409,7 @@ impl Ledger {
     /// unfulfilled units are lapsed pickups is not open (SPEC section 3: "not in counts").
     fn status(&self, now: u64) -> LedgerStatus {
         let (mut lapsed_holds, mut lapsed_orders) = (0u64, 0u64);
-        for (_, deadline) in self.deadlines.range(..deadline_key(now.saturating_add(1), 0)) {
+        for deadline in self.deadlines.due(now) {
             match deadline {
                 Deadline::Hold(_) => lapsed_holds += 1,
                 Deadline::Pickup(id) => {
