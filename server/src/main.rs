@@ -68,7 +68,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     let mut nodes = Vec::new();
     for config in configs {
         let data_dir = config.data_dir.clone();
-        let durability = format!("{:?}", config.durability);
+        let durability = config.durability.to_string();
         let node = Node::start(config).await.map_err(|e| e.to_string())?;
         println!(
             "stockd node {} listening on {} (QUIC, ALPN stockd/1), data in {}, durability {durability}",

@@ -168,7 +168,8 @@ impl Node {
         }
         let identity =
             tls::load_identity(&tls_dir).map_err(|e| start_err("node certificate", e))?;
-        let ca_path = tls_dir.join("ca.pem");
+        // The CA file to show clients: the cluster CA's own, else this node's copy.
+        let ca_path = if ca_dir.join("ca.pem").exists() { ca_dir.join("ca.pem") } else { tls_dir.join("ca.pem") };
         let ca = tls::load_certs(&ca_path).map_err(|e| start_err("CA certificate", e))?;
         let ca_fingerprint = tls::fingerprint(&ca[0]);
 
