@@ -96,6 +96,9 @@ struct ClusterArgs {
     /// Log durability of the local cluster.
     #[arg(long, value_enum, default_value_t = DurabilityArg::Replicated)]
     durability: DurabilityArg,
+    /// Raft entries between snapshots on the local cluster (default: the server's, 20,000).
+    #[arg(long)]
+    snapshot_every: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -406,6 +409,7 @@ fn open_cluster(args: &ClusterArgs, say: bool) -> Result<Cluster, String> {
         dir: None,
         runtime: args.cluster_runtime,
         durability: durability(args.durability),
+        snapshot_every: args.snapshot_every,
     })?;
     if say {
         eprintln!(
@@ -662,7 +666,7 @@ fn ladder(frame: usize) -> &'static [usize] {
     if frame > 1 {
         &[1, 2, 4, 8, 16]
     } else {
-        &[16, 64, 256, 1_024]
+        &[16, 64, 256, 1_024, 4_096]
     }
 }
 

@@ -71,6 +71,8 @@ pub struct ClusterOptions {
     pub runtime: RuntimeKind,
     /// Log durability.
     pub durability: Durability,
+    /// Raft entries between snapshots (`None`: the server's default).
+    pub snapshot_every: Option<u64>,
 }
 
 impl Default for ClusterOptions {
@@ -80,6 +82,7 @@ impl Default for ClusterOptions {
             dir: None,
             runtime: RuntimeKind::Multi,
             durability: Durability::default(),
+            snapshot_every: None,
         }
     }
 }
@@ -109,6 +112,10 @@ impl LocalCluster {
             tokio::sync::mpsc::channel::<oneshot::Sender<Vec<(u64, String)>>>(4);
         let dir = root.clone();
         let durability = options.durability;
+        let mut timings = RaftTimings::default();
+        if let Some(every) = options.snapshot_every {
+            timings.snapshot_every = every.max(1);
+        }
         let thread = std::thread::Builder::new()
             .name("stockd-cluster".to_owned())
             .spawn(move || {
@@ -126,7 +133,7 @@ impl LocalCluster {
                             tls_dir: Some(node_dir),
                             ca_dir: Some(dir.clone()),
                             initial_members: Vec::new(),
-                            timings: RaftTimings::default(),
+                            timings,
                             clock: clock.clone(),
                         };
                         match Node::start(config).await {
