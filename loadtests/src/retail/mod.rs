@@ -128,7 +128,7 @@
 //!   never taken away (a slow seller keeps what it has). Reviews stop with the data.
 //!   Demand is lumpy (wholesale lines of hundreds of units), so lines do sell out, mostly when
 //!   a SKU's demand jumps, but not constantly: ~1.3% of order lines are trimmed or sold out,
-//!   the unit fill rate is ~95% (`docs/REPLAY.md`).
+//!   the unit fill rate is ~95% (`docs/BENCHMARKS.md`, "Replay").
 //! - The planner keeps its own view of every balance from the ledger's answers (each stock
 //!   write returns the balance; holds, orders, fulfilments, cancels and returns move known
 //!   units). Replenishment reads it; at the end the replay checks it equals the ledger's
