@@ -471,8 +471,11 @@ fn demo(args: DemoArgs) -> ExitCode {
         let client = client::Client::connect(config)
             .await
             .map_err(|e| format!("connecting: {e}"))?;
-        let report =
-            cluster_replay::replay(&client, &input, dataset, PlanConfig::default(), &options).await;
+        // Ctrl-C stops the replay cleanly: the local cluster still stops and removes its data.
+        let report = tokio::select! {
+            r = cluster_replay::replay(&client, &input, dataset, PlanConfig::default(), &options) => r,
+            _ = tokio::signal::ctrl_c() => Err("interrupted".to_owned()),
+        };
         client.close();
         report
     });

@@ -485,3 +485,29 @@ pub fn render(r: &ClusterReplayReport) -> String {
     );
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(sku: &str, loc: &str, on_hand: i64) -> (SkuId, String, Balance) {
+        let balance = Balance {
+            on_hand,
+            ..Balance::default()
+        };
+        (SkuId::from(sku), loc.to_owned(), balance)
+    }
+
+    #[test]
+    fn balances_are_compared_by_sku_and_location() {
+        let a = vec![row("A", "w", 5), row("B", "w", 2), row("C", "s", 1)];
+        let same = vec![row("C", "s", 1), row("A", "w", 5), row("B", "w", 2)];
+        assert_eq!(compare_balances(&a, &same), (0, vec![]));
+        let b = vec![row("A", "w", 4), row("B", "w", 2), row("D", "s", 1)];
+        let (n, samples) = compare_balances(&a, &b);
+        assert_eq!(n, 3);
+        assert!(samples[0].starts_with("A@w: cluster"), "{samples:?}");
+        assert_eq!(samples[1], "C@s: only on the cluster");
+        assert_eq!(samples[2], "D@s: only in the engine");
+    }
+}

@@ -13,6 +13,63 @@ use loadtests::scenario::{self, Kind, ScenarioConfig, Workload};
 use loadtests::stockd::{ClusterOptions, LocalCluster, StockdOptions, StockdTarget};
 use loadtests::target::Target;
 
+/// A baseline server's URL from the environment, or `None` (the test is skipped) unless
+/// `STOCKD_REQUIRE_BASELINES=1` (CI starts the servers: `.ci/run`).
+fn baseline_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            let required = std::env::var("STOCKD_REQUIRE_BASELINES").is_ok_and(|v| v == "1");
+            assert!(!required, "{var} is unset but STOCKD_REQUIRE_BASELINES=1");
+            eprintln!("skipped: {var} unset (scripts/baselines.sh start)");
+            None
+        }
+    }
+}
+
+/// The same checkout and flash sale through the generator against a baseline.
+async fn baseline_smoke<T: Target>(target: T) {
+    target.reset().await.expect("reset");
+    let w = Arc::new(Workload::new(Kind::Checkout, small("bc:")));
+    target.load_stock(w.stock()).await.expect("stock loads");
+    let (stats, _) = run::run(&target, &w, &short(Mode::Closed { concurrency: 8 }), 0).await;
+    let reserve = stats.op("reserve").expect("reservations");
+    assert!(reserve.latency.count > 0);
+    assert!(
+        reserve.outcomes.keys().all(|c| c == "ok"),
+        "{:?}",
+        reserve.outcomes
+    );
+    target.reset().await.expect("reset");
+    let w = Arc::new(Workload::new(Kind::FlashSale, small("bf:")));
+    target.load_stock(w.stock()).await.expect("stock loads");
+    let report = scenario::flash_sale(&target, &w).await;
+    assert!(report.exact, "{report:?}");
+    assert_eq!(report.granted, 40);
+}
+
+#[test]
+fn the_generator_drives_the_baselines_too() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        if let Some(url) = baseline_url("STOCKD_REDIS_URL") {
+            let t = loadtests::baseline_targets::RedisTarget::connect(&url, 4)
+                .await
+                .expect("redis");
+            baseline_smoke(t).await;
+        }
+        if let Some(url) = baseline_url("STOCKD_PG_URL") {
+            let t = loadtests::baseline_targets::PostgresTarget::connect(&url, 4)
+                .await
+                .expect("postgres");
+            baseline_smoke(t).await;
+        }
+    });
+}
+
 const DATA: &str = "../../shared/data/online-retail/online_retail_II_2009-12_2010-11.csv.gz";
 
 fn small(tag: &str) -> ScenarioConfig {
