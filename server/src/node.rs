@@ -24,8 +24,14 @@ use crate::raft::{NodeId, Raft};
 
 /// Client and peer connections a node accepts at once; more are refused.
 pub const CONNECTIONS_MAX: usize = 4_096;
-/// Raft entries between snapshots; the log is purged behind each snapshot.
-pub const SNAPSHOT_EVERY_ENTRIES_DEFAULT: u64 = 20_000;
+/// Raft entries between snapshots (node 1; nodes 2 and 3 wait 25% and 50% longer, so that the
+/// replicas do not all stall at once); the log is purged behind each snapshot.
+pub const SNAPSHOT_EVERY_ENTRIES_DEFAULT: u64 = 100_000;
+/// Encoded bytes of unpurged log that also trigger a snapshot (the log is kept in memory until
+/// purged), staggered like the entry count.
+pub const SNAPSHOT_LOG_BYTES_MAX: u64 = 256 << 20;
+/// How often a node checks whether it should snapshot, ms.
+pub const SNAPSHOT_CHECK_MS: u64 = 250;
 /// Entries kept in the log behind a snapshot, so slightly lagging followers catch up from the
 /// log rather than a snapshot.
 pub const LOG_KEPT_BEHIND_SNAPSHOT: u64 = 2_000;
@@ -169,7 +175,11 @@ impl Node {
         let identity =
             tls::load_identity(&tls_dir).map_err(|e| start_err("node certificate", e))?;
         // The CA file to show clients: the cluster CA's own, else this node's copy.
-        let ca_path = if ca_dir.join("ca.pem").exists() { ca_dir.join("ca.pem") } else { tls_dir.join("ca.pem") };
+        let ca_path = if ca_dir.join("ca.pem").exists() {
+            ca_dir.join("ca.pem")
+        } else {
+            tls_dir.join("ca.pem")
+        };
         let ca = tls::load_certs(&ca_path).map_err(|e| start_err("CA certificate", e))?;
         let ca_fingerprint = tls::fingerprint(&ca[0]);
 
@@ -203,7 +213,9 @@ impl Node {
             election_timeout_min: t.election_min_ms,
             election_timeout_max: t.election_max_ms,
             max_payload_entries: ENTRIES_PER_APPEND_MAX,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(t.snapshot_every),
+            // Snapshots are triggered by this node's own policy (entries and log bytes,
+            // staggered across nodes): see `snapshot_policy`.
+            snapshot_policy: openraft::SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: t.log_kept,
             snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES as u64,
             ..Default::default()
@@ -213,6 +225,7 @@ impl Node {
                 .validate()
                 .map_err(|e| start_err("raft config", e))?,
         );
+        let log_handle = log.clone();
         let raft = Raft::new(config.id, raft_config, network, log, sm)
             .await
             .map_err(|e| start_err("raft", e))?;
@@ -275,6 +288,12 @@ impl Node {
             clock: config.clock.clone(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
+        tokio::spawn(snapshot_policy(
+            ctx.clone(),
+            log_handle,
+            t.snapshot_every,
+            shutdown_rx.clone(),
+        ));
         let accept = tokio::spawn(accept_loop(endpoint.clone(), ctx.clone(), shutdown_rx));
         tracing::info!(id = config.id, addr = %local_addr, "node started");
         Ok(Node {
@@ -365,6 +384,40 @@ impl Node {
         self.endpoint.close(0u32.into(), b"shutdown");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         tracing::info!(id = self.ctx.id, "node stopped");
+    }
+}
+
+/// Triggers a snapshot when the entries applied since the last one, or the bytes of unpurged
+/// log, pass this node's thresholds. Thresholds grow with the node id (x1, x1.25, x1.5, ...) so
+/// the replicas of a cluster snapshot at different times: building one stops that node's apply
+/// for a moment, and a majority keeps going meanwhile.
+async fn snapshot_policy(
+    ctx: Arc<NodeCtx>,
+    log: LogStore,
+    every: u64,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let stagger = 4 + (ctx.id.saturating_sub(1) % 3);
+    let entries_max = every.saturating_mul(stagger) / 4;
+    let bytes_max = SNAPSHOT_LOG_BYTES_MAX.saturating_mul(stagger) / 4;
+    let mut requested_at: Option<(u64, std::time::Instant)> = None;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(SNAPSHOT_CHECK_MS)) => {}
+            _ = shutdown.changed() => return,
+        }
+        let snapshot = ctx.shared.snapshot_index();
+        let due = ctx.shared.applied_index().saturating_sub(snapshot) >= entries_max
+            || log.memory_bytes() >= bytes_max;
+        // One request at a time: wait for the snapshot to land (or 60 s) before asking again.
+        let waiting = requested_at
+            .is_some_and(|(at, when)| at == snapshot && when.elapsed() < Duration::from_secs(60));
+        if due && !waiting {
+            requested_at = Some((snapshot, std::time::Instant::now()));
+            if ctx.raft.trigger().snapshot().await.is_err() {
+                return;
+            }
+        }
     }
 }
 

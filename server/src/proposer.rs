@@ -185,7 +185,7 @@ async fn run(
         let proposed = raft
             .client_write_ff(Batch {
                 timestamp_ms: last_ts,
-                requests,
+                requests: Arc::new(requests),
             })
             .await;
         let raft = raft.clone();

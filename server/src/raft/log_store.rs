@@ -175,6 +175,10 @@ struct Inner {
 struct MemLog {
     /// Every entry after the purge point, consecutive.
     entries: VecDeque<Entry>,
+    /// The encoded size of each entry of `entries`, bytes (same order).
+    sizes: VecDeque<u32>,
+    /// Sum of `sizes`: what the unpurged log takes, roughly, in memory and on disk.
+    bytes: u64,
     last_purged: Option<LogId>,
     vote: Option<Vote>,
 }
@@ -236,7 +240,18 @@ impl LogStore {
             failed: Mutex::new(None),
             committed: Mutex::new(recovered.committed),
         });
+        let mut sizes = VecDeque::with_capacity(recovered.entries.len());
+        let mut scratch = Vec::new();
+        for entry in &recovered.entries {
+            scratch.clear();
+            let len = format::encode_record(entry, &mut scratch)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            sizes.push_back(len);
+        }
+        let bytes = sizes.iter().map(|s| u64::from(*s)).sum();
         let log = MemLog {
+            sizes,
+            bytes,
             entries: recovered.entries,
             last_purged: recovered.last_purged,
             vote: recovered.vote,
@@ -273,6 +288,12 @@ impl LogStore {
         Ok(LogStore {
             inner: Arc::new(inner),
         })
+    }
+
+    /// Encoded bytes of the log entries after the purge point (all kept in memory): the
+    /// node snapshots when this grows past its limit, which purges them.
+    pub fn memory_bytes(&self) -> u64 {
+        lock(&self.inner.log).bytes
     }
 
     /// The durability mode the store was opened with.
@@ -332,6 +353,10 @@ impl LogStore {
                 return Err(write_error(format!(
                     "non-consecutive append: log index {first_index}, expected {expected}"
                 )));
+            }
+            for len in &lens {
+                log.sizes.push_back(*len);
+                log.bytes += u64::from(*len);
             }
             log.entries.extend(entries);
         }
@@ -484,6 +509,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     .saturating_sub(first)
                     .min(log.entries.len() as u64);
                 log.entries.truncate(keep as usize);
+                while log.sizes.len() > log.entries.len() {
+                    let len = log.sizes.pop_back().unwrap_or(0);
+                    log.bytes -= u64::from(len);
+                }
             }
             log.last_log_id()
         };
@@ -509,6 +538,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .is_some_and(|e| e.log_id.index <= log_id.index)
             {
                 log.entries.pop_front();
+                let len = log.sizes.pop_front().unwrap_or(0);
+                log.bytes -= u64::from(len);
             }
         }
         self.request(|reply| Command::Purge { log_id, reply })

@@ -27,8 +27,9 @@ pub struct Batch {
     /// larger of this and the previous batch's time (SPEC section 4: time never goes backwards).
     pub timestamp_ms: u64,
     /// The writes, at most [`engine::limits::BATCH_REQUESTS_MAX`]; empty for a tick that only
-    /// moves time (to fire deadlines).
-    pub requests: Vec<Request>,
+    /// moves time (to fire deadlines). Shared: openraft clones an entry for every follower it
+    /// replicates to, and a shared batch makes that clone a reference count, not a copy.
+    pub requests: std::sync::Arc<Vec<Request>>,
 }
 
 /// What applying a [`Batch`] returned: one outcome per request, and where it was applied.

@@ -104,7 +104,7 @@ fn entry_with(term: u64, index: u64, requests: u64) -> Entry {
         log_id: log_id(term, index),
         payload: EntryPayload::Normal(Batch {
             timestamp_ms: 1_700_000_000_000 + index,
-            requests,
+            requests: std::sync::Arc::new(requests),
         }),
     }
 }
