@@ -76,6 +76,17 @@ enum Cmd {
     Run(RunArgs),
     /// Every scenario against every target in turn, side by side.
     Compare(CompareArgs),
+    /// Long-lived QUIC streams against a stream per request (raw protocol, stockd only).
+    Streams(StreamsArgs),
+}
+
+#[derive(Args)]
+struct StreamsArgs {
+    /// Tasks sending one request at a time each.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    #[command(flatten)]
+    load: LoadArgs,
 }
 
 #[derive(Args, Clone)]
@@ -298,6 +309,9 @@ pub fn main() -> ExitCode {
         }
         Cmd::Compare(args) => with_cluster(&args.load, &args.targets, |cluster| {
             block_on(args.load.runtime, compare_command(&args, cluster))
+        }),
+        Cmd::Streams(args) => with_cluster(&args.load, &[TargetKind::Stockd], |cluster| {
+            block_on(args.load.runtime, streams_command(&args, cluster))
         }),
     }
 }
@@ -1155,4 +1169,81 @@ fn compare_table(names: &[String], results: &Results, frame: usize) -> Table {
         }
     }
     t
+}
+
+async fn streams_command(args: &StreamsArgs, cluster: Option<&Cluster>) -> ExitCode {
+    let load = &args.load;
+    let Some(cluster) = cluster else {
+        return ExitCode::from(2);
+    };
+    let prepared = async {
+        let target = match connect_target(TargetKind::Stockd, load, Some(cluster)).await? {
+            AnyTarget::Stockd(t) => t,
+            _ => return Err("not stockd".to_owned()),
+        };
+        let tag = run_tag(Kind::Checkout);
+        let sku = format!("{tag}hot");
+        target
+            .load_stock(vec![(
+                sku.clone(),
+                "dc-1".to_owned(),
+                engine::limits::QTY_MAX,
+            )])
+            .await
+            .map_err(|e| e.to_string())?;
+        let leader = target
+            .client()
+            .status()
+            .await
+            .into_iter()
+            .find_map(|r| r.status.ok().filter(|s| s.role == protocol::Role::Leader))
+            .ok_or("no leader")?;
+        let leader: std::net::SocketAddr = leader
+            .node
+            .addr
+            .parse()
+            .map_err(|e| format!("leader address {}: {e}", leader.node.addr))?;
+        Ok::<_, String>(crate::streams::StreamBench {
+            leader,
+            trust: cluster.config.trust.clone(),
+            concurrency: args.concurrency.max(1),
+            duration: secs(load.duration),
+            sku,
+            location: "dc-1".to_owned(),
+            tag,
+        })
+    };
+    let bench = match prepared.await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("stockd-load: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut summary = String::new();
+    let modes = [
+        crate::streams::StreamMode::LongLived,
+        crate::streams::StreamMode::PerRequest,
+        crate::streams::StreamMode::LongLived,
+    ];
+    for (k, mode) in modes.into_iter().enumerate() {
+        let mut b = bench.clone();
+        b.tag = format!("{}{k}-", bench.tag);
+        match crate::streams::run(&b, mode).await {
+            Ok(stats) => {
+                let text = report::render_run(
+                    &format!("{mode:?}, {} tasks on one connection", b.concurrency),
+                    &stats,
+                );
+                print!("{text}");
+                summary.push_str(&text);
+            }
+            Err(e) => {
+                eprintln!("stockd-load: {mode:?}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    report::write_file(&out_dir(load, "streams"), "summary.txt", &summary);
+    ExitCode::SUCCESS
 }

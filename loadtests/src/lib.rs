@@ -9,7 +9,8 @@
 //!   [`stockd`]: stockd through the client library, and an in-process local cluster.
 //! - [`scenario`]: `checkout`, `flash-sale`, `store-reads`; [`run`]: open and closed loops.
 //! - [`baseline_targets`]: the Redis and PostgreSQL baselines ([`baselines`]) as targets.
-//! - [`cli`]: the `stockd-load` command line.
+//! - [`cli`]: the `stockd-load` command line; [`streams`]: long-lived QUIC streams against a
+//!   stream per request, on the raw protocol.
 //! - [`report`]: text summary, JSON record, `.hgrm` files, SVG charts, the side-by-side table.
 //! - [`retail`]: a replay of real order data (Online Retail II, ~503k order lines of a UK
 //!   online gift retailer, Dec 2009 - Nov 2010) through the engine: CSV -> events -> batches
@@ -28,4 +29,5 @@ pub mod run;
 pub mod scenario;
 pub mod stats;
 pub mod stockd;
+pub mod streams;
 pub mod target;

@@ -1,0 +1,159 @@
+//! Long-lived QUIC streams against a stream per request, on stockd's own protocol, without the
+//! client library (which only has long-lived pipelined streams): `stockd-load streams`.
+//!
+//! `concurrency` tasks share one QUIC connection to the leader. Each sends single-reservation
+//! frames one after the other (no pipelining inside a task), either on ONE stream it keeps for
+//! the whole run (`long-lived`) or on a NEW bidirectional stream per request, finished after
+//! the frame (`per-request`). Everything else is identical, so the difference is the cost of
+//! opening, finishing and tearing down a stream per request on both sides.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use engine::{ChannelId, Command, LocationId, Request, ReservationId, SkuId};
+use protocol::tls::Trust;
+use protocol::{ClientFrame, Op, OpResult, ServerMessage};
+use serde::Serialize;
+
+use crate::stats::{Recorder, RunStats};
+
+/// How requests use streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+pub enum StreamMode {
+    /// One stream per task for the whole run.
+    LongLived,
+    /// A new stream for every request.
+    PerRequest,
+}
+
+/// What to send: single-line holds of `sku` at `location`, ids prefixed with `tag`.
+#[derive(Debug, Clone)]
+pub struct StreamBench {
+    /// The leader's address.
+    pub leader: SocketAddr,
+    /// What the client trusts.
+    pub trust: Trust,
+    /// Tasks (outstanding requests).
+    pub concurrency: usize,
+    /// Measured time.
+    pub duration: Duration,
+    /// The SKU (loaded with plenty of stock beforehand).
+    pub sku: String,
+    /// Its location.
+    pub location: String,
+    /// Prefix of the hold ids.
+    pub tag: String,
+}
+
+fn frame(id: u64, bench: &StreamBench, i: u64) -> Result<Vec<u8>, String> {
+    let request = Request {
+        request_id: client::new_request_id(),
+        command: Command::Reserve {
+            reservation: ReservationId::from(format!("{}{i}", bench.tag).as_str()),
+            channel: ChannelId::from("web"),
+            lines: vec![engine::Line {
+                sku: SkuId::from(bench.sku.as_str()),
+                target: engine::Target::Location(LocationId::from(bench.location.as_str())),
+                qty: 1,
+            }],
+            ttl_ms: 60_000,
+        },
+    };
+    protocol::encode(&ClientFrame {
+        id,
+        ops: vec![Op::Write(request)],
+    })
+    .map_err(|e| e.to_string())
+}
+
+fn code_of(reply: Result<Option<Vec<u8>>, String>) -> String {
+    match reply {
+        Ok(Some(bytes)) => match protocol::parse::<ServerMessage>(&bytes) {
+            Ok(ServerMessage::Reply { results, .. }) => match results.first() {
+                Some(OpResult::Written { outcome, .. }) => {
+                    engine::code_of(outcome).as_str().to_owned()
+                }
+                Some(OpResult::Failed(e)) => format!("error:{}", e.code()),
+                _ => "error:unexpected".to_owned(),
+            },
+            Ok(_) => "error:unexpected".to_owned(),
+            Err(_) => "error:decode".to_owned(),
+        },
+        Ok(None) => "error:stream-ended".to_owned(),
+        Err(_) => "error:transport".to_owned(),
+    }
+}
+
+/// Runs the comparison in one mode; latency from the send of each frame.
+pub async fn run(bench: &StreamBench, mode: StreamMode) -> Result<RunStats, String> {
+    let config = protocol::tls::client_config(&bench.trust).map_err(|e| e.to_string())?;
+    let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .map_err(|e| e.to_string())?;
+    endpoint.set_default_client_config(config);
+    let connection = endpoint
+        .connect(bench.leader, protocol::tls::SERVER_NAME)
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let deadline = start + bench.duration;
+    let rec = Arc::new(Recorder::new(start, "reserve"));
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..bench.concurrency.max(1) {
+        let (conn, rec, next, bench) =
+            (connection.clone(), rec.clone(), next.clone(), bench.clone());
+        tasks.spawn(async move {
+            let mut kept = None;
+            while Instant::now() < deadline {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Ok(bytes) = frame(i, &bench, i) else {
+                    return;
+                };
+                let sent = Instant::now();
+                let reply = match mode {
+                    StreamMode::LongLived => {
+                        if kept.is_none() {
+                            kept = conn.open_bi().await.ok();
+                        }
+                        match kept.as_mut() {
+                            Some((send, recv)) => match protocol::write_frame(send, &bytes).await {
+                                Ok(()) => {
+                                    protocol::read_frame(recv).await.map_err(|e| e.to_string())
+                                }
+                                Err(e) => Err(e.to_string()),
+                            },
+                            None => Err("open".to_owned()),
+                        }
+                    }
+                    StreamMode::PerRequest => match conn.open_bi().await {
+                        Ok((mut send, mut recv)) => {
+                            match protocol::write_frame(&mut send, &bytes).await {
+                                Ok(()) => {
+                                    let _ = send.finish();
+                                    protocol::read_frame(&mut recv)
+                                        .await
+                                        .map_err(|e| e.to_string())
+                                }
+                                Err(e) => Err(e.to_string()),
+                            }
+                        }
+                        Err(e) => Err(e.to_string()),
+                    },
+                };
+                if reply.is_err() {
+                    kept = None;
+                }
+                let done = Instant::now();
+                rec.record("reserve", done - sent, &code_of(reply), done);
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let stats = rec.finish(start.elapsed());
+    connection.close(0u32.into(), b"done");
+    endpoint.wait_idle().await;
+    Ok(stats)
+}
