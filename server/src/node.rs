@@ -390,7 +390,7 @@ impl Node {
 /// Triggers a snapshot when the entries applied since the last one, or the bytes of unpurged
 /// log, pass this node's thresholds. Thresholds grow with the node id (x1, x1.25, x1.5, ...) so
 /// the replicas of a cluster snapshot at different times: building one stops that node's apply
-/// for a moment, and a majority keeps going meanwhile.
+/// for a moment, and a majority keeps going meanwhile; the leader's are doubled.
 async fn snapshot_policy(
     ctx: Arc<NodeCtx>,
     log: LogStore,
@@ -407,8 +407,12 @@ async fn snapshot_policy(
             _ = shutdown.changed() => return,
         }
         let snapshot = ctx.shared.snapshot_index();
-        let due = ctx.shared.applied_index().saturating_sub(snapshot) >= entries_max
-            || log.memory_bytes() >= bytes_max;
+        // The leader waits twice as long: its pause would hold every client's answer, a
+        // follower's only that follower (the other replicas still make a majority).
+        let leading = ctx.raft.metrics().borrow().current_leader == Some(ctx.id);
+        let factor = if leading { 2 } else { 1 };
+        let due = ctx.shared.applied_index().saturating_sub(snapshot) >= entries_max * factor
+            || log.memory_bytes() >= bytes_max * factor;
         // One request at a time: wait for the snapshot to land (or 60 s) before asking again.
         let waiting = requested_at
             .is_some_and(|(at, when)| at == snapshot && when.elapsed() < Duration::from_secs(60));
