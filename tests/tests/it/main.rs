@@ -4,6 +4,7 @@
 mod cases;
 mod deadlines;
 mod failover;
+mod feed;
 mod partition;
 mod protocol_errors;
 mod restart;

@@ -1,0 +1,94 @@
+//! The change feed as a live subscription (SPEC section 3, `changes`): every balance change,
+//! in order, with its cause, request id and log index, pushed as entries apply.
+
+use std::time::Duration;
+
+use engine::query::Cause;
+use engine::{
+    ChannelId, Command, Line, LocationDef, LocationId, LocationKind, Reason, ReservationId, SkuId,
+    Target,
+};
+use server::raft::log_store::Durability;
+use tests::TestCluster;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_sees_every_change_in_order() {
+    let cluster = TestCluster::start(
+        3,
+        Durability::Replicated {
+            flush_interval_ms: 50,
+        },
+    )
+    .await;
+    let client = cluster.client().await;
+    let mut feed = client.subscribe(1).await.expect("subscribe");
+    let define = Command::DefineLocation(LocationDef {
+        location: LocationId::from("wh"),
+        kind: LocationKind::Warehouse,
+        pickup: false,
+        coordinates: None,
+        channels: None,
+    });
+    client
+        .write(define)
+        .await
+        .expect("define")
+        .outcome
+        .expect("ok");
+    let count = Command::SetOnHand {
+        sku: SkuId::from("A"),
+        location: LocationId::from("wh"),
+        qty: 5,
+        reason: Reason::from("count"),
+        expected: None,
+    };
+    let counted = client.write(count).await.expect("count");
+    let reserve = Command::Reserve {
+        reservation: ReservationId::from("r1"),
+        channel: ChannelId::from("web"),
+        lines: vec![Line {
+            sku: SkuId::from("A"),
+            target: Target::Location(LocationId::from("wh")),
+            qty: 2,
+        }],
+        ttl_ms: 60_000,
+    };
+    let reserved = client.write(reserve).await.expect("reserve");
+    let release = Command::Release {
+        reservation: ReservationId::from("r1"),
+    };
+    client
+        .write(release)
+        .await
+        .expect("release")
+        .outcome
+        .expect("ok");
+
+    let mut events = Vec::new();
+    while events.len() < 3 {
+        let event = tokio::time::timeout(Duration::from_secs(5), feed.next())
+            .await
+            .expect("event in time")
+            .expect("event");
+        events.push(event);
+    }
+    let seen: Vec<(u64, Cause, i64, i64)> = events
+        .iter()
+        .map(|e| (e.seq, e.cause, e.balance.on_hand, e.balance.reserved))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (1, Cause::SetOnHand, 5, 0),
+            (2, Cause::Reserve, 5, 2),
+            (3, Cause::Release, 5, 0)
+        ]
+    );
+    assert_eq!(events[0].log_index, counted.log_index);
+    assert_eq!(events[1].request_id, Some(reserved.request_id));
+    assert!(events
+        .iter()
+        .all(|e| e.sku.as_str() == "A" && e.location.as_str() == "wh"));
+    client.close();
+    cluster.shutdown().await;
+}
