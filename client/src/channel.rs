@@ -6,11 +6,19 @@
 //! The channel is generic over tokio's `AsyncRead` / `AsyncWrite`, so tests drive it over an
 //! in-memory duplex pipe; in production it runs on quinn's `RecvStream` / `SendStream`.
 //!
-//! Bounds: at most `frames_in_flight` frames wait for a reply (a semaphore; further callers
+//! Bounds: at most `frames_in_flight` calls wait for a reply (a semaphore; further callers
 //! queue for a permit), at most [`protocol::OPS_PER_FRAME_MAX`] operations per frame, at most
 //! [`protocol::FRAME_BYTES_MAX`] bytes per frame (checked by [`protocol::encode`]).
+//!
+//! Coalescing (on for request streams): the writer task puts the operations of every call
+//! queued at that moment into ONE frame (up to the frame limits) and splits the reply's results
+//! back to the callers. Nothing waits to fill a frame: under light load each call is its own
+//! frame; under load, calls that queue while the previous write is in progress share one, which
+//! saves a frame's per-message costs (encoding, a task and a reply on the node) for each of them.
+//! The operations of one frame are concurrent on the node (docs/PROTOCOL.md), as independent
+//! callers' operations are anyway.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -66,11 +74,14 @@ struct FrameRef<'a> {
 
 type Waiter = oneshot::Sender<Result<Vec<OpResult>, CallError>>;
 
+/// The callers of one frame: how many operations each put in, in frame order.
+type Parts = Vec<(usize, Waiter)>;
+
 /// Frames waiting for their reply, and why the channel closed (once it has).
 #[derive(Default)]
 struct Pending {
     closed: Option<CallError>,
-    waiters: HashMap<u64, Waiter>,
+    waiters: BTreeMap<u64, Parts>,
 }
 
 /// State shared by the callers, the writer and the reader. A std mutex: it is held only to
@@ -94,16 +105,52 @@ impl Shared {
             pending.closed.get_or_insert(why.clone());
             std::mem::take(&mut pending.waiters)
         };
-        for (_, waiter) in waiters {
+        for (_, waiter) in waiters.into_values().flatten() {
             let _ = waiter.send(Err(why.clone()));
         }
     }
 
+    /// Hands a reply's results to the frame's callers, each its own share in order. A reply
+    /// nobody waits for (its callers timed out) is dropped; a reply with another number of
+    /// results than the frame had operations gives each caller what it can take (the caller
+    /// checks the count).
     fn complete(&self, id: u64, results: Vec<OpResult>) {
-        // A reply nobody waits for (its caller timed out) is dropped.
-        if let Some(waiter) = self.lock().waiters.remove(&id) {
-            let _ = waiter.send(Ok(results));
+        let Some(parts) = self.lock().waiters.remove(&id) else {
+            return;
+        };
+        if let [(_, _)] = parts.as_slice() {
+            if let Some((_, waiter)) = parts.into_iter().next() {
+                let _ = waiter.send(Ok(results));
+            }
+            return;
         }
+        let mut results = results.into_iter();
+        for (count, waiter) in parts {
+            let share: Vec<OpResult> = results.by_ref().take(count).collect();
+            let _ = waiter.send(Ok(share));
+        }
+    }
+
+    /// Registers a frame's callers, unless the channel closed. Frames whose callers all gave
+    /// up stay until their reply or the end of the stream; past `cap` entries the oldest is
+    /// dropped (its callers, if any still wait, see the stream as closed).
+    fn register(&self, id: u64, parts: Parts, cap: usize) -> Result<(), (CallError, Parts)> {
+        let mut pending = self.lock();
+        if let Some(why) = &pending.closed {
+            return Err((why.clone(), parts));
+        }
+        pending.waiters.insert(id, parts);
+        while pending.waiters.len() > cap {
+            let Some((_, dropped)) = pending.waiters.pop_first() else {
+                break;
+            };
+            for (_, waiter) in dropped {
+                let _ = waiter.send(Err(CallError::Closed(
+                    "too many frames without a reply".into(),
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -122,12 +169,31 @@ impl Drop for Forget<'_> {
 /// Frames coalesced into one write by the writer task, bytes.
 const COALESCE_BYTES: usize = 64 << 10;
 
+/// Room kept in a coalesced frame for its header (length, version, id, count), bytes.
+const FRAME_HEADER_BYTES_MAX: usize = 4 + 2 + 10 + 10;
+
+/// What callers hand the writer task.
+enum Outgoing {
+    /// A whole frame, already encoded with its id (coalescing off).
+    Frame(Vec<u8>),
+    /// One call's operations, each postcard-encoded, to be put into the next frame.
+    Ops {
+        /// The operations' encodings, concatenated.
+        bytes: Vec<u8>,
+        /// How many operations.
+        count: usize,
+        /// Where the call's results go.
+        waiter: Waiter,
+    },
+}
+
 /// A pipelined request/reply stream (see the module doc).
 pub(crate) struct Channel {
     shared: Arc<Shared>,
-    outgoing: mpsc::Sender<Vec<u8>>,
+    outgoing: mpsc::Sender<Outgoing>,
     in_flight: Semaphore,
-    next_id: AtomicU64,
+    next_id: Arc<AtomicU64>,
+    coalesce: bool,
     /// The reader task, stopped when the channel is dropped (the writer task then finishes
     /// the stream by itself, once its queue's sender is gone).
     reader: tokio::task::AbortHandle,
@@ -142,12 +208,14 @@ impl Drop for Channel {
 impl Channel {
     /// Starts the writer and reader tasks on a stream. `events`, if given, receives the
     /// [`ServerMessage::Events`] of a subscription on this stream (the reader waits when it is
-    /// full: backpressure reaches the node through the stream's flow control).
+    /// full: backpressure reaches the node through the stream's flow control). With
+    /// `coalesce`, calls queued together share frames (module doc).
     pub(crate) fn spawn<R, W>(
         reader: R,
         writer: W,
         frames_in_flight: usize,
         events: Option<mpsc::Sender<Vec<ChangeEvent>>>,
+        coalesce: bool,
     ) -> Arc<Channel>
     where
         R: AsyncRead + Unpin + Send + 'static,
@@ -155,14 +223,23 @@ impl Channel {
     {
         let frames_in_flight = frames_in_flight.max(1);
         let shared = Arc::new(Shared::default());
+        let next_id = Arc::new(AtomicU64::new(1));
         let (outgoing, queue) = mpsc::channel(frames_in_flight);
-        tokio::spawn(write_loop(writer, queue, shared.clone()));
+        let cap = 4 * frames_in_flight;
+        tokio::spawn(write_loop(
+            writer,
+            queue,
+            shared.clone(),
+            next_id.clone(),
+            cap,
+        ));
         let reader = tokio::spawn(read_loop(reader, shared.clone(), events)).abort_handle();
         Arc::new(Channel {
             shared,
             outgoing,
             in_flight: Semaphore::new(frames_in_flight),
-            next_id: AtomicU64::new(1),
+            next_id,
+            coalesce,
             reader,
         })
     }
@@ -183,9 +260,9 @@ impl Channel {
         self.call_queued(ops, timeout, timeout).await
     }
 
-    /// Waits up to `queue_timeout` for a free slot among the frames in flight (a busy stream
-    /// is not a failed node), then sends one frame with `ops` and waits up to `timeout` for
-    /// its reply: one result per operation, in order.
+    /// Waits up to `queue_timeout` for a free slot among the calls in flight (a busy stream
+    /// is not a failed node), then sends `ops` (in a frame of their own, or sharing one when
+    /// coalescing) and waits up to `timeout` for the results: one per operation, in order.
     pub(crate) async fn call_queued(
         &self,
         ops: &[Op],
@@ -199,14 +276,36 @@ impl Channel {
                 protocol::OPS_PER_FRAME_MAX
             )));
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let bytes = protocol::encode(&FrameRef { id, ops })
-            .map_err(|e| CallError::Limit(format!("{e} (FRAME_BYTES_MAX)")))?;
+        let message = if self.coalesce {
+            let mut bytes = Vec::new();
+            for op in ops {
+                bytes = postcard::to_extend(op, bytes)
+                    .map_err(|e| CallError::Limit(format!("operation does not encode: {e}")))?;
+            }
+            if bytes.len() + FRAME_HEADER_BYTES_MAX > protocol::FRAME_BYTES_MAX {
+                return Err(CallError::Limit(format!(
+                    "{} bytes of operations exceed FRAME_BYTES_MAX",
+                    bytes.len()
+                )));
+            }
+            Message::Ops(bytes)
+        } else {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let bytes = protocol::encode(&FrameRef { id, ops })
+                .map_err(|e| CallError::Limit(format!("{e} (FRAME_BYTES_MAX)")))?;
+            Message::Frame(id, bytes)
+        };
         let _permit = tokio::time::timeout(queue_timeout, self.in_flight.acquire())
             .await
             .map_err(|_| CallError::NoReply)?
             .map_err(|_| CallError::Closed("channel shut down".into()))?;
-        match tokio::time::timeout(timeout, self.exchange(id, bytes)).await {
+        let exchange = async {
+            match message {
+                Message::Frame(id, bytes) => self.exchange(id, bytes).await,
+                Message::Ops(bytes) => self.exchange_ops(bytes, ops.len()).await,
+            }
+        };
+        match tokio::time::timeout(timeout, exchange).await {
             Ok(Ok(results)) if results.len() == ops.len() => Ok(results),
             Ok(Ok(results)) => Err(CallError::Unexpected(format!(
                 "{} results for {} operations",
@@ -225,14 +324,33 @@ impl Channel {
             if let Some(why) = &pending.closed {
                 return Err(why.clone());
             }
-            pending.waiters.insert(id, tx);
+            pending.waiters.insert(id, vec![(usize::MAX, tx)]);
         }
         let _forget = Forget {
             shared: &self.shared,
             id,
         };
         self.outgoing
-            .send(bytes)
+            .send(Outgoing::Frame(bytes))
+            .await
+            .map_err(|_| CallError::Closed("writer ended".into()))?;
+        rx.await
+            .unwrap_or_else(|_| Err(CallError::Closed("reader ended".into())))
+    }
+
+    /// Queues encoded operations for the writer, which gives them a frame (and an id) and
+    /// registers the call; the results come back through `waiter`.
+    async fn exchange_ops(&self, bytes: Vec<u8>, count: usize) -> Result<Vec<OpResult>, CallError> {
+        if let Some(why) = &self.shared.lock().closed {
+            return Err(why.clone());
+        }
+        let (waiter, rx) = oneshot::channel();
+        self.outgoing
+            .send(Outgoing::Ops {
+                bytes,
+                count,
+                waiter,
+            })
             .await
             .map_err(|_| CallError::Closed("writer ended".into()))?;
         rx.await
@@ -240,15 +358,104 @@ impl Channel {
     }
 }
 
+/// A call's encoded message.
+enum Message {
+    /// A whole frame and its id.
+    Frame(u64, Vec<u8>),
+    /// Operations for a shared frame.
+    Ops(Vec<u8>),
+}
+
+/// Appends `value` as a postcard varint (LEB128: 7 bits a byte, low bits first).
+fn push_varint(out: &mut Vec<u8>, mut value: u64) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Builds the frame of a [`protocol::ClientFrame`] `{ id, ops }` from the concatenated
+/// encodings of its `count` operations: postcard encodes the struct as its fields in order, the
+/// id and the sequence length as varints (identical bytes: tested below).
+fn compose_frame(id: u64, count: usize, ops: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES_MAX + ops.len());
+    frame.extend_from_slice(&[0; 4]);
+    frame.extend_from_slice(&protocol::PROTOCOL_VERSION.to_le_bytes());
+    push_varint(&mut frame, id);
+    push_varint(&mut frame, count as u64);
+    frame.extend_from_slice(ops);
+    let len = (frame.len() - 4) as u32;
+    frame[..4].copy_from_slice(&len.to_le_bytes());
+    frame
+}
+
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
-    mut queue: mpsc::Receiver<Vec<u8>>,
+    mut queue: mpsc::Receiver<Outgoing>,
     shared: Arc<Shared>,
+    next_id: Arc<AtomicU64>,
+    cap: usize,
 ) {
-    while let Some(mut buf) = queue.recv().await {
-        while buf.len() < COALESCE_BYTES {
+    let mut held: Option<Outgoing> = None;
+    loop {
+        let first = match held.take() {
+            Some(item) => item,
+            None => match queue.recv().await {
+                Some(item) => item,
+                None => break,
+            },
+        };
+        let mut buf = match first {
+            Outgoing::Frame(bytes) => bytes,
+            Outgoing::Ops {
+                bytes,
+                count,
+                waiter,
+            } => {
+                // Take every call queued now that still fits one frame.
+                let mut ops = bytes;
+                let mut total = count;
+                let mut parts: Parts = vec![(count, waiter)];
+                while let Ok(next) = queue.try_recv() {
+                    match next {
+                        Outgoing::Ops {
+                            bytes,
+                            count,
+                            waiter,
+                        } if total + count <= protocol::OPS_PER_FRAME_MAX
+                            && ops.len() + bytes.len() + FRAME_HEADER_BYTES_MAX
+                                <= protocol::FRAME_BYTES_MAX =>
+                        {
+                            ops.extend_from_slice(&bytes);
+                            total += count;
+                            parts.push((count, waiter));
+                        }
+                        other => {
+                            held = Some(other);
+                            break;
+                        }
+                    }
+                }
+                let id = next_id.fetch_add(1, Ordering::Relaxed);
+                if let Err((why, parts)) = shared.register(id, parts, cap) {
+                    for (_, waiter) in parts {
+                        let _ = waiter.send(Err(why.clone()));
+                    }
+                    continue;
+                }
+                compose_frame(id, total, &ops)
+            }
+        };
+        // Whole frames queued behind it go out in the same write.
+        while buf.len() < COALESCE_BYTES && held.is_none() {
             match queue.try_recv() {
-                Ok(more) => buf.extend_from_slice(&more),
+                Ok(Outgoing::Frame(more)) => buf.extend_from_slice(&more),
+                Ok(other) => held = Some(other),
                 Err(_) => break,
             }
         }
@@ -358,11 +565,79 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn composed_frames_encode_like_client_frames() {
+        for (id, count) in [(1u64, 1usize), (127, 3), (128, 130), (u64::MAX, 1024)] {
+            let ops: Vec<Op> = (0..count).map(|i| release(i as u128 + 1)).collect();
+            let mut bytes = Vec::new();
+            for op in &ops {
+                bytes = postcard::to_extend(op, bytes).expect("encodes");
+            }
+            let owned = protocol::encode(&ClientFrame { id, ops }).expect("encodes");
+            assert_eq!(
+                compose_frame(id, count, &bytes),
+                owned,
+                "id {id}, {count} ops"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn coalesced_calls_share_frames_and_get_their_own_results() {
+        let (ours, mut node) = tokio::io::duplex(1 << 20);
+        let (r, w) = tokio::io::split(ours);
+        let channel = Channel::spawn(r, w, 64, None, true);
+        let calls: Vec<_> = (1..=40u128)
+            .map(|n| {
+                let channel = channel.clone();
+                tokio::spawn(async move {
+                    let ops = [release(n * 1000), release(n * 1000 + 1)];
+                    (n, channel.call(&ops, Duration::from_secs(5)).await)
+                })
+            })
+            .collect();
+        // The fake node answers frames until it has seen all 80 operations.
+        let mut seen = 0;
+        let mut frames = 0;
+        while seen < 80 {
+            let frame = read_frames(&mut node, 1).await.remove(0);
+            seen += frame.ops.len();
+            frames += 1;
+            let results = answer(&frame);
+            reply(
+                &mut node,
+                &ServerMessage::Reply {
+                    id: frame.id,
+                    results,
+                },
+            )
+            .await;
+        }
+        assert_eq!(seen, 80);
+        assert!(frames <= 40, "{frames} frames for 40 calls");
+        for call in calls {
+            let (n, result) = call.await.expect("task");
+            let digests: Vec<String> = result
+                .expect("results")
+                .into_iter()
+                .map(|r| match r {
+                    OpResult::Digest { digest, .. } => digest,
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            let want = vec![
+                RequestId(n * 1000).to_string(),
+                RequestId(n * 1000 + 1).to_string(),
+            ];
+            assert_eq!(digests, want, "call {n} got its own results");
+        }
+    }
+
     #[tokio::test]
     async fn replies_in_any_order_reach_their_callers() {
         let (ours, mut node) = tokio::io::duplex(1 << 16);
         let (r, w) = tokio::io::split(ours);
-        let channel = Channel::spawn(r, w, 8, None);
+        let channel = Channel::spawn(r, w, 8, None, false);
         let calls: Vec<_> = (1..=3u128)
             .map(|n| {
                 let channel = channel.clone();
@@ -403,7 +678,7 @@ mod tests {
     async fn a_reply_for_nobody_and_a_late_reply_are_ignored() {
         let (ours, mut node) = tokio::io::duplex(1 << 16);
         let (r, w) = tokio::io::split(ours);
-        let channel = Channel::spawn(r, w, 8, None);
+        let channel = Channel::spawn(r, w, 8, None, false);
         let first = channel.call(&[release(1)], Duration::from_millis(50)).await;
         assert_eq!(first, Err(CallError::NoReply));
         let late = read_frames(&mut node, 1).await.remove(0);
@@ -447,7 +722,7 @@ mod tests {
     async fn wrong_result_counts_protocol_errors_and_closing_fail_callers() {
         let (ours, mut node) = tokio::io::duplex(1 << 16);
         let (r, w) = tokio::io::split(ours);
-        let channel = Channel::spawn(r, w, 8, None);
+        let channel = Channel::spawn(r, w, 8, None, false);
         let call = {
             let channel = channel.clone();
             tokio::spawn(async move {
@@ -501,7 +776,7 @@ mod tests {
     async fn the_node_ending_the_stream_fails_waiting_calls() {
         let (ours, mut node) = tokio::io::duplex(1 << 16);
         let (r, w) = tokio::io::split(ours);
-        let channel = Channel::spawn(r, w, 8, None);
+        let channel = Channel::spawn(r, w, 8, None, false);
         let pending = {
             let channel = channel.clone();
             tokio::spawn(async move { channel.call(&[release(1)], Duration::from_secs(5)).await })
@@ -519,7 +794,7 @@ mod tests {
     async fn limits_are_checked_before_sending() {
         let (ours, _node) = tokio::io::duplex(1 << 16);
         let (r, w) = tokio::io::split(ours);
-        let channel = Channel::spawn(r, w, 8, None);
+        let channel = Channel::spawn(r, w, 8, None, false);
         let too_many = vec![Op::Status; protocol::OPS_PER_FRAME_MAX + 1];
         assert_eq!(
             channel.call(&too_many, Duration::from_secs(1)).await,
@@ -547,7 +822,7 @@ mod tests {
     async fn frames_in_flight_are_bounded() {
         let (ours, mut node) = tokio::io::duplex(1 << 16);
         let (r, w) = tokio::io::split(ours);
-        let channel = Channel::spawn(r, w, 2, None);
+        let channel = Channel::spawn(r, w, 2, None, false);
         let calls: Vec<_> = (1..=3u128)
             .map(|n| {
                 let channel = channel.clone();

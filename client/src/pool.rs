@@ -32,6 +32,7 @@ pub(crate) struct NodeConn {
     slots: Vec<Slot>,
     next: AtomicUsize,
     frames_in_flight: usize,
+    coalesce: bool,
 }
 
 impl NodeConn {
@@ -54,7 +55,7 @@ impl NodeConn {
             .open_bi()
             .await
             .map_err(|e| CallError::Closed(e.to_string()))?;
-        let channel = Channel::spawn(recv, send, self.frames_in_flight, None);
+        let channel = Channel::spawn(recv, send, self.frames_in_flight, None, self.coalesce);
         *lock(&slot.current) = Some(channel.clone());
         Ok(channel)
     }
@@ -69,7 +70,7 @@ impl NodeConn {
             .open_bi()
             .await
             .map_err(|e| CallError::Closed(e.to_string()))?;
-        Ok(Channel::spawn(recv, send, 1, Some(events)))
+        Ok(Channel::spawn(recv, send, 1, Some(events), false))
     }
 }
 
@@ -78,6 +79,7 @@ pub(crate) struct Pool {
     quic: quinn::ClientConfig,
     streams_per_connection: usize,
     frames_in_flight: usize,
+    coalesce: bool,
     connect_timeout: Duration,
     /// Client endpoints, created on first use: one for IPv4 peers, one for IPv6 peers.
     endpoints: Mutex<(Option<quinn::Endpoint>, Option<quinn::Endpoint>)>,
@@ -91,12 +93,14 @@ impl Pool {
         quic: quinn::ClientConfig,
         streams_per_connection: usize,
         frames_in_flight: usize,
+        coalesce: bool,
         connect_timeout: Duration,
     ) -> Pool {
         Pool {
             quic,
             streams_per_connection: streams_per_connection.max(1),
             frames_in_flight: frames_in_flight.max(1),
+            coalesce,
             connect_timeout,
             endpoints: Mutex::new((None, None)),
             conns: Mutex::new(HashMap::new()),
@@ -156,6 +160,7 @@ impl Pool {
                 .collect(),
             next: AtomicUsize::new(0),
             frames_in_flight: self.frames_in_flight,
+            coalesce: self.coalesce,
         })
     }
 

@@ -147,7 +147,7 @@ async fn send_message(out: &mpsc::Sender<Vec<u8>>, message: &ServerMessage) {
 }
 
 /// Runs a frame's operations concurrently: writes go to the proposer together (so they share
-/// a batch), reads run as they come. Results come back in operation order.
+/// a batch), reads and the rest run concurrently. Results come back in operation order.
 async fn handle_ops(ctx: &Arc<NodeCtx>, ops: Vec<Op>, bytes_per_op: usize) -> Vec<OpResult> {
     enum Slot {
         Done(OpResult),
@@ -162,9 +162,10 @@ async fn handle_ops(ctx: &Arc<NodeCtx>, ops: Vec<Op>, bytes_per_op: usize) -> Ve
             other => Slot::Later(other),
         })
         .collect();
-    let mut results = Vec::with_capacity(slots.len());
-    for slot in slots {
-        results.push(match slot {
+    // All at once: a frame may carry many callers' operations (clients coalesce), so its
+    // reads must share a leadership round rather than wait for each other.
+    let pending = slots.into_iter().map(|slot| async move {
+        match slot {
             Slot::Done(result) => result,
             Slot::Write(rx) => match rx.await {
                 Ok(Ok((outcome, log_index))) => OpResult::Written { outcome, log_index },
@@ -174,9 +175,9 @@ async fn handle_ops(ctx: &Arc<NodeCtx>, ops: Vec<Op>, bytes_per_op: usize) -> Ve
                 }),
             },
             Slot::Later(op) => handle_op(ctx, op).await,
-        });
-    }
-    results
+        }
+    });
+    futures_util::future::join_all(pending).await
 }
 
 async fn handle_op(ctx: &Arc<NodeCtx>, op: Op) -> OpResult {
