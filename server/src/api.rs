@@ -20,6 +20,9 @@ use protocol::{
 use crate::node::NodeCtx;
 use crate::proposer::READ_TIMEOUT_MS;
 
+/// Replies written to a stream in one write when several are ready, bytes.
+const REPLY_COALESCE_BYTES: usize = 64 << 10;
+
 /// Events per message of a change-feed subscription.
 pub const EVENTS_PER_MESSAGE_MAX: u32 = 1_000;
 
@@ -37,8 +40,15 @@ pub async fn serve_client(conn: quinn::Connection, ctx: Arc<NodeCtx>) {
 async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, ctx: Arc<NodeCtx>) {
     let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(protocol::FRAMES_IN_FLIGHT_PER_STREAM_MAX);
     let writer = tokio::spawn(async move {
-        while let Some(frame) = out_rx.recv().await {
-            if protocol::write_frame(&mut send, &frame).await.is_err() {
+        while let Some(mut frames) = out_rx.recv().await {
+            // Replies that completed meanwhile go out in the same write.
+            while frames.len() < REPLY_COALESCE_BYTES {
+                match out_rx.try_recv() {
+                    Ok(more) => frames.extend_from_slice(&more),
+                    Err(_) => break,
+                }
+            }
+            if protocol::write_frame(&mut send, &frames).await.is_err() {
                 return;
             }
         }
