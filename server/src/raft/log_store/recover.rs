@@ -88,6 +88,23 @@ pub(super) fn recover(dir: &Path) -> io::Result<Recovered> {
             )));
         }
     }
+    // The saved committed id is never ahead of what was fsynced, so a log that ends before
+    // it lost entries the cluster acknowledged (a cut or deleted segment, not a crash): serving
+    // would silently drop them. Refuse; the operator restores the directory or moves it away so
+    // that the node resynchronises from the cluster.
+    if let Some(c) = committed {
+        let last = entries.back().map(|e| e.log_id.index).or(last_purged.map(|p| p.index));
+        if last.is_none_or(|last| last < c.index) {
+            return Err(invalid(format!(
+                "{}: the log ends at index {} but index {} was committed: committed entries are \
+                 missing (a damaged or deleted segment). Restore this directory from a backup, or \
+                 move it away so that the node resynchronises from the cluster",
+                dir.display(),
+                last.map_or_else(|| "none".to_owned(), |i| i.to_string()),
+                c.index
+            )));
+        }
+    }
     let committed = check_committed(dir, committed, &entries, last_purged);
     Ok(Recovered {
         vote,

@@ -455,6 +455,33 @@ fn committed_is_saved_lazily_and_never_ahead_of_the_durable_log() {
 }
 
 #[test]
+fn a_log_cut_below_the_committed_index_refuses_to_open() {
+    // Found by the break-it pass: truncating a segment dropped committed, acknowledged entries
+    // and the node served without them. A torn tail after a crash is never below the saved
+    // committed id (that id is never ahead of the fsynced log), so this is damage.
+    let dir = TempDir::new("cut-committed");
+    let mut store = open(&dir.log(), Durability::Fsync);
+    append(&mut store, entries(1, 1..=10));
+    futures_lite(store.save_committed(Some(log_id(1, 9)))).expect("save");
+    drop(store);
+    let segment = dir.log().join(segment_name(1));
+    let len = std::fs::metadata(&segment).expect("metadata").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .expect("open")
+        .set_len(len / 2)
+        .expect("cut");
+    let error = LogStore::open(&dir.log(), Durability::Fsync).expect_err("refuses");
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
+    assert!(error.to_string().contains("but index 9 was committed"), "{error}");
+    // The whole segment deleted: the same.
+    std::fs::remove_file(&segment).expect("remove");
+    let error = LogStore::open(&dir.log(), Durability::Fsync).expect_err("refuses");
+    assert!(error.to_string().contains("log ends at index none but index 9"), "{error}");
+}
+
+#[test]
 fn bad_appends_and_limits_are_errors() {
     let dir = TempDir::new("errors");
     let mut store = open(&dir.log(), Durability::Fsync);
