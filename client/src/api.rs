@@ -518,6 +518,7 @@ impl Client {
             };
             if matches!(failure, Failure::Transport(_) | Failure::NoReply) {
                 self.suspect(&node);
+                self.inner.pool.forget(&node);
             }
             let decision = match decision {
                 Decision::Redirect { node, delay_ms } if self.is_suspect(&node) => {

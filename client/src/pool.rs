@@ -179,6 +179,13 @@ impl Pool {
         Ok(endpoint)
     }
 
+    /// Stops handing out the pooled connection to `node` (calls in flight on it go on): after
+    /// a call got no answer in time, the node may have died without closing the connection,
+    /// and the next call should dial again rather than wait for the idle timeout.
+    pub(crate) fn forget(&self, node: &str) {
+        lock(&self.conns).remove(node);
+    }
+
     /// Closes every connection (pending calls fail at once).
     pub(crate) fn close(&self) {
         let endpoints = lock(&self.endpoints);

@@ -44,8 +44,14 @@ pub const STREAMS_PER_CONNECTION_MAX: u32 = 64;
 pub const FRAMES_IN_FLIGHT_PER_STREAM_MAX: usize = 256;
 /// Idle timeout of every QUIC connection, ms; clients send keep-alives at a third of it.
 pub const IDLE_TIMEOUT_MS: u64 = 30_000;
+/// Idle timeout of node-to-node connections, ms: short, so that a peer that died without
+/// closing (kill -9, power loss) is noticed and redialled quickly.
+pub const PEER_IDLE_TIMEOUT_MS: u64 = 5_000;
+/// Keep-alive interval of node-to-node connections, ms.
+pub const PEER_KEEP_ALIVE_MS: u64 = 1_000;
 /// Keep-alive interval of clients, ms.
 pub const KEEP_ALIVE_MS: u64 = IDLE_TIMEOUT_MS / 3;
 
 const _: () = assert!(KEEP_ALIVE_MS < IDLE_TIMEOUT_MS);
+const _: () = assert!(PEER_KEEP_ALIVE_MS * 3 <= PEER_IDLE_TIMEOUT_MS);
 const _: () = assert!(FRAME_BYTES_MAX < u32::MAX as usize);

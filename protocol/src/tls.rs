@@ -23,7 +23,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::{ALPN_CLIENT, ALPN_PEER, IDLE_TIMEOUT_MS, KEEP_ALIVE_MS, STREAMS_PER_CONNECTION_MAX};
+use crate::{
+    ALPN_CLIENT, ALPN_PEER, IDLE_TIMEOUT_MS, KEEP_ALIVE_MS, PEER_IDLE_TIMEOUT_MS,
+    PEER_KEEP_ALIVE_MS, STREAMS_PER_CONNECTION_MAX,
+};
 
 /// The DNS name every node certificate carries and every client asks for: a node's identity is
 /// "signed by the cluster CA", not its address, so nodes can move.
@@ -187,16 +190,20 @@ fn roots(ca: &[CertificateDer<'static>]) -> Result<Arc<RootCertStore>, TlsError>
 }
 
 fn transport(keep_alive: bool) -> Arc<quinn::TransportConfig> {
+    transport_with(IDLE_TIMEOUT_MS, keep_alive.then_some(KEEP_ALIVE_MS))
+}
+
+fn transport_with(idle_ms: u64, keep_alive_ms: Option<u64>) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(Some(
-        Duration::from_millis(IDLE_TIMEOUT_MS)
+        Duration::from_millis(idle_ms)
             .try_into()
             .expect("idle timeout fits"),
     ));
     t.max_concurrent_bidi_streams(STREAMS_PER_CONNECTION_MAX.into());
     t.max_concurrent_uni_streams(0u32.into());
-    if keep_alive {
-        t.keep_alive_interval(Some(Duration::from_millis(KEEP_ALIVE_MS)));
+    if let Some(ms) = keep_alive_ms {
+        t.keep_alive_interval(Some(Duration::from_millis(ms)));
     }
     Arc::new(t)
 }
@@ -242,7 +249,10 @@ pub fn peer_client_config(
     tls.alpn_protocols = vec![ALPN_PEER.to_vec()];
     let quic = QuicClientConfig::try_from(tls).map_err(|e| err("QUIC TLS", e))?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic));
-    config.transport_config(transport(true));
+    config.transport_config(transport_with(
+        PEER_IDLE_TIMEOUT_MS,
+        Some(PEER_KEEP_ALIVE_MS),
+    ));
     Ok(config)
 }
 

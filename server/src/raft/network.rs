@@ -217,11 +217,22 @@ impl PeerClient {
                     .remove(&self.target);
                 Err(RPCError::Network(NetworkError::new(&PeerError(e))))
             }
-            Err(_) => Err(RPCError::Network(NetworkError::new(&PeerError(format!(
-                "no answer from node {} within {:?}",
-                self.target,
-                option.hard_ttl()
-            ))))),
+            Err(_) => Err({
+                // No answer in time: the peer may have died without closing (kill -9, power).
+                // Drop the cached connection so the next RPC dials again instead of waiting for
+                // the dead one's idle timeout (found by the break-it pass: a restarted node took
+                // 25-30 s to rejoin and pushed the term up with elections meanwhile).
+                self.network
+                    .connections
+                    .lock()
+                    .expect("peer map lock")
+                    .remove(&self.target);
+                RPCError::Network(NetworkError::new(&PeerError(format!(
+                    "no answer from node {} within {:?}",
+                    self.target,
+                    option.hard_ttl()
+                ))))
+            }),
         }
     }
 

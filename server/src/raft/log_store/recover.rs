@@ -93,7 +93,10 @@ pub(super) fn recover(dir: &Path) -> io::Result<Recovered> {
     // would silently drop them. Refuse; the operator restores the directory or moves it away so
     // that the node resynchronises from the cluster.
     if let Some(c) = committed {
-        let last = entries.back().map(|e| e.log_id.index).or(last_purged.map(|p| p.index));
+        let last = entries
+            .back()
+            .map(|e| e.log_id.index)
+            .or(last_purged.map(|p| p.index));
         if last.is_none_or(|last| last < c.index) {
             return Err(invalid(format!(
                 "{}: the log ends at index {} but index {} was committed: committed entries are \

@@ -474,11 +474,19 @@ fn a_log_cut_below_the_committed_index_refuses_to_open() {
         .expect("cut");
     let error = LogStore::open(&dir.log(), Durability::Fsync).expect_err("refuses");
     assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
-    assert!(error.to_string().contains("but index 9 was committed"), "{error}");
+    assert!(
+        error.to_string().contains("but index 9 was committed"),
+        "{error}"
+    );
     // The whole segment deleted: the same.
     std::fs::remove_file(&segment).expect("remove");
     let error = LogStore::open(&dir.log(), Durability::Fsync).expect_err("refuses");
-    assert!(error.to_string().contains("log ends at index none but index 9"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("log ends at index none but index 9"),
+        "{error}"
+    );
 }
 
 #[test]
