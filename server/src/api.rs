@@ -164,9 +164,18 @@ async fn handle_ops(ctx: &Arc<NodeCtx>, ops: Vec<Op>, bytes_per_op: usize) -> Ve
         Write(tokio::sync::oneshot::Receiver<crate::proposer::WriteResult>),
         Later(Op),
     }
+    let no_quorum = ctx.quorum_lost_ms();
     let slots: Vec<Slot> = ops
         .into_iter()
         .map(|op| match op {
+            Op::Write(_) if no_quorum.is_some() => {
+                Slot::Done(OpResult::Failed(ServerError::Unavailable {
+                    message: format!(
+                        "this leader has heard from no majority for {} ms",
+                        no_quorum.unwrap_or_default()
+                    ),
+                }))
+            }
             Op::Write(request) => Slot::Write(ctx.proposer.submit(request, bytes_per_op)),
             Op::Status => Slot::Done(OpResult::Status(status(ctx))),
             other => Slot::Later(other),
@@ -352,6 +361,19 @@ pub fn status(ctx: &NodeCtx) -> NodeStatus {
 }
 
 impl NodeCtx {
+    /// If this node leads but has heard from no majority for longer than two election
+    /// timeouts, for how long (ms): a write could not commit, so it is answered `unavailable`
+    /// at once instead of waiting out the write timeout.
+    fn quorum_lost_ms(&self) -> Option<u64> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        if metrics.current_leader != Some(self.id) {
+            return None;
+        }
+        let since = metrics.millis_since_quorum_ack?;
+        (since > 2 * self.timings.election_max_ms).then_some(since)
+    }
+
     async fn admin(&self, op: AdminOp) -> Result<(), ServerError> {
         use std::collections::{BTreeMap, BTreeSet};
         let internal = |e: &dyn std::fmt::Display| ServerError::Internal {
@@ -383,10 +405,43 @@ impl NodeCtx {
                 if self.voters().contains(&node.id) {
                     return Ok(());
                 }
-                self.raft
-                    .add_learner(node.id, openraft::BasicNode { addr: node.addr }, true)
+                let id = node.id;
+                let addr = node.addr.clone();
+                let added = self
+                    .raft
+                    .add_learner(id, openraft::BasicNode { addr: node.addr }, false)
                     .await
                     .map_err(|e| self.admin_error(e))?;
+                // A voter must be able to vote: only promote a learner that has received the
+                // log up to the entry that added it (openraft's own "blocking" wait counts any
+                // learner within 5,000 entries as caught up, even one that is unreachable).
+                let needed = added.log_id.index;
+                let caught_up = self
+                    .raft
+                    .wait(Some(Duration::from_millis(
+                        self.timings.add_node_catch_up_ms,
+                    )))
+                    .metrics(
+                        |m| {
+                            m.replication
+                                .as_ref()
+                                .and_then(|r| r.get(&id))
+                                .and_then(|matched| *matched)
+                                .is_some_and(|l| l.index >= needed)
+                        },
+                        "new node caught up",
+                    )
+                    .await;
+                if caught_up.is_err() {
+                    return Err(ServerError::InvalidOp {
+                        message: format!(
+                            "node {id} at {addr} did not catch up within {} ms (is it running and \
+                             reachable?); it stays a learner, which does not vote: run add-node \
+                             again once it is up, or remove-node {id}",
+                            self.timings.add_node_catch_up_ms
+                        ),
+                    });
+                }
                 let mut voters = self.voters();
                 voters.insert(node.id);
                 self.raft

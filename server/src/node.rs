@@ -59,6 +59,8 @@ pub struct RaftTimings {
     pub snapshot_every: u64,
     /// Entries kept in the log behind a snapshot.
     pub log_kept: u64,
+    /// How long `add-node` waits for the new node to catch up before promoting it to voter.
+    pub add_node_catch_up_ms: u64,
 }
 
 impl Default for RaftTimings {
@@ -69,6 +71,7 @@ impl Default for RaftTimings {
             election_max_ms: 800,
             snapshot_every: SNAPSHOT_EVERY_ENTRIES_DEFAULT,
             log_kept: LOG_KEPT_BEHIND_SNAPSHOT,
+            add_node_catch_up_ms: 30_000,
         }
     }
 }
@@ -120,6 +123,8 @@ pub struct NodeCtx {
     pub faults: Arc<Faults>,
     /// The leader's clock.
     pub clock: Arc<Clock>,
+    /// Raft timing.
+    pub timings: RaftTimings,
 }
 
 /// A running node.
@@ -286,6 +291,7 @@ impl Node {
             },
             faults,
             clock: config.clock.clone(),
+            timings: config.timings,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         tokio::spawn(snapshot_policy(

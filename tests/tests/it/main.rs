@@ -5,6 +5,7 @@ mod cases;
 mod deadlines;
 mod failover;
 mod feed;
+mod membership;
 mod partition;
 mod protocol_errors;
 mod restart;
