@@ -164,6 +164,17 @@ pub async fn read_frame_limit<R: AsyncRead + Unpin>(
     reader: &mut R,
     max: usize,
 ) -> Result<Option<Vec<u8>>, FrameError> {
+    let Some(prefix) = read_prefix(reader).await? else {
+        return Ok(None);
+    };
+    let total = frame_len(&prefix, max)?;
+    read_rest(reader, prefix, total).await.map(Some)
+}
+
+/// Reads a frame's 4-byte length prefix; `Ok(None)` at a clean end of stream.
+pub async fn read_prefix<R: AsyncRead + Unpin>(
+    reader: &mut R,
+) -> Result<Option<[u8; LEN_BYTES]>, FrameError> {
     let mut prefix = [0u8; LEN_BYTES];
     let mut got = 0;
     while got < LEN_BYTES {
@@ -180,21 +191,41 @@ pub async fn read_frame_limit<R: AsyncRead + Unpin>(
         }
         got += n;
     }
-    let total = match check_limit(&prefix, max)? {
-        Some(total) => total,
-        None => LEN_BYTES + u32::from_le_bytes(prefix) as usize,
-    };
-    let mut frame = vec![0u8; total];
-    frame[..LEN_BYTES].copy_from_slice(&prefix);
-    reader
-        .read_exact(&mut frame[LEN_BYTES..])
-        .await
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
-            _ => FrameError::Io(e.to_string()),
-        })?;
-    Ok(Some(frame))
+    Ok(Some(prefix))
 }
+
+/// The whole length of the frame a prefix announces, checked against `max`.
+pub fn frame_len(prefix: &[u8; LEN_BYTES], max: usize) -> Result<usize, FrameError> {
+    Ok(match check_limit(prefix, max)? {
+        Some(total) => total,
+        None => LEN_BYTES + u32::from_le_bytes(*prefix) as usize,
+    })
+}
+
+/// Reads the rest of a frame of `total` bytes whose prefix was read. Memory grows with the
+/// bytes that actually arrive (not with the announced length), so a peer that announces 4 MiB
+/// and sends nothing costs nothing.
+pub async fn read_rest<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    prefix: [u8; LEN_BYTES],
+    total: usize,
+) -> Result<Vec<u8>, FrameError> {
+    let mut frame = Vec::with_capacity(total.min(READ_CHUNK_BYTES));
+    frame.extend_from_slice(&prefix);
+    let body = (total - LEN_BYTES) as u64;
+    reader
+        .take(body)
+        .read_to_end(&mut frame)
+        .await
+        .map_err(|e| FrameError::Io(e.to_string()))?;
+    if frame.len() != total {
+        return Err(FrameError::Truncated);
+    }
+    Ok(frame)
+}
+
+/// The first allocation for a frame being read, bytes; it grows as data arrives.
+const READ_CHUNK_BYTES: usize = 64 << 10;
 
 /// Writes one encoded frame.
 pub async fn write_frame<W: AsyncWrite + Unpin>(

@@ -15,8 +15,8 @@ pub mod frame;
 pub mod tls;
 
 pub use codec::{
-    check, check_limit, encode, encode_limit, parse, parse_limit, read_frame, read_frame_limit,
-    write_frame, FrameError,
+    check, check_limit, encode, encode_limit, frame_len, parse, parse_limit, read_frame,
+    read_frame_limit, read_prefix, read_rest, write_frame, FrameError,
 };
 pub use frame::*;
 

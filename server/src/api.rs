@@ -28,16 +28,59 @@ pub const EVENTS_PER_MESSAGE_MAX: u32 = 1_000;
 
 /// Serves a client connection until it closes.
 pub async fn serve_client(conn: quinn::Connection, ctx: Arc<NodeCtx>) {
+    let budget = Arc::new(Semaphore::new(CONNECTION_FRAME_KIB_MAX));
     loop {
         let (send, recv) = match conn.accept_bi().await {
             Ok(stream) => stream,
             Err(_) => return,
         };
-        tokio::spawn(serve_stream(send, recv, ctx.clone()));
+        tokio::spawn(serve_stream(send, recv, ctx.clone(), budget.clone()));
     }
 }
 
-async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, ctx: Arc<NodeCtx>) {
+/// Bytes of frames being received that one connection may hold, in KiB (8 frames of the
+/// largest size): a client cannot make the node buffer more than this for it.
+pub const CONNECTION_FRAME_KIB_MAX: usize = 8 * (protocol::FRAME_BYTES_MAX >> 10);
+/// Bytes of frames being received that the node holds for all connections together, in KiB
+/// (512 MiB): beyond it, streams wait (backpressure) before reading the next frame's body.
+pub const NODE_FRAME_KIB_MAX: usize = 512 << 10;
+
+/// Frames up to this size are read without taking budget, bytes.
+pub const SMALL_FRAME_BYTES: usize = 64 << 10;
+
+/// Reads the next frame of a stream; frames above [`SMALL_FRAME_BYTES`] first take their size
+/// from the connection's and the node's byte budgets (released once read).
+async fn read_budgeted(
+    recv: &mut quinn::RecvStream,
+    connection: &Arc<Semaphore>,
+    node: &Arc<Semaphore>,
+) -> Result<Option<Vec<u8>>, protocol::FrameError> {
+    let Some(prefix) = protocol::read_prefix(recv).await? else {
+        return Ok(None);
+    };
+    let total = protocol::frame_len(&prefix, protocol::FRAME_BYTES_MAX)?;
+    if total <= SMALL_FRAME_BYTES {
+        // Ordinary requests: not queued behind big frames. What they can hold is bounded by
+        // streams x this size, and grows only with bytes that actually arrive.
+        return protocol::read_rest(recv, prefix, total).await.map(Some);
+    }
+    let kib = u32::try_from(total.div_ceil(1024)).unwrap_or(u32::MAX);
+    let closed = |_| protocol::FrameError::Io("node stopping".to_owned());
+    let _connection = connection
+        .clone()
+        .acquire_many_owned(kib)
+        .await
+        .map_err(closed)?;
+    let _node = node.clone().acquire_many_owned(kib).await.map_err(closed)?;
+    protocol::read_rest(recv, prefix, total).await.map(Some)
+}
+
+async fn serve_stream(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    ctx: Arc<NodeCtx>,
+    budget: Arc<Semaphore>,
+) {
     let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(protocol::FRAMES_IN_FLIGHT_PER_STREAM_MAX);
     let writer = tokio::spawn(async move {
         while let Some(mut frames) = out_rx.recv().await {
@@ -57,7 +100,7 @@ async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, 
     let inflight = Arc::new(Semaphore::new(protocol::FRAMES_IN_FLIGHT_PER_STREAM_MAX));
     let mut subscribed = false;
     loop {
-        let frame = match protocol::read_frame(&mut recv).await {
+        let frame = match read_budgeted(&mut recv, &budget, &ctx.frame_budget).await {
             Ok(Some(bytes)) => protocol::parse::<ClientFrame>(&bytes).map(|f| (f, bytes.len())),
             Ok(None) => break,
             Err(e) => Err(e),

@@ -125,6 +125,8 @@ pub struct NodeCtx {
     pub clock: Arc<Clock>,
     /// Raft timing.
     pub timings: RaftTimings,
+    /// Bytes of client frames being received, node-wide, in KiB (see `api::NODE_FRAME_KIB_MAX`).
+    pub frame_budget: Arc<Semaphore>,
 }
 
 /// A running node.
@@ -292,6 +294,7 @@ impl Node {
             faults,
             clock: config.clock.clone(),
             timings: config.timings,
+            frame_budget: Arc::new(Semaphore::new(crate::api::NODE_FRAME_KIB_MAX)),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         tokio::spawn(snapshot_policy(

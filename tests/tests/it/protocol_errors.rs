@@ -95,3 +95,39 @@ async fn an_empty_stream_is_closed_cleanly() {
     raw.connection.close(0u32.into(), b"done");
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_large_frames_hold_no_memory_and_block_no_one() {
+    // Found by the break-it pass: a 4-byte prefix announcing 4 MiB made the node allocate
+    // 4 MiB at once, so 256 such streams took 1 GiB that stayed. Now the buffer grows with the
+    // bytes that arrive, within a per-connection and a node-wide budget.
+    let cluster = TestCluster::start(
+        1,
+        Durability::Replicated {
+            flush_interval_ms: 50,
+        },
+    )
+    .await;
+    let raw = RawConnection::connect(&cluster.addr(1), &cluster.ca_path()).await;
+    let announced = (protocol::FRAME_BYTES_MAX as u32 - 4).to_le_bytes();
+    let mut held = Vec::new();
+    for _ in 0..60 {
+        let (mut send, recv) = raw.connection.open_bi().await.expect("open stream");
+        protocol::write_frame(&mut send, &announced)
+            .await
+            .expect("prefix");
+        protocol::write_frame(&mut send, &[1, 0, 7, 7, 7])
+            .await
+            .expect("a few bytes");
+        held.push((send, recv));
+    }
+    // Another stream of the same connection is still served at once.
+    let reply = raw.call(vec![Op::Status], Duration::from_secs(5)).await;
+    assert!(
+        matches!(reply, ServerMessage::Reply { id: 1, .. }),
+        "{reply:?}"
+    );
+    drop(held);
+    raw.connection.close(0u32.into(), b"done");
+    cluster.shutdown().await;
+}
