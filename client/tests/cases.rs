@@ -99,3 +99,21 @@ fn stockctl_case_prints_one_line_per_case_and_fails_on_failure() {
     );
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn stockctl_exits_quietly_when_its_reader_goes_away() {
+    // Found by the break-it pass: `stockctl ... | head -1` panicked with "Broken pipe".
+    let files: Vec<PathBuf> = case_files(&shared_cases()).into_iter().cycle().take(200).collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stockctl"))
+        .arg("case")
+        .args(&files)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run stockctl");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}

@@ -472,6 +472,7 @@ impl From<ClientError> for Fail {
 
 /// Runs stockctl with the process's arguments.
 pub fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     match run(cli) {
         Ok(exit) => exit.into(),
@@ -480,6 +481,28 @@ pub fn main() -> ExitCode {
             Exit::Failed.into()
         }
     }
+}
+
+/// Exit code when the reader of our output went away (128 + SIGPIPE, as a shell reports it).
+const EXIT_BROKEN_PIPE: i32 = 141;
+
+/// `stockctl ... | head` closes our stdout early; printing then fails, which `println!` turns
+/// into a panic. Exit quietly instead, as tools killed by SIGPIPE do (found by the break-it
+/// pass).
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("Broken pipe") {
+            std::process::exit(EXIT_BROKEN_PIPE);
+        }
+        default(info);
+    }));
 }
 
 /// Runs a parsed command line.
@@ -1298,8 +1321,11 @@ async fn print_read(client: &Client, out: &Out, result: ReadResult) -> Exit {
 }
 
 /// A change event as JSON, with its request id in hex like everywhere in stockctl.
-fn event_json(e: &ChangeEvent) -> Value {
-    let mut value = json!(e);
+pub(crate) fn event_json(e: &ChangeEvent) -> Value {
+    // serde_json has no 128-bit integers: serialize without the id, then add it as hex
+    // (found by the break-it pass: `stockctl --json changes` panicked on any real request id).
+    let without_id = ChangeEvent { request_id: None, ..e.clone() };
+    let mut value = serde_json::to_value(&without_id).unwrap_or(Value::Null);
     if let Some(obj) = value.as_object_mut() {
         obj.insert(
             "request_id".into(),

@@ -449,3 +449,26 @@ fn trust_and_addresses_are_checked() {
         .map(|c| c.nodes)
         .is_err_and(|Fail(why)| why.starts_with("--ca: /nonexistent/ca.pem")));
 }
+
+#[test]
+fn change_events_with_any_request_id_become_json() {
+    // Found by the break-it pass: serde_json cannot hold a u128, so real request ids made
+    // `stockctl --json changes` panic.
+    let event = ChangeEvent {
+        seq: 7,
+        log_index: 9,
+        timestamp_ms: 1_000,
+        request_id: Some(RequestId(u128::MAX - 1)),
+        cause: engine::query::Cause::Reserve,
+        sku: SkuId::from("A"),
+        location: LocationId::from("wh"),
+        balance: engine::Balance { on_hand: 5, reserved: 2, ..engine::Balance::default() },
+        shortfall: 0,
+    };
+    let value = event_json(&event);
+    assert_eq!(value["request_id"], "fffffffffffffffffffffffffffffffe");
+    assert_eq!(value["seq"], 7);
+    assert_eq!(value["balance"]["reserved"], 2);
+    let expiry = ChangeEvent { request_id: None, ..event };
+    assert!(event_json(&expiry)["request_id"].is_null());
+}
