@@ -138,6 +138,8 @@ async fn run(
     let inflight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT_MAX));
     let tick_pending = Arc::new(AtomicBool::new(false));
     let mut last_ts = 0u64;
+    let mut last_stamp: Option<(u64, u64)> = None;
+    let mut clock_distrusted = false;
     loop {
         let Ok(permit) = inflight.clone().acquire_owned().await else {
             return;
@@ -163,10 +165,28 @@ async fn run(
                     Err(_) => break,
                 }
             }
-        } else if !tick_due(id, &raft, &shared, &clock, &tick_pending) {
+        } else if !tick_due(
+            id,
+            &raft,
+            &shared,
+            crate::clock::next_stamp(last_stamp, clock.now_ms(), clock.monotonic_ms()),
+            &tick_pending,
+        ) {
             continue;
         }
-        last_ts = last_ts.max(clock.now_ms());
+        let (wall, monotonic) = (clock.now_ms(), clock.monotonic_ms());
+        let stamp = crate::clock::next_stamp(last_stamp, wall, monotonic);
+        let distrusted = stamp < wall;
+        if distrusted && !clock_distrusted {
+            tracing::warn!(
+                wall_ms = wall,
+                stamp_ms = stamp,
+                "the wall clock jumped ahead of the monotonic clock: stamping batches by the latter"
+            );
+        }
+        clock_distrusted = distrusted;
+        last_stamp = Some((stamp, monotonic));
+        last_ts = last_ts.max(stamp);
         let tick = batch.is_empty();
         let (requests, replies): (Vec<Request>, Vec<oneshot::Sender<WriteResult>>) =
             batch.into_iter().map(|p| (p.request, p.reply)).unzip();
@@ -243,7 +263,7 @@ fn tick_due(
     id: NodeId,
     raft: &Raft,
     shared: &Shared,
-    clock: &Clock,
+    stamp_ms: u64,
     tick_pending: &AtomicBool,
 ) -> bool {
     if tick_pending.load(Ordering::Acquire) || raft.metrics().borrow().current_leader != Some(id) {
@@ -254,7 +274,10 @@ fn tick_due(
         .read()
         .expect("ledger lock poisoned")
         .next_deadline_ms();
-    next.is_some_and(|at| at <= clock.now_ms())
+    // The time the tick would carry, capped like the ledger's time: a clock beyond the year
+    // 9999 (or one that jumped ahead) must not make a deadline look due forever while the ticks
+    // never reach it (a tick storm, found by the break-it pass).
+    next.is_some_and(|at| at <= stamp_ms.min(engine::limits::TIMESTAMP_MS_MAX))
 }
 
 /// The queue of linearizable reads waiting for a leadership check.
