@@ -107,7 +107,7 @@ struct ClusterArgs {
     /// Log durability of the local cluster.
     #[arg(long, value_enum, default_value_t = DurabilityArg::Replicated)]
     durability: DurabilityArg,
-    /// Raft entries between snapshots on the local cluster (default: the server's, 20,000).
+    /// Raft entries between snapshots on the local cluster (default: the server's, 100,000).
     #[arg(long)]
     snapshot_every: Option<u64>,
 }

@@ -33,12 +33,39 @@ pub const DEFAULT_DATA_DIR: &str = "stockd-data";
 /// Most nodes `stockd dev` starts.
 pub const DEV_NODES_MAX: u16 = 9;
 
+/// How to run a real cluster (shown by `stockd --help`).
+const CLUSTER_HELP: &str = "\
+With no options: a single-node cluster, node 1 on 127.0.0.1:7400, data in ./stockd-data.
+
+A cluster of three machines (or processes):
+  1. One cluster CA, one certificate per node (nodes accept only peers signed by the CA):
+       stockd certs --ca-dir ca --out node1 --name 10.0.0.1      (then node2, node3)
+     Copy nodeN/ (node.pem, node.key, ca.pem) to node N; keep ca/ca.key safe.
+  2. On each node, the same --peer list (all initial voters), its own id and address:
+       stockd --id 1 --listen 10.0.0.1:7400 --tls-dir node1 --data-dir /var/lib/stockd \\
+              --peer 1=10.0.0.1:7400 --peer 2=10.0.0.2:7400 --peer 3=10.0.0.3:7400
+     (or --ca-dir ca on one machine: certificates are issued at first start.)
+  3. Clients trust ca.pem: stockctl --connect 10.0.0.1:7400 --ca ca.pem status
+To add a node later: start it with --join (it waits, uninitialised), then
+  stockctl add-node ID HOST:PORT (it becomes a voter once it has caught up).
+
+The same options in a TOML file (--config FILE; flags win):
+  id = 1
+  listen = \"10.0.0.1:7400\"
+  data_dir = \"/var/lib/stockd\"
+  durability = \"fsync\"          # or \"replicated\" (default)
+  flush_interval_ms = 50          # replicated mode: background flush period
+  peers = [\"1=10.0.0.1:7400\", \"2=10.0.0.2:7400\", \"3=10.0.0.3:7400\"]
+  tls_dir = \"/etc/stockd/node1\"  # node.pem, node.key, ca.pem
+  join = false";
+
 /// `stockd`: the stockd server.
 #[derive(Debug, Parser)]
 #[command(
     name = "stockd",
     version,
-    about = "stockd: a replicated, real-time inventory ledger"
+    about = "stockd: a replicated, real-time inventory ledger",
+    after_help = CLUSTER_HELP
 )]
 pub struct Cli {
     /// Run something else than a node.
@@ -124,6 +151,9 @@ pub struct NodeArgs {
     /// Directory of the CA that issues this node's certificate if it has none.
     #[arg(long)]
     pub ca_dir: Option<PathBuf>,
+    /// Start without initialising a cluster: wait to be added by `stockctl add-node`.
+    #[arg(long)]
+    pub join: bool,
 }
 
 /// The TOML file's keys (all optional).
@@ -140,6 +170,8 @@ struct FileConfig {
     peers: Vec<String>,
     tls_dir: Option<PathBuf>,
     ca_dir: Option<PathBuf>,
+    #[serde(default)]
+    join: bool,
 }
 
 /// Parses `ID=HOST:PORT`.
@@ -196,7 +228,14 @@ impl NodeArgs {
             id,
             addr: advertise.clone().unwrap_or_else(|| listen.to_string()),
         };
-        if members.is_empty() {
+        let join = self.join || file.join;
+        if join {
+            if !members.is_empty() {
+                return Err(
+                    "--join starts a node that waits to be added: it takes no --peer".to_owned(),
+                );
+            }
+        } else if members.is_empty() {
             members.push(me);
         } else if !members.iter().any(|m| m.id == id) {
             return Err(format!(
@@ -347,6 +386,14 @@ mod tests {
         .resolve()
         .is_err());
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn join_starts_uninitialised_and_takes_no_peers() {
+        let args = NodeArgs { join: true, ..NodeArgs::default() };
+        assert!(args.resolve().expect("resolves").initial_members.is_empty());
+        let args = NodeArgs { join: true, peers: vec!["1=h:1".to_owned()], ..NodeArgs::default() };
+        assert!(args.resolve().is_err());
     }
 
     #[test]
