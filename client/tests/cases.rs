@@ -103,7 +103,11 @@ fn stockctl_case_prints_one_line_per_case_and_fails_on_failure() {
 #[test]
 fn stockctl_exits_quietly_when_its_reader_goes_away() {
     // Found by the break-it pass: `stockctl ... | head -1` panicked with "Broken pipe".
-    let files: Vec<PathBuf> = case_files(&shared_cases()).into_iter().cycle().take(200).collect();
+    let files: Vec<PathBuf> = case_files(&shared_cases())
+        .into_iter()
+        .cycle()
+        .take(200)
+        .collect();
     let mut child = Command::new(env!("CARGO_BIN_EXE_stockctl"))
         .arg("case")
         .args(&files)

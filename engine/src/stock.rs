@@ -106,7 +106,7 @@ impl Ledger {
                 if entry.scale != scale && !entry.locations.is_empty() {
                     return Err(Rejection::InvalidState {
                         kind: ObjectKind::Sku,
-                        state: format!("has stock at scale {}", entry.scale),
+                        state: format!("in use at scale {} (it has balances)", entry.scale),
                     });
                 }
                 entry.scale = scale;

@@ -1324,7 +1324,10 @@ async fn print_read(client: &Client, out: &Out, result: ReadResult) -> Exit {
 pub(crate) fn event_json(e: &ChangeEvent) -> Value {
     // serde_json has no 128-bit integers: serialize without the id, then add it as hex
     // (found by the break-it pass: `stockctl --json changes` panicked on any real request id).
-    let without_id = ChangeEvent { request_id: None, ..e.clone() };
+    let without_id = ChangeEvent {
+        request_id: None,
+        ..e.clone()
+    };
     let mut value = serde_json::to_value(&without_id).unwrap_or(Value::Null);
     if let Some(obj) = value.as_object_mut() {
         obj.insert(

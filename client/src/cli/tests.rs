@@ -462,13 +462,20 @@ fn change_events_with_any_request_id_become_json() {
         cause: engine::query::Cause::Reserve,
         sku: SkuId::from("A"),
         location: LocationId::from("wh"),
-        balance: engine::Balance { on_hand: 5, reserved: 2, ..engine::Balance::default() },
+        balance: engine::Balance {
+            on_hand: 5,
+            reserved: 2,
+            ..engine::Balance::default()
+        },
         shortfall: 0,
     };
     let value = event_json(&event);
     assert_eq!(value["request_id"], "fffffffffffffffffffffffffffffffe");
     assert_eq!(value["seq"], 7);
     assert_eq!(value["balance"]["reserved"], 2);
-    let expiry = ChangeEvent { request_id: None, ..event };
+    let expiry = ChangeEvent {
+        request_id: None,
+        ..event
+    };
     assert!(event_json(&expiry)["request_id"].is_null());
 }
