@@ -18,6 +18,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,openraft=warn,quinn=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // A broken ledger invariant (or any other bug) must stop the node rather than let it
     // diverge from its replicas: every panic, in any task, aborts the process.
