@@ -390,9 +390,16 @@ mod tests {
 
     #[test]
     fn join_starts_uninitialised_and_takes_no_peers() {
-        let args = NodeArgs { join: true, ..NodeArgs::default() };
+        let args = NodeArgs {
+            join: true,
+            ..NodeArgs::default()
+        };
         assert!(args.resolve().expect("resolves").initial_members.is_empty());
-        let args = NodeArgs { join: true, peers: vec!["1=h:1".to_owned()], ..NodeArgs::default() };
+        let args = NodeArgs {
+            join: true,
+            peers: vec!["1=h:1".to_owned()],
+            ..NodeArgs::default()
+        };
         assert!(args.resolve().is_err());
     }
 
