@@ -315,3 +315,25 @@ impl RawConnection {
             .map(|frame| protocol::parse(&frame).expect("decodable reply"))
     }
 }
+
+/// The definition of a plain warehouse `id` (every channel, no pickup, no coordinates).
+pub fn warehouse(id: &str) -> engine::Command {
+    engine::Command::DefineLocation(engine::LocationDef {
+        location: engine::LocationId::from(id),
+        kind: engine::LocationKind::Warehouse,
+        pickup: false,
+        coordinates: None,
+        channels: None,
+    })
+}
+
+/// A count: on_hand of `sku` at `location` := `qty`.
+pub fn count(sku: &str, location: &str, qty: i64) -> engine::Command {
+    engine::Command::SetOnHand {
+        sku: engine::SkuId::from(sku),
+        location: engine::LocationId::from(location),
+        qty,
+        reason: engine::Reason::from("count"),
+        expected: None,
+    }
+}

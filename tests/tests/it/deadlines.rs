@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 
 use engine::query::{Cause, ReservationState};
 use engine::{
-    Answer, ChannelId, Command, Line, LocationDef, LocationId, LocationKind, Query, Reason, Reply,
-    ReservationId, SkuId, Target,
+    Answer, ChannelId, Command, Line, LocationId, Query, Reply, ReservationId, SkuId, Target,
 };
 use protocol::Consistency;
 use server::raft::log_store::Durability;
@@ -24,26 +23,14 @@ async fn a_hold_expires_in_the_feed_without_any_write() {
     )
     .await;
     let client = cluster.client().await;
-    let define = Command::DefineLocation(LocationDef {
-        location: LocationId::from("wh"),
-        kind: LocationKind::Warehouse,
-        pickup: false,
-        coordinates: None,
-        channels: None,
-    });
+    let define = tests::warehouse("wh");
     client
         .write(define)
         .await
         .expect("define")
         .outcome
         .expect("ok");
-    let count = Command::SetOnHand {
-        sku: SkuId::from("A"),
-        location: LocationId::from("wh"),
-        qty: 3,
-        reason: Reason::from("count"),
-        expected: None,
-    };
+    let count = tests::count("A", "wh", 3);
     client
         .write(count)
         .await

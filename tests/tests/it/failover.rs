@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use client::Client;
 use engine::{
-    Answer, ChannelId, Code, Command, Line, LocationDef, LocationId, LocationKind, Query, Reason,
-    ReservationId, SkuId, Target,
+    Answer, ChannelId, Code, Command, Line, LocationId, Query, Reason, ReservationId, SkuId, Target,
 };
 use protocol::Consistency;
 use server::raft::log_store::Durability;
@@ -38,13 +37,7 @@ struct Log {
 }
 
 async fn setup(client: &Client) {
-    let location = Command::DefineLocation(LocationDef {
-        location: LocationId::from("wh"),
-        kind: LocationKind::Warehouse,
-        pickup: false,
-        coordinates: None,
-        channels: None,
-    });
+    let location = tests::warehouse("wh");
     client
         .write(location)
         .await

@@ -4,10 +4,7 @@
 use std::time::Duration;
 
 use engine::query::Cause;
-use engine::{
-    ChannelId, Command, Line, LocationDef, LocationId, LocationKind, Reason, ReservationId, SkuId,
-    Target,
-};
+use engine::{ChannelId, Command, Line, LocationId, ReservationId, SkuId, Target};
 use server::raft::log_store::Durability;
 use tests::TestCluster;
 
@@ -22,26 +19,14 @@ async fn a_subscriber_sees_every_change_in_order() {
     .await;
     let client = cluster.client().await;
     let mut feed = client.subscribe(1).await.expect("subscribe");
-    let define = Command::DefineLocation(LocationDef {
-        location: LocationId::from("wh"),
-        kind: LocationKind::Warehouse,
-        pickup: false,
-        coordinates: None,
-        channels: None,
-    });
+    let define = tests::warehouse("wh");
     client
         .write(define)
         .await
         .expect("define")
         .outcome
         .expect("ok");
-    let count = Command::SetOnHand {
-        sku: SkuId::from("A"),
-        location: LocationId::from("wh"),
-        qty: 5,
-        reason: Reason::from("count"),
-        expected: None,
-    };
+    let count = tests::count("A", "wh", 5);
     let counted = client.write(count).await.expect("count");
     let reserve = Command::Reserve {
         reservation: ReservationId::from("r1"),

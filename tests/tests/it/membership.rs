@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use engine::{Command, LocationDef, LocationId, LocationKind};
 use protocol::NodeAddr;
 use server::raft::log_store::Durability;
 use tests::{fast_timings, TestCluster};
@@ -50,13 +49,7 @@ async fn an_unreachable_node_stays_a_learner_and_the_cluster_keeps_its_quorum() 
     // Losing one of the three voters still leaves a majority.
     let other = (1..=3).find(|id| *id != leader).expect("a follower");
     cluster.kill(other).await;
-    let define = Command::DefineLocation(LocationDef {
-        location: LocationId::from("wh"),
-        kind: LocationKind::Warehouse,
-        pickup: false,
-        coordinates: None,
-        channels: None,
-    });
+    let define = tests::warehouse("wh");
     client
         .write(define)
         .await

@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use engine::{
-    Command, LocationDef, LocationId, LocationKind, Query, Reason, Request, RequestId, SkuId,
-};
+use engine::{Command, LocationId, Query, Reason, Request, RequestId, SkuId};
 use protocol::{Consistency, Op, OpResult, ServerMessage};
 use server::raft::log_store::Durability;
 use tests::{RawConnection, TestCluster};
@@ -30,13 +28,7 @@ async fn isolated_leader_cannot_acknowledge_and_heals() {
     )
     .await;
     let client = cluster.client().await;
-    let define = Command::DefineLocation(LocationDef {
-        location: LocationId::from("wh"),
-        kind: LocationKind::Warehouse,
-        pickup: false,
-        coordinates: None,
-        channels: None,
-    });
+    let define = tests::warehouse("wh");
     client
         .write(define)
         .await

@@ -4,22 +4,14 @@
 use std::time::Duration;
 
 use client::Client;
-use engine::{
-    Answer, ChannelId, Command, LocationDef, LocationId, LocationKind, Query, Reason, SkuId, Target,
-};
+use engine::{Answer, ChannelId, Command, LocationId, Query, Reason, SkuId, Target};
 use protocol::Consistency;
 use server::node::RaftTimings;
 use server::raft::log_store::Durability;
 use tests::{fast_timings, TestCluster};
 
 async fn define(client: &Client) {
-    let define = Command::DefineLocation(LocationDef {
-        location: LocationId::from("wh"),
-        kind: LocationKind::Warehouse,
-        pickup: false,
-        coordinates: None,
-        channels: None,
-    });
+    let define = tests::warehouse("wh");
     client
         .write(define)
         .await
