@@ -15,6 +15,8 @@ pub struct Qty(pub String);
 
 /// Parses a display quantity's syntax.
 pub fn qty(text: &str) -> Result<Qty, String> {
+    // `+3` reads as a receipt of 3 (`adjust A@wh1 +3`).
+    let text = text.strip_prefix('+').unwrap_or(text);
     match parse_display(text, engine::limits::SCALE_MAX) {
         Err(UnitError::Malformed) => Err(format!(
             "{text:?} is not a decimal quantity ([-]digits[.digits])"

@@ -127,10 +127,10 @@ pub enum Cmd {
         #[arg(value_parser = args::at)]
         at: AtArg,
         /// Counted quantity.
-        #[arg(value_parser = args::qty)]
+        #[arg(value_parser = args::qty, allow_negative_numbers = true)]
         qty: Qty,
         /// on_hand the counter saw (`conflict` if it differs).
-        #[arg(long, value_parser = args::qty)]
+        #[arg(long, value_parser = args::qty, allow_negative_numbers = true)]
         expected: Option<Qty>,
         /// Why.
         #[arg(long, default_value = "count")]
@@ -154,7 +154,7 @@ pub enum Cmd {
         #[arg(value_parser = args::at)]
         at: AtArg,
         /// Quantity.
-        #[arg(value_parser = args::qty)]
+        #[arg(value_parser = args::qty, allow_negative_numbers = true)]
         qty: Qty,
     },
     /// Mark units unavailable (damaged, quarantine, QC).
@@ -163,7 +163,7 @@ pub enum Cmd {
         #[arg(value_parser = args::at)]
         at: AtArg,
         /// Quantity.
-        #[arg(value_parser = args::qty)]
+        #[arg(value_parser = args::qty, allow_negative_numbers = true)]
         qty: Qty,
         /// Why.
         #[arg(long, default_value = "unavailable")]
@@ -175,7 +175,7 @@ pub enum Cmd {
         #[arg(value_parser = args::at)]
         at: AtArg,
         /// Quantity.
-        #[arg(value_parser = args::qty)]
+        #[arg(value_parser = args::qty, allow_negative_numbers = true)]
         qty: Qty,
         /// Why.
         #[arg(long, default_value = "restore")]
@@ -187,7 +187,7 @@ pub enum Cmd {
         #[arg(value_parser = args::at)]
         at: AtArg,
         /// Quantity.
-        #[arg(value_parser = args::qty)]
+        #[arg(value_parser = args::qty, allow_negative_numbers = true)]
         qty: Qty,
     },
     /// Hold stock for a checkout: all lines or none.
@@ -263,7 +263,7 @@ pub enum Cmd {
         /// New location.
         to: String,
         /// Quantity.
-        #[arg(value_parser = args::qty)]
+        #[arg(value_parser = args::qty, allow_negative_numbers = true)]
         qty: Qty,
     },
     /// Tell the customer a pickup order is ready.
@@ -297,7 +297,7 @@ pub enum Cmd {
         /// Receiving location.
         to: String,
         /// Quantity.
-        #[arg(value_parser = args::qty)]
+        #[arg(value_parser = args::qty, allow_negative_numbers = true)]
         qty: Qty,
     },
     /// Receive a shipped transfer (the rest is lost in transit).

@@ -479,3 +479,16 @@ fn change_events_with_any_request_id_become_json() {
     };
     assert!(event_json(&expiry)["request_id"].is_null());
 }
+
+#[test]
+fn signed_quantities_parse_and_negative_counts_reach_the_ledger() {
+    // Found by the break-it pass: `adjust A@wh1 +3` was rejected although the help says
+    // "Receipt (+)", and `set-on-hand A@wh1 -1` was a command-line error instead of the
+    // ledger's typed `invalid`.
+    let cli = parse(&["adjust", "A@wh1", "+3"]);
+    assert!(matches!(&cli.command, Cmd::Adjust { delta, .. } if delta.0 == "3"));
+    let cli = parse(&["adjust", "A@wh1", "-2"]);
+    assert!(matches!(&cli.command, Cmd::Adjust { delta, .. } if delta.0 == "-2"));
+    let cli = parse(&["set-on-hand", "A@wh1", "-1"]);
+    assert!(matches!(&cli.command, Cmd::SetOnHand { qty, .. } if qty.0 == "-1"));
+}
