@@ -164,6 +164,20 @@ impl Node {
         if config.id == 0 {
             return Err(StartError("node id must be > 0".to_owned()));
         }
+        // Check the address first, so that a taken port fails before any file is created.
+        std::net::UdpSocket::bind(config.listen)
+            .map_err(|e| start_err(&format!("binding {}", config.listen), e))?;
+        if let (Some(tls_dir), None) = (&config.tls_dir, &config.ca_dir) {
+            // An explicit TLS directory must hold the node's certificate: creating a new CA
+            // there (a typo in the path) would make a node no peer trusts.
+            if !tls::paths(tls_dir).2.exists() {
+                return Err(StartError(format!(
+                    "{}: no node.pem (give --ca-dir to issue one from the cluster CA, or run \
+                     `stockd certs`)",
+                    tls_dir.display()
+                )));
+            }
+        }
         std::fs::create_dir_all(&config.data_dir).map_err(|e| start_err("data directory", e))?;
         let tls_dir = config
             .tls_dir
@@ -202,8 +216,8 @@ impl Node {
             .map_or(0, |l| l.index);
 
         let server = tls::server_config(&identity, &ca).map_err(|e| start_err("TLS", e))?;
-        let endpoint =
-            quinn::Endpoint::server(server, config.listen).map_err(|e| start_err("binding", e))?;
+        let endpoint = quinn::Endpoint::server(server, config.listen)
+            .map_err(|e| start_err(&format!("binding {}", config.listen), e))?;
         let local_addr = endpoint.local_addr().map_err(|e| start_err("binding", e))?;
         let addr = config
             .advertise
