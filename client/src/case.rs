@@ -697,6 +697,28 @@ impl<'a> Runner<'a> {
     }
 }
 
+/// The case directories of a workspace at `root`: the shared cases (`$STOCKD_SHARED/cases`,
+/// else `../shared/cases` next to the workspace), then the project's own (`tests/cases`).
+pub fn case_dirs(root: &std::path::Path) -> [std::path::PathBuf; 2] {
+    let shared = std::env::var_os("STOCKD_SHARED")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("../shared"));
+    [shared.join("cases"), root.join("tests/cases")]
+}
+
+/// The `.case` files of `dir`, sorted by name.
+pub fn case_files(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|x| x == "case") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 /// Default collection window of a pickup order without `deadline=`: 48 hours.
 pub const DEFAULT_PICKUP_MS: u64 = 48 * 3_600_000;
 

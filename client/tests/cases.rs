@@ -13,23 +13,14 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// The shared cases: `$STOCKD_SHARED/cases`, else `../shared/cases` next to the workspace.
+/// The shared cases' directory.
 fn shared_cases() -> PathBuf {
-    std::env::var_os("STOCKD_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("../shared"))
-        .join("cases")
+    client::case::case_dirs(&workspace())[0].clone()
 }
 
 fn case_files(dir: &Path) -> Vec<PathBuf> {
-    let entries = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("cannot read case directory {}: {e}", dir.display()));
-    let mut files: Vec<PathBuf> = entries
-        .map(|e| e.expect("directory entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "case"))
-        .collect();
-    files.sort();
-    files
+    client::case::case_files(dir)
+        .unwrap_or_else(|e| panic!("cannot read case directory {}: {e}", dir.display()))
 }
 
 fn run_dir(dir: &Path) -> (usize, Vec<String>) {

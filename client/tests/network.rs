@@ -707,21 +707,13 @@ fn workspace() -> PathBuf {
 }
 
 fn case_files() -> Vec<PathBuf> {
-    let shared = std::env::var_os("STOCKD_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("../shared"));
-    let mut files = Vec::new();
-    for dir in [shared.join("cases"), workspace().join("tests/cases")] {
-        let entries = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()));
-        files.extend(
-            entries
-                .map(|e| e.expect("entry").path())
-                .filter(|p| p.extension().is_some_and(|x| x == "case")),
-        );
-    }
-    files.sort();
-    files
+    client::case::case_dirs(&workspace())
+        .iter()
+        .flat_map(|dir| {
+            client::case::case_files(dir)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        })
+        .collect()
 }
 
 #[test]

@@ -18,18 +18,10 @@ fn workspace() -> PathBuf {
 }
 
 fn case_files() -> Vec<PathBuf> {
-    let shared = std::env::var_os("STOCKD_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("../shared"))
-        .join("cases");
     let mut files = Vec::new();
-    for dir in [shared, workspace().join("tests/cases")] {
-        let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-        let mut found: Vec<PathBuf> = entries
-            .map(|e| e.expect("entry").path())
-            .filter(|p| p.extension().is_some_and(|x| x == "case"))
-            .collect();
-        found.sort();
+    for dir in client::case::case_dirs(&workspace()) {
+        let found =
+            client::case::case_files(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         assert!(!found.is_empty(), "no cases in {}", dir.display());
         files.extend(found);
     }
