@@ -56,6 +56,17 @@ impl TestCluster {
         TestCluster::start_with(n, durability, fast_timings()).await
     }
 
+    /// [`TestCluster::start`] in the default `replicated` durability (50 ms flush interval).
+    pub async fn replicated(n: u64) -> TestCluster {
+        TestCluster::start(
+            n,
+            Durability::Replicated {
+                flush_interval_ms: 50,
+            },
+        )
+        .await
+    }
+
     /// [`TestCluster::start`] with other Raft timings.
     pub async fn start_with(n: u64, durability: Durability, timings: RaftTimings) -> TestCluster {
         let mut cluster = TestCluster {

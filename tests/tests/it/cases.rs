@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use client::case::run_case;
 use client::cluster_target::{options_for, ClusterTarget};
-use server::raft::log_store::Durability;
 use tests::TestCluster;
 
 fn workspace() -> PathBuf {
@@ -35,12 +34,7 @@ fn every_case_passes_against_a_three_node_cluster() {
         .enable_all()
         .build()
         .expect("runtime");
-    let cluster = runtime.block_on(TestCluster::start(
-        3,
-        Durability::Replicated {
-            flush_interval_ms: 50,
-        },
-    ));
+    let cluster = runtime.block_on(TestCluster::replicated(3));
     let mut target =
         ClusterTarget::connect(cluster.client_config(cluster.addrs())).expect("client connects");
     let clock = cluster.clock();

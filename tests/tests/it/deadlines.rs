@@ -10,18 +10,11 @@ use engine::{
     Answer, ChannelId, Command, Line, LocationId, Query, Reply, ReservationId, SkuId, Target,
 };
 use protocol::Consistency;
-use server::raft::log_store::Durability;
 use tests::TestCluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hold_expires_in_the_feed_without_any_write() {
-    let cluster = TestCluster::start(
-        3,
-        Durability::Replicated {
-            flush_interval_ms: 50,
-        },
-    )
-    .await;
+    let cluster = TestCluster::replicated(3).await;
     let client = cluster.client().await;
     let define = tests::warehouse("wh");
     client

@@ -16,7 +16,6 @@ use engine::{
     Answer, ChannelId, Code, Command, Line, LocationId, Query, Reason, ReservationId, SkuId, Target,
 };
 use protocol::Consistency;
-use server::raft::log_store::Durability;
 use tests::TestCluster;
 
 const SKUS: usize = 4;
@@ -104,13 +103,7 @@ async fn worker(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_kill_under_load_loses_nothing_and_applies_nothing_twice() {
-    let mut cluster = TestCluster::start(
-        3,
-        Durability::Replicated {
-            flush_interval_ms: 50,
-        },
-    )
-    .await;
+    let mut cluster = TestCluster::replicated(3).await;
     let client = cluster.client().await;
     setup(&client).await;
 

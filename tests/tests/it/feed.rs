@@ -5,18 +5,11 @@ use std::time::Duration;
 
 use engine::query::Cause;
 use engine::{ChannelId, Command, Line, LocationId, ReservationId, SkuId, Target};
-use server::raft::log_store::Durability;
 use tests::TestCluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_sees_every_change_in_order() {
-    let cluster = TestCluster::start(
-        3,
-        Durability::Replicated {
-            flush_interval_ms: 50,
-        },
-    )
-    .await;
+    let cluster = TestCluster::replicated(3).await;
     let client = cluster.client().await;
     let mut feed = client.subscribe(1).await.expect("subscribe");
     let define = tests::warehouse("wh");

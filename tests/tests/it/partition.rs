@@ -3,30 +3,13 @@
 
 use std::time::Duration;
 
-use engine::{Command, LocationId, Query, Reason, Request, RequestId, SkuId};
+use engine::{Query, Request, RequestId};
 use protocol::{Consistency, Op, OpResult, ServerMessage};
-use server::raft::log_store::Durability;
 use tests::{RawConnection, TestCluster};
-
-fn count(qty: i64) -> Command {
-    Command::SetOnHand {
-        sku: SkuId::from("A"),
-        location: LocationId::from("wh"),
-        qty,
-        reason: Reason::from("count"),
-        expected: None,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolated_leader_cannot_acknowledge_and_heals() {
-    let cluster = TestCluster::start(
-        3,
-        Durability::Replicated {
-            flush_interval_ms: 50,
-        },
-    )
-    .await;
+    let cluster = TestCluster::replicated(3).await;
     let client = cluster.client().await;
     let define = tests::warehouse("wh");
     client
@@ -36,7 +19,7 @@ async fn isolated_leader_cannot_acknowledge_and_heals() {
         .outcome
         .expect("ok");
     client
-        .write(count(1))
+        .write(tests::count("A", "wh", 1))
         .await
         .expect("count")
         .outcome
@@ -50,7 +33,7 @@ async fn isolated_leader_cannot_acknowledge_and_heals() {
     let raw = RawConnection::connect(&cluster.addr(old), &cluster.ca_path()).await;
     let write = Op::Write(Request {
         request_id: RequestId(0x5eed),
-        command: count(99),
+        command: tests::count("A", "wh", 99),
     });
     let reply = raw.call(vec![write], Duration::from_secs(10)).await;
     let ServerMessage::Reply { results, .. } = reply else {
@@ -77,7 +60,7 @@ async fn isolated_leader_cannot_acknowledge_and_heals() {
     let new = cluster.wait_leader(Duration::from_secs(10)).await;
     assert_ne!(new, old);
     client
-        .write(count(2))
+        .write(tests::count("A", "wh", 2))
         .await
         .expect("majority write")
         .outcome
