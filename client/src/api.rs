@@ -5,11 +5,18 @@
 //! `Op::Status` on the known nodes, then followed through `not_leader` hints); `local` and
 //! `at_least` reads go to one node of the list, moving to the next one when it fails.
 //!
+//! Dead nodes cost nothing after the first failure: [`Client::connect`] dials every seed at
+//! once and goes on with the first that answers; the leader, once found, is remembered across
+//! calls; a leader search asks every node at once and stops as soon as a node says it leads
+//! and a majority of its voters answered, without waiting for silent nodes; a node whose dial
+//! failed is not dialed again for [`crate::pool::DIAL_RETRY_MS`]; a node that answers
+//! `removed` is dropped from the list.
+//!
 //! Retrying ([`crate::retry`]): every attempt re-sends the SAME operations, so a write keeps
 //! its request id however often it is retried; in a batch, only the operations that failed
 //! with a retryable node error are sent again. Ledger rejections are final outcomes.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +25,9 @@ use std::time::{Duration, Instant};
 use engine::query::ChangeEvent;
 use engine::{Answer, Command, Outcome, Query, Rejection, Request, RequestId};
 use protocol::tls::Trust;
-use protocol::{AdminOp, Consistency, NodeAddr, NodeStatus, Op, OpResult, Role};
+use protocol::{
+    AdminOp, Consistency, MemberState, NodeAddr, NodeStatus, Op, OpResult, Role, ServerError,
+};
 use tokio::sync::mpsc;
 
 use crate::channel::{CallError, Channel};
@@ -66,6 +75,15 @@ const SUBSCRIPTION_BUFFER_BATCHES: usize = 16;
 
 /// Longest wait for a node's status while looking for the leader, ms.
 const PROBE_TIMEOUT_MS_MAX: u64 = 2_000;
+
+/// Shortest wait for one attempt of an admin operation, ms: what a node may take to answer
+/// ([`protocol::ADMIN_REPLY_MS_MAX`]) plus a margin for the round trip. A shorter wait would
+/// retry an operation that is still running and report a failure for a change that happens.
+pub const ADMIN_ATTEMPT_MS_MIN: u64 = protocol::ADMIN_REPLY_MS_MAX + 1_000;
+
+/// Leaders asked in turn by [`Client::leader_status`] before it gives up (a leader can lose
+/// its role between the search and the question).
+const LEADER_STATUS_TRIES: usize = 3;
 
 impl ClientConfig {
     /// Defaults: 5 s per attempt, 30 s per call, 20 retries with backoff from 10 ms to 1 s,
@@ -172,7 +190,10 @@ enum Route {
 struct Inner {
     policy: RetryPolicy,
     timeout: Duration,
-    pool: Pool,
+    pool: Arc<Pool>,
+    /// Dials to seeds still running after [`Client::connect`] returned with the first one that
+    /// answered; dropping the client aborts them.
+    seed_dials: Mutex<tokio::task::JoinSet<(usize, Result<(), CallError>)>>,
     /// Known nodes: the seeds, then members learned from status answers.
     nodes: Mutex<Vec<String>>,
     /// The leader, as last learned.
@@ -215,7 +236,9 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Checks the configuration and connects to the first reachable seed node.
+    /// Checks the configuration and dials every seed node at once; returns as soon as one
+    /// answers (the other dials go on and leave their connections in the pool), so a dead
+    /// seed does not delay it. Fails if no seed answers within the connect timeout.
     pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
         config.check()?;
         let quic = protocol::tls::client_config(&config.trust)
@@ -229,13 +252,14 @@ impl Client {
                     backoff_ms_max: config.backoff_ms_max,
                 },
                 timeout: Duration::from_millis(config.timeout_ms),
-                pool: Pool::new(
+                pool: Arc::new(Pool::new(
                     quic,
                     config.streams_per_connection,
                     config.frames_in_flight_per_stream,
                     config.coalesce_ops,
                     Duration::from_millis(config.connect_timeout_ms),
-                ),
+                )),
+                seed_dials: Mutex::new(tokio::task::JoinSet::new()),
                 nodes: Mutex::new(config.nodes.clone()),
                 leader: Mutex::new(None),
                 searching: tokio::sync::Mutex::new(()),
@@ -244,23 +268,46 @@ impl Client {
                 suspects: Mutex::new(std::collections::HashMap::new()),
             }),
         };
+        client.dial_seeds(&config.nodes).await?;
+        Ok(client)
+    }
+
+    /// Dials every seed at once; returns when the first connects (it becomes the node for
+    /// [`Route::Any`]), leaving the other dials running in [`Inner::seed_dials`].
+    async fn dial_seeds(&self, seeds: &[String]) -> Result<(), ClientError> {
+        let mut dials = tokio::task::JoinSet::new();
+        for (i, node) in seeds.iter().cloned().enumerate() {
+            let pool = self.inner.pool.clone();
+            dials.spawn(async move { (i, pool.get(&node).await.map(|_| ())) });
+        }
         let mut last = None;
-        for (i, node) in config.nodes.iter().enumerate() {
-            match client.inner.pool.get(node).await {
-                Ok(_) => {
-                    client.inner.rotate.store(i, Ordering::Relaxed);
-                    return Ok(client);
+        while let Some(joined) = dials.join_next().await {
+            match joined {
+                Ok((i, Ok(()))) => {
+                    self.inner.rotate.store(i, Ordering::Relaxed);
+                    *lock(&self.inner.seed_dials) = dials;
+                    return Ok(());
                 }
-                Err(e) => last = Some(e),
+                Ok((i, Err(e))) => {
+                    self.suspect(&seeds[i]);
+                    last = Some(e);
+                }
+                Err(e) => last = Some(CallError::Closed(format!("dial task: {e}"))),
             }
         }
         Err(ClientError::GaveUp {
-            attempts: config.nodes.len() as u32,
+            attempts: seeds.len() as u32,
             last: match last {
                 Some(CallError::Closed(why)) => Failure::Transport(why),
                 _ => Failure::NoReply,
             },
         })
+    }
+
+    /// Connection attempts this client started to `node` (`host:port`) so far: a dead node
+    /// should be dialed once, not once per call.
+    pub fn dial_attempts(&self, node: &str) -> u64 {
+        self.inner.pool.dial_attempts(node)
     }
 
     /// The nodes this client knows: the seeds, then members learned from the cluster.
@@ -385,26 +432,60 @@ impl Client {
         }
     }
 
+    /// The leader's status: its view of every member with how far each one's log goes
+    /// ([`NodeStatus::membership`]). Fails if no node says it leads.
+    pub async fn leader_status(&self) -> Result<NodeStatus, ClientError> {
+        let mut last = ClientError::Unexpected("no node says it leads".into());
+        for _ in 0..LEADER_STATUS_TRIES {
+            let leader = self.pick(&Route::Leader).await;
+            match self.probe(&leader, self.inner.timeout).await {
+                Ok(status) if status.role == Role::Leader => return Ok(status),
+                Ok(_) => {}
+                Err(e) => last = e,
+            }
+            self.move_away(&Route::Leader, &leader);
+        }
+        Err(last)
+    }
+
     /// Initialises a new cluster on `node` with these voters (once, on one node).
     pub async fn init(&self, node: &str, members: Vec<NodeAddr>) -> Result<(), ClientError> {
         let op = Op::Admin(AdminOp::Init { members });
-        admin_done(self.one(Route::Node(node.to_owned()), op).await?)
+        admin_done(self.admin(Route::Node(node.to_owned()), op).await?)
     }
 
-    /// Adds a node (a learner that becomes a voter once caught up), through the leader.
-    pub async fn add_node(&self, node: NodeAddr) -> Result<(), ClientError> {
-        admin_done(
-            self.one(Route::Leader, Op::Admin(AdminOp::AddNode(node)))
-                .await?,
-        )
+    /// Adds a node through the leader and says where it stands: a voter, a learner still
+    /// catching up or unreachable (call again later to promote it), or not added (nothing, or
+    /// another node, answered at the address). A learner state is not an error: the node IS
+    /// in the membership.
+    pub async fn add_node(&self, node: NodeAddr) -> Result<MemberState, ClientError> {
+        match self
+            .admin(Route::Leader, Op::Admin(AdminOp::AddNode(node)))
+            .await?
+        {
+            OpResult::NodeAdded(state) => Ok(state),
+            other => Err(unexpected("node_added", &other)),
+        }
     }
 
     /// Removes a voter or learner, through the leader.
     pub async fn remove_node(&self, id: u64) -> Result<(), ClientError> {
         admin_done(
-            self.one(Route::Leader, Op::Admin(AdminOp::RemoveNode { id }))
+            self.admin(Route::Leader, Op::Admin(AdminOp::RemoveNode { id }))
                 .await?,
         )
+    }
+
+    /// One admin operation, each attempt waiting at least [`ADMIN_ATTEMPT_MS_MIN`].
+    async fn admin(&self, route: Route, op: Op) -> Result<OpResult, ClientError> {
+        let timeout = self
+            .inner
+            .timeout
+            .max(Duration::from_millis(ADMIN_ATTEMPT_MS_MIN));
+        let mut results = self.execute_within(&route, vec![op], timeout).await;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(ClientError::Unexpected("no result".into())))
     }
 
     /// Subscribes to the change feed from sequence number `since` (0: the oldest retained).
@@ -459,6 +540,16 @@ impl Client {
     /// retryable error (and all of them on a transport failure) as [`RetryPolicy::decide`]
     /// says, always with the same operations (the same request ids).
     async fn execute(&self, route: &Route, ops: Vec<Op>) -> Vec<Result<OpResult, ClientError>> {
+        self.execute_within(route, ops, self.inner.timeout).await
+    }
+
+    /// [`Client::execute`] with another wait per attempt.
+    async fn execute_within(
+        &self,
+        route: &Route,
+        ops: Vec<Op>,
+        attempt_timeout: Duration,
+    ) -> Vec<Result<OpResult, ClientError>> {
         let start = Instant::now();
         let deadline = Duration::from_millis(self.inner.policy.deadline_ms);
         let mut results: Vec<Option<Result<OpResult, ClientError>>> = vec![None; ops.len()];
@@ -472,9 +563,7 @@ impl Client {
                 Some(node) => node,
                 None => self.pick(route).await,
             };
-            let timeout = self
-                .inner
-                .timeout
+            let timeout = attempt_timeout
                 .min(deadline.saturating_sub(start.elapsed()))
                 .max(Duration::from_millis(1));
             let sent = subset.as_deref().unwrap_or(&ops);
@@ -511,25 +600,7 @@ impl Client {
                 }
             };
             let elapsed_ms = start.elapsed().as_millis() as u64;
-            let decision = match self.inner.policy.decide(attempt, elapsed_ms, &failure) {
-                // Only the leader route follows hints; a node-bound operation stays put.
-                Decision::Redirect { .. } if *route != Route::Leader => Decision::GiveUp,
-                decision => decision,
-            };
-            if matches!(failure, Failure::Transport(_) | Failure::NoReply) {
-                self.suspect(&node);
-                self.inner.pool.forget(&node);
-            }
-            let decision = match decision {
-                Decision::Redirect { node, delay_ms } if self.is_suspect(&node) => {
-                    Decision::Retry {
-                        delay_ms: delay_ms.max(self.inner.policy.backoff_ms_min),
-                        elsewhere: true,
-                    }
-                }
-                decision => decision,
-            };
-            match decision {
+            match self.decide(route, &node, attempt, elapsed_ms, &failure) {
                 Decision::Redirect { node, delay_ms } => {
                     *lock(&self.inner.leader) = Some(node.clone());
                     self.learn(std::slice::from_ref(&node));
@@ -565,6 +636,59 @@ impl Client {
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(ClientError::Unexpected("no result".into()))))
             .collect()
+    }
+
+    /// The retry policy's decision after attempt `attempt` at `node` failed, adjusted to the
+    /// route and to what the failure says about the node (which it records).
+    fn decide(
+        &self,
+        route: &Route,
+        node: &str,
+        attempt: u32,
+        elapsed_ms: u64,
+        failure: &Failure,
+    ) -> Decision {
+        if matches!(failure, Failure::Transport(_) | Failure::NoReply) {
+            self.suspect(node);
+            self.inner.pool.forget(node);
+        }
+        let removed = match failure {
+            Failure::Server(ServerError::Removed { members }) => {
+                self.forget_removed(node, members);
+                true
+            }
+            _ => false,
+        };
+        match self.inner.policy.decide(attempt, elapsed_ms, failure) {
+            // Only the leader route follows hints; a node-bound operation stays put, and a
+            // removed node will not answer it.
+            Decision::Redirect { .. } if *route != Route::Leader => Decision::GiveUp,
+            Decision::Retry { .. } if removed && matches!(route, Route::Node(_)) => {
+                Decision::GiveUp
+            }
+            Decision::Redirect { node, delay_ms } if self.is_suspect(&node) => Decision::Retry {
+                delay_ms: delay_ms.max(self.inner.policy.backoff_ms_min),
+                elsewhere: true,
+            },
+            decision => decision,
+        }
+    }
+
+    /// A node answered that it was removed from the cluster: learn the members it names and
+    /// stop routing anything to it (unless it is the only node known).
+    fn forget_removed(&self, node: &str, members: &[NodeAddr]) {
+        let addrs: Vec<String> = members.iter().map(|m| m.addr.clone()).collect();
+        self.learn(&addrs);
+        {
+            let mut leader = lock(&self.inner.leader);
+            if leader.as_deref() == Some(node) {
+                *leader = None;
+            }
+        }
+        let mut nodes = lock(&self.inner.nodes);
+        if nodes.len() > 1 {
+            nodes.retain(|n| n != node);
+        }
     }
 
     /// One attempt: a pooled stream to `node` (connecting within `timeout`), a free slot on it
@@ -654,12 +778,11 @@ impl Client {
         }
     }
 
-    /// Asks every known node for its status, concurrently, and takes as leader the node that
-    /// says it leads in the highest term (else the leader named in the highest term). It stops
-    /// waiting once a node says it leads and a majority of the nodes answered (a dead node
-    /// does not delay the search; a deposed leader is outvoted by a higher term). Learns the
-    /// members on the way. One search at a time: callers that waited for a search reuse its
-    /// result.
+    /// Asks every known node for its status, concurrently (and every member the answers name),
+    /// and takes as leader the node that says it leads in the highest term (else the leader
+    /// named in the highest term): see [`LeaderSearch`]. Silent nodes do not delay it. Learns
+    /// the members on the way. One search at a time: callers that waited for a search reuse
+    /// its result.
     async fn find_leader(&self) {
         let seen = self.inner.searches.load(Ordering::Acquire);
         let _searching = self.inner.searching.lock().await;
@@ -670,44 +793,44 @@ impl Client {
             .inner
             .timeout
             .min(Duration::from_millis(PROBE_TIMEOUT_MS_MAX));
-        let nodes = self.nodes();
-        let majority = nodes.len() / 2 + 1;
         let mut probes = tokio::task::JoinSet::new();
-        for node in nodes {
+        let mut asked = HashSet::new();
+        let ask = |probes: &mut tokio::task::JoinSet<_>, node: String| {
             let client = self.clone();
             probes.spawn(async move {
                 let status = client.probe(&node, timeout).await;
                 (node, status)
             });
+        };
+        for node in self.nodes() {
+            if asked.insert(node.clone()) {
+                ask(&mut probes, node);
+            }
         }
-        let mut best: Option<(u64, bool, String)> = None;
-        let mut answers = 0;
+        let mut search = LeaderSearch::default();
         while let Some(joined) = probes.join_next().await {
             let Ok((node, Ok(status))) = joined else {
                 continue;
             };
-            answers += 1;
             let members: Vec<String> = status.members.iter().map(|m| m.addr.clone()).collect();
             self.learn(&members);
-            let candidate = if status.role == Role::Leader {
-                Some((status.term, true, node))
-            } else {
-                // A follower's leader that just failed us is likely dead: not a candidate.
-                status
-                    .leader
-                    .map(|l| (status.term, false, l.addr))
-                    .filter(|c| !self.is_suspect(&c.2))
-            };
-            if let Some(c) = candidate {
-                if best.as_ref().is_none_or(|b| (c.0, c.1) > (b.0, b.1)) {
-                    best = Some(c);
+            // Members learned now are asked too (a list of seeds may name a dead node and
+            // one live one: the other members then make the majority).
+            for known in self.nodes() {
+                if asked.insert(known.clone()) {
+                    ask(&mut probes, known);
                 }
             }
-            if answers >= majority && best.as_ref().is_some_and(|b| b.1) {
+            // A follower's leader that just failed us is likely dead: not a candidate.
+            let named_suspect = status
+                .leader
+                .as_ref()
+                .is_some_and(|l| self.is_suspect(&l.addr));
+            if search.answer(&node, &status, named_suspect) {
                 break;
             }
         }
-        if let Some((_, _, leader)) = best {
+        if let Some(leader) = search.leader() {
             self.learn(std::slice::from_ref(&leader));
             *lock(&self.inner.leader) = Some(leader);
         }
@@ -778,6 +901,60 @@ impl Client {
             }
             attempt += 1;
         }
+    }
+}
+
+/// The leader search's decision, fed one status answer at a time (pure: no IO, no clock).
+#[derive(Debug, Default)]
+struct LeaderSearch {
+    /// The best candidate so far: (term, it says itself that it leads, its address).
+    best: Option<(u64, bool, String)>,
+    /// The voters of the configuration of the node that says it leads (the best candidate).
+    voters: BTreeSet<u64>,
+    /// Ids of the nodes that answered.
+    answered: BTreeSet<u64>,
+}
+
+impl LeaderSearch {
+    /// Takes `node`'s status (`named_suspect`: the leader it names failed us recently).
+    /// Returns true once the search can stop: a node says it leads in the highest term seen,
+    /// and a majority of its voters answered (a deposed leader still claiming its old term
+    /// is then outvoted by the higher term of a voter that moved on).
+    fn answer(&mut self, node: &str, status: &NodeStatus, named_suspect: bool) -> bool {
+        if status.role == Role::Removed {
+            return false;
+        }
+        self.answered.insert(status.node.id);
+        let candidate = if status.role == Role::Leader {
+            Some((status.term, true, node.to_owned()))
+        } else {
+            status
+                .leader
+                .as_ref()
+                .filter(|_| !named_suspect)
+                .map(|l| (status.term, false, l.addr.clone()))
+        };
+        if let Some(c) = candidate {
+            if self.best.as_ref().is_none_or(|b| (c.0, c.1) > (b.0, b.1)) {
+                if c.1 {
+                    self.voters = status
+                        .membership
+                        .iter()
+                        .filter(|m| m.voter)
+                        .map(|m| m.node.id)
+                        .collect();
+                }
+                self.best = Some(c);
+            }
+        }
+        let leads = self.best.as_ref().is_some_and(|b| b.1);
+        let heard = self.voters.intersection(&self.answered).count();
+        leads && heard > self.voters.len() / 2
+    }
+
+    /// The leader found, if any.
+    fn leader(self) -> Option<String> {
+        self.best.map(|(_, _, addr)| addr)
     }
 }
 

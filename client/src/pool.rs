@@ -1,11 +1,15 @@
 //! Pooled QUIC connections: one per node, each with a fixed number of long-lived bidirectional
 //! streams ([`Channel`]s) used round-robin, opened lazily and reopened when they fail.
+//!
+//! A dial that failed is remembered for [`DIAL_RETRY_MS`]: callers asking for that node
+//! meanwhile fail at once instead of dialing again (a dead node costs a connect timeout per
+//! dial, and would otherwise be dialed by every leader search and every rotation onto it).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use engine::query::ChangeEvent;
 use tokio::sync::mpsc;
@@ -74,6 +78,19 @@ impl NodeConn {
     }
 }
 
+/// How long a failed dial to a node is remembered (calls fail at once instead of dialing it
+/// again), ms.
+pub const DIAL_RETRY_MS: u64 = 1_000;
+
+/// Dials made to one node.
+#[derive(Debug, Default, Clone, Copy)]
+struct Dials {
+    /// Connection attempts started.
+    attempts: u64,
+    /// When the last attempt failed, if it did.
+    failed_at: Option<Instant>,
+}
+
 /// The connections of a client.
 pub(crate) struct Pool {
     quic: quinn::ClientConfig,
@@ -86,6 +103,8 @@ pub(crate) struct Pool {
     conns: Mutex<HashMap<String, Arc<NodeConn>>>,
     /// One dial at a time per node.
     dialing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Dials per node, and the last failure.
+    dials: Mutex<HashMap<String, Dials>>,
 }
 
 impl Pool {
@@ -105,6 +124,7 @@ impl Pool {
             endpoints: Mutex::new((None, None)),
             conns: Mutex::new(HashMap::new()),
             dialing: Mutex::new(HashMap::new()),
+            dials: Mutex::new(HashMap::new()),
         }
     }
 
@@ -121,9 +141,33 @@ impl Pool {
         if let Some(conn) = self.live(node) {
             return Ok(conn);
         }
-        let conn = Arc::new(self.dial(node).await?);
+        {
+            let mut dials = lock(&self.dials);
+            let record = dials.entry(node.to_owned()).or_default();
+            if let Some(at) = record
+                .failed_at
+                .filter(|at| at.elapsed() < Duration::from_millis(DIAL_RETRY_MS))
+            {
+                return Err(CallError::Closed(format!(
+                    "{node} failed a dial {} ms ago (not dialed again within {DIAL_RETRY_MS} ms)",
+                    at.elapsed().as_millis()
+                )));
+            }
+            record.attempts += 1;
+        }
+        let dialed = self.dial(node).await;
+        lock(&self.dials)
+            .entry(node.to_owned())
+            .or_default()
+            .failed_at = dialed.is_err().then(Instant::now);
+        let conn = Arc::new(dialed?);
         lock(&self.conns).insert(node.to_owned(), conn.clone());
         Ok(conn)
+    }
+
+    /// Connection attempts started to `node` so far.
+    pub(crate) fn dial_attempts(&self, node: &str) -> u64 {
+        lock(&self.dials).get(node).map_or(0, |d| d.attempts)
     }
 
     fn live(&self, node: &str) -> Option<Arc<NodeConn>> {

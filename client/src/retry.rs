@@ -97,7 +97,8 @@ impl RetryPolicy {
                 ServerError::NotLeader { leader: None }
                 | ServerError::NotReady
                 | ServerError::Timeout
-                | ServerError::Unavailable { .. },
+                | ServerError::Unavailable { .. }
+                | ServerError::Removed { .. },
             )
             | Failure::Transport(_)
             | Failure::NoReply => Decision::Retry {

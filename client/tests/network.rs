@@ -233,6 +233,20 @@ fn status(id: u64, role: Role, leader: Option<NodeAddr>) -> NodeStatus {
             dedup_entries: 0,
             feed_next_seq: 1,
         },
+        membership_index: 0,
+        // A leader names itself as the one voter it knows of.
+        membership: if role == Role::Leader {
+            vec![protocol::Member {
+                node: NodeAddr {
+                    id,
+                    addr: format!("node-{id}:7400"),
+                },
+                voter: true,
+                matched_index: Some(0),
+            }]
+        } else {
+            vec![]
+        },
     }
 }
 
@@ -634,6 +648,7 @@ impl LedgerNode {
                 digest: ledger.digest(),
             },
             Op::Subscribe { .. } => OpResult::Subscribed,
+            Op::Admin(protocol::AdminOp::AddNode(node)) => OpResult::NodeAdded(added(node.id)),
             Op::Admin(_) => OpResult::AdminDone,
         }
     }
@@ -644,6 +659,22 @@ impl LedgerNode {
             Ok(Answer::Changes(page)) => page.events,
             _ => vec![],
         }
+    }
+}
+
+/// What the ledger node answers to `add-node` of node `id` (one state per id, for stockctl's
+/// output tests).
+fn added(id: u64) -> protocol::MemberState {
+    match id {
+        4 => protocol::MemberState::Voter,
+        5 => protocol::MemberState::CatchingUp {
+            matched_index: Some(3),
+            target_index: 10,
+        },
+        6 => protocol::MemberState::Unreachable,
+        _ => protocol::MemberState::NotAdded {
+            reason: "nothing answered at h:1".into(),
+        },
     }
 }
 
@@ -799,10 +830,15 @@ struct Run {
 }
 
 fn stockctl(cluster: &LedgerCluster, args: &[&str]) -> Run {
+    stockctl_at(cluster, &cluster.addr(), args)
+}
+
+/// stockctl with `--connect` set to `connect`.
+fn stockctl_at(cluster: &LedgerCluster, connect: &str, args: &[&str]) -> Run {
     let ca = cluster.certs.ca_path();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_stockctl"))
         .arg("--connect")
-        .arg(cluster.addr())
+        .arg(connect)
         .arg("--ca")
         .arg(&ca)
         .args(args)
@@ -992,4 +1028,69 @@ fn stockctl_case_runs_against_a_node() {
         .output()
         .expect("runs");
     assert_eq!(nobody.status.code(), Some(2), "unreachable node: status 2");
+}
+
+#[test]
+fn stockctl_add_node_says_where_the_node_stands() {
+    let cluster = LedgerCluster::start("add-node");
+    check(
+        &stockctl(&cluster, &["add-node", "4", "h:1"]),
+        0,
+        "ok: node 4 is a voter\n",
+    );
+    check(
+        &stockctl(&cluster, &["add-node", "5", "h:1"]),
+        3,
+        "node 5 is a learner, catching up (matched index 3 of 10): it does not vote yet; run \
+         `stockctl add-node 5 h:1` again to promote it once caught up\n",
+    );
+    check(
+        &stockctl(&cluster, &["add-node", "6", "h:1"]),
+        3,
+        "node 6 is a learner, unreachable (it answers neither replication nor status): it does \
+         not vote; start it and run `stockctl add-node 6 h:1` again, or `stockctl remove-node 6`",
+    );
+    check(
+        &stockctl(&cluster, &["add-node", "7", "h:1"]),
+        2,
+        "node 7 not added (the membership is unchanged): nothing answered at h:1\n",
+    );
+    let json = stockctl(&cluster, &["add-node", "5", "h:1", "--json"]);
+    check(&json, 3, "{");
+    let value: serde_json::Value = serde_json::from_str(json.stdout.trim()).expect("JSON");
+    assert_eq!(
+        value,
+        serde_json::json!({"node": 5, "state": "catching_up", "matched_index": 3,
+                           "target_index": 10})
+    );
+    check(
+        &stockctl(&cluster, &["members"]),
+        0,
+        "leader: node 1 term=3 last_log=0\n  node 1 node-1:7400 voter, leader matched=0 lag=0\n",
+    );
+}
+
+/// A node that was stopped (its UDP port silent) first in `--connect`: stockctl asks every node
+/// at once and goes on with the first answers. Before, it dialed the seeds one by one and
+/// waited the whole connect timeout (here 20 s) on the silent one.
+#[test]
+fn stockctl_does_not_wait_for_a_silent_node_first_in_its_list() {
+    let cluster = LedgerCluster::start("silent-first");
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let connect = format!("{},{}", silent.local_addr().expect("addr"), cluster.addr());
+    let started = std::time::Instant::now();
+    let run = stockctl_at(
+        &cluster,
+        &connect,
+        &[
+            "--timeout-ms",
+            "20000",
+            "define-location",
+            "wh1",
+            "warehouse",
+        ],
+    );
+    let took = started.elapsed();
+    check(&run, 0, "ok\n");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
 }

@@ -79,7 +79,9 @@ pub enum AdminOp {
         /// The voters, this node included.
         members: Vec<NodeAddr>,
     },
-    /// Add a node: it catches up as a learner, then becomes a voter.
+    /// Add a node: it catches up as a learner, then becomes a voter. Answered with
+    /// [`OpResult::NodeAdded`] within [`crate::ADMIN_REPLY_MS_MAX`]; sending it again later
+    /// promotes a learner that has caught up meanwhile.
     AddNode(NodeAddr),
     /// Remove a voter or learner.
     RemoveNode {
@@ -159,10 +161,37 @@ pub enum OpResult {
     /// The operation was not performed (or, for a timed-out write, may or may not have been:
     /// retry it with the same request id).
     Failed(ServerError),
+    /// The answer to [`AdminOp::AddNode`]: the state the node is in now.
+    NodeAdded(MemberState),
+}
+
+/// Where a node stands after `add-node` (the answer to [`AdminOp::AddNode`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberState {
+    /// Nothing changed: the node is not a member. Before adding a node, the leader asks the
+    /// address for its status; nothing answered in time, or another node answered.
+    NotAdded {
+        /// Why, for humans (what answered, or that nothing did).
+        reason: String,
+    },
+    /// A learner that has not answered the leader's replication yet (it answered the status
+    /// request before it was added, then went silent). It does not vote; it stays a learner
+    /// until it catches up and `add-node` is sent again, or `remove-node` removes it.
+    Unreachable,
+    /// A learner receiving the log; it does not vote yet. Send `add-node` again once
+    /// `matched_index` reaches `target_index` to make it a voter.
+    CatchingUp {
+        /// Last log index the node is known to hold, if it answered at all.
+        matched_index: Option<u64>,
+        /// Log index it must hold to be promoted.
+        target_index: u64,
+    },
+    /// A voter: it holds the log and counts toward the quorum.
+    Voter,
 }
 
 /// Why a node could not perform an operation. Stable codes: `not_leader`, `busy`,
-/// `not_ready`, `timeout`, `unavailable`, `invalid_op`, `internal`.
+/// `not_ready`, `timeout`, `unavailable`, `invalid_op`, `internal`, `removed`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerError {
     /// Only the leader does this; here is who it is, if known.
@@ -170,7 +199,8 @@ pub enum ServerError {
         /// The current leader.
         leader: Option<NodeAddr>,
     },
-    /// Queues are full: retry later (with the same request id for writes).
+    /// Queues are full, or another membership change is in progress: retry later (with the
+    /// same request id for writes).
     Busy,
     /// The node is still rebuilding its state (snapshot + log replay).
     NotReady,
@@ -192,6 +222,12 @@ pub enum ServerError {
         /// Details.
         message: String,
     },
+    /// This node was removed from the cluster: it serves no client request but `Status`.
+    /// Go to one of `members` instead.
+    Removed {
+        /// The cluster's members, as the node last learned them.
+        members: Vec<NodeAddr>,
+    },
 }
 
 impl ServerError {
@@ -205,6 +241,7 @@ impl ServerError {
             ServerError::Unavailable { .. } => "unavailable",
             ServerError::InvalidOp { .. } => "invalid_op",
             ServerError::Internal { .. } => "internal",
+            ServerError::Removed { .. } => "removed",
         }
     }
 }
@@ -216,6 +253,17 @@ impl std::fmt::Display for ServerError {
                 write!(f, "not_leader: leader is node {} at {}", l.id, l.addr)
             }
             ServerError::NotLeader { leader: None } => f.write_str("not_leader: no leader known"),
+            ServerError::Removed { members } => {
+                let members: Vec<String> = members
+                    .iter()
+                    .map(|m| format!("{}={}", m.id, m.addr))
+                    .collect();
+                write!(
+                    f,
+                    "removed: this node is no longer a member of the cluster (members: {})",
+                    members.join(",")
+                )
+            }
             ServerError::Unavailable { message }
             | ServerError::InvalidOp { message }
             | ServerError::Internal { message } => write!(f, "{}: {message}", self.code()),
@@ -239,6 +287,9 @@ pub enum Role {
     Learner,
     /// Stopped.
     Shutdown,
+    /// No longer a member: the node learned that the cluster removed it. It answers only
+    /// `Status`; every other request gets [`ServerError::Removed`].
+    Removed,
 }
 
 /// Statistics of the leader's write batching.
@@ -283,4 +334,23 @@ pub struct NodeStatus {
     pub batches: BatchStats,
     /// Ledger counters.
     pub ledger: LedgerStatus,
+    /// Log index of the membership configuration this node follows (0: none yet). It is
+    /// committed when it is at most `applied_index`.
+    pub membership_index: u64,
+    /// Every member with its role in the configuration and, on the leader, how far its log
+    /// goes (`stockctl members`).
+    pub membership: Vec<Member>,
+}
+
+/// A member of the cluster as one node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The node.
+    pub node: NodeAddr,
+    /// A voter (counts toward the quorum), else a learner.
+    pub voter: bool,
+    /// Last log index the leader knows the member holds (the leader's own last log index for
+    /// itself). Only the leader knows this: `None` on other nodes, and for a member that has
+    /// not answered the leader yet.
+    pub matched_index: Option<u64>,
 }

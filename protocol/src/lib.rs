@@ -49,6 +49,10 @@ pub const IDLE_TIMEOUT_MS: u64 = 30_000;
 pub const PEER_IDLE_TIMEOUT_MS: u64 = 5_000;
 /// Keep-alive interval of node-to-node connections, ms.
 pub const PEER_KEEP_ALIVE_MS: u64 = 1_000;
+/// Longest a node takes to answer an admin operation ([`AdminOp`]), ms: a client must wait at
+/// least this long (plus a round trip) for one attempt, or it retries an operation that is
+/// still running and reports a failure for a change that happens.
+pub const ADMIN_REPLY_MS_MAX: u64 = 4_000;
 /// Keep-alive interval of clients, ms.
 pub const KEEP_ALIVE_MS: u64 = IDLE_TIMEOUT_MS / 3;
 

@@ -13,8 +13,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use engine::{Answer, Query};
 use protocol::{
-    AdminOp, ClientFrame, Consistency, NodeAddr, NodeStatus, Op, OpResult, Role, ServerError,
-    ServerMessage,
+    ClientFrame, Consistency, NodeAddr, NodeStatus, Op, OpResult, Role, ServerError, ServerMessage,
 };
 
 use crate::node::NodeCtx;
@@ -202,6 +201,16 @@ async fn send_message(out: &mpsc::Sender<Vec<u8>>, message: &ServerMessage) {
 /// Runs a frame's operations concurrently: writes go to the proposer together (so they share
 /// a batch), reads and the rest run concurrently. Results come back in operation order.
 async fn handle_ops(ctx: &Arc<NodeCtx>, ops: Vec<Op>, bytes_per_op: usize) -> Vec<OpResult> {
+    if let Some(removed) = ctx.membership.removed_error() {
+        // Its ledger is frozen where the cluster left it: only its status still answers.
+        return ops
+            .iter()
+            .map(|op| match op {
+                Op::Status => OpResult::Status(status(ctx)),
+                _ => OpResult::Failed(removed.clone()),
+            })
+            .collect();
+    }
     enum Slot {
         Done(OpResult),
         Write(tokio::sync::oneshot::Receiver<crate::proposer::WriteResult>),
@@ -258,10 +267,7 @@ async fn handle_op(ctx: &Arc<NodeCtx>, op: Op) -> OpResult {
                 digest: ledger.digest(),
             }
         }
-        Op::Admin(admin) => match ctx.admin(admin).await {
-            Ok(()) => OpResult::AdminDone,
-            Err(e) => OpResult::Failed(e),
-        },
+        Op::Admin(admin) => crate::membership::admin(ctx, admin).await,
         Op::Write(_) | Op::Status | Op::Subscribe { .. } => {
             OpResult::Failed(ServerError::Internal {
                 message: "operation routed wrongly".to_owned(),
@@ -374,6 +380,13 @@ pub fn status(ctx: &NodeCtx) -> NodeStatus {
         openraft::ServerState::Learner => Role::Learner,
         openraft::ServerState::Shutdown => Role::Shutdown,
     };
+    // A removed node may still run elections (Raft never told it): it leads nothing.
+    let removed = ctx.membership.removal().is_some();
+    let (role, leader) = if removed {
+        (Role::Removed, None)
+    } else {
+        (role, leader)
+    };
     let ledger = match ctx
         .shared
         .ledger
@@ -396,10 +409,12 @@ pub fn status(ctx: &NodeCtx) -> NodeStatus {
         applied_index: ctx.shared.applied_index(),
         last_log_index: metrics.last_log_index.unwrap_or(0),
         snapshot_index: ctx.shared.snapshot_index(),
-        ready: ctx.shared.is_ready(),
+        ready: ctx.shared.is_ready() && !removed,
         durability: ctx.durability.clone(),
         batches: ctx.proposer.stats(),
         ledger,
+        membership_index: metrics.membership_config.log_id().map_or(0, |l| l.index),
+        membership: crate::membership::members(ctx),
     }
 }
 
@@ -407,7 +422,7 @@ impl NodeCtx {
     /// If this node leads but has heard from no majority for longer than two election
     /// timeouts, for how long (ms): a write could not commit, so it is answered `unavailable`
     /// at once instead of waiting out the write timeout.
-    fn quorum_lost_ms(&self) -> Option<u64> {
+    pub(crate) fn quorum_lost_ms(&self) -> Option<u64> {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
         if metrics.current_leader != Some(self.id) {
@@ -415,126 +430,5 @@ impl NodeCtx {
         }
         let since = metrics.millis_since_quorum_ack?;
         (since > 2 * self.timings.election_max_ms).then_some(since)
-    }
-
-    async fn admin(&self, op: AdminOp) -> Result<(), ServerError> {
-        use std::collections::{BTreeMap, BTreeSet};
-        let internal = |e: &dyn std::fmt::Display| ServerError::Internal {
-            message: e.to_string(),
-        };
-        match op {
-            AdminOp::Init { members } => {
-                let nodes: BTreeMap<u64, openraft::BasicNode> = members
-                    .into_iter()
-                    .map(|m| (m.id, openraft::BasicNode { addr: m.addr }))
-                    .collect();
-                let wanted: BTreeSet<u64> = nodes.keys().copied().collect();
-                match self.raft.initialize(nodes).await {
-                    Ok(()) => Ok(()),
-                    // Idempotent: a retried init of the same voters succeeds.
-                    Err(openraft::error::RaftError::APIError(
-                        openraft::error::InitializeError::NotAllowed(_),
-                    )) if self.voters() == wanted => Ok(()),
-                    Err(openraft::error::RaftError::APIError(
-                        openraft::error::InitializeError::NotAllowed(_),
-                    )) => Err(ServerError::InvalidOp {
-                        message: "cluster already initialised with other members".to_owned(),
-                    }),
-                    Err(e) => Err(internal(&e)),
-                }
-            }
-            AdminOp::AddNode(node) => {
-                // Idempotent: adding a voter again changes nothing.
-                if self.voters().contains(&node.id) {
-                    return Ok(());
-                }
-                let id = node.id;
-                let addr = node.addr.clone();
-                let added = self
-                    .raft
-                    .add_learner(id, openraft::BasicNode { addr: node.addr }, false)
-                    .await
-                    .map_err(|e| self.admin_error(e))?;
-                // A voter must be able to vote: only promote a learner that has received the
-                // log up to the entry that added it (openraft's own "blocking" wait counts any
-                // learner within 5,000 entries as caught up, even one that is unreachable).
-                let needed = added.log_id.index;
-                let caught_up = self
-                    .raft
-                    .wait(Some(Duration::from_millis(
-                        self.timings.add_node_catch_up_ms,
-                    )))
-                    .metrics(
-                        |m| {
-                            m.replication
-                                .as_ref()
-                                .and_then(|r| r.get(&id))
-                                .and_then(|matched| *matched)
-                                .is_some_and(|l| l.index >= needed)
-                        },
-                        "new node caught up",
-                    )
-                    .await;
-                if caught_up.is_err() {
-                    return Err(ServerError::InvalidOp {
-                        message: format!(
-                            "node {id} at {addr} did not catch up within {} ms (is it running and \
-                             reachable?); it stays a learner, which does not vote: run add-node \
-                             again once it is up, or remove-node {id}",
-                            self.timings.add_node_catch_up_ms
-                        ),
-                    });
-                }
-                let mut voters = self.voters();
-                voters.insert(node.id);
-                self.raft
-                    .change_membership(voters, false)
-                    .await
-                    .map_err(|e| self.admin_error(e))?;
-                Ok(())
-            }
-            AdminOp::RemoveNode { id } => {
-                let metrics = self.raft.metrics().borrow().clone();
-                let membership = metrics.membership_config.membership();
-                // Idempotent: removing a node that is not a member changes nothing.
-                if membership.get_node(&id).is_none() {
-                    return Ok(());
-                }
-                let change = if membership.voter_ids().any(|v| v == id) {
-                    openraft::ChangeMembers::RemoveVoters(BTreeSet::from([id]))
-                } else {
-                    openraft::ChangeMembers::RemoveNodes(BTreeSet::from([id]))
-                };
-                self.raft
-                    .change_membership(change, false)
-                    .await
-                    .map_err(|e| self.admin_error(e))?;
-                Ok(())
-            }
-        }
-    }
-
-    /// The current voters.
-    fn voters(&self) -> std::collections::BTreeSet<u64> {
-        let metrics = self.raft.metrics().borrow().clone();
-        let voters = metrics.membership_config.membership().voter_ids().collect();
-        voters
-    }
-
-    fn admin_error(
-        &self,
-        e: openraft::error::RaftError<
-            u64,
-            openraft::error::ClientWriteError<u64, openraft::BasicNode>,
-        >,
-    ) -> ServerError {
-        match e {
-            openraft::error::RaftError::APIError(
-                openraft::error::ClientWriteError::ForwardToLeader(f),
-            ) => crate::proposer::not_leader(&self.raft, f.leader_id),
-            other => ServerError::Internal {
-                message: other.to_string(),
-            },
-        }
     }
 }

@@ -8,12 +8,14 @@
 //! - [`clock`]: the leader's clock (with a test-only offset).
 //! - [`proposer`]: write batching, deadline ticks, the linearizable read barrier.
 //! - [`api`]: client streams, frames and operations.
+//! - [`membership`]: `init`, `add-node`, `remove-node`, and how a removed node learns it.
 //! - [`node`]: a node's lifecycle (TLS, storage, Raft, endpoint).
 //! - [`config`]: command line and TOML configuration; the embedded default and `dev` clusters.
 
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod membership;
 pub mod node;
 pub mod proposer;
 pub mod raft;

@@ -59,7 +59,8 @@ pub struct RaftTimings {
     pub snapshot_every: u64,
     /// Entries kept in the log behind a snapshot.
     pub log_kept: u64,
-    /// How long `add-node` waits for the new node to catch up before promoting it to voter.
+    /// How long `add-node` waits for a learner to catch up before answering with its state
+    /// (it promotes the learner if it caught up meanwhile).
     pub add_node_catch_up_ms: u64,
 }
 
@@ -71,7 +72,7 @@ impl Default for RaftTimings {
             election_max_ms: 800,
             snapshot_every: SNAPSHOT_EVERY_ENTRIES_DEFAULT,
             log_kept: LOG_KEPT_BEHIND_SNAPSHOT,
-            add_node_catch_up_ms: 30_000,
+            add_node_catch_up_ms: crate::membership::ADD_NODE_WAIT_MS_DEFAULT,
         }
     }
 }
@@ -127,6 +128,8 @@ pub struct NodeCtx {
     pub timings: RaftTimings,
     /// Bytes of client frames being received, node-wide, in KiB (see `api::NODE_FRAME_KIB_MAX`).
     pub frame_budget: Arc<Semaphore>,
+    /// Admin operations and whether this node was removed.
+    pub membership: crate::membership::Membership,
 }
 
 /// A running node.
@@ -226,6 +229,8 @@ impl Node {
         let faults = Arc::new(Faults::default());
         let peer = tls::peer_client_config(&identity, &ca).map_err(|e| start_err("TLS", e))?;
         let network = Network::new(endpoint.clone(), peer, faults.clone());
+        let client_tls =
+            tls::client_config(&tls::Trust::Ca(ca.clone())).map_err(|e| start_err("TLS", e))?;
 
         let t = config.timings;
         let raft_config = openraft::Config {
@@ -309,6 +314,7 @@ impl Node {
             clock: config.clock.clone(),
             timings: config.timings,
             frame_budget: Arc::new(Semaphore::new(crate::api::NODE_FRAME_KIB_MAX)),
+            membership: crate::membership::Membership::new(endpoint.clone(), client_tls),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         tokio::spawn(snapshot_policy(
@@ -317,6 +323,7 @@ impl Node {
             t.snapshot_every,
             shutdown_rx.clone(),
         ));
+        tokio::spawn(crate::membership::watch(ctx.clone(), shutdown_rx.clone()));
         let accept = tokio::spawn(accept_loop(endpoint.clone(), ctx.clone(), shutdown_rx));
         tracing::info!(id = config.id, addr = %local_addr, "node started");
         Ok(Node {

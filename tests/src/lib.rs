@@ -264,6 +264,18 @@ impl TestCluster {
     pub fn root(&self) -> &Path {
         &self.root
     }
+
+    /// Starts one more node (the next id), uninitialised like `stockd --join`: it serves
+    /// clients but belongs to no cluster until `add-node` adds it. Returns its id.
+    pub async fn start_joining(&mut self) -> u64 {
+        let id = self.nodes.len() as u64 + 1;
+        let node = Node::start(self.config(id, SocketAddr::from(([127, 0, 0, 1], 0))))
+            .await
+            .expect("node starts");
+        self.addrs.push(node.local_addr());
+        self.nodes.push(Some(node));
+        id
+    }
 }
 
 impl Drop for TestCluster {

@@ -2,7 +2,8 @@
 //! and membership, and the scenario-case runner.
 //!
 //! Exit status: 0 done; 1 the ledger rejected the write (or answered a read with a rejection
-//! such as `not_found`); 2 a usage, configuration or connection error.
+//! such as `not_found`); 2 a usage, configuration or connection error (or `add-node` added
+//! nothing); 3 `add-node` left the node a learner (catching up or unreachable: run it again).
 //!
 //! Quantities on the command line are DISPLAY units: before sending, stockctl asks the cluster
 //! for each SKU's scale (an availability read returns it) and converts with
@@ -24,7 +25,7 @@ use engine::{
     ReservationId, ReturnLine, RmaId, SkuId, Target, TransferId,
 };
 use protocol::tls::Trust;
-use protocol::{Consistency, NodeAddr};
+use protocol::{Consistency, MemberState, NodeAddr};
 use serde_json::{json, Value};
 
 use crate::api::{new_request_id, Client, ClientConfig, ReadResult};
@@ -39,9 +40,28 @@ pub const DEFAULT_CONNECT: &str = "127.0.0.1:7400";
 /// CA certificate used when neither `--ca` nor `--fingerprint` is given, if it exists.
 pub const DEFAULT_CA: &str = "stockd-data/ca.pem";
 
+/// Exit statuses and the cluster behaviours scripts rely on (shown by `stockctl --help`).
+const AFTER_HELP: &str = "\
+Exit status: 0 done; 1 the ledger rejected the write (or a read answered a rejection);
+2 usage, configuration or connection error, or add-node added nothing;
+3 add-node left the node a learner (catching up, or unreachable): it does not vote yet.
+
+add-node answers within a few seconds with the node's state: `voter`; `learner, catching up
+(matched index X of Y)`; `learner, unreachable`; or `not added` when nothing (or another node
+id) answers at the address, in which case the membership is unchanged. Run it again to promote
+a learner once it has caught up; `members` shows how far each member's log goes.
+
+--connect may list nodes that are down: every node is asked at once and the first answers
+are used, so a dead node does not slow a command down.";
+
 /// The command line.
 #[derive(Parser, Debug)]
-#[command(name = "stockctl", version, about = "Operate a stockd ledger")]
+#[command(
+    name = "stockctl",
+    version,
+    about = "Operate a stockd ledger",
+    after_help = AFTER_HELP
+)]
 pub struct Cli {
     /// Options of every command.
     #[command(flatten)]
@@ -398,6 +418,9 @@ pub enum Cmd {
     },
     /// Status of every node of the cluster.
     Status,
+    /// The members as the leader sees them: voter or learner, the last log index each one
+    /// holds and its lag behind the leader.
+    Members,
     /// Ledger digest of every node (or of --node), to compare replicas.
     Digest {
         /// Only these nodes (HOST:PORT).
@@ -410,7 +433,9 @@ pub enum Cmd {
         #[arg(required = true, value_parser = args::member)]
         members: Vec<NodeAddr>,
     },
-    /// Add a node to the cluster.
+    /// Add a node to the cluster (started with `stockd --join`): it becomes a learner, then a
+    /// voter once it has the log. Answers within a few seconds with the node's state; exit 3
+    /// while it is a learner (run it again to promote it).
     AddNode {
         /// Node id.
         #[arg(value_parser = args::node_id)]
@@ -419,7 +444,8 @@ pub enum Cmd {
         #[arg(value_parser = args::host_port)]
         addr: String,
     },
-    /// Remove a node from the cluster.
+    /// Remove a node from the cluster. The removed node stops serving clients (it answers
+    /// `removed`) once it learns of it, within seconds.
     RemoveNode {
         /// Node id.
         #[arg(value_parser = args::node_id)]
@@ -448,6 +474,8 @@ pub enum Exit {
     Rejected,
     /// Usage, configuration or connection error.
     Failed,
+    /// `add-node` left the node a learner: run it again once it has caught up.
+    Pending,
 }
 
 impl From<Exit> for ExitCode {
@@ -456,6 +484,7 @@ impl From<Exit> for ExitCode {
             Exit::Ok => ExitCode::SUCCESS,
             Exit::Rejected => ExitCode::from(1),
             Exit::Failed => ExitCode::from(2),
+            Exit::Pending => ExitCode::from(3),
         }
     }
 }
@@ -542,6 +571,7 @@ fn is_write(cmd: &Cmd) -> bool {
             | Cmd::Transfer { .. }
             | Cmd::Changes { .. }
             | Cmd::Status
+            | Cmd::Members
             | Cmd::Digest { .. }
             | Cmd::Init { .. }
             | Cmd::AddNode { .. }
@@ -693,6 +723,11 @@ async fn execute(
             consistency,
         } => changes(client, out, since, max, follow, consistency).await,
         Cmd::Status => status(client, out).await,
+        Cmd::Members => {
+            let leader = client.leader_status().await?;
+            out.print(|| show::members(&leader), || json!(leader.membership));
+            Ok(Exit::Ok)
+        }
         Cmd::Digest { node } => digest(client, out, node).await,
         Cmd::Init { members } => {
             client.init(first_node, members).await?;
@@ -700,9 +735,17 @@ async fn execute(
             Ok(Exit::Ok)
         }
         Cmd::AddNode { id, addr } => {
-            client.add_node(NodeAddr { id, addr }).await?;
-            out.print(|| format!("ok: node {id} added"), || json!({"ok": true}));
-            Ok(Exit::Ok)
+            let state = client
+                .add_node(NodeAddr {
+                    id,
+                    addr: addr.clone(),
+                })
+                .await?;
+            out.print(
+                || show::member_state(id, &addr, &state),
+                || member_state_json(id, &state),
+            );
+            Ok(added_exit(&state))
         }
         Cmd::RemoveNode { id } => {
             client.remove_node(id).await?;
@@ -714,6 +757,33 @@ async fn execute(
             let request_id = request_id.unwrap_or_else(new_request_id);
             write_command(client, out, request_id, write).await
         }
+    }
+}
+
+/// `add-node`'s answer as JSON: `{"node": ID, "state": "voter" | "catching_up" | "unreachable"
+/// | "not_added", ...}` with `matched_index` and `target_index`, or `reason`.
+pub fn member_state_json(id: u64, state: &MemberState) -> Value {
+    match state {
+        MemberState::Voter => json!({"node": id, "state": "voter"}),
+        MemberState::CatchingUp {
+            matched_index,
+            target_index,
+        } => json!({"node": id, "state": "catching_up", "matched_index": matched_index,
+                    "target_index": target_index}),
+        MemberState::Unreachable => json!({"node": id, "state": "unreachable"}),
+        MemberState::NotAdded { reason } => {
+            json!({"node": id, "state": "not_added", "reason": reason})
+        }
+    }
+}
+
+/// The exit status for `add-node`'s answer: done for a voter, pending for a learner, failed
+/// when nothing was added.
+pub fn added_exit(state: &MemberState) -> Exit {
+    match state {
+        MemberState::Voter => Exit::Ok,
+        MemberState::CatchingUp { .. } | MemberState::Unreachable => Exit::Pending,
+        MemberState::NotAdded { .. } => Exit::Failed,
     }
 }
 

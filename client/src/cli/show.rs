@@ -10,7 +10,7 @@ use engine::query::{
 };
 use engine::units::format_display;
 use engine::{Allocation, Balance, Rejection, Reply};
-use protocol::{NodeStatus, Role};
+use protocol::{MemberState, NodeStatus, Role};
 
 /// Decimal scale per SKU id; unknown SKUs have scale 0.
 pub type Scales = HashMap<String, u8>;
@@ -359,6 +359,7 @@ pub fn status(node: &str, s: &NodeStatus) -> String {
         Role::Candidate => "candidate",
         Role::Learner => "learner",
         Role::Shutdown => "shutdown",
+        Role::Removed => "removed (no longer a member: serves no client request)",
     };
     let leader = s
         .leader
@@ -390,6 +391,64 @@ pub fn status(node: &str, s: &NodeStatus) -> String {
         s.ledger.feed_next_seq,
         when(s.ledger.now_ms)
     )
+}
+
+/// What `add-node` answered: the node's state and, for a learner, what to do next.
+pub fn member_state(id: u64, addr: &str, state: &MemberState) -> String {
+    let again = format!("`stockctl add-node {id} {addr}`");
+    match state {
+        MemberState::Voter => format!("ok: node {id} is a voter"),
+        MemberState::CatchingUp {
+            matched_index: Some(matched),
+            target_index,
+        } => format!(
+            "node {id} is a learner, catching up (matched index {matched} of {target_index}): \
+             it does not vote yet; run {again} again to promote it once caught up"
+        ),
+        MemberState::CatchingUp {
+            matched_index: None,
+            target_index,
+        } => format!(
+            "node {id} is a learner, catching up (no entry acknowledged yet, target index \
+             {target_index}): it does not vote yet; run {again} again to promote it once caught up"
+        ),
+        MemberState::Unreachable => format!(
+            "node {id} is a learner, unreachable (it answers neither replication nor status): it \
+             does not vote; start it and run {again} again, or `stockctl remove-node {id}`"
+        ),
+        MemberState::NotAdded { reason } => {
+            format!("node {id} not added (the membership is unchanged): {reason}")
+        }
+    }
+}
+
+/// The leader's view of the membership: one line per member with its role, the last log index
+/// it holds and how far behind the leader's log that is.
+pub fn members(s: &NodeStatus) -> String {
+    let mut out = format!(
+        "leader: node {} term={} last_log={}",
+        s.node.id, s.term, s.last_log_index
+    );
+    for m in &s.membership {
+        let role = match (m.voter, m.node.id == s.node.id) {
+            (true, true) => "voter, leader",
+            (true, false) => "voter",
+            (false, _) => "learner",
+        };
+        let progress = match m.matched_index {
+            Some(matched) => format!(
+                "matched={matched} lag={}",
+                s.last_log_index.saturating_sub(matched)
+            ),
+            None => "matched=none (has not answered the leader)".to_owned(),
+        };
+        let _ = write!(
+            out,
+            "\n  node {} {} {role} {progress}",
+            m.node.id, m.node.addr
+        );
+    }
+    out
 }
 
 #[cfg(test)]
