@@ -1047,3 +1047,113 @@ async fn sleep_ms(ms: u64) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(id: u64, role: Role, term: u64, leader: Option<u64>, voters: &[u64]) -> NodeStatus {
+        let addr = |id: u64| NodeAddr {
+            id,
+            addr: format!("n{id}:1"),
+        };
+        NodeStatus {
+            node: addr(id),
+            role,
+            term,
+            leader: leader.map(addr),
+            members: voters.iter().map(|v| addr(*v)).collect(),
+            applied_index: 0,
+            last_log_index: 0,
+            snapshot_index: 0,
+            ready: true,
+            durability: "replicated".into(),
+            batches: protocol::BatchStats::default(),
+            ledger: engine::query::LedgerStatus {
+                applied_index: 0,
+                now_ms: 0,
+                skus: 0,
+                locations: 0,
+                balances: 0,
+                live_reservations: 0,
+                open_orders: 0,
+                dedup_entries: 0,
+                feed_next_seq: 1,
+            },
+            membership_index: 1,
+            membership: voters
+                .iter()
+                .map(|v| protocol::Member {
+                    node: addr(*v),
+                    voter: true,
+                    matched_index: None,
+                })
+                .collect(),
+        }
+    }
+
+    /// Feeds the answers in order; returns after how many the search stopped (None: it
+    /// waited for every probe) and the leader it chose.
+    #[track_caller]
+    fn check(answers: &[NodeStatus], stops_after: Option<usize>, leader: Option<&str>) {
+        let mut search = LeaderSearch::default();
+        let mut stopped = None;
+        for (i, s) in answers.iter().enumerate() {
+            if search.answer(&s.node.addr, s, false) {
+                stopped = Some(i + 1);
+                break;
+            }
+        }
+        assert_eq!(stopped, stops_after);
+        assert_eq!(search.leader().as_deref(), leader);
+    }
+
+    #[test]
+    fn the_search_stops_once_a_leader_and_a_majority_of_its_voters_answered() {
+        let v = [1, 2, 3];
+        // The leader and one follower of three: done, the third (dead) is not waited for.
+        check(
+            &[
+                status(2, Role::Follower, 5, Some(1), &v),
+                status(1, Role::Leader, 5, Some(1), &v),
+            ],
+            Some(2),
+            Some("n1:1"),
+        );
+        // The leader alone is not a majority of its three voters.
+        check(
+            &[status(1, Role::Leader, 5, Some(1), &v)],
+            None,
+            Some("n1:1"),
+        );
+        // A deposed leader (term 4) is outvoted by a voter that moved on to term 6.
+        check(
+            &[
+                status(1, Role::Leader, 4, Some(1), &v),
+                status(2, Role::Follower, 6, Some(3), &v),
+                status(3, Role::Leader, 6, Some(3), &v),
+            ],
+            Some(3),
+            Some("n3:1"),
+        );
+        // No node says it leads: the leader named in the highest term, after every answer.
+        check(
+            &[
+                status(2, Role::Follower, 5, Some(1), &v),
+                status(3, Role::Candidate, 6, None, &v),
+            ],
+            None,
+            Some("n1:1"),
+        );
+        // A removed node's answer counts for nothing.
+        check(
+            &[
+                status(4, Role::Removed, 9, Some(4), &v),
+                status(1, Role::Leader, 5, Some(1), &v),
+                status(2, Role::Follower, 5, Some(1), &v),
+            ],
+            Some(3),
+            Some("n1:1"),
+        );
+    }
+}

@@ -217,6 +217,11 @@ async fn a_removed_node_refuses_client_requests_and_says_so() {
     assert!(!ids.contains(&victim) && ids.len() == 2, "{ids:?}");
     let status = cluster.node(victim).status();
     assert_eq!((status.role, status.ready), (Role::Removed, false));
+    // Its campaigns (Raft never told it) do not disturb the others.
+    let term = cluster.node(leader).status().term;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = cluster.node(leader).status();
+    assert_eq!((after.role, after.term), (Role::Leader, term), "{after:?}");
     // A client that knows only the removed node goes to the members it names, and drops it.
     let client = Client::connect(cluster.client_config(vec![cluster.addr(victim)]))
         .await
@@ -280,6 +285,55 @@ async fn a_dead_node_first_in_the_list_is_dialed_once_and_never_waited_for() {
     );
     assert!(took < Duration::from_secs(10), "took {took:?}");
     assert_eq!(client.dial_attempts(&dead), 1);
+    client.close();
+    cluster.shutdown().await;
+}
+
+/// The leader removing itself: the others elect a leader and go on; the old leader learns of
+/// its removal from its own log and refuses clients; no node's campaigning disturbs the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_leader_steps_aside_and_the_cluster_goes_on() {
+    let cluster = TestCluster::replicated(3).await;
+    let client = cluster.client().await;
+    let old = cluster.wait_leader(Duration::from_secs(5)).await;
+    client.remove_node(old).await.expect("removed");
+    let started = Instant::now();
+    let (new, term) = loop {
+        let leaders: Vec<NodeStatus> = (1..=3)
+            .filter(|id| *id != old)
+            .map(|id| cluster.node(id).status())
+            .filter(|s| s.role == Role::Leader)
+            .collect();
+        if let Some(s) = leaders.first() {
+            break (s.node.id, s.term);
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no new leader");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let written = client.write(tests::warehouse("wh")).await.expect("a write");
+    written.outcome.expect("ok");
+    while cluster.node(old).status().role != Role::Removed {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            cluster.node(old).status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let raw = tests::RawConnection::connect(&cluster.addr(old), &cluster.ca_path()).await;
+    let reply = raw.call(vec![local_read()], Duration::from_secs(5)).await;
+    assert!(
+        matches!(&reply, ServerMessage::Reply { results, .. }
+            if matches!(results[0], OpResult::Failed(ServerError::Removed { .. }))),
+        "{reply:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = cluster.node(new).status();
+    println!(
+        "leader {new} term {term} -> {} ({:?})",
+        after.term, after.role
+    );
+    assert_eq!((after.role, after.term), (Role::Leader, term), "{after:?}");
     client.close();
     cluster.shutdown().await;
 }
