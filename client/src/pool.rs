@@ -83,12 +83,12 @@ impl NodeConn {
 pub const DIAL_RETRY_MS: u64 = 1_000;
 
 /// Dials made to one node.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct Dials {
     /// Connection attempts started.
     attempts: u64,
-    /// When the last attempt failed, if it did.
-    failed_at: Option<Instant>,
+    /// When the last attempt failed, and why, if it did.
+    failed: Option<(Instant, String)>,
 }
 
 /// The connections of a client.
@@ -144,22 +144,23 @@ impl Pool {
         {
             let mut dials = lock(&self.dials);
             let record = dials.entry(node.to_owned()).or_default();
-            if let Some(at) = record
-                .failed_at
-                .filter(|at| at.elapsed() < Duration::from_millis(DIAL_RETRY_MS))
+            if let Some((_, why)) = record
+                .failed
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < Duration::from_millis(DIAL_RETRY_MS))
             {
                 return Err(CallError::Closed(format!(
-                    "{node} failed a dial {} ms ago (not dialed again within {DIAL_RETRY_MS} ms)",
-                    at.elapsed().as_millis()
+                    "{why} (not dialed again within {DIAL_RETRY_MS} ms)"
                 )));
             }
             record.attempts += 1;
         }
         let dialed = self.dial(node).await;
-        lock(&self.dials)
-            .entry(node.to_owned())
-            .or_default()
-            .failed_at = dialed.is_err().then(Instant::now);
+        lock(&self.dials).entry(node.to_owned()).or_default().failed = match &dialed {
+            Err(CallError::Closed(why)) => Some((Instant::now(), why.clone())),
+            Err(other) => Some((Instant::now(), format!("connect to {node}: {other:?}"))),
+            Ok(_) => None,
+        };
         let conn = Arc::new(dialed?);
         lock(&self.conns).insert(node.to_owned(), conn.clone());
         Ok(conn)
