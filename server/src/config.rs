@@ -47,7 +47,11 @@ A cluster of three machines (or processes):
      (or --ca-dir ca on one machine: certificates are issued at first start.)
   3. Clients trust ca.pem: stockctl --connect 10.0.0.1:7400 --ca ca.pem status
 To add a node later: start it with --join (it waits, uninitialised), then
-  stockctl add-node ID HOST:PORT (it becomes a voter once it has caught up).
+  stockctl add-node ID HOST:PORT
+It answers within seconds with the node's state: a voter once it has the log; a learner still
+catching up or unreachable (exit 3: run add-node again to promote it, or remove-node ID); or
+not added (nothing, or another node id, answered at HOST:PORT; nothing changed).
+stockctl members shows each member's role and lag. A removed node stops serving clients.
 
 The same options in a TOML file (--config FILE; flags win):
   id = 1

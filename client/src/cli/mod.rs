@@ -96,7 +96,8 @@ pub struct Global {
     /// Request id of a write, hex (to retry a write exactly once from a script)
     #[arg(long, global = true, value_name = "HEX", value_parser = args::request_id)]
     pub request_id: Option<RequestId>,
-    /// Longest wait for one attempt, ms (calls retry until 30 s have passed)
+    /// Longest wait for one attempt, ms (calls retry until 30 s have passed; init, add-node
+    /// and remove-node wait at least 5 s, the node's own bound plus a round trip)
     #[arg(long, global = true, default_value_t = 5_000, value_name = "MS")]
     pub timeout_ms: u64,
 }
