@@ -1068,6 +1068,13 @@ fn stockctl_add_node_says_where_the_node_stands() {
         0,
         "leader: node 1 term=3 last_log=0\n  node 1 node-1:7400 voter, leader matched=0 lag=0\n",
     );
+    let json = stockctl(&cluster, &["members", "--json"]);
+    let value: serde_json::Value = serde_json::from_str(json.stdout.trim()).expect("JSON");
+    assert_eq!(
+        value,
+        serde_json::json!({"leader": 1, "term": 3, "last_log_index": 0, "members": [
+            {"node": {"id": 1, "addr": "node-1:7400"}, "voter": true, "matched_index": 0}]})
+    );
 }
 
 /// A node that was stopped (its UDP port silent) first in `--connect`: stockctl asks every node

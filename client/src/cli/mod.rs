@@ -726,7 +726,14 @@ async fn execute(
         Cmd::Status => status(client, out).await,
         Cmd::Members => {
             let leader = client.leader_status().await?;
-            out.print(|| show::members(&leader), || json!(leader.membership));
+            out.print(
+                || show::members(&leader),
+                || {
+                    json!({"leader": leader.node.id, "term": leader.term,
+                           "last_log_index": leader.last_log_index,
+                           "members": leader.membership})
+                },
+            );
             Ok(Exit::Ok)
         }
         Cmd::Digest { node } => digest(client, out, node).await,
