@@ -249,7 +249,7 @@ async fn handle_op(ctx: &Arc<NodeCtx>, op: Op) -> OpResult {
             Err(e) => OpResult::Failed(e),
         },
         Op::Digest => {
-            if !ctx.shared.is_ready() {
+            if !ctx.is_ready() {
                 return OpResult::Failed(ServerError::NotReady);
             }
             let ledger = ctx.shared.ledger.read().expect("ledger lock poisoned");
@@ -275,7 +275,7 @@ async fn read(
     query: &Query,
     consistency: Consistency,
 ) -> Result<OpResult, ServerError> {
-    if !ctx.shared.is_ready() {
+    if !ctx.is_ready() {
         return Err(ServerError::NotReady);
     }
     match consistency {
@@ -396,7 +396,7 @@ pub fn status(ctx: &NodeCtx) -> NodeStatus {
         applied_index: ctx.shared.applied_index(),
         last_log_index: metrics.last_log_index.unwrap_or(0),
         snapshot_index: ctx.shared.snapshot_index(),
-        ready: ctx.shared.is_ready(),
+        ready: ctx.is_ready(),
         durability: ctx.durability.clone(),
         batches: ctx.proposer.stats(),
         ledger,
