@@ -233,6 +233,7 @@ fn status(id: u64, role: Role, leader: Option<NodeAddr>) -> NodeStatus {
             dedup_entries: 0,
             feed_next_seq: 1,
         },
+        health: protocol::NodeHealth::default(),
     }
 }
 

@@ -283,4 +283,22 @@ pub struct NodeStatus {
     pub batches: BatchStats,
     /// Ledger counters.
     pub ledger: LedgerStatus,
+    /// Storage and recovery state.
+    pub health: NodeHealth,
+}
+
+/// What keeps a node from doing its whole job, if anything (docs/OPERATIONS.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeHealth {
+    /// The node may still lack entries it acknowledged before it restarted (a crash in
+    /// `replicated` mode, a torn log tail): it backs no other node's election until it holds
+    /// the leader's committed log again.
+    pub recovering: bool,
+    /// Why it started recovering, if it did since it started.
+    pub recovery_reason: Option<String>,
+    /// The storage error (log or snapshot) the node is retrying right now: it acknowledges
+    /// nothing and is not ready until the disk works again.
+    pub storage_error: Option<String>,
+    /// Storage IO steps that failed (and were retried) since the node started.
+    pub storage_errors_total: u64,
 }

@@ -400,6 +400,12 @@ pub fn status(ctx: &NodeCtx) -> NodeStatus {
         durability: ctx.durability.clone(),
         batches: ctx.proposer.stats(),
         ledger,
+        health: protocol::NodeHealth {
+            recovering: ctx.log.recovering(),
+            recovery_reason: ctx.log.recovery_reason().map(str::to_owned),
+            storage_error: ctx.log.io_error().or_else(|| ctx.shared.snapshot_error()),
+            storage_errors_total: ctx.log.io_errors_total(),
+        },
     }
 }
 

@@ -138,7 +138,9 @@ impl NodeCtx {
     /// Whether the node may answer reads and calls itself ready: its state is rebuilt and its
     /// log can be written (a node whose disk fails acknowledges nothing).
     pub fn is_ready(&self) -> bool {
-        self.shared.is_ready() && self.log.io_error().is_none()
+        self.shared.is_ready()
+            && self.log.io_error().is_none()
+            && self.shared.snapshot_error().is_none()
     }
 }
 

@@ -240,7 +240,10 @@ impl Election {
         }
     }
 
-    /// Asks every other voter for a pre-vote; true if a majority (this node included) grants.
+    /// Asks every other voter for a pre-vote; true if this node may stand and a majority (this
+    /// node included) grants. A recovering node asks even when it may not stand yet: the
+    /// answers tell it the logs of the others (so recovering nodes find the best log among
+    /// them without waiting out [`RECOVERY_HOLD_MS`]).
     async fn pre_vote_round(
         &self,
         network: &Network,
@@ -248,9 +251,6 @@ impl Election {
         voters: &BTreeSet<NodeId>,
     ) -> bool {
         let ours = self.log.last_log_id();
-        if self.log.recovering() && !self.recovering_may_back(ours, voters) {
-            return false;
-        }
         let request = PreVoteRequest {
             candidate: self.id,
             last_log_id: ours,
@@ -269,7 +269,8 @@ impl Election {
                 granted += usize::from(answer.granted);
             }
         }
-        granted > voters.len() / 2
+        let may_stand = !self.log.recovering() || self.recovering_may_back(ours, voters);
+        may_stand && granted > voters.len() / 2
     }
 }
 

@@ -29,22 +29,38 @@ pub struct Cluster {
     children: Vec<Option<Child>>,
     /// Extra flags given to every node (e.g. `--durability fsync`).
     flags: Vec<String>,
+    /// Data directories placed elsewhere than under `root` (e.g. on a small file system).
+    dirs: Vec<Option<PathBuf>>,
 }
 
 impl Cluster {
     /// Starts `nodes` processes named after `test` (the temporary root's name), each with
     /// `flags` added to its command line.
     pub fn start(test: &str, nodes: usize, flags: &[&str]) -> Cluster {
+        Cluster::start_with_dirs(test, nodes, flags, |_| None)
+    }
+
+    /// [`Cluster::start`] with node `id`'s data directory at `dir(id)` where that is `Some`.
+    pub fn start_with_dirs(
+        test: &str,
+        nodes: usize,
+        flags: &[&str],
+        dir: impl Fn(usize) -> Option<PathBuf>,
+    ) -> Cluster {
+        let dirs: Vec<Option<PathBuf>> = (1..=nodes).map(dir).collect();
         let root = std::env::temp_dir().join(format!("stockd-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).expect("root");
         let ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
         for i in 1..=nodes {
+            let out = dirs[i - 1]
+                .clone()
+                .unwrap_or_else(|| root.join(format!("n{i}")));
             let status = Command::new(env!("CARGO_BIN_EXE_stockd"))
                 .args(["certs", "--ca-dir"])
                 .arg(root.join("ca"))
                 .arg("--out")
-                .arg(root.join(format!("n{i}")))
+                .arg(out)
                 .output()
                 .expect("stockd certs");
             assert!(status.status.success(), "{status:?}");
@@ -54,6 +70,7 @@ impl Cluster {
             ports,
             children: (0..nodes).map(|_| None).collect(),
             flags: flags.iter().map(|f| (*f).to_owned()).collect(),
+            dirs,
         };
         for i in 1..=nodes {
             cluster.spawn(i);
@@ -63,7 +80,9 @@ impl Cluster {
 
     /// The data directory of node `id`.
     pub fn dir(&self, id: usize) -> PathBuf {
-        self.root.join(format!("n{id}"))
+        self.dirs[id - 1]
+            .clone()
+            .unwrap_or_else(|| self.root.join(format!("n{id}")))
     }
 
     /// Starts (or restarts) node `id`; its output is appended to `n<id>.log`.
@@ -165,6 +184,41 @@ impl Cluster {
             }
             assert!(start.elapsed() < within, "no leader within {within:?}");
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Makes node `id` the leader: kills and restarts whichever node leads until it is `id`.
+    pub async fn make_leader(&mut self, id: usize) {
+        for _ in 0..20 {
+            let leader = self.leader(Duration::from_secs(20)).await;
+            if leader == id {
+                return;
+            }
+            self.kill(leader);
+            let start = Instant::now();
+            while self.leader(Duration::from_secs(20)).await == leader {
+                assert!(start.elapsed() < Duration::from_secs(20), "no new leader");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            self.spawn(leader);
+        }
+        panic!("node {id} never became the leader");
+    }
+
+    /// Units on hand of `sku` at `location`, read linearizably.
+    pub async fn on_hand(&self, client: &Client, sku: &str, location: &str) -> i64 {
+        let query = engine::Query::Availability {
+            skus: vec![engine::SkuId::from(sku)],
+            target: engine::Target::Location(engine::LocationId::from(location)),
+            channel: engine::ChannelId::from("web"),
+        };
+        let read = client
+            .read(query, protocol::Consistency::Linearizable)
+            .await
+            .expect("read");
+        match read.answer {
+            Ok(engine::Answer::Availability(rows)) => rows[0].rows[0].balance.on_hand,
+            other => panic!("unexpected answer {other:?}"),
         }
     }
 
