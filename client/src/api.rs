@@ -413,7 +413,7 @@ impl Client {
     /// The status of one node (with retries).
     pub async fn status_of(&self, node: &str) -> Result<NodeStatus, ClientError> {
         match self.one(Route::Node(node.to_owned()), Op::Status).await? {
-            OpResult::Status(status) => Ok(status),
+            OpResult::Status(status) => Ok(*status),
             other => Err(unexpected("a status", &other)),
         }
     }
@@ -841,7 +841,7 @@ impl Client {
     async fn probe(&self, node: &str, timeout: Duration) -> Result<NodeStatus, ClientError> {
         match self.send(node, &[Op::Status], timeout, timeout).await {
             Ok(mut results) => match results.pop() {
-                Some(OpResult::Status(status)) => Ok(status),
+                Some(OpResult::Status(status)) => Ok(*status),
                 Some(OpResult::Failed(e)) => Err(ClientError::Server(e)),
                 Some(other) => Err(unexpected("a status", &other)),
                 None => Err(ClientError::Unexpected("no result".into())),
@@ -1080,6 +1080,7 @@ mod tests {
                 dedup_entries: 0,
                 feed_next_seq: 1,
             },
+            health: protocol::NodeHealth::default(),
             membership_index: 1,
             membership: voters
                 .iter()

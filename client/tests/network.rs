@@ -206,8 +206,8 @@ async fn serve_stream(
     }
 }
 
-fn status(id: u64, role: Role, leader: Option<NodeAddr>) -> NodeStatus {
-    NodeStatus {
+fn status(id: u64, role: Role, leader: Option<NodeAddr>) -> Box<NodeStatus> {
+    Box::new(NodeStatus {
         node: NodeAddr {
             id,
             addr: format!("node-{id}:7400"),
@@ -233,6 +233,7 @@ fn status(id: u64, role: Role, leader: Option<NodeAddr>) -> NodeStatus {
             dedup_entries: 0,
             feed_next_seq: 1,
         },
+        health: protocol::NodeHealth::default(),
         membership_index: 0,
         // A leader names itself as the one voter it knows of.
         membership: if role == Role::Leader {
@@ -247,7 +248,7 @@ fn status(id: u64, role: Role, leader: Option<NodeAddr>) -> NodeStatus {
         } else {
             vec![]
         },
-    }
+    })
 }
 
 /// Answers every operation of a frame with `f`.

@@ -145,8 +145,9 @@ pub enum OpResult {
         /// Applied log index of the node that answered.
         applied_index: u64,
     },
-    /// A node's status.
-    Status(NodeStatus),
+    /// A node's status (boxed: it is by far the largest result, and every result of a frame
+    /// would otherwise take its size; the wire form is the same).
+    Status(Box<NodeStatus>),
     /// A node's snapshot digest.
     Digest {
         /// Log index the digest reflects.
@@ -334,12 +335,30 @@ pub struct NodeStatus {
     pub batches: BatchStats,
     /// Ledger counters.
     pub ledger: LedgerStatus,
+    /// Storage and recovery state.
+    pub health: NodeHealth,
     /// Log index of the membership configuration this node follows (0: none yet). It is
     /// committed when it is at most `applied_index`.
     pub membership_index: u64,
     /// Every member with its role in the configuration and, on the leader, how far its log
     /// goes (`stockctl members`).
     pub membership: Vec<Member>,
+}
+
+/// What keeps a node from doing its whole job, if anything (docs/OPERATIONS.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeHealth {
+    /// The node may still lack entries it acknowledged before it restarted (a crash in
+    /// `replicated` mode, a torn log tail): it backs no other node's election until it holds
+    /// the leader's committed log again.
+    pub recovering: bool,
+    /// Why it started recovering, if it did since it started.
+    pub recovery_reason: Option<String>,
+    /// The storage error (log or snapshot) the node is retrying right now: it acknowledges
+    /// nothing and is not ready until the disk works again.
+    pub storage_error: Option<String>,
+    /// Storage IO steps that failed (and were retried) since the node started.
+    pub storage_errors_total: u64,
 }
 
 /// A member of the cluster as one node sees it.

@@ -206,7 +206,7 @@ async fn handle_ops(ctx: &Arc<NodeCtx>, ops: Vec<Op>, bytes_per_op: usize) -> Ve
         return ops
             .iter()
             .map(|op| match op {
-                Op::Status => OpResult::Status(status(ctx)),
+                Op::Status => OpResult::Status(Box::new(status(ctx))),
                 _ => OpResult::Failed(removed.clone()),
             })
             .collect();
@@ -229,7 +229,7 @@ async fn handle_ops(ctx: &Arc<NodeCtx>, ops: Vec<Op>, bytes_per_op: usize) -> Ve
                 }))
             }
             Op::Write(request) => Slot::Write(ctx.proposer.submit(request, bytes_per_op)),
-            Op::Status => Slot::Done(OpResult::Status(status(ctx))),
+            Op::Status => Slot::Done(OpResult::Status(Box::new(status(ctx)))),
             other => Slot::Later(other),
         })
         .collect();
@@ -258,7 +258,7 @@ async fn handle_op(ctx: &Arc<NodeCtx>, op: Op) -> OpResult {
             Err(e) => OpResult::Failed(e),
         },
         Op::Digest => {
-            if !ctx.shared.is_ready() {
+            if !ctx.is_ready() {
                 return OpResult::Failed(ServerError::NotReady);
             }
             let ledger = ctx.shared.ledger.read().expect("ledger lock poisoned");
@@ -281,7 +281,7 @@ async fn read(
     query: &Query,
     consistency: Consistency,
 ) -> Result<OpResult, ServerError> {
-    if !ctx.shared.is_ready() {
+    if !ctx.is_ready() {
         return Err(ServerError::NotReady);
     }
     match consistency {
@@ -409,10 +409,16 @@ pub fn status(ctx: &NodeCtx) -> NodeStatus {
         applied_index: ctx.shared.applied_index(),
         last_log_index: metrics.last_log_index.unwrap_or(0),
         snapshot_index: ctx.shared.snapshot_index(),
-        ready: ctx.shared.is_ready() && !removed,
+        ready: ctx.is_ready() && !removed,
         durability: ctx.durability.clone(),
         batches: ctx.proposer.stats(),
         ledger,
+        health: protocol::NodeHealth {
+            recovering: ctx.log.recovering(),
+            recovery_reason: ctx.log.recovery_reason().map(str::to_owned),
+            storage_error: ctx.log.io_error().or_else(|| ctx.shared.snapshot_error()),
+            storage_errors_total: ctx.log.io_errors_total(),
+        },
         membership_index: metrics.membership_config.log_id().map_or(0, |l| l.index),
         membership: crate::membership::members(ctx),
     }

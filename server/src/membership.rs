@@ -15,11 +15,11 @@
 //!    cannot cost availability, and sending `add-node` again later promotes it.
 //!
 //! Raft does not tell a removed node: the leader stops replicating to it with the entry that
-//! removes it, so the node never receives that entry. A voter then campaigns forever, a learner
-//! just hears nothing, and both kept answering `local` reads from a frozen ledger. [`watch`]
-//! closes the gap: a node without a leader (or a learner) asks its peers for their status; a
-//! peer whose COMMITTED membership is newer than this node's and leaves it out proves the
-//! removal (see [`removal_from`]). From then on the node answers every client request but
+//! removes it, so the node never receives that entry. It just hears nothing more (its
+//! pre-votes fail, so its role does not change either), and it kept answering `local` reads
+//! from a frozen ledger. [`watch`] closes the gap: a node that no leader has talked to for the
+//! leader lease asks its peers for their status; a peer whose COMMITTED membership is newer
+//! than this node's and leaves it out proves the removal (see [`removal_from`]). From then on the node answers every client request but
 //! `Status` with [`ServerError::Removed`], and its status says `removed`, until a newer
 //! configuration names it again.
 
@@ -52,7 +52,7 @@ pub const MEMBERSHIP_CHANGE_MS_MAX: u64 = 500;
 /// many entries (and at least up to the configuration that added it): close enough that it
 /// votes and acknowledges like the others, without chasing a moving target under load.
 pub const CATCH_UP_LAG_ENTRIES_MAX: u64 = 64;
-/// How often a node without a leader, or a learner, checks whether it was removed, ms.
+/// How often a node that no leader talks to checks whether it was removed, ms.
 pub const REMOVAL_CHECK_MS: u64 = 1_000;
 
 // add-node: probe, add, wait, then a probe (nothing acknowledged) or a promotion.
@@ -154,7 +154,7 @@ async fn status_over(connection: &quinn::Connection) -> Result<NodeStatus, Strin
         .ok_or("the stream ended without an answer")?;
     match protocol::parse::<ServerMessage>(&reply).map_err(|e| e.to_string())? {
         ServerMessage::Reply { mut results, .. } => match results.pop() {
-            Some(OpResult::Status(status)) => Ok(status),
+            Some(OpResult::Status(status)) => Ok(*status),
             other => Err(format!("unexpected answer {other:?}")),
         },
         other => Err(format!("unexpected message {other:?}")),
@@ -220,12 +220,10 @@ async fn check_removal(ctx: &NodeCtx) {
         );
         return;
     }
-    // A follower that hears its leader is a member; only look further when there is none.
-    let lost = metrics.current_leader.is_none()
-        || matches!(
-            metrics.state,
-            openraft::ServerState::Candidate | openraft::ServerState::Learner
-        );
+    // A node a leader talks to is a member (learners included); only a node that no leader
+    // has talked to for the lease asks further. Pre-votes keep a removed voter from ever
+    // standing, so its Raft role and leader do not change: the silence is the signal.
+    let lost = metrics.state != openraft::ServerState::Leader && !ctx.election.leader_is_live();
     if own_index == 0 || !lost || ctx.faults.is_isolated() {
         return;
     }
@@ -560,6 +558,7 @@ mod tests {
                 dedup_entries: 0,
                 feed_next_seq: 1,
             },
+            health: protocol::NodeHealth::default(),
             membership_index: membership,
             membership: Vec::new(),
         }

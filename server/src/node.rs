@@ -17,6 +17,7 @@ use protocol::NodeAddr;
 
 use crate::clock::Clock;
 use crate::proposer::{Proposer, ReadBarrier};
+use crate::raft::election::{Election, ElectionTimings};
 use crate::raft::log_store::{Durability, LogStore};
 use crate::raft::network::{serve_peer, Faults, Network};
 use crate::raft::state_machine::{Shared, StateMachine};
@@ -128,8 +129,22 @@ pub struct NodeCtx {
     pub timings: RaftTimings,
     /// Bytes of client frames being received, node-wide, in KiB (see `api::NODE_FRAME_KIB_MAX`).
     pub frame_budget: Arc<Semaphore>,
+    /// The Raft log (for its health and recovery state).
+    pub log: LogStore,
+    /// Election and recovery state.
+    pub election: Arc<Election>,
     /// Admin operations and whether this node was removed.
     pub membership: crate::membership::Membership,
+}
+
+impl NodeCtx {
+    /// Whether the node may answer reads and calls itself ready: its state is rebuilt and its
+    /// log can be written (a node whose disk fails acknowledges nothing).
+    pub fn is_ready(&self) -> bool {
+        self.shared.is_ready()
+            && self.log.io_error().is_none()
+            && self.shared.snapshot_error().is_none()
+    }
 }
 
 /// A running node.
@@ -229,6 +244,14 @@ impl Node {
         let faults = Arc::new(Faults::default());
         let peer = tls::peer_client_config(&identity, &ca).map_err(|e| start_err("TLS", e))?;
         let network = Network::new(endpoint.clone(), peer, faults.clone());
+        let election = Election::new(
+            config.id,
+            log.clone(),
+            ElectionTimings {
+                min_ms: config.timings.election_min_ms,
+                max_ms: config.timings.election_max_ms,
+            },
+        );
         let client_tls =
             tls::client_config(&tls::Trust::Ca(ca.clone())).map_err(|e| start_err("TLS", e))?;
 
@@ -242,6 +265,8 @@ impl Node {
             // Snapshots are triggered by this node's own policy (entries and log bytes,
             // staggered across nodes): see `snapshot_policy`.
             snapshot_policy: openraft::SnapshotPolicy::Never,
+            // Elections are started by `raft::election` (pre-vote, recovery rules).
+            enable_elect: false,
             max_in_snapshot_log_to_keep: t.log_kept,
             snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES as u64,
             ..Default::default()
@@ -252,7 +277,7 @@ impl Node {
                 .map_err(|e| start_err("raft config", e))?,
         );
         let log_handle = log.clone();
-        let raft = Raft::new(config.id, raft_config, network, log, sm)
+        let raft = Raft::new(config.id, raft_config, network.clone(), log, sm)
             .await
             .map_err(|e| start_err("raft", e))?;
 
@@ -314,9 +339,12 @@ impl Node {
             clock: config.clock.clone(),
             timings: config.timings,
             frame_budget: Arc::new(Semaphore::new(crate::api::NODE_FRAME_KIB_MAX)),
+            log: log_handle.clone(),
+            election: election.clone(),
             membership: crate::membership::Membership::new(endpoint.clone(), client_tls),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
+        tokio::spawn(election.run(ctx.raft.clone(), network, shutdown_rx.clone()));
         tokio::spawn(snapshot_policy(
             ctx.clone(),
             log_handle,
@@ -489,7 +517,13 @@ async fn accept_loop(
                         conn.close(1u32.into(), b"peers must present a cluster certificate");
                         return;
                     }
-                    serve_peer(conn, ctx.raft.clone(), ctx.faults.clone()).await;
+                    serve_peer(
+                        conn,
+                        ctx.raft.clone(),
+                        ctx.faults.clone(),
+                        ctx.election.clone(),
+                    )
+                    .await;
                 }
                 _ => conn.close(1u32.into(), b"unknown protocol"),
             }

@@ -4,118 +4,15 @@
 //! leader kept using the dead node's connection until its 30 s idle timeout, and the restarted
 //! node, hearing nothing, pushed the term up with elections meanwhile).
 
-use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+mod support;
+
 use std::time::{Duration, Instant};
 
 use client::{Client, ClientConfig};
 use engine::{Command as Write, LocationDef, LocationId, LocationKind, Reason, SkuId};
 use protocol::tls::Trust;
 use protocol::Role;
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-struct Cluster {
-    root: PathBuf,
-    ports: Vec<u16>,
-    children: Vec<Option<Child>>,
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let root = std::env::temp_dir().join(format!("stockd-crash-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).expect("root");
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        for i in 1..=3 {
-            let status = Command::new(env!("CARGO_BIN_EXE_stockd"))
-                .args(["certs", "--ca-dir"])
-                .arg(root.join("ca"))
-                .arg("--out")
-                .arg(root.join(format!("n{i}")))
-                .output()
-                .expect("stockd certs");
-            assert!(status.status.success(), "{status:?}");
-        }
-        let mut cluster = Cluster {
-            root,
-            ports,
-            children: vec![None, None, None],
-        };
-        for i in 1..=3 {
-            cluster.spawn(i);
-        }
-        cluster
-    }
-
-    fn spawn(&mut self, id: usize) {
-        let dir = self.root.join(format!("n{id}"));
-        let log = std::fs::File::create(self.root.join(format!("n{id}.log"))).expect("log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_stockd"));
-        command
-            .arg("--id")
-            .arg(id.to_string())
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.ports[id - 1]))
-            .arg("--data-dir")
-            .arg(&dir)
-            .arg("--ca-dir")
-            .arg(self.root.join("ca"));
-        for (i, port) in self.ports.iter().enumerate() {
-            command
-                .arg("--peer")
-                .arg(format!("{}=127.0.0.1:{port}", i + 1));
-        }
-        let child = command
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn stockd");
-        self.children[id - 1] = Some(child);
-    }
-
-    fn kill(&mut self, id: usize) {
-        if let Some(mut child) = self.children[id - 1].take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn addr(&self, id: usize) -> String {
-        format!("127.0.0.1:{}", self.ports[id - 1])
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.root.join("ca").join("ca.pem")
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for id in 1..=3 {
-            self.kill(id);
-        }
-        if std::thread::panicking() {
-            eprintln!("node logs kept in {}", self.root.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.root);
-        }
-    }
-}
-
-async fn client(nodes: Vec<String>, ca: &Path) -> Client {
-    let ca = protocol::tls::load_certs(ca).expect("CA");
-    let mut config = ClientConfig::new(nodes, Trust::Ca(ca));
-    config.deadline_ms = 20_000;
-    Client::connect(config).await.expect("client")
-}
+use support::{client, Cluster};
 
 fn receipt() -> Write {
     Write::Adjust {
@@ -128,9 +25,9 @@ fn receipt() -> Write {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_follower_rejoins_within_seconds_without_election_storms() {
-    let mut cluster = Cluster::start();
+    let mut cluster = Cluster::start("crash", 3, &[]);
     let all: Vec<String> = (1..=3).map(|i| cluster.addr(i)).collect();
-    let client = client(all.clone(), &cluster.ca()).await;
+    let client = client(all.clone(), &cluster.ca(), 20_000).await;
     let define = Write::DefineLocation(LocationDef {
         location: LocationId::from("wh"),
         kind: LocationKind::Warehouse,

@@ -390,7 +390,30 @@ pub fn status(node: &str, s: &NodeStatus) -> String {
         s.ledger.dedup_entries,
         s.ledger.feed_next_seq,
         when(s.ledger.now_ms)
-    )
+    ) + &health_line(&s.health)
+}
+
+/// The health line of a status, empty when there is nothing to say.
+fn health_line(h: &protocol::NodeHealth) -> String {
+    let mut out = String::new();
+    if h.recovering {
+        let why = h.recovery_reason.as_deref().unwrap_or("restarted");
+        let _ = write!(
+            out,
+            "\n  recovering: {why}; votes again once caught up with the leader"
+        );
+    }
+    if let Some(error) = &h.storage_error {
+        let _ = write!(out, "\n  storage failing (retrying, not ready): {error}");
+    }
+    if h.storage_errors_total > 0 {
+        let _ = write!(
+            out,
+            "\n  storage errors since start: {}",
+            h.storage_errors_total
+        );
+    }
+    out
 }
 
 /// What `add-node` answered: the node's state and, for a learner, what to do next.

@@ -11,8 +11,13 @@
 //!   on every `save_vote`, whatever the durability mode: a node that forgets its vote may vote
 //!   twice in a term, which breaks Raft.
 //! - `purged`: the last purged log id, written durably before any segment is deleted.
-//! - `committed`: a committed log id no newer than what is fsynced, saved lazily (every
-//!   [`COMMITTED_SAVE_INTERVAL_MS`]); it only shortens the replay at restart.
+//! - `shutdown`: written durably by a graceful stop after the last fsync (the last log id and
+//!   the committed one), removed durably at the next open: its absence means a crash.
+//!
+//! Segments also carry commit markers (see `format`): the committed log id as known when the
+//! records before the marker were written, durable with them. [`LogStore::open`] reports the
+//! newest one as the committed log id, so a restart replays everything committed that its
+//! log holds before it serves a read.
 //!
 //! Small files are `magic (8 bytes) | postcard(value) | crc32 LE`.
 //!
@@ -50,6 +55,23 @@
 //! damaged vote or purge file) is an error: the node refuses to start rather than silently lose
 //! acknowledged entries. To recover such a node, move its data directory away and let it rejoin
 //! (the leader sends it a snapshot and the log).
+//!
+//! The saved vote is read back as not committed: a restarted node never resumes leadership
+//! from it (its log may have lost entries it counted in a majority); it becomes leader again
+//! only through an election, which voters grant on log up-to-dateness.
+//!
+//! A node that may have lost entries it acknowledged is *recovering* ([`LogStore::recovering`]):
+//! after a crash in `replicated` mode (the unflushed tail may be gone), after cutting a torn
+//! tail in either mode, or when its log ends before the entry it ended with at its last
+//! graceful stop (in `fsync` mode that is damage: the store refuses to open). While recovering,
+//! appends complete only once fsynced, and the election rules (see `raft::election`) keep the
+//! node from granting votes until it holds the leader's committed log again.
+//!
+//! # IO errors
+//!
+//! A failing disk (ENOSPC, EIO) never stops the store: the writer retries until the disk works
+//! (see `writer`), appends complete only once durable meanwhile, and [`LogStore::io_error`]
+//! says what fails so the node reports itself not ready.
 
 mod format;
 mod recover;
@@ -71,7 +93,7 @@ use std::thread::JoinHandle;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader};
 
-use self::recover::Vote;
+use self::recover::{PreviousEnd, Vote};
 use self::writer::{lock, Command, Done, Reply, Shared, Writer};
 use super::{io_error, Entry, LogId, StorageError, TypeConfig};
 
@@ -88,8 +110,7 @@ pub const RECORD_PAYLOAD_BYTES_MAX: usize = protocol::PEER_FRAME_BYTES_MAX;
 /// Capacity of the writer's queue, in commands (one per `append` call); a full queue makes
 /// `append` wait (back pressure) instead of growing memory.
 pub const WRITER_QUEUE_COMMANDS_MAX: usize = 1_024;
-/// How often the committed log id is saved (lazily, not fsynced).
-pub const COMMITTED_SAVE_INTERVAL_MS: u64 = 1_000;
+pub use self::writer::{IO_ERROR_LOG_INTERVAL_MS, IO_RETRY_MS_MAX, IO_RETRY_MS_MIN};
 
 /// When an appended entry counts as persisted on this node (SPEC section 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +184,8 @@ pub struct LogStore {
 struct Inner {
     dir: PathBuf,
     durability: Durability,
+    /// Why this node may have lost acknowledged entries, if it may have (kept for status).
+    recovery: Option<String>,
     /// The log as openraft sees it. A std mutex: held for short copies, never across `.await`.
     log: Mutex<MemLog>,
     shared: Arc<Shared>,
@@ -235,10 +258,19 @@ impl LogStore {
         durability
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let recovered = recover::recover(dir)?;
+        let mut recovered = recover::recover(dir)?;
+        let recovery = recovery_reason(&recovered.end, durability)?;
+        if let Some(why) = &recovery {
+            tracing::warn!(dir = %dir.display(), %why, "this node may have lost entries it acknowledged: it votes again once it has caught up with the leader");
+        }
+        // Never lead again from a saved vote (see the module docs).
+        if let Some(vote) = recovered.vote.as_mut() {
+            vote.committed = false;
+        }
         let shared = Arc::new(Shared {
-            failed: Mutex::new(None),
             committed: Mutex::new(recovered.committed),
+            recovering: std::sync::atomic::AtomicBool::new(recovery.is_some()),
+            ..Shared::default()
         });
         let mut sizes = VecDeque::with_capacity(recovered.entries.len());
         let mut scratch = Vec::new();
@@ -280,6 +312,7 @@ impl LogStore {
         let inner = Inner {
             dir: dir.to_path_buf(),
             durability,
+            recovery,
             log: Mutex::new(log),
             shared,
             tx: Some(tx),
@@ -301,10 +334,68 @@ impl LogStore {
         self.inner.durability
     }
 
-    /// The IO error that stopped the writer, if one did (for health checks: in `replicated`
-    /// mode openraft only learns of it at its next write).
-    pub fn error(&self) -> Option<String> {
-        lock(&self.inner.shared.failed).clone()
+    /// The IO error the writer is retrying right now, if any: the node is not ready while
+    /// there is one.
+    pub fn io_error(&self) -> Option<String> {
+        lock(&self.inner.shared.io_error).clone()
+    }
+
+    /// IO steps that failed since the store was opened (each retried).
+    pub fn io_errors_total(&self) -> u64 {
+        self.inner
+            .shared
+            .io_errors_total
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether this node may still miss entries it acknowledged before it restarted (see the
+    /// module docs): it must not grant votes yet.
+    pub fn recovering(&self) -> bool {
+        self.inner
+            .shared
+            .recovering
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The log id of the last entry (or of the purge point if the log is empty).
+    pub fn last_log_id(&self) -> Option<LogId> {
+        lock(&self.inner.log).last_log_id()
+    }
+
+    /// Why the node started recovering, if it did (whether or not it still is).
+    pub fn recovery_reason(&self) -> Option<&str> {
+        self.inner.recovery.as_deref()
+    }
+
+    /// The node holds (durably) the log up to a leader's committed index again: it stops
+    /// recovering.
+    pub fn caught_up(&self) {
+        let was = self
+            .inner
+            .shared
+            .recovering
+            .swap(false, std::sync::atomic::Ordering::AcqRel);
+        if was {
+            tracing::info!(dir = %self.inner.dir.display(), "caught up with the leader: this node votes again");
+        }
+    }
+
+    /// Makes the next `count` writes or fsyncs of the log fail with ENOSPC (fault injection
+    /// for tests; the writer retries them like real failures).
+    pub fn inject_io_failures(&self, count: u32) {
+        self.inner
+            .shared
+            .injected_failures
+            .store(count, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether an append completes only once fsynced: always in `fsync` mode; in
+    /// `replicated` mode while recovering or while the disk fails (a node that cannot write
+    /// must not count in a majority from memory).
+    fn durable_acks(&self) -> bool {
+        self.inner.durability == Durability::Fsync
+            || self.recovering()
+            || lock(&self.inner.shared.io_error).is_some()
     }
 
     /// Writes and fsyncs everything appended so far (for a graceful shutdown in `replicated`
@@ -319,9 +410,6 @@ impl LogStore {
     /// [`Durability`]).
     async fn append_entries(&self, entries: Vec<Entry>, done: Done) -> Result<(), StorageError> {
         let write_error = |e: String| io_error(ErrorSubject::Logs, ErrorVerb::Write, e);
-        if let Some(failed) = lock(&self.inner.shared.failed).clone() {
-            return Err(write_error(failed));
-        }
         // Entries at or below the purge point are already part of a snapshot: nothing to keep.
         // (Openraft does not send them; its storage test suite does.)
         let mut entries = entries;
@@ -360,9 +448,10 @@ impl LogStore {
             }
             log.entries.extend(entries);
         }
-        let (in_writer, now) = match self.inner.durability {
-            Durability::Fsync => (Some(done), None),
-            Durability::Replicated { .. } => (None, Some(done)),
+        let (in_writer, now) = if self.durable_acks() {
+            (Some(done), None)
+        } else {
+            (None, Some(done))
         };
         let command = Command::Append {
             first_index,
@@ -413,6 +502,33 @@ impl LogStore {
     async fn crash(self) {
         let _ = self.send(Command::Crash).await;
     }
+}
+
+/// Whether (and why) a node starts recovering after the way its previous process ended; an
+/// error for damage the durability mode cannot excuse.
+fn recovery_reason(end: &PreviousEnd, durability: Durability) -> io::Result<Option<String>> {
+    Ok(match (end, durability) {
+        (PreviousEnd::Pristine | PreviousEnd::Clean, _) => None,
+        (PreviousEnd::Crashed { torn: Some(torn) }, _) => {
+            Some(format!("a torn log tail was cut off ({torn})"))
+        }
+        (PreviousEnd::Crashed { torn: None }, Durability::Replicated { .. }) => Some(
+            "the previous process did not stop gracefully: its unflushed writes may be lost"
+                .to_owned(),
+        ),
+        (PreviousEnd::Crashed { torn: None }, Durability::Fsync) => None,
+        (PreviousEnd::Shortened { detail }, Durability::Replicated { .. }) => Some(detail.clone()),
+        (PreviousEnd::Shortened { detail }, Durability::Fsync) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{detail}. In fsync mode every acknowledged entry was on this disk, so the \
+                     disk lost data: check it, then restore the directory from a backup, or \
+                     move it away so that the node resynchronises from the cluster"
+                ),
+            ))
+        }
+    })
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -473,6 +589,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         *lock(&self.inner.shared.committed) = committed;
+        // Have the marker written now (not with the next append), so that a crash right after
+        // a reply still replays up to it. A full queue means a group is coming anyway.
+        if let Some(tx) = self.inner.tx.as_ref() {
+            let _ = tx.try_send(Command::Committed);
+        }
         Ok(())
     }
 

@@ -5,6 +5,7 @@
 //! One Raft entry carries a [`Batch`] of client requests stamped with the leader's clock; the
 //! state machine decodes it and hands it to [`engine::Ledger::apply`], nothing more.
 
+pub mod election;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;

@@ -24,6 +24,7 @@ use openraft::raft::{
 use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 
+use super::election::{AppendSummary, Election, PreVoteRequest, PreVoteResponse};
 use super::{NodeId, Raft, TypeConfig};
 
 /// A Raft RPC.
@@ -35,6 +36,8 @@ pub enum PeerRequest {
     Vote(VoteRequest<NodeId>),
     /// One chunk of a snapshot.
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A pre-vote (see `election`).
+    PreVote(PreVoteRequest),
 }
 
 /// The answer to a [`PeerRequest`].
@@ -48,6 +51,8 @@ pub enum PeerReply {
     InstallSnapshot(
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
     ),
+    /// PreVote answer.
+    PreVote(PreVoteResponse),
 }
 
 /// Fault injection for tests (and for operators draining a node): while `isolated`, the node
@@ -102,6 +107,32 @@ impl Network {
             config,
             faults,
             connections: Arc::default(),
+        }
+    }
+}
+
+impl Network {
+    /// Asks node `target` at `addr` for a pre-vote, waiting at most `wait`.
+    pub async fn pre_vote(
+        &self,
+        target: NodeId,
+        addr: &str,
+        request: PreVoteRequest,
+        wait: Duration,
+    ) -> Result<PreVoteResponse, String> {
+        let client = PeerClient {
+            network: self.clone(),
+            target,
+            addr: addr.to_owned(),
+        };
+        let option = RPCOption::new(wait);
+        match client
+            .send::<PeerError>(PeerRequest::PreVote(request), &option)
+            .await
+        {
+            Ok(PeerReply::PreVote(answer)) => Ok(answer),
+            Ok(_) => Err("unexpected reply kind".to_owned()),
+            Err(e) => Err(e.to_string()),
         }
     }
 }
@@ -292,7 +323,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 
 /// Serves Raft RPCs arriving on a peer connection until it closes. The caller has checked that
 /// the peer presented a certificate of the cluster CA.
-pub async fn serve_peer(conn: quinn::Connection, raft: Raft, faults: Arc<Faults>) {
+pub async fn serve_peer(
+    conn: quinn::Connection,
+    raft: Raft,
+    faults: Arc<Faults>,
+    election: Arc<Election>,
+) {
     loop {
         let (mut send, mut recv) = match conn.accept_bi().await {
             Ok(stream) => stream,
@@ -300,6 +336,7 @@ pub async fn serve_peer(conn: quinn::Connection, raft: Raft, faults: Arc<Faults>
         };
         let raft = raft.clone();
         let faults = faults.clone();
+        let election = election.clone();
         tokio::spawn(async move {
             let Ok(Some(frame)) =
                 protocol::read_frame_limit(&mut recv, protocol::PEER_FRAME_BYTES_MAX).await
@@ -321,11 +358,20 @@ pub async fn serve_peer(conn: quinn::Connection, raft: Raft, faults: Arc<Faults>
                     }
                 };
             let reply = match request {
-                PeerRequest::Append(rpc) => PeerReply::Append(raft.append_entries(rpc).await),
-                PeerRequest::Vote(rpc) => PeerReply::Vote(raft.vote(rpc).await),
+                PeerRequest::Append(rpc) => {
+                    let summary = AppendSummary::of(&rpc);
+                    let response = raft.append_entries(rpc).await;
+                    election.on_append(&summary, &response);
+                    PeerReply::Append(response)
+                }
+                PeerRequest::Vote(rpc) => match election.vote(&raft, &rpc) {
+                    Some(refused) => PeerReply::Vote(Ok(refused)),
+                    None => PeerReply::Vote(raft.vote(rpc).await),
+                },
                 PeerRequest::InstallSnapshot(rpc) => {
                     PeerReply::InstallSnapshot(raft.install_snapshot(rpc).await)
                 }
+                PeerRequest::PreVote(rpc) => PeerReply::PreVote(election.pre_vote(&raft, &rpc)),
             };
             if let Ok(frame) = protocol::encode_limit(&reply, protocol::PEER_FRAME_BYTES_MAX) {
                 let _ = protocol::write_frame(&mut send, &frame).await;

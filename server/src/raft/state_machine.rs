@@ -55,6 +55,8 @@ pub struct Shared {
     applied: watch::Sender<u64>,
     /// False while the state is being rebuilt (startup replay, snapshot install).
     ready: AtomicBool,
+    /// The error writing a snapshot file, while the writer retries it.
+    snapshot_error: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -66,6 +68,12 @@ impl Shared {
     /// Marks the node ready (after startup replay) or not.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
+    }
+
+    /// The error that keeps a snapshot from being written right now, if any (the node is not
+    /// ready meanwhile: apply waits for the snapshot).
+    pub fn snapshot_error(&self) -> Option<String> {
+        lock(&self.snapshot_error).clone()
     }
 
     /// A receiver of the applied log index.
@@ -141,6 +149,7 @@ impl StateMachine {
             dir: dir.to_path_buf(),
             applied: watch::channel(applied).0,
             ready: AtomicBool::new(false),
+            snapshot_error: Mutex::new(None),
         });
         Ok(StateMachine { shared })
     }
@@ -202,6 +211,38 @@ fn read_snapshot_file(path: &Path) -> Result<(SnapshotMeta, Vec<u8>, Ledger), St
     Ok((meta, data, ledger))
 }
 
+/// [`persist_snapshot`] until it succeeds: a full or failing disk delays the snapshot (and
+/// apply, which waits for it) but never loses one nor stops the node. The error is reported in
+/// `shared` and logged once per [`crate::raft::log_store::IO_ERROR_LOG_INTERVAL_MS`]; the
+/// temporary file is removed between tries so that it does not hold the space.
+fn persist_with_retry(shared: &Shared, meta: &SnapshotMeta, data: &[u8]) {
+    use crate::raft::log_store::{IO_ERROR_LOG_INTERVAL_MS, IO_RETRY_MS_MAX, IO_RETRY_MS_MIN};
+    let mut wait = IO_RETRY_MS_MIN;
+    let mut logged: Option<std::time::Instant> = None;
+    loop {
+        match persist_snapshot(&shared.dir, meta, data) {
+            Ok(()) => break,
+            Err(e) => {
+                let message = format!("writing a snapshot in {} failed: {e}", shared.dir.display());
+                if logged.is_none_or(|at| {
+                    at.elapsed().as_millis() >= u128::from(IO_ERROR_LOG_INTERVAL_MS)
+                }) {
+                    tracing::error!(error = %message, "apply waits until the snapshot is written; retrying");
+                    logged = Some(std::time::Instant::now());
+                }
+                *lock(&shared.snapshot_error) = Some(message);
+                let index = meta.last_log_id.map_or(0, |l| l.index);
+                let _ = std::fs::remove_file(shared.dir.join(format!("snapshot-{index}.tmp")));
+                std::thread::sleep(std::time::Duration::from_millis(wait));
+                wait = (wait * 2).min(IO_RETRY_MS_MAX);
+            }
+        }
+    }
+    if lock(&shared.snapshot_error).take().is_some() {
+        tracing::warn!(dir = %shared.dir.display(), "snapshot written after failures");
+    }
+}
+
 /// Writes a snapshot file durably (temp file, fsync, rename, fsync dir) and deletes older ones.
 fn persist_snapshot(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> Result<(), String> {
     use std::io::Write;
@@ -232,7 +273,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             let meta = lock(&self.shared.meta).clone();
             (ledger.clone(), meta)
         };
-        let dir = self.shared.dir.clone();
+        let shared = self.shared.clone();
         let last = meta.last_applied;
         let snapshot_meta = SnapshotMeta {
             last_log_id: last,
@@ -246,10 +287,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let meta_for_disk = snapshot_meta.clone();
         let data = tokio::task::spawn_blocking(move || {
             let data = ledger.snapshot();
-            persist_snapshot(&dir, &meta_for_disk, &data).map(|()| data)
+            persist_with_retry(&shared, &meta_for_disk, &data);
+            data
         })
         .await
-        .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?
         .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
         let data = Arc::new(data);
         *lock(&self.shared.current) = Some(StoredSnapshot {
@@ -356,19 +397,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             m.last_applied = meta.last_log_id;
             m.membership = meta.last_membership.clone();
         }
-        let dir = self.shared.dir.clone();
+        let shared = self.shared.clone();
         let meta_copy = meta.clone();
         let data = Arc::new(data);
         let on_disk = data.clone();
-        tokio::task::spawn_blocking(move || persist_snapshot(&dir, &meta_copy, &on_disk))
+        tokio::task::spawn_blocking(move || persist_with_retry(&shared, &meta_copy, &on_disk))
             .await
-            .map_err(|e| {
-                io_error(
-                    ErrorSubject::Snapshot(signature.clone()),
-                    ErrorVerb::Write,
-                    e,
-                )
-            })?
             .map_err(|e| {
                 io_error(
                     ErrorSubject::Snapshot(signature.clone()),

@@ -3,23 +3,56 @@
 //! A segment file is `SEGMENT_MAGIC` followed by records. A record is
 //!
 //! ```text
-//! payload_len: u32 LE | crc32: u32 LE | payload: postcard(Entry)
+//! kind_and_len: u32 LE | crc32: u32 LE | payload
 //! ```
 //!
 //! where the CRC-32 (IEEE) covers the four length bytes and the payload, so a damaged length is
-//! caught too. A small file (vote, purge point, committed log id) is an 8-byte magic, the
-//! postcard-encoded value, then a CRC-32 LE of everything before it.
+//! caught too. The top bit of `kind_and_len` tells the kind, the other 31 bits the payload
+//! length: clear, an entry (`postcard(Entry)`); set ([`COMMIT_MARK`]), a commit marker
+//! (`postcard(LogId)`): the committed log id as the node knew it when the records before the
+//! marker were written. A marker names only entries written before it, so it is durable with
+//! them and recovery replays up to it. A small file (vote, purge point, shutdown record) is an
+//! 8-byte magic, the postcard-encoded value, then a CRC-32 LE of everything before it.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::RECORD_PAYLOAD_BYTES_MAX;
-use crate::raft::Entry;
+use crate::raft::{Entry, LogId};
 
-/// First bytes of every segment file (the last byte is the format version).
-pub(super) const SEGMENT_MAGIC: &[u8; 8] = b"STKDLOG\x01";
+/// First bytes of every segment file (the last byte is the format version: 2 added commit
+/// markers; a version 1 segment is read as one without markers).
+pub(super) const SEGMENT_MAGIC: &[u8; 8] = b"STKDLOG\x02";
+/// The version 1 magic, still read.
+const SEGMENT_MAGIC_V1: &[u8; 8] = b"STKDLOG\x01";
 /// Bytes before a record's payload: length and checksum.
 pub(super) const RECORD_HEADER_BYTES: usize = 8;
+/// The bit of a record's length field that marks a commit marker.
+pub(super) const COMMIT_MARK: u32 = 1 << 31;
+
+const _: () = assert!(RECORD_PAYLOAD_BYTES_MAX < COMMIT_MARK as usize);
+
+/// A record of a segment.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Record {
+    /// A log entry.
+    Entry(Entry),
+    /// A commit marker: this log id was committed when the records before it were written.
+    Commit(LogId),
+}
+
+/// Appends a commit marker for `committed` to `out`; returns its length in bytes.
+pub(super) fn encode_commit_marker(committed: &LogId, out: &mut Vec<u8>) -> u32 {
+    let payload = postcard::to_allocvec(committed).expect("a log id always encodes");
+    let len_bytes = (payload.len() as u32 | COMMIT_MARK).to_le_bytes();
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&len_bytes);
+    crc.update(&payload);
+    out.extend_from_slice(&len_bytes);
+    out.extend_from_slice(&crc.finalize().to_le_bytes());
+    out.extend_from_slice(&payload);
+    (RECORD_HEADER_BYTES + payload.len()) as u32
+}
 
 /// Appends `entry` to `out` as one record and returns the record's length in bytes.
 pub(super) fn encode_record(entry: &Entry, out: &mut Vec<u8>) -> Result<u32, String> {
@@ -70,13 +103,15 @@ impl std::fmt::Display for RecordError {
     }
 }
 
-/// Decodes the record at the start of `bytes`: the entry and the record's length.
-pub(super) fn decode_record(bytes: &[u8]) -> Result<(Entry, usize), RecordError> {
+/// Decodes the record at the start of `bytes`: the record and its length.
+pub(super) fn decode_record(bytes: &[u8]) -> Result<(Record, usize), RecordError> {
     let Some((header, rest)) = bytes.split_first_chunk::<RECORD_HEADER_BYTES>() else {
         return Err(RecordError::Incomplete);
     };
     let len_bytes = [header[0], header[1], header[2], header[3]];
-    let payload_len = u32::from_le_bytes(len_bytes);
+    let kind_and_len = u32::from_le_bytes(len_bytes);
+    let is_marker = kind_and_len & COMMIT_MARK != 0;
+    let payload_len = kind_and_len & !COMMIT_MARK;
     let stored_crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
     if payload_len == 0 || payload_len as usize > RECORD_PAYLOAD_BYTES_MAX {
         return Err(RecordError::BadLength(payload_len));
@@ -90,9 +125,13 @@ pub(super) fn decode_record(bytes: &[u8]) -> Result<(Entry, usize), RecordError>
     if crc.finalize() != stored_crc {
         return Err(RecordError::BadChecksum);
     }
-    let entry =
-        postcard::from_bytes(payload).map_err(|e| RecordError::Undecodable(e.to_string()))?;
-    Ok((entry, RECORD_HEADER_BYTES + payload_len as usize))
+    let undecodable = |e: postcard::Error| RecordError::Undecodable(e.to_string());
+    let record = if is_marker {
+        Record::Commit(postcard::from_bytes(payload).map_err(undecodable)?)
+    } else {
+        Record::Entry(postcard::from_bytes(payload).map_err(undecodable)?)
+    };
+    Ok((record, RECORD_HEADER_BYTES + payload_len as usize))
 }
 
 /// The records of one segment file as read at startup.
@@ -104,6 +143,8 @@ pub(super) struct ParsedSegment {
     pub offsets: Vec<u64>,
     /// Bytes up to the end of the last valid record (0 if even the magic is torn).
     pub valid_len: u64,
+    /// The last commit marker of the segment.
+    pub committed: Option<LogId>,
     /// Why the tail after `valid_len` was dropped, if it was.
     pub torn: Option<String>,
 }
@@ -124,9 +165,11 @@ pub(super) fn parse_segment(
         entries: Vec::new(),
         offsets: Vec::new(),
         valid_len: 0,
+        committed: None,
         torn: None,
     };
-    if bytes.len() < SEGMENT_MAGIC.len() || &bytes[..SEGMENT_MAGIC.len()] != SEGMENT_MAGIC {
+    let magic = bytes.get(..SEGMENT_MAGIC.len());
+    if magic != Some(SEGMENT_MAGIC.as_slice()) && magic != Some(SEGMENT_MAGIC_V1.as_slice()) {
         let torn_magic = SEGMENT_MAGIC.starts_with(bytes) || all_zero(bytes);
         if is_last && torn_magic {
             parsed.torn = Some("segment header incomplete".to_owned());
@@ -138,7 +181,11 @@ pub(super) fn parse_segment(
     let mut expected = first_index;
     while pos < bytes.len() {
         match decode_record(&bytes[pos..]) {
-            Ok((entry, len)) => {
+            Ok((Record::Commit(committed), len)) => {
+                parsed.committed = Some(committed);
+                pos += len;
+            }
+            Ok((Record::Entry(entry), len)) => {
                 if entry.log_id.index != expected {
                     return Err(format!(
                         "record at offset {pos} holds log index {}, expected {expected}",
@@ -176,7 +223,8 @@ fn is_torn_tail(bytes: &[u8], pos: usize, error: &RecordError) -> bool {
         RecordError::BadLength(_) => all_zero(&bytes[pos..]),
         RecordError::BadChecksum => {
             let payload_len =
-                u32::from_le_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]]);
+                u32::from_le_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]])
+                    & !COMMIT_MARK;
             let end = pos + RECORD_HEADER_BYTES + payload_len as usize;
             all_zero(&bytes[end.min(bytes.len())..])
         }

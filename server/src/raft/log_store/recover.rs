@@ -21,10 +21,22 @@ pub(super) const VOTE_MAGIC: &[u8; 8] = b"STKDVOTE";
 pub(super) const PURGED_FILE: &str = "purged";
 /// Magic of the purge file.
 pub(super) const PURGED_MAGIC: &[u8; 8] = b"STKDPURG";
-/// The committed file: a committed log id no newer than the durable log (a restart hint).
-pub(super) const COMMITTED_FILE: &str = "committed";
-/// Magic of the committed file.
-pub(super) const COMMITTED_MAGIC: &[u8; 8] = b"STKDCOMM";
+/// The shutdown record: written durably by a graceful stop after the last fsync, removed at
+/// the next open. Its absence means the previous process crashed (or lost power).
+pub(super) const SHUTDOWN_FILE: &str = "shutdown";
+/// Magic of the shutdown record.
+pub(super) const SHUTDOWN_MAGIC: &[u8; 8] = b"STKDSHUT";
+/// Written by versions before commit markers (a lazily saved committed id); removed at open.
+const OBSOLETE_COMMITTED_FILE: &str = "committed";
+
+/// What a graceful stop leaves for the next start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct ShutdownRecord {
+    /// The last entry of the log, fsynced.
+    pub last: Option<LogId>,
+    /// The committed log id as known at the stop.
+    pub committed: Option<LogId>,
+}
 
 /// Openraft's vote for our node id type.
 pub(super) type Vote = openraft::Vote<NodeId>;
@@ -54,11 +66,36 @@ impl Segment {
 pub(super) struct Recovered {
     pub vote: Option<Vote>,
     pub last_purged: Option<LogId>,
+    /// The newest committed log id the directory records (commit markers, shutdown record),
+    /// never past the log's end: entries up to it may be applied at once.
     pub committed: Option<LogId>,
     /// The entries after the purge point, consecutive.
     pub entries: VecDeque<Entry>,
     /// The segments still on disk, in order; the last one is where appends go.
     pub segments: Vec<Segment>,
+    /// How the previous process ended, and what the log may have lost.
+    pub end: PreviousEnd,
+}
+
+/// How the previous process left the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum PreviousEnd {
+    /// A new directory.
+    Pristine,
+    /// A graceful stop, and the log holds everything it had then.
+    Clean,
+    /// A crash: no shutdown record. Entries never written or never fsynced may be gone
+    /// (`torn` says if a torn tail was cut off).
+    Crashed {
+        /// Why records at the end of the last segment were dropped, if some were.
+        torn: Option<String>,
+    },
+    /// A graceful stop, but the log now ends before the entry it ended with then: data was
+    /// lost on disk since (a cut or deleted segment).
+    Shortened {
+        /// What is missing, for the operator.
+        detail: String,
+    },
 }
 
 fn invalid(msg: String) -> io::Error {
@@ -69,15 +106,16 @@ fn invalid(msg: String) -> io::Error {
 pub(super) fn recover(dir: &Path) -> io::Result<Recovered> {
     create_dir_durably(dir)?;
     remove_temp_files(dir)?;
-    let vote = read_small_file(dir, VOTE_FILE, VOTE_MAGIC)?;
+    let vote: Option<Vote> = read_small_file(dir, VOTE_FILE, VOTE_MAGIC)?;
     let last_purged: Option<LogId> = read_small_file(dir, PURGED_FILE, PURGED_MAGIC)?;
-    let committed: Option<LogId> = read_small_file(dir, COMMITTED_FILE, COMMITTED_MAGIC)
+    let shutdown: Option<ShutdownRecord> = read_small_file(dir, SHUTDOWN_FILE, SHUTDOWN_MAGIC)
         .unwrap_or_else(|e| {
-            tracing::warn!(dir = %dir.display(), error = %e, "ignoring unreadable committed file");
+            tracing::warn!(dir = %dir.display(), error = %e, "ignoring unreadable shutdown record");
             None
         });
     let keep_from = last_purged.map_or(0, |p| p.index + 1);
-    let (entries, segments) = read_segments(dir, keep_from)?;
+    let read = read_segments(dir, keep_from)?;
+    let entries = read.entries;
     if let (Some(p), Some(first)) = (last_purged, entries.front()) {
         if first.log_id.index != p.index + 1 {
             return Err(invalid(format!(
@@ -88,38 +126,80 @@ pub(super) fn recover(dir: &Path) -> io::Result<Recovered> {
             )));
         }
     }
-    // The saved committed id is never ahead of what was fsynced, so a log that ends before
-    // it lost entries the cluster acknowledged (a cut or deleted segment, not a crash): serving
-    // would silently drop them. Refuse; the operator restores the directory or moves it away so
-    // that the node resynchronises from the cluster.
-    if let Some(c) = committed {
-        let last = entries
-            .back()
-            .map(|e| e.log_id.index)
-            .or(last_purged.map(|p| p.index));
-        if last.is_none_or(|last| last < c.index) {
-            return Err(invalid(format!(
-                "{}: the log ends at index {} but index {} was committed: committed entries are \
-                 missing (a damaged or deleted segment). Restore this directory from a backup, or \
-                 move it away so that the node resynchronises from the cluster",
-                dir.display(),
-                last.map_or_else(|| "none".to_owned(), |i| i.to_string()),
-                c.index
-            )));
-        }
-    }
+    let last = entries.back().map(|e| e.log_id).or(last_purged);
+    let end = previous_end(
+        dir,
+        vote.is_some() || last.is_some(),
+        shutdown,
+        last,
+        read.torn,
+    );
+    let committed = [read.committed, shutdown.and_then(|s| s.committed)]
+        .into_iter()
+        .flatten()
+        .max_by_key(|c| c.index);
     let committed = check_committed(dir, committed, &entries, last_purged);
+    // The shutdown record describes the process that just ended; from now on a crash must
+    // find none. Removed durably before anything new is written.
+    remove_durably(dir, SHUTDOWN_FILE)?;
+    remove_durably(dir, OBSOLETE_COMMITTED_FILE)?;
     Ok(Recovered {
         vote,
         last_purged,
         committed,
         entries,
-        segments,
+        segments: read.segments,
+        end,
     })
 }
 
+/// Tells how the previous process ended from the shutdown record and the log's last entry.
+fn previous_end(
+    dir: &Path,
+    used: bool,
+    shutdown: Option<ShutdownRecord>,
+    last: Option<LogId>,
+    torn: Option<String>,
+) -> PreviousEnd {
+    match shutdown {
+        None if !used => PreviousEnd::Pristine,
+        None => PreviousEnd::Crashed { torn },
+        Some(record) if record.last.map(|l| l.index) > last.map(|l| l.index) => {
+            PreviousEnd::Shortened {
+                detail: format!(
+                    "{}: the log ends at index {} but it ended at index {} when the node last \
+                     stopped: entries were lost on disk since (a cut or deleted segment)",
+                    dir.display(),
+                    last.map_or_else(|| "none".to_owned(), |l| l.index.to_string()),
+                    record.last.map_or(0, |l| l.index)
+                ),
+            }
+        }
+        Some(_) => PreviousEnd::Clean,
+    }
+}
+
+/// Removes a file if it exists and makes the removal durable.
+fn remove_durably(dir: &Path, name: &str) -> io::Result<()> {
+    match std::fs::remove_file(dir.join(name)) {
+        Ok(()) => sync_dir(dir),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The segments of a log directory as read at startup.
+struct ReadSegments {
+    entries: VecDeque<Entry>,
+    segments: Vec<Segment>,
+    /// The last commit marker of the log.
+    committed: Option<LogId>,
+    /// Why a torn tail was cut off, if one was.
+    torn: Option<String>,
+}
+
 /// Reads the segments in order, dropping the ones wholly at or below the purge point.
-fn read_segments(dir: &Path, keep_from: u64) -> io::Result<(VecDeque<Entry>, Vec<Segment>)> {
+fn read_segments(dir: &Path, keep_from: u64) -> io::Result<ReadSegments> {
     let mut names = segment_files(dir)?;
     // A segment whose successor starts at or below `keep_from` holds only purged entries: a
     // purge was interrupted after the purge file was written. Finish it.
@@ -129,6 +209,8 @@ fn read_segments(dir: &Path, keep_from: u64) -> io::Result<(VecDeque<Entry>, Vec
     }
     let mut entries = VecDeque::new();
     let mut segments: Vec<Segment> = Vec::new();
+    let mut committed = None;
+    let mut torn = None;
     let count = names.len();
     for (i, (first_index, path)) in names.into_iter().enumerate() {
         if let Some(prev) = segments.last() {
@@ -148,8 +230,10 @@ fn read_segments(dir: &Path, keep_from: u64) -> io::Result<(VecDeque<Entry>, Vec
                 path.display()
             ))
         })?;
+        committed = parsed.committed.or(committed);
         if let Some(why) = &parsed.torn {
             tracing::warn!(segment = %path.display(), %why, "torn tail of the log cut off (crash during a write)");
+            torn = Some(format!("{}: {why}", path.display()));
             if parsed.valid_len < format::SEGMENT_MAGIC.len() as u64 {
                 std::fs::remove_file(&path)?;
                 sync_dir(dir)?;
@@ -182,17 +266,27 @@ fn read_segments(dir: &Path, keep_from: u64) -> io::Result<(VecDeque<Entry>, Vec
         std::fs::remove_file(&segment.path)?;
         sync_dir(dir)?;
     }
-    Ok((entries, segments))
+    Ok(ReadSegments {
+        entries,
+        segments,
+        committed,
+        torn,
+    })
 }
 
-/// The committed log id if it is consistent with the log; a hint only, so dropped otherwise.
+/// The committed log id if it is consistent with the log, clamped to the log's end (a marker
+/// never names an entry written after it, but the shutdown record may outlive a lost tail):
+/// every entry a node holds up to its commit point was committed, so the last one is too.
 fn check_committed(
     dir: &Path,
     committed: Option<LogId>,
     entries: &VecDeque<Entry>,
     last_purged: Option<LogId>,
 ) -> Option<LogId> {
-    let c = committed?;
+    let mut c = committed?;
+    if let Some(last) = entries.back().filter(|last| last.log_id.index < c.index) {
+        c = last.log_id;
+    }
     let first = entries.front().map_or(u64::MAX, |e| e.log_id.index);
     let consistent = match c.index.checked_sub(first) {
         Some(offset) => entries.get(offset as usize).is_some_and(|e| e.log_id == c),

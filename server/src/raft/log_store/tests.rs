@@ -252,10 +252,12 @@ fn pipelined_appends_past_the_queue_capacity_all_complete_in_order() {
 }
 
 /// Appends 1..=10 in fsync mode and returns the segment's path.
+/// Ten fsynced entries, then a crash (no shutdown record): a torn tail found next is what a
+/// crash during a write leaves.
 fn ten_entries(dir: &TempDir) -> PathBuf {
     let mut store = open(&dir.log(), Durability::Fsync);
     append(&mut store, entries(1, 1..=10));
-    drop(store);
+    crash(store);
     dir.log().join(segment_name(1))
 }
 
@@ -424,69 +426,192 @@ fn the_vote_survives_a_crash_in_both_modes() {
         });
         crash(store);
         let mut store = open(&dir.log(), durability);
+        // Read back as not committed: a restarted node never resumes leadership from it.
         assert_eq!(
             futures_lite(store.read_vote()).expect("read"),
-            Some(vote),
+            Some(openraft::Vote::new(7, 3)),
             "{durability}"
         );
     }
 }
 
 #[test]
-fn committed_is_saved_lazily_and_never_ahead_of_the_durable_log() {
-    let dir = TempDir::new("committed");
-    let mut store = open(&dir.log(), Durability::Fsync);
-    append(&mut store, entries(1, 1..=10));
-    futures_lite(store.save_committed(Some(log_id(1, 8)))).expect("save");
-    drop(store);
-    let mut store = open(&dir.log(), Durability::Fsync);
-    assert_eq!(
-        futures_lite(store.read_committed()).expect("read"),
-        Some(log_id(1, 8))
-    );
-    // A committed id past the log is clamped to the last durable entry.
-    futures_lite(store.save_committed(Some(log_id(1, 15)))).expect("save");
-    drop(store);
-    let mut store = open(&dir.log(), Durability::Fsync);
-    assert_eq!(
-        futures_lite(store.read_committed()).expect("read"),
-        Some(log_id(1, 10))
-    );
+fn the_committed_id_is_recorded_with_the_flush_that_covers_it() {
+    for durability in [Durability::default(), Durability::Fsync] {
+        let dir = TempDir::new("committed");
+        let mut store = open(&dir.log(), durability);
+        append(&mut store, entries(1, 1..=10));
+        futures_lite(store.save_committed(Some(log_id(1, 8)))).expect("save");
+        futures_lite(store.flush()).expect("flush");
+        // A crash, not a graceful stop: only the marker in the log tells.
+        crash(store);
+        let mut store = open(&dir.log(), durability);
+        assert_eq!(
+            futures_lite(store.read_committed()).expect("read"),
+            Some(log_id(1, 8)),
+            "{durability}"
+        );
+        // A committed id past what was written is recorded as the last entry written (all of
+        // this node's entries up to its commit point were committed).
+        futures_lite(store.save_committed(Some(log_id(1, 15)))).expect("save");
+        drop(store);
+        let mut store = open(&dir.log(), durability);
+        assert_eq!(
+            futures_lite(store.read_committed()).expect("read"),
+            Some(log_id(1, 10)),
+            "{durability}"
+        );
+    }
 }
 
 #[test]
-fn a_log_cut_below_the_committed_index_refuses_to_open() {
-    // Found by the break-it pass: truncating a segment dropped committed, acknowledged entries
-    // and the node served without them. A torn tail after a crash is never below the saved
-    // committed id (that id is never ahead of the fsynced log), so this is damage.
-    let dir = TempDir::new("cut-committed");
-    let mut store = open(&dir.log(), Durability::Fsync);
-    append(&mut store, entries(1, 1..=10));
-    futures_lite(store.save_committed(Some(log_id(1, 9)))).expect("save");
+fn a_log_shorter_than_at_its_last_stop_refuses_in_fsync_mode_and_recovers_in_replicated() {
+    for durability in [Durability::Fsync, Durability::default()] {
+        let dir = TempDir::new("cut-after-stop");
+        let mut store = open(&dir.log(), durability);
+        append(&mut store, entries(1, 1..=10));
+        futures_lite(store.save_committed(Some(log_id(1, 9)))).expect("save");
+        drop(store);
+        let segment = dir.log().join(segment_name(1));
+        let len = std::fs::metadata(&segment).expect("metadata").len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .expect("open")
+            .set_len(len / 2)
+            .expect("cut");
+        match durability {
+            Durability::Fsync => {
+                let error = LogStore::open(&dir.log(), durability).expect_err("refuses");
+                assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
+                let message = error.to_string();
+                assert!(message.contains("when the node last stopped"), "{message}");
+                assert!(message.contains("move it away"), "{message}");
+            }
+            Durability::Replicated { .. } => {
+                let mut store = open(&dir.log(), durability);
+                assert!(store.recovering());
+                let reason = store.recovery_reason().unwrap_or_default().to_owned();
+                assert!(reason.contains("when the node last stopped"), "{reason}");
+                let last = store.last_log_id().expect("some entries").index;
+                assert!(last < 10);
+                // What is left is committed; the rest comes from the leader.
+                assert_eq!(
+                    futures_lite(store.read_committed()).expect("read"),
+                    Some(log_id(1, last))
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn recovering_after_a_crash_that_may_have_lost_acknowledged_entries() {
+    // replicated: any crash may have lost the unflushed tail.
+    let dir = TempDir::new("recovering-replicated");
+    let mut store = open(&dir.log(), Durability::default());
+    assert!(!store.recovering(), "a new log lost nothing");
+    append(&mut store, entries(1, 1..=5));
     drop(store);
-    let segment = dir.log().join(segment_name(1));
+    let mut store = open(&dir.log(), Durability::default());
+    assert!(!store.recovering(), "a graceful stop lost nothing");
+    append(&mut store, entries(1, 6..=7));
+    crash(store);
+    let store = open(&dir.log(), Durability::default());
+    assert!(store.recovering());
+    store.caught_up();
+    assert!(!store.recovering());
+    drop(store);
+
+    // fsync: a crash loses nothing acknowledged, unless the tail the disk kept was cut.
+    let dir = TempDir::new("recovering-fsync");
+    let segment = ten_entries(&dir);
+    let store = open(&dir.log(), Durability::Fsync);
+    assert!(!store.recovering());
+    crash(store);
     let len = std::fs::metadata(&segment).expect("metadata").len();
     std::fs::OpenOptions::new()
         .write(true)
         .open(&segment)
         .expect("open")
-        .set_len(len / 2)
+        .set_len(len - 3)
         .expect("cut");
-    let error = LogStore::open(&dir.log(), Durability::Fsync).expect_err("refuses");
-    assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
-    assert!(
-        error.to_string().contains("but index 9 was committed"),
-        "{error}"
-    );
-    // The whole segment deleted: the same.
-    std::fs::remove_file(&segment).expect("remove");
-    let error = LogStore::open(&dir.log(), Durability::Fsync).expect_err("refuses");
-    assert!(
-        error
-            .to_string()
-            .contains("log ends at index none but index 9"),
-        "{error}"
-    );
+    let store = open(&dir.log(), Durability::Fsync);
+    assert!(store.recovering());
+    let reason = store.recovery_reason().unwrap_or_default().to_owned();
+    assert!(reason.contains("torn log tail"), "{reason}");
+}
+
+/// Appends `entries` with a completion that reports on the returned channel.
+fn append_watched(store: &LogStore, entries: Vec<Entry>) -> std::sync::mpsc::Receiver<bool> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let done: Done = Box::new(move |result| {
+        let _ = tx.send(result.is_ok());
+    });
+    futures_lite(store.append_entries(entries, done)).expect("queued");
+    rx
+}
+
+#[test]
+fn while_recovering_appends_complete_only_once_fsynced() {
+    let dir = TempDir::new("recovering-durable");
+    let mut store = open(&dir.log(), Durability::default());
+    append(&mut store, entries(1, 1..=3));
+    futures_lite(store.flush()).expect("flush");
+    crash(store);
+    // A slow flush interval: an append completed from memory would not wait for it.
+    let slow = Durability::Replicated {
+        flush_interval_ms: FLUSH_INTERVAL_MS_MAX,
+    };
+    let store = open(&dir.log(), slow);
+    assert!(store.recovering());
+    let done = append_watched(&store, entries(1, 4..=4));
+    assert_eq!(done.recv_timeout(Duration::from_secs(5)), Ok(true));
+    crash(store);
+    let mut store = open(&dir.log(), slow);
+    check(&mut store, None, &entries(1, 1..=4));
+    store.caught_up();
+    // Caught up: completed from memory at once, written within the (long) interval.
+    let done = append_watched(&store, entries(1, 5..=5));
+    assert_eq!(done.recv_timeout(Duration::from_secs(1)), Ok(true));
+}
+
+#[test]
+fn a_failing_disk_delays_appends_until_it_works_and_loses_nothing() {
+    for durability in [Durability::Fsync, Durability::default()] {
+        let dir = TempDir::new("io-errors");
+        let mut store = open(&dir.log(), durability);
+        append(&mut store, entries(1, 1..=3));
+        // Every write and fsync fails until the faults are lifted.
+        store.inject_io_failures(u32::MAX);
+        let first = append_watched(&store, entries(1, 4..=4));
+        let started = Instant::now();
+        while store.io_error().is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "no IO error reported"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let error = store.io_error().unwrap_or_default();
+        assert!(error.contains(&dir.log().display().to_string()), "{error}");
+        // Once the failure is known, even replicated mode waits for the disk.
+        let second = append_watched(&store, entries(1, 5..=5));
+        assert_eq!(
+            second.recv_timeout(Duration::from_millis(300)),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout),
+            "{durability}: an append completed while the disk failed"
+        );
+        store.inject_io_failures(0);
+        assert_eq!(second.recv_timeout(Duration::from_secs(5)), Ok(true));
+        assert_eq!(first.recv_timeout(Duration::from_secs(5)), Ok(true));
+        assert!(store.io_error().is_none());
+        assert!(store.io_errors_total() > 0);
+        futures_lite(store.flush()).expect("flush");
+        crash(store);
+        let mut store = open(&dir.log(), durability);
+        check(&mut store, None, &entries(1, 1..=5));
+    }
 }
 
 #[test]

@@ -3,33 +3,55 @@
 //! It takes commands from a bounded channel in order, so every write (appends, vote, truncate,
 //! purge) reaches the disk in the order openraft issued it. Each wake-up drains every command
 //! already queued (up to [`DRAIN_COMMANDS_MAX`]) and writes the appended records with one
-//! `write` per segment; in `fsync` mode it then fsyncs once and completes all the callbacks
-//! (group commit). In `replicated` mode callbacks were completed by `append` and the thread
-//! fsyncs when the oldest unsynced write is one flush interval old. Any command that is not an
-//! append first writes and fsyncs everything before it.
+//! positional write; then, if any append waits for durability (`fsync` mode, or a `replicated`
+//! node that acknowledges only durable entries for now), it fsyncs once and completes them all
+//! (group commit). Otherwise it fsyncs when the oldest unsynced write is one flush interval
+//! old. Any command that is not an append first writes and fsyncs everything before it.
 //!
-//! An IO error is sticky: the thread fails every pending and later command with it, because
-//! after a failed write or fsync nobody knows what is on disk (the node must stop).
+//! Commit markers: when the committed log id has advanced, a marker record naming it (clamped
+//! to the last entry written) follows the group's records, so the log itself says how far it
+//! was committed, durable with the same fsync (see `format`).
+//!
+//! IO errors are not fatal. A failed write, fsync, file creation or deletion is retried with
+//! backoff until it succeeds ([`IO_RETRY_MS_MIN`]..[`IO_RETRY_MS_MAX`]); later commands wait
+//! behind it. Meanwhile the store reports the error (the node is not ready and acknowledges
+//! appends only once durable) and it is logged once per [`IO_ERROR_LOG_INTERVAL_MS`]. After a
+//! failed fsync the kernel may already have dropped the dirty pages, so a retry rewrites every
+//! byte since the last successful fsync from memory instead of trusting the page cache. Every
+//! step updates the writer's state only once its IO succeeded, so a retried step neither skips
+//! nor repeats a record.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::format::{segment_name, SEGMENT_MAGIC};
+use super::format::{encode_commit_marker, segment_name, SEGMENT_MAGIC};
 use super::recover::{
-    sync_dir, write_small_file, Segment, Vote, COMMITTED_FILE, COMMITTED_MAGIC, PURGED_FILE,
-    PURGED_MAGIC, VOTE_FILE, VOTE_MAGIC,
+    sync_dir, write_small_file, Segment, ShutdownRecord, Vote, PURGED_FILE, PURGED_MAGIC,
+    SHUTDOWN_FILE, SHUTDOWN_MAGIC, VOTE_FILE, VOTE_MAGIC,
 };
-use super::{Durability, COMMITTED_SAVE_INTERVAL_MS};
+use super::Durability;
 use crate::raft::LogId;
 
 /// Commands drained and handled per group commit.
 pub(super) const DRAIN_COMMANDS_MAX: usize = 4_096;
 /// Staged record bytes that trigger a `write` before the end of a group.
 const WRITE_BUFFER_BYTES_MAX: usize = 4 << 20;
+/// First wait before retrying a failed IO step, ms; doubled at each failure.
+pub const IO_RETRY_MS_MIN: u64 = 10;
+/// Longest wait between two tries of a failing IO step, ms.
+pub const IO_RETRY_MS_MAX: u64 = 1_000;
+/// A failing disk is logged at most once per this period, ms (and once when it heals).
+pub const IO_ERROR_LOG_INTERVAL_MS: u64 = 60_000;
+/// At shutdown, how long the last flush retries a failing disk before giving up, ms.
+pub const SHUTDOWN_RETRY_MS: u64 = 10_000;
+/// How long the thread sleeps with nothing to do, ms.
+const IDLE_WAKE_MS: u64 = 1_000;
 
 /// Completion of an append: called once its records are durable (or failed).
 pub(super) type Done = Box<dyn FnOnce(Result<(), io::Error>) + Send>;
@@ -41,12 +63,13 @@ pub(super) enum Command {
     /// Write these records (already encoded, consecutive from `first_index`).
     Append {
         first_index: u64,
-        /// Log id of the last entry, `None` for an empty append (a flush barrier).
+        /// Log id of the last entry, `None` for an empty append.
         last: Option<LogId>,
         records: Vec<u8>,
         /// Length of each record in `records`.
         lens: Vec<u32>,
-        /// `Some` in `fsync` mode: called after the fsync that covers these records.
+        /// `Some` when the append completes only once durable: called after the fsync that
+        /// covers these records.
         done: Option<Done>,
     },
     /// Write the vote durably.
@@ -61,6 +84,8 @@ pub(super) enum Command {
     Purge { log_id: LogId, reply: Reply },
     /// Write and fsync everything before.
     Flush { reply: Reply },
+    /// The committed log id advanced: write its marker now rather than with the next append.
+    Committed,
     /// Stop at once without writing what is staged: a simulated process crash.
     #[cfg(test)]
     Crash,
@@ -69,15 +94,45 @@ pub(super) enum Command {
 /// State shared by the store handles and the writer.
 #[derive(Debug, Default)]
 pub(super) struct Shared {
-    /// The sticky IO error, once the writer has failed.
-    pub failed: Mutex<Option<String>>,
-    /// The latest committed log id reported by openraft; the writer saves it lazily.
+    /// The IO error the writer is retrying, while it is.
+    pub io_error: Mutex<Option<String>>,
+    /// IO steps that failed since the store was opened.
+    pub io_errors_total: AtomicU64,
+    /// The latest committed log id reported by openraft; the writer records it in markers.
     pub committed: Mutex<Option<LogId>>,
+    /// The node may miss entries it acknowledged before a restart (see `LogStore::recovering`).
+    pub recovering: AtomicBool,
+    /// Injected faults: this many coming writes or fsyncs fail with ENOSPC.
+    pub injected_failures: AtomicU32,
 }
 
 /// Locks a mutex; poisoning cannot leave these plain values half-updated.
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The active segment's bytes that are not known to be on disk yet.
+#[derive(Debug, Default)]
+struct Unsynced {
+    /// Everything appended to the active segment after `synced_len`, kept until an fsync
+    /// covers it so that a failed write or fsync can be redone in full.
+    bytes: Vec<u8>,
+    /// How many of `bytes` were written to the file.
+    written: usize,
+    /// Length of the active segment known to be durable.
+    synced_len: u64,
+    /// A step failed: the file may hold a partial write past `synced_len + written`.
+    cut_first: bool,
+    /// When the oldest byte of `bytes` was written.
+    since: Option<Instant>,
+}
+
+/// How the writer is doing with a failing disk.
+#[derive(Debug, Default)]
+struct Failing {
+    /// Steps failed in a row.
+    failures: u64,
+    last_logged: Option<Instant>,
 }
 
 /// The writer thread's state.
@@ -86,23 +141,21 @@ pub(super) struct Writer {
     durability: Durability,
     segment_bytes_max: u64,
     shared: Arc<Shared>,
-    /// The segments on disk, in order. The last one is open in `active`.
+    /// The segments on disk, in order; `len` counts staged bytes too. The last one is open
+    /// in `active`.
     segments: Vec<Segment>,
-    /// The last segment, open for writing at its end; `None` iff `segments` is empty.
+    /// The last segment, open for writing; `None` iff `segments` is empty.
     active: Option<File>,
-    /// Records staged for `active`, not yet written.
-    buf: Vec<u8>,
-    /// `fsync` mode: completions waiting for the next fsync.
+    unsynced: Unsynced,
+    /// Completions waiting for the next fsync.
     waiting: Vec<Done>,
-    /// When data was first written to `active` since its last fsync.
-    unsynced_since: Option<Instant>,
-    /// The last entry written or staged.
+    /// The last entry staged.
     last_log_id: Option<LogId>,
-    /// The last entry known to be on disk (fsynced).
-    durable_log_id: Option<LogId>,
-    committed_saved: Option<LogId>,
-    committed_saved_at: Instant,
-    failed: Option<String>,
+    /// The committed log id of the last marker staged.
+    marker: Option<LogId>,
+    failing: Failing,
+    /// The channel closed: retries give up after [`SHUTDOWN_RETRY_MS`].
+    stopping: bool,
 }
 
 /// Whether the thread goes on.
@@ -122,7 +175,11 @@ impl Writer {
         segments: Vec<Segment>,
         last_log_id: Option<LogId>,
     ) -> io::Result<Writer> {
-        let committed_saved = *lock(&shared.committed);
+        let marker = *lock(&shared.committed);
+        let unsynced = Unsynced {
+            synced_len: segments.last().map_or(0, |s| s.len),
+            ..Unsynced::default()
+        };
         let mut writer = Writer {
             dir,
             durability,
@@ -130,14 +187,12 @@ impl Writer {
             shared,
             segments,
             active: None,
-            buf: Vec::new(),
+            unsynced,
             waiting: Vec::new(),
-            unsynced_since: None,
             last_log_id,
-            durable_log_id: last_log_id,
-            committed_saved,
-            committed_saved_at: Instant::now(),
-            failed: None,
+            marker,
+            failing: Failing::default(),
+            stopping: false,
         };
         writer.open_active()?;
         // The previous process may have died with writes only in the page cache.
@@ -148,7 +203,7 @@ impl Writer {
     }
 
     /// The thread's body: runs until every store handle is gone, then writes and fsyncs the
-    /// rest.
+    /// rest and leaves the shutdown record.
     pub(super) fn run(mut self, rx: Receiver<Command>) {
         loop {
             match rx.recv_timeout(self.idle_timeout()) {
@@ -168,36 +223,52 @@ impl Writer {
                             None
                         };
                     }
-                    let result = self.end_group();
-                    self.check(result);
+                    let _ = self.retry(Writer::end_group);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            let result = self.tick();
-            self.check(result);
+            let _ = self.retry(Writer::tick);
         }
-        if self.failed.is_none() {
-            let result = self.sync();
-            self.check(result);
-            self.save_committed();
+        self.stop();
+    }
+
+    /// The last flush and the shutdown record (which tells the next start that nothing
+    /// acknowledged was lost).
+    fn stop(&mut self) {
+        self.stopping = true;
+        let flushed = self.retry(|w| {
+            w.stage_marker();
+            w.sync()
+        });
+        if flushed.is_err() {
+            return;
         }
+        let record = ShutdownRecord {
+            last: self.last_log_id,
+            committed: self.marker,
+        };
+        let _ =
+            self.retry(|w| write_small_file(&w.dir, SHUTDOWN_FILE, SHUTDOWN_MAGIC, &record, true));
     }
 
     /// How long to wait for a command before the next periodic duty.
     fn idle_timeout(&self) -> Duration {
-        let committed = Duration::from_millis(COMMITTED_SAVE_INTERVAL_MS);
-        match (self.durability, self.unsynced_since) {
+        let idle = Duration::from_millis(IDLE_WAKE_MS);
+        match (self.durability, self.unsynced.since) {
             (Durability::Replicated { flush_interval_ms }, Some(since)) => {
                 Duration::from_millis(flush_interval_ms)
                     .saturating_sub(since.elapsed())
-                    .min(committed)
+                    .min(idle)
             }
-            _ => committed,
+            _ => idle,
         }
     }
 
     fn handle(&mut self, command: Command) -> Flow {
+        let answer = |reply: Reply, result: io::Result<()>| {
+            let _ = reply.send(result.map_err(|e| e.to_string()));
+        };
         match command {
             Command::Append {
                 first_index,
@@ -206,96 +277,141 @@ impl Writer {
                 lens,
                 done,
             } => {
-                if let Some(failed) = &self.failed {
-                    if let Some(done) = done {
-                        done(Err(io::Error::other(failed.clone())));
-                    }
-                    return Flow::Continue;
+                let staged = self.retry(|w| w.stage(first_index, &records, &lens));
+                if staged.is_ok() && last.is_some() {
+                    self.last_log_id = last;
                 }
-                let result = self.stage(first_index, &records, &lens);
                 if let Some(done) = done {
                     self.waiting.push(done);
                 }
-                if result.is_ok() && last.is_some() {
-                    self.last_log_id = last;
-                }
-                self.check(result);
             }
             Command::SaveVote { vote, reply } => {
-                let result = self.run_op(|w| {
+                let result = self.retry(|w| {
                     w.sync()?;
                     write_small_file(&w.dir, VOTE_FILE, VOTE_MAGIC, &vote, true)
                 });
-                let _ = reply.send(result);
+                answer(reply, result);
             }
             Command::Truncate { index, last, reply } => {
-                let result = self.run_op(|w| {
+                let result = self.retry(|w| {
                     w.sync()?;
                     w.truncate(index, last)
                 });
-                let _ = reply.send(result);
+                answer(reply, result);
             }
             Command::Purge { log_id, reply } => {
-                let result = self.run_op(|w| {
+                let result = self.retry(|w| {
                     w.sync()?;
                     w.purge(log_id)
                 });
-                let _ = reply.send(result);
+                answer(reply, result);
             }
             Command::Flush { reply } => {
-                let result = self.run_op(Writer::sync);
-                let _ = reply.send(result);
+                let result = self.retry(|w| {
+                    w.stage_marker();
+                    w.sync()
+                });
+                answer(reply, result);
             }
+            Command::Committed => {}
             #[cfg(test)]
             Command::Crash => return Flow::Stop,
         }
         Flow::Continue
     }
 
-    /// Runs an operation unless the writer has failed; an error makes the failure sticky.
-    fn run_op(&mut self, op: impl FnOnce(&mut Writer) -> io::Result<()>) -> Result<(), String> {
-        if let Some(failed) = &self.failed {
-            return Err(failed.clone());
-        }
-        let result = op(self);
-        self.check(result);
-        match &self.failed {
-            Some(failed) => Err(failed.clone()),
-            None => Ok(()),
+    /// Runs `step` until it succeeds, waiting longer after each failure; reports the failure
+    /// meanwhile. Gives up only when stopping, after [`SHUTDOWN_RETRY_MS`].
+    fn retry<T>(&mut self, mut step: impl FnMut(&mut Writer) -> io::Result<T>) -> io::Result<T> {
+        let started = Instant::now();
+        let mut wait = IO_RETRY_MS_MIN;
+        loop {
+            match step(self) {
+                Ok(value) => {
+                    self.healed();
+                    return Ok(value);
+                }
+                Err(e) => {
+                    self.failed(&e);
+                    let giving_up = self.stopping
+                        && started.elapsed() >= Duration::from_millis(SHUTDOWN_RETRY_MS);
+                    if giving_up {
+                        tracing::error!(dir = %self.dir.display(), error = %e, "giving up the last flush of the raft log");
+                        return Err(e);
+                    }
+                    std::thread::sleep(Duration::from_millis(wait));
+                    wait = (wait * 2).min(IO_RETRY_MS_MAX);
+                }
+            }
         }
     }
 
-    /// Records an IO error as the sticky failure and fails every waiting completion.
-    fn check(&mut self, result: io::Result<()>) {
-        let Err(e) = result else { return };
-        if self.failed.is_none() {
-            let msg = format!("raft log IO failed in {}: {e}", self.dir.display());
-            tracing::error!(error = %msg, "the log store stops accepting writes");
-            *lock(&self.shared.failed) = Some(msg.clone());
-            self.failed = Some(msg);
+    /// Records a failed step: the store reports it, and the next write first cuts whatever a
+    /// partial write may have left.
+    fn failed(&mut self, e: &io::Error) {
+        self.unsynced.cut_first = true;
+        self.failing.failures += 1;
+        self.shared.io_errors_total.fetch_add(1, Ordering::Relaxed);
+        let message = format!("raft log IO failed in {}: {e}", self.dir.display());
+        let due = self
+            .failing
+            .last_logged
+            .is_none_or(|at| at.elapsed() >= Duration::from_millis(IO_ERROR_LOG_INTERVAL_MS));
+        if due {
+            tracing::error!(
+                error = %message,
+                failures = self.failing.failures,
+                "the node acknowledges nothing until its log can be written; retrying"
+            );
+            self.failing.last_logged = Some(Instant::now());
         }
-        let msg = self.failed.clone().unwrap_or_default();
-        for done in self.waiting.drain(..) {
-            done(Err(io::Error::other(msg.clone())));
+        *lock(&self.shared.io_error) = Some(message);
+    }
+
+    /// A step succeeded: if the disk was failing, it works again.
+    fn healed(&mut self) {
+        if self.failing.failures == 0 {
+            return;
+        }
+        tracing::warn!(
+            dir = %self.dir.display(),
+            failures = self.failing.failures,
+            "the raft log is written again"
+        );
+        self.failing = Failing::default();
+        *lock(&self.shared.io_error) = None;
+    }
+
+    /// Fails this step if a fault was injected for it.
+    fn injected(&self) -> io::Result<()> {
+        let failures = &self.shared.injected_failures;
+        let take = failures.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        match take {
+            Ok(_) => Err(io::Error::from_raw_os_error(28)),
+            Err(_) => Ok(()),
         }
     }
 
     /// Stages records (consecutive from `first_index`) for the active segment, rotating to a
-    /// new segment when the active one is full.
+    /// new segment when the active one is full. Records staged by an earlier, failed try are
+    /// skipped.
     fn stage(&mut self, first_index: u64, records: &[u8], lens: &[u32]) -> io::Result<()> {
         let mut offset = 0usize;
         for (i, &len) in lens.iter().enumerate() {
             let index = first_index + i as u64;
+            let record = &records[offset..offset + len as usize];
+            offset += len as usize;
+            if self.segments.last().is_some_and(|s| index < s.next_index()) {
+                continue;
+            }
             self.prepare_segment(index)?;
             let Some(segment) = self.segments.last_mut() else {
-                return Err(io::Error::other("no active segment"));
+                unreachable!("prepare_segment leaves an active segment");
             };
-            let end = offset + len as usize;
             segment.offsets.push(segment.len);
             segment.len += u64::from(len);
-            self.buf.extend_from_slice(&records[offset..end]);
-            offset = end;
-            if self.buf.len() >= WRITE_BUFFER_BYTES_MAX {
+            self.unsynced.bytes.extend_from_slice(record);
+            if self.unsynced.bytes.len() - self.unsynced.written >= WRITE_BUFFER_BYTES_MAX {
                 self.write_buf()?;
             }
         }
@@ -305,27 +421,25 @@ impl Writer {
     /// Makes sure the active segment can take the record of entry `index`.
     fn prepare_segment(&mut self, index: u64) -> io::Result<()> {
         if let Some(segment) = self.segments.last() {
-            if segment.next_index() != index {
-                return Err(io::Error::other(format!(
-                    "non-consecutive append: log index {index} after {}",
-                    segment.next_index()
-                )));
-            }
+            // The store checks consecutiveness before queueing: anything else is a bug, and
+            // writing on would corrupt the log.
+            assert_eq!(
+                segment.next_index(),
+                index,
+                "non-consecutive append reached the log writer"
+            );
             if segment.len < self.segment_bytes_max {
                 return Ok(());
             }
             // Full: finish it (data and size on disk) before starting the next one.
-            self.write_buf()?;
-            if let Some(file) = &self.active {
-                file.sync_data()?;
-            }
+            self.sync()?;
         }
         let path = self.dir.join(segment_name(index));
         let file = File::create(&path)?;
         sync_dir(&self.dir)?;
         self.active = Some(file);
-        self.unsynced_since = None;
-        self.buf.extend_from_slice(SEGMENT_MAGIC);
+        self.unsynced = Unsynced::default();
+        self.unsynced.bytes.extend_from_slice(SEGMENT_MAGIC);
         self.segments.push(Segment {
             first_index: index,
             path,
@@ -335,80 +449,95 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes the staged records to the active segment (no fsync).
+    /// Stages a commit marker if the committed log id advanced since the last one.
+    fn stage_marker(&mut self) {
+        let Some(mut committed) = *lock(&self.shared.committed) else {
+            return;
+        };
+        // Entries up to the commit point that are still queued are not written yet; the last
+        // staged entry is committed too (a node's log matches the leader's up to its commit).
+        if let Some(last) = self.last_log_id.filter(|l| l.index < committed.index) {
+            committed = last;
+        }
+        if self.marker.is_some_and(|m| m.index >= committed.index) {
+            return;
+        }
+        let Some(segment) = self.segments.last_mut() else {
+            return;
+        };
+        segment.len += u64::from(encode_commit_marker(&committed, &mut self.unsynced.bytes));
+        self.marker = Some(committed);
+    }
+
+    /// Writes the staged bytes to the active segment (no fsync).
     fn write_buf(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
+        if self.unsynced.written == self.unsynced.bytes.len() {
             return Ok(());
         }
-        let Some(file) = self.active.as_mut() else {
-            return Err(io::Error::other("staged records without an active segment"));
+        self.injected()?;
+        let unsynced = &mut self.unsynced;
+        let Some(file) = self.active.as_ref() else {
+            unreachable!("staged records without an active segment");
         };
-        file.write_all(&self.buf)?;
-        self.buf.clear();
-        self.unsynced_since.get_or_insert_with(Instant::now);
+        let at = unsynced.synced_len + unsynced.written as u64;
+        if unsynced.cut_first {
+            file.set_len(at)?;
+            unsynced.cut_first = false;
+        }
+        file.write_all_at(&unsynced.bytes[unsynced.written..], at)?;
+        unsynced.written = unsynced.bytes.len();
+        unsynced.since.get_or_insert_with(Instant::now);
         Ok(())
     }
 
     /// Writes and fsyncs everything staged, then completes the waiting appends.
     fn sync(&mut self) -> io::Result<()> {
         self.write_buf()?;
-        if self.unsynced_since.is_some() {
+        if !self.unsynced.bytes.is_empty() {
+            self.injected()?;
             if let Some(file) = &self.active {
-                file.sync_data()?;
+                if let Err(e) = file.sync_data() {
+                    // The kernel may have dropped the pages: write them all again.
+                    self.unsynced.written = 0;
+                    return Err(e);
+                }
             }
-            self.unsynced_since = None;
+            let unsynced = &mut self.unsynced;
+            unsynced.synced_len += unsynced.bytes.len() as u64;
+            unsynced.bytes.clear();
+            unsynced.written = 0;
+            unsynced.since = None;
         }
-        self.durable_log_id = self.last_log_id;
         for done in self.waiting.drain(..) {
             done(Ok(()));
         }
         Ok(())
     }
 
-    /// After a group of commands: write what is staged, and in `fsync` mode fsync it.
+    /// After a group of commands: the commit marker, then write what is staged; fsync it if
+    /// an append waits for durability.
     fn end_group(&mut self) -> io::Result<()> {
-        if self.failed.is_some() {
-            return Ok(());
-        }
-        match self.durability {
-            Durability::Fsync => self.sync(),
-            Durability::Replicated { .. } => self.write_buf(),
+        self.stage_marker();
+        if self.durability == Durability::Fsync || !self.waiting.is_empty() {
+            self.sync()
+        } else {
+            self.write_buf()
         }
     }
 
-    /// Periodic duties: the `replicated` mode flush and the lazy save of the committed id.
+    /// Periodic duties: a pending commit marker, and the `replicated` mode flush.
     fn tick(&mut self) -> io::Result<()> {
-        if self.failed.is_some() {
-            return Ok(());
-        }
-        if let (Durability::Replicated { flush_interval_ms }, Some(since)) =
-            (self.durability, self.unsynced_since)
-        {
-            if since.elapsed() >= Duration::from_millis(flush_interval_ms) {
-                self.sync()?;
+        self.stage_marker();
+        let flush_due = match (self.durability, self.unsynced.since) {
+            (Durability::Replicated { flush_interval_ms }, Some(since)) => {
+                since.elapsed() >= Duration::from_millis(flush_interval_ms)
             }
-        }
-        if self.committed_saved_at.elapsed() >= Duration::from_millis(COMMITTED_SAVE_INTERVAL_MS) {
-            self.save_committed();
-        }
-        Ok(())
-    }
-
-    /// Saves the committed log id, clamped to the durable log so that a restart never finds a
-    /// committed entry missing. Not fsynced: losing it only makes a restart replay less.
-    fn save_committed(&mut self) {
-        self.committed_saved_at = Instant::now();
-        let committed = *lock(&self.shared.committed);
-        let (Some(c), Some(durable)) = (committed, self.durable_log_id) else {
-            return;
+            _ => false,
         };
-        let c = if c.index <= durable.index { c } else { durable };
-        if Some(c) == self.committed_saved {
-            return;
-        }
-        match write_small_file(&self.dir, COMMITTED_FILE, COMMITTED_MAGIC, &c, false) {
-            Ok(()) => self.committed_saved = Some(c),
-            Err(e) => tracing::warn!(error = %e, "could not save the committed log id"),
+        if flush_due {
+            self.sync()
+        } else {
+            self.write_buf()
         }
     }
 
@@ -416,33 +545,28 @@ impl Writer {
     fn truncate(&mut self, index: u64, last: Option<LogId>) -> io::Result<()> {
         self.active = None;
         let mut removed = false;
-        while self.segments.last().is_some_and(|s| s.first_index >= index) {
-            if let Some(segment) = self.segments.pop() {
-                std::fs::remove_file(&segment.path)?;
-                removed = true;
-            }
+        while let Some(segment) = self.segments.last().filter(|s| s.first_index >= index) {
+            remove_if_exists(&segment.path)?;
+            self.segments.pop();
+            removed = true;
         }
         if let Some(segment) = self.segments.last_mut() {
             if index < segment.next_index() {
-                let at = segment.offsets[(index - segment.first_index) as usize];
-                segment
-                    .offsets
-                    .truncate((index - segment.first_index) as usize);
-                segment.len = at;
+                let keep = (index - segment.first_index) as usize;
+                let at = segment.offsets[keep];
                 let file = OpenOptions::new().write(true).open(&segment.path)?;
                 file.set_len(at)?;
                 file.sync_all()?;
+                segment.offsets.truncate(keep);
+                segment.len = at;
             }
         }
         if removed {
             sync_dir(&self.dir)?;
         }
-        if self.committed_saved.is_some_and(|c| c.index >= index) {
-            // Cannot happen (committed entries are never truncated); keep the hint consistent.
-            self.committed_saved = None;
-        }
         self.last_log_id = last;
-        self.durable_log_id = last;
+        // The cut may have taken the newest marker with it: write it again.
+        self.marker = None;
         self.open_active()
     }
 
@@ -450,35 +574,43 @@ impl Writer {
     fn purge(&mut self, log_id: LogId) -> io::Result<()> {
         write_small_file(&self.dir, PURGED_FILE, PURGED_MAGIC, &log_id, true)?;
         let keep_from = log_id.index + 1;
-        let mut removed = 0;
-        while self
+        let mut removed = false;
+        while let Some(segment) = self
             .segments
-            .get(removed)
-            .is_some_and(|s| s.next_index() <= keep_from)
+            .first()
+            .filter(|s| s.next_index() <= keep_from)
         {
-            removed += 1;
+            remove_if_exists(&segment.path)?;
+            self.segments.remove(0);
+            removed = true;
         }
-        if removed == 0 {
-            return Ok(());
+        if removed {
+            sync_dir(&self.dir)?;
         }
-        if removed == self.segments.len() {
+        if self.segments.is_empty() {
             self.active = None;
+            self.unsynced = Unsynced::default();
         }
-        for segment in self.segments.drain(..removed) {
-            std::fs::remove_file(&segment.path)?;
-        }
-        sync_dir(&self.dir)?;
         Ok(())
     }
 
-    /// Opens the last segment for appending at its end.
+    /// Opens the last segment for writing; its whole length is durable (called after syncs).
     fn open_active(&mut self) -> io::Result<()> {
         self.active = None;
+        self.unsynced = Unsynced::default();
         if let Some(segment) = self.segments.last() {
-            let mut file = OpenOptions::new().write(true).open(&segment.path)?;
-            file.seek(SeekFrom::Start(segment.len))?;
+            let file = OpenOptions::new().write(true).open(&segment.path)?;
+            self.unsynced.synced_len = segment.len;
             self.active = Some(file);
         }
         Ok(())
+    }
+}
+
+/// Removes a file; one that is already gone (a retried step) is fine.
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }

@@ -1,0 +1,308 @@
+//! When a node stands for election, and when it backs another: a pre-vote, leader stickiness,
+//! and the rules for a node that may have lost entries it acknowledged (ARCHITECTURE.md,
+//! "Elections and recovery").
+//!
+//! openraft's own election timer is off (`enable_elect = false`): [`Election::run`] decides.
+//! A follower that has heard nothing from a leader for a randomized timeout first asks every
+//! voter for a *pre-vote* ([`PreVoteRequest`]), which changes no term. A voter backs it only if
+//! it has not heard from a live leader for the leader lease itself (a node that was merely
+//! paused or cut off cannot unseat a healthy leader) and the candidate's log is at least as
+//! up-to-date as its own. Only with a majority of pre-votes does the node call openraft's
+//! election, which then runs the real vote (terms, log check, lease) as usual.
+//!
+//! A *recovering* node (its log may lack entries it acknowledged, see `log_store`) backs a
+//! candidate, by pre-vote or by vote, and stands itself, only with the most up-to-date log it
+//! has heard of from any voter since it started, and only once it has heard from every voter or
+//! [`RECOVERY_HOLD_MS`] has passed. It stops recovering once it holds a leader's committed log
+//! again (or leads). So a node that lost a committed entry cannot help elect a leader that
+//! lacks it while a node that holds it is up and heard from.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use openraft::error::RaftError;
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
+use openraft::ServerState;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::log_store::LogStore;
+use super::network::Network;
+use super::{LogId, NodeId, Raft, TypeConfig};
+
+/// How long a recovering node waits to hear from every voter before it backs the best log it
+/// has heard of anyway (a voter that stays down must not block elections forever), ms.
+pub const RECOVERY_HOLD_MS: u64 = 5_000;
+/// How often the election loop looks at the node's state, ms.
+pub const ELECTION_CHECK_MS: u64 = 20;
+
+/// "Would you vote for me?", asked before an election; changes nothing on the receiver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreVoteRequest {
+    /// The node that would stand.
+    pub candidate: NodeId,
+    /// Its last log id.
+    pub last_log_id: Option<LogId>,
+}
+
+/// The answer to a [`PreVoteRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreVoteResponse {
+    /// Whether the receiver would vote for the candidate now.
+    pub granted: bool,
+    /// The receiver's last log id (candidates learn the best log around).
+    pub last_log_id: Option<LogId>,
+}
+
+/// Raft timing the election loop uses, ms.
+#[derive(Debug, Clone, Copy)]
+pub struct ElectionTimings {
+    /// Lower bound of the randomized election timeout.
+    pub min_ms: u64,
+    /// Upper bound; also the leader lease (openraft's: a voter that heard from its leader
+    /// within it refuses votes).
+    pub max_ms: u64,
+}
+
+/// A node's election state, shared by the peer service and the election loop.
+pub struct Election {
+    id: NodeId,
+    log: LogStore,
+    timings: ElectionTimings,
+    started: Instant,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// When this node last accepted an AppendEntries from a leader.
+    leader_contact: Option<Instant>,
+    /// The best last log id each peer reported since this process started.
+    seen: BTreeMap<NodeId, Option<LogId>>,
+}
+
+impl Election {
+    /// The election state of node `id`, whose log is `log`.
+    pub fn new(id: NodeId, log: LogStore, timings: ElectionTimings) -> Arc<Election> {
+        Arc::new(Election {
+            id,
+            log,
+            timings,
+            started: Instant::now(),
+            state: Mutex::default(),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Notes what a peer's log holds.
+    fn saw(&self, peer: NodeId, last_log_id: Option<LogId>) {
+        let mut state = self.state();
+        let best = state.seen.entry(peer).or_insert(last_log_id);
+        if last_log_id > *best {
+            *best = last_log_id;
+        }
+    }
+
+    /// Whether this node heard from a leader within the lease (also asked by the membership
+    /// watch: a node no leader talks to may have been removed).
+    pub fn leader_is_live(&self) -> bool {
+        let lease = Duration::from_millis(self.timings.max_ms);
+        self.state()
+            .leader_contact
+            .is_some_and(|at| at.elapsed() < lease)
+    }
+
+    /// Called with every AppendEntries this node answered: a leader this node follows is
+    /// live; a recovering node that now holds the leader's committed log is caught up.
+    pub fn on_append(
+        &self,
+        request: &AppendSummary,
+        response: &Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>,
+    ) {
+        let matched = match response {
+            Ok(AppendEntriesResponse::Success) => Some(request.last),
+            Ok(AppendEntriesResponse::PartialSuccess(matching)) => Some(*matching),
+            Ok(AppendEntriesResponse::Conflict) => None,
+            Ok(AppendEntriesResponse::HigherVote(_)) | Err(_) => return,
+        };
+        self.state().leader_contact = Some(Instant::now());
+        // While recovering, appends complete (and are answered) only once fsynced: a success
+        // means the log is durably the leader's up to `matched`.
+        if let Some(matched) = matched {
+            if request
+                .leader_commit
+                .is_none_or(|c| Some(c.index) <= matched.map(|m| m.index))
+            {
+                self.log.caught_up();
+            }
+        }
+    }
+
+    /// Whether a recovering node may back (or be) a candidate with `candidate_log`: the best
+    /// log heard of, once every voter was heard from or the hold has passed.
+    fn recovering_may_back(&self, candidate_log: Option<LogId>, voters: &BTreeSet<NodeId>) -> bool {
+        let state = self.state();
+        let best_seen = state.seen.values().copied().max().flatten();
+        let heard_all = voters
+            .iter()
+            .all(|v| *v == self.id || state.seen.contains_key(v));
+        let held = self.started.elapsed() >= Duration::from_millis(RECOVERY_HOLD_MS);
+        candidate_log >= best_seen && (heard_all || held)
+    }
+
+    /// Answers a pre-vote (see the module docs).
+    pub fn pre_vote(&self, raft: &Raft, request: &PreVoteRequest) -> PreVoteResponse {
+        self.saw(request.candidate, request.last_log_id);
+        let ours = self.log.last_log_id();
+        let (leading, voters) = leading_and_voters(raft);
+        let granted = !leading
+            && !self.leader_is_live()
+            && request.last_log_id >= ours
+            && (!self.log.recovering() || self.recovering_may_back(request.last_log_id, &voters));
+        PreVoteResponse {
+            granted,
+            last_log_id: ours,
+        }
+    }
+
+    /// A vote request may reach openraft, or is refused here (a recovering node backing a
+    /// log that may lack what it lost).
+    pub fn vote(&self, raft: &Raft, request: &VoteRequest<NodeId>) -> Option<VoteResponse<NodeId>> {
+        let candidate = request.vote.leader_id().voted_for()?;
+        self.saw(candidate, request.last_log_id);
+        let (_, voters) = leading_and_voters(raft);
+        if !self.log.recovering() || self.recovering_may_back(request.last_log_id, &voters) {
+            return None;
+        }
+        let vote = raft.metrics().borrow().vote;
+        Some(VoteResponse::new(vote, self.log.last_log_id(), false))
+    }
+
+    /// A randomized election timeout.
+    fn timeout(&self) -> Duration {
+        let spread = self.timings.max_ms.saturating_sub(self.timings.min_ms) + 1;
+        Duration::from_millis(self.timings.min_ms + rand::random_range(0..spread))
+    }
+
+    /// The election loop: stands for election when a leader has been silent for a timeout and
+    /// a majority grants a pre-vote. Ends at shutdown.
+    pub async fn run(
+        self: Arc<Self>,
+        raft: Raft,
+        network: Network,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut quiet_since = Instant::now();
+        let mut timeout = self.timeout();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(ELECTION_CHECK_MS)) => {}
+                _ = shutdown.changed() => return,
+            }
+            let metrics = raft.metrics().borrow().clone();
+            match metrics.state {
+                ServerState::Shutdown => return,
+                ServerState::Leader => {
+                    self.log.caught_up();
+                    quiet_since = Instant::now();
+                    continue;
+                }
+                _ => {}
+            }
+            let membership = metrics.membership_config.membership().clone();
+            let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+            if !voters.contains(&self.id) {
+                continue;
+            }
+            if let Some(contact) = self.state().leader_contact {
+                // After a leader, wait out its lease too (as openraft's own timer does).
+                let lease = Duration::from_millis(self.timings.max_ms);
+                quiet_since = quiet_since.max(contact + lease);
+            }
+            let alone = voters.len() == 1;
+            if !alone && quiet_since.elapsed() < timeout {
+                continue;
+            }
+            quiet_since = Instant::now();
+            timeout = self.timeout();
+            if self.pre_vote_round(&network, &membership, &voters).await {
+                tracing::info!(
+                    id = self.id,
+                    "a majority backs this node: standing for election"
+                );
+                if raft.trigger().elect().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Asks every other voter for a pre-vote; true if this node may stand and a majority (this
+    /// node included) grants. A recovering node asks even when it may not stand yet: the
+    /// answers tell it the logs of the others (so recovering nodes find the best log among
+    /// them without waiting out [`RECOVERY_HOLD_MS`]).
+    async fn pre_vote_round(
+        &self,
+        network: &Network,
+        membership: &openraft::Membership<NodeId, openraft::BasicNode>,
+        voters: &BTreeSet<NodeId>,
+    ) -> bool {
+        let ours = self.log.last_log_id();
+        let request = PreVoteRequest {
+            candidate: self.id,
+            last_log_id: ours,
+        };
+        let wait = Duration::from_millis(self.timings.min_ms);
+        let asks = voters.iter().filter(|v| **v != self.id).filter_map(|v| {
+            let node = membership.get_node(v)?;
+            let request = request.clone();
+            Some(async move { (*v, network.pre_vote(*v, &node.addr, request, wait).await) })
+        });
+        let answers = futures_util::future::join_all(asks).await;
+        let mut granted = 1;
+        for (peer, answer) in answers {
+            if let Ok(answer) = answer {
+                self.saw(peer, answer.last_log_id);
+                granted += usize::from(answer.granted);
+            }
+        }
+        let may_stand = !self.log.recovering() || self.recovering_may_back(ours, voters);
+        may_stand && granted > voters.len() / 2
+    }
+}
+
+/// What [`Election::on_append`] needs of an AppendEntries request (the request itself moves
+/// into openraft).
+#[derive(Debug, Clone, Copy)]
+pub struct AppendSummary {
+    /// The last log id the request carries (its last entry, else its `prev_log_id`).
+    pub last: Option<LogId>,
+    /// The leader's committed log id.
+    pub leader_commit: Option<LogId>,
+}
+
+impl AppendSummary {
+    /// Summarises `request`.
+    pub fn of(request: &AppendEntriesRequest<TypeConfig>) -> AppendSummary {
+        AppendSummary {
+            last: request
+                .entries
+                .last()
+                .map(|e| e.log_id)
+                .or(request.prev_log_id),
+            leader_commit: request.leader_commit,
+        }
+    }
+}
+
+/// Whether this node leads, and the current voters.
+fn leading_and_voters(raft: &Raft) -> (bool, BTreeSet<NodeId>) {
+    let metrics = raft.metrics();
+    let metrics = metrics.borrow();
+    let voters = metrics.membership_config.membership().voter_ids().collect();
+    (metrics.state == ServerState::Leader, voters)
+}

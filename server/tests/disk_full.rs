@@ -1,0 +1,173 @@
+//! A full disk is survivable: a node whose data directory fills stops acknowledging (not
+//! ready), the cluster goes on with the others, and once space is freed the node resumes by
+//! itself and catches up, losing and duplicating nothing. The data directory is a small tmpfs
+//! the test mounts; where mounting is not allowed the test says so and does nothing.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use client::Client;
+use engine::{Command as Write, LocationDef, LocationId, LocationKind, Reason, SkuId};
+use support::Cluster;
+
+/// A tmpfs mounted for the test, unmounted (lazily: a killed node may still hold it) on drop.
+struct Mount(PathBuf);
+
+impl Mount {
+    fn tmpfs(at: &Path, size: &str) -> Result<Mount, String> {
+        std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+        }
+        Ok(Mount(at.to_path_buf()))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills the file system holding `dir` with one file; returns it (delete it to free the space).
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write as _;
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).expect("filler");
+    let block = vec![0xA5u8; 64 << 10];
+    while file.write_all(&block).is_ok() {}
+    // Bytes below one block may still fit: take them too.
+    while file.write_all(&[0xA5]).is_ok() {}
+    path
+}
+
+async fn receipt(client: &Client) {
+    let write = Write::Adjust {
+        sku: SkuId::from("A"),
+        location: LocationId::from("wh"),
+        delta: 1,
+        reason: Reason::from("receipt"),
+    };
+    client
+        .write(write)
+        .await
+        .expect("write")
+        .outcome
+        .expect("ok");
+}
+
+/// Waits until node `id`'s status satisfies `ok`.
+async fn wait_status(
+    cluster: &Cluster,
+    id: usize,
+    what: &str,
+    ok: impl Fn(&protocol::NodeStatus) -> bool,
+) {
+    let start = Instant::now();
+    loop {
+        if cluster.status(id).await.is_some_and(|s| ok(&s)) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "node {id}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn full_disk(test: &str, victim_is_leader: bool) {
+    let root = std::env::temp_dir().join(format!("stockd-{test}-mnt-{}", std::process::id()));
+    let mount = match Mount::tmpfs(&root, "8m") {
+        Ok(mount) => mount,
+        Err(e) => {
+            eprintln!(
+                "SKIPPED {test}: cannot mount a tmpfs here ({e}); run as root to test a full disk"
+            );
+            return;
+        }
+    };
+    let mut cluster =
+        Cluster::start_with_dirs(test, 3, &[], |id| (id == 2).then(|| root.join("n2")));
+    let client = cluster.client(60_000).await;
+    let define = Write::DefineLocation(LocationDef {
+        location: LocationId::from("wh"),
+        kind: LocationKind::Warehouse,
+        pickup: false,
+        coordinates: None,
+        channels: None,
+    });
+    client
+        .write(define)
+        .await
+        .expect("define")
+        .outcome
+        .expect("ok");
+    let mut acked = 0u64;
+    for _ in 0..20 {
+        receipt(&client).await;
+        acked += 1;
+    }
+    if victim_is_leader {
+        cluster.make_leader(2).await;
+    }
+    let filler = fill(&root);
+    // Writes go on (node 2 leads no more, or never did) until node 2, whose log can no longer
+    // grow, says it is not ready (the first writes may still fit in a page it holds).
+    let start = Instant::now();
+    loop {
+        for _ in 0..20 {
+            receipt(&client).await;
+            acked += 1;
+        }
+        let full = cluster
+            .status(2)
+            .await
+            .is_some_and(|s| !s.ready && s.health.storage_error.is_some());
+        if full {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "node 2 still ready with a full disk"
+        );
+    }
+    std::fs::remove_file(&filler).expect("free the space");
+    wait_status(&cluster, 2, "ready again once space is freed", |s| {
+        s.ready && s.health.storage_error.is_none() && s.health.storage_errors_total > 0
+    })
+    .await;
+    for _ in 0..10 {
+        receipt(&client).await;
+        acked += 1;
+    }
+    cluster
+        .wait_converged(&client, Duration::from_secs(30))
+        .await;
+    let on_hand = cluster.on_hand(&client, "A", "wh").await;
+    assert_eq!(
+        on_hand, acked as i64,
+        "every acknowledged write once, on the node that was full"
+    );
+    client.close();
+    drop(cluster);
+    drop(mount);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_with_a_full_disk_resumes_by_itself() {
+    full_disk("disk-full-follower", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_with_a_full_disk_steps_aside_and_resumes_by_itself() {
+    full_disk("disk-full-leader", true).await;
+}

@@ -1,0 +1,75 @@
+//! A follower that was merely paused (SIGSTOP: a stalled VM, a long GC) must not force an
+//! election when it resumes: the leader was healthy all along (pre-vote, leader stickiness).
+
+mod support;
+
+use std::time::Duration;
+
+use engine::{Command as Write, LocationDef, LocationId, LocationKind, Reason, SkuId};
+use protocol::Role;
+use support::Cluster;
+
+async fn receipt(client: &client::Client) {
+    let write = Write::Adjust {
+        sku: SkuId::from("A"),
+        location: LocationId::from("wh"),
+        delta: 1,
+        reason: Reason::from("receipt"),
+    };
+    client
+        .write(write)
+        .await
+        .expect("write")
+        .outcome
+        .expect("ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_follower_resumes_without_an_election() {
+    let cluster = Cluster::start("pause", 3, &[]);
+    let client = cluster.client(20_000).await;
+    let define = Write::DefineLocation(LocationDef {
+        location: LocationId::from("wh"),
+        kind: LocationKind::Warehouse,
+        pickup: false,
+        coordinates: None,
+        channels: None,
+    });
+    client
+        .write(define)
+        .await
+        .expect("define")
+        .outcome
+        .expect("ok");
+    let leader = cluster.leader(Duration::from_secs(20)).await;
+    let term = cluster.status(leader).await.expect("leader status").term;
+    let follower = leader % 3 + 1;
+    cluster.signal(follower, "STOP");
+    for _ in 0..20 {
+        receipt(&client).await;
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    cluster.signal(follower, "CONT");
+    for _ in 0..20 {
+        receipt(&client).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for id in 1..=3 {
+        let status = cluster.status(id).await.expect("status");
+        assert_eq!(
+            status.term, term,
+            "node {id}: term {term} -> {}",
+            status.term
+        );
+        let expected = if id == leader {
+            Role::Leader
+        } else {
+            Role::Follower
+        };
+        assert_eq!(status.role, expected, "node {id}");
+    }
+    cluster
+        .wait_converged(&client, Duration::from_secs(10))
+        .await;
+    client.close();
+}
