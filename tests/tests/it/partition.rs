@@ -125,7 +125,11 @@ async fn an_isolated_follower_rejoins_without_an_election() {
     cluster.wait_converged(Duration::from_secs(15)).await;
     for id in 1..=3 {
         let status = cluster.node(id).status();
-        assert_eq!(status.term, term, "node {id}: term {term} -> {}", status.term);
+        assert_eq!(
+            status.term, term,
+            "node {id}: term {term} -> {}",
+            status.term
+        );
     }
     assert_eq!(cluster.wait_leader(Duration::from_secs(5)).await, leader);
     client.close();
