@@ -38,6 +38,8 @@ pub const SNAPSHOT_CHECK_MS: u64 = 250;
 pub const LOG_KEPT_BEHIND_SNAPSHOT: u64 = 2_000;
 /// Entries in one AppendEntries RPC (each entry is one batch of up to 1 MiB).
 pub const ENTRIES_PER_APPEND_MAX: u64 = 16;
+/// Longest wait for Raft to stop at shutdown, ms (its last log writes included).
+pub const RAFT_SHUTDOWN_MS_MAX: u64 = 15_000;
 /// Bytes of one snapshot chunk sent to a follower.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
@@ -436,8 +438,15 @@ impl Node {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.accept.await;
-        if let Err(e) = self.ctx.raft.shutdown().await {
-            tracing::warn!(error = %e, "raft shutdown");
+        // Raft waits for its log writes; on a disk that keeps failing they never end.
+        let limit = Duration::from_millis(RAFT_SHUTDOWN_MS_MAX);
+        match tokio::time::timeout(limit, self.ctx.raft.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "raft shutdown"),
+            Err(_) => tracing::error!(
+                storage_error = ?self.ctx.log.io_error(),
+                "raft did not stop within {RAFT_SHUTDOWN_MS_MAX} ms (its log cannot be written); stopping anyway"
+            ),
         }
         self.endpoint.close(0u32.into(), b"shutdown");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;

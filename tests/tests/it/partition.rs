@@ -94,3 +94,44 @@ async fn isolated_leader_cannot_acknowledge_and_heals() {
     client.close();
     cluster.shutdown().await;
 }
+
+/// A follower cut off for several election timeouts rejoins without unseating the healthy
+/// leader: it asks for pre-votes, which nobody grants while the leader is live, so no term
+/// moves (SPEC section 4: no disruptive elections).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_follower_rejoins_without_an_election() {
+    let cluster = TestCluster::replicated(3).await;
+    let client = cluster.client().await;
+    client
+        .write(tests::warehouse("wh"))
+        .await
+        .expect("define")
+        .outcome
+        .expect("ok");
+    let leader = cluster.wait_leader(Duration::from_secs(5)).await;
+    let term = cluster.node(leader).status().term;
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    cluster.isolate(follower, true);
+    for qty in 1..=10 {
+        client
+            .write(tests::count("A", "wh", qty))
+            .await
+            .expect("write")
+            .outcome
+            .expect("ok");
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    cluster.isolate(follower, false);
+    cluster.wait_converged(Duration::from_secs(15)).await;
+    for id in 1..=3 {
+        let status = cluster.node(id).status();
+        assert_eq!(
+            status.term, term,
+            "node {id}: term {term} -> {}",
+            status.term
+        );
+    }
+    assert_eq!(cluster.wait_leader(Duration::from_secs(5)).await, leader);
+    client.close();
+    cluster.shutdown().await;
+}
