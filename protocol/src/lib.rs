@@ -49,6 +49,10 @@ pub const IDLE_TIMEOUT_MS: u64 = 30_000;
 pub const PEER_IDLE_TIMEOUT_MS: u64 = 5_000;
 /// Keep-alive interval of node-to-node connections, ms.
 pub const PEER_KEEP_ALIVE_MS: u64 = 1_000;
+/// QUIC application close code of a client connection that the node closed because the
+/// client did not read its replies (docs/PROTOCOL.md, "Reply budgets"); the close reason says
+/// how much was waiting and for how long.
+pub const CLOSE_REPLIES_NOT_READ: u32 = 2;
 /// Keep-alive interval of clients, ms.
 pub const KEEP_ALIVE_MS: u64 = IDLE_TIMEOUT_MS / 3;
 

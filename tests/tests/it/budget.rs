@@ -1,0 +1,149 @@
+//! Replies under a budget (issue 7, item 7): a client that asks for large replies and never
+//! reads them is pushed back and then disconnected; the node's memory stays bounded and other
+//! clients are served meanwhile.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use client::Client;
+use engine::{Query, Request};
+use protocol::{ClientFrame, Consistency, Op};
+use tests::{RawConnection, TestCluster};
+
+/// A location id of the longest allowed length, so that feed events are large.
+fn long_location() -> String {
+    format!("{:-<w$}", "warehouse", w = engine::limits::ID_BYTES_MAX)
+}
+
+/// Writes `events` counts on distinct SKUs with the longest ids: one feed event each, about
+/// 170 bytes per event on the wire.
+async fn fill_feed(client: &Client, events: usize) {
+    let location = long_location();
+    client
+        .write(tests::warehouse(&location))
+        .await
+        .expect("define")
+        .outcome
+        .expect("defined");
+    let requests: Vec<Request> = (0..events)
+        .map(|i| Request {
+            request_id: client::new_request_id(),
+            command: tests::count(
+                &format!("{i:0>w$}", w = engine::limits::ID_BYTES_MAX),
+                &location,
+                1,
+            ),
+        })
+        .collect();
+    for result in client.write_batch(requests).await {
+        result.expect("count").outcome.expect("counted");
+    }
+}
+
+/// The largest page of the change feed, read from the local ledger.
+fn page_read() -> Op {
+    Op::Read {
+        query: Query::Changes {
+            since: 0,
+            max: engine::limits::CHANGES_PER_QUERY_MAX,
+        },
+        consistency: Consistency::Local,
+    }
+}
+
+/// Samples this process's resident memory every 50 ms until stopped; keeps the peak.
+struct PeakRss {
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl PeakRss {
+    fn start() -> PeakRss {
+        let peak = Arc::new(AtomicU64::new(tests::rss_bytes().unwrap_or(0)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                p.fetch_max(tests::rss_bytes().unwrap_or(0), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        PeakRss { peak, stop }
+    }
+
+    fn peak(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for PeakRss {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_disconnected_and_memory_stays_bounded() {
+    // Found by the issue-7 trial: 64 streams x 64 page reads, never read, grew the leader
+    // from 27 MB to 1.92 GB. Here 64 streams x 16 pages of ~1.7 MB each (~1.7 GB of replies).
+    let cluster = TestCluster::replicated(1).await;
+    let client = cluster.client().await;
+    fill_feed(&client, engine::limits::CHANGES_PER_QUERY_MAX as usize).await;
+    let before = tests::rss_bytes().expect("VmRSS (Linux)");
+    let rss = PeakRss::start();
+
+    let raw = RawConnection::connect(&cluster.addr(1), &cluster.ca_path()).await;
+    let mut streams = Vec::new();
+    for _ in 0..protocol::STREAMS_PER_CONNECTION_MAX {
+        let (mut send, recv) = raw.connection.open_bi().await.expect("open stream");
+        for id in 0..16 {
+            let frame = protocol::encode(&ClientFrame {
+                id,
+                ops: vec![page_read()],
+            })
+            .expect("encode");
+            protocol::write_frame(&mut send, &frame)
+                .await
+                .expect("send request");
+        }
+        // Never read: `recv` is kept (a dropped RecvStream would tell the node to stop).
+        streams.push((send, recv));
+    }
+
+    // Another client is served while replies pile up for this one.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let write = tests::count("other", &long_location(), 7);
+    let written = tokio::time::timeout(Duration::from_secs(20), client.write(write))
+        .await
+        .expect("another client's write completes in time")
+        .expect("write");
+    assert!(written.outcome.is_ok(), "{written:?}");
+    eprintln!(
+        "resident memory grew by {} MiB so far",
+        rss.peak().saturating_sub(before) >> 20
+    );
+
+    // The node closes the connection that does not read, saying why.
+    let closed = tokio::time::timeout(Duration::from_secs(60), raw.connection.closed())
+        .await
+        .expect("the node closes a connection that does not read its replies");
+    match &closed {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(
+                close.error_code,
+                quinn::VarInt::from_u32(protocol::CLOSE_REPLIES_NOT_READ)
+            );
+        }
+        other => panic!("closed for another reason: {other}"),
+    }
+    let grown = rss.peak().saturating_sub(before);
+    assert!(
+        grown < 512 << 20,
+        "resident memory grew by {} MiB while replies were not read",
+        grown >> 20
+    );
+    drop(streams);
+    client.close();
+    cluster.shutdown().await;
+}
