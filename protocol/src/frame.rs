@@ -110,6 +110,17 @@ pub enum ServerMessage {
         /// Versions the node speaks.
         supported_versions: Vec<u16>,
     },
+    /// The node ended this stream's subscription because its events were not read fast
+    /// enough: more were waiting to be sent than the node keeps per subscriber (or for the
+    /// connection, or the node). Every event before `resume_from` was sent on this stream
+    /// before this message, none after; subscribe again with `since = resume_from` to go on
+    /// without a gap. The node sends nothing more on the stream.
+    SubscriptionCut {
+        /// Feed sequence number of the first event not sent.
+        resume_from: u64,
+        /// Why, for humans (which budget was full).
+        reason: String,
+    },
 }
 
 /// Why a stream's input was rejected.
