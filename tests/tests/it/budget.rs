@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use client::Client;
 use engine::{Query, Request};
-use protocol::{ClientFrame, Consistency, Op};
+use protocol::{ClientFrame, Consistency, Op, OpResult, ServerMessage};
 use tests::{RawConnection, TestCluster};
 
 /// A location id of the longest allowed length, so that feed events are large.
@@ -144,6 +144,108 @@ async fn a_client_that_never_reads_is_disconnected_and_memory_stays_bounded() {
         grown >> 20
     );
     drop(streams);
+    client.close();
+    cluster.shutdown().await;
+}
+
+/// Events written for the subscriber tests: about 10 MB of feed, more than a subscriber's
+/// queue on the node, QUIC's stream window and the client library's buffer together.
+const SUBSCRIBER_TEST_EVENTS: usize = 60_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_never_reads_is_cut_and_told_where_to_resume() {
+    // Issue 7, item 4: subscribers that never read made a node fall behind; their queues grew
+    // with the feed. Now the node stops queueing for one and tells it where to resume.
+    let cluster = TestCluster::replicated(1).await;
+    let client = cluster.client().await;
+    let raw = RawConnection::connect(&cluster.addr(1), &cluster.ca_path()).await;
+    let (mut send, mut recv) = raw.connection.open_bi().await.expect("open stream");
+    let subscribe = protocol::encode(&ClientFrame {
+        id: 1,
+        ops: vec![Op::Subscribe { since: 1 }],
+    })
+    .expect("encode");
+    protocol::write_frame(&mut send, &subscribe)
+        .await
+        .expect("subscribe");
+
+    // Apply and other clients go on while the subscriber reads nothing.
+    let filled = tokio::time::timeout(
+        Duration::from_secs(120),
+        fill_feed(&client, SUBSCRIBER_TEST_EVENTS),
+    );
+    filled
+        .await
+        .expect("writes complete while a subscriber does not read");
+
+    // What the subscriber finds when it finally reads: events without a gap from 1, then the
+    // cut, which names the first event it did not get; then the end of the stream.
+    let mut expected_seq = 1;
+    let resume_from = loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), protocol::read_frame(&mut recv));
+        let frame = next
+            .await
+            .unwrap_or_else(|_| panic!("no event {expected_seq} nor a cut in time"))
+            .expect("readable")
+            .expect("a message before the end of the stream");
+        match protocol::parse::<ServerMessage>(&frame).expect("decodable") {
+            ServerMessage::Reply { results, .. } => {
+                assert_eq!(results, vec![OpResult::Subscribed]);
+            }
+            ServerMessage::Events(events) => {
+                for event in events {
+                    assert_eq!(event.seq, expected_seq, "no gap, no repeat");
+                    expected_seq += 1;
+                }
+            }
+            ServerMessage::SubscriptionCut { resume_from, .. } => break resume_from,
+            other => panic!("unexpected message {other:?}"),
+        }
+    };
+    assert_eq!(
+        resume_from, expected_seq,
+        "resume right after the last event sent"
+    );
+    assert!(
+        resume_from < SUBSCRIBER_TEST_EVENTS as u64 / 2,
+        "cut long before the end of the feed, at {resume_from}"
+    );
+    let end = tokio::time::timeout(Duration::from_secs(10), protocol::read_frame(&mut recv));
+    assert_eq!(end.await.expect("the stream ends"), Ok(None));
+    raw.connection.close(0u32.into(), b"done");
+    client.close();
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_subscription_learns_it_was_cut_and_resumes_without_a_gap() {
+    let cluster = TestCluster::replicated(1).await;
+    let client = cluster.client().await;
+    let mut feed = client.subscribe(1).await.expect("subscribe");
+    fill_feed(&client, SUBSCRIBER_TEST_EVENTS).await;
+    let total = SUBSCRIBER_TEST_EVENTS as u64;
+    let mut expected_seq = 1;
+    let mut cuts = Vec::new();
+    while expected_seq <= total {
+        let next = tokio::time::timeout(Duration::from_secs(10), feed.next()).await;
+        let next = next.unwrap_or_else(|_| panic!("no event {expected_seq} nor a cut in time"));
+        match next {
+            Ok(event) => {
+                assert_eq!(event.seq, expected_seq, "no gap, no repeat");
+                expected_seq += 1;
+            }
+            Err(client::ClientError::SubscriptionCut { resume_from, .. }) => {
+                assert_eq!(resume_from, expected_seq, "resume where the events stopped");
+                cuts.push(resume_from);
+            }
+            Err(e) => panic!("subscription failed: {e}"),
+        }
+    }
+    assert!(
+        !cuts.is_empty(),
+        "a subscription not read for 10 MB of feed is cut"
+    );
+    assert_eq!(feed.position(), total + 1);
     client.close();
     cluster.shutdown().await;
 }
