@@ -222,6 +222,7 @@ fn status(id: u64, role: Role, leader: Option<NodeAddr>) -> NodeStatus {
         ready: true,
         durability: "replicated".into(),
         batches: BatchStats::default(),
+        replies: protocol::ReplyStats::default(),
         ledger: LedgerStatus {
             applied_index: 0,
             now_ms: 0,

@@ -294,4 +294,23 @@ pub struct NodeStatus {
     pub batches: BatchStats,
     /// Ledger counters.
     pub ledger: LedgerStatus,
+    /// Replies queued for clients and what their budgets did (docs/PROTOCOL.md, "Reply
+    /// budgets").
+    pub replies: ReplyStats,
+}
+
+/// A node's replies to clients under their budgets (docs/PROTOCOL.md, "Reply budgets").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyStats {
+    /// Bytes of replies and change-feed events built for clients and not yet handed to QUIC,
+    /// all connections together.
+    pub queued_bytes: u64,
+    /// Client connections closed (code [`crate::CLOSE_REPLIES_NOT_READ`]) because they did
+    /// not read their replies, since the node started.
+    pub connections_closed: u64,
+    /// Subscriptions cut ([`ServerMessage::SubscriptionCut`]) since the node started.
+    pub subscribers_cut: u64,
+    /// Frames answered `busy` without being processed because the node's reply budget was
+    /// full, since the node started.
+    pub frames_shed: u64,
 }

@@ -8,6 +8,8 @@
 //! - [`clock`]: the leader's clock (with a test-only offset).
 //! - [`proposer`]: write batching, deadline ticks, the linearizable read barrier.
 //! - [`api`]: client streams, frames and operations.
+//! - [`replies`]: the budgets of replies queued for clients (per stream, connection, node and
+//!   subscriber) and the watchdog that closes connections that do not read.
 //! - [`node`]: a node's lifecycle (TLS, storage, Raft, endpoint).
 //! - [`config`]: command line and TOML configuration; the embedded default and `dev` clusters.
 
@@ -17,3 +19,4 @@ pub mod config;
 pub mod node;
 pub mod proposer;
 pub mod raft;
+pub mod replies;

@@ -127,6 +127,8 @@ pub struct NodeCtx {
     pub timings: RaftTimings,
     /// Bytes of client frames being received, node-wide, in KiB (see `api::NODE_FRAME_KIB_MAX`).
     pub frame_budget: Arc<Semaphore>,
+    /// Replies queued for clients, node-wide, and what their budgets did (`replies` module).
+    pub replies: Arc<crate::replies::NodeReplies>,
 }
 
 /// A running node.
@@ -309,6 +311,7 @@ impl Node {
             clock: config.clock.clone(),
             timings: config.timings,
             frame_budget: Arc::new(Semaphore::new(crate::api::NODE_FRAME_KIB_MAX)),
+            replies: Arc::default(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         tokio::spawn(snapshot_policy(

@@ -124,8 +124,20 @@ async fn a_client_that_never_reads_is_disconnected_and_memory_stays_bounded() {
         rss.peak().saturating_sub(before) >> 20
     );
 
-    // The node closes the connection that does not read, saying why.
-    let closed = tokio::time::timeout(Duration::from_secs(60), raw.connection.closed())
+    // The node closes the connection that does not read, saying why; meanwhile what it keeps
+    // queued stays within the connection's budget.
+    let node = cluster.node(1);
+    let mut queued_max = 0;
+    let wait_closed = async {
+        loop {
+            queued_max = queued_max.max(node.status().replies.queued_bytes);
+            tokio::select! {
+                closed = raw.connection.closed() => return closed,
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+    };
+    let closed = tokio::time::timeout(Duration::from_secs(60), wait_closed)
         .await
         .expect("the node closes a connection that does not read its replies");
     match &closed {
@@ -142,6 +154,27 @@ async fn a_client_that_never_reads_is_disconnected_and_memory_stays_bounded() {
         grown < 512 << 20,
         "resident memory grew by {} MiB while replies were not read",
         grown >> 20
+    );
+    let budget = u64::from(server::replies::CONNECTION_REPLY_KIB_MAX) << 10;
+    assert!(
+        queued_max > 0 && queued_max <= budget,
+        "queued {queued_max} bytes for a connection whose budget is {budget}"
+    );
+    // What it held comes back with it.
+    let released = async {
+        while node.status().replies.queued_bytes > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), released)
+        .await
+        .expect("queued replies released once the connection is closed");
+    assert_eq!(node.status().replies.connections_closed, 1);
+    eprintln!(
+        "resident memory: +{} MiB at the peak, +{} MiB after the close; {} MiB queued at most",
+        grown >> 20,
+        tests::rss_bytes().unwrap_or(0).saturating_sub(before) >> 20,
+        queued_max >> 20
     );
     drop(streams);
     client.close();
@@ -212,6 +245,9 @@ async fn a_subscriber_that_never_reads_is_cut_and_told_where_to_resume() {
     );
     let end = tokio::time::timeout(Duration::from_secs(10), protocol::read_frame(&mut recv));
     assert_eq!(end.await.expect("the stream ends"), Ok(None));
+    let replies = cluster.node(1).status().replies;
+    assert_eq!(replies.subscribers_cut, 1, "{replies:?}");
+    assert_eq!(replies.connections_closed, 0, "{replies:?}");
     raw.connection.close(0u32.into(), b"done");
     client.close();
     cluster.shutdown().await;
@@ -246,6 +282,8 @@ async fn a_slow_subscription_learns_it_was_cut_and_resumes_without_a_gap() {
         "a subscription not read for 10 MB of feed is cut"
     );
     assert_eq!(feed.position(), total + 1);
+    let replies = cluster.node(1).status().replies;
+    assert_eq!(replies.subscribers_cut, cuts.len() as u64, "{replies:?}");
     client.close();
     cluster.shutdown().await;
 }

@@ -1,0 +1,573 @@
+//! Replies under a budget (docs/PROTOCOL.md, "Reply budgets").
+//!
+//! A node builds replies as fast as it reads requests; a client that does not read them would
+//! make it keep them all (issue 7: 64 streams of page reads never read grew a node to 1.9 GB).
+//! So every reply queued for a client holds its size against three budgets until the stream's
+//! writer has handed it to QUIC:
+//! - its stream's ([`STREAM_REPLY_KIB_MAX`]) and its connection's
+//!   ([`CONNECTION_REPLY_KIB_MAX`]): semaphores in KiB. Room for a whole reply
+//!   ([`REPLY_KIB_MAX`]) is taken BEFORE the reply is built and shrunk to its size after, so a
+//!   reply that waits for room holds no memory yet; a stream with no room stops reading frames
+//!   (backpressure through QUIC flow control);
+//! - the node's ([`NODE_REPLY_BYTES_MAX`]): a counter. Past it, new frames are answered `busy`
+//!   instead of being processed (one client's unread replies must not stall every other
+//!   client's, which waiting would do);
+//! - a subscriber's ([`SUBSCRIBER_QUEUE_KIB_MAX`]): feed events never wait for room; when
+//!   there is none, the subscription is cut and told where to resume.
+//!
+//! A connection that writes none of its queued replies for [`REPLY_STALL_MS`], or whose budget
+//! has no room for a reply for [`CONNECTION_OVER_BUDGET_MS`], is closed with
+//! [`protocol::CLOSE_REPLIES_NOT_READ`]; everything it held is released with it. The decision is
+//! the pure [`Watch::observe`]; the tasks around it only carry samples.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+
+use protocol::{ReplyStats, ServerError, ServerMessage};
+
+/// The largest reply, in KiB: a whole frame ([`protocol::FRAME_BYTES_MAX`]). Room for this much
+/// is taken before a reply is built, since its size is known only after.
+pub const REPLY_KIB_MAX: u32 = (protocol::FRAME_BYTES_MAX >> 10) as u32;
+/// Bytes of replies one stream may have queued (built, not yet handed to QUIC), in KiB
+/// (8 MiB: room for a largest reply while another is queued). A stream without room for a
+/// largest reply stops reading frames until its client reads.
+pub const STREAM_REPLY_KIB_MAX: u32 = 2 * REPLY_KIB_MAX;
+/// Bytes of replies one connection may have queued, all its streams together, in KiB (64 MiB).
+pub const CONNECTION_REPLY_KIB_MAX: u32 = 64 << 10;
+/// Bytes of replies the node keeps queued for all clients together (1 GiB). Beyond it, new
+/// frames are answered `busy` without being processed until clients read or are closed.
+pub const NODE_REPLY_BYTES_MAX: u64 = 1 << 30;
+/// Bytes of change-feed events queued for one subscriber, in KiB (1 MiB, about 6,000 events of
+/// the longest ids): a subscription that would queue more is cut and told where to resume.
+pub const SUBSCRIBER_QUEUE_KIB_MAX: u32 = 1 << 10;
+/// A connection with replies queued that writes none of them for this long is closed, ms: its
+/// peer stopped reading.
+pub const REPLY_STALL_MS: u64 = 10_000;
+/// A connection whose reply budget has had no room for a largest reply for this long is
+/// closed, ms: its peer reads far slower than it asks.
+pub const CONNECTION_OVER_BUDGET_MS: u64 = 10_000;
+/// How often a connection's budget and progress are sampled, ms.
+pub const REPLY_WATCH_MS: u64 = 250;
+
+const _: () = assert!(STREAM_REPLY_KIB_MAX >= REPLY_KIB_MAX);
+const _: () = assert!(CONNECTION_REPLY_KIB_MAX >= STREAM_REPLY_KIB_MAX);
+const _: () = assert!(SUBSCRIBER_QUEUE_KIB_MAX < STREAM_REPLY_KIB_MAX - REPLY_KIB_MAX);
+const _: () = assert!(NODE_REPLY_BYTES_MAX >= (CONNECTION_REPLY_KIB_MAX as u64) << 10);
+const _: () = assert!(REPLY_WATCH_MS * 4 <= REPLY_STALL_MS);
+const _: () = assert!(REPLY_WATCH_MS * 4 <= CONNECTION_OVER_BUDGET_MS);
+
+/// KiB of budget for `bytes` (at least 1, so that every queued message holds some).
+fn kib_of(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX)
+}
+
+/// The node-wide part: bytes queued for every client, and what the budgets did (`status`).
+#[derive(Debug, Default)]
+pub struct NodeReplies {
+    queued_bytes: AtomicU64,
+    connections_closed: AtomicU64,
+    subscribers_cut: AtomicU64,
+    frames_shed: AtomicU64,
+}
+
+impl NodeReplies {
+    /// Whether the node holds [`NODE_REPLY_BYTES_MAX`] or more of queued replies: new frames
+    /// are then answered `busy`.
+    pub fn over_budget(&self) -> bool {
+        self.queued_bytes.load(Ordering::Relaxed) >= NODE_REPLY_BYTES_MAX
+    }
+
+    /// The counters, for `status`.
+    pub fn stats(&self) -> ReplyStats {
+        ReplyStats {
+            queued_bytes: self.queued_bytes.load(Ordering::Relaxed),
+            connections_closed: self.connections_closed.load(Ordering::Relaxed),
+            subscribers_cut: self.subscribers_cut.load(Ordering::Relaxed),
+            frames_shed: self.frames_shed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts a frame answered `busy` because of [`NodeReplies::over_budget`].
+    pub fn shed(&self) {
+        self.frames_shed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One connection's budget and how far its writers got.
+#[derive(Debug)]
+pub struct ConnectionReplies {
+    /// KiB of room for replies, shared by the connection's streams.
+    budget: Arc<Semaphore>,
+    node: Arc<NodeReplies>,
+    /// Bytes queued on the connection's streams (the watchdog's "has it something to write").
+    queued_bytes: AtomicU64,
+    /// Bytes handed to QUIC so far (the watchdog's "did it make progress").
+    written_bytes: AtomicU64,
+}
+
+impl ConnectionReplies {
+    /// A fresh connection's budget.
+    pub fn new(node: Arc<NodeReplies>) -> ConnectionReplies {
+        ConnectionReplies {
+            budget: Arc::new(Semaphore::new(CONNECTION_REPLY_KIB_MAX as usize)),
+            node,
+            queued_bytes: AtomicU64::new(0),
+            written_bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// What the watchdog looks at.
+    pub fn sample(&self) -> Sample {
+        Sample {
+            queued_bytes: self.queued_bytes.load(Ordering::Relaxed),
+            written_bytes: self.written_bytes.load(Ordering::Relaxed),
+            room: self.budget.available_permits() >= REPLY_KIB_MAX as usize,
+        }
+    }
+
+    /// Ends the budget: whoever waits for room gives up (the connection is gone).
+    pub fn close(&self, closed_for_budget: bool) {
+        self.budget.close();
+        if closed_for_budget {
+            self.node.connections_closed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Room for one message on a stream and its connection, taken before the message is built.
+#[derive(Debug)]
+pub struct Room {
+    stream: OwnedSemaphorePermit,
+    connection: OwnedSemaphorePermit,
+}
+
+/// What a queued message holds until the writer has handed it to QUIC.
+#[derive(Debug)]
+struct Charge {
+    _stream: OwnedSemaphorePermit,
+    _connection: OwnedSemaphorePermit,
+    _subscriber: Option<OwnedSemaphorePermit>,
+    bytes: u64,
+    replies: Arc<ConnectionReplies>,
+}
+
+impl Charge {
+    fn new(
+        room: Room,
+        subscriber: Option<OwnedSemaphorePermit>,
+        bytes: usize,
+        replies: &Arc<ConnectionReplies>,
+    ) -> Charge {
+        let bytes = bytes as u64;
+        replies.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+        replies
+            .node
+            .queued_bytes
+            .fetch_add(bytes, Ordering::Relaxed);
+        Charge {
+            _stream: room.stream,
+            _connection: room.connection,
+            _subscriber: subscriber,
+            bytes,
+            replies: replies.clone(),
+        }
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        let replies = &self.replies;
+        replies
+            .queued_bytes
+            .fetch_sub(self.bytes, Ordering::Relaxed);
+        replies
+            .node
+            .queued_bytes
+            .fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+/// An encoded message in a stream's queue, with the budget it holds.
+#[derive(Debug)]
+struct Queued {
+    bytes: Vec<u8>,
+    charge: Charge,
+    /// The stream ends after this message (a cut subscription).
+    last: bool,
+}
+
+/// Which budget had no room for a subscriber's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    /// The subscriber's own queue ([`SUBSCRIBER_QUEUE_KIB_MAX`]).
+    Subscriber,
+    /// Its stream's ([`STREAM_REPLY_KIB_MAX`]).
+    Stream,
+    /// Its connection's ([`CONNECTION_REPLY_KIB_MAX`]).
+    Connection,
+    /// The node's ([`NODE_REPLY_BYTES_MAX`]).
+    Node,
+}
+
+impl Full {
+    /// The reason sent to the subscriber.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Full::Subscriber => "events not read: the subscriber's queue on the node is full",
+            Full::Stream => "events not read: the stream's reply budget is full",
+            Full::Connection => "replies not read: the connection's reply budget is full",
+            Full::Node => "the node's reply budget is full",
+        }
+    }
+}
+
+/// Why events were not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotQueued {
+    /// A budget had no room: the subscription must be cut.
+    Full(Full),
+    /// The stream is gone (its writer stopped): nobody reads any more.
+    Closed,
+}
+
+/// One stream's queue of encoded messages for its writer, under the budgets. Clones share the
+/// queue (the stream's reader, its frame tasks and its subscription each hold one).
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    queue: mpsc::UnboundedSender<Queued>,
+    /// KiB of room on this stream.
+    stream: Arc<Semaphore>,
+    replies: Arc<ConnectionReplies>,
+}
+
+impl Outbox {
+    /// A stream's outbox, and the writer that drains it.
+    pub fn new(replies: Arc<ConnectionReplies>) -> (Outbox, Writer) {
+        // Unbounded in count, bounded in bytes: every queued message holds at least 1 KiB
+        // of the stream's budget.
+        let (queue, rx) = mpsc::unbounded_channel();
+        let stream = Arc::new(Semaphore::new(STREAM_REPLY_KIB_MAX as usize));
+        let writer = Writer {
+            queue: rx,
+            stream: stream.clone(),
+            replies: replies.clone(),
+        };
+        let outbox = Outbox {
+            queue,
+            stream,
+            replies,
+        };
+        (outbox, writer)
+    }
+
+    /// Waits for room for a largest reply on this stream and its connection; `None` once the
+    /// stream or the connection is gone.
+    pub async fn room(&self) -> Option<Room> {
+        self.room_of(REPLY_KIB_MAX).await
+    }
+
+    /// Waits for room for a message of at most 1 KiB (the end of a subscription).
+    pub async fn small_room(&self) -> Option<Room> {
+        self.room_of(1).await
+    }
+
+    async fn room_of(&self, kib: u32) -> Option<Room> {
+        // Always the stream first, then the connection: no two waiters hold what the other
+        // needs in the opposite order.
+        let stream = self.stream.clone().acquire_many_owned(kib).await.ok()?;
+        let connection = self
+            .replies
+            .budget
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .ok()?;
+        Some(Room { stream, connection })
+    }
+
+    /// Queues `message` in the room taken for it, keeping only the KiB it needs. A reply too
+    /// large for a frame goes out as one `internal` failure per operation instead. Returns
+    /// whether the writer still runs.
+    pub fn send(&self, room: Room, message: &ServerMessage) -> bool {
+        match encode(message) {
+            Some(bytes) => self.queue_in(room, None, bytes, false),
+            None => false,
+        }
+    }
+
+    fn queue_in(
+        &self,
+        room: Room,
+        subscriber: Option<OwnedSemaphorePermit>,
+        bytes: Vec<u8>,
+        last: bool,
+    ) -> bool {
+        let Room {
+            mut stream,
+            mut connection,
+        } = room;
+        let kib = kib_of(bytes.len()) as usize;
+        // Keep what the message needs; the rest of the room goes back at once. (Both permits
+        // hold the same count; a message larger than its room keeps all of it.)
+        if stream.num_permits() > kib && connection.num_permits() > kib {
+            if let (Some(s), Some(c)) = (stream.split(kib), connection.split(kib)) {
+                (stream, connection) = (s, c);
+            }
+        }
+        let charge = Charge::new(
+            Room { stream, connection },
+            subscriber,
+            bytes.len(),
+            &self.replies,
+        );
+        self.queue
+            .send(Queued {
+                bytes,
+                charge,
+                last,
+            })
+            .is_ok()
+    }
+
+    /// Queues change-feed events without waiting: when the subscriber's queue (`subscriber`,
+    /// [`SUBSCRIBER_QUEUE_KIB_MAX`] KiB), the stream, the connection or the node has no room,
+    /// says which, and queues nothing.
+    pub fn try_send_events(
+        &self,
+        subscriber: &Arc<Semaphore>,
+        message: &ServerMessage,
+    ) -> Result<(), NotQueued> {
+        let bytes = encode(message).ok_or(NotQueued::Closed)?;
+        let kib = kib_of(bytes.len());
+        let full = NotQueued::Full;
+        if self.replies.node.over_budget() {
+            return Err(full(Full::Node));
+        }
+        let subscriber = subscriber
+            .clone()
+            .try_acquire_many_owned(kib)
+            .map_err(|_| full(Full::Subscriber))?;
+        let stream = self
+            .stream
+            .clone()
+            .try_acquire_many_owned(kib)
+            .map_err(|_| full(Full::Stream))?;
+        let connection = self
+            .replies
+            .budget
+            .clone()
+            .try_acquire_many_owned(kib)
+            .map_err(|_| full(Full::Connection))?;
+        let room = Room { stream, connection };
+        if self.queue_in(room, Some(subscriber), bytes, false) {
+            Ok(())
+        } else {
+            Err(NotQueued::Closed)
+        }
+    }
+
+    /// Ends a subscription that had no room: queues [`ServerMessage::SubscriptionCut`] in the
+    /// small room kept for it, after which the writer ends the stream; counts it.
+    pub fn cut(&self, room: Room, resume_from: u64, full: Full) {
+        self.replies
+            .node
+            .subscribers_cut
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(resume_from, reason = full.reason(), "subscription cut");
+        let message = ServerMessage::SubscriptionCut {
+            resume_from,
+            reason: full.reason().to_owned(),
+        };
+        if let Some(bytes) = encode(&message) {
+            self.queue_in(room, None, bytes, true);
+        }
+    }
+
+    /// Whether the stream's writer stopped (nothing queued will be written).
+    pub fn is_closed(&self) -> bool {
+        self.queue.is_closed()
+    }
+}
+
+/// Encodes a message; a reply too large for a frame becomes one `internal` failure per
+/// operation (the client learns that much instead of waiting). `None` if even that fails.
+fn encode(message: &ServerMessage) -> Option<Vec<u8>> {
+    let e = match protocol::encode(message) {
+        Ok(bytes) => return Some(bytes),
+        Err(e) => e,
+    };
+    tracing::error!(error = %e, "reply does not fit a frame");
+    let ServerMessage::Reply { id, results } = message else {
+        return None;
+    };
+    let failed = protocol::OpResult::Failed(ServerError::Internal {
+        message: format!("reply too large: {e}"),
+    });
+    let results = vec![failed; results.len()];
+    protocol::encode(&ServerMessage::Reply { id: *id, results }).ok()
+}
+
+/// Replies written to a stream in one write when several are ready, bytes.
+const REPLY_COALESCE_BYTES: usize = 64 << 10;
+
+/// The receiving end of an [`Outbox`]: writes what is queued to the stream.
+#[derive(Debug)]
+pub struct Writer {
+    queue: mpsc::UnboundedReceiver<Queued>,
+    stream: Arc<Semaphore>,
+    replies: Arc<ConnectionReplies>,
+}
+
+impl Writer {
+    /// Writes queued messages to `send` (those queued meanwhile together, up to 64 KiB per
+    /// write) until every [`Outbox`] is dropped or a last message is written, then finishes
+    /// the stream; or until writing fails (the client stopped or reset the stream, or the
+    /// connection closed). Either way the stream's budget is closed (whoever waits for room
+    /// gives up) and whatever is still queued is released.
+    pub async fn run(mut self, mut send: quinn::SendStream) {
+        while let Some(first) = self.queue.recv().await {
+            let mut last = first.last;
+            let mut bytes = first.bytes;
+            let mut written = vec![first.charge];
+            while !last && bytes.len() < REPLY_COALESCE_BYTES {
+                match self.queue.try_recv() {
+                    Ok(more) => {
+                        last = more.last;
+                        bytes.extend_from_slice(&more.bytes);
+                        written.push(more.charge);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if !self.write(&mut send, &bytes).await || last {
+                break;
+            }
+            drop(written);
+        }
+        self.stream.close();
+        self.queue.close();
+        let _ = send.finish();
+    }
+
+    /// Writes all of `bytes`, counting progress as QUIC takes them (a slow reader is not a
+    /// stalled one). False if the stream or connection failed.
+    async fn write(&self, send: &mut quinn::SendStream, bytes: &[u8]) -> bool {
+        let mut at = 0;
+        while at < bytes.len() {
+            match send.write(&bytes[at..]).await {
+                Ok(n) => {
+                    at += n;
+                    self.replies
+                        .written_bytes
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+}
+
+/// What the watchdog samples from a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    /// Bytes queued on its streams.
+    pub queued_bytes: u64,
+    /// Bytes written to QUIC since the connection began.
+    pub written_bytes: u64,
+    /// Whether its budget has room for a largest reply.
+    pub room: bool,
+}
+
+/// Why a connection is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Replies were queued and none was written for `for_ms`.
+    Stalled {
+        /// Bytes queued at the last sample.
+        queued_bytes: u64,
+        /// How long nothing was written, ms.
+        for_ms: u64,
+    },
+    /// The budget had no room for a largest reply for `for_ms`.
+    OverBudget {
+        /// How long, ms.
+        for_ms: u64,
+    },
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Stalled {
+                queued_bytes,
+                for_ms,
+            } => write!(
+                f,
+                "replies not read: {queued_bytes} bytes queued and none read for {for_ms} ms"
+            ),
+            Verdict::OverBudget { for_ms } => write!(
+                f,
+                "replies not read: the connection's reply budget ({} MiB) was full for {for_ms} ms",
+                CONNECTION_REPLY_KIB_MAX >> 10
+            ),
+        }
+    }
+}
+
+/// The watchdog's memory between samples of one connection.
+#[derive(Debug, Default)]
+pub struct Watch {
+    written_bytes: u64,
+    stalled_since_ms: Option<u64>,
+    full_since_ms: Option<u64>,
+}
+
+impl Watch {
+    /// Takes a sample at `now_ms` (any monotonic origin); says whether to close the
+    /// connection: after [`REPLY_STALL_MS`] of samples with replies queued and no byte
+    /// written, or [`CONNECTION_OVER_BUDGET_MS`] of samples without room.
+    pub fn observe(&mut self, now_ms: u64, sample: Sample) -> Option<Verdict> {
+        let progressed = sample.written_bytes != self.written_bytes;
+        self.written_bytes = sample.written_bytes;
+        self.stalled_since_ms = if sample.queued_bytes == 0 || progressed {
+            None
+        } else {
+            Some(self.stalled_since_ms.unwrap_or(now_ms))
+        };
+        self.full_since_ms = if sample.room {
+            None
+        } else {
+            Some(self.full_since_ms.unwrap_or(now_ms))
+        };
+        let stalled_ms = self.stalled_since_ms.map(|t| now_ms.saturating_sub(t));
+        let full_ms = self.full_since_ms.map(|t| now_ms.saturating_sub(t));
+        match (stalled_ms, full_ms) {
+            (Some(for_ms), _) if for_ms >= REPLY_STALL_MS => Some(Verdict::Stalled {
+                queued_bytes: sample.queued_bytes,
+                for_ms,
+            }),
+            (_, Some(for_ms)) if for_ms >= CONNECTION_OVER_BUDGET_MS => {
+                Some(Verdict::OverBudget { for_ms })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Samples a connection every [`REPLY_WATCH_MS`] until [`Watch::observe`] says to close it.
+pub async fn watch(replies: &ConnectionReplies) -> Verdict {
+    let start = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(REPLY_WATCH_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut watch = Watch::default();
+    loop {
+        tick.tick().await;
+        let now_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if let Some(verdict) = watch.observe(now_ms, replies.sample()) {
+            return verdict;
+        }
+    }
+}
