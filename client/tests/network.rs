@@ -955,6 +955,10 @@ fn stockctl_operates_a_ledger_in_display_units() {
         0,
         &format!("{}: node 1 leader", cluster.addr()),
     );
+    let status = stockctl(&cluster, &["status"]);
+    let replies = "\n  replies: queued_bytes=0 connections_closed_unread=0 subscribers_cut=0 \
+                   frames_shed=0";
+    assert!(status.stdout.contains(replies), "{}", status.stdout);
     check(
         &stockctl(&cluster, &["digest"]),
         0,

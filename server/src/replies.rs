@@ -571,3 +571,226 @@ pub async fn watch(replies: &ConnectionReplies) -> Verdict {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use protocol::OpResult;
+
+    use super::*;
+
+    fn sample(queued_bytes: u64, written_bytes: u64, room: bool) -> Sample {
+        Sample {
+            queued_bytes,
+            written_bytes,
+            room,
+        }
+    }
+
+    #[test]
+    fn a_connection_that_writes_none_of_its_queue_is_closed_after_the_stall_time() {
+        let mut watch = Watch::default();
+        assert_eq!(watch.observe(1_000, sample(100, 0, true)), None);
+        let almost = 1_000 + REPLY_STALL_MS - 1;
+        assert_eq!(watch.observe(almost, sample(100, 0, true)), None);
+        assert_eq!(
+            watch.observe(1_000 + REPLY_STALL_MS, sample(7, 0, true)),
+            Some(Verdict::Stalled {
+                queued_bytes: 7,
+                for_ms: REPLY_STALL_MS
+            })
+        );
+    }
+
+    #[test]
+    fn progress_or_an_empty_queue_restarts_the_stall_clock() {
+        let mut watch = Watch::default();
+        assert_eq!(watch.observe(0, sample(100, 0, true)), None);
+        // One byte written just before the deadline: a slow reader, not a stalled one.
+        assert_eq!(
+            watch.observe(REPLY_STALL_MS - 1, sample(100, 1, true)),
+            None
+        );
+        assert_eq!(watch.observe(REPLY_STALL_MS, sample(100, 1, true)), None);
+        assert_eq!(
+            watch.observe(2 * REPLY_STALL_MS - 1, sample(100, 1, true)),
+            None
+        );
+        // Nothing queued: nothing to wait for, however long.
+        assert_eq!(watch.observe(2 * REPLY_STALL_MS, sample(0, 1, true)), None);
+        assert_eq!(watch.observe(4 * REPLY_STALL_MS, sample(0, 1, true)), None);
+        assert_eq!(
+            watch.observe(4 * REPLY_STALL_MS + 1, sample(5, 1, true)),
+            None
+        );
+        assert_eq!(
+            watch.observe(5 * REPLY_STALL_MS + 1, sample(5, 1, true)),
+            Some(Verdict::Stalled {
+                queued_bytes: 5,
+                for_ms: REPLY_STALL_MS
+            })
+        );
+    }
+
+    #[test]
+    fn a_budget_without_room_closes_the_connection_even_while_it_progresses() {
+        let mut watch = Watch::default();
+        assert_eq!(watch.observe(0, sample(1 << 20, 1, false)), None);
+        // Room for a moment restarts the clock.
+        assert_eq!(watch.observe(5_000, sample(1 << 20, 2, true)), None);
+        assert_eq!(watch.observe(5_250, sample(1 << 20, 3, false)), None);
+        let at = 5_250 + CONNECTION_OVER_BUDGET_MS;
+        assert_eq!(watch.observe(at - 1, sample(1 << 20, 4, false)), None);
+        assert_eq!(
+            watch.observe(at, sample(1 << 20, 5, false)),
+            Some(Verdict::OverBudget {
+                for_ms: CONNECTION_OVER_BUDGET_MS
+            })
+        );
+    }
+
+    struct Fixture {
+        node: Arc<NodeReplies>,
+        connection: Arc<ConnectionReplies>,
+        outbox: Outbox,
+        writer: Writer,
+    }
+
+    fn fixture() -> Fixture {
+        let node = Arc::new(NodeReplies::default());
+        let connection = Arc::new(ConnectionReplies::new(node.clone()));
+        let (outbox, writer) = Outbox::new(connection.clone());
+        Fixture {
+            node,
+            connection,
+            outbox,
+            writer,
+        }
+    }
+
+    /// A reply of about `bytes` bytes.
+    fn reply_of(bytes: usize) -> ServerMessage {
+        ServerMessage::Reply {
+            id: 1,
+            results: vec![OpResult::Digest {
+                applied_index: 0,
+                digest: "x".repeat(bytes),
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_queued_reply_holds_its_size_until_written() {
+        let f = fixture();
+        let room = f.outbox.room().await.expect("room");
+        let stream_free = (STREAM_REPLY_KIB_MAX - REPLY_KIB_MAX) as usize;
+        assert_eq!(f.outbox.stream.available_permits(), stream_free);
+        let message = reply_of(3_000);
+        let bytes = protocol::encode(&message).expect("encodes");
+        assert!(f.outbox.send(room, &message));
+        // 3 KiB kept, the rest of the room back at once.
+        let stream_free = STREAM_REPLY_KIB_MAX as usize - 3;
+        assert_eq!(f.outbox.stream.available_permits(), stream_free);
+        let connection_free = CONNECTION_REPLY_KIB_MAX as usize - 3;
+        assert_eq!(f.connection.budget.available_permits(), connection_free);
+        assert_eq!(f.node.stats().queued_bytes, bytes.len() as u64);
+        assert_eq!(f.connection.sample().queued_bytes, bytes.len() as u64);
+
+        let mut writer = f.writer;
+        let queued = writer.queue.try_recv().expect("queued");
+        assert_eq!(queued.bytes, bytes);
+        assert!(!queued.last);
+        drop(queued); // what the writer does once QUIC has the bytes
+        assert_eq!(f.node.stats().queued_bytes, 0);
+        assert_eq!(f.connection.sample().queued_bytes, 0);
+        let all = STREAM_REPLY_KIB_MAX as usize;
+        assert_eq!(f.outbox.stream.available_permits(), all);
+    }
+
+    #[tokio::test]
+    async fn a_stream_without_room_for_a_largest_reply_waits_until_its_queue_is_written() {
+        let f = fixture();
+        for _ in 0..2 {
+            let room = f.outbox.room().await.expect("room");
+            assert!(f.outbox.send(room, &reply_of(2_500_000)));
+        }
+        let waiting = tokio::time::timeout(Duration::from_millis(50), f.outbox.room()).await;
+        assert!(
+            waiting.is_err(),
+            "5 MiB queued leaves no room for 4 MiB more"
+        );
+        assert!(
+            f.connection.sample().room,
+            "the stream's budget holds it back, not the connection's"
+        );
+        let mut writer = f.writer;
+        drop(writer.queue.try_recv().expect("queued"));
+        let room = tokio::time::timeout(Duration::from_secs(5), f.outbox.room()).await;
+        assert!(room.expect("room once a reply is written").is_some());
+    }
+
+    #[tokio::test]
+    async fn subscriber_events_never_wait_and_say_which_budget_is_full() {
+        let f = fixture();
+        let subscriber = Arc::new(Semaphore::new(SUBSCRIBER_QUEUE_KIB_MAX as usize));
+        let events = reply_of(300_000); // 293 KiB: three fit in 1 MiB, not four
+        for _ in 0..3 {
+            assert_eq!(f.outbox.try_send_events(&subscriber, &events), Ok(()));
+        }
+        let full = f.outbox.try_send_events(&subscriber, &events);
+        assert_eq!(full, Err(NotQueued::Full(Full::Subscriber)));
+        let mut writer = f.writer;
+        drop(writer.queue.try_recv().expect("queued"));
+        assert_eq!(f.outbox.try_send_events(&subscriber, &events), Ok(()));
+
+        f.node
+            .queued_bytes
+            .fetch_add(NODE_REPLY_BYTES_MAX, Ordering::Relaxed);
+        assert!(f.node.over_budget());
+        let full = f.outbox.try_send_events(&subscriber, &events);
+        assert_eq!(full, Err(NotQueued::Full(Full::Node)));
+        f.node
+            .queued_bytes
+            .fetch_sub(NODE_REPLY_BYTES_MAX, Ordering::Relaxed);
+
+        drop(writer);
+        let closed = f.outbox.try_send_events(&subscriber, &events);
+        assert_eq!(closed, Err(NotQueued::Closed));
+        assert_eq!(f.node.stats().queued_bytes, 0, "nothing left behind");
+    }
+
+    #[tokio::test]
+    async fn a_cut_is_the_last_message_fits_its_small_room_and_is_counted() {
+        let f = fixture();
+        let mut writer = f.writer;
+        for (n, full) in [Full::Subscriber, Full::Stream, Full::Connection, Full::Node]
+            .into_iter()
+            .enumerate()
+        {
+            let room = f.outbox.small_room().await.expect("room");
+            f.outbox.cut(room, 42, full);
+            let queued = writer.queue.try_recv().expect("queued");
+            assert!(queued.last);
+            assert!(queued.bytes.len() <= 1024, "fits the 1 KiB kept for it");
+            let message: ServerMessage = protocol::parse(&queued.bytes).expect("parses");
+            let expected = ServerMessage::SubscriptionCut {
+                resume_from: 42,
+                reason: full.reason().to_owned(),
+            };
+            assert_eq!(message, expected);
+            assert_eq!(f.node.stats().subscribers_cut, n as u64 + 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_closed_connection_gives_no_room_and_is_counted_if_closed_for_its_budget() {
+        let f = fixture();
+        f.connection.close(false);
+        assert!(f.outbox.room().await.is_none());
+        assert_eq!(f.node.stats().connections_closed, 0);
+        let g = fixture();
+        g.connection.close(true);
+        assert_eq!(g.node.stats().connections_closed, 1);
+    }
+}
