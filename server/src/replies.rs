@@ -16,7 +16,8 @@
 //!   there is none, the subscription is cut and told where to resume.
 //!
 //! A connection that writes none of its queued replies for [`REPLY_STALL_MS`], or whose budget
-//! has no room for a reply for [`CONNECTION_OVER_BUDGET_MS`], is closed with
+//! stays without room for a reply for [`CONNECTION_OVER_BUDGET_MS`] while its client reads
+//! less than [`REPLY_READ_BYTES_PER_S_MIN`], is closed with
 //! [`protocol::CLOSE_REPLIES_NOT_READ`]; everything it held is released with it. The decision is
 //! the pure [`Watch::observe`]; the tasks around it only carry samples.
 
@@ -45,9 +46,14 @@ pub const SUBSCRIBER_QUEUE_KIB_MAX: u32 = 1 << 10;
 /// A connection with replies queued that writes none of them for this long is closed, ms: its
 /// peer stopped reading.
 pub const REPLY_STALL_MS: u64 = 10_000;
-/// A connection whose reply budget has had no room for a largest reply for this long is
-/// closed, ms: its peer reads far slower than it asks.
+/// A connection whose reply budget has had no room for a largest reply for this long, ms, is
+/// closed if its client read less than [`REPLY_READ_BYTES_PER_S_MIN`] meanwhile: it asks far
+/// faster than it reads. (A client that keeps its budget full but reads at speed is only held
+/// back: that is backpressure working.)
 pub const CONNECTION_OVER_BUDGET_MS: u64 = 10_000;
+/// The slowest reading, bytes per second, that keeps a connection with a full reply budget
+/// open (1 MiB/s: its 64 MiB drain in about a minute).
+pub const REPLY_READ_BYTES_PER_S_MIN: u64 = 1 << 20;
 /// How often a connection's budget and progress are sampled, ms.
 pub const REPLY_WATCH_MS: u64 = 250;
 
@@ -491,10 +497,13 @@ pub enum Verdict {
         /// How long nothing was written, ms.
         for_ms: u64,
     },
-    /// The budget had no room for a largest reply for `for_ms`.
+    /// The budget had no room for a largest reply for `for_ms`, while the client read only
+    /// `read_bytes`.
     OverBudget {
         /// How long, ms.
         for_ms: u64,
+        /// Bytes written meanwhile.
+        read_bytes: u64,
     },
 }
 
@@ -508,10 +517,12 @@ impl std::fmt::Display for Verdict {
                 f,
                 "replies not read: {queued_bytes} bytes queued and none read for {for_ms} ms"
             ),
-            Verdict::OverBudget { for_ms } => write!(
+            Verdict::OverBudget { for_ms, read_bytes } => write!(
                 f,
-                "replies not read: the connection's reply budget ({} MiB) was full for {for_ms} ms",
-                CONNECTION_REPLY_KIB_MAX >> 10
+                "replies not read: the connection's reply budget ({} MiB) was full for {for_ms} \
+                 ms while the client read {read_bytes} bytes (at least {} KiB/s wanted)",
+                CONNECTION_REPLY_KIB_MAX >> 10,
+                REPLY_READ_BYTES_PER_S_MIN >> 10
             ),
         }
     }
@@ -522,13 +533,16 @@ impl std::fmt::Display for Verdict {
 pub struct Watch {
     written_bytes: u64,
     stalled_since_ms: Option<u64>,
-    full_since_ms: Option<u64>,
+    /// Since when the budget has had no room, and the bytes written by then.
+    full_since: Option<(u64, u64)>,
 }
 
 impl Watch {
     /// Takes a sample at `now_ms` (any monotonic origin); says whether to close the
     /// connection: after [`REPLY_STALL_MS`] of samples with replies queued and no byte
-    /// written, or [`CONNECTION_OVER_BUDGET_MS`] of samples without room.
+    /// written, or [`CONNECTION_OVER_BUDGET_MS`] of samples without room during which less
+    /// than [`REPLY_READ_BYTES_PER_S_MIN`] was written (a client fast enough is judged again
+    /// over the next period).
     pub fn observe(&mut self, now_ms: u64, sample: Sample) -> Option<Verdict> {
         let progressed = sample.written_bytes != self.written_bytes;
         self.written_bytes = sample.written_bytes;
@@ -537,23 +551,34 @@ impl Watch {
         } else {
             Some(self.stalled_since_ms.unwrap_or(now_ms))
         };
-        self.full_since_ms = if sample.room {
-            None
-        } else {
-            Some(self.full_since_ms.unwrap_or(now_ms))
-        };
-        let stalled_ms = self.stalled_since_ms.map(|t| now_ms.saturating_sub(t));
-        let full_ms = self.full_since_ms.map(|t| now_ms.saturating_sub(t));
-        match (stalled_ms, full_ms) {
-            (Some(for_ms), _) if for_ms >= REPLY_STALL_MS => Some(Verdict::Stalled {
-                queued_bytes: sample.queued_bytes,
-                for_ms,
-            }),
-            (_, Some(for_ms)) if for_ms >= CONNECTION_OVER_BUDGET_MS => {
-                Some(Verdict::OverBudget { for_ms })
+        if let Some(since) = self.stalled_since_ms {
+            let for_ms = now_ms.saturating_sub(since);
+            if for_ms >= REPLY_STALL_MS {
+                let queued_bytes = sample.queued_bytes;
+                return Some(Verdict::Stalled {
+                    queued_bytes,
+                    for_ms,
+                });
             }
-            _ => None,
         }
+        let (since, written_then) = match self.full_since {
+            _ if sample.room => {
+                self.full_since = None;
+                return None;
+            }
+            Some(full) => full,
+            None => *self.full_since.insert((now_ms, sample.written_bytes)),
+        };
+        let for_ms = now_ms.saturating_sub(since);
+        if for_ms < CONNECTION_OVER_BUDGET_MS {
+            return None;
+        }
+        let read_bytes = sample.written_bytes.saturating_sub(written_then);
+        if read_bytes < REPLY_READ_BYTES_PER_S_MIN.saturating_mul(for_ms) / 1_000 {
+            return Some(Verdict::OverBudget { for_ms, read_bytes });
+        }
+        self.full_since = Some((now_ms, sample.written_bytes));
+        None
     }
 }
 
@@ -634,18 +659,40 @@ mod tests {
     }
 
     #[test]
-    fn a_budget_without_room_closes_the_connection_even_while_it_progresses() {
+    fn a_full_budget_closes_the_connection_only_if_its_client_reads_too_slowly() {
         let mut watch = Watch::default();
-        assert_eq!(watch.observe(0, sample(1 << 20, 1, false)), None);
+        let full = |written| sample(1 << 20, written, false);
+        assert_eq!(watch.observe(0, full(1)), None);
         // Room for a moment restarts the clock.
         assert_eq!(watch.observe(5_000, sample(1 << 20, 2, true)), None);
-        assert_eq!(watch.observe(5_250, sample(1 << 20, 3, false)), None);
+        assert_eq!(watch.observe(5_250, full(3)), None);
         let at = 5_250 + CONNECTION_OVER_BUDGET_MS;
-        assert_eq!(watch.observe(at - 1, sample(1 << 20, 4, false)), None);
+        assert_eq!(watch.observe(at - 1, full(4)), None);
+        // Reading, but a few bytes a second: it asks far faster than it reads.
         assert_eq!(
-            watch.observe(at, sample(1 << 20, 5, false)),
+            watch.observe(at, full(5)),
             Some(Verdict::OverBudget {
-                for_ms: CONNECTION_OVER_BUDGET_MS
+                for_ms: CONNECTION_OVER_BUDGET_MS,
+                read_bytes: 2
+            })
+        );
+    }
+
+    #[test]
+    fn a_full_budget_read_at_speed_is_backpressure_not_a_reason_to_close() {
+        let mut watch = Watch::default();
+        let full = |written| sample(1 << 20, written, false);
+        let period = CONNECTION_OVER_BUDGET_MS;
+        let enough = REPLY_READ_BYTES_PER_S_MIN * period / 1_000;
+        assert_eq!(watch.observe(0, full(0)), None);
+        assert_eq!(watch.observe(period, full(enough)), None);
+        // Judged again over the next period, from what it had read by then.
+        assert_eq!(watch.observe(2 * period - 1, full(enough + 1)), None);
+        assert_eq!(
+            watch.observe(2 * period, full(2 * enough - 1)),
+            Some(Verdict::OverBudget {
+                for_ms: period,
+                read_bytes: enough - 1
             })
         );
     }
