@@ -24,7 +24,7 @@ use protocol::{
 
 use crate::node::NodeCtx;
 use crate::proposer::READ_TIMEOUT_MS;
-use crate::replies::{ConnectionReplies, NotQueued, Outbox, Room};
+use crate::replies::{ConnectionReplies, NoRoom, Outbox, Room};
 
 /// Events per message of a change-feed subscription.
 pub const EVENTS_PER_MESSAGE_MAX: u32 = 1_000;
@@ -354,19 +354,25 @@ fn answer(ctx: &NodeCtx, query: &Query) -> OpResult {
     }
 }
 
-/// Streams change-feed events to a subscriber from `since`, waking on every apply. Events
-/// never wait for room: when the subscriber's queue (or its stream's, connection's or the
-/// node's budget) is full, the subscription is cut with `SubscriptionCut { resume_from }` in
-/// the room `last` kept for it, and ends; it never slows apply or other clients. A subscriber
-/// slower than the feed's retention sees a gap in sequence numbers (and `truncated` on a
-/// `changes` read).
+/// Streams change-feed events to a subscriber from `since`, waking on every apply. Before
+/// reading the feed it takes room for a largest events message, waiting at most
+/// `replies::SUBSCRIBER_WAIT_MS`: a subscriber that reads, however slowly, is served (and falls
+/// behind in the feed, not in memory); one that does not is cut with `SubscriptionCut {
+/// resume_from }` in the room `last` kept for it. It never holds the ledger lock while it waits,
+/// so it never slows apply or other clients. A subscriber slower than the feed's retention
+/// sees a gap in sequence numbers (and `truncated` on a `changes` read).
 async fn subscription(mut since: u64, ctx: Arc<NodeCtx>, outbox: Outbox, last: Room) {
     let queue = Arc::new(Semaphore::new(
         crate::replies::SUBSCRIBER_QUEUE_KIB_MAX as usize,
     ));
     let mut applied = ctx.shared.applied();
     loop {
-        // The read lock is held for the query only, never while a client is waited for.
+        let room = match outbox.events_room(&queue).await {
+            Ok(room) => room,
+            // `since` is the first event not queued: everything before it was.
+            Err(NoRoom::Full(full)) => return outbox.cut(last, since, full),
+            Err(NoRoom::Closed) => return,
+        };
         let page = {
             let ledger = ctx.shared.ledger.read().expect("ledger lock poisoned");
             let page = Query::Changes {
@@ -378,18 +384,16 @@ async fn subscription(mut since: u64, ctx: Arc<NodeCtx>, outbox: Outbox, last: R
         let Ok(Answer::Changes(page)) = page else {
             return;
         };
+        since = page.next;
         if page.events.is_empty() {
-            since = page.next;
+            drop(room);
             if applied.changed().await.is_err() || outbox.is_closed() {
                 return;
             }
             continue;
         }
-        match outbox.try_send_events(&queue, &ServerMessage::Events(page.events)) {
-            Ok(()) => since = page.next,
-            // `since` is the first event not queued: everything before it was.
-            Err(NotQueued::Full(full)) => return outbox.cut(last, since, full),
-            Err(NotQueued::Closed) => return,
+        if !outbox.send(room, &ServerMessage::Events(page.events)) {
+            return;
         }
     }
 }

@@ -12,8 +12,9 @@
 //! - the node's ([`NODE_REPLY_BYTES_MAX`]): a counter. Past it, new frames are answered `busy`
 //!   instead of being processed (one client's unread replies must not stall every other
 //!   client's, which waiting would do);
-//! - a subscriber's ([`SUBSCRIBER_QUEUE_KIB_MAX`]): feed events never wait for room; when
-//!   there is none, the subscription is cut and told where to resume.
+//! - a subscriber's ([`SUBSCRIBER_QUEUE_KIB_MAX`]): a subscription takes room for its next
+//!   events before reading the feed, waiting at most [`SUBSCRIBER_WAIT_MS`]; a subscriber that
+//!   does not read is then cut and told where to resume.
 //!
 //! A connection that writes none of its queued replies for [`REPLY_STALL_MS`], or whose budget
 //! stays without room for a reply for [`CONNECTION_OVER_BUDGET_MS`] while its client reads
@@ -23,6 +24,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
@@ -40,9 +42,21 @@ pub const CONNECTION_REPLY_KIB_MAX: u32 = 64 << 10;
 /// Bytes of replies the node keeps queued for all clients together (1 GiB). Beyond it, new
 /// frames are answered `busy` without being processed until clients read or are closed.
 pub const NODE_REPLY_BYTES_MAX: u64 = 1 << 30;
-/// Bytes of change-feed events queued for one subscriber, in KiB (1 MiB, about 6,000 events of
-/// the longest ids): a subscription that would queue more is cut and told where to resume.
+/// Bytes of change-feed events queued for one subscriber, in KiB (1 MiB: at least 4 messages
+/// of the largest events; QUIC's flow control holds more on the way). A subscription waits
+/// for room in it before building its next message.
 pub const SUBSCRIBER_QUEUE_KIB_MAX: u32 = 1 << 10;
+/// How long a subscription waits for room for its next events message, ms: a subscriber
+/// that reads, however slowly, gets room; one that does not is cut when this passes and told
+/// where to resume. (It falls behind in the feed meanwhile, which the node keeps anyway.)
+pub const SUBSCRIBER_WAIT_MS: u64 = 5_000;
+/// Encoded bytes of one change event at most: every integer at its longest varint, ids at
+/// [`engine::limits::ID_BYTES_MAX`] (checked by a test).
+pub const EVENT_BYTES_MAX: usize = 256;
+/// Room a subscription takes before building an events message, in KiB: the largest one
+/// (`api::EVENTS_PER_MESSAGE_MAX` events of [`EVENT_BYTES_MAX`], plus the frame header).
+pub const EVENTS_KIB_MAX: u32 =
+    (crate::api::EVENTS_PER_MESSAGE_MAX as usize * EVENT_BYTES_MAX + 1024).div_ceil(1024) as u32;
 /// A connection with replies queued that writes none of them for this long is closed, ms: its
 /// peer stopped reading.
 pub const REPLY_STALL_MS: u64 = 10_000;
@@ -60,6 +74,8 @@ pub const REPLY_WATCH_MS: u64 = 250;
 const _: () = assert!(STREAM_REPLY_KIB_MAX >= REPLY_KIB_MAX);
 const _: () = assert!(CONNECTION_REPLY_KIB_MAX >= STREAM_REPLY_KIB_MAX);
 const _: () = assert!(SUBSCRIBER_QUEUE_KIB_MAX < STREAM_REPLY_KIB_MAX - REPLY_KIB_MAX);
+const _: () = assert!(EVENTS_KIB_MAX * 4 <= SUBSCRIBER_QUEUE_KIB_MAX);
+const _: () = assert!(EVENTS_KIB_MAX <= REPLY_KIB_MAX);
 const _: () = assert!(NODE_REPLY_BYTES_MAX >= (CONNECTION_REPLY_KIB_MAX as u64) << 10);
 const _: () = assert!(REPLY_WATCH_MS * 4 <= REPLY_STALL_MS);
 const _: () = assert!(REPLY_WATCH_MS * 4 <= CONNECTION_OVER_BUDGET_MS);
@@ -142,30 +158,46 @@ impl ConnectionReplies {
     }
 }
 
-/// Room for one message on a stream and its connection, taken before the message is built.
+/// Room for one message, taken before the message is built: on its stream and connection,
+/// and in its subscriber's queue for feed events.
 #[derive(Debug)]
 pub struct Room {
     stream: OwnedSemaphorePermit,
     connection: OwnedSemaphorePermit,
+    subscriber: Option<OwnedSemaphorePermit>,
 }
 
-/// What a queued message holds until the writer has handed it to QUIC.
+impl Room {
+    /// Keeps `kib` of each part and gives the rest back at once. (The parts hold the same
+    /// count; a message larger than its room keeps all of it.)
+    fn shrink(&mut self, kib: usize) {
+        if self.stream.num_permits() <= kib {
+            return;
+        }
+        let keep = |permit: &mut OwnedSemaphorePermit| {
+            if let Some(kept) = permit.split(kib) {
+                *permit = kept;
+            }
+        };
+        keep(&mut self.stream);
+        keep(&mut self.connection);
+        if let Some(subscriber) = &mut self.subscriber {
+            keep(subscriber);
+        }
+    }
+}
+
+/// What a queued message holds until the writer has handed it to QUIC: its room, and its
+/// bytes in the connection's and the node's counts.
 #[derive(Debug)]
 struct Charge {
-    _stream: OwnedSemaphorePermit,
-    _connection: OwnedSemaphorePermit,
-    _subscriber: Option<OwnedSemaphorePermit>,
+    _room: Room,
     bytes: u64,
     replies: Arc<ConnectionReplies>,
 }
 
 impl Charge {
-    fn new(
-        room: Room,
-        subscriber: Option<OwnedSemaphorePermit>,
-        bytes: usize,
-        replies: &Arc<ConnectionReplies>,
-    ) -> Charge {
+    fn new(room: Room, bytes: usize, replies: &Arc<ConnectionReplies>) -> Charge {
         let bytes = bytes as u64;
         replies.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
         replies
@@ -173,9 +205,7 @@ impl Charge {
             .queued_bytes
             .fetch_add(bytes, Ordering::Relaxed);
         Charge {
-            _stream: room.stream,
-            _connection: room.connection,
-            _subscriber: subscriber,
+            _room: room,
             bytes,
             replies: replies.clone(),
         }
@@ -221,18 +251,19 @@ impl Full {
     /// The reason sent to the subscriber.
     pub fn reason(self) -> &'static str {
         match self {
-            Full::Subscriber => "events not read: the subscriber's queue on the node is full",
-            Full::Stream => "events not read: the stream's reply budget is full",
-            Full::Connection => "replies not read: the connection's reply budget is full",
+            Full::Subscriber => "events not read: the subscriber's queue on the node stayed full",
+            Full::Stream => "events not read: the stream's reply budget stayed full",
+            Full::Connection => "replies not read: the connection's reply budget stayed full",
             Full::Node => "the node's reply budget is full",
         }
     }
 }
 
-/// Why events were not queued.
+/// Why there is no room for a subscriber's next events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotQueued {
-    /// A budget had no room: the subscription must be cut.
+pub enum NoRoom {
+    /// A budget stayed full for [`SUBSCRIBER_WAIT_MS`] (or the node's is full): the
+    /// subscription must be cut.
     Full(Full),
     /// The stream is gone (its writer stopped): nobody reads any more.
     Closed,
@@ -290,7 +321,40 @@ impl Outbox {
             .acquire_many_owned(kib)
             .await
             .ok()?;
-        Some(Room { stream, connection })
+        Some(Room {
+            stream,
+            connection,
+            subscriber: None,
+        })
+    }
+
+    /// Waits for room for a largest events message ([`EVENTS_KIB_MAX`]) in the subscriber's
+    /// queue (`subscriber`, [`SUBSCRIBER_QUEUE_KIB_MAX`] KiB), then on the stream and the
+    /// connection; at most [`SUBSCRIBER_WAIT_MS`]. Says which budget stayed full (the node's
+    /// is not waited for).
+    pub async fn events_room(&self, subscriber: &Arc<Semaphore>) -> Result<Room, NoRoom> {
+        if self.replies.node.over_budget() {
+            return Err(NoRoom::Full(Full::Node));
+        }
+        let wait = Duration::from_millis(SUBSCRIBER_WAIT_MS);
+        let room = async {
+            let queue = subscriber.clone().acquire_many_owned(EVENTS_KIB_MAX).await;
+            let queue = queue.ok()?;
+            let mut room = self.room_of(EVENTS_KIB_MAX).await?;
+            room.subscriber = Some(queue);
+            Some(room)
+        };
+        match tokio::time::timeout(wait, room).await {
+            Ok(Some(room)) => Ok(room),
+            Ok(None) => Err(NoRoom::Closed),
+            Err(_) if subscriber.available_permits() < EVENTS_KIB_MAX as usize => {
+                Err(NoRoom::Full(Full::Subscriber))
+            }
+            Err(_) if self.stream.available_permits() < EVENTS_KIB_MAX as usize => {
+                Err(NoRoom::Full(Full::Stream))
+            }
+            Err(_) => Err(NoRoom::Full(Full::Connection)),
+        }
     }
 
     /// Queues `message` in the room taken for it, keeping only the KiB it needs. A reply too
@@ -298,80 +362,20 @@ impl Outbox {
     /// whether the writer still runs.
     pub fn send(&self, room: Room, message: &ServerMessage) -> bool {
         match encode(message) {
-            Some(bytes) => self.queue_in(room, None, bytes, false),
+            Some(bytes) => self.queue_in(room, bytes, false),
             None => false,
         }
     }
 
-    fn queue_in(
-        &self,
-        room: Room,
-        subscriber: Option<OwnedSemaphorePermit>,
-        bytes: Vec<u8>,
-        last: bool,
-    ) -> bool {
-        let Room {
-            mut stream,
-            mut connection,
-        } = room;
-        let kib = kib_of(bytes.len()) as usize;
-        // Keep what the message needs; the rest of the room goes back at once. (Both permits
-        // hold the same count; a message larger than its room keeps all of it.)
-        if stream.num_permits() > kib && connection.num_permits() > kib {
-            if let (Some(s), Some(c)) = (stream.split(kib), connection.split(kib)) {
-                (stream, connection) = (s, c);
-            }
-        }
-        let charge = Charge::new(
-            Room { stream, connection },
-            subscriber,
-            bytes.len(),
-            &self.replies,
-        );
-        self.queue
-            .send(Queued {
-                bytes,
-                charge,
-                last,
-            })
-            .is_ok()
-    }
-
-    /// Queues change-feed events without waiting: when the subscriber's queue (`subscriber`,
-    /// [`SUBSCRIBER_QUEUE_KIB_MAX`] KiB), the stream, the connection or the node has no room,
-    /// says which, and queues nothing.
-    pub fn try_send_events(
-        &self,
-        subscriber: &Arc<Semaphore>,
-        message: &ServerMessage,
-    ) -> Result<(), NotQueued> {
-        let bytes = encode(message).ok_or(NotQueued::Closed)?;
-        let kib = kib_of(bytes.len());
-        let full = NotQueued::Full;
-        if self.replies.node.over_budget() {
-            return Err(full(Full::Node));
-        }
-        let subscriber = subscriber
-            .clone()
-            .try_acquire_many_owned(kib)
-            .map_err(|_| full(Full::Subscriber))?;
-        let stream = self
-            .stream
-            .clone()
-            .try_acquire_many_owned(kib)
-            .map_err(|_| full(Full::Stream))?;
-        let connection = self
-            .replies
-            .budget
-            .clone()
-            .try_acquire_many_owned(kib)
-            .map_err(|_| full(Full::Connection))?;
-        let room = Room { stream, connection };
-        if self.queue_in(room, Some(subscriber), bytes, false) {
-            Ok(())
-        } else {
-            Err(NotQueued::Closed)
-        }
+    fn queue_in(&self, mut room: Room, bytes: Vec<u8>, last: bool) -> bool {
+        room.shrink(kib_of(bytes.len()) as usize);
+        let charge = Charge::new(room, bytes.len(), &self.replies);
+        let queued = Queued {
+            bytes,
+            charge,
+            last,
+        };
+        self.queue.send(queued).is_ok()
     }
 
     /// Ends a subscription that had no room: queues [`ServerMessage::SubscriptionCut`] in the
@@ -387,7 +391,7 @@ impl Outbox {
             reason: full.reason().to_owned(),
         };
         if let Some(bytes) = encode(&message) {
-            self.queue_in(room, None, bytes, true);
+            self.queue_in(room, bytes, true);
         }
     }
 
@@ -585,7 +589,7 @@ impl Watch {
 /// Samples a connection every [`REPLY_WATCH_MS`] until [`Watch::observe`] says to close it.
 pub async fn watch(replies: &ConnectionReplies) -> Verdict {
     let start = tokio::time::Instant::now();
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(REPLY_WATCH_MS));
+    let mut tick = tokio::time::interval(Duration::from_millis(REPLY_WATCH_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watch = Watch::default();
     loop {
@@ -599,8 +603,7 @@ pub async fn watch(replies: &ConnectionReplies) -> Verdict {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
+    use futures_util::FutureExt;
     use protocol::OpResult;
 
     use super::*;
@@ -777,34 +780,115 @@ mod tests {
         assert!(room.expect("room once a reply is written").is_some());
     }
 
-    #[tokio::test]
-    async fn subscriber_events_never_wait_and_say_which_budget_is_full() {
+    /// Queues an events message of about `bytes` bytes in room taken for events.
+    async fn queue_events(f: &Fixture, subscriber: &Arc<Semaphore>, bytes: usize) {
+        let room = f.outbox.events_room(subscriber).await.expect("room");
+        assert!(f.outbox.send(room, &reply_of(bytes)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_subscription_waits_for_room_then_is_told_which_budget_stayed_full() {
         let f = fixture();
         let subscriber = Arc::new(Semaphore::new(SUBSCRIBER_QUEUE_KIB_MAX as usize));
-        let events = reply_of(300_000); // 293 KiB: three fit in 1 MiB, not four
-        for _ in 0..3 {
-            assert_eq!(f.outbox.try_send_events(&subscriber, &events), Ok(()));
+        // 4 messages of 240 KiB leave less than a largest events message free of 1 MiB.
+        for _ in 0..4 {
+            queue_events(&f, &subscriber, 240 << 10).await;
         }
-        let full = f.outbox.try_send_events(&subscriber, &events);
-        assert_eq!(full, Err(NotQueued::Full(Full::Subscriber)));
+        let start = tokio::time::Instant::now();
+        let full = f.outbox.events_room(&subscriber).await;
+        assert_eq!(full.err(), Some(NoRoom::Full(Full::Subscriber)));
+        let waited = start.elapsed();
+        assert_eq!(waited, Duration::from_millis(SUBSCRIBER_WAIT_MS));
+
+        // A subscriber that reads, however late, gets room.
         let mut writer = f.writer;
-        drop(writer.queue.try_recv().expect("queued"));
-        assert_eq!(f.outbox.try_send_events(&subscriber, &events), Ok(()));
+        let waiting = f.outbox.events_room(&subscriber);
+        let read = async {
+            tokio::time::sleep(Duration::from_millis(SUBSCRIBER_WAIT_MS - 1)).await;
+            drop(writer.queue.try_recv().expect("queued"));
+        };
+        let (room, ()) = tokio::join!(waiting, read);
+        assert!(room.is_ok());
+        drop(room);
 
-        f.node
-            .queued_bytes
-            .fetch_add(NODE_REPLY_BYTES_MAX, Ordering::Relaxed);
-        assert!(f.node.over_budget());
-        let full = f.outbox.try_send_events(&subscriber, &events);
-        assert_eq!(full, Err(NotQueued::Full(Full::Node)));
-        f.node
-            .queued_bytes
-            .fetch_sub(NODE_REPLY_BYTES_MAX, Ordering::Relaxed);
+        // Past the node's budget there is no wait at all.
+        let node_full = NODE_REPLY_BYTES_MAX;
+        f.node.queued_bytes.fetch_add(node_full, Ordering::Relaxed);
+        let start = tokio::time::Instant::now();
+        let full = f.outbox.events_room(&subscriber).await;
+        assert_eq!(full.err(), Some(NoRoom::Full(Full::Node)));
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        f.node.queued_bytes.fetch_sub(node_full, Ordering::Relaxed);
 
+        // A stream whose writer stopped has no room, at once.
+        writer.stream.close();
+        let closed = f.outbox.events_room(&subscriber).await;
+        assert_eq!(closed.err(), Some(NoRoom::Closed));
         drop(writer);
-        let closed = f.outbox.try_send_events(&subscriber, &events);
-        assert_eq!(closed, Err(NotQueued::Closed));
         assert_eq!(f.node.stats().queued_bytes, 0, "nothing left behind");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_stream_or_connection_is_named_when_a_subscription_is_cut() {
+        let f = fixture();
+        let subscriber = Arc::new(Semaphore::new(SUBSCRIBER_QUEUE_KIB_MAX as usize));
+        // Replies (and another subscription's events) fill the stream.
+        for _ in 0..2 {
+            let room = f.outbox.room().await.expect("room");
+            assert!(f.outbox.send(room, &reply_of(4_000_000)));
+        }
+        let other = Arc::new(Semaphore::new(SUBSCRIBER_QUEUE_KIB_MAX as usize));
+        queue_events(&f, &other, 250 << 10).await;
+        let full = f.outbox.events_room(&subscriber).await;
+        assert_eq!(full.err(), Some(NoRoom::Full(Full::Stream)));
+        let all = SUBSCRIBER_QUEUE_KIB_MAX as usize;
+        assert_eq!(subscriber.available_permits(), all, "nothing kept");
+
+        // Other streams fill the connection.
+        let g = fixture();
+        let mut others = Vec::new();
+        while g.connection.budget.available_permits() >= EVENTS_KIB_MAX as usize {
+            let (outbox, writer) = Outbox::new(g.connection.clone());
+            let (room, bytes) = match outbox.room_of(REPLY_KIB_MAX).now_or_never() {
+                Some(Some(room)) => (room, 4_000_000),
+                _ => (
+                    outbox.room_of(EVENTS_KIB_MAX).await.expect("room"),
+                    250 << 10,
+                ),
+            };
+            assert!(outbox.send(room, &reply_of(bytes)));
+            others.push((outbox, writer));
+        }
+        let full = g.outbox.events_room(&subscriber).await;
+        assert_eq!(full.err(), Some(NoRoom::Full(Full::Connection)));
+    }
+
+    #[test]
+    fn the_largest_events_message_fits_the_room_taken_for_it() {
+        let id = "x".repeat(engine::limits::ID_BYTES_MAX);
+        let event = engine::query::ChangeEvent {
+            seq: u64::MAX,
+            log_index: u64::MAX,
+            timestamp_ms: u64::MAX,
+            request_id: Some(engine::RequestId(u128::MAX)),
+            cause: engine::query::Cause::Shortage,
+            sku: engine::SkuId(id.clone()),
+            location: engine::LocationId(id),
+            balance: engine::Balance {
+                on_hand: i64::MIN,
+                reserved: i64::MIN,
+                allocated: i64::MIN,
+                unavailable: i64::MIN,
+                safety_stock: i64::MIN,
+                incoming: i64::MIN,
+            },
+            shortfall: i64::MIN,
+        };
+        let one = postcard::to_allocvec(&event).expect("encodes").len();
+        assert!(one <= EVENT_BYTES_MAX, "{one} bytes");
+        let many = vec![event; crate::api::EVENTS_PER_MESSAGE_MAX as usize];
+        let message = protocol::encode(&ServerMessage::Events(many)).expect("encodes");
+        assert!(kib_of(message.len()) <= EVENTS_KIB_MAX);
     }
 
     #[tokio::test]

@@ -181,6 +181,19 @@ async fn a_client_that_never_reads_is_disconnected_and_memory_stays_bounded() {
     cluster.shutdown().await;
 }
 
+/// Waits until node 1 has cut `count` subscriptions (a subscriber that does not read is cut
+/// once `SUBSCRIBER_WAIT_MS` pass without room for its events).
+async fn wait_cut(cluster: &TestCluster, count: u64) {
+    let cut = async {
+        while cluster.node(1).status().replies.subscribers_cut < count {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), cut)
+        .await
+        .expect("a subscriber that does not read is cut");
+}
+
 /// Events written for the subscriber tests: about 10 MB of feed, more than a subscriber's
 /// queue on the node, QUIC's stream window and the client library's buffer together.
 const SUBSCRIBER_TEST_EVENTS: usize = 60_000;
@@ -210,6 +223,7 @@ async fn a_subscriber_that_never_reads_is_cut_and_told_where_to_resume() {
     filled
         .await
         .expect("writes complete while a subscriber does not read");
+    wait_cut(&cluster, 1).await;
 
     // What the subscriber finds when it finally reads: events without a gap from 1, then the
     // cut, which names the first event it did not get; then the end of the stream.
@@ -259,6 +273,8 @@ async fn a_slow_subscription_learns_it_was_cut_and_resumes_without_a_gap() {
     let client = cluster.client().await;
     let mut feed = client.subscribe(1).await.expect("subscribe");
     fill_feed(&client, SUBSCRIBER_TEST_EVENTS).await;
+    // Not read until the node has given up waiting for it.
+    wait_cut(&cluster, 1).await;
     let total = SUBSCRIBER_TEST_EVENTS as u64;
     let mut expected_seq = 1;
     let mut cuts = Vec::new();
@@ -277,13 +293,13 @@ async fn a_slow_subscription_learns_it_was_cut_and_resumes_without_a_gap() {
             Err(e) => panic!("subscription failed: {e}"),
         }
     }
-    assert!(
-        !cuts.is_empty(),
-        "a subscription not read for 10 MB of feed is cut"
-    );
+    // Cut once while it was not read; resumed, it catches up with the rest of the feed as
+    // fast as it reads (found by a manual run: a resumed subscription catching up a backlog
+    // was cut again and again because events did not wait for room).
+    assert_eq!(cuts.len(), 1, "cut at {cuts:?}");
     assert_eq!(feed.position(), total + 1);
     let replies = cluster.node(1).status().replies;
-    assert_eq!(replies.subscribers_cut, cuts.len() as u64, "{replies:?}");
+    assert_eq!(replies.subscribers_cut, 1, "{replies:?}");
     client.close();
     cluster.shutdown().await;
 }
