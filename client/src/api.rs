@@ -797,7 +797,7 @@ impl Subscription {
     /// the next sequence number (on any node), so events are neither lost nor repeated; it
     /// fails when that resubscription gives up, and once with
     /// [`ClientError::SubscriptionCut`] when the node cut the subscription because it was not
-    /// read fast enough (the call after that resubscribes from [`Subscription::position`]).
+    /// read for seconds (the call after that resubscribes from [`Subscription::position`]).
     pub async fn next(&mut self) -> Result<ChangeEvent, ClientError> {
         loop {
             if let Some(event) = self.buffer.pop_front() {

@@ -77,7 +77,7 @@ struct FrameRef<'a> {
 pub(crate) enum Feed {
     /// A batch of events, in feed order.
     Events(Vec<ChangeEvent>),
-    /// The node ended the subscription (it was not read fast enough): the events before
+    /// The node ended the subscription (it was not read): the events before
     /// `resume_from` were all delivered, and the stream carries nothing more.
     Cut {
         /// Sequence number of the first event not delivered.

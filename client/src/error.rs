@@ -35,8 +35,8 @@ pub enum ClientError {
     /// The node answered something the protocol does not allow here (a result of the wrong
     /// kind or count).
     Unexpected(String),
-    /// The node cut a change-feed subscription that was not read fast enough (its queue of
-    /// unsent events filled up). Every event before `resume_from` was delivered, none after:
+    /// The node cut a change-feed subscription that was not read (its queue of unsent events
+    /// on the node stayed full). Every event before `resume_from` was delivered, none after:
     /// the same [`crate::Subscription`]'s next call subscribes again from there.
     SubscriptionCut {
         /// Feed sequence number of the first event not delivered.

@@ -110,11 +110,11 @@ pub enum ServerMessage {
         /// Versions the node speaks.
         supported_versions: Vec<u16>,
     },
-    /// The node ended this stream's subscription because its events were not read fast
-    /// enough: more were waiting to be sent than the node keeps per subscriber (or for the
-    /// connection, or the node). Every event before `resume_from` was sent on this stream
-    /// before this message, none after; subscribe again with `since = resume_from` to go on
-    /// without a gap. The node sends nothing more on the stream.
+    /// The node ended this stream's subscription because its events were not read: its queue
+    /// of events on the node (or its stream's or connection's reply budget) had no room for the
+    /// next message for 5 s, or the node's reply budget is full. Every event before
+    /// `resume_from` was sent on this stream before this message, none after; subscribe again
+    /// with `since = resume_from` to go on without a gap. The node ends the stream after it.
     SubscriptionCut {
         /// Feed sequence number of the first event not sent.
         resume_from: u64,
