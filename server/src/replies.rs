@@ -2,8 +2,8 @@
 //!
 //! A node builds replies as fast as it reads requests; a client that does not read them would
 //! make it keep them all (issue 7: 64 streams of page reads never read grew a node to 1.9 GB).
-//! So every reply queued for a client holds its size against three budgets until the stream's
-//! writer has handed it to QUIC:
+//! So every reply queued for a client holds its size against three budgets (feed events four)
+//! until the stream's writer has handed it to QUIC:
 //! - its stream's ([`STREAM_REPLY_KIB_MAX`]) and its connection's
 //!   ([`CONNECTION_REPLY_KIB_MAX`]): semaphores in KiB. Room for a whole reply
 //!   ([`REPLY_KIB_MAX`]) is taken BEFORE the reply is built and shrunk to its size after, so a
@@ -86,11 +86,17 @@ fn kib_of(bytes: usize) -> u32 {
 }
 
 /// The node-wide part: bytes queued for every client, and what the budgets did (`status`).
+/// Atomics, not a semaphore: the node's budget is checked when a frame arrives, never waited
+/// for (a waiting stream would hold its connection's other streams behind it).
 #[derive(Debug, Default)]
 pub struct NodeReplies {
+    /// Bytes of every connection's queued messages (the sum of their [`Charge`]s).
     queued_bytes: AtomicU64,
+    /// Connections closed by their watchdog, since start.
     connections_closed: AtomicU64,
+    /// Subscriptions cut, since start.
     subscribers_cut: AtomicU64,
+    /// Frames answered `busy` because [`NodeReplies::over_budget`], since start.
     frames_shed: AtomicU64,
 }
 
