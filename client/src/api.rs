@@ -30,7 +30,7 @@ use protocol::{
 };
 use tokio::sync::mpsc;
 
-use crate::channel::{CallError, Channel};
+use crate::channel::{CallError, Channel, Feed};
 use crate::error::ClientError;
 use crate::pool::{lock, Pool};
 use crate::retry::{jittered, retryable, Decision, Failure, RetryPolicy};
@@ -854,7 +854,7 @@ impl Client {
     async fn open_subscription(
         &self,
         since: u64,
-    ) -> Result<(Arc<Channel>, mpsc::Receiver<Vec<ChangeEvent>>), ClientError> {
+    ) -> Result<(Arc<Channel>, mpsc::Receiver<Feed>), ClientError> {
         let start = Instant::now();
         let mut attempt = 0;
         loop {
@@ -964,7 +964,7 @@ pub struct Subscription {
     /// Next sequence number wanted: events below it are duplicates after a resubscription.
     next: u64,
     buffer: VecDeque<ChangeEvent>,
-    events: mpsc::Receiver<Vec<ChangeEvent>>,
+    events: mpsc::Receiver<Feed>,
     /// Keeps the stream open (dropping the subscription closes it).
     _channel: Arc<Channel>,
 }
@@ -972,7 +972,9 @@ pub struct Subscription {
 impl Subscription {
     /// The next change event, in feed order. When the stream breaks, it subscribes again from
     /// the next sequence number (on any node), so events are neither lost nor repeated; it
-    /// fails only when that resubscription gives up.
+    /// fails when that resubscription gives up, and once with
+    /// [`ClientError::SubscriptionCut`] when the node cut the subscription because it was not
+    /// read for seconds (the call after that resubscribes from [`Subscription::position`]).
     pub async fn next(&mut self) -> Result<ChangeEvent, ClientError> {
         loop {
             if let Some(event) = self.buffer.pop_front() {
@@ -980,10 +982,21 @@ impl Subscription {
                 return Ok(event);
             }
             match self.events.recv().await {
-                Some(batch) => {
+                Some(Feed::Events(batch)) => {
                     let next = self.next;
                     self.buffer
                         .extend(batch.into_iter().filter(|e| e.seq >= next));
+                }
+                // The stream ends after the cut: the next call finds `events` closed and
+                // subscribes again from `self.next`.
+                Some(Feed::Cut {
+                    resume_from,
+                    reason,
+                }) => {
+                    return Err(ClientError::SubscriptionCut {
+                        resume_from,
+                        reason,
+                    })
                 }
                 None => {
                     let (channel, events) = self.client.open_subscription(self.next).await?;
@@ -1090,6 +1103,7 @@ mod tests {
                     matched_index: None,
                 })
                 .collect(),
+            replies: protocol::ReplyStats::default(),
         }
     }
 

@@ -72,6 +72,21 @@ struct FrameRef<'a> {
     ops: &'a [Op],
 }
 
+/// What a subscription stream delivers to its [`crate::Subscription`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Feed {
+    /// A batch of events, in feed order.
+    Events(Vec<ChangeEvent>),
+    /// The node ended the subscription (it was not read): the events before
+    /// `resume_from` were all delivered, and the stream carries nothing more.
+    Cut {
+        /// Sequence number of the first event not delivered.
+        resume_from: u64,
+        /// The node's explanation.
+        reason: String,
+    },
+}
+
 type Waiter = oneshot::Sender<Result<Vec<OpResult>, CallError>>;
 
 /// The callers of one frame: how many operations each put in, in frame order.
@@ -207,14 +222,15 @@ impl Drop for Channel {
 
 impl Channel {
     /// Starts the writer and reader tasks on a stream. `events`, if given, receives the
-    /// [`ServerMessage::Events`] of a subscription on this stream (the reader waits when it is
-    /// full: backpressure reaches the node through the stream's flow control). With
+    /// [`ServerMessage::Events`] of a subscription on this stream and its end if the node cuts
+    /// it (the reader waits when it is full: backpressure reaches the node through the
+    /// stream's flow control, and a node whose queue for us fills up cuts the subscription). With
     /// `coalesce`, calls queued together share frames (module doc).
     pub(crate) fn spawn<R, W>(
         reader: R,
         writer: W,
         frames_in_flight: usize,
-        events: Option<mpsc::Sender<Vec<ChangeEvent>>>,
+        events: Option<mpsc::Sender<Feed>>,
         coalesce: bool,
     ) -> Arc<Channel>
     where
@@ -471,7 +487,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 async fn read_loop<R: AsyncRead + Unpin>(
     mut reader: R,
     shared: Arc<Shared>,
-    events: Option<mpsc::Sender<Vec<ChangeEvent>>>,
+    events: Option<mpsc::Sender<Feed>>,
 ) {
     let why = loop {
         let bytes = match protocol::read_frame(&mut reader).await {
@@ -483,10 +499,25 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Ok(ServerMessage::Reply { id, results }) => shared.complete(id, results),
             Ok(ServerMessage::Events(batch)) => {
                 if let Some(events) = &events {
-                    if events.send(batch).await.is_err() {
+                    if events.send(Feed::Events(batch)).await.is_err() {
                         break CallError::Closed("subscription dropped".into());
                     }
                 }
+            }
+            Ok(ServerMessage::SubscriptionCut {
+                resume_from,
+                reason,
+            }) => {
+                let why = CallError::Closed(format!("subscription cut by the node: {reason}"));
+                if let Some(events) = &events {
+                    let _ = events
+                        .send(Feed::Cut {
+                            resume_from,
+                            reason,
+                        })
+                        .await;
+                }
+                break why;
             }
             Ok(ServerMessage::ProtocolError { code, message, .. }) => {
                 break CallError::Protocol { code, message }
@@ -788,6 +819,50 @@ mod tests {
             Err(CallError::Closed("the node ended the stream".into()))
         );
         assert!(channel.is_closed());
+    }
+
+    #[tokio::test]
+    async fn a_cut_subscription_is_delivered_after_its_events_and_ends_the_stream() {
+        let (ours, mut node) = tokio::io::duplex(1 << 16);
+        let (r, w) = tokio::io::split(ours);
+        let (tx, mut feed) = mpsc::channel(4);
+        let channel = Channel::spawn(r, w, 1, Some(tx), false);
+        let event = |seq| ChangeEvent {
+            seq,
+            log_index: seq,
+            timestamp_ms: 1,
+            request_id: None,
+            cause: engine::query::Cause::Expire,
+            sku: engine::SkuId::from("A"),
+            location: engine::LocationId::from("wh"),
+            balance: engine::Balance::default(),
+            shortfall: 0,
+        };
+        reply(&mut node, &ServerMessage::Events(vec![event(1), event(2)])).await;
+        let cut = ServerMessage::SubscriptionCut {
+            resume_from: 3,
+            reason: "queue full".to_owned(),
+        };
+        reply(&mut node, &cut).await;
+        assert_eq!(
+            feed.recv().await,
+            Some(Feed::Events(vec![event(1), event(2)]))
+        );
+        assert_eq!(
+            feed.recv().await,
+            Some(Feed::Cut {
+                resume_from: 3,
+                reason: "queue full".to_owned()
+            })
+        );
+        assert_eq!(feed.recv().await, None, "nothing after the cut");
+        let closed = channel.call(&[release(1)], Duration::from_secs(5)).await;
+        assert_eq!(
+            closed,
+            Err(CallError::Closed(
+                "subscription cut by the node: queue full".into()
+            ))
+        );
     }
 
     #[tokio::test]

@@ -35,6 +35,15 @@ pub enum ClientError {
     /// The node answered something the protocol does not allow here (a result of the wrong
     /// kind or count).
     Unexpected(String),
+    /// The node cut a change-feed subscription that was not read (its queue of unsent events
+    /// on the node stayed full). Every event before `resume_from` was delivered, none after:
+    /// the same [`crate::Subscription`]'s next call subscribes again from there.
+    SubscriptionCut {
+        /// Feed sequence number of the first event not delivered.
+        resume_from: u64,
+        /// The node's explanation (which budget was full).
+        reason: String,
+    },
 }
 
 impl ClientError {
@@ -80,6 +89,13 @@ impl std::fmt::Display for ClientError {
                 write!(f, "protocol error {code:?}: {message}")
             }
             ClientError::Unexpected(why) => write!(f, "unexpected answer: {why}"),
+            ClientError::SubscriptionCut {
+                resume_from,
+                reason,
+            } => write!(
+                f,
+                "subscription cut by the node ({reason}); resume from sequence {resume_from}"
+            ),
         }
     }
 }

@@ -11,10 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use engine::query::ChangeEvent;
 use tokio::sync::mpsc;
 
-use crate::channel::{CallError, Channel};
+use crate::channel::{CallError, Channel, Feed};
 
 /// Locks a std mutex, ignoring poisoning (the protected maps stay consistent: every critical
 /// section is a single insert, remove or clone).
@@ -67,7 +66,7 @@ impl NodeConn {
     /// A new stream of its own for a subscription, delivering events to `events`.
     pub(crate) async fn subscription_channel(
         &self,
-        events: mpsc::Sender<Vec<ChangeEvent>>,
+        events: mpsc::Sender<Feed>,
     ) -> Result<Arc<Channel>, CallError> {
         let (send, recv) = self
             .conn

@@ -222,6 +222,7 @@ fn status(id: u64, role: Role, leader: Option<NodeAddr>) -> Box<NodeStatus> {
         ready: true,
         durability: "replicated".into(),
         batches: BatchStats::default(),
+        replies: protocol::ReplyStats::default(),
         ledger: LedgerStatus {
             applied_index: 0,
             now_ms: 0,
@@ -991,6 +992,10 @@ fn stockctl_operates_a_ledger_in_display_units() {
         0,
         &format!("{}: node 1 leader", cluster.addr()),
     );
+    let status = stockctl(&cluster, &["status"]);
+    let replies = "\n  replies: queued_bytes=0 connections_closed_unread=0 subscribers_cut=0 \
+                   frames_shed=0";
+    assert!(status.stdout.contains(replies), "{}", status.stdout);
     check(
         &stockctl(&cluster, &["digest"]),
         0,

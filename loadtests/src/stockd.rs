@@ -456,6 +456,7 @@ pub fn client_error(e: ClientError) -> OpError {
         ClientError::Limit(_) => "limit",
         ClientError::Protocol { .. } => "protocol",
         ClientError::Unexpected(_) => "unexpected",
+        ClientError::SubscriptionCut { .. } => "subscription_cut",
     };
     OpError::new(code, e.to_string())
 }

@@ -320,6 +320,19 @@ mod tests {
         assert_eq!(read_frame(&mut reader).await, Err(FrameError::Truncated));
     }
 
+    #[test]
+    fn a_cut_subscription_is_variant_3_after_the_older_messages() {
+        // Appended at the end of `ServerMessage` (docs/PROTOCOL.md): the older variants keep
+        // their indexes, so older peers decode everything they knew before.
+        let cut = ServerMessage::SubscriptionCut {
+            resume_from: 300,
+            reason: "x".to_owned(),
+        };
+        let bytes = encode(&cut).expect("encodes");
+        assert_eq!(bytes, [7, 0, 0, 0, 1, 0, 3, 0xac, 0x02, 1, b'x']);
+        assert_eq!(parse::<ServerMessage>(&bytes), Ok(cut));
+    }
+
     proptest! {
         /// The decoder never panics and never accepts random bytes as something else than what
         /// encodes back to the same bytes.

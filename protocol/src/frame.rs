@@ -112,6 +112,17 @@ pub enum ServerMessage {
         /// Versions the node speaks.
         supported_versions: Vec<u16>,
     },
+    /// The node ended this stream's subscription because its events were not read: its queue
+    /// of events on the node (or its stream's or connection's reply budget) had no room for the
+    /// next message for 5 s, or the node's reply budget is full. Every event before
+    /// `resume_from` was sent on this stream before this message, none after; subscribe again
+    /// with `since = resume_from` to go on without a gap. The node ends the stream after it.
+    SubscriptionCut {
+        /// Feed sequence number of the first event not sent.
+        resume_from: u64,
+        /// Why, for humans (which budget was full).
+        reason: String,
+    },
 }
 
 /// Why a stream's input was rejected.
@@ -343,6 +354,9 @@ pub struct NodeStatus {
     /// Every member with its role in the configuration and, on the leader, how far its log
     /// goes (`stockctl members`).
     pub membership: Vec<Member>,
+    /// Replies queued for clients and what their budgets did (docs/PROTOCOL.md, "Reply
+    /// budgets").
+    pub replies: ReplyStats,
 }
 
 /// What keeps a node from doing its whole job, if anything (docs/OPERATIONS.md).
@@ -372,4 +386,20 @@ pub struct Member {
     /// itself). Only the leader knows this: `None` on other nodes, and for a member that has
     /// not answered the leader yet.
     pub matched_index: Option<u64>,
+}
+
+/// A node's replies to clients under their budgets (docs/PROTOCOL.md, "Reply budgets").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyStats {
+    /// Bytes of replies and change-feed events built for clients and not yet handed to QUIC,
+    /// all connections together.
+    pub queued_bytes: u64,
+    /// Client connections closed (code [`crate::CLOSE_REPLIES_NOT_READ`]) because they did
+    /// not read their replies, since the node started.
+    pub connections_closed: u64,
+    /// Subscriptions cut ([`ServerMessage::SubscriptionCut`]) since the node started.
+    pub subscribers_cut: u64,
+    /// Frames answered `busy` without being processed because the node's reply budget was
+    /// full, since the node started.
+    pub frames_shed: u64,
 }

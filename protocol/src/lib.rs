@@ -53,6 +53,10 @@ pub const PEER_KEEP_ALIVE_MS: u64 = 1_000;
 /// least this long (plus a round trip) for one attempt, or it retries an operation that is
 /// still running and reports a failure for a change that happens.
 pub const ADMIN_REPLY_MS_MAX: u64 = 4_000;
+/// QUIC application close code of a client connection that the node closed because the
+/// client did not read its replies (docs/PROTOCOL.md, "Reply budgets"); the close reason says
+/// how much was waiting and for how long.
+pub const CLOSE_REPLIES_NOT_READ: u32 = 2;
 /// Keep-alive interval of clients, ms.
 pub const KEEP_ALIVE_MS: u64 = IDLE_TIMEOUT_MS / 3;
 

@@ -5,11 +5,16 @@
 //! stops reading and QUIC flow control pushes back on the client) and their replies are
 //! written as they complete. A malformed, truncated, oversized or unknown-version frame gets a
 //! `ProtocolError` message and ends that stream only: the connection and its other streams go on.
+//!
+//! Replies are under budgets (the `replies` module): a frame first does whatever it waits for
+//! (writes, leadership rounds, `at_least` indexes), then takes room for its reply and only then
+//! reads the ledger and builds it. A stream without room stops reading frames; a connection
+//! that does not read is closed by its watchdog; a node over its budget answers `busy`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Semaphore;
 
 use engine::{Answer, Query};
 use protocol::{
@@ -18,23 +23,34 @@ use protocol::{
 
 use crate::node::NodeCtx;
 use crate::proposer::READ_TIMEOUT_MS;
-
-/// Replies written to a stream in one write when several are ready, bytes.
-const REPLY_COALESCE_BYTES: usize = 64 << 10;
+use crate::replies::{ConnectionReplies, NoRoom, Outbox, Room};
 
 /// Events per message of a change-feed subscription.
 pub const EVENTS_PER_MESSAGE_MAX: u32 = 1_000;
 
-/// Serves a client connection until it closes.
+/// Serves a client connection until it closes, or until its watchdog closes it for not
+/// reading its replies (then with [`protocol::CLOSE_REPLIES_NOT_READ`] and the reason).
 pub async fn serve_client(conn: quinn::Connection, ctx: Arc<NodeCtx>) {
     let budget = Arc::new(Semaphore::new(CONNECTION_FRAME_KIB_MAX));
-    loop {
-        let (send, recv) = match conn.accept_bi().await {
-            Ok(stream) => stream,
-            Err(_) => return,
-        };
-        tokio::spawn(serve_stream(send, recv, ctx.clone(), budget.clone()));
+    let replies = Arc::new(ConnectionReplies::new(ctx.replies.clone()));
+    let accept = async {
+        while let Ok((send, recv)) = conn.accept_bi().await {
+            let stream = serve_stream(send, recv, ctx.clone(), budget.clone(), replies.clone());
+            tokio::spawn(stream);
+        }
+    };
+    let verdict = tokio::select! {
+        () = accept => None,
+        verdict = crate::replies::watch(&replies) => Some(verdict),
+    };
+    if let Some(verdict) = &verdict {
+        tracing::warn!(peer = %conn.remote_address(), "closing a client connection: {verdict}");
+        let reason = verdict.to_string();
+        conn.close(protocol::CLOSE_REPLIES_NOT_READ.into(), reason.as_bytes());
     }
+    // Whatever still waits for this connection's room gives up; its queues go with its
+    // streams' writers, which fail now that the connection is closed.
+    replies.close(verdict.is_some());
 }
 
 /// Bytes of frames being received that one connection may hold, in KiB (8 frames of the
@@ -74,100 +90,120 @@ async fn read_budgeted(
     protocol::read_rest(recv, prefix, total).await.map(Some)
 }
 
+/// Serves one stream: reads frames while the stream has room for a reply (backpressure),
+/// processes them concurrently, and writes their replies through the stream's outbox.
 async fn serve_stream(
-    mut send: quinn::SendStream,
+    send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     ctx: Arc<NodeCtx>,
     budget: Arc<Semaphore>,
+    replies: Arc<ConnectionReplies>,
 ) {
-    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(protocol::FRAMES_IN_FLIGHT_PER_STREAM_MAX);
-    let writer = tokio::spawn(async move {
-        while let Some(mut frames) = out_rx.recv().await {
-            // Replies that completed meanwhile go out in the same write.
-            while frames.len() < REPLY_COALESCE_BYTES {
-                match out_rx.try_recv() {
-                    Ok(more) => frames.extend_from_slice(&more),
-                    Err(_) => break,
-                }
-            }
-            if protocol::write_frame(&mut send, &frames).await.is_err() {
-                return;
-            }
-        }
-        let _ = send.finish();
-    });
+    let (outbox, writer) = Outbox::new(replies);
+    let writer = tokio::spawn(writer.run(send));
     let inflight = Arc::new(Semaphore::new(protocol::FRAMES_IN_FLIGHT_PER_STREAM_MAX));
     let mut subscribed = false;
-    loop {
-        let frame = match read_budgeted(&mut recv, &budget, &ctx.frame_budget).await {
-            Ok(Some(bytes)) => protocol::parse::<ClientFrame>(&bytes).map(|f| (f, bytes.len())),
+    // No next frame while the stream has no room for its reply: the client's unread replies
+    // stop its requests, through QUIC flow control.
+    while outbox.room().await.is_some() {
+        let (frame, len) = match next_frame(&mut recv, &budget, &ctx).await {
+            Ok(Some(frame)) => frame,
             Ok(None) => break,
-            Err(e) => Err(e),
-        };
-        let (frame, len) = match frame {
-            Ok((frame, _)) if frame.ops.len() > protocol::OPS_PER_FRAME_MAX => {
-                let e = protocol::FrameError::Malformed(format!(
-                    "{} operations in one frame (at most {})",
-                    frame.ops.len(),
-                    protocol::OPS_PER_FRAME_MAX
-                ));
-                protocol_error(&out_tx, &e).await;
-                break;
-            }
-            Ok(ok) => ok,
             Err(e) => {
-                protocol_error(&out_tx, &e).await;
+                protocol_error(&outbox, &e).await;
                 break;
             }
         };
+        if ctx.replies.over_budget() {
+            ctx.replies.shed();
+            let results = vec![OpResult::Failed(ServerError::Busy); frame.ops.len()];
+            reply(&outbox, frame.id, results).await;
+            continue;
+        }
         if let Some(since) = frame.ops.iter().find_map(|op| match op {
             Op::Subscribe { since } => Some(*since),
             _ => None,
         }) {
-            let result = if subscribed || frame.ops.len() != 1 {
-                OpResult::Failed(ServerError::InvalidOp {
-                    message: "one subscription per stream, alone in its frame".to_owned(),
-                })
-            } else {
-                subscribed = true;
-                tokio::spawn(subscription(since, ctx.clone(), out_tx.clone()));
-                OpResult::Subscribed
-            };
-            send_message(
-                &out_tx,
-                &ServerMessage::Reply {
-                    id: frame.id,
-                    results: vec![result],
-                },
-            )
-            .await;
+            subscribed = subscribe(&ctx, &outbox, frame, since, subscribed).await;
             continue;
         }
         let Ok(permit) = inflight.clone().acquire_owned().await else {
             break;
         };
-        let ctx = ctx.clone();
-        let out_tx = out_tx.clone();
+        let (ctx, outbox) = (ctx.clone(), outbox.clone());
         tokio::spawn(async move {
             let per_op = len / frame.ops.len().max(1);
-            let results = handle_ops(&ctx, frame.ops, per_op).await;
-            send_message(
-                &out_tx,
-                &ServerMessage::Reply {
-                    id: frame.id,
-                    results,
-                },
-            )
-            .await;
+            let ready = handle_ops(&ctx, frame.ops, per_op).await;
+            // Room first, then the ledger: a reply that waits for room holds no memory.
+            if let Some(room) = outbox.room().await {
+                let results = ready.into_iter().map(|r| r.answer(&ctx)).collect();
+                let id = frame.id;
+                outbox.send(room, &ServerMessage::Reply { id, results });
+            }
             drop(permit);
         });
     }
     let _ = recv.stop(0u32.into());
-    drop(out_tx);
+    drop(outbox);
     let _ = writer.await;
 }
 
-async fn protocol_error(out: &mpsc::Sender<Vec<u8>>, e: &protocol::FrameError) {
+/// Reads and decodes a stream's next frame and its length in bytes; `Ok(None)` at a clean end
+/// of the stream.
+async fn next_frame(
+    recv: &mut quinn::RecvStream,
+    budget: &Arc<Semaphore>,
+    ctx: &NodeCtx,
+) -> Result<Option<(ClientFrame, usize)>, protocol::FrameError> {
+    let Some(bytes) = read_budgeted(recv, budget, &ctx.frame_budget).await? else {
+        return Ok(None);
+    };
+    let frame = protocol::parse::<ClientFrame>(&bytes)?;
+    if frame.ops.len() > protocol::OPS_PER_FRAME_MAX {
+        return Err(protocol::FrameError::Malformed(format!(
+            "{} operations in one frame (at most {})",
+            frame.ops.len(),
+            protocol::OPS_PER_FRAME_MAX
+        )));
+    }
+    Ok(Some((frame, bytes.len())))
+}
+
+/// Answers a `Subscribe` frame: starts the stream's subscription unless it has one or the
+/// frame carries more; returns whether the stream is subscribed now.
+async fn subscribe(
+    ctx: &Arc<NodeCtx>,
+    outbox: &Outbox,
+    frame: ClientFrame,
+    since: u64,
+    subscribed: bool,
+) -> bool {
+    if subscribed || frame.ops.len() != 1 {
+        let refused = OpResult::Failed(ServerError::InvalidOp {
+            message: "one subscription per stream, alone in its frame".to_owned(),
+        });
+        reply(outbox, frame.id, vec![refused]).await;
+        return subscribed;
+    }
+    // The room for the message that ends a cut subscription is kept from the start, so the
+    // subscriber always learns where to resume.
+    let Some(last) = outbox.small_room().await else {
+        return subscribed;
+    };
+    // `Subscribed` is queued before the first events.
+    reply(outbox, frame.id, vec![OpResult::Subscribed]).await;
+    tokio::spawn(subscription(since, ctx.clone(), outbox.clone(), last));
+    true
+}
+
+/// Queues a reply once there is room for it.
+async fn reply(outbox: &Outbox, id: u64, results: Vec<OpResult>) {
+    if let Some(room) = outbox.room().await {
+        outbox.send(room, &ServerMessage::Reply { id, results });
+    }
+}
+
+async fn protocol_error(outbox: &Outbox, e: &protocol::FrameError) {
     let Some(code) = e.code() else { return };
     tracing::debug!(error = %e, "protocol error on a client stream");
     let message = ServerMessage::ProtocolError {
@@ -175,39 +211,39 @@ async fn protocol_error(out: &mpsc::Sender<Vec<u8>>, e: &protocol::FrameError) {
         message: e.to_string(),
         supported_versions: protocol::SUPPORTED_VERSIONS.to_vec(),
     };
-    send_message(out, &message).await;
+    if let Some(room) = outbox.room().await {
+        outbox.send(room, &message);
+    }
 }
 
-async fn send_message(out: &mpsc::Sender<Vec<u8>>, message: &ServerMessage) {
-    match protocol::encode(message) {
-        Ok(frame) => {
-            let _ = out.send(frame).await;
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "reply does not fit a frame");
-            if let ServerMessage::Reply { id, results } = message {
-                let failed = ServerError::Internal {
-                    message: format!("reply too large: {e}"),
-                };
-                let results = vec![OpResult::Failed(failed); results.len()];
-                if let Ok(frame) = protocol::encode(&ServerMessage::Reply { id: *id, results }) {
-                    let _ = out.send(frame).await;
-                }
-            }
+/// An operation whose waiting is done: its result, or a query to answer from the ledger once
+/// the reply has room.
+// The large variant is the result every operation ends as anyway.
+#[allow(clippy::large_enum_variant)]
+enum Ready {
+    Done(OpResult),
+    Query(Query),
+}
+
+impl Ready {
+    fn answer(self, ctx: &NodeCtx) -> OpResult {
+        match self {
+            Ready::Done(result) => result,
+            Ready::Query(query) => answer(ctx, &query),
         }
     }
 }
 
 /// Runs a frame's operations concurrently: writes go to the proposer together (so they share
 /// a batch), reads and the rest run concurrently. Results come back in operation order.
-async fn handle_ops(ctx: &Arc<NodeCtx>, ops: Vec<Op>, bytes_per_op: usize) -> Vec<OpResult> {
+async fn handle_ops(ctx: &Arc<NodeCtx>, ops: Vec<Op>, bytes_per_op: usize) -> Vec<Ready> {
     if let Some(removed) = ctx.membership.removed_error() {
         // Its ledger is frozen where the cluster left it: only its status still answers.
         return ops
             .iter()
             .map(|op| match op {
-                Op::Status => OpResult::Status(Box::new(status(ctx))),
-                _ => OpResult::Failed(removed.clone()),
+                Op::Status => Ready::Done(OpResult::Status(Box::new(status(ctx)))),
+                _ => Ready::Done(OpResult::Failed(removed.clone())),
             })
             .collect();
     }
@@ -237,50 +273,48 @@ async fn handle_ops(ctx: &Arc<NodeCtx>, ops: Vec<Op>, bytes_per_op: usize) -> Ve
     // reads must share a leadership round rather than wait for each other.
     let pending = slots.into_iter().map(|slot| async move {
         match slot {
-            Slot::Done(result) => result,
-            Slot::Write(rx) => match rx.await {
+            Slot::Done(result) => Ready::Done(result),
+            Slot::Write(rx) => Ready::Done(match rx.await {
                 Ok(Ok((outcome, log_index))) => OpResult::Written { outcome, log_index },
                 Ok(Err(e)) => OpResult::Failed(e),
                 Err(_) => OpResult::Failed(ServerError::Unavailable {
                     message: "node stopping".to_owned(),
                 }),
-            },
+            }),
             Slot::Later(op) => handle_op(ctx, op).await,
         }
     });
     futures_util::future::join_all(pending).await
 }
 
-async fn handle_op(ctx: &Arc<NodeCtx>, op: Op) -> OpResult {
+/// The waiting part of one operation; a read ends ready to query the ledger.
+async fn handle_op(ctx: &Arc<NodeCtx>, op: Op) -> Ready {
+    let failed = |e| Ready::Done(OpResult::Failed(e));
     match op {
-        Op::Read { query, consistency } => match read(ctx, &query, consistency).await {
-            Ok(result) => result,
-            Err(e) => OpResult::Failed(e),
+        Op::Read { query, consistency } => match read_ready(ctx, consistency).await {
+            Ok(()) => Ready::Query(query),
+            Err(e) => failed(e),
         },
         Op::Digest => {
             if !ctx.is_ready() {
-                return OpResult::Failed(ServerError::NotReady);
+                return failed(ServerError::NotReady);
             }
             let ledger = ctx.shared.ledger.read().expect("ledger lock poisoned");
-            OpResult::Digest {
+            Ready::Done(OpResult::Digest {
                 applied_index: ctx.shared.applied_index(),
                 digest: ledger.digest(),
-            }
-        }
-        Op::Admin(admin) => crate::membership::admin(ctx, admin).await,
-        Op::Write(_) | Op::Status | Op::Subscribe { .. } => {
-            OpResult::Failed(ServerError::Internal {
-                message: "operation routed wrongly".to_owned(),
             })
         }
+        Op::Admin(admin) => Ready::Done(crate::membership::admin(ctx, admin).await),
+        Op::Write(_) | Op::Status | Op::Subscribe { .. } => failed(ServerError::Internal {
+            message: "operation routed wrongly".to_owned(),
+        }),
     }
 }
 
-async fn read(
-    ctx: &Arc<NodeCtx>,
-    query: &Query,
-    consistency: Consistency,
-) -> Result<OpResult, ServerError> {
+/// Waits until this node may answer a read of `consistency`: ready, and leading with a
+/// confirmed quorum (linearizable) or past the wanted index (at least).
+async fn read_ready(ctx: &Arc<NodeCtx>, consistency: Consistency) -> Result<(), ServerError> {
     if !ctx.is_ready() {
         return Err(ServerError::NotReady);
     }
@@ -290,9 +324,9 @@ async fn read(
             if leader != Some(ctx.id) {
                 return Err(crate::proposer::not_leader(&ctx.raft, leader));
             }
-            ctx.reads.wait().await?;
+            ctx.reads.wait().await
         }
-        Consistency::Local => {}
+        Consistency::Local => Ok(()),
         Consistency::AtLeast(index) => {
             let mut applied = ctx.shared.applied();
             let reached = tokio::time::timeout(Duration::from_millis(READ_TIMEOUT_MS), async {
@@ -300,57 +334,71 @@ async fn read(
             })
             .await;
             match reached {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(ServerError::Unavailable {
-                        message: "node stopping".to_owned(),
-                    })
-                }
-                Err(_) => return Err(ServerError::Timeout),
+                Ok(true) => Ok(()),
+                Ok(false) => Err(ServerError::Unavailable {
+                    message: "node stopping".to_owned(),
+                }),
+                Err(_) => Err(ServerError::Timeout),
             }
         }
     }
-    let ledger = ctx.shared.ledger.read().expect("ledger lock poisoned");
-    let answer = ledger.query(query, ctx.clock.now_ms());
-    Ok(OpResult::Read {
-        answer,
-        applied_index: ctx.shared.applied_index(),
-    })
 }
 
-/// Streams change-feed events to a subscriber from `since`, waking on every apply. Backpressure:
-/// the stream's bounded writer queue; a subscriber slower than the feed's retention sees a gap
-/// in sequence numbers (and `truncated` on a `changes` read).
-async fn subscription(mut since: u64, ctx: Arc<NodeCtx>, out: mpsc::Sender<Vec<u8>>) {
+/// Answers a query from the ledger as it is now (at least as new as when the read became
+/// ready: the applied state only moves forward). The read lock is held for the query only.
+fn answer(ctx: &NodeCtx, query: &Query) -> OpResult {
+    if !ctx.shared.is_ready() {
+        return OpResult::Failed(ServerError::NotReady);
+    }
+    let answer = {
+        let ledger = ctx.shared.ledger.read().expect("ledger lock poisoned");
+        ledger.query(query, ctx.clock.now_ms())
+    };
+    OpResult::Read {
+        answer,
+        applied_index: ctx.shared.applied_index(),
+    }
+}
+
+/// Streams change-feed events to a subscriber from `since`, waking on every apply. Before
+/// reading the feed it takes room for a largest events message, waiting at most
+/// `replies::SUBSCRIBER_WAIT_MS`: a subscriber that reads, however slowly, is served (and falls
+/// behind in the feed, not in memory); one that does not is cut with `SubscriptionCut {
+/// resume_from }` in the room `last` kept for it. It never holds the ledger lock while it waits,
+/// so it never slows apply or other clients. A subscriber slower than the feed's retention
+/// sees a gap in sequence numbers (and `truncated` on a `changes` read).
+async fn subscription(mut since: u64, ctx: Arc<NodeCtx>, outbox: Outbox, last: Room) {
+    let queue = Arc::new(Semaphore::new(
+        crate::replies::SUBSCRIBER_QUEUE_KIB_MAX as usize,
+    ));
     let mut applied = ctx.shared.applied();
     loop {
+        let room = match outbox.events_room(&queue).await {
+            Ok(room) => room,
+            // `since` is the first event not queued: everything before it was.
+            Err(NoRoom::Full(full)) => return outbox.cut(last, since, full),
+            Err(NoRoom::Closed) => return,
+        };
         let page = {
             let ledger = ctx.shared.ledger.read().expect("ledger lock poisoned");
-            ledger.query(
-                &Query::Changes {
-                    since,
-                    max: EVENTS_PER_MESSAGE_MAX,
-                },
-                ctx.clock.now_ms(),
-            )
+            let page = Query::Changes {
+                since,
+                max: EVENTS_PER_MESSAGE_MAX,
+            };
+            ledger.query(&page, ctx.clock.now_ms())
         };
-        let events = match page {
-            Ok(Answer::Changes(page)) => {
-                since = page.next;
-                page.events
-            }
-            _ => return,
+        let Ok(Answer::Changes(page)) = page else {
+            return;
         };
-        if events.is_empty() {
-            if applied.changed().await.is_err() || out.is_closed() {
+        since = page.next;
+        if page.events.is_empty() {
+            drop(room);
+            if applied.changed().await.is_err() || outbox.is_closed() {
                 return;
             }
             continue;
         }
-        let Ok(frame) = protocol::encode(&ServerMessage::Events(events)) else {
-            return;
-        };
-        if out.send(frame).await.is_err() {
+        if !outbox.send(room, &ServerMessage::Events(page.events)) {
             return;
         }
     }
@@ -421,6 +469,7 @@ pub fn status(ctx: &NodeCtx) -> NodeStatus {
         },
         membership_index: metrics.membership_config.log_id().map_or(0, |l| l.index),
         membership: crate::membership::members(ctx),
+        replies: ctx.replies.stats(),
     }
 }
 

@@ -9,6 +9,8 @@
 //! - [`proposer`]: write batching, deadline ticks, the linearizable read barrier.
 //! - [`api`]: client streams, frames and operations.
 //! - [`membership`]: `init`, `add-node`, `remove-node`, and how a removed node learns it.
+//! - [`replies`]: the budgets of replies queued for clients (per stream, connection, node and
+//!   subscriber) and the watchdog that closes connections that do not read.
 //! - [`node`]: a node's lifecycle (TLS, storage, Raft, endpoint).
 //! - [`config`]: command line and TOML configuration; the embedded default and `dev` clusters.
 
@@ -19,3 +21,4 @@ pub mod membership;
 pub mod node;
 pub mod proposer;
 pub mod raft;
+pub mod replies;

@@ -561,6 +561,7 @@ mod tests {
             health: protocol::NodeHealth::default(),
             membership_index: membership,
             membership: Vec::new(),
+            replies: protocol::ReplyStats::default(),
         }
     }
 

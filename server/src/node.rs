@@ -131,6 +131,8 @@ pub struct NodeCtx {
     pub timings: RaftTimings,
     /// Bytes of client frames being received, node-wide, in KiB (see `api::NODE_FRAME_KIB_MAX`).
     pub frame_budget: Arc<Semaphore>,
+    /// Replies queued for clients, node-wide, and what their budgets did (`replies` module).
+    pub replies: Arc<crate::replies::NodeReplies>,
     /// The Raft log (for its health and recovery state).
     pub log: LogStore,
     /// Election and recovery state.
@@ -341,6 +343,7 @@ impl Node {
             clock: config.clock.clone(),
             timings: config.timings,
             frame_budget: Arc::new(Semaphore::new(crate::api::NODE_FRAME_KIB_MAX)),
+            replies: Arc::default(),
             log: log_handle.clone(),
             election: election.clone(),
             membership: crate::membership::Membership::new(endpoint.clone(), client_tls),

@@ -360,3 +360,12 @@ pub fn count(sku: &str, location: &str, qty: i64) -> engine::Command {
         expected: None,
     }
 }
+
+/// This process's resident memory (`VmRSS` of `/proc/self/status`), bytes; `None` where that
+/// file does not exist (not Linux). The nodes of a [`TestCluster`] live in this process.
+pub fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

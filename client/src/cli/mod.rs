@@ -1430,8 +1430,14 @@ async fn changes(
     }
     let mut subscription = client.subscribe(since).await?;
     loop {
-        let event = subscription.next().await?;
-        out.print(|| show::event(&event), || event_json(&event));
+        match subscription.next().await {
+            Ok(event) => out.print(|| show::event(&event), || event_json(&event)),
+            // Nothing was skipped: the next call resubscribes from the first event not shown.
+            Err(cut @ ClientError::SubscriptionCut { .. }) => {
+                eprintln!("stockctl: {cut}; resuming");
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

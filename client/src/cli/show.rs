@@ -374,7 +374,9 @@ pub fn status(node: &str, s: &NodeStatus) -> String {
     format!(
         "{node}: node {} {role} term={} leader={leader} ready={} applied={} last_log={} \
          snapshot={} durability={} members=[{members}]\n  ledger: skus={} locations={} \
-         balances={} live_reservations={} open_orders={} dedup_entries={} feed_next={} now={}",
+         balances={} live_reservations={} open_orders={} dedup_entries={} feed_next={} now={}\n  \
+         replies: queued_bytes={} connections_closed_unread={} subscribers_cut={} \
+         frames_shed={}",
         s.node.id,
         s.term,
         s.ready,
@@ -389,7 +391,11 @@ pub fn status(node: &str, s: &NodeStatus) -> String {
         s.ledger.open_orders,
         s.ledger.dedup_entries,
         s.ledger.feed_next_seq,
-        when(s.ledger.now_ms)
+        when(s.ledger.now_ms),
+        s.replies.queued_bytes,
+        s.replies.connections_closed,
+        s.replies.subscribers_cut,
+        s.replies.frames_shed,
     ) + &health_line(&s.health)
 }
 

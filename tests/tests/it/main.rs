@@ -1,6 +1,7 @@
 //! Cluster tests: real nodes on loopback (see the `tests` crate's [`tests::TestCluster`]).
 //! One integration-test binary for the crate; one module per concern.
 
+mod budget;
 mod cases;
 mod deadlines;
 mod failover;
