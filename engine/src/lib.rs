@@ -29,6 +29,7 @@ mod ledger;
 pub mod limits;
 mod orders;
 pub mod outcome;
+mod pages;
 pub mod query;
 mod returns;
 mod snapshot;
