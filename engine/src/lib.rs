@@ -23,6 +23,7 @@
 pub mod balance;
 pub mod command;
 mod deadlines;
+mod fifo;
 mod holds;
 pub mod ids;
 mod ledger;
@@ -32,7 +33,9 @@ pub mod outcome;
 mod pages;
 pub mod query;
 mod returns;
+mod slab;
 mod snapshot;
+mod state;
 mod stock;
 pub mod units;
 mod view;

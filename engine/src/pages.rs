@@ -213,19 +213,6 @@ impl<T: Clone> Pages<T> {
             Spot::Tail(slot) => &mut self.tail[slot],
         }
     }
-
-    /// Removes and returns the last entry (a stack), `None` when nothing is stored.
-    pub(crate) fn pop(&mut self) -> Option<T> {
-        if self.tail.is_empty() {
-            if self.tail_dir.is_empty() {
-                let dir = self.dirs.pop_back()?;
-                self.tail_dir = dir.iter().cloned().collect();
-            }
-            let page = self.tail_dir.pop()?;
-            self.tail = page.iter().cloned().collect();
-        }
-        self.tail.pop()
-    }
 }
 
 #[cfg(test)]
@@ -239,7 +226,6 @@ mod tests {
         Set(usize, u32),
         Freeze,
         DropFront(usize),
-        Pop,
     }
 
     fn arb_op() -> impl Strategy<Value = Op> {
@@ -248,7 +234,6 @@ mod tests {
             3 => (any::<usize>(), any::<u32>()).prop_map(|(i, v)| Op::Set(i, v)),
             1 => Just(Op::Freeze),
             1 => any::<usize>().prop_map(Op::DropFront),
-            1 => Just(Op::Pop),
         ]
     }
 
@@ -308,12 +293,6 @@ mod tests {
                         prop_assert!(pages.start() <= to.max(before));
                         // Every whole directory before `to` went, and only those.
                         prop_assert!(pages.dirs.is_empty() || pages.start() + DIR_ENTRIES as u64 > to);
-                    }
-                    Op::Pop => {
-                        let popped = pages.pop();
-                        if pages.end() >= pages.start() && popped.is_some() {
-                            prop_assert_eq!(popped, model.pop().map(|e| e.1));
-                        }
                     }
                 }
                 prop_assert_eq!(pages.end(), base + model.len() as u64);
