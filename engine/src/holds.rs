@@ -58,6 +58,10 @@ impl Taken {
     }
 }
 
+/// A line after pass 1 of sourcing: its SKU (if known) and, for a direct location line, the
+/// location and balance that serve it.
+type Resolved = (Option<SkuIdx>, Option<(LocIdx, BalIdx)>);
+
 /// What the sourcing of a request must respect.
 #[derive(Clone, Copy)]
 pub(crate) struct SourcingRules {
@@ -81,7 +85,7 @@ impl Ledger {
         let pos = Ledger::is_pos(rules.channel);
         let mut taken = Taken::default();
         // Pass 1: direct location lines, summed per key, checked against ATS.
-        let mut resolved: smallvec::SmallVec<[(Option<SkuIdx>, Option<(LocIdx, BalIdx)>); 4]> =
+        let mut resolved: smallvec::SmallVec<[Resolved; 4]> =
             smallvec::SmallVec::with_capacity(lines.len());
         for line in lines {
             check_positive(line.qty)?;

@@ -271,7 +271,8 @@ mod tests {
             for i in 0..bulk {
                 model.push((pages.push(i as u32), i as u32));
             }
-            let mut frozen: Vec<(Pages<u32>, Vec<(u64, u32)>)> = Vec::new();
+            type Copy = (Pages<u32>, Vec<(u64, u32)>);
+            let mut frozen: Vec<Copy> = Vec::new();
             for op in &ops {
                 match op {
                     Op::Push(v) => model.push((pages.push(*v), *v)),
