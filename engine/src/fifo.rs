@@ -65,6 +65,12 @@ impl<T> Fifo<T> {
         self.pages.get(pos)
     }
 
+    /// The stored position whose low 32 bits are `low` (every stored position lies within
+    /// 2^32 of `clean`: the logs are bounded far below that).
+    pub(crate) fn full_position(&self, low: u32) -> u64 {
+        self.clean + u64::from(low.wrapping_sub(self.clean as u32))
+    }
+
     /// Whether `pos` is live.
     pub(crate) fn is_live(&self, pos: u64) -> bool {
         pos >= self.head && pos < self.end()

@@ -418,8 +418,11 @@ impl Ledger {
         for h in &held {
             self.shift(h, -h.qty, h.qty * allocated_share, cause);
         }
-        // Already gone when the deadline itself fired.
-        self.ix.deadlines.remove(expires_at, seq);
+        // An expired hold's deadline was popped already: looking it up again would probe the
+        // deadline table for a missing key once per expired hold.
+        if cause != Cause::Expire {
+            self.ix.deadlines.remove(expires_at, seq);
+        }
         self.ix.live_reservations -= 1;
         let pos = self.retire(Retired::Reservation(slot));
         if let Some(r) = self.state.reservations.get_mut(slot) {

@@ -237,12 +237,14 @@ impl Ledger {
     }
 
     /// The live dedup position of request `id` (hashed `hash`), if it is remembered.
-    fn remembered_at(&self, hash: u64, id: u128) -> Option<u64> {
+    fn remembered_at(&self, hash: u32, id: u128) -> Option<u64> {
         let dedup = &self.state.dedup;
         self.ix
             .dedup
-            .find(hash, |&pos| dedup.get(pos).request_id == id)
-            .copied()
+            .find(hash, |low| {
+                dedup.get(dedup.full_position(low)).request_id == id
+            })
+            .map(|low| dedup.full_position(low))
             .filter(|&pos| dedup.is_live(pos))
     }
 
@@ -367,7 +369,7 @@ impl Ledger {
 
     // ---- dedup and retention ----
 
-    fn remember(&mut self, hash: u64, id: u128, reply: Remembered) {
+    fn remember(&mut self, hash: u32, id: u128, reply: Remembered) {
         let dedup = &mut self.state.dedup;
         if dedup.len() >= self.state.config.dedup_entries as u64 {
             dedup.advance_head(dedup.head() + 1);
@@ -379,18 +381,9 @@ impl Ledger {
         });
         let dedup = &self.state.dedup;
         // A forgotten entry of the same id may still be indexed (awaiting clean-up): reuse it.
-        match self
-            .ix
-            .dedup
-            .find_mut(hash, |&p| dedup.get(p).request_id == id)
-        {
-            Some(entry) => *entry = pos,
-            None => {
-                self.ix
-                    .dedup
-                    .insert_unique(hash, pos, |&p| hash_u128(dedup.get(p).request_id));
-            }
-        }
+        self.ix.dedup.set(hash, pos as u32, |low| {
+            dedup.get(dedup.full_position(low)).request_id == id
+        });
     }
 
     /// Moves the heads of the dedup log and of the retirement queue past the entries that
@@ -416,9 +409,7 @@ impl Ledger {
         );
         for pos in from..to {
             let id = dedup.get(pos).request_id;
-            if let Ok(entry) = self.ix.dedup.find_entry(hash_u128(id), |&p| p == pos) {
-                entry.remove();
-            }
+            self.ix.dedup.remove(hash_u128(id), pos as u32);
         }
         dedup.cleaned_to(to);
         let retired = &self.state.retired;
@@ -568,12 +559,12 @@ impl Ledger {
     /// Resolves a SKU for a check: its index if known.
     pub(crate) fn lookup_sku(&self, sku: &SkuId) -> Result<Option<SkuIdx>, Rejection> {
         let skus = &self.state.skus;
-        let found = self.ix.sku.find(hash_str(sku.as_str()), |&s| {
-            skus.get(u64::from(s)).id.as_str() == sku.as_str()
+        let found = self.ix.sku.find(hash_str(sku.as_str()), |s| {
+            skus.get(u64::from(s)).id.is(sku.as_str())
         });
         if let Some(idx) = found {
             // Only well-formed ids are ever interned.
-            return Ok(Some(*idx));
+            return Ok(Some(idx));
         }
         check_id(sku.as_str(), "sku")?;
         Ok(None)
@@ -594,16 +585,11 @@ impl Ledger {
             "SKU room was checked"
         );
         let idx = self.state.skus.push(SkuEntry {
-            id: sku.clone(),
+            id: crate::state::IdBuf::new(sku.as_str()),
             scale,
             balances: Vec::new(),
         }) as SkuIdx;
-        let skus = &self.state.skus;
-        self.ix
-            .sku
-            .insert_unique(hash_str(sku.as_str()), idx, |&s| {
-                hash_str(skus.get(u64::from(s)).id.as_str())
-            });
+        self.ix.sku.set(hash_str(sku.as_str()), idx, |_| false);
         idx
     }
 

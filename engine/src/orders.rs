@@ -91,7 +91,7 @@ impl Ledger {
     fn insert_order(
         &mut self,
         id: &OrderId,
-        hash: u64,
+        hash: u32,
         channel: ChanIdx,
         held: &[Held],
         pickup: Option<u64>,
@@ -419,7 +419,7 @@ impl Ledger {
             let sellable = self.balance(sku, loc).sellable();
             if qty > sellable {
                 return Err(Rejection::InsufficientStock {
-                    sku: self.sku(sku).id.clone(),
+                    sku: self.sku(sku).sku_id(),
                     at: self.loc(loc).def.location.0.clone(),
                     requested: qty,
                     available: sellable,

@@ -99,19 +99,11 @@ impl<T> Pages<T> {
                 as u64
     }
 
-    /// Whether `pos` is stored.
-    pub(crate) fn contains(&self, pos: u64) -> bool {
-        pos >= self.base && pos < self.end()
-    }
-
+    /// Where `pos` lies. A position outside `start()..end()` gives a spot whose indexing
+    /// panics (positions come from the ledger's own handles: a miss is a broken invariant).
+    #[inline]
     fn spot(&self, pos: u64) -> Spot {
-        assert!(
-            self.contains(pos),
-            "position {pos} outside {}..{}",
-            self.base,
-            self.end()
-        );
-        let rel = pos - self.base;
+        let rel = pos.wrapping_sub(self.base);
         let dir = (rel >> (PAGE_BITS + DIR_BITS)) as usize;
         if dir < self.dirs.len() {
             return Spot::Sealed {
@@ -120,7 +112,7 @@ impl<T> Pages<T> {
                 slot: (rel & PAGE_MASK) as usize,
             };
         }
-        let rest = (rel - (self.dirs.len() * DIR_ENTRIES) as u64) as usize;
+        let rest = rel.wrapping_sub((self.dirs.len() * DIR_ENTRIES) as u64) as usize;
         let page = rest >> PAGE_BITS;
         if page < self.tail_dir.len() {
             Spot::TailDir {
@@ -128,12 +120,13 @@ impl<T> Pages<T> {
                 slot: rest & PAGE_MASK as usize,
             }
         } else {
-            Spot::Tail(rest - self.tail_dir.len() * PAGE_ENTRIES)
+            Spot::Tail(rest.wrapping_sub(self.tail_dir.len() * PAGE_ENTRIES))
         }
     }
 
     /// The entry at `pos`. Panics outside `start()..end()`: positions come from the ledger's own
     /// handles, so a miss is a broken invariant.
+    #[inline]
     pub(crate) fn get(&self, pos: u64) -> &T {
         match self.spot(pos) {
             Spot::Sealed { dir, page, slot } => &self.dirs[dir][page][slot],
@@ -203,6 +196,7 @@ impl<T> Pages<T> {
 impl<T: Clone> Pages<T> {
     /// The entry at `pos`, for writing: copies its directory and page first if a freeze still
     /// shares them (see the module doc). Panics outside `start()..end()`.
+    #[inline]
     pub(crate) fn get_mut(&mut self, pos: u64) -> &mut T {
         match self.spot(pos) {
             Spot::Sealed { dir, page, slot } => {

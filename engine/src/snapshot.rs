@@ -14,7 +14,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hashbrown::HashTable;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
@@ -25,8 +24,8 @@ use crate::pages::Pages;
 use crate::query::{ReservationState, TransferState};
 use crate::slab::{Slab, Slot};
 use crate::state::{
-    find_record, hash_str, hash_u128, index_record, BalIdx, Deadline, Indexes, LocIdx, ObjIdx,
-    Record, Retired, SkuIdx, State,
+    find_record, hash_str, hash_u128, index_record, BalIdx, Deadline, IdTable, Indexes, LocIdx,
+    ObjIdx, Record, Retired, SkuIdx, State,
 };
 
 /// First bytes of every snapshot.
@@ -269,13 +268,11 @@ impl Ledger {
         for (i, sku) in state.skus.iter_from(0).enumerate() {
             let skus = &state.skus;
             let hash = hash_str(sku.id.as_str());
-            let same = |&s: &u32| skus.get(u64::from(s)).id == sku.id;
+            let same = |s: u32| skus.get(u64::from(s)).id == sku.id;
             if ix.sku.find(hash, same).is_some() {
                 return Err(bad("duplicate SKU ids"));
             }
-            ix.sku.insert_unique(hash, i as u32, |&s| {
-                hash_str(skus.get(u64::from(s)).id.as_str())
-            });
+            ix.sku.set(hash, i as u32, |_| false);
         }
         if ix.location.len() as u64 != state.locations.end()
             || ix.channel.len() != state.channels.len()
@@ -286,16 +283,11 @@ impl Ledger {
         let dedup = &state.dedup;
         for pos in dedup.clean()..dedup.end() {
             let id = dedup.get(pos).request_id;
-            let hash = hash_u128(id);
-            match ix.dedup.find_mut(hash, |&p| dedup.get(p).request_id == id) {
-                // The later entry of a request id is the one remembered (an earlier one was
-                // forgotten before it came again).
-                Some(entry) => *entry = pos,
-                None => {
-                    ix.dedup
-                        .insert_unique(hash, pos, |&p| hash_u128(dedup.get(p).request_id));
-                }
-            }
+            // The later entry of a request id is the one remembered (an earlier one was
+            // forgotten before it came again).
+            ix.dedup.set(hash_u128(id), pos as u32, |low| {
+                dedup.get(dedup.full_position(low)).request_id == id
+            });
         }
         Ok(())
     }
@@ -411,7 +403,7 @@ impl Ledger {
     /// queue at its position.
     fn check_indexed<R: Record + Clone>(
         &self,
-        table: &HashTable<ObjIdx>,
+        table: &IdTable,
         slab: &Slab<R>,
         slot: ObjIdx,
         record: &R,
@@ -446,7 +438,7 @@ impl Ledger {
         let mut owner: Vec<Option<(SkuIdx, LocIdx)>> = vec![None; state.balances.end() as usize];
         for (s, entry) in state.skus.iter_from(0).enumerate() {
             if !entry.balances.windows(2).all(|w| w[0].0 < w[1].0) {
-                return Err(format!("SKU {} balances out of order", entry.id));
+                return Err(format!("SKU {:?} balances out of order", entry.id));
             }
             for &(loc, bal) in &entry.balances {
                 let slot = owner
@@ -472,7 +464,7 @@ impl Ledger {
             if (b.reserved, b.allocated, b.incoming) != (reserved, allocated, incoming) {
                 return Err(format!(
                     "balance {}@{}: reserved/allocated/incoming {}/{}/{} but objects say {reserved}/{allocated}/{incoming}",
-                    self.sku(sku).id, self.loc(loc).def.location, b.reserved, b.allocated, b.incoming
+                    self.sku(sku).id.as_str(), self.loc(loc).def.location, b.reserved, b.allocated, b.incoming
                 ));
             }
         }
@@ -483,12 +475,10 @@ impl Ledger {
         let dedup = &self.state.dedup;
         for pos in dedup.head()..dedup.end() {
             let id = dedup.get(pos).request_id;
-            if self
-                .ix
-                .dedup
-                .find(hash_u128(id), |&p| dedup.get(p).request_id == id)
-                != Some(&pos)
-            {
+            let found = self.ix.dedup.find(hash_u128(id), |low| {
+                dedup.get(dedup.full_position(low)).request_id == id
+            });
+            if found.map(|low| dedup.full_position(low)) != Some(pos) {
                 return Err(format!("dedup entry {pos} is not indexed"));
             }
         }
@@ -547,7 +537,7 @@ fn read_state(r: &mut Reader) -> Result<State, SnapshotError> {
 /// Indexes the objects of `state` by id (a retained object wins over a dropped one with the
 /// same id that awaits clean-up), and rebuilds the deadlines and counters.
 fn rebuild_objects(state: &State, ix: &mut Indexes) -> Result<(), SnapshotError> {
-    fn index_all<R: Record + Clone>(state: &State, table: &mut HashTable<ObjIdx>, slab: &Slab<R>) {
+    fn index_all<R: Record + Clone>(state: &State, table: &mut IdTable, slab: &Slab<R>) {
         for retained in [false, true] {
             for (slot, record) in slab.iter() {
                 if state.retained(record) == retained {

@@ -44,18 +44,70 @@ pub(crate) fn unkey(key: u64) -> (SkuIdx, LocIdx) {
     ((key >> 32) as SkuIdx, key as LocIdx)
 }
 
-/// Hash of an id for the id -> handle tables.
-pub(crate) fn hash_str(s: &str) -> u64 {
+/// Hash of an id for the id -> handle tables (32 bits: stored beside each handle).
+pub(crate) fn hash_str(s: &str) -> u32 {
     let mut h = FxHasher::default();
     h.write(s.as_bytes());
-    h.finish()
+    (h.finish() >> 32) as u32
 }
 
-/// Hash of a request id for the dedup table.
-pub(crate) fn hash_u128(x: u128) -> u64 {
+/// Hash of a request id for the dedup table (see [`hash_str`]).
+pub(crate) fn hash_u128(x: u128) -> u32 {
     let mut h = FxHasher::default();
     h.write_u128(x);
-    h.finish()
+    (h.finish() >> 32) as u32
+}
+
+/// One entry of an [`IdTable`]: a handle and the 32-bit hash of its id.
+#[derive(Debug, Clone, Copy)]
+struct IdEntry {
+    handle: u32,
+    hash: u32,
+}
+
+/// The table's 64-bit hash of a stored 32-bit one (spread so both the bucket bits and the tag
+/// bits vary).
+fn spread(hash: u32) -> u64 {
+    u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Id -> handle, for ids kept in an arena: the table holds only handles and their ids' hashes
+/// (8 bytes an entry); equality reads the arena, and only when the hashes match. Keeping the
+/// hash means growing the table never reads the arena.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct IdTable(HashTable<IdEntry>);
+
+impl IdTable {
+    /// The handle whose id hashes to `hash` and for which `is` holds.
+    pub(crate) fn find(&self, hash: u32, is: impl Fn(u32) -> bool) -> Option<u32> {
+        self.0
+            .find(spread(hash), |e| e.hash == hash && is(e.handle))
+            .map(|e| e.handle)
+    }
+
+    /// Points the entry for which `same` holds at `handle`, or adds one.
+    pub(crate) fn set(&mut self, hash: u32, handle: u32, same: impl Fn(u32) -> bool) {
+        match self
+            .0
+            .find_mut(spread(hash), |e| e.hash == hash && same(e.handle))
+        {
+            Some(entry) => entry.handle = handle,
+            None => {
+                self.0
+                    .insert_unique(spread(hash), IdEntry { handle, hash }, |e| spread(e.hash));
+            }
+        }
+    }
+
+    /// Removes the entry of `handle` (whose id hashes to `hash`), if there is one.
+    pub(crate) fn remove(&mut self, hash: u32, handle: u32) {
+        if let Ok(entry) = self
+            .0
+            .find_entry(spread(hash), |e| e.hash == hash && e.handle == handle)
+        {
+            entry.remove();
+        }
+    }
 }
 
 /// A client-chosen object id stored once, inline up to 48 bytes (a UUID is 36), so keeping the
@@ -67,6 +119,11 @@ impl IdBuf {
     /// Stores a (validated, ASCII) id.
     pub(crate) fn new(id: &str) -> Self {
         IdBuf(SmallVec::from_slice(id.as_bytes()))
+    }
+
+    /// Whether this is `id` (bytes compared: no UTF-8 check on the hot path).
+    pub(crate) fn is(&self, id: &str) -> bool {
+        self.0[..] == *id.as_bytes()
     }
 
     /// The id.
@@ -83,13 +140,19 @@ impl std::fmt::Debug for IdBuf {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SkuEntry {
-    pub id: SkuId,
+    /// Inline, so that comparing it (every lookup) reads no other memory.
+    pub id: IdBuf,
     pub scale: u8,
     /// (location, balance handle) of every balance of this SKU, by location ascending.
     pub balances: Vec<(LocIdx, BalIdx)>,
 }
 
 impl SkuEntry {
+    /// The SKU's id, for views and rejections.
+    pub fn sku_id(&self) -> SkuId {
+        SkuId::from(self.id.as_str())
+    }
+
     /// The balance handle at `loc`, if this SKU has a balance there.
     pub fn balance_at(&self, loc: LocIdx) -> Option<BalIdx> {
         self.balances
@@ -123,6 +186,10 @@ pub(crate) type HeldVec = SmallVec<[Held; 3]>;
 pub(crate) trait Record {
     /// The client's id.
     fn id(&self) -> &str;
+    /// Whether the client's id is `id`.
+    fn is(&self, id: &str) -> bool {
+        self.id() == id
+    }
     /// Position in the retirement queue once finished.
     fn retired_pos(&self) -> Option<u64>;
 }
@@ -221,6 +288,9 @@ impl Record for Reservation {
     fn id(&self) -> &str {
         self.id.as_str()
     }
+    fn is(&self, id: &str) -> bool {
+        self.id.is(id)
+    }
     fn retired_pos(&self) -> Option<u64> {
         self.retired_pos
     }
@@ -229,6 +299,9 @@ impl Record for Reservation {
 impl Record for Order {
     fn id(&self) -> &str {
         self.id.as_str()
+    }
+    fn is(&self, id: &str) -> bool {
+        self.id.is(id)
     }
     fn retired_pos(&self) -> Option<u64> {
         self.retired_pos
@@ -388,61 +461,53 @@ impl State {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Indexes {
     /// SKU id -> handle (equality reads the SKU arena).
-    pub sku: HashTable<SkuIdx>,
+    pub sku: IdTable,
     pub location: FxHashMap<LocationId, LocIdx>,
     pub channel: FxHashMap<ChannelId, ChanIdx>,
     /// Object id -> slot (equality reads the slab). May still name a slot whose record is
     /// behind the retirement head until the clean-up removes it.
-    pub reservation: HashTable<ObjIdx>,
-    pub order: HashTable<ObjIdx>,
-    pub rma: HashTable<ObjIdx>,
-    pub transfer: HashTable<ObjIdx>,
-    /// Request id -> dedup position (equality reads the dedup log).
-    pub dedup: HashTable<u64>,
+    pub reservation: IdTable,
+    pub order: IdTable,
+    pub rma: IdTable,
+    pub transfer: IdTable,
+    /// Request id -> dedup position, kept as its low 32 bits (the dedup log spans far fewer
+    /// positions; see [`Fifo::full_position`]); equality reads the dedup log.
+    pub dedup: IdTable,
     pub deadlines: crate::deadlines::Deadlines,
     pub live_reservations: usize,
     pub open_orders: usize,
     pub open_transfers: usize,
 }
 
-/// The slot of the retained record with id `id`, if any.
+/// The slot of the retained record with id `id` (hashed `hash`), if any.
 pub(crate) fn find_record<R: Record + Clone>(
-    table: &HashTable<ObjIdx>,
+    table: &IdTable,
     slab: &Slab<R>,
     state: &State,
     id: &str,
-    hash: u64,
+    hash: u32,
 ) -> Option<ObjIdx> {
     table
-        .find(hash, |&slot| slab.get(slot).is_some_and(|r| r.id() == id))
-        .copied()
+        .find(hash, |slot| slab.get(slot).is_some_and(|r| r.is(id)))
         .filter(|&slot| slab.get(slot).is_some_and(|r| state.retained(r)))
 }
 
-/// Points the id of the record in `slot` (hashed `hash`) at `slot` in `table`: replaces the entry of a dropped record with the same id
-/// (still awaiting clean-up), or adds one.
+/// Points the id of the record in `slot` (hashed `hash`) at `slot` in `table`: replaces the
+/// entry of a dropped record with the same id (still awaiting clean-up), or adds one.
 pub(crate) fn index_record<R: Record + Clone>(
-    table: &mut HashTable<ObjIdx>,
+    table: &mut IdTable,
     slab: &Slab<R>,
     slot: ObjIdx,
-    hash: u64,
+    hash: u32,
 ) {
     let id = slab.get(slot).expect("indexed slot in use").id();
     debug_assert_eq!(hash, hash_str(id));
-    let same = |s: &ObjIdx| *s != slot && slab.get(*s).is_some_and(|r| r.id() == id);
-    match table.find_mut(hash, same) {
-        Some(entry) => *entry = slot,
-        None => {
-            table.insert_unique(hash, slot, |&s| {
-                hash_str(slab.get(s).expect("indexed slot in use").id())
-            });
-        }
-    }
+    table.set(hash, slot, |s| {
+        s != slot && slab.get(s).is_some_and(|r| r.is(id))
+    });
 }
 
 /// Removes the entry of `slot` (holding `id`) from `table`, if it still points there.
-pub(crate) fn unindex_record(table: &mut HashTable<ObjIdx>, id: &str, slot: ObjIdx) {
-    if let Ok(entry) = table.find_entry(hash_str(id), |&s| s == slot) {
-        entry.remove();
-    }
+pub(crate) fn unindex_record(table: &mut IdTable, id: &str, slot: ObjIdx) {
+    table.remove(hash_str(id), slot);
 }

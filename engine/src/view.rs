@@ -82,7 +82,7 @@ impl Ledger {
                         .iter()
                         .map(|h| HeldLineView {
                             line: h.line,
-                            sku: self.sku(h.sku).id.clone(),
+                            sku: self.sku(h.sku).sku_id(),
                             location: self.loc(h.loc).def.location.clone(),
                             qty: h.qty,
                         })
@@ -111,7 +111,7 @@ impl Ledger {
                         .lines
                         .iter()
                         .map(|l| RmaLineView {
-                            sku: self.sku(l.sku).id.clone(),
+                            sku: self.sku(l.sku).sku_id(),
                             qty: l.qty,
                             received_at: self.loc(l.loc).def.location.clone(),
                             disposition: l.disposition,
@@ -131,7 +131,7 @@ impl Ledger {
                     })?;
                 Ok(Answer::Transfer(TransferView {
                     id: id.clone(),
-                    sku: self.sku(t.sku).id.clone(),
+                    sku: self.sku(t.sku).sku_id(),
                     from: self.loc(t.from).def.location.clone(),
                     to: self.loc(t.to).def.location.clone(),
                     qty: t.qty,
@@ -350,7 +350,7 @@ impl Ledger {
                     0
                 };
                 OrderLineView {
-                    sku: self.sku(l.sku).id.clone(),
+                    sku: self.sku(l.sku).sku_id(),
                     location: self.loc(l.loc).def.location.clone(),
                     pickup: l.pickup,
                     ordered: l.ordered,
@@ -372,7 +372,7 @@ impl Ledger {
             returned: order
                 .returned
                 .iter()
-                .map(|(s, q)| (self.sku(*s).id.clone(), *q))
+                .map(|(s, q)| (self.sku(*s).sku_id(), *q))
                 .collect(),
             pickup_deadline_ms: order.pickup_deadline_ms,
             ready_for_pickup: order.ready,
@@ -400,7 +400,7 @@ impl Ledger {
                     timestamp_ms: e.timestamp_ms,
                     request_id: (e.request_id != 0).then_some(RequestId(e.request_id)),
                     cause: e.cause,
-                    sku: self.sku(sku).id.clone(),
+                    sku: self.sku(sku).sku_id(),
                     location: self.loc(loc).def.location.clone(),
                     balance: e.balance,
                     shortfall: e.shortfall,
