@@ -87,6 +87,10 @@ impl Default for Ledger {
     }
 }
 
+/// Up to this many balances, a SKU's balance list grows one entry at a time (see
+/// `Ledger::bal_or_create`).
+const BALANCE_LIST_EXACT_MAX: usize = 32;
+
 /// Shorthand: reject with `invalid` for `reason`.
 pub(crate) fn invalid<T>(reason: InvalidReason) -> Result<T, Rejection> {
     Err(Rejection::invalid(reason))
@@ -639,6 +643,12 @@ impl Ledger {
         let bal = self.state.balances.push(Balance::default()) as BalIdx;
         let entry = self.state.skus.get_mut(u64::from(sku));
         let at = entry.balances.partition_point(|(l, _)| *l < loc);
+        // Most SKUs have a handful of balances, created once: grow their list exactly (a
+        // doubling list would carry up to half its size unused, in every SKU) until it is long
+        // enough for doubling to pay.
+        if entry.balances.len() < BALANCE_LIST_EXACT_MAX {
+            entry.balances.reserve_exact(1);
+        }
         entry.balances.insert(at, (loc, bal));
         bal
     }
