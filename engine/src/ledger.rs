@@ -256,6 +256,7 @@ impl Ledger {
     fn expand(&self, remembered: &Remembered) -> Outcome {
         match remembered {
             Remembered::Done => Ok(Reply::Done),
+            Remembered::Balance(balance) => Ok(Reply::Balance(*balance)),
             Remembered::Other(outcome) => (**outcome).clone(),
             Remembered::Reserved {
                 expires_at_ms,
@@ -299,6 +300,7 @@ impl Ledger {
         };
         match self.execute_other(outcome) {
             Ok(Reply::Done) => Remembered::Done,
+            Ok(Reply::Balance(balance)) => Remembered::Balance(balance),
             outcome => Remembered::Other(Box::new(outcome)),
         }
     }

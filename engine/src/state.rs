@@ -110,12 +110,13 @@ impl IdTable {
     }
 }
 
-/// A client-chosen object id stored once, inline up to 48 bytes (a UUID is 36), so keeping the
-/// id of a new reservation or order allocates nothing.
+/// An id stored once, inline up to `N` bytes (48 for reservation and order ids: a UUID is 36;
+/// 24 for SKU ids, which are short and one per SKU entry), so storing one usually allocates
+/// nothing and comparing one reads no other memory. Longer ids spill to the heap.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct IdBuf(SmallVec<[u8; 48]>);
+pub(crate) struct IdBuf<const N: usize = 48>(SmallVec<[u8; N]>);
 
-impl IdBuf {
+impl<const N: usize> IdBuf<N> {
     /// Stores a (validated, ASCII) id.
     pub(crate) fn new(id: &str) -> Self {
         IdBuf(SmallVec::from_slice(id.as_bytes()))
@@ -132,7 +133,7 @@ impl IdBuf {
     }
 }
 
-impl std::fmt::Debug for IdBuf {
+impl<const N: usize> std::fmt::Debug for IdBuf<N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?}", self.as_str())
     }
@@ -141,7 +142,7 @@ impl std::fmt::Debug for IdBuf {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SkuEntry {
     /// Inline, so that comparing it (every lookup) reads no other memory.
-    pub id: IdBuf,
+    pub id: IdBuf<24>,
     pub scale: u8,
     /// (location, balance handle) of every balance of this SKU, by location ascending.
     pub balances: Vec<(LocIdx, BalIdx)>,
@@ -372,6 +373,9 @@ pub(crate) type RepLines = SmallVec<[RepLine; 3]>;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Remembered {
     Done,
+    /// A stock write's reply, inline: loading stock remembers millions of these, and a boxed
+    /// copy each would leave the heap fragmented once they are forgotten.
+    Balance(Balance),
     Reserved {
         expires_at_ms: u64,
         lines: RepLines,
