@@ -365,11 +365,25 @@ impl Ledger {
                 }
             }
         }
+        let known_loc = |loc: LocIdx| u64::from(loc) < state.locations.end();
         for (slot, rma) in state.rmas.iter() {
             self.check_indexed(&ix.rma, &state.rmas, slot, rma)?;
+            if !rma
+                .lines
+                .iter()
+                .all(|l| self.known_sku(l.sku) && known_loc(l.loc))
+            {
+                return Err(format!("RMA {} names an unknown SKU or location", rma.id));
+            }
         }
         for (slot, t) in state.transfers.iter() {
             self.check_indexed(&ix.transfer, &state.transfers, slot, t)?;
+            if !self.known_sku(t.sku) || !known_loc(t.from) || !known_loc(t.to) {
+                return Err(format!(
+                    "transfer {} names an unknown SKU or location",
+                    t.id
+                ));
+            }
             if t.state == TransferState::Shipped {
                 open_transfers += 1;
                 let Some(bal) = self
