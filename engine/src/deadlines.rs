@@ -15,7 +15,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use rustc_hash::FxHashMap;
 
-use crate::ledger::Deadline;
+use crate::state::Deadline;
 
 /// Hashes a sequence number to itself (with its low bits copied to the top, where the hash
 /// table takes its per-slot tag): consecutive numbers land in consecutive slots, so inserting
@@ -151,10 +151,8 @@ impl Deadlines {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::Key;
-
     fn hold(name: &str) -> Deadline {
-        Deadline::Hold(Key::from(name))
+        Deadline::Hold(u32::from(name.as_bytes()[0]))
     }
 
     #[test]

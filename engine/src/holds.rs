@@ -4,12 +4,13 @@
 use crate::command::{Line, Target};
 use crate::ids::{ChannelId, ReservationId};
 use crate::ledger::{
-    check_id, check_positive, invalid, key, ChanIdx, Deadline, Held, HeldVec, Key, Ledger, LocIdx,
-    Remembered, Reservation, Retired, SkuIdx,
+    check_id, check_positive, find_record, hash_str, index_record, invalid, key, rep_lines, BalIdx,
+    ChanIdx, Deadline, Held, HeldVec, Ledger, LocIdx, ObjIdx, Remembered, RepLine, Retired, SkuIdx,
 };
 use crate::limits;
 use crate::outcome::{Allocation, InvalidReason, ObjectKind, Outcome, Rejection, Reply};
 use crate::query::{Cause, ReservationState};
+use crate::state::Reservation;
 
 /// Checks a duration in 1..=max ms.
 pub(crate) fn check_duration(ms: u64, max: u64) -> Result<(), Rejection> {
@@ -57,6 +58,10 @@ impl Taken {
     }
 }
 
+/// A line after pass 1 of sourcing: its SKU (if known) and, for a direct location line, the
+/// location and balance that serve it.
+type Resolved = (Option<SkuIdx>, Option<(LocIdx, BalIdx)>);
+
 /// What the sourcing of a request must respect.
 #[derive(Clone, Copy)]
 pub(crate) struct SourcingRules {
@@ -80,7 +85,7 @@ impl Ledger {
         let pos = Ledger::is_pos(rules.channel);
         let mut taken = Taken::default();
         // Pass 1: direct location lines, summed per key, checked against ATS.
-        let mut resolved: smallvec::SmallVec<[(Option<SkuIdx>, Option<LocIdx>); 4]> =
+        let mut resolved: smallvec::SmallVec<[Resolved; 4]> =
             smallvec::SmallVec::with_capacity(lines.len());
         for line in lines {
             check_positive(line.qty)?;
@@ -93,7 +98,7 @@ impl Ledger {
                 }
                 Target::Group(g) => {
                     check_id(g.as_str(), "group")?;
-                    if !self.groups.contains_key(g) {
+                    if !self.state.groups.contains_key(g) {
                         return Err(Rejection::NotFound {
                             kind: ObjectKind::Group,
                             id: g.0.clone(),
@@ -103,30 +108,34 @@ impl Ledger {
                 }
                 Target::All => None,
             };
-            resolved.push((sku, loc));
+            let mut direct = None;
             if let (Some(loc), Target::Location(l)) = (loc, &line.target) {
-                let available = sku.map_or(0, |s| self.balance(s, loc).ats(pos));
+                let bal = sku.and_then(|s| self.bal_of(s, loc));
+                let available = bal.map_or(0, |b| self.bal(b).ats(pos));
                 let k = sku.map_or(u64::MAX, |s| key(s, loc));
                 let demand = taken.add(k, line.qty);
-                if sku.is_none() || demand > available {
+                let Some(bal) = bal.filter(|_| demand <= available) else {
                     return Err(Rejection::InsufficientStock {
                         sku: line.sku.clone(),
                         at: l.0.clone(),
                         requested: demand,
                         available,
                     });
-                }
+                };
+                direct = Some((loc, bal));
             }
+            resolved.push((sku, direct));
         }
         // Pass 2: every line in order; group lines take what direct lines left.
         let mut held = HeldVec::with_capacity(lines.len());
-        for (i, (line, (sku, loc))) in lines.iter().zip(resolved).enumerate() {
+        for (i, (line, (sku, direct))) in lines.iter().zip(resolved).enumerate() {
             let line_no = i as u16;
-            match (sku, loc) {
-                (Some(sku), Some(loc)) => held.push(Held {
+            match (sku, direct) {
+                (Some(sku), Some((loc, bal))) => held.push(Held {
                     line: line_no,
                     sku,
                     loc,
+                    bal,
                     qty: line.qty,
                 }),
                 (Some(sku), None) => {
@@ -155,14 +164,14 @@ impl Ledger {
         if !self.channel_allowed(loc, rules.channel) {
             let channel = rules.channel.map_or_else(
                 || ChannelId::from("?"),
-                |c| self.channels[c as usize].clone(),
+                |c| self.state.channels[c as usize].clone(),
             );
             return Err(Rejection::ChannelNotAllowed {
                 location: id.clone(),
                 channel,
             });
         }
-        if rules.pickup && !self.locations[loc as usize].def.pickup {
+        if rules.pickup && !self.loc(loc).def.pickup {
             return invalid(InvalidReason::PickupNotOffered {
                 location: id.clone(),
             });
@@ -181,28 +190,34 @@ impl Ledger {
         held: &mut HeldVec,
     ) -> Result<(), Rejection> {
         let pos = Ledger::is_pos(rules.channel);
-        let candidates: &[LocIdx] = match &line.target {
-            Target::Group(g) => &self.groups[g],
-            _ => &self.skus[sku as usize].locations,
+        // Candidates in sourcing order, with their balance (none: nothing there).
+        let entry = self.sku(sku);
+        let candidates: smallvec::SmallVec<[(LocIdx, Option<BalIdx>); 16]> = match &line.target {
+            Target::Group(g) => self.state.groups[g]
+                .iter()
+                .map(|&loc| (loc, entry.balance_at(loc)))
+                .collect(),
+            _ => entry.balances.iter().map(|&(l, b)| (l, Some(b))).collect(),
         };
         let eligible = |loc: LocIdx| {
-            self.channel_allowed(loc, rules.channel)
-                && (!rules.pickup || self.locations[loc as usize].def.pickup)
+            self.channel_allowed(loc, rules.channel) && (!rules.pickup || self.loc(loc).def.pickup)
         };
-        let remaining = |loc: LocIdx, taken: &Taken| {
-            let k = key(sku, loc);
-            (self.balance(sku, loc).ats(pos) - taken.get(k)).max(0)
+        let remaining = |(loc, bal): (LocIdx, Option<BalIdx>), taken: &Taken| {
+            bal.map_or(0, |b| {
+                (self.bal(b).ats(pos) - taken.get(key(sku, loc))).max(0)
+            })
         };
         // One location that can serve the whole line, first in order.
-        if let Some(&loc) = candidates
+        if let Some(&(loc, bal)) = candidates
             .iter()
-            .find(|&&loc| eligible(loc) && remaining(loc, taken) >= line.qty)
+            .find(|&&c| eligible(c.0) && remaining(c, taken) >= line.qty)
         {
             taken.add(key(sku, loc), line.qty);
             held.push(Held {
                 line: line_no,
                 sku,
                 loc,
+                bal: bal.expect("a balance serves the line"),
                 qty: line.qty,
             });
             return Ok(());
@@ -212,8 +227,8 @@ impl Ledger {
         // the line's quantity means the same.
         let total: i64 = candidates
             .iter()
-            .filter(|&&l| eligible(l))
-            .fold(0i64, |sum, &l| sum.saturating_add(remaining(l, taken)));
+            .filter(|c| eligible(c.0))
+            .fold(0i64, |sum, &c| sum.saturating_add(remaining(c, taken)));
         if total < line.qty {
             return Err(Rejection::InsufficientStock {
                 sku: line.sku.clone(),
@@ -223,14 +238,15 @@ impl Ledger {
             });
         }
         let mut left = line.qty;
-        for &loc in candidates.iter().filter(|&&l| eligible(l)) {
-            let take = remaining(loc, taken).min(left);
+        for &(loc, bal) in candidates.iter().filter(|c| eligible(c.0)) {
+            let take = remaining((loc, bal), taken).min(left);
             if take > 0 {
                 taken.add(key(sku, loc), take);
                 held.push(Held {
                     line: line_no,
                     sku,
                     loc,
+                    bal: bal.expect("a balance serves the line"),
                     qty: take,
                 });
                 left -= take;
@@ -243,13 +259,14 @@ impl Ledger {
         Ok(())
     }
 
-    /// The reply's view of held lines.
-    pub(crate) fn allocations(&self, held: &[Held]) -> Vec<Allocation> {
-        held.iter()
-            .map(|h| Allocation {
-                line: h.line,
-                location: self.locations[h.loc as usize].def.location.clone(),
-                qty: h.qty,
+    /// The reply's view of remembered lines.
+    pub(crate) fn allocations(&self, lines: &[RepLine]) -> Vec<Allocation> {
+        lines
+            .iter()
+            .map(|l| Allocation {
+                line: l.line,
+                location: self.loc(l.loc).def.location.clone(),
+                qty: l.qty,
             })
             .collect()
     }
@@ -263,13 +280,23 @@ impl Ledger {
     ) -> Result<Remembered, Rejection> {
         check_id(id.as_str(), "reservation")?;
         check_duration(ttl_ms, limits::TTL_MS_MAX)?;
-        if self.reservations.contains_key(id.as_str()) {
+        let hash = hash_str(id.as_str());
+        let (state, ix) = (&self.state, &self.ix);
+        if find_record(
+            &ix.reservation,
+            &state.reservations,
+            state,
+            id.as_str(),
+            hash,
+        )
+        .is_some()
+        {
             return Err(Rejection::AlreadyExists {
                 kind: ObjectKind::Reservation,
                 id: id.0.clone(),
             });
         }
-        if self.live_reservations >= limits::RESERVATIONS_LIVE_MAX {
+        if self.ix.live_reservations >= limits::RESERVATIONS_LIVE_MAX {
             return Err(Rejection::limit("RESERVATIONS_LIVE_MAX"));
         }
         let chan = self.lookup_channel(channel)?;
@@ -284,48 +311,54 @@ impl Ledger {
         // Checks done: commit.
         let chan = self.intern_resolved_channel(channel, chan);
         for h in &held {
-            self.shift(h.sku, h.loc, h.qty, 0, Cause::Reserve);
+            self.shift(h, h.qty, 0, Cause::Reserve);
         }
         let seq = self.next_seq();
         let expires_at_ms = self.deadline(ttl_ms);
-        let key: Key = Key::from(id.as_str());
-        self.deadlines
-            .insert(expires_at_ms, seq, Deadline::Hold(key.clone()));
-        self.reservations.insert(
-            key,
-            Reservation {
-                seq,
-                channel: chan,
-                created_at_ms: self.now_ms,
-                expires_at_ms,
-                state: ReservationState::Active,
-                held: held.clone(),
-            },
+        let lines = rep_lines(&held);
+        let slot = self.state.reservations.insert(Reservation {
+            id: crate::state::IdBuf::new(id.as_str()),
+            seq,
+            channel: chan,
+            created_at_ms: self.state.now_ms,
+            expires_at_ms,
+            state: ReservationState::Active,
+            held,
+            retired_pos: None,
+        });
+        index_record(
+            &mut self.ix.reservation,
+            &self.state.reservations,
+            slot,
+            hash,
         );
-        self.live_reservations += 1;
+        self.ix
+            .deadlines
+            .insert(expires_at_ms, seq, Deadline::Hold(slot));
+        self.ix.live_reservations += 1;
         Ok(Remembered::Reserved {
             expires_at_ms,
-            held,
+            lines,
         })
     }
 
-    /// The reservation `id` if it is active, or the rejection its state calls for.
-    pub(crate) fn active_reservation(&self, id: &ReservationId) -> Result<&Reservation, Rejection> {
+    /// The slot of reservation `id` if it is active, or the rejection its state calls for.
+    pub(crate) fn active_reservation(&self, id: &ReservationId) -> Result<ObjIdx, Rejection> {
         check_id(id.as_str(), "reservation")?;
-        let r = self
-            .reservations
-            .get(id.as_str())
+        let slot = self
+            .reservation_slot(id.as_str())
             .ok_or_else(|| Rejection::NotFound {
                 kind: ObjectKind::Reservation,
                 id: id.0.clone(),
             })?;
+        let r = self.res(slot);
         match r.state {
             ReservationState::Active => {
                 debug_assert!(
-                    r.expires_at_ms > self.now_ms,
+                    r.expires_at_ms > self.state.now_ms,
                     "expired holds are swept first"
                 );
-                Ok(r)
+                Ok(slot)
             }
             ReservationState::Expired => Err(Rejection::Expired {
                 kind: ObjectKind::Reservation,
@@ -339,67 +372,73 @@ impl Ledger {
 
     pub(crate) fn extend(&mut self, id: &ReservationId, ttl_ms: u64) -> Outcome {
         check_duration(ttl_ms, limits::TTL_MS_MAX)?;
-        let r = self.active_reservation(id)?;
+        let slot = self.active_reservation(id)?;
+        let r = self.res(slot);
         let (old, seq) = (r.expires_at_ms, r.seq);
         let expires_at_ms = self.deadline(ttl_ms);
-        let entry = self.deadlines.remove(old, seq);
-        let Some(Deadline::Hold(key)) = entry else {
-            unreachable!("an active hold has a deadline")
-        };
-        self.deadlines
-            .insert(expires_at_ms, seq, Deadline::Hold(key));
-        if let Some(r) = self.reservations.get_mut(id.as_str()) {
+        let entry = self.ix.deadlines.remove(old, seq);
+        assert_eq!(
+            entry,
+            Some(Deadline::Hold(slot)),
+            "an active hold has a deadline"
+        );
+        self.ix
+            .deadlines
+            .insert(expires_at_ms, seq, Deadline::Hold(slot));
+        if let Some(r) = self.state.reservations.get_mut(slot) {
             r.expires_at_ms = expires_at_ms;
         }
         Ok(Reply::Extended { expires_at_ms })
     }
 
     pub(crate) fn release(&mut self, id: &ReservationId) -> Outcome {
-        self.active_reservation(id)?;
-        self.end_hold(id.as_str(), ReservationState::Released, Cause::Release, 0);
+        let slot = self.active_reservation(id)?;
+        self.end_hold(slot, ReservationState::Released, Cause::Release, 0);
         Ok(Reply::Done)
     }
 
-    /// Ends an active hold: gives back its reserved units (moving them to `allocate` if the
-    /// hold becomes an order: then `allocated_share` is 1) and retires it.
+    /// Ends the active hold in `slot`: gives back its reserved units (moving them to
+    /// `allocated` if the hold becomes an order: then `allocated_share` is 1) and retires it.
     pub(crate) fn end_hold(
         &mut self,
-        id: &str,
+        slot: ObjIdx,
         state: ReservationState,
         cause: Cause,
         allocated_share: i64,
     ) {
-        let Some(key) = self.reservations.get_key_value(id).map(|(k, _)| k.clone()) else {
-            unreachable!("end_hold on a missing reservation")
-        };
-        let Some(r) = self.reservations.get_mut(id) else {
-            unreachable!("end_hold on a missing reservation")
-        };
+        let r = self
+            .state
+            .reservations
+            .get_mut(slot)
+            .expect("end_hold on a missing reservation");
         assert_eq!(r.state, ReservationState::Active);
         r.state = state;
         let (expires_at, seq) = (r.expires_at_ms, r.seq);
-        let held = std::mem::take(&mut r.held);
+        let held = r.held.clone();
         for h in &held {
-            self.shift(h.sku, h.loc, -h.qty, h.qty * allocated_share, cause);
+            self.shift(h, -h.qty, h.qty * allocated_share, cause);
         }
-        if let Some(r) = self.reservations.get_mut(id) {
-            r.held = held;
+        // An expired hold's deadline was popped already: looking it up again would probe the
+        // deadline table for a missing key once per expired hold.
+        if cause != Cause::Expire {
+            self.ix.deadlines.remove(expires_at, seq);
         }
-        // Already gone when the deadline itself fired.
-        self.deadlines.remove(expires_at, seq);
-        self.live_reservations -= 1;
-        self.retire(Retired::Reservation(key));
+        self.ix.live_reservations -= 1;
+        let pos = self.retire(Retired::Reservation(slot));
+        if let Some(r) = self.state.reservations.get_mut(slot) {
+            r.retired_pos = Some(pos);
+        }
     }
 
     /// Releases every hold and cancels every pickup whose deadline is <= now, in (deadline,
-    /// creation) order. Costs O(k log n) for k deadlines passed.
+    /// creation) order. Costs O(k) for k deadlines passed.
     pub(crate) fn expire_deadlines(&mut self) {
-        while let Some((_, what)) = self.deadlines.pop_due(self.now_ms) {
+        while let Some((_, what)) = self.ix.deadlines.pop_due(self.state.now_ms) {
             match what {
-                Deadline::Hold(id) => {
-                    self.end_hold(&id, ReservationState::Expired, Cause::Expire, 0);
+                Deadline::Hold(slot) => {
+                    self.end_hold(slot, ReservationState::Expired, Cause::Expire, 0);
                 }
-                Deadline::Pickup(order) => self.expire_pickup(&order),
+                Deadline::Pickup(slot) => self.expire_pickup(slot),
             }
         }
     }

@@ -4,22 +4,27 @@
 //! 1. time := max(previous time, batch timestamp) — time never goes backwards (SPEC section 4);
 //! 2. every hold with `expires_at <= time` is released and every pickup with
 //!    `deadline <= time` cancelled, in (deadline, creation) order;
-//! 3. dedup entries and finished objects past their retention are dropped;
+//! 3. the heads of the dedup log and of the retirement queue move past what retention drops
+//!    (O(log n)), and at most [`limits::CLEANUP_STEPS_PER_BATCH`] dropped entries of each are
+//!    cleaned up (index entries removed, slots freed): no batch pays O(state) for retention;
 //! 4. each request: a replayed request id returns its remembered outcome; otherwise the command
 //!    runs all-or-nothing (every check before any change) and its outcome is remembered.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use smallvec::SmallVec;
 
 use crate::balance::Balance;
-use crate::command::{Command, LocationDef, Request};
-use crate::ids::{ChannelId, GroupId, OrderId, RmaId, SkuId, TransferId};
+use crate::command::{Command, Request};
+use crate::ids::{ChannelId, SkuId};
 use crate::limits;
 use crate::outcome::{InvalidReason, Outcome, Rejection, Reply};
 use crate::query::{Cause, ReservationState, TransferState};
+pub(crate) use crate::state::{
+    find_record, hash_str, hash_u128, index_record, key, unindex_record, BalIdx, ChanIdx, Deadline,
+    DedupEntry, EventRecord, Held, HeldVec, Indexes, LocIdx, LocationEntry, ObjIdx, Remembered,
+    RepLine, RepLines, Retired, RetiredEntry, SkuEntry, SkuIdx, State,
+};
 
 /// Retention settings of a ledger. Part of the replicated state (and of snapshots): every
 /// replica must use the same. Each value is capped by its `_DEFAULT` constant in
@@ -60,217 +65,18 @@ pub struct BatchHeader {
     pub timestamp_ms: u64,
 }
 
-/// Index of an interned SKU.
-pub(crate) type SkuIdx = u32;
-/// Index of a location, in definition order.
-pub(crate) type LocIdx = u32;
-/// Index of an interned channel.
-pub(crate) type ChanIdx = u16;
-
-/// Key of a balance: SKU index in the high half, location index in the low half.
-pub(crate) fn key(sku: SkuIdx, loc: LocIdx) -> u64 {
-    (u64::from(sku) << 32) | u64::from(loc)
-}
-
-/// The (SKU, location) of a balance key.
-pub(crate) fn unkey(key: u64) -> (SkuIdx, LocIdx) {
-    ((key >> 32) as SkuIdx, key as LocIdx)
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct SkuEntry {
-    pub id: SkuId,
-    pub scale: u8,
-    /// Locations holding a balance of this SKU, ascending (= definition order).
-    pub locations: Vec<LocIdx>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct LocationEntry {
-    pub def: LocationDef,
-    /// Allowed channels, interned and sorted; `None` allows all.
-    pub channels: Option<Vec<ChanIdx>>,
-}
-
-/// Key of the reservation and order maps: the client's id, shared (not copied) with the
-/// deadline index and the retirement queue.
-pub(crate) type Key = std::sync::Arc<str>;
-
-/// The lines of a hold or a placed request: inline for up to two lines (most checkouts).
-pub(crate) type HeldVec = SmallVec<[Held; 2]>;
-
-/// A held or allocated (SKU, location) quantity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Held {
-    pub line: u16,
-    pub sku: SkuIdx,
-    pub loc: LocIdx,
-    pub qty: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Reservation {
-    pub seq: u64,
-    pub channel: ChanIdx,
-    pub created_at_ms: u64,
-    pub expires_at_ms: u64,
-    pub state: ReservationState,
-    pub held: HeldVec,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct OrderLine {
-    pub sku: SkuIdx,
-    pub loc: LocIdx,
-    pub pickup: bool,
-    pub ordered: i64,
-    pub fulfilled: i64,
-    pub cancelled: i64,
-}
-
-impl OrderLine {
-    pub fn unfulfilled(&self) -> i64 {
-        self.ordered - self.fulfilled - self.cancelled
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Order {
-    pub seq: u64,
-    pub channel: ChanIdx,
-    pub created_at_ms: u64,
-    pub lines: Vec<OrderLine>,
-    /// Units returned per SKU.
-    pub returned: Vec<(SkuIdx, i64)>,
-    pub pickup_deadline_ms: Option<u64>,
-    /// The pickup deadline passed and the pickup lines were cancelled.
-    pub pickup_expired: bool,
-    pub ready: bool,
-}
-
-impl Order {
-    pub fn unfulfilled(&self) -> i64 {
-        self.lines.iter().map(OrderLine::unfulfilled).sum()
-    }
-
-    pub fn line_mut(&mut self, sku: SkuIdx, loc: LocIdx) -> Option<&mut OrderLine> {
-        self.lines.iter_mut().find(|l| l.sku == sku && l.loc == loc)
-    }
-
-    pub fn line(&self, sku: SkuIdx, loc: LocIdx) -> Option<&OrderLine> {
-        self.lines.iter().find(|l| l.sku == sku && l.loc == loc)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct RmaLine {
-    pub sku: SkuIdx,
-    pub qty: i64,
-    pub loc: LocIdx,
-    pub disposition: crate::command::Disposition,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Rma {
-    pub order: OrderId,
-    pub lines: Vec<RmaLine>,
-    pub received_at_ms: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Transfer {
-    pub sku: SkuIdx,
-    pub from: LocIdx,
-    pub to: LocIdx,
-    pub qty: i64,
-    pub state: TransferState,
-    pub received: i64,
-    pub damaged: i64,
-    pub shipped_at_ms: u64,
-}
-
-/// What a deadline entry refers to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Deadline {
-    Hold(Key),
-    Pickup(Key),
-}
-
-/// A finished object waiting for its retention to end.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Retired {
-    Reservation(Key),
-    Order(Key),
-    Rma(RmaId),
-    Transfer(TransferId),
-}
-
-/// A change-feed entry, with interned ids.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct EventRecord {
-    pub seq: u64,
-    pub log_index: u64,
-    pub timestamp_ms: u64,
-    /// 0 = no request (expiry).
-    pub request_id: u128,
-    pub cause: Cause,
-    pub key: u64,
-    pub balance: Balance,
-    pub shortfall: i64,
-}
-
-/// A request's result as the dedup table keeps it: compact for the common replies (a hold's or
-/// an order's lines by interned location, no heap for up to two lines), the full outcome
-/// otherwise. [`Ledger::expand`] turns it back into the outcome, identical every time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Remembered {
-    Outcome(Outcome),
-    Reserved {
-        expires_at_ms: u64,
-        held: HeldVec,
-    },
-    OrderPlaced {
-        pickup_deadline_ms: Option<u64>,
-        held: HeldVec,
-    },
-}
-
 /// The replicated ledger: stock per SKU and location, holds, orders, returns and transfers.
 ///
 /// Sans-IO and deterministic: no clock (time comes in [`BatchHeader`]), no randomness, no
 /// iteration over hash maps that reaches results or snapshots. Writes go through
-/// [`Ledger::apply`]; reads through [`Ledger::query`] (`&self`).
+/// [`Ledger::apply`]; reads through [`Ledger::query`] (`&self`); [`Ledger::freeze`] takes an
+/// immutable view for a snapshot without stopping either.
 #[derive(Debug, Clone)]
 pub struct Ledger {
-    pub(crate) config: Config,
-    pub(crate) now_ms: u64,
-    pub(crate) applied_index: u64,
-    pub(crate) skus: Vec<SkuEntry>,
-    pub(crate) sku_index: FxHashMap<SkuId, SkuIdx>,
-    pub(crate) locations: Vec<LocationEntry>,
-    pub(crate) location_index: FxHashMap<crate::ids::LocationId, LocIdx>,
-    pub(crate) groups: BTreeMap<GroupId, Vec<LocIdx>>,
-    pub(crate) channels: Vec<ChannelId>,
-    pub(crate) channel_index: FxHashMap<ChannelId, ChanIdx>,
-    pub(crate) balances: FxHashMap<u64, Balance>,
-    pub(crate) reservations: FxHashMap<Key, Reservation>,
-    pub(crate) live_reservations: usize,
-    /// (deadline ms, object seq) -> what expires then. Holds and pickups.
-    pub(crate) deadlines: crate::deadlines::Deadlines,
-    pub(crate) orders: FxHashMap<Key, Order>,
-    pub(crate) open_orders: usize,
-    pub(crate) rmas: FxHashMap<RmaId, Rma>,
-    pub(crate) transfers: FxHashMap<TransferId, Transfer>,
-    pub(crate) open_transfers: usize,
-    /// Finished objects in the order they finished (time is monotonic, so also by time).
-    pub(crate) retired: VecDeque<(u64, Retired)>,
-    pub(crate) dedup: FxHashMap<u128, Remembered>,
-    /// Remembered request ids in arrival order, with their batch time.
-    pub(crate) dedup_order: VecDeque<(u64, u128)>,
-    pub(crate) feed: VecDeque<EventRecord>,
-    pub(crate) feed_next_seq: u64,
-    /// Next object sequence number (reservations and orders), for deterministic tie-breaks.
-    pub(crate) next_seq: u64,
+    /// Everything a snapshot holds.
+    pub(crate) state: State,
+    /// Derived from `state`; rebuilt on restore.
+    pub(crate) ix: Indexes,
     /// Request being applied (0 between requests), stamped on change events.
     pub(crate) current_request: u128,
 }
@@ -280,6 +86,10 @@ impl Default for Ledger {
         Ledger::new(Config::default())
     }
 }
+
+/// Up to this many balances, a SKU's balance list grows one entry at a time (see
+/// `Ledger::bal_or_create`).
+const BALANCE_LIST_EXACT_MAX: usize = 32;
 
 /// Shorthand: reject with `invalid` for `reason`.
 pub(crate) fn invalid<T>(reason: InvalidReason) -> Result<T, Rejection> {
@@ -341,31 +151,8 @@ impl Ledger {
                 .clamp(1, limits::RETIRED_ENTRIES_DEFAULT),
         };
         let mut ledger = Ledger {
-            config,
-            now_ms: 0,
-            applied_index: 0,
-            skus: Vec::new(),
-            sku_index: FxHashMap::default(),
-            locations: Vec::new(),
-            location_index: FxHashMap::default(),
-            groups: BTreeMap::new(),
-            channels: Vec::new(),
-            channel_index: FxHashMap::default(),
-            balances: FxHashMap::default(),
-            reservations: FxHashMap::default(),
-            live_reservations: 0,
-            deadlines: Default::default(),
-            orders: FxHashMap::default(),
-            open_orders: 0,
-            rmas: FxHashMap::default(),
-            transfers: FxHashMap::default(),
-            open_transfers: 0,
-            retired: VecDeque::new(),
-            dedup: FxHashMap::default(),
-            dedup_order: VecDeque::new(),
-            feed: VecDeque::new(),
-            feed_next_seq: 1,
-            next_seq: 1,
+            state: State::new(config),
+            ix: Indexes::default(),
             current_request: 0,
         };
         // `pos` is channel 0: the channel whose ATS ignores safety stock.
@@ -376,24 +163,24 @@ impl Ledger {
 
     /// The retention settings.
     pub fn config(&self) -> Config {
-        self.config
+        self.state.config
     }
 
     /// `now + duration_ms` for a duration already checked against its maximum: cannot overflow
     /// because `now` is at most [`limits::TIMESTAMP_MS_MAX`].
     pub(crate) fn deadline(&self, duration_ms: u64) -> u64 {
         debug_assert!(duration_ms <= limits::PICKUP_DEADLINE_MS_MAX);
-        self.now_ms + duration_ms
+        self.state.now_ms + duration_ms
     }
 
     /// Timestamp of the last applied batch, ms since the epoch.
     pub fn now_ms(&self) -> u64 {
-        self.now_ms
+        self.state.now_ms
     }
 
     /// Log index of the last applied batch.
     pub fn applied_index(&self) -> u64 {
-        self.applied_index
+        self.state.applied_index
     }
 
     /// The earliest hold expiry or pickup deadline that may still be pending, ms since the
@@ -401,7 +188,7 @@ impl Ledger {
     /// empty) once its clock passes it, so deadlines fire on time even when no client writes
     /// (the change feed then shows them at the right time).
     pub fn next_deadline_ms(&self) -> Option<u64> {
-        self.deadlines.first_time()
+        self.ix.deadlines.first_time()
     }
 
     /// Applies one batch of requests and returns one outcome per request, in order.
@@ -413,17 +200,19 @@ impl Ledger {
     /// and every request is rejected `invalid`.
     pub fn apply(&mut self, header: BatchHeader, requests: &[Request]) -> Vec<Outcome> {
         assert!(
-            header.log_index > self.applied_index,
+            header.log_index > self.state.applied_index,
             "log index {} after {}",
             header.log_index,
-            self.applied_index
+            self.state.applied_index
         );
-        self.applied_index = header.log_index;
-        self.now_ms = self
+        self.state.applied_index = header.log_index;
+        self.state.now_ms = self
+            .state
             .now_ms
             .max(header.timestamp_ms.min(limits::TIMESTAMP_MS_MAX));
         self.expire_deadlines();
-        self.prune_retention();
+        self.advance_retention();
+        self.clean_up(limits::CLEANUP_STEPS_PER_BATCH);
         if requests.len() > limits::BATCH_REQUESTS_MAX {
             let rejection = Rejection::limit("BATCH_REQUESTS_MAX");
             return requests.iter().map(|_| Err(rejection.clone())).collect();
@@ -439,33 +228,48 @@ impl Ledger {
         if id == 0 {
             return invalid(InvalidReason::ZeroRequestId);
         }
-        if let Some(remembered) = self.dedup.get(&id) {
-            return self.expand(remembered);
+        let hash = hash_u128(id);
+        if let Some(pos) = self.remembered_at(hash, id) {
+            return self.expand(&self.state.dedup.get(pos).reply);
         }
         self.current_request = id;
         let remembered = self.execute(&request.command);
         self.current_request = 0;
         let outcome = self.expand(&remembered);
-        self.remember(id, remembered);
+        self.remember(hash, id, remembered);
         outcome
+    }
+
+    /// The live dedup position of request `id` (hashed `hash`), if it is remembered.
+    fn remembered_at(&self, hash: u32, id: u128) -> Option<u64> {
+        let dedup = &self.state.dedup;
+        self.ix
+            .dedup
+            .find(hash, |low| {
+                dedup.get(dedup.full_position(low)).request_id == id
+            })
+            .map(|low| dedup.full_position(low))
+            .filter(|&pos| dedup.is_live(pos))
     }
 
     /// The outcome a remembered result stands for (the same value every time).
     fn expand(&self, remembered: &Remembered) -> Outcome {
         match remembered {
-            Remembered::Outcome(outcome) => outcome.clone(),
+            Remembered::Done => Ok(Reply::Done),
+            Remembered::Balance(balance) => Ok(Reply::Balance(*balance)),
+            Remembered::Other(outcome) => (**outcome).clone(),
             Remembered::Reserved {
                 expires_at_ms,
-                held,
+                lines,
             } => Ok(Reply::Reserved {
                 expires_at_ms: *expires_at_ms,
-                allocations: self.allocations(held),
+                allocations: self.allocations(lines),
             }),
             Remembered::OrderPlaced {
                 pickup_deadline_ms,
-                held,
+                lines,
             } => Ok(Reply::OrderPlaced {
-                allocations: self.allocations(held),
+                allocations: self.allocations(lines),
                 pickup_deadline_ms: *pickup_deadline_ms,
             }),
         }
@@ -481,7 +285,7 @@ impl Ledger {
             } => {
                 return self
                     .reserve(reservation, channel, lines, *ttl_ms)
-                    .unwrap_or_else(|r| Remembered::Outcome(Err(r)));
+                    .unwrap_or_else(|r| Remembered::Other(Box::new(Err(r))));
             }
             Command::PlaceOrder {
                 order,
@@ -490,13 +294,16 @@ impl Ledger {
             } => {
                 return self
                     .place_order(order, source, *fulfilment)
-                    .unwrap_or_else(|r| Remembered::Outcome(Err(r)));
+                    .unwrap_or_else(|r| Remembered::Other(Box::new(Err(r))));
             }
             other => other,
         };
-        Remembered::Outcome(self.execute_other(outcome))
+        match self.execute_other(outcome) {
+            Ok(Reply::Done) => Remembered::Done,
+            Ok(Reply::Balance(balance)) => Remembered::Balance(balance),
+            outcome => Remembered::Other(Box::new(outcome)),
+        }
     }
-
     fn execute_other(&mut self, command: &Command) -> Outcome {
         match command {
             Command::DefineLocation(def) => self.define_location(def),
@@ -568,93 +375,131 @@ impl Ledger {
 
     // ---- dedup and retention ----
 
-    fn remember(&mut self, id: u128, remembered: Remembered) {
-        while self.dedup_order.len() >= self.config.dedup_entries {
-            self.forget_oldest_request();
+    fn remember(&mut self, hash: u32, id: u128, reply: Remembered) {
+        let dedup = &mut self.state.dedup;
+        if dedup.len() >= self.state.config.dedup_entries as u64 {
+            dedup.advance_head(dedup.head() + 1);
         }
-        let previous = self.dedup.insert(id, remembered);
-        assert!(previous.is_none(), "request id remembered twice");
-        self.dedup_order.push_back((self.now_ms, id));
+        let pos = dedup.push(DedupEntry {
+            request_id: id,
+            at_ms: self.state.now_ms,
+            reply,
+        });
+        let dedup = &self.state.dedup;
+        // A forgotten entry of the same id may still be indexed (awaiting clean-up): reuse it.
+        self.ix.dedup.set(hash, pos as u32, |low| {
+            dedup.get(dedup.full_position(low)).request_id == id
+        });
     }
 
-    fn forget_oldest_request(&mut self) {
-        if let Some((_, id)) = self.dedup_order.pop_front() {
-            let removed = self.dedup.remove(&id);
-            assert!(removed.is_some(), "dedup order and table out of step");
+    /// Moves the heads of the dedup log and of the retirement queue past the entries that
+    /// retention drops at the new time (binary searches: both are in time order).
+    fn advance_retention(&mut self) {
+        let state = &mut self.state;
+        let horizon = state.now_ms.saturating_sub(state.config.dedup_window_ms);
+        let head = state.dedup.live_partition_point(|e| e.at_ms < horizon);
+        state.dedup.advance_head(head);
+        let horizon = state.now_ms.saturating_sub(state.config.retired_ms);
+        let head = state.retired.live_partition_point(|e| e.at_ms < horizon);
+        state.retired.advance_head(head);
+    }
+
+    /// Cleans up at most `steps` dropped entries of the dedup log and of the retirement queue:
+    /// their index entries go and the dropped objects' slots are freed. Steps per batch exceed
+    /// what one batch can add, so the backlog of a burst drains within a few batches.
+    fn clean_up(&mut self, steps: usize) {
+        let dedup = &mut self.state.dedup;
+        let (from, to) = (
+            dedup.clean(),
+            dedup.head().min(dedup.clean() + steps as u64),
+        );
+        for pos in from..to {
+            let id = dedup.get(pos).request_id;
+            self.ix.dedup.remove(hash_u128(id), pos as u32);
+        }
+        dedup.cleaned_to(to);
+        let retired = &self.state.retired;
+        let (from, to) = (
+            retired.clean(),
+            retired.head().min(retired.clean() + steps as u64),
+        );
+        for pos in from..to {
+            let what = self.state.retired.get(pos).what;
+            self.drop_retired(what);
+        }
+        self.state.retired.cleaned_to(to);
+    }
+
+    /// Frees the slot of a retired object whose retention ended, and its index entry.
+    fn drop_retired(&mut self, what: Retired) {
+        let (state, ix) = (&mut self.state, &mut self.ix);
+        match what {
+            Retired::Reservation(slot) => {
+                let r = state.reservations.remove(slot);
+                assert!(
+                    r.state != ReservationState::Active,
+                    "retired hold is active"
+                );
+                unindex_record(&mut ix.reservation, r.id.as_str(), slot);
+            }
+            Retired::Order(slot) => {
+                let o = state.orders.remove(slot);
+                assert!(o.unfulfilled() == 0, "retired order is open");
+                unindex_record(&mut ix.order, o.id.as_str(), slot);
+            }
+            Retired::Rma(slot) => {
+                let rma = state.rmas.remove(slot);
+                unindex_record(&mut ix.rma, rma.id.as_str(), slot);
+            }
+            Retired::Transfer(slot) => {
+                let t = state.transfers.remove(slot);
+                assert!(
+                    t.state == TransferState::Received,
+                    "retired transfer in transit"
+                );
+                unindex_record(&mut ix.transfer, t.id.as_str(), slot);
+            }
         }
     }
 
-    fn prune_retention(&mut self) {
-        let dedup_horizon = self.now_ms.saturating_sub(self.config.dedup_window_ms);
-        while self
-            .dedup_order
-            .front()
-            .is_some_and(|(at, _)| *at < dedup_horizon)
-        {
-            self.forget_oldest_request();
+    /// Queues a finished object for removal after the retention period; returns its position
+    /// in the queue (the object keeps it: behind the head it is gone).
+    pub(crate) fn retire(&mut self, what: Retired) -> u64 {
+        let retired = &mut self.state.retired;
+        let pos = retired.push(RetiredEntry {
+            at_ms: self.state.now_ms,
+            what,
+        });
+        if retired.len() > self.state.config.retired_entries as u64 {
+            retired.advance_head(retired.head() + 1);
         }
-        let retired_horizon = self.now_ms.saturating_sub(self.config.retired_ms);
-        while self
-            .retired
-            .front()
-            .is_some_and(|(at, _)| *at < retired_horizon)
-            || self.retired.len() > self.config.retired_entries
-        {
-            self.drop_oldest_retired();
-        }
-    }
-
-    fn drop_oldest_retired(&mut self) {
-        let Some((_, retired)) = self.retired.pop_front() else {
-            return;
-        };
-        match retired {
-            Retired::Reservation(id) => {
-                let r = self.reservations.remove(&*id);
-                assert!(r.is_some_and(|r| r.state != ReservationState::Active));
-            }
-            Retired::Order(id) => {
-                let o = self.orders.remove(&*id);
-                assert!(o.is_some_and(|o| o.unfulfilled() == 0));
-            }
-            Retired::Rma(id) => {
-                assert!(self.rmas.remove(&id).is_some());
-            }
-            Retired::Transfer(id) => {
-                let t = self.transfers.remove(&id);
-                assert!(t.is_some_and(|t| t.state == TransferState::Received));
-            }
-        }
-    }
-
-    /// Queues a finished object for removal after the retention period.
-    pub(crate) fn retire(&mut self, retired: Retired) {
-        self.retired.push_back((self.now_ms, retired));
-        if self.retired.len() > self.config.retired_entries {
-            self.drop_oldest_retired();
-        }
+        pos
     }
 
     // ---- interning and lookups ----
 
     pub(crate) fn intern_channel(&mut self, channel: &ChannelId) -> Option<ChanIdx> {
-        if let Some(idx) = self.channel_index.get(channel) {
+        if let Some(idx) = self.ix.channel.get(channel) {
             return Some(*idx);
         }
-        if self.channels.len() >= limits::CHANNELS_MAX {
+        if self.state.channels.len() >= limits::CHANNELS_MAX {
             return None;
         }
-        let idx = self.channels.len() as ChanIdx;
-        self.channels.push(channel.clone());
-        self.channel_index.insert(channel.clone(), idx);
+        let idx = self.state.channels.len() as ChanIdx;
+        Arc::make_mut(&mut self.state.channels).push(channel.clone());
+        self.ix.channel.insert(channel.clone(), idx);
         Some(idx)
     }
 
     /// Resolves a channel for a check: its index if known (an unknown channel is allowed only
     /// at locations that allow every channel), or an error if it is malformed.
     pub(crate) fn lookup_channel(&self, channel: &ChannelId) -> Result<Option<ChanIdx>, Rejection> {
+        if let Some(idx) = self.ix.channel.get(channel) {
+            // Only well-formed ids are ever interned.
+            return Ok(Some(*idx));
+        }
         check_id(channel.as_str(), "channel")?;
-        Ok(self.channel_index.get(channel).copied())
+        Ok(None)
     }
 
     /// Interns a channel that was checked by [`Ledger::lookup_channel`] and [`Ledger::channel_room`].
@@ -678,7 +523,7 @@ impl Ledger {
 
     /// Whether a new channel can still be interned (if `known` is `None`).
     pub(crate) fn channel_room(&self, known: Option<ChanIdx>) -> Result<(), Rejection> {
-        if known.is_none() && self.channels.len() >= limits::CHANNELS_MAX {
+        if known.is_none() && self.state.channels.len() >= limits::CHANNELS_MAX {
             return Err(Rejection::limit("CHANNELS_MAX"));
         }
         Ok(())
@@ -688,92 +533,149 @@ impl Ledger {
         channel == Some(0)
     }
 
+    /// The location entry of `loc`.
+    pub(crate) fn loc(&self, loc: LocIdx) -> &LocationEntry {
+        self.state.locations.get(u64::from(loc))
+    }
+
+    /// The SKU entry of `sku`.
+    pub(crate) fn sku(&self, sku: SkuIdx) -> &SkuEntry {
+        self.state.skus.get(u64::from(sku))
+    }
+
     /// Whether `channel` may sell from location `loc`.
     pub(crate) fn channel_allowed(&self, loc: LocIdx, channel: Option<ChanIdx>) -> bool {
-        match &self.locations[loc as usize].channels {
+        match &self.loc(loc).channels {
             None => true,
             Some(allowed) => channel.is_some_and(|c| allowed.binary_search(&c).is_ok()),
         }
     }
 
     pub(crate) fn location(&self, id: &crate::ids::LocationId) -> Result<LocIdx, Rejection> {
+        if let Some(idx) = self.ix.location.get(id) {
+            return Ok(*idx);
+        }
         check_id(id.as_str(), "location")?;
-        self.location_index
-            .get(id)
-            .copied()
-            .ok_or_else(|| Rejection::NotFound {
-                kind: crate::outcome::ObjectKind::Location,
-                id: id.0.clone(),
-            })
+        Err(Rejection::NotFound {
+            kind: crate::outcome::ObjectKind::Location,
+            id: id.0.clone(),
+        })
     }
 
     /// Resolves a SKU for a check: its index if known.
     pub(crate) fn lookup_sku(&self, sku: &SkuId) -> Result<Option<SkuIdx>, Rejection> {
+        let skus = &self.state.skus;
+        let found = self.ix.sku.find(hash_str(sku.as_str()), |s| {
+            skus.get(u64::from(s)).id.is(sku.as_str())
+        });
+        if let Some(idx) = found {
+            // Only well-formed ids are ever interned.
+            return Ok(Some(idx));
+        }
         check_id(sku.as_str(), "sku")?;
-        Ok(self.sku_index.get(sku).copied())
+        Ok(None)
     }
 
     /// Whether an unknown SKU could still be created.
     pub(crate) fn sku_room(&self, known: Option<SkuIdx>) -> Result<(), Rejection> {
-        if known.is_none() && self.skus.len() >= limits::SKUS_MAX {
+        if known.is_none() && self.state.skus.end() >= limits::SKUS_MAX as u64 {
             return Err(Rejection::limit("SKUS_MAX"));
         }
         Ok(())
     }
 
+    /// Creates a SKU entry (its room was checked) and indexes it.
+    pub(crate) fn push_sku(&mut self, sku: &SkuId, scale: u8) -> SkuIdx {
+        assert!(
+            self.state.skus.end() < limits::SKUS_MAX as u64,
+            "SKU room was checked"
+        );
+        let idx = self.state.skus.push(SkuEntry {
+            id: crate::state::IdBuf::new(sku.as_str()),
+            scale,
+            balances: Vec::new(),
+        }) as SkuIdx;
+        self.ix.sku.set(hash_str(sku.as_str()), idx, |_| false);
+        idx
+    }
+
     /// Interns a SKU (implicitly, scale 0) after its room was checked.
     pub(crate) fn intern_sku(&mut self, sku: &SkuId) -> SkuIdx {
-        if let Some(idx) = self.sku_index.get(sku) {
-            return *idx;
+        match self.lookup_sku(sku) {
+            Ok(Some(idx)) => idx,
+            _ => self.push_sku(sku, 0),
         }
-        assert!(self.skus.len() < limits::SKUS_MAX, "SKU room was checked");
-        let idx = self.skus.len() as SkuIdx;
-        self.skus.push(SkuEntry {
-            id: sku.clone(),
-            scale: 0,
-            locations: Vec::new(),
-        });
-        self.sku_index.insert(sku.clone(), idx);
-        idx
+    }
+
+    /// The balance handle of (sku, loc), if that balance exists.
+    pub(crate) fn bal_of(&self, sku: SkuIdx, loc: LocIdx) -> Option<BalIdx> {
+        self.sku(sku).balance_at(loc)
     }
 
     /// The balance of (sku, loc), zero if none.
     pub(crate) fn balance(&self, sku: SkuIdx, loc: LocIdx) -> Balance {
-        self.balances
-            .get(&key(sku, loc))
-            .copied()
+        self.bal_of(sku, loc)
+            .map(|b| self.bal(b))
             .unwrap_or_default()
+    }
+
+    /// The balance with handle `bal`.
+    pub(crate) fn bal(&self, bal: BalIdx) -> Balance {
+        *self.state.balances.get(u64::from(bal))
     }
 
     /// Whether a balance for (sku, loc) exists or could be created.
     pub(crate) fn balance_room(&self, sku: Option<SkuIdx>, loc: LocIdx) -> Result<(), Rejection> {
-        let exists = sku.is_some_and(|s| self.balances.contains_key(&key(s, loc)));
-        if !exists && self.balances.len() >= limits::BALANCES_MAX {
+        let exists = sku.is_some_and(|s| self.bal_of(s, loc).is_some());
+        if !exists && self.state.balances.end() >= limits::BALANCES_MAX as u64 {
             return Err(Rejection::limit("BALANCES_MAX"));
         }
         Ok(())
     }
 
+    /// The handle of (sku, loc), creating a zero balance if needed (its room was checked).
+    fn bal_or_create(&mut self, sku: SkuIdx, loc: LocIdx) -> BalIdx {
+        if let Some(bal) = self.bal_of(sku, loc) {
+            return bal;
+        }
+        assert!(
+            self.state.balances.end() < limits::BALANCES_MAX as u64,
+            "balance room was checked"
+        );
+        let bal = self.state.balances.push(Balance::default()) as BalIdx;
+        let entry = self.state.skus.get_mut(u64::from(sku));
+        let at = entry.balances.partition_point(|(l, _)| *l < loc);
+        // Most SKUs have a handful of balances, created once: grow their list exactly (a
+        // doubling list would carry up to half its size unused, in every SKU) until it is long
+        // enough for doubling to pay.
+        if entry.balances.len() < BALANCE_LIST_EXACT_MAX {
+            entry.balances.reserve_exact(1);
+        }
+        entry.balances.insert(at, (loc, bal));
+        bal
+    }
+
     /// Replaces the balance of (sku, loc), creating it if needed, and records the change in
     /// the feed with `cause`; a remaining shortfall adds a `Shortage` event.
     pub(crate) fn put_balance(&mut self, sku: SkuIdx, loc: LocIdx, balance: Balance, cause: Cause) {
+        let bal = self.bal_or_create(sku, loc);
+        self.put_bal(sku, loc, bal, balance, cause);
+    }
+
+    /// Replaces balance `bal` (of `sku` at `loc`) and records the change (see
+    /// [`Ledger::put_balance`]).
+    pub(crate) fn put_bal(
+        &mut self,
+        sku: SkuIdx,
+        loc: LocIdx,
+        bal: BalIdx,
+        balance: Balance,
+        cause: Cause,
+    ) {
         balance.check();
+        *self.state.balances.get_mut(u64::from(bal)) = balance;
         let k = key(sku, loc);
-        match self.balances.get_mut(&k) {
-            Some(slot) => *slot = balance,
-            None => {
-                assert!(
-                    self.balances.len() < limits::BALANCES_MAX,
-                    "balance room was checked"
-                );
-                self.balances.insert(k, balance);
-                let locations = &mut self.skus[sku as usize].locations;
-                if let Err(pos) = locations.binary_search(&loc) {
-                    locations.insert(pos, loc);
-                }
-            }
-        }
-        self.emit(cause, k, balance);
+        self.push_event(cause, k, balance, 0);
         let shortfall = balance.shortfall();
         if shortfall > 0
             && matches!(
@@ -781,54 +683,115 @@ impl Ledger {
                 Cause::SetOnHand | Cause::Adjust | Cause::MarkUnavailable
             )
         {
-            self.emit_shortage(k, balance, shortfall);
+            self.push_event(Cause::Shortage, k, balance, shortfall);
         }
-    }
-
-    fn emit(&mut self, cause: Cause, key: u64, balance: Balance) {
-        self.push_event(cause, key, balance, 0);
-    }
-
-    fn emit_shortage(&mut self, key: u64, balance: Balance, shortfall: i64) {
-        self.push_event(Cause::Shortage, key, balance, shortfall);
     }
 
     fn push_event(&mut self, cause: Cause, key: u64, balance: Balance, shortfall: i64) {
-        if self.feed.len() >= self.config.feed_events {
-            self.feed.pop_front();
-        }
-        self.feed.push_back(EventRecord {
-            seq: self.feed_next_seq,
-            log_index: self.applied_index,
-            timestamp_ms: self.now_ms,
+        let feed = &mut self.state.feed;
+        feed.push(EventRecord {
+            log_index: self.state.applied_index,
+            timestamp_ms: self.state.now_ms,
             request_id: self.current_request,
             cause,
             key,
             balance,
             shortfall,
         });
-        self.feed_next_seq += 1;
+        if feed.len() > self.state.config.feed_events as u64 {
+            // Nothing indexes the feed: the dropped event is cleaned up at once.
+            feed.advance_head(feed.head() + 1);
+            feed.cleaned_to(feed.head());
+        }
     }
 
-    /// Adds `delta_reserved` and `delta_allocated` to a balance that must exist (holds and
-    /// allocations only exist on existing balances) and records the change.
-    pub(crate) fn shift(
-        &mut self,
-        sku: SkuIdx,
-        loc: LocIdx,
-        reserved: i64,
-        allocated: i64,
-        cause: Cause,
-    ) {
-        let mut b = self.balance(sku, loc);
+    /// Adds `reserved` and `allocated` to the balance of a held line (holds and allocations
+    /// only exist on existing balances) and records the change.
+    pub(crate) fn shift(&mut self, h: &Held, reserved: i64, allocated: i64, cause: Cause) {
+        let mut b = self.bal(h.bal);
         b.reserved += reserved;
         b.allocated += allocated;
-        self.put_balance(sku, loc, b, cause);
+        self.put_bal(h.sku, h.loc, h.bal, b, cause);
     }
 
     pub(crate) fn next_seq(&mut self) -> u64 {
-        let seq = self.next_seq;
-        self.next_seq += 1;
+        let seq = self.state.next_seq;
+        self.state.next_seq += 1;
         seq
     }
+
+    // ---- objects by id ----
+
+    /// The slot of the retained reservation `id`.
+    pub(crate) fn reservation_slot(&self, id: &str) -> Option<ObjIdx> {
+        find_record(
+            &self.ix.reservation,
+            &self.state.reservations,
+            &self.state,
+            id,
+            hash_str(id),
+        )
+    }
+
+    /// The slot of the retained order `id`.
+    pub(crate) fn order_slot(&self, id: &str) -> Option<ObjIdx> {
+        find_record(
+            &self.ix.order,
+            &self.state.orders,
+            &self.state,
+            id,
+            hash_str(id),
+        )
+    }
+
+    /// The slot of the retained RMA `id`.
+    pub(crate) fn rma_slot(&self, id: &str) -> Option<ObjIdx> {
+        find_record(
+            &self.ix.rma,
+            &self.state.rmas,
+            &self.state,
+            id,
+            hash_str(id),
+        )
+    }
+
+    /// The slot of the retained transfer `id`.
+    pub(crate) fn transfer_slot(&self, id: &str) -> Option<ObjIdx> {
+        find_record(
+            &self.ix.transfer,
+            &self.state.transfers,
+            &self.state,
+            id,
+            hash_str(id),
+        )
+    }
+
+    /// The reservation in `slot` (in use).
+    pub(crate) fn res(&self, slot: ObjIdx) -> &crate::state::Reservation {
+        self.state
+            .reservations
+            .get(slot)
+            .expect("reservation slot in use")
+    }
+
+    /// The order in `slot` (in use).
+    pub(crate) fn ord(&self, slot: ObjIdx) -> &crate::state::Order {
+        self.state.orders.get(slot).expect("order slot in use")
+    }
+
+    /// The order in `slot` (in use), for writing.
+    pub(crate) fn ord_mut(&mut self, slot: ObjIdx) -> &mut crate::state::Order {
+        self.state.orders.get_mut(slot).expect("order slot in use")
+    }
+}
+
+/// Lines of a reply to remember, from held lines.
+pub(crate) fn rep_lines(held: &[Held]) -> RepLines {
+    held.iter()
+        .map(|h| RepLine {
+            line: h.line,
+            loc: h.loc,
+            qty: h.qty,
+        })
+        .collect()
 }

@@ -18,20 +18,26 @@
 //!    timestamp) and up to [`limits::BATCH_REQUESTS_MAX`] requests: one outcome each.
 //! 2. [`Ledger::query`] at any time with the reader's clock: deadlines that passed since the
 //!    last batch are already taken into account.
-//! 3. [`Ledger::snapshot`] / [`Ledger::restore`]: byte-identical on every replica.
+//! 3. [`Ledger::snapshot`] / [`Ledger::restore`]: byte-identical on every replica;
+//!    [`Ledger::freeze`] takes a [`Frozen`] view whose `encode()` gives the same bytes on
+//!    another thread while batches go on.
 
 pub mod balance;
 pub mod command;
 mod deadlines;
+mod fifo;
 mod holds;
 pub mod ids;
 mod ledger;
 pub mod limits;
 mod orders;
 pub mod outcome;
+mod pages;
 pub mod query;
 mod returns;
+mod slab;
 mod snapshot;
+mod state;
 mod stock;
 pub mod units;
 mod view;
@@ -50,4 +56,4 @@ pub use outcome::{
     code_of, Allocation, Code, InvalidReason, ObjectKind, Outcome, Rejection, Reply,
 };
 pub use query::{Answer, Query};
-pub use snapshot::{SnapshotError, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
+pub use snapshot::{Frozen, SnapshotError, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};

@@ -95,6 +95,12 @@ pub const RETIRED_MS_DEFAULT: u64 = 90 * 24 * 3_600_000;
 /// At most this many finished objects of each kind are retained; the oldest go first.
 pub const RETIRED_ENTRIES_DEFAULT: usize = 10_000_000;
 
+/// Dropped entries cleaned up per batch, for each of the dedup log and the retirement queue
+/// (index entries removed, slots freed). Retention moves a log's head in O(log n); the
+/// clean-up behind it is spread over batches so that no batch pays for a burst (SPEC section 4,
+/// "No stalls"). Above what one batch can add, so a backlog always drains.
+pub const CLEANUP_STEPS_PER_BATCH: usize = 4 * BATCH_REQUESTS_MAX;
+
 // Relations between limits, checked at compile time.
 const _: () = assert!(
     QTY_MAX as i128 * 8 < i64::MAX as i128,
@@ -110,3 +116,4 @@ const _: () = assert!(TIMESTAMP_MS_MAX
     .is_some());
 const _: () = assert!(PICKUP_DEADLINE_MS_MAX >= TTL_MS_MAX);
 const _: () = assert!(LINES_PER_REQUEST_MAX <= u16::MAX as usize);
+const _: () = assert!(CLEANUP_STEPS_PER_BATCH > 2 * BATCH_REQUESTS_MAX);

@@ -5,12 +5,13 @@ use crate::command::{Fulfilment, LocatedLine, OrderSource};
 use crate::holds::{check_duration, check_line_count, SourcingRules};
 use crate::ids::{LocationId, OrderId, SkuId};
 use crate::ledger::{
-    check_id, check_positive, invalid, ChanIdx, Deadline, Held, Key, Ledger, LocIdx, Order,
-    OrderLine, Remembered, Retired, SkuIdx,
+    check_id, check_positive, find_record, hash_str, index_record, invalid, rep_lines, ChanIdx,
+    Deadline, Held, Ledger, LocIdx, ObjIdx, Remembered, Retired, SkuIdx,
 };
 use crate::limits;
 use crate::outcome::{InvalidReason, ObjectKind, Outcome, Rejection, Reply};
 use crate::query::{Cause, ReservationState};
+use crate::state::{IdBuf, Order, OrderLine};
 
 /// A fulfil or cancel request resolved and summed per (SKU, location).
 struct Resolved<'a> {
@@ -36,21 +37,24 @@ impl Ledger {
                 Some(self.deadline(deadline_ms))
             }
         };
-        if self.orders.contains_key(id.as_str()) {
+        let hash = hash_str(id.as_str());
+        let (state, ix) = (&self.state, &self.ix);
+        if find_record(&ix.order, &state.orders, state, id.as_str(), hash).is_some() {
             return Err(Rejection::AlreadyExists {
                 kind: ObjectKind::Order,
                 id: id.0.clone(),
             });
         }
-        if self.open_orders >= limits::ORDERS_OPEN_MAX {
+        if self.ix.open_orders >= limits::ORDERS_OPEN_MAX {
             return Err(Rejection::limit("ORDERS_OPEN_MAX"));
         }
         let (channel, held) = match source {
             OrderSource::Reservation(reservation) => {
-                let r = self.active_reservation(reservation)?;
+                let slot = self.active_reservation(reservation)?;
+                let r = self.res(slot);
                 if pickup.is_some() {
                     for h in &r.held {
-                        let def = &self.locations[h.loc as usize].def;
+                        let def = &self.loc(h.loc).def;
                         if !def.pickup {
                             return invalid(InvalidReason::PickupNotOffered {
                                 location: def.location.clone(),
@@ -59,12 +63,7 @@ impl Ledger {
                     }
                 }
                 let (channel, held) = (r.channel, r.held.clone());
-                self.end_hold(
-                    reservation.as_str(),
-                    ReservationState::Placed,
-                    Cause::PlaceOrder,
-                    1,
-                );
+                self.end_hold(slot, ReservationState::Placed, Cause::PlaceOrder, 1);
                 (channel, held)
             }
             OrderSource::Lines { channel, lines } => {
@@ -77,26 +76,34 @@ impl Ledger {
                 let held = self.source(rules, lines)?;
                 let chan = self.intern_resolved_channel(channel, chan);
                 for h in &held {
-                    self.shift(h.sku, h.loc, 0, h.qty, Cause::PlaceOrder);
+                    self.shift(h, 0, h.qty, Cause::PlaceOrder);
                 }
                 (chan, held)
             }
         };
-        self.insert_order(id, channel, &held, pickup);
+        self.insert_order(id, hash, channel, &held, pickup);
         Ok(Remembered::OrderPlaced {
             pickup_deadline_ms: pickup,
-            held,
+            lines: rep_lines(&held),
         })
     }
 
-    fn insert_order(&mut self, id: &OrderId, channel: ChanIdx, held: &[Held], pickup: Option<u64>) {
-        let mut lines: Vec<OrderLine> = Vec::with_capacity(held.len());
+    fn insert_order(
+        &mut self,
+        id: &OrderId,
+        hash: u32,
+        channel: ChanIdx,
+        held: &[Held],
+        pickup: Option<u64>,
+    ) {
+        let mut lines: smallvec::SmallVec<[OrderLine; 2]> = smallvec::SmallVec::new();
         for h in held {
             match lines.iter_mut().find(|l| l.sku == h.sku && l.loc == h.loc) {
                 Some(line) => line.ordered += h.qty,
                 None => lines.push(OrderLine {
                     sku: h.sku,
                     loc: h.loc,
+                    bal: h.bal,
                     pickup: pickup.is_some(),
                     ordered: h.qty,
                     fulfilled: 0,
@@ -105,29 +112,31 @@ impl Ledger {
             }
         }
         let seq = self.next_seq();
-        let key = Key::from(id.as_str());
-        if let Some(deadline) = pickup {
-            self.deadlines
-                .insert(deadline, seq, Deadline::Pickup(key.clone()));
-        }
-        let order = Order {
+        let slot = self.state.orders.insert(Order {
+            id: IdBuf::new(id.as_str()),
             seq,
             channel,
-            created_at_ms: self.now_ms,
+            created_at_ms: self.state.now_ms,
             lines,
             returned: Vec::new(),
             pickup_deadline_ms: pickup,
             pickup_expired: false,
             ready: false,
-        };
-        self.orders.insert(key, order);
-        self.open_orders += 1;
+            retired_pos: None,
+        });
+        index_record(&mut self.ix.order, &self.state.orders, slot, hash);
+        if let Some(deadline) = pickup {
+            self.ix
+                .deadlines
+                .insert(deadline, seq, Deadline::Pickup(slot));
+        }
+        self.ix.open_orders += 1;
     }
 
-    pub(crate) fn order(&self, id: &OrderId) -> Result<&Order, Rejection> {
+    /// The slot of the retained order `id`.
+    pub(crate) fn order(&self, id: &OrderId) -> Result<ObjIdx, Rejection> {
         check_id(id.as_str(), "order")?;
-        self.orders
-            .get(id.as_str())
+        self.order_slot(id.as_str())
             .ok_or_else(|| Rejection::NotFound {
                 kind: ObjectKind::Order,
                 id: id.0.clone(),
@@ -158,23 +167,23 @@ impl Ledger {
 
     /// After a change to an order: if nothing is left unfulfilled, it stops being open, its
     /// pickup deadline is dropped and it is retired.
-    fn close_if_done(&mut self, id: &str, was_open: bool) {
-        let Some((key, order)) = self.orders.get_key_value(id) else {
-            unreachable!("close_if_done on a missing order")
-        };
+    fn close_if_done(&mut self, slot: ObjIdx, was_open: bool) {
+        let order = self.ord(slot);
         if !was_open || order.unfulfilled() > 0 {
             return;
         }
-        let key = key.clone();
         if let Some(deadline) = order.pickup_deadline_ms {
-            self.deadlines.remove(deadline, order.seq);
+            let seq = order.seq;
+            self.ix.deadlines.remove(deadline, seq);
         }
-        self.open_orders -= 1;
-        self.retire(Retired::Order(key));
+        self.ix.open_orders -= 1;
+        let pos = self.retire(Retired::Order(slot));
+        self.ord_mut(slot).retired_pos = Some(pos);
     }
 
     pub(crate) fn fulfil(&mut self, id: &OrderId, lines: &[LocatedLine]) -> Outcome {
-        let order = self.order(id)?;
+        let slot = self.order(id)?;
+        let order = self.ord(slot);
         let resolved = self.resolve_lines(lines)?;
         for r in &resolved {
             let unfulfilled = r
@@ -201,35 +210,43 @@ impl Ledger {
         let was_open = order.unfulfilled() > 0;
         for r in &resolved {
             let sku = r.sku_idx.expect("over_fulfil checked the line exists");
-            self.fulfil_units(id.as_str(), sku, r.loc, r.qty, Cause::Fulfil);
+            self.fulfil_units(slot, sku, r.loc, r.qty, Cause::Fulfil);
         }
-        self.close_if_done(id.as_str(), was_open);
+        self.close_if_done(slot, was_open);
         Ok(Reply::Done)
     }
 
     /// Moves `qty` of an order line from allocated to fulfilled, taking it out of on_hand.
-    fn fulfil_units(&mut self, id: &str, sku: SkuIdx, loc: LocIdx, qty: i64, cause: Cause) {
-        let order = self.orders.get_mut(id).expect("order exists");
-        let line = order.line_mut(sku, loc).expect("line exists");
+    fn fulfil_units(&mut self, slot: ObjIdx, sku: SkuIdx, loc: LocIdx, qty: i64, cause: Cause) {
+        let line = self.ord_mut(slot).line_mut(sku, loc).expect("line exists");
         assert!(qty <= line.unfulfilled());
         line.fulfilled += qty;
-        let mut b = self.balance(sku, loc);
+        let bal = line.bal;
+        let mut b = self.bal(bal);
         b.on_hand -= qty;
         b.allocated -= qty;
-        self.put_balance(sku, loc, b, cause);
+        self.put_bal(sku, loc, bal, b, cause);
     }
 
     /// Moves `qty` of an order line from allocated to cancelled.
-    fn cancel_units(&mut self, id: &str, sku: SkuIdx, loc: LocIdx, qty: i64, cause: Cause) {
-        let order = self.orders.get_mut(id).expect("order exists");
-        let line = order.line_mut(sku, loc).expect("line exists");
+    fn cancel_units(&mut self, slot: ObjIdx, sku: SkuIdx, loc: LocIdx, qty: i64, cause: Cause) {
+        let line = self.ord_mut(slot).line_mut(sku, loc).expect("line exists");
         assert!(qty <= line.unfulfilled());
         line.cancelled += qty;
-        self.shift(sku, loc, 0, -qty, cause);
+        let bal = line.bal;
+        let held = Held {
+            line: 0,
+            sku,
+            loc,
+            bal,
+            qty,
+        };
+        self.shift(&held, 0, -qty, cause);
     }
 
     pub(crate) fn cancel(&mut self, id: &OrderId, lines: Option<&[LocatedLine]>) -> Outcome {
-        let order = self.order(id)?;
+        let slot = self.order(id)?;
+        let order = self.ord(slot);
         let was_open = order.unfulfilled() > 0;
         let plan: Vec<(SkuIdx, LocIdx, i64)> = match lines {
             None => {
@@ -257,9 +274,9 @@ impl Ledger {
             }
         };
         for (sku, loc, qty) in plan.into_iter().filter(|p| p.2 > 0) {
-            self.cancel_units(id.as_str(), sku, loc, qty, Cause::Cancel);
+            self.cancel_units(slot, sku, loc, qty, Cause::Cancel);
         }
-        self.close_if_done(id.as_str(), was_open);
+        self.close_if_done(slot, was_open);
         Ok(Reply::Done)
     }
 
@@ -272,7 +289,8 @@ impl Ledger {
         qty: i64,
     ) -> Outcome {
         check_positive(qty)?;
-        let order = self.order(id)?;
+        let slot = self.order(id)?;
+        let order = self.ord(slot);
         let sku_idx = self.lookup_sku(sku)?;
         let from_loc = self.location(from)?;
         let to_loc = self.location(to)?;
@@ -292,10 +310,10 @@ impl Ledger {
         if !self.channel_allowed(to_loc, Some(order.channel)) {
             return Err(Rejection::ChannelNotAllowed {
                 location: to.clone(),
-                channel: self.channels[order.channel as usize].clone(),
+                channel: self.state.channels[order.channel as usize].clone(),
             });
         }
-        if pickup && !self.locations[to_loc as usize].def.pickup {
+        if pickup && !self.loc(to_loc).def.pickup {
             return invalid(InvalidReason::PickupNotOffered {
                 location: to.clone(),
             });
@@ -303,19 +321,19 @@ impl Ledger {
         if order.line(sku_idx, to_loc).is_none() && order.lines.len() >= limits::ORDER_LINES_MAX {
             return Err(Rejection::limit("ORDER_LINES_MAX"));
         }
-        let available = self
-            .balance(sku_idx, to_loc)
-            .ats(Ledger::is_pos(Some(order.channel)));
-        if qty > available {
+        let to_bal = self.bal_of(sku_idx, to_loc);
+        let available = to_bal.map_or(0, |b| self.bal(b).ats(Ledger::is_pos(Some(order.channel))));
+        let from_bal = line.bal;
+        let Some(to_bal) = to_bal.filter(|_| qty <= available) else {
             return Err(Rejection::InsufficientStock {
                 sku: sku.clone(),
                 at: to.0.clone(),
                 requested: qty,
                 available,
             });
-        }
+        };
         // Checks done: commit.
-        let order = self.orders.get_mut(id.as_str()).expect("order exists");
+        let order = self.ord_mut(slot);
         order
             .line_mut(sku_idx, from_loc)
             .expect("line exists")
@@ -325,20 +343,29 @@ impl Ledger {
             None => order.lines.push(OrderLine {
                 sku: sku_idx,
                 loc: to_loc,
+                bal: to_bal,
                 pickup,
                 ordered: qty,
                 fulfilled: 0,
                 cancelled: 0,
             }),
         }
-        self.shift(sku_idx, from_loc, 0, -qty, Cause::Reallocate);
-        self.shift(sku_idx, to_loc, 0, qty, Cause::Reallocate);
+        let moved = |loc, bal| Held {
+            line: 0,
+            sku: sku_idx,
+            loc,
+            bal,
+            qty,
+        };
+        self.shift(&moved(from_loc, from_bal), 0, -qty, Cause::Reallocate);
+        self.shift(&moved(to_loc, to_bal), 0, qty, Cause::Reallocate);
         Ok(Reply::Done)
     }
 
     /// The order `id` if it has pickup lines still to collect, or the rejection for its state.
-    fn pickup_order(&self, id: &OrderId) -> Result<&Order, Rejection> {
-        let order = self.order(id)?;
+    fn pickup_order(&self, id: &OrderId) -> Result<(ObjIdx, &Order), Rejection> {
+        let slot = self.order(id)?;
+        let order = self.ord(slot);
         if !order.lines.iter().any(|l| l.pickup) {
             return invalid(InvalidReason::NotAPickupOrder);
         }
@@ -365,26 +392,23 @@ impl Ledger {
                 .to_owned(),
             });
         }
-        Ok(order)
+        Ok((slot, order))
     }
 
     pub(crate) fn ready_for_pickup(&mut self, id: &OrderId) -> Outcome {
-        let order = self.pickup_order(id)?;
+        let (slot, order) = self.pickup_order(id)?;
         if order.ready {
             return Err(Rejection::InvalidState {
                 kind: ObjectKind::Order,
                 state: "ready_for_pickup".to_owned(),
             });
         }
-        self.orders
-            .get_mut(id.as_str())
-            .expect("order exists")
-            .ready = true;
+        self.ord_mut(slot).ready = true;
         Ok(Reply::Done)
     }
 
     pub(crate) fn picked_up(&mut self, id: &OrderId) -> Outcome {
-        let order = self.pickup_order(id)?;
+        let (slot, order) = self.pickup_order(id)?;
         let plan: Vec<(SkuIdx, LocIdx, i64)> = order
             .lines
             .iter()
@@ -395,26 +419,23 @@ impl Ledger {
             let sellable = self.balance(sku, loc).sellable();
             if qty > sellable {
                 return Err(Rejection::InsufficientStock {
-                    sku: self.skus[sku as usize].id.clone(),
-                    at: self.locations[loc as usize].def.location.0.clone(),
+                    sku: self.sku(sku).sku_id(),
+                    at: self.loc(loc).def.location.0.clone(),
                     requested: qty,
                     available: sellable,
                 });
             }
         }
         for (sku, loc, qty) in plan {
-            self.fulfil_units(id.as_str(), sku, loc, qty, Cause::Fulfil);
+            self.fulfil_units(slot, sku, loc, qty, Cause::Fulfil);
         }
-        self.close_if_done(id.as_str(), true);
+        self.close_if_done(slot, true);
         Ok(Reply::Done)
     }
 
     /// A pickup deadline passed: cancel every uncollected pickup line.
-    pub(crate) fn expire_pickup(&mut self, id: &str) {
-        let order = self
-            .orders
-            .get(id)
-            .expect("a pickup deadline belongs to a live order");
+    pub(crate) fn expire_pickup(&mut self, slot: ObjIdx) {
+        let order = self.ord(slot);
         let was_open = order.unfulfilled() > 0;
         assert!(was_open, "closed orders drop their deadline");
         let plan: Vec<(SkuIdx, LocIdx, i64)> = order
@@ -424,12 +445,9 @@ impl Ledger {
             .map(|l| (l.sku, l.loc, l.unfulfilled()))
             .collect();
         for (sku, loc, qty) in plan {
-            self.cancel_units(id, sku, loc, qty, Cause::PickupExpired);
+            self.cancel_units(slot, sku, loc, qty, Cause::PickupExpired);
         }
-        self.orders
-            .get_mut(id)
-            .expect("order exists")
-            .pickup_expired = true;
-        self.close_if_done(id, was_open);
+        self.ord_mut(slot).pickup_expired = true;
+        self.close_if_done(slot, was_open);
     }
 }

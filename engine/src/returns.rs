@@ -4,12 +4,13 @@ use crate::command::{Disposition, ReturnLine};
 use crate::holds::check_line_count;
 use crate::ids::{LocationId, OrderId, RmaId, SkuId, TransferId};
 use crate::ledger::{
-    check_field, check_id, check_non_negative, check_positive, invalid, Ledger, LocIdx, Retired,
-    Rma, RmaLine, SkuIdx, Transfer,
+    check_field, check_id, check_non_negative, check_positive, hash_str, index_record, invalid,
+    Ledger, LocIdx, Retired, SkuIdx,
 };
 use crate::limits;
 use crate::outcome::{InvalidReason, ObjectKind, Outcome, Rejection, Reply};
 use crate::query::{Cause, TransferState};
+use crate::state::{Rma, RmaLine, Transfer};
 
 impl Ledger {
     pub(crate) fn receive_return(
@@ -20,13 +21,14 @@ impl Ledger {
     ) -> Outcome {
         check_id(id.as_str(), "rma")?;
         check_line_count(lines.len())?;
-        if self.rmas.contains_key(id) {
+        if self.rma_slot(id.as_str()).is_some() {
             return Err(Rejection::AlreadyExists {
                 kind: ObjectKind::Rma,
                 id: id.0.clone(),
             });
         }
-        let order = self.order(order_id)?;
+        let order_slot = self.order(order_id)?;
+        let order = self.ord(order_slot);
         let mut resolved: Vec<RmaLine> = Vec::with_capacity(lines.len());
         // Per SKU: (sku, idx, asked).
         let mut per_sku: Vec<(&SkuId, Option<SkuIdx>, i64)> = Vec::new();
@@ -103,10 +105,7 @@ impl Ledger {
             }
             self.put_balance(line.sku, line.loc, b, Cause::Return);
         }
-        let order = self
-            .orders
-            .get_mut(order_id.as_str())
-            .expect("order exists");
+        let order = self.ord_mut(order_slot);
         for &(_, sku, asked) in &per_sku {
             let sku = sku.expect("resolved");
             match order.returned.iter_mut().find(|(s, _)| *s == sku) {
@@ -114,15 +113,23 @@ impl Ledger {
                 None => order.returned.push((sku, asked)),
             }
         }
-        self.rmas.insert(
-            id.clone(),
-            Rma {
-                order: order_id.clone(),
-                lines: resolved,
-                received_at_ms: self.now_ms,
-            },
+        let slot = self.state.rmas.insert(Rma {
+            id: id.clone(),
+            order: order_id.clone(),
+            lines: resolved,
+            received_at_ms: self.state.now_ms,
+            retired_pos: None,
+        });
+        index_record(
+            &mut self.ix.rma,
+            &self.state.rmas,
+            slot,
+            hash_str(id.as_str()),
         );
-        self.retire(Retired::Rma(id.clone()));
+        let pos = self.retire(Retired::Rma(slot));
+        if let Some(rma) = self.state.rmas.get_mut(slot) {
+            rma.retired_pos = Some(pos);
+        }
         Ok(Reply::Done)
     }
 
@@ -142,13 +149,13 @@ impl Ledger {
         if from_loc == to_loc {
             return invalid(InvalidReason::SameLocation);
         }
-        if self.transfers.contains_key(id) {
+        if self.transfer_slot(id.as_str()).is_some() {
             return Err(Rejection::AlreadyExists {
                 kind: ObjectKind::Transfer,
                 id: id.0.clone(),
             });
         }
-        if self.open_transfers >= limits::TRANSFERS_OPEN_MAX {
+        if self.ix.open_transfers >= limits::TRANSFERS_OPEN_MAX {
             return Err(Rejection::limit("TRANSFERS_OPEN_MAX"));
         }
         let source = sku_idx
@@ -171,20 +178,21 @@ impl Ledger {
         self.put_balance(sku_idx, from_loc, source, Cause::TransferShip);
         target.incoming += qty;
         self.put_balance(sku_idx, to_loc, target, Cause::TransferShip);
-        self.transfers.insert(
-            id.clone(),
-            Transfer {
-                sku: sku_idx,
-                from: from_loc,
-                to: to_loc,
-                qty,
-                state: TransferState::Shipped,
-                received: 0,
-                damaged: 0,
-                shipped_at_ms: self.now_ms,
-            },
-        );
-        self.open_transfers += 1;
+        let slot = self.state.transfers.insert(Transfer {
+            id: id.clone(),
+            sku: sku_idx,
+            from: from_loc,
+            to: to_loc,
+            qty,
+            state: TransferState::Shipped,
+            received: 0,
+            damaged: 0,
+            shipped_at_ms: self.state.now_ms,
+            retired_pos: None,
+        });
+        let hash = hash_str(id.as_str());
+        index_record(&mut self.ix.transfer, &self.state.transfers, slot, hash);
+        self.ix.open_transfers += 1;
         Ok(Reply::Done)
     }
 
@@ -197,10 +205,17 @@ impl Ledger {
         check_id(id.as_str(), "transfer")?;
         check_non_negative(received)?;
         check_non_negative(damaged)?;
-        let t = self.transfers.get(id).ok_or_else(|| Rejection::NotFound {
-            kind: ObjectKind::Transfer,
-            id: id.0.clone(),
-        })?;
+        let slot = self
+            .transfer_slot(id.as_str())
+            .ok_or_else(|| Rejection::NotFound {
+                kind: ObjectKind::Transfer,
+                id: id.0.clone(),
+            })?;
+        let t = self
+            .state
+            .transfers
+            .get(slot)
+            .expect("transfer slot in use");
         if t.state == TransferState::Received {
             return Err(Rejection::InvalidState {
                 kind: ObjectKind::Transfer,
@@ -218,12 +233,19 @@ impl Ledger {
         b.on_hand += received + damaged;
         b.unavailable += damaged;
         self.put_balance(sku, to, b, Cause::TransferReceive);
-        let t = self.transfers.get_mut(id).expect("transfer exists");
+        let t = self
+            .state
+            .transfers
+            .get_mut(slot)
+            .expect("transfer slot in use");
         t.state = TransferState::Received;
         t.received = received;
         t.damaged = damaged;
-        self.open_transfers -= 1;
-        self.retire(Retired::Transfer(id.clone()));
+        self.ix.open_transfers -= 1;
+        let pos = self.retire(Retired::Transfer(slot));
+        if let Some(t) = self.state.transfers.get_mut(slot) {
+            t.retired_pos = Some(pos);
+        }
         Ok(Reply::TransferReceived {
             lost: shipped - received - damaged,
         })

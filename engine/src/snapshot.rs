@@ -1,27 +1,37 @@
 //! Snapshot and restore of the whole ledger (for Raft snapshots), and the invariant check.
 //!
-//! Format: 8 bytes of magic `b"STOCKD\x00S"`, a little-endian `u32` format version, then the
-//! postcard encoding of the state with every collection in a canonical order (by key, or in
-//! the order that matters: interning, retention queues, the feed). Two ledgers that applied the
-//! same batches produce byte-identical snapshots (SPEC section 4, Determinism); indexes that
-//! can be derived (deadlines, counters, lookup maps) are rebuilt on restore, not stored.
+//! Format: 8 bytes of magic `b"STOCKD\x00S"`, a little-endian `u32` format version
+//! ([`SNAPSHOT_VERSION`]), then the body: the postcard encodings of the parts of the state, one
+//! after the other, each arena in handle / position order: config, (time, applied index, next
+//! sequence number), channels, locations, groups (by id), SKUs (with their balance lists),
+//! balances, the reservation, order, RMA and transfer slabs (free-list head, every slot), the
+//! retirement queue and the dedup log (clean-up cursor, head, entries from the cursor), the
+//! change feed (head, live events). The body is the state whole, clean-up backlog included, so
+//! two ledgers that applied the same batches produce byte-identical snapshots whatever their
+//! snapshot history (SPEC section 4, Determinism). Indexes that can be derived (id tables,
+//! deadlines, counters) are rebuilt on restore, never stored.
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use rustc_hash::FxHashMap;
+use serde::Serialize;
 
-use crate::balance::Balance;
-use crate::ids::{ChannelId, GroupId, RmaId, TransferId};
-use crate::ledger::{
-    key, unkey, Config, Deadline, EventRecord, Key, Ledger, LocIdx, LocationEntry, Order,
-    Remembered, Reservation, Retired, Rma, SkuEntry, Transfer,
-};
+use crate::fifo::Fifo;
+use crate::ids::{ChannelId, GroupId};
+use crate::ledger::{Config, Ledger};
+use crate::pages::Pages;
 use crate::query::{ReservationState, TransferState};
+use crate::slab::{Slab, Slot};
+use crate::state::{
+    find_record, hash_str, hash_u128, index_record, BalIdx, Deadline, IdTable, Indexes, LocIdx,
+    ObjIdx, Record, Retired, SkuIdx, State,
+};
 
 /// First bytes of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"STOCKD\x00S";
 /// Version of the snapshot layout; bumped on any change to it.
-pub const SNAPSHOT_VERSION: u32 = 2;
+pub const SNAPSHOT_VERSION: u32 = 3;
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,94 +59,150 @@ impl std::fmt::Display for SnapshotError {
 
 impl std::error::Error for SnapshotError {}
 
-/// The snapshot body, borrowed for writing. Field order and types must match [`BodyOwned`].
-#[derive(Serialize)]
-struct BodyRef<'a> {
-    config: &'a Config,
-    now_ms: u64,
-    applied_index: u64,
-    next_seq: u64,
-    feed_next_seq: u64,
-    channels: &'a [ChannelId],
-    skus: &'a [SkuEntry],
-    locations: &'a [LocationEntry],
-    groups: Vec<(&'a GroupId, &'a Vec<LocIdx>)>,
-    balances: Vec<(u64, &'a Balance)>,
-    reservations: Vec<(&'a Key, &'a Reservation)>,
-    orders: Vec<(&'a Key, &'a Order)>,
-    rmas: Vec<(&'a RmaId, &'a Rma)>,
-    transfers: Vec<(&'a TransferId, &'a Transfer)>,
-    retired: &'a VecDeque<(u64, Retired)>,
-    dedup: Vec<(u64, u128, &'a Remembered)>,
-    feed: &'a VecDeque<EventRecord>,
+/// An immutable view of the whole replicated state at one moment, taken by [`Ledger::freeze`]
+/// in O(directories) pointer copies (see `pages.rs`). `Send + Sync + 'static`: another thread
+/// can encode it while the ledger goes on applying batches; its encoding is exactly the
+/// [`Ledger::snapshot`] bytes of that moment.
+#[derive(Debug, Clone)]
+pub struct Frozen {
+    state: State,
 }
 
-/// The snapshot body, owned for reading.
-#[derive(Deserialize)]
-struct BodyOwned {
-    config: Config,
-    now_ms: u64,
-    applied_index: u64,
-    next_seq: u64,
-    feed_next_seq: u64,
-    channels: Vec<ChannelId>,
-    skus: Vec<SkuEntry>,
-    locations: Vec<LocationEntry>,
-    groups: Vec<(GroupId, Vec<LocIdx>)>,
-    balances: Vec<(u64, Balance)>,
-    reservations: Vec<(Key, Reservation)>,
-    orders: Vec<(Key, Order)>,
-    rmas: Vec<(RmaId, Rma)>,
-    transfers: Vec<(TransferId, Transfer)>,
-    retired: VecDeque<(u64, Retired)>,
-    dedup: Vec<(u64, u128, Remembered)>,
-    feed: VecDeque<EventRecord>,
+// A frozen view is handed to another thread: it must stay shareable and own its data.
+const _: fn() = || {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<Frozen>();
+};
+
+impl Frozen {
+    /// Log index of the last batch applied before the freeze.
+    pub fn applied_index(&self) -> u64 {
+        self.state.applied_index
+    }
+
+    /// The snapshot bytes of the frozen state: magic, version, then the body (module doc).
+    pub fn encode(&self) -> Vec<u8> {
+        encode(&self.state)
+    }
 }
 
-fn sorted<'a, K: Ord + 'a, V: 'a>(
-    map: impl Iterator<Item = (&'a K, &'a V)>,
-) -> Vec<(&'a K, &'a V)> {
-    let mut v: Vec<_> = map.collect();
-    v.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    v
+/// Appends postcard encodings to a buffer, part by part: the body is the concatenation of its
+/// parts, so no intermediate copy of an arena is built.
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn put<T: Serialize + ?Sized>(&mut self, value: &T) {
+        postcard::to_io(value, &mut self.0).expect("writing to a Vec cannot fail");
+    }
+
+    /// A sequence: its length (a postcard varint, as for any sequence), then its items.
+    fn seq<'a, T: Serialize + 'a>(&mut self, len: u64, items: impl Iterator<Item = &'a T>) {
+        self.put(&len);
+        let mut n = 0;
+        for item in items {
+            self.put(item);
+            n += 1;
+        }
+        assert_eq!(n, len, "sequence length");
+    }
+
+    fn slab<T: Serialize + Clone>(&mut self, slab: &Slab<T>) {
+        let (free_head, slots) = slab.parts();
+        self.put(&free_head);
+        let slots: Vec<&Slot<T>> = slots.collect();
+        self.seq(slots.len() as u64, slots.into_iter());
+    }
+
+    fn fifo<T: Serialize>(&mut self, fifo: &Fifo<T>) {
+        self.put(&fifo.clean());
+        self.put(&fifo.head());
+        self.seq(fifo.end() - fifo.clean(), fifo.iter_from(fifo.clean()));
+    }
+}
+
+/// Encodes a state (see the module doc for the order of the parts).
+fn encode(state: &State) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(
+        64 + state.balances.end() as usize * 24 + state.feed.len() as usize * 48,
+    ));
+    w.0.extend_from_slice(&SNAPSHOT_MAGIC);
+    w.0.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+    w.put(&state.config);
+    w.put(&(state.now_ms, state.applied_index, state.next_seq));
+    w.put(&*state.channels);
+    let locations = &state.locations;
+    w.seq(locations.end(), locations.iter_from(0));
+    w.put(&*state.groups);
+    w.seq(state.skus.end(), state.skus.iter_from(0));
+    w.seq(state.balances.end(), state.balances.iter_from(0));
+    w.slab(&state.reservations);
+    w.slab(&state.orders);
+    w.slab(&state.rmas);
+    w.slab(&state.transfers);
+    w.fifo(&state.retired);
+    w.fifo(&state.dedup);
+    w.put(&state.feed.head());
+    w.seq(state.feed.len(), state.feed.iter_from(state.feed.head()));
+    w.0
+}
+
+/// Reads the parts [`encode`] wrote, in the same order.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, SnapshotError> {
+        let (value, rest) =
+            postcard::take_from_bytes(self.0).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
+        self.0 = rest;
+        Ok(value)
+    }
+
+    fn seq<T: serde::de::DeserializeOwned>(&mut self) -> Result<Vec<T>, SnapshotError> {
+        let len: u64 = self.take()?;
+        // Every item takes at least one byte: a longer length is corrupt, not an allocation.
+        if len > self.0.len() as u64 {
+            return Err(SnapshotError::Corrupt(format!("sequence of {len} items")));
+        }
+        (0..len).map(|_| self.take()).collect()
+    }
+
+    fn pages<T: serde::de::DeserializeOwned>(&mut self) -> Result<Pages<T>, SnapshotError> {
+        let mut pages = Pages::default();
+        for item in self.seq()? {
+            pages.push(item);
+        }
+        Ok(pages)
+    }
+
+    fn slab<T: serde::de::DeserializeOwned + Clone>(&mut self) -> Result<Slab<T>, SnapshotError> {
+        let free_head: u32 = self.take()?;
+        let slots: Vec<Slot<T>> = self.seq()?;
+        Slab::from_parts(free_head, slots).ok_or_else(|| bad("free list"))
+    }
+
+    fn fifo<T: serde::de::DeserializeOwned>(&mut self) -> Result<Fifo<T>, SnapshotError> {
+        let (clean, head): (u64, u64) = (self.take()?, self.take()?);
+        Fifo::from_parts(clean, head, self.seq()?).ok_or_else(|| bad("log positions"))
+    }
+}
+
+fn bad(what: &str) -> SnapshotError {
+    SnapshotError::Inconsistent(what.to_owned())
 }
 
 impl Ledger {
-    /// Encodes the whole state: header + postcard body (see the module doc). Deterministic:
-    /// equal ledgers give equal bytes.
+    /// An immutable view of the whole state now, for encoding on another thread while this
+    /// ledger goes on (see [`Frozen`]). O(directories): no entry is copied.
+    pub fn freeze(&self) -> Frozen {
+        Frozen {
+            state: self.state.clone(),
+        }
+    }
+
+    /// Encodes the whole state: header + body (see the module doc). Deterministic: equal
+    /// ledgers give equal bytes. The same bytes as `self.freeze().encode()`.
     pub fn snapshot(&self) -> Vec<u8> {
-        let mut balances: Vec<(u64, &Balance)> =
-            self.balances.iter().map(|(k, b)| (*k, b)).collect();
-        balances.sort_unstable_by_key(|(k, _)| *k);
-        let dedup = self
-            .dedup_order
-            .iter()
-            .map(|(at, id)| (*at, *id, &self.dedup[id]))
-            .collect();
-        let body = BodyRef {
-            config: &self.config,
-            now_ms: self.now_ms,
-            applied_index: self.applied_index,
-            next_seq: self.next_seq,
-            feed_next_seq: self.feed_next_seq,
-            channels: &self.channels,
-            skus: &self.skus,
-            locations: &self.locations,
-            groups: self.groups.iter().collect(),
-            balances,
-            reservations: sorted(self.reservations.iter()),
-            orders: sorted(self.orders.iter()),
-            rmas: sorted(self.rmas.iter()),
-            transfers: sorted(self.transfers.iter()),
-            retired: &self.retired,
-            dedup,
-            feed: &self.feed,
-        };
-        let mut out = Vec::with_capacity(64 + self.balances.len() * 16);
-        out.extend_from_slice(&SNAPSHOT_MAGIC);
-        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
-        postcard::to_io(&body, &mut out).expect("writing to a Vec cannot fail");
-        out
+        encode(&self.state)
     }
 
     /// BLAKE3 digest of [`Ledger::snapshot`], hex: equal on every replica that applied the same
@@ -145,7 +211,8 @@ impl Ledger {
         blake3::hash(&self.snapshot()).to_hex().to_string()
     }
 
-    /// Rebuilds a ledger from [`Ledger::snapshot`] bytes, checking every invariant.
+    /// Rebuilds a ledger from [`Ledger::snapshot`] bytes, checking every invariant. Another
+    /// format version is [`SnapshotError::UnsupportedVersion`].
     pub fn restore(bytes: &[u8]) -> Result<Ledger, SnapshotError> {
         if bytes.len() < 12 || bytes[..8] != SNAPSHOT_MAGIC {
             return Err(SnapshotError::NotASnapshot);
@@ -154,213 +221,368 @@ impl Ledger {
         if version != SNAPSHOT_VERSION {
             return Err(SnapshotError::UnsupportedVersion(version));
         }
-        let (body, rest): (BodyOwned, &[u8]) = postcard::take_from_bytes(&bytes[12..])
-            .map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
-        if !rest.is_empty() {
+        let mut r = Reader(&bytes[12..]);
+        let state = read_state(&mut r)?;
+        if !r.0.is_empty() {
             return Err(SnapshotError::Corrupt(format!(
                 "{} trailing bytes",
-                rest.len()
+                r.0.len()
             )));
         }
-        let ledger = Ledger::from_body(body)?;
+        let ledger = Ledger::from_state(state)?;
         ledger
             .check_invariants()
             .map_err(SnapshotError::Inconsistent)?;
         Ok(ledger)
     }
 
-    fn from_body(body: BodyOwned) -> Result<Ledger, SnapshotError> {
-        let bad = |what: &str| SnapshotError::Inconsistent(what.to_owned());
-        let mut ledger = Ledger::new(body.config);
-        if ledger.config != body.config {
+    /// A ledger around a decoded state: every derived index rebuilt.
+    fn from_state(state: State) -> Result<Ledger, SnapshotError> {
+        let mut ledger = Ledger::new(state.config);
+        if ledger.state.config != state.config {
             return Err(bad("config above the maxima"));
         }
-        ledger.now_ms = body.now_ms;
-        ledger.applied_index = body.applied_index;
-        ledger.next_seq = body.next_seq;
-        ledger.feed_next_seq = body.feed_next_seq;
-        if body.channels.first().map(ChannelId::as_str) != Some(ChannelId::POS) {
+        if state.channels.first().map(ChannelId::as_str) != Some(ChannelId::POS) {
             return Err(bad("channel 0 is not pos"));
         }
-        ledger.channel_index = body
+        ledger.state = state;
+        ledger.rebuild_indexes()?;
+        Ok(ledger)
+    }
+
+    fn rebuild_indexes(&mut self) -> Result<(), SnapshotError> {
+        let (state, ix) = (&self.state, &mut self.ix);
+        *ix = Indexes::default();
+        ix.channel = state
             .channels
             .iter()
             .enumerate()
             .map(|(i, c)| (c.clone(), i as u16))
             .collect();
-        ledger.channels = body.channels;
-        ledger.sku_index = body
-            .skus
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.id.clone(), i as u32))
-            .collect();
-        ledger.skus = body.skus;
-        ledger.location_index = body
+        ix.location = state
             .locations
-            .iter()
+            .iter_from(0)
             .enumerate()
             .map(|(i, l)| (l.def.location.clone(), i as u32))
             .collect();
-        ledger.locations = body.locations;
-        if ledger.sku_index.len() != ledger.skus.len()
-            || ledger.location_index.len() != ledger.locations.len()
-            || ledger.channel_index.len() != ledger.channels.len()
+        for (i, sku) in state.skus.iter_from(0).enumerate() {
+            let skus = &state.skus;
+            let hash = hash_str(sku.id.as_str());
+            let same = |s: u32| skus.get(u64::from(s)).id == sku.id;
+            if ix.sku.find(hash, same).is_some() {
+                return Err(bad("duplicate SKU ids"));
+            }
+            ix.sku.set(hash, i as u32, |_| false);
+        }
+        if ix.location.len() as u64 != state.locations.end()
+            || ix.channel.len() != state.channels.len()
         {
             return Err(bad("duplicate ids"));
         }
-        ledger.groups = body.groups.into_iter().collect();
-        ledger.balances = body.balances.into_iter().collect();
-        for (id, r) in body.reservations {
-            if r.state == ReservationState::Active {
-                ledger.live_reservations += 1;
-                ledger
-                    .deadlines
-                    .insert(r.expires_at_ms, r.seq, Deadline::Hold(id.clone()));
-            }
-            ledger.reservations.insert(id, r);
+        rebuild_objects(state, ix)?;
+        let dedup = &state.dedup;
+        for pos in dedup.clean()..dedup.end() {
+            let id = dedup.get(pos).request_id;
+            // The later entry of a request id is the one remembered (an earlier one was
+            // forgotten before it came again).
+            ix.dedup.set(hash_u128(id), pos as u32, |low| {
+                dedup.get(dedup.full_position(low)).request_id == id
+            });
         }
-        for (id, o) in body.orders {
-            if o.unfulfilled() > 0 {
-                ledger.open_orders += 1;
-                if let (Some(deadline), false) = (o.pickup_deadline_ms, o.pickup_expired) {
-                    ledger
-                        .deadlines
-                        .insert(deadline, o.seq, Deadline::Pickup(id.clone()));
-                }
-            }
-            ledger.orders.insert(id, o);
-        }
-        ledger.rmas = body.rmas.into_iter().collect();
-        for (id, t) in body.transfers {
-            if t.state == TransferState::Shipped {
-                ledger.open_transfers += 1;
-            }
-            ledger.transfers.insert(id, t);
-        }
-        ledger.retired = body.retired;
-        for (at, id, outcome) in body.dedup {
-            ledger.dedup_order.push_back((at, id));
-            ledger.dedup.insert(id, outcome);
-        }
-        ledger.feed = body.feed;
-        Ok(ledger)
+        Ok(())
     }
 
     /// Checks every invariant between the ledger's parts, in O(state). Used after restore and
     /// by tests after every step:
-    /// - every balance is consistent and belongs to a known SKU and location;
+    /// - every balance is consistent and belongs to exactly one (known SKU, known location);
     /// - reserved = sum of active holds, allocated = sum of unfulfilled order lines, incoming =
-    ///   sum of shipped transfers, per balance;
-    /// - counters, deadlines and lookup maps agree with the objects.
+    ///   sum of shipped transfers, per balance, and every line names its own balance;
+    /// - counters, deadlines, the retirement queue and the lookup tables agree with the objects.
     pub fn check_invariants(&self) -> Result<(), String> {
-        let mut expected: rustc_hash::FxHashMap<u64, (i64, i64, i64)> = Default::default();
-        let mut live = 0;
-        let mut deadlines = 0;
-        for (id, r) in &self.reservations {
+        let expected = self.check_objects()?;
+        self.check_balances(expected)?;
+        self.check_logs()?;
+        let state = &self.state;
+        for group in state.groups.values() {
+            if group.iter().any(|&l| u64::from(l) >= state.locations.end()) {
+                return Err("group names an unknown location".to_owned());
+            }
+        }
+        for loc in state.locations.iter_from(0) {
+            if let Some(channels) = &loc.channels {
+                if channels.iter().any(|&c| c as usize >= state.channels.len()) {
+                    return Err("location allows an unknown channel".to_owned());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the objects and returns what they hold per balance: (reserved, allocated,
+    /// incoming).
+    fn check_objects(&self) -> Result<FxHashMap<BalIdx, [i64; 3]>, String> {
+        let mut expected: FxHashMap<BalIdx, [i64; 3]> = Default::default();
+        let (state, ix) = (&self.state, &self.ix);
+        let (mut live, mut deadlines, mut open, mut open_transfers) = (0, 0, 0, 0);
+        let names_its_balance = |sku: SkuIdx, loc: LocIdx, bal: BalIdx| {
+            self.known_sku(sku) && self.bal_of(sku, loc) == Some(bal)
+        };
+        for (slot, r) in state.reservations.iter() {
+            self.check_indexed(&ix.reservation, &state.reservations, slot, r)?;
             if r.state != ReservationState::Active {
                 continue;
             }
             live += 1;
             deadlines += 1;
-            if !matches!(self.deadlines.get(r.expires_at_ms, r.seq), Some(Deadline::Hold(d)) if d == id)
-            {
-                return Err(format!("reservation {id} has no deadline"));
+            if ix.deadlines.get(r.expires_at_ms, r.seq) != Some(&Deadline::Hold(slot)) {
+                return Err(format!("reservation {:?} has no deadline", r.id));
             }
             for h in &r.held {
-                if h.qty <= 0 {
-                    return Err(format!("reservation {id} holds {}", h.qty));
+                if h.qty <= 0 || !names_its_balance(h.sku, h.loc, h.bal) {
+                    return Err(format!("reservation {:?} holds {h:?}", r.id));
                 }
-                expected.entry(key(h.sku, h.loc)).or_default().0 += h.qty;
+                expected.entry(h.bal).or_default()[0] += h.qty;
             }
         }
-        let mut open = 0;
-        for (id, o) in &self.orders {
+        for (slot, o) in state.orders.iter() {
+            self.check_indexed(&ix.order, &state.orders, slot, o)?;
             for l in &o.lines {
                 if l.unfulfilled() < 0 || l.fulfilled < 0 || l.cancelled < 0 {
-                    return Err(format!("order {id} line below zero"));
+                    return Err(format!("order {:?} line below zero", o.id));
                 }
-                expected.entry(key(l.sku, l.loc)).or_default().1 += l.unfulfilled();
+                if !names_its_balance(l.sku, l.loc, l.bal) {
+                    return Err(format!("order {:?} line on a wrong balance", o.id));
+                }
+                expected.entry(l.bal).or_default()[1] += l.unfulfilled();
             }
             if o.unfulfilled() > 0 {
                 open += 1;
                 if let (Some(d), false) = (o.pickup_deadline_ms, o.pickup_expired) {
                     deadlines += 1;
-                    if !matches!(self.deadlines.get(d, o.seq), Some(Deadline::Pickup(p)) if p == id)
-                    {
-                        return Err(format!("order {id} has no pickup deadline"));
+                    if ix.deadlines.get(d, o.seq) != Some(&Deadline::Pickup(slot)) {
+                        return Err(format!("order {:?} has no pickup deadline", o.id));
                     }
                 }
             }
         }
-        let mut open_transfers = 0;
-        for t in self
-            .transfers
-            .values()
-            .filter(|t| t.state == TransferState::Shipped)
-        {
-            open_transfers += 1;
-            expected.entry(key(t.sku, t.to)).or_default().2 += t.qty;
-        }
-        for (&k, b) in &self.balances {
-            let (sku, loc) = unkey(k);
-            if !b.is_consistent() {
-                return Err(format!("balance {sku}/{loc} out of range: {b:?}"));
-            }
-            let Some(entry) = self.skus.get(sku as usize) else {
-                return Err(format!("balance of unknown SKU {sku}"));
-            };
-            if loc as usize >= self.locations.len() || entry.locations.binary_search(&loc).is_err()
+        let known_loc = |loc: LocIdx| u64::from(loc) < state.locations.end();
+        for (slot, rma) in state.rmas.iter() {
+            self.check_indexed(&ix.rma, &state.rmas, slot, rma)?;
+            if !rma
+                .lines
+                .iter()
+                .all(|l| self.known_sku(l.sku) && known_loc(l.loc))
             {
-                return Err(format!("balance {sku}/{loc} not indexed"));
+                return Err(format!("RMA {} names an unknown SKU or location", rma.id));
             }
-            let (reserved, allocated, incoming) = expected.remove(&k).unwrap_or_default();
-            if (b.reserved, b.allocated, b.incoming) != (reserved, allocated, incoming) {
+        }
+        for (slot, t) in state.transfers.iter() {
+            self.check_indexed(&ix.transfer, &state.transfers, slot, t)?;
+            if !self.known_sku(t.sku) || !known_loc(t.from) || !known_loc(t.to) {
                 return Err(format!(
-                    "balance {}@{}: reserved/allocated/incoming {}/{}/{} but objects say {reserved}/{allocated}/{incoming}",
-                    entry.id, self.locations[loc as usize].def.location, b.reserved, b.allocated, b.incoming
+                    "transfer {} names an unknown SKU or location",
+                    t.id
                 ));
             }
+            if t.state == TransferState::Shipped {
+                open_transfers += 1;
+                let Some(bal) = self
+                    .known_sku(t.sku)
+                    .then(|| self.bal_of(t.sku, t.to))
+                    .flatten()
+                else {
+                    return Err(format!("transfer {} ships to no balance", t.id));
+                };
+                expected.entry(bal).or_default()[2] += t.qty;
+            }
         }
-        if let Some((k, v)) = expected.into_iter().find(|(_, v)| *v != (0, 0, 0)) {
-            return Err(format!("objects hold {v:?} on missing balance {k:x}"));
-        }
-        let indexed: usize = self.skus.iter().map(|s| s.locations.len()).sum();
-        if indexed != self.balances.len() {
-            return Err("SKU location index disagrees with balances".to_owned());
-        }
-        if live != self.live_reservations
-            || open != self.open_orders
-            || open_transfers != self.open_transfers
+        if (live, open, open_transfers) != (ix.live_reservations, ix.open_orders, ix.open_transfers)
         {
             return Err("object counters disagree".to_owned());
         }
-        if deadlines != self.deadlines.len() {
+        if deadlines != ix.deadlines.len() {
             return Err(format!(
                 "{} deadlines for {deadlines} live objects",
-                self.deadlines.len()
+                ix.deadlines.len()
             ));
         }
-        if self.dedup.len() != self.dedup_order.len() {
-            return Err("dedup table and queue disagree".to_owned());
-        }
-        for group in self.groups.values() {
-            if group.iter().any(|&l| l as usize >= self.locations.len()) {
-                return Err("group names an unknown location".to_owned());
+        Ok(expected)
+    }
+
+    fn known_sku(&self, sku: SkuIdx) -> bool {
+        u64::from(sku) < self.state.skus.end()
+    }
+
+    /// A retained object must be found by its id; a retired one must sit in the retirement
+    /// queue at its position.
+    fn check_indexed<R: Record + Clone>(
+        &self,
+        table: &IdTable,
+        slab: &Slab<R>,
+        slot: ObjIdx,
+        record: &R,
+    ) -> Result<(), String> {
+        if let Some(pos) = record.retired_pos() {
+            let retired = &self.state.retired;
+            if pos < retired.clean() || pos >= retired.end() {
+                return Err(format!("{} retired at a cleaned-up position", record.id()));
+            }
+            let what = retired.get(pos).what;
+            let slot_there = match what {
+                Retired::Reservation(s)
+                | Retired::Order(s)
+                | Retired::Rma(s)
+                | Retired::Transfer(s) => s,
+            };
+            if slot_there != slot {
+                return Err(format!("{} is not where the queue says", record.id()));
             }
         }
-        for loc in &self.locations {
-            if let Some(channels) = &loc.channels {
-                if channels.iter().any(|&c| c as usize >= self.channels.len()) {
-                    return Err("location allows an unknown channel".to_owned());
+        if self.state.retained(record)
+            && find_record(table, slab, &self.state, record.id(), hash_str(record.id()))
+                != Some(slot)
+        {
+            return Err(format!("{} is not indexed", record.id()));
+        }
+        Ok(())
+    }
+
+    fn check_balances(&self, mut expected: FxHashMap<BalIdx, [i64; 3]>) -> Result<(), String> {
+        let state = &self.state;
+        let mut owner: Vec<Option<(SkuIdx, LocIdx)>> = vec![None; state.balances.end() as usize];
+        for (s, entry) in state.skus.iter_from(0).enumerate() {
+            if !entry.balances.windows(2).all(|w| w[0].0 < w[1].0) {
+                return Err(format!("SKU {:?} balances out of order", entry.id));
+            }
+            for &(loc, bal) in &entry.balances {
+                let slot = owner
+                    .get_mut(bal as usize)
+                    .ok_or("unknown balance handle")?;
+                if slot.is_some() || u64::from(loc) >= state.locations.end() {
+                    return Err(format!(
+                        "balance {bal} listed twice or at an unknown location"
+                    ));
                 }
+                *slot = Some((s as SkuIdx, loc));
             }
         }
-        for h in self.reservations.values().flat_map(|r| &r.held) {
-            if h.sku as usize >= self.skus.len() || h.loc as usize >= self.locations.len() {
-                return Err("hold on unknown SKU or location".to_owned());
+        for (bal, b) in state.balances.iter_from(0).enumerate() {
+            let Some((sku, loc)) = owner[bal] else {
+                return Err(format!("balance {bal} belongs to no SKU"));
+            };
+            if !b.is_consistent() {
+                return Err(format!("balance {sku}/{loc} out of range: {b:?}"));
+            }
+            let [reserved, allocated, incoming] =
+                expected.remove(&(bal as BalIdx)).unwrap_or_default();
+            if (b.reserved, b.allocated, b.incoming) != (reserved, allocated, incoming) {
+                return Err(format!(
+                    "balance {}@{}: reserved/allocated/incoming {}/{}/{} but objects say {reserved}/{allocated}/{incoming}",
+                    self.sku(sku).id.as_str(), self.loc(loc).def.location, b.reserved, b.allocated, b.incoming
+                ));
             }
         }
         Ok(())
     }
+
+    fn check_logs(&self) -> Result<(), String> {
+        let dedup = &self.state.dedup;
+        for pos in dedup.head()..dedup.end() {
+            let id = dedup.get(pos).request_id;
+            let found = self.ix.dedup.find(hash_u128(id), |low| {
+                dedup.get(dedup.full_position(low)).request_id == id
+            });
+            if found.map(|low| dedup.full_position(low)) != Some(pos) {
+                return Err(format!("dedup entry {pos} is not indexed"));
+            }
+        }
+        let retired = &self.state.retired;
+        for pos in retired.clean()..retired.end() {
+            let found = match retired.get(pos).what {
+                Retired::Reservation(s) => self.state.reservations.get(s).map(|r| r.retired_pos),
+                Retired::Order(s) => self.state.orders.get(s).map(|o| o.retired_pos),
+                Retired::Rma(s) => self.state.rmas.get(s).map(|r| r.retired_pos),
+                Retired::Transfer(s) => self.state.transfers.get(s).map(|t| t.retired_pos),
+            };
+            if found != Some(Some(pos)) {
+                return Err(format!(
+                    "retirement queue entry {pos} names no retired object"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads a state in [`encode`]'s order.
+fn read_state(r: &mut Reader) -> Result<State, SnapshotError> {
+    let config: Config = r.take()?;
+    let (now_ms, applied_index, next_seq): (u64, u64, u64) = r.take()?;
+    let channels: Vec<ChannelId> = r.take()?;
+    let locations = r.pages()?;
+    let groups: BTreeMap<GroupId, Arc<[LocIdx]>> = r.take()?;
+    let skus = r.pages()?;
+    let balances = r.pages()?;
+    let (reservations, orders, rmas, transfers) = (r.slab()?, r.slab()?, r.slab()?, r.slab()?);
+    let retired = r.fifo()?;
+    let dedup = r.fifo()?;
+    let feed_head: u64 = r.take()?;
+    let feed = Fifo::from_parts(feed_head, feed_head, r.seq()?).ok_or_else(|| bad("feed"))?;
+    Ok(State {
+        config,
+        now_ms,
+        applied_index,
+        next_seq,
+        channels: Arc::new(channels),
+        locations,
+        groups: Arc::new(groups),
+        skus,
+        balances,
+        reservations,
+        orders,
+        rmas,
+        transfers,
+        retired,
+        dedup,
+        feed,
+    })
+}
+
+/// Indexes the objects of `state` by id (a retained object wins over a dropped one with the
+/// same id that awaits clean-up), and rebuilds the deadlines and counters.
+fn rebuild_objects(state: &State, ix: &mut Indexes) -> Result<(), SnapshotError> {
+    fn index_all<R: Record + Clone>(state: &State, table: &mut IdTable, slab: &Slab<R>) {
+        for retained in [false, true] {
+            for (slot, record) in slab.iter() {
+                if state.retained(record) == retained {
+                    index_record(table, slab, slot, hash_str(record.id()));
+                }
+            }
+        }
+    }
+    index_all(state, &mut ix.reservation, &state.reservations);
+    index_all(state, &mut ix.order, &state.orders);
+    index_all(state, &mut ix.rma, &state.rmas);
+    index_all(state, &mut ix.transfer, &state.transfers);
+    for (slot, r) in state.reservations.iter() {
+        if r.state == ReservationState::Active {
+            ix.live_reservations += 1;
+            ix.deadlines
+                .insert(r.expires_at_ms, r.seq, Deadline::Hold(slot));
+        }
+    }
+    for (slot, o) in state.orders.iter() {
+        if o.unfulfilled() > 0 {
+            ix.open_orders += 1;
+            if let (Some(deadline), false) = (o.pickup_deadline_ms, o.pickup_expired) {
+                ix.deadlines.insert(deadline, o.seq, Deadline::Pickup(slot));
+            }
+        }
+    }
+    ix.open_transfers = state
+        .transfers
+        .iter()
+        .filter(|(_, t)| t.state == TransferState::Shipped)
+        .count();
+    Ok(())
 }

@@ -5,8 +5,8 @@ use crate::balance::Balance;
 use crate::command::LocationDef;
 use crate::ids::{GroupId, LocationId, Reason, SkuId};
 use crate::ledger::{
-    check_field, check_id, check_non_negative, check_positive, invalid, key, ChanIdx, Ledger,
-    LocIdx, LocationEntry, SkuEntry, SkuIdx,
+    check_field, check_id, check_non_negative, check_positive, invalid, ChanIdx, Ledger, LocIdx,
+    LocationEntry, SkuIdx,
 };
 use crate::limits;
 use crate::outcome::{InvalidReason, ObjectKind, Outcome, Rejection, Reply};
@@ -15,7 +15,7 @@ use crate::query::Cause;
 impl Ledger {
     pub(crate) fn define_location(&mut self, def: &LocationDef) -> Outcome {
         check_id(def.location.as_str(), "location")?;
-        if def.location.as_str() == "all" || self.groups.contains_key(def.location.as_str()) {
+        if def.location.as_str() == "all" || self.state.groups.contains_key(def.location.as_str()) {
             return invalid(InvalidReason::NameTaken);
         }
         if let Some(c) = def.coordinates {
@@ -25,8 +25,8 @@ impl Ledger {
                 return invalid(InvalidReason::BadCoordinates);
             }
         }
-        let existing = self.location_index.get(&def.location).copied();
-        if existing.is_none() && self.locations.len() >= limits::LOCATIONS_MAX {
+        let existing = self.ix.location.get(&def.location).copied();
+        if existing.is_none() && self.state.locations.end() >= limits::LOCATIONS_MAX as u64 {
             return Err(Rejection::limit("LOCATIONS_MAX"));
         }
         if let Some(channels) = &def.channels {
@@ -36,11 +36,11 @@ impl Ledger {
             let mut unknown = 0;
             for c in channels {
                 check_id(c.as_str(), "channel")?;
-                if !self.channel_index.contains_key(c) {
+                if !self.ix.channel.contains_key(c) {
                     unknown += 1;
                 }
             }
-            if self.channels.len() + unknown > limits::CHANNELS_MAX {
+            if self.state.channels.len() + unknown > limits::CHANNELS_MAX {
                 return Err(Rejection::limit("CHANNELS_MAX"));
             }
         }
@@ -59,11 +59,10 @@ impl Ledger {
             channels,
         };
         match existing {
-            Some(idx) => self.locations[idx as usize] = entry,
+            Some(idx) => *self.state.locations.get_mut(u64::from(idx)) = entry,
             None => {
-                let idx = self.locations.len() as LocIdx;
-                self.locations.push(entry);
-                self.location_index.insert(def.location.clone(), idx);
+                let idx = self.state.locations.push(entry) as LocIdx;
+                self.ix.location.insert(def.location.clone(), idx);
             }
         }
         Ok(Reply::Done)
@@ -71,7 +70,7 @@ impl Ledger {
 
     pub(crate) fn define_group(&mut self, group: &GroupId, locations: &[LocationId]) -> Outcome {
         check_id(group.as_str(), "group")?;
-        if group.as_str() == "all" || self.location_index.contains_key(group.as_str()) {
+        if group.as_str() == "all" || self.ix.location.contains_key(group.as_str()) {
             return invalid(InvalidReason::NameTaken);
         }
         if locations.is_empty() {
@@ -80,7 +79,7 @@ impl Ledger {
         if locations.len() > limits::GROUP_LOCATIONS_MAX {
             return Err(Rejection::limit("GROUP_LOCATIONS_MAX"));
         }
-        if !self.groups.contains_key(group) && self.groups.len() >= limits::GROUPS_MAX {
+        if !self.state.groups.contains_key(group) && self.state.groups.len() >= limits::GROUPS_MAX {
             return Err(Rejection::limit("GROUPS_MAX"));
         }
         let mut resolved = Vec::with_capacity(locations.len());
@@ -91,7 +90,7 @@ impl Ledger {
             }
             resolved.push(idx);
         }
-        self.groups.insert(group.clone(), resolved);
+        std::sync::Arc::make_mut(&mut self.state.groups).insert(group.clone(), resolved.into());
         Ok(Reply::Done)
     }
 
@@ -100,28 +99,22 @@ impl Ledger {
         if scale > limits::SCALE_MAX {
             return invalid(InvalidReason::BadScale);
         }
-        match self.sku_index.get(sku) {
-            Some(&idx) => {
-                let entry = &mut self.skus[idx as usize];
-                if entry.scale != scale && !entry.locations.is_empty() {
+        match self.lookup_sku(sku)? {
+            Some(idx) => {
+                let entry = self.sku(idx);
+                if entry.scale != scale && !entry.balances.is_empty() {
                     return Err(Rejection::InvalidState {
                         kind: ObjectKind::Sku,
                         state: format!("in use at scale {} (it has balances)", entry.scale),
                     });
                 }
-                entry.scale = scale;
+                if entry.scale != scale {
+                    self.state.skus.get_mut(u64::from(idx)).scale = scale;
+                }
             }
             None => {
-                if self.skus.len() >= limits::SKUS_MAX {
-                    return Err(Rejection::limit("SKUS_MAX"));
-                }
-                let idx = self.skus.len() as SkuIdx;
-                self.skus.push(SkuEntry {
-                    id: sku.clone(),
-                    scale,
-                    locations: Vec::new(),
-                });
-                self.sku_index.insert(sku.clone(), idx);
+                self.sku_room(None)?;
+                self.push_sku(sku, scale);
             }
         }
         Ok(Reply::Done)
@@ -284,7 +277,6 @@ impl Ledger {
         let mut b = b;
         b.on_hand -= qty;
         self.put_balance(sku_idx, loc, b, Cause::Sell);
-        debug_assert!(self.balances.contains_key(&key(sku_idx, loc)));
         Ok(Reply::Balance(b))
     }
 }

@@ -11,9 +11,7 @@ use crate::balance::Balance;
 use crate::command::{Coordinates, Target};
 use crate::ids::RequestId;
 use crate::ids::{ChannelId, SkuId};
-use crate::ledger::{
-    check_id, check_positive, invalid, key, unkey, Deadline, Ledger, LocIdx, Order,
-};
+use crate::ledger::{check_id, check_positive, invalid, key, Deadline, Ledger, LocIdx};
 use crate::limits;
 use crate::outcome::{InvalidReason, ObjectKind, Rejection};
 use crate::query::{
@@ -21,6 +19,7 @@ use crate::query::{
     OrderLineView, OrderState, OrderView, Query, ReservationState, ReservationView, RmaLineView,
     RmaView, SkuAvailability, TransferView,
 };
+use crate::state::{unkey, BalIdx, Order};
 
 /// Holds and pickups past their deadline at the query time but not yet released.
 #[derive(Default)]
@@ -43,7 +42,7 @@ impl Ledger {
     /// Answers a query as of `now_ms` (the leader's clock for linearizable reads; a time
     /// before the last batch is raised to it). Errors are `not_found` and `invalid`.
     pub fn query(&self, query: &Query, now_ms: u64) -> Result<Answer, Rejection> {
-        let now = now_ms.min(limits::TIMESTAMP_MS_MAX).max(self.now_ms);
+        let now = now_ms.min(limits::TIMESTAMP_MS_MAX).max(self.state.now_ms);
         match query {
             Query::Availability {
                 skus,
@@ -64,8 +63,8 @@ impl Ledger {
             Query::Reservation(id) => {
                 check_id(id.as_str(), "reservation")?;
                 let r = self
-                    .reservations
-                    .get(id.as_str())
+                    .reservation_slot(id.as_str())
+                    .map(|slot| self.res(slot))
                     .ok_or_else(|| Rejection::NotFound {
                         kind: ObjectKind::Reservation,
                         id: id.0.clone(),
@@ -77,14 +76,14 @@ impl Ledger {
                 Ok(Answer::Reservation(ReservationView {
                     id: id.clone(),
                     state,
-                    channel: self.channels[r.channel as usize].clone(),
+                    channel: self.state.channels[r.channel as usize].clone(),
                     lines: r
                         .held
                         .iter()
                         .map(|h| HeldLineView {
                             line: h.line,
-                            sku: self.skus[h.sku as usize].id.clone(),
-                            location: self.locations[h.loc as usize].def.location.clone(),
+                            sku: self.sku(h.sku).sku_id(),
+                            location: self.loc(h.loc).def.location.clone(),
                             qty: h.qty,
                         })
                         .collect(),
@@ -93,15 +92,18 @@ impl Ledger {
                 }))
             }
             Query::Order(id) => {
-                let order = self.order(id)?;
-                Ok(Answer::Order(self.order_view(id, order, now)))
+                let slot = self.order(id)?;
+                Ok(Answer::Order(self.order_view(id, self.ord(slot), now)))
             }
             Query::Rma(id) => {
                 check_id(id.as_str(), "rma")?;
-                let rma = self.rmas.get(id).ok_or_else(|| Rejection::NotFound {
-                    kind: ObjectKind::Rma,
-                    id: id.0.clone(),
-                })?;
+                let rma = self
+                    .rma_slot(id.as_str())
+                    .and_then(|slot| self.state.rmas.get(slot))
+                    .ok_or_else(|| Rejection::NotFound {
+                        kind: ObjectKind::Rma,
+                        id: id.0.clone(),
+                    })?;
                 Ok(Answer::Rma(RmaView {
                     id: id.clone(),
                     order: rma.order.clone(),
@@ -109,9 +111,9 @@ impl Ledger {
                         .lines
                         .iter()
                         .map(|l| RmaLineView {
-                            sku: self.skus[l.sku as usize].id.clone(),
+                            sku: self.sku(l.sku).sku_id(),
                             qty: l.qty,
-                            received_at: self.locations[l.loc as usize].def.location.clone(),
+                            received_at: self.loc(l.loc).def.location.clone(),
                             disposition: l.disposition,
                         })
                         .collect(),
@@ -120,15 +122,18 @@ impl Ledger {
             }
             Query::Transfer(id) => {
                 check_id(id.as_str(), "transfer")?;
-                let t = self.transfers.get(id).ok_or_else(|| Rejection::NotFound {
-                    kind: ObjectKind::Transfer,
-                    id: id.0.clone(),
-                })?;
+                let t = self
+                    .transfer_slot(id.as_str())
+                    .and_then(|slot| self.state.transfers.get(slot))
+                    .ok_or_else(|| Rejection::NotFound {
+                        kind: ObjectKind::Transfer,
+                        id: id.0.clone(),
+                    })?;
                 Ok(Answer::Transfer(TransferView {
                     id: id.clone(),
-                    sku: self.skus[t.sku as usize].id.clone(),
-                    from: self.locations[t.from as usize].def.location.clone(),
-                    to: self.locations[t.to as usize].def.location.clone(),
+                    sku: self.sku(t.sku).sku_id(),
+                    from: self.loc(t.from).def.location.clone(),
+                    to: self.loc(t.to).def.location.clone(),
                     qty: t.qty,
                     state: t.state,
                     received: t.received,
@@ -145,26 +150,26 @@ impl Ledger {
             Query::Status => Ok(Answer::Status(self.status(now))),
             Query::Location(id) => {
                 let loc = self.location(id)?;
-                Ok(Answer::Location(self.locations[loc as usize].def.clone()))
+                Ok(Answer::Location(self.loc(loc).def.clone()))
             }
         }
     }
 
     /// Deadlines in `(applied time, now]`: their units no longer count.
     fn pending(&self, now: u64) -> Option<Pending> {
-        if self.deadlines.first_time()? > now {
+        if self.ix.deadlines.first_time()? > now {
             return None;
         }
         let mut pending = Pending::default();
-        for deadline in self.deadlines.due(now) {
-            match deadline {
-                Deadline::Hold(id) => {
-                    for h in &self.reservations[id].held {
+        for deadline in self.ix.deadlines.due(now) {
+            match *deadline {
+                Deadline::Hold(slot) => {
+                    for h in &self.res(slot).held {
                         pending.released.entry(key(h.sku, h.loc)).or_default().0 += h.qty;
                     }
                 }
-                Deadline::Pickup(id) => {
-                    for l in self.orders[id].lines.iter().filter(|l| l.pickup) {
+                Deadline::Pickup(slot) => {
+                    for l in self.ord(slot).lines.iter().filter(|l| l.pickup) {
                         pending.released.entry(key(l.sku, l.loc)).or_default().1 += l.unfulfilled();
                     }
                 }
@@ -173,9 +178,9 @@ impl Ledger {
         Some(pending)
     }
 
-    /// The balance of a key as of the query time.
-    fn balance_at(&self, k: u64, pending: Option<&Pending>) -> Balance {
-        let b = self.balances.get(&k).copied().unwrap_or_default();
+    /// The balance `bal` (of key `k`; none: zero) as of the query time.
+    fn balance_at(&self, k: u64, bal: Option<BalIdx>, pending: Option<&Pending>) -> Balance {
+        let b = bal.map(|b| self.bal(b)).unwrap_or_default();
         pending.map_or(b, |p| p.adjust(k, b))
     }
 
@@ -198,10 +203,16 @@ impl Ledger {
             Target::Location(_) | Target::All => None,
             Target::Group(g) => {
                 check_id(g.as_str(), "group")?;
-                Some(self.groups.get(g).ok_or_else(|| Rejection::NotFound {
-                    kind: ObjectKind::Group,
-                    id: g.0.clone(),
-                })?)
+                Some(
+                    &**self
+                        .state
+                        .groups
+                        .get(g)
+                        .ok_or_else(|| Rejection::NotFound {
+                            kind: ObjectKind::Group,
+                            id: g.0.clone(),
+                        })?,
+                )
             }
         };
         let single = match target {
@@ -212,26 +223,28 @@ impl Ledger {
         let mut out = Vec::with_capacity(skus.len());
         for sku in skus {
             let idx = self.lookup_sku(sku)?;
-            let mut entry = SkuAvailability {
+            let mut out_entry = SkuAvailability {
                 sku: sku.clone(),
-                scale: idx.map_or(0, |s| self.skus[s as usize].scale),
+                scale: idx.map_or(0, |s| self.sku(s).scale),
                 rows: Vec::new(),
                 ats: 0,
                 ats_pos: 0,
             };
             if let Some(s) = idx {
-                let one = [single.unwrap_or_default()];
-                let locs: &[LocIdx] = match (single, group) {
-                    (Some(_), _) => &one,
-                    (None, Some(group)) => group,
-                    (None, None) => &self.skus[s as usize].locations,
+                let entry = self.sku(s);
+                let locs: smallvec::SmallVec<[(LocIdx, Option<BalIdx>); 16]> = match (single, group)
+                {
+                    (Some(loc), _) => [(loc, entry.balance_at(loc))].into_iter().collect(),
+                    (None, Some(group)) => group
+                        .iter()
+                        .map(|&loc| (loc, entry.balance_at(loc)))
+                        .filter(|(_, bal)| bal.is_some())
+                        .collect(),
+                    (None, None) => entry.balances.iter().map(|&(l, b)| (l, Some(b))).collect(),
                 };
-                for &loc in locs {
+                for (loc, bal) in locs {
                     let k = key(s, loc);
-                    if single.is_none() && !self.balances.contains_key(&k) {
-                        continue;
-                    }
-                    let b = self.balance_at(k, pending.as_ref());
+                    let b = self.balance_at(k, bal, pending.as_ref());
                     let ats = if self.channel_allowed(loc, chan) {
                         b.ats(pos)
                     } else {
@@ -243,24 +256,24 @@ impl Ledger {
                         0
                     };
                     // Saturating: sums over many locations near QTY_MAX could exceed i64.
-                    entry.ats = entry.ats.saturating_add(ats);
-                    entry.ats_pos = entry.ats_pos.saturating_add(ats_pos);
-                    entry.rows.push(AvailabilityRow {
-                        location: self.locations[loc as usize].def.location.clone(),
+                    out_entry.ats = out_entry.ats.saturating_add(ats);
+                    out_entry.ats_pos = out_entry.ats_pos.saturating_add(ats_pos);
+                    out_entry.rows.push(AvailabilityRow {
+                        location: self.loc(loc).def.location.clone(),
                         balance: b,
                         ats,
                         ats_pos,
                     });
                 }
             } else if let Some(loc) = single {
-                entry.rows.push(AvailabilityRow {
-                    location: self.locations[loc as usize].def.location.clone(),
+                out_entry.rows.push(AvailabilityRow {
+                    location: self.loc(loc).def.location.clone(),
                     balance: Balance::default(),
                     ats: 0,
                     ats_pos: 0,
                 });
             }
-            out.push(entry);
+            out.push(out_entry);
         }
         Ok(out)
     }
@@ -290,8 +303,8 @@ impl Ledger {
         let pending = self.pending(now);
         let radius_m = u64::from(radius_km) * 1000;
         let mut rows = Vec::new();
-        for &loc in &self.skus[s as usize].locations {
-            let entry = &self.locations[loc as usize];
+        for &(loc, bal) in &self.sku(s).balances {
+            let entry = self.loc(loc);
             let Some(coords) = entry.def.coordinates else {
                 continue;
             };
@@ -303,7 +316,7 @@ impl Ledger {
                 continue;
             }
             let ats = self
-                .balance_at(key(s, loc), pending.as_ref())
+                .balance_at(key(s, loc), Some(bal), pending.as_ref())
                 .ats(Ledger::is_pos(chan));
             if ats >= qty {
                 rows.push(NearbyRow {
@@ -337,8 +350,8 @@ impl Ledger {
                     0
                 };
                 OrderLineView {
-                    sku: self.skus[l.sku as usize].id.clone(),
-                    location: self.locations[l.loc as usize].def.location.clone(),
+                    sku: self.sku(l.sku).sku_id(),
+                    location: self.loc(l.loc).def.location.clone(),
                     pickup: l.pickup,
                     ordered: l.ordered,
                     fulfilled: l.fulfilled,
@@ -354,12 +367,12 @@ impl Ledger {
         OrderView {
             id: id.clone(),
             state,
-            channel: self.channels[order.channel as usize].clone(),
+            channel: self.state.channels[order.channel as usize].clone(),
             lines,
             returned: order
                 .returned
                 .iter()
-                .map(|(s, q)| (self.skus[*s as usize].id.clone(), *q))
+                .map(|(s, q)| (self.sku(*s).sku_id(), *q))
                 .collect(),
             pickup_deadline_ms: order.pickup_deadline_ms,
             ready_for_pickup: order.ready,
@@ -371,24 +384,24 @@ impl Ledger {
         if max == 0 || max > limits::CHANGES_PER_QUERY_MAX {
             return Err(Rejection::limit("CHANGES_PER_QUERY_MAX"));
         }
-        let oldest = self.feed.front().map_or(self.feed_next_seq, |e| e.seq);
+        let feed = &self.state.feed;
+        // An event's sequence number is its position + 1.
+        let oldest = feed.head() + 1;
         let start = since.max(oldest);
-        let skip = (start - oldest) as usize;
-        let events: Vec<ChangeEvent> = self
-            .feed
-            .iter()
-            .skip(skip)
+        let events: Vec<ChangeEvent> = feed
+            .iter_from(start - 1)
             .take(max as usize)
-            .map(|e| {
+            .enumerate()
+            .map(|(i, e)| {
                 let (sku, loc) = unkey(e.key);
                 ChangeEvent {
-                    seq: e.seq,
+                    seq: start + i as u64,
                     log_index: e.log_index,
                     timestamp_ms: e.timestamp_ms,
                     request_id: (e.request_id != 0).then_some(RequestId(e.request_id)),
                     cause: e.cause,
-                    sku: self.skus[sku as usize].id.clone(),
-                    location: self.locations[loc as usize].def.location.clone(),
+                    sku: self.sku(sku).sku_id(),
+                    location: self.loc(loc).def.location.clone(),
                     balance: e.balance,
                     shortfall: e.shortfall,
                 }
@@ -396,7 +409,7 @@ impl Ledger {
             .collect();
         let next = events
             .last()
-            .map_or(start.min(self.feed_next_seq), |e| e.seq + 1);
+            .map_or(start.min(feed.end() + 1), |e| e.seq + 1);
         Ok(ChangesPage {
             events,
             next,
@@ -409,11 +422,11 @@ impl Ledger {
     /// unfulfilled units are lapsed pickups is not open (SPEC section 3: "not in counts").
     fn status(&self, now: u64) -> LedgerStatus {
         let (mut lapsed_holds, mut lapsed_orders) = (0u64, 0u64);
-        for deadline in self.deadlines.due(now) {
-            match deadline {
+        for deadline in self.ix.deadlines.due(now) {
+            match *deadline {
                 Deadline::Hold(_) => lapsed_holds += 1,
-                Deadline::Pickup(id) => {
-                    let order = &self.orders[id];
+                Deadline::Pickup(slot) => {
+                    let order = self.ord(slot);
                     if order.lines.iter().all(|l| l.pickup || l.unfulfilled() == 0) {
                         lapsed_orders += 1;
                     }
@@ -421,15 +434,15 @@ impl Ledger {
             }
         }
         LedgerStatus {
-            applied_index: self.applied_index,
-            now_ms: self.now_ms,
-            skus: self.skus.len() as u64,
-            locations: self.locations.len() as u64,
-            balances: self.balances.len() as u64,
-            live_reservations: self.live_reservations as u64 - lapsed_holds,
-            open_orders: self.open_orders as u64 - lapsed_orders,
-            dedup_entries: self.dedup.len() as u64,
-            feed_next_seq: self.feed_next_seq,
+            applied_index: self.state.applied_index,
+            now_ms: self.state.now_ms,
+            skus: self.state.skus.end(),
+            locations: self.state.locations.end(),
+            balances: self.state.balances.end(),
+            live_reservations: self.ix.live_reservations as u64 - lapsed_holds,
+            open_orders: self.ix.open_orders as u64 - lapsed_orders,
+            dedup_entries: self.state.dedup.len(),
+            feed_next_seq: self.state.feed.end() + 1,
         }
     }
 }

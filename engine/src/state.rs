@@ -1,0 +1,517 @@
+//! The replicated state ([`State`]: arenas and small shared tables, everything a snapshot
+//! holds) and what is derived from it ([`Indexes`]: rebuilt on restore, never in a snapshot).
+//!
+//! Layout (ARCHITECTURE.md, engine): every arena is a [`Pages`] (or a [`Slab`] / [`Fifo`] on
+//! top of one), so cloning a `State` — a freeze — costs O(directories), not O(entries).
+
+use std::collections::BTreeMap;
+use std::hash::Hasher;
+use std::sync::Arc;
+
+use hashbrown::HashTable;
+use rustc_hash::{FxHashMap, FxHasher};
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+
+use crate::balance::Balance;
+use crate::command::{Disposition, LocationDef};
+use crate::fifo::Fifo;
+use crate::ids::{ChannelId, GroupId, LocationId, OrderId, RmaId, SkuId, TransferId};
+use crate::ledger::Config;
+use crate::outcome::Outcome;
+use crate::pages::Pages;
+use crate::query::{Cause, ReservationState, TransferState};
+use crate::slab::Slab;
+
+/// Handle of an interned SKU (creation order).
+pub(crate) type SkuIdx = u32;
+/// Handle of a location (definition order).
+pub(crate) type LocIdx = u32;
+/// Handle of an interned channel; `pos` is 0.
+pub(crate) type ChanIdx = u16;
+/// Handle of a balance (creation order, never reused).
+pub(crate) type BalIdx = u32;
+/// Slot of a reservation, order, RMA or transfer in its slab.
+pub(crate) type ObjIdx = u32;
+
+/// Key of a balance in the change feed: SKU handle high, location handle low.
+pub(crate) fn key(sku: SkuIdx, loc: LocIdx) -> u64 {
+    (u64::from(sku) << 32) | u64::from(loc)
+}
+
+/// The (SKU, location) of a balance key.
+pub(crate) fn unkey(key: u64) -> (SkuIdx, LocIdx) {
+    ((key >> 32) as SkuIdx, key as LocIdx)
+}
+
+/// Hash of an id for the id -> handle tables (32 bits: stored beside each handle).
+pub(crate) fn hash_str(s: &str) -> u32 {
+    let mut h = FxHasher::default();
+    h.write(s.as_bytes());
+    (h.finish() >> 32) as u32
+}
+
+/// Hash of a request id for the dedup table (see [`hash_str`]).
+pub(crate) fn hash_u128(x: u128) -> u32 {
+    let mut h = FxHasher::default();
+    h.write_u128(x);
+    (h.finish() >> 32) as u32
+}
+
+/// One entry of an [`IdTable`]: a handle and the 32-bit hash of its id.
+#[derive(Debug, Clone, Copy)]
+struct IdEntry {
+    handle: u32,
+    hash: u32,
+}
+
+/// The table's 64-bit hash of a stored 32-bit one (spread so both the bucket bits and the tag
+/// bits vary).
+fn spread(hash: u32) -> u64 {
+    u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Id -> handle, for ids kept in an arena: the table holds only handles and their ids' hashes
+/// (8 bytes an entry); equality reads the arena, and only when the hashes match. Keeping the
+/// hash means growing the table never reads the arena.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct IdTable(HashTable<IdEntry>);
+
+impl IdTable {
+    /// The handle whose id hashes to `hash` and for which `is` holds.
+    pub(crate) fn find(&self, hash: u32, is: impl Fn(u32) -> bool) -> Option<u32> {
+        self.0
+            .find(spread(hash), |e| e.hash == hash && is(e.handle))
+            .map(|e| e.handle)
+    }
+
+    /// Points the entry for which `same` holds at `handle`, or adds one.
+    pub(crate) fn set(&mut self, hash: u32, handle: u32, same: impl Fn(u32) -> bool) {
+        match self
+            .0
+            .find_mut(spread(hash), |e| e.hash == hash && same(e.handle))
+        {
+            Some(entry) => entry.handle = handle,
+            None => {
+                self.0
+                    .insert_unique(spread(hash), IdEntry { handle, hash }, |e| spread(e.hash));
+            }
+        }
+    }
+
+    /// Removes the entry of `handle` (whose id hashes to `hash`), if there is one.
+    pub(crate) fn remove(&mut self, hash: u32, handle: u32) {
+        if let Ok(entry) = self
+            .0
+            .find_entry(spread(hash), |e| e.hash == hash && e.handle == handle)
+        {
+            entry.remove();
+        }
+    }
+}
+
+/// An id stored once, inline up to `N` bytes (48 for reservation and order ids: a UUID is 36;
+/// 24 for SKU ids, which are short and one per SKU entry), so storing one usually allocates
+/// nothing and comparing one reads no other memory. Longer ids spill to the heap.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct IdBuf<const N: usize = 48>(SmallVec<[u8; N]>);
+
+impl<const N: usize> IdBuf<N> {
+    /// Stores a (validated, ASCII) id.
+    pub(crate) fn new(id: &str) -> Self {
+        IdBuf(SmallVec::from_slice(id.as_bytes()))
+    }
+
+    /// Whether this is `id` (bytes compared: no UTF-8 check on the hot path).
+    pub(crate) fn is(&self, id: &str) -> bool {
+        self.0[..] == *id.as_bytes()
+    }
+
+    /// The id.
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("ids are checked ASCII before they are stored")
+    }
+}
+
+impl<const N: usize> std::fmt::Debug for IdBuf<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SkuEntry {
+    /// Inline, so that comparing it (every lookup) reads no other memory.
+    pub id: IdBuf<24>,
+    pub scale: u8,
+    /// (location, balance handle) of every balance of this SKU, by location ascending.
+    pub balances: Vec<(LocIdx, BalIdx)>,
+}
+
+impl SkuEntry {
+    /// The SKU's id, for views and rejections.
+    pub fn sku_id(&self) -> SkuId {
+        SkuId::from(self.id.as_str())
+    }
+
+    /// The balance handle at `loc`, if this SKU has a balance there.
+    pub fn balance_at(&self, loc: LocIdx) -> Option<BalIdx> {
+        self.balances
+            .binary_search_by_key(&loc, |(l, _)| *l)
+            .ok()
+            .map(|i| self.balances[i].1)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LocationEntry {
+    pub def: LocationDef,
+    /// Allowed channels, interned and sorted; `None` allows all.
+    pub channels: Option<Vec<ChanIdx>>,
+}
+
+/// A held or allocated quantity of one request line at one balance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Held {
+    pub line: u16,
+    pub sku: SkuIdx,
+    pub loc: LocIdx,
+    pub bal: BalIdx,
+    pub qty: i64,
+}
+
+/// The lines of a hold or a placed request: inline for up to three lines.
+pub(crate) type HeldVec = SmallVec<[Held; 3]>;
+
+/// Something that can be retired and then dropped by retention.
+pub(crate) trait Record {
+    /// The client's id.
+    fn id(&self) -> &str;
+    /// Whether the client's id is `id`.
+    fn is(&self, id: &str) -> bool {
+        self.id() == id
+    }
+    /// Position in the retirement queue once finished.
+    fn retired_pos(&self) -> Option<u64>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Reservation {
+    pub id: IdBuf,
+    pub seq: u64,
+    pub channel: ChanIdx,
+    pub created_at_ms: u64,
+    pub expires_at_ms: u64,
+    pub state: ReservationState,
+    pub held: HeldVec,
+    pub retired_pos: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct OrderLine {
+    pub sku: SkuIdx,
+    pub loc: LocIdx,
+    pub bal: BalIdx,
+    pub pickup: bool,
+    pub ordered: i64,
+    pub fulfilled: i64,
+    pub cancelled: i64,
+}
+
+impl OrderLine {
+    pub fn unfulfilled(&self) -> i64 {
+        self.ordered - self.fulfilled - self.cancelled
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Order {
+    pub id: IdBuf,
+    pub seq: u64,
+    pub channel: ChanIdx,
+    pub created_at_ms: u64,
+    pub lines: SmallVec<[OrderLine; 2]>,
+    /// Units returned per SKU.
+    pub returned: Vec<(SkuIdx, i64)>,
+    pub pickup_deadline_ms: Option<u64>,
+    /// The pickup deadline passed and the pickup lines were cancelled.
+    pub pickup_expired: bool,
+    pub ready: bool,
+    pub retired_pos: Option<u64>,
+}
+
+impl Order {
+    pub fn unfulfilled(&self) -> i64 {
+        self.lines.iter().map(OrderLine::unfulfilled).sum()
+    }
+
+    pub fn line_mut(&mut self, sku: SkuIdx, loc: LocIdx) -> Option<&mut OrderLine> {
+        self.lines.iter_mut().find(|l| l.sku == sku && l.loc == loc)
+    }
+
+    pub fn line(&self, sku: SkuIdx, loc: LocIdx) -> Option<&OrderLine> {
+        self.lines.iter().find(|l| l.sku == sku && l.loc == loc)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RmaLine {
+    pub sku: SkuIdx,
+    pub qty: i64,
+    pub loc: LocIdx,
+    pub disposition: Disposition,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Rma {
+    pub id: RmaId,
+    pub order: OrderId,
+    pub lines: Vec<RmaLine>,
+    pub received_at_ms: u64,
+    pub retired_pos: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Transfer {
+    pub id: TransferId,
+    pub sku: SkuIdx,
+    pub from: LocIdx,
+    pub to: LocIdx,
+    pub qty: i64,
+    pub state: TransferState,
+    pub received: i64,
+    pub damaged: i64,
+    pub shipped_at_ms: u64,
+    pub retired_pos: Option<u64>,
+}
+
+impl Record for Reservation {
+    fn id(&self) -> &str {
+        self.id.as_str()
+    }
+    fn is(&self, id: &str) -> bool {
+        self.id.is(id)
+    }
+    fn retired_pos(&self) -> Option<u64> {
+        self.retired_pos
+    }
+}
+
+impl Record for Order {
+    fn id(&self) -> &str {
+        self.id.as_str()
+    }
+    fn is(&self, id: &str) -> bool {
+        self.id.is(id)
+    }
+    fn retired_pos(&self) -> Option<u64> {
+        self.retired_pos
+    }
+}
+
+impl Record for Rma {
+    fn id(&self) -> &str {
+        self.id.as_str()
+    }
+    fn retired_pos(&self) -> Option<u64> {
+        self.retired_pos
+    }
+}
+
+impl Record for Transfer {
+    fn id(&self) -> &str {
+        self.id.as_str()
+    }
+    fn retired_pos(&self) -> Option<u64> {
+        self.retired_pos
+    }
+}
+
+/// A finished object, by slot, waiting for its retention to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Retired {
+    Reservation(ObjIdx),
+    Order(ObjIdx),
+    Rma(ObjIdx),
+    Transfer(ObjIdx),
+}
+
+/// An entry of the retirement queue: when the object finished, and which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RetiredEntry {
+    pub at_ms: u64,
+    pub what: Retired,
+}
+
+/// A change-feed entry (its sequence number is its position + 1), with interned ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct EventRecord {
+    pub log_index: u64,
+    pub timestamp_ms: u64,
+    /// 0 = no request (expiry).
+    pub request_id: u128,
+    pub cause: Cause,
+    pub key: u64,
+    pub balance: Balance,
+    pub shortfall: i64,
+}
+
+/// One line of a remembered reservation or order reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RepLine {
+    pub line: u16,
+    pub loc: LocIdx,
+    pub qty: i64,
+}
+
+/// Lines of a remembered reply: inline for up to three.
+pub(crate) type RepLines = SmallVec<[RepLine; 3]>;
+
+/// A request's result as the dedup log keeps it: compact for the common replies (no heap for up
+/// to three lines), the full outcome otherwise. `Ledger::expand` turns it back into the
+/// outcome, identical every time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Remembered {
+    Done,
+    /// A stock write's reply, inline: loading stock remembers millions of these, and a boxed
+    /// copy each would leave the heap fragmented once they are forgotten.
+    Balance(Balance),
+    Reserved {
+        expires_at_ms: u64,
+        lines: RepLines,
+    },
+    OrderPlaced {
+        pickup_deadline_ms: Option<u64>,
+        lines: RepLines,
+    },
+    Other(Box<Outcome>),
+}
+
+/// One remembered request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DedupEntry {
+    pub request_id: u128,
+    pub at_ms: u64,
+    pub reply: Remembered,
+}
+
+/// What a deadline entry refers to: a hold or a pickup order, by slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deadline {
+    Hold(ObjIdx),
+    Pickup(ObjIdx),
+}
+
+/// The replicated state: everything a snapshot holds, nothing derived. `Clone` is the freeze:
+/// O(directories) reference counts (see [`Pages`]).
+#[derive(Debug, Clone)]
+pub(crate) struct State {
+    pub config: Config,
+    pub now_ms: u64,
+    pub applied_index: u64,
+    /// Next object sequence number (reservations and orders), for deterministic tie-breaks.
+    pub next_seq: u64,
+    /// Interned channels; `pos` is 0. Small (`CHANNELS_MAX`), copied on write after a freeze.
+    pub channels: Arc<Vec<ChannelId>>,
+    pub locations: Pages<LocationEntry>,
+    /// Groups by id. Small (`GROUPS_MAX`); the map is copied on write after a freeze, the
+    /// location lists are shared.
+    pub groups: Arc<BTreeMap<GroupId, Arc<[LocIdx]>>>,
+    pub skus: Pages<SkuEntry>,
+    pub balances: Pages<Balance>,
+    pub reservations: Slab<Reservation>,
+    pub orders: Slab<Order>,
+    pub rmas: Slab<Rma>,
+    pub transfers: Slab<Transfer>,
+    /// Finished objects in the order they finished (time is monotonic, so also by time).
+    pub retired: Fifo<RetiredEntry>,
+    /// Remembered request outcomes in arrival order (so also by time).
+    pub dedup: Fifo<DedupEntry>,
+    /// The change feed: event sequence number = position + 1.
+    pub feed: Fifo<EventRecord>,
+}
+
+impl State {
+    pub(crate) fn new(config: Config) -> Self {
+        State {
+            config,
+            now_ms: 0,
+            applied_index: 0,
+            next_seq: 1,
+            channels: Arc::new(Vec::new()),
+            locations: Pages::default(),
+            groups: Arc::new(BTreeMap::new()),
+            skus: Pages::default(),
+            balances: Pages::default(),
+            reservations: Slab::default(),
+            orders: Slab::default(),
+            rmas: Slab::default(),
+            transfers: Slab::default(),
+            retired: Fifo::default(),
+            dedup: Fifo::default(),
+            feed: Fifo::default(),
+        }
+    }
+
+    /// Whether a retired record is still retained (not behind the retirement queue's head).
+    pub(crate) fn retained<R: Record>(&self, record: &R) -> bool {
+        record
+            .retired_pos()
+            .is_none_or(|pos| pos >= self.retired.head())
+    }
+}
+
+/// Indexes derived from a [`State`]: rebuilt on restore, never in a snapshot.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Indexes {
+    /// SKU id -> handle (equality reads the SKU arena).
+    pub sku: IdTable,
+    pub location: FxHashMap<LocationId, LocIdx>,
+    pub channel: FxHashMap<ChannelId, ChanIdx>,
+    /// Object id -> slot (equality reads the slab). May still name a slot whose record is
+    /// behind the retirement head until the clean-up removes it.
+    pub reservation: IdTable,
+    pub order: IdTable,
+    pub rma: IdTable,
+    pub transfer: IdTable,
+    /// Request id -> dedup position, kept as its low 32 bits (the dedup log spans far fewer
+    /// positions; see [`Fifo::full_position`]); equality reads the dedup log.
+    pub dedup: IdTable,
+    pub deadlines: crate::deadlines::Deadlines,
+    pub live_reservations: usize,
+    pub open_orders: usize,
+    pub open_transfers: usize,
+}
+
+/// The slot of the retained record with id `id` (hashed `hash`), if any.
+pub(crate) fn find_record<R: Record + Clone>(
+    table: &IdTable,
+    slab: &Slab<R>,
+    state: &State,
+    id: &str,
+    hash: u32,
+) -> Option<ObjIdx> {
+    table
+        .find(hash, |slot| slab.get(slot).is_some_and(|r| r.is(id)))
+        .filter(|&slot| slab.get(slot).is_some_and(|r| state.retained(r)))
+}
+
+/// Points the id of the record in `slot` (hashed `hash`) at `slot` in `table`: replaces the
+/// entry of a dropped record with the same id (still awaiting clean-up), or adds one.
+pub(crate) fn index_record<R: Record + Clone>(
+    table: &mut IdTable,
+    slab: &Slab<R>,
+    slot: ObjIdx,
+    hash: u32,
+) {
+    let id = slab.get(slot).expect("indexed slot in use").id();
+    debug_assert_eq!(hash, hash_str(id));
+    table.set(hash, slot, |s| {
+        s != slot && slab.get(s).is_some_and(|r| r.is(id))
+    });
+}
+
+/// Removes the entry of `slot` (holding `id`) from `table`, if it still points there.
+pub(crate) fn unindex_record(table: &mut IdTable, id: &str, slot: ObjIdx) {
+    table.remove(hash_str(id), slot);
+}
