@@ -107,7 +107,10 @@ fn main() {
     });
     let after = timed_batches(&mut driver, &mut work, batches);
     let (encode_time, bytes) = encoder.join().expect("the encoder thread");
-    assert!(bytes == expected, "the frozen view encodes to the snapshot of its moment");
+    assert!(
+        bytes == expected,
+        "the frozen view encodes to the snapshot of its moment"
+    );
     let worst = *after.iter().max().expect("batches");
     println!(
         "after freeze (view encoded on another thread meanwhile): first {:.2} ms, worst {:.2} ms ({:.2}x the baseline median), median {:.2} ms",
