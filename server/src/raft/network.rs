@@ -275,12 +275,25 @@ impl PeerClient {
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
+    /// Sends at most [`APPEND_BYTES_MAX`] of the entries (at least one) and answers a partial
+    /// success for a cut request, so openraft sends the rest next; waits at least
+    /// [`APPEND_TIMEOUT_MS_MIN`] for a request with entries.
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        let cut_at = cap_entries(&mut rpc.entries);
+        let option = if rpc.entries.is_empty() {
+            option
+        } else {
+            let floor = Duration::from_millis(APPEND_TIMEOUT_MS_MIN);
+            RPCOption::new(option.hard_ttl().max(floor))
+        };
         match self.send(PeerRequest::Append(rpc), &option).await? {
+            PeerReply::Append(Ok(AppendEntriesResponse::Success)) if cut_at.is_some() => {
+                Ok(AppendEntriesResponse::PartialSuccess(cut_at))
+            }
             PeerReply::Append(r) => {
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }
@@ -319,6 +332,38 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             _ => Err(self.unexpected()),
         }
     }
+}
+
+/// Encoded bytes of entries sent in one AppendEntries (at least one entry is always sent).
+/// openraft hands over up to `ENTRIES_PER_APPEND_MAX` entries of up to 1 MiB each; an RPC that
+/// large can outlast the heartbeat-long timeout openraft gives it on a busy follower, and a
+/// timed-out append is retried whole, again and again.
+pub const APPEND_BYTES_MAX: usize = 1 << 20;
+/// Shortest time an AppendEntries with entries may take before it counts as failed, ms
+/// (openraft allows one heartbeat interval, 100 ms by default).
+pub const APPEND_TIMEOUT_MS_MIN: u64 = 1_000;
+
+/// Keeps the longest prefix of `entries` within [`APPEND_BYTES_MAX`] (at least one entry);
+/// returns the log id of the last kept entry if some were cut off.
+fn cap_entries(entries: &mut Vec<super::Entry>) -> Option<super::LogId> {
+    if entries.len() < 2 {
+        return None;
+    }
+    let mut bytes = 0usize;
+    let mut keep = entries.len();
+    for (i, entry) in entries.iter().enumerate() {
+        bytes += postcard::serialize_with_flavor(entry, postcard::ser_flavors::Size::default())
+            .unwrap_or(usize::MAX);
+        if i > 0 && bytes > APPEND_BYTES_MAX {
+            keep = i;
+            break;
+        }
+    }
+    if keep == entries.len() {
+        return None;
+    }
+    entries.truncate(keep);
+    entries.last().map(|e| e.log_id)
 }
 
 /// Serves Raft RPCs arriving on a peer connection until it closes. The caller has checked that
@@ -383,3 +428,51 @@ pub async fn serve_peer(
 
 /// How long a peer connection attempt may take before the RPC fails.
 pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::{Batch, Entry};
+    use engine::{Command, LocationId, Reason, Request, RequestId, SkuId};
+
+    /// An entry of about `bytes` encoded bytes.
+    fn entry(index: u64, bytes: usize) -> Entry {
+        let request = Request {
+            request_id: RequestId(u128::from(index)),
+            command: Command::Adjust {
+                sku: SkuId::from("A"),
+                location: LocationId::from("wh"),
+                delta: 1,
+                reason: Reason::from("x".repeat(bytes).as_str()),
+            },
+        };
+        Entry {
+            log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: openraft::EntryPayload::Normal(Batch {
+                timestamp_ms: 0,
+                requests: Arc::new(vec![request]),
+            }),
+        }
+    }
+
+    #[test]
+    fn appends_are_cut_at_the_byte_cap_but_always_carry_an_entry() {
+        let mut small: Vec<Entry> = (1..=16).map(|i| entry(i, 100)).collect();
+        assert_eq!(cap_entries(&mut small), None);
+        assert_eq!(small.len(), 16);
+
+        let quarter = APPEND_BYTES_MAX / 4;
+        let mut big: Vec<Entry> = (1..=16).map(|i| entry(i, quarter)).collect();
+        let cut = cap_entries(&mut big).expect("cut");
+        assert_eq!(
+            big.len(),
+            3,
+            "three quarters fit, the fourth passes the cap"
+        );
+        assert_eq!(cut.index, 3);
+
+        let mut huge = vec![entry(1, APPEND_BYTES_MAX * 2), entry(2, 10)];
+        assert_eq!(cap_entries(&mut huge).map(|l| l.index), Some(1));
+        assert_eq!(huge.len(), 1, "one entry goes even above the cap");
+    }
+}
