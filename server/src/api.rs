@@ -25,6 +25,9 @@ use crate::node::NodeCtx;
 use crate::proposer::READ_TIMEOUT_MS;
 use crate::replies::{ConnectionReplies, NoRoom, Outbox, Room};
 
+/// How often an idle subscription checks that its node is still a member, ms.
+pub const SUBSCRIPTION_CHECK_MS: u64 = 1_000;
+
 /// Events per message of a change-feed subscription.
 pub const EVENTS_PER_MESSAGE_MAX: u32 = 1_000;
 
@@ -183,6 +186,11 @@ async fn subscribe(
             message: "one subscription per stream, alone in its frame".to_owned(),
         });
         reply(outbox, frame.id, vec![refused]).await;
+        return subscribed;
+    }
+    if let Some(removed) = ctx.membership.removed_error() {
+        // Its feed stopped where the cluster left it.
+        reply(outbox, frame.id, vec![OpResult::Failed(removed)]).await;
         return subscribed;
     }
     // The room for the message that ends a cut subscription is kept from the start, so the
@@ -393,7 +401,14 @@ async fn subscription(mut since: u64, ctx: Arc<NodeCtx>, outbox: Outbox, last: R
         since = page.next;
         if page.events.is_empty() {
             drop(room);
-            if applied.changed().await.is_err() || outbox.is_closed() {
+            // Wake on new entries, and now and then to notice a removal (a removed node applies
+            // nothing more): ending the stream sends the client to resubscribe elsewhere.
+            let wait = Duration::from_millis(SUBSCRIPTION_CHECK_MS);
+            let changed = tokio::time::timeout(wait, applied.changed()).await;
+            if matches!(changed, Ok(Err(_)))
+                || outbox.is_closed()
+                || ctx.membership.removed_error().is_some()
+            {
                 return;
             }
             continue;
