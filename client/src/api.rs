@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use engine::query::ChangeEvent;
 use engine::{Answer, Command, Outcome, Query, Rejection, Request, RequestId};
-use protocol::tls::Trust;
+use pki::Trust;
 use protocol::{
     AdminOp, Consistency, MemberState, NodeAddr, NodeStatus, Op, OpResult, Role, ServerError,
 };
@@ -241,8 +241,8 @@ impl Client {
     /// seed does not delay it. Fails if no seed answers within the connect timeout.
     pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
         config.check()?;
-        let quic = protocol::tls::client_config(&config.trust)
-            .map_err(|e| ClientError::Config(e.to_string()))?;
+        let quic =
+            pki::client_config(&config.trust).map_err(|e| ClientError::Config(e.to_string()))?;
         let client = Client {
             inner: Arc::new(Inner {
                 policy: RetryPolicy {

@@ -6,7 +6,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), client::ClientError> {
 //! use client::{Client, ClientConfig};
-//! use protocol::tls::{load_certs, Trust};
+//! use pki::{load_certs, Trust};
 //!
 //! let ca = load_certs("stockd-data/ca.pem".as_ref())
 //!     .map_err(|e| client::ClientError::Config(e.to_string()))?;

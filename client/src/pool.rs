@@ -191,7 +191,7 @@ impl Pool {
             .ok_or_else(|| closed("address did not resolve".into()))?;
         let endpoint = self.endpoint(addr).map_err(closed)?;
         let connecting = endpoint
-            .connect_with(self.quic.clone(), addr, protocol::tls::SERVER_NAME)
+            .connect_with(self.quic.clone(), addr, pki::SERVER_NAME)
             .map_err(|e| closed(e.to_string()))?;
         let conn = tokio::time::timeout(self.connect_timeout, connecting)
             .await

@@ -18,7 +18,7 @@ use engine::{
     Answer, Code, Command, ObjectKind, Query, Rejection, Reply, Request, RequestId, ReservationId,
     SkuId,
 };
-use protocol::tls::Trust;
+use pki::Trust;
 use protocol::{
     BatchStats, ClientFrame, NodeAddr, NodeStatus, Op, OpResult, Role, ServerError, ServerMessage,
 };
@@ -52,8 +52,8 @@ impl Certs {
             N.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        protocol::tls::ensure_ca(&dir).expect("CA");
-        protocol::tls::ensure_node(&dir, &dir.join("node"), &["127.0.0.1".to_owned()])
+        pki::ensure_ca(&dir).expect("CA");
+        pki::ensure_node(&dir, &dir.join("node"), &["127.0.0.1".to_owned()])
             .expect("node certificate");
         Certs { dir }
     }
@@ -63,13 +63,13 @@ impl Certs {
     }
 
     fn trust(&self) -> Trust {
-        Trust::Ca(protocol::tls::load_certs(&self.ca_path()).expect("CA certificate"))
+        Trust::Ca(pki::load_certs(&self.ca_path()).expect("CA certificate"))
     }
 
     fn server_config(&self) -> quinn::ServerConfig {
-        let identity = protocol::tls::load_identity(&self.dir.join("node")).expect("identity");
-        let ca = protocol::tls::load_certs(&self.ca_path()).expect("CA certificate");
-        protocol::tls::server_config(&identity, &ca).expect("server config")
+        let identity = pki::load_identity(&self.dir.join("node")).expect("identity");
+        let ca = pki::load_certs(&self.ca_path()).expect("CA certificate");
+        pki::server_config(&identity, &ca).expect("server config")
     }
 }
 

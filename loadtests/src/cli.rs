@@ -407,8 +407,8 @@ fn durability(arg: DurabilityArg) -> server::raft::log_store::Durability {
 fn open_cluster(args: &ClusterArgs, say: bool) -> Result<Cluster, String> {
     if !args.connect.is_empty() {
         let trust = match &args.ca {
-            Some(path) => protocol::tls::Trust::Ca(
-                protocol::tls::load_certs(path).map_err(|e| format!("{}: {e}", path.display()))?,
+            Some(path) => pki::Trust::Ca(
+                pki::load_certs(path).map_err(|e| format!("{}: {e}", path.display()))?,
             ),
             None => return Err("--connect needs --ca (the cluster's ca.pem)".to_owned()),
         };

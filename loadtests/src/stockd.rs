@@ -16,7 +16,7 @@ use engine::{
     Answer, ChannelId, Command, Fulfilment, LocatedLine, LocationDef, LocationId, LocationKind,
     OrderId, OrderSource, Outcome, Query, Reason, Rejection, Request, ReservationId, SkuId,
 };
-use protocol::tls::Trust;
+use pki::Trust;
 use protocol::{Consistency, NodeAddr, Role};
 use server::clock::Clock;
 use server::node::{Node, NodeConfig, RaftTimings};
@@ -250,7 +250,7 @@ impl LocalCluster {
 
     /// A client configuration trusting this cluster's CA.
     pub fn client_config(&self) -> Result<ClientConfig, String> {
-        let ca = protocol::tls::load_certs(&self.ca_path).map_err(|e| e.to_string())?;
+        let ca = pki::load_certs(&self.ca_path).map_err(|e| e.to_string())?;
         Ok(ClientConfig::new(self.addrs.clone(), Trust::Ca(ca)))
     }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use engine::{ChannelId, Command, LocationId, Request, ReservationId, SkuId};
-use protocol::tls::Trust;
+use pki::Trust;
 use protocol::{ClientFrame, Op, OpResult, ServerMessage};
 use serde::Serialize;
 
@@ -88,12 +88,12 @@ fn code_of(reply: Result<Option<Vec<u8>>, String>) -> String {
 
 /// Runs the comparison in one mode; latency from the send of each frame.
 pub async fn run(bench: &StreamBench, mode: StreamMode) -> Result<RunStats, String> {
-    let config = protocol::tls::client_config(&bench.trust).map_err(|e| e.to_string())?;
+    let config = pki::client_config(&bench.trust).map_err(|e| e.to_string())?;
     let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))
         .map_err(|e| e.to_string())?;
     endpoint.set_default_client_config(config);
     let connection = endpoint
-        .connect(bench.leader, protocol::tls::SERVER_NAME)
+        .connect(bench.leader, pki::SERVER_NAME)
         .map_err(|e| e.to_string())?
         .await
         .map_err(|e| e.to_string())?;

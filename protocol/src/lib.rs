@@ -1,18 +1,15 @@
 //! # stockd protocol
 //!
-//! The wire protocol between clients and nodes, and the QUIC/TLS setup both sides share.
+//! The wire protocol between clients and nodes (TLS and certificates are the `pki` crate's).
 //! docs/PROTOCOL.md is the prose version; this crate is the reference.
 //!
 //! # Layout
 //! - [`frame`]: the messages ([`ClientFrame`], [`ServerMessage`]) and their types.
 //! - [`codec`]: length-prefixed, versioned postcard frames: `check`, `parse`, `encode`, and async
 //!   `read_frame` / `write_frame` over any tokio stream (quinn's streams).
-//! - [`tls`]: certificates (a cluster CA and node certificates, made with rcgen), rustls and quinn
-//!   configurations for clients (CA or fingerprint pinning) and for peers (mutual TLS).
 
 pub mod codec;
 pub mod frame;
-pub mod tls;
 
 pub use codec::{
     check, check_limit, encode, encode_limit, frame_len, parse, parse_limit, read_frame,

@@ -49,8 +49,8 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), String> {
     let configs = match cli.command {
         Some(Command::Certs { ca_dir, out, name }) => {
-            protocol::tls::ensure_ca(&ca_dir).map_err(|e| e.to_string())?;
-            protocol::tls::ensure_node(&ca_dir, &out, &name).map_err(|e| e.to_string())?;
+            pki::ensure_ca(&ca_dir).map_err(|e| e.to_string())?;
+            pki::ensure_node(&ca_dir, &out, &name).map_err(|e| e.to_string())?;
             println!(
                 "node certificate in {}, CA in {}",
                 out.display(),

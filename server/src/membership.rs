@@ -122,7 +122,7 @@ impl Membership {
                 .ok_or("the address does not resolve")?;
             let connecting = self
                 .endpoint
-                .connect_with(self.client_tls.clone(), socket, protocol::tls::SERVER_NAME)
+                .connect_with(self.client_tls.clone(), socket, pki::SERVER_NAME)
                 .map_err(|e| e.to_string())?;
             let connection = connecting.await.map_err(|e| e.to_string())?;
             let answer = status_over(&connection).await;

@@ -12,7 +12,6 @@ use std::time::Duration;
 use openraft::storage::RaftLogStorage;
 use tokio::sync::{watch, Semaphore};
 
-use protocol::tls;
 use protocol::NodeAddr;
 
 use crate::clock::Clock;
@@ -192,7 +191,7 @@ impl Node {
         if let (Some(tls_dir), None) = (&config.tls_dir, &config.ca_dir) {
             // An explicit TLS directory must hold the node's certificate: creating a new CA
             // there (a typo in the path) would make a node no peer trusts.
-            if !tls::paths(tls_dir).2.exists() {
+            if !pki::TlsFiles::in_dir(tls_dir).node_pem.exists() {
                 return Err(StartError(format!(
                     "{}: no node.pem (give --ca-dir to issue one from the cluster CA, or run \
                      `stockd certs`)",
@@ -206,25 +205,25 @@ impl Node {
             .clone()
             .unwrap_or_else(|| config.data_dir.clone());
         let ca_dir = config.ca_dir.clone().unwrap_or_else(|| tls_dir.clone());
-        let (_, _, node_pem, _) = tls::paths(&tls_dir);
+        let node_pem = pki::TlsFiles::in_dir(&tls_dir).node_pem;
         if !node_pem.exists() {
             if !ca_dir.join("ca.pem").exists() {
-                tls::ensure_ca(&ca_dir).map_err(|e| start_err("creating the cluster CA", e))?;
+                pki::ensure_ca(&ca_dir).map_err(|e| start_err("creating the cluster CA", e))?;
             }
             let names = vec![config.listen.ip().to_string()];
-            tls::ensure_node(&ca_dir, &tls_dir, &names)
+            pki::ensure_node(&ca_dir, &tls_dir, &names)
                 .map_err(|e| start_err("issuing the node certificate", e))?;
         }
         let identity =
-            tls::load_identity(&tls_dir).map_err(|e| start_err("node certificate", e))?;
+            pki::load_identity(&tls_dir).map_err(|e| start_err("node certificate", e))?;
         // The CA file to show clients: the cluster CA's own, else this node's copy.
         let ca_path = if ca_dir.join("ca.pem").exists() {
             ca_dir.join("ca.pem")
         } else {
             tls_dir.join("ca.pem")
         };
-        let ca = tls::load_certs(&ca_path).map_err(|e| start_err("CA certificate", e))?;
-        let ca_fingerprint = tls::fingerprint(&ca[0]);
+        let ca = pki::load_certs(&ca_path).map_err(|e| start_err("CA certificate", e))?;
+        let ca_fingerprint = pki::fingerprint(&ca[0]);
 
         let sm = StateMachine::open(&config.data_dir.join("snapshots"))
             .map_err(|e| start_err("snapshots", e))?;
@@ -237,7 +236,7 @@ impl Node {
             .map_err(|e| start_err("raft log", e))?
             .map_or(0, |l| l.index);
 
-        let server = tls::server_config(&identity, &ca).map_err(|e| start_err("TLS", e))?;
+        let server = pki::server_config(&identity, &ca).map_err(|e| start_err("TLS", e))?;
         let endpoint = quinn::Endpoint::server(server, config.listen)
             .map_err(|e| start_err(&format!("binding {}", config.listen), e))?;
         let local_addr = endpoint.local_addr().map_err(|e| start_err("binding", e))?;
@@ -246,7 +245,7 @@ impl Node {
             .clone()
             .unwrap_or_else(|| local_addr.to_string());
         let faults = Arc::new(Faults::default());
-        let peer = tls::peer_client_config(&identity, &ca).map_err(|e| start_err("TLS", e))?;
+        let peer = pki::peer_client_config(&identity, &ca).map_err(|e| start_err("TLS", e))?;
         let network = Network::new(endpoint.clone(), peer, faults.clone());
         let election = Election::new(
             config.id,
@@ -257,7 +256,7 @@ impl Node {
             },
         );
         let client_tls =
-            tls::client_config(&tls::Trust::Ca(ca.clone())).map_err(|e| start_err("TLS", e))?;
+            pki::client_config(&pki::Trust::Ca(ca.clone())).map_err(|e| start_err("TLS", e))?;
 
         let t = config.timings;
         let raft_config = openraft::Config {

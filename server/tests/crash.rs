@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use client::{Client, ClientConfig};
 use engine::{Command as Write, LocationDef, LocationId, LocationKind, Reason, SkuId};
-use protocol::tls::Trust;
+use pki::Trust;
 use protocol::Role;
 use support::{client, Cluster};
 
@@ -82,7 +82,7 @@ async fn a_killed_follower_rejoins_within_seconds_without_election_storms() {
         .applied_index;
     loop {
         // A fresh connection each time: this measures the node, not the client's pool.
-        let ca = protocol::tls::load_certs(&cluster.ca()).expect("CA");
+        let ca = pki::load_certs(&cluster.ca()).expect("CA");
         let mut config = ClientConfig::new(vec![cluster.addr(victim)], Trust::Ca(ca));
         config.timeout_ms = 500;
         config.connect_timeout_ms = 500;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use client::{Client, ClientConfig};
-use protocol::tls::Trust;
+use pki::Trust;
 use protocol::{NodeAddr, Role};
 use server::clock::Clock;
 use server::node::{Node, NodeConfig, RaftTimings};
@@ -144,7 +144,7 @@ impl TestCluster {
 
     /// A client configuration trusting the cluster CA, seeded with `nodes`.
     pub fn client_config(&self, nodes: Vec<String>) -> ClientConfig {
-        let ca = protocol::tls::load_certs(&self.ca_path()).expect("CA certificate");
+        let ca = pki::load_certs(&self.ca_path()).expect("CA certificate");
         ClientConfig::new(nodes, Trust::Ca(ca))
     }
 
@@ -295,14 +295,14 @@ pub struct RawConnection {
 impl RawConnection {
     /// Connects to `addr` trusting the CA in `ca_path`.
     pub async fn connect(addr: &str, ca_path: &Path) -> RawConnection {
-        let ca = protocol::tls::load_certs(ca_path).expect("CA certificate");
-        let config = protocol::tls::client_config(&Trust::Ca(ca)).expect("client config");
+        let ca = pki::load_certs(ca_path).expect("CA certificate");
+        let config = pki::client_config(&Trust::Ca(ca)).expect("client config");
         let mut endpoint =
             quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).expect("endpoint");
         endpoint.set_default_client_config(config);
         let addr: SocketAddr = addr.parse().expect("socket address");
         let connection = endpoint
-            .connect(addr, protocol::tls::SERVER_NAME)
+            .connect(addr, pki::SERVER_NAME)
             .expect("connect")
             .await
             .expect("handshake");

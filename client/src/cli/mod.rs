@@ -24,7 +24,7 @@ use engine::{
     LocationKind, ObjectKind, OrderId, OrderSource, Outcome, Query, Reason, Rejection, RequestId,
     ReservationId, ReturnLine, RmaId, SkuId, Target, TransferId,
 };
-use protocol::tls::Trust;
+use pki::Trust;
 use protocol::{Consistency, MemberState, NodeAddr};
 use serde_json::{json, Value};
 
@@ -594,7 +594,7 @@ pub fn client_config(global: &Global) -> Result<ClientConfig, Fail> {
     let trust = match (&global.fingerprint, &global.ca) {
         (Some(hex), _) => Trust::Fingerprint(hex.clone()),
         (None, Some(path)) => {
-            Trust::Ca(protocol::tls::load_certs(path).map_err(|e| Fail(format!("--ca: {e}")))?)
+            Trust::Ca(pki::load_certs(path).map_err(|e| Fail(format!("--ca: {e}")))?)
         }
         (None, None) => {
             let path = std::path::Path::new(DEFAULT_CA);
@@ -604,7 +604,7 @@ pub fn client_config(global: &Global) -> Result<ClientConfig, Fail> {
                      exist here)"
                 )));
             }
-            Trust::Ca(protocol::tls::load_certs(path).map_err(|e| Fail(e.to_string()))?)
+            Trust::Ca(pki::load_certs(path).map_err(|e| Fail(e.to_string()))?)
         }
     };
     let mut config = ClientConfig::new(nodes, trust);

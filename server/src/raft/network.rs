@@ -186,11 +186,7 @@ impl PeerClient {
         let connecting = self
             .network
             .endpoint
-            .connect_with(
-                self.network.config.clone(),
-                addr,
-                protocol::tls::SERVER_NAME,
-            )
+            .connect_with(self.network.config.clone(), addr, pki::SERVER_NAME)
             .map_err(|e| SendError::Unreachable(e.to_string()))?;
         let conn = connecting
             .await

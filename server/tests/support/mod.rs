@@ -10,7 +10,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use client::{Client, ClientConfig};
-use protocol::tls::Trust;
+use pki::Trust;
 use protocol::{NodeStatus, Role};
 
 /// A free UDP port on loopback (the node binds it right after; a clash fails loudly).
@@ -156,7 +156,7 @@ impl Cluster {
     /// Node `id`'s status through a fresh connection (measures the node, not a pool), or
     /// `None` if it does not answer within 500 ms.
     pub async fn status(&self, id: usize) -> Option<NodeStatus> {
-        let ca = protocol::tls::load_certs(&self.ca()).expect("CA");
+        let ca = pki::load_certs(&self.ca()).expect("CA");
         let mut config = ClientConfig::new(vec![self.addr(id)], Trust::Ca(ca));
         config.timeout_ms = 500;
         config.connect_timeout_ms = 500;
@@ -267,7 +267,7 @@ impl Drop for Cluster {
 
 /// A client of `nodes` trusting the CA in `ca`.
 pub async fn client(nodes: Vec<String>, ca: &Path, deadline_ms: u64) -> Client {
-    let ca = protocol::tls::load_certs(ca).expect("CA");
+    let ca = pki::load_certs(ca).expect("CA");
     let mut config = ClientConfig::new(nodes, Trust::Ca(ca));
     config.deadline_ms = deadline_ms;
     Client::connect(config).await.expect("client")

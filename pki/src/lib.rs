@@ -1,9 +1,11 @@
+//! # stockd PKI
+//!
 //! TLS for every connection (SPEC section 6: "QUIC (TLS 1.3 always)").
 //!
 //! A cluster has one certificate authority (CA). Each node holds a certificate signed by it,
 //! with the DNS name [`SERVER_NAME`] (and whatever host names the operator adds), and uses it
 //! both as the server certificate (clients and peers connect to it) and as its client
-//! certificate towards peers: node-to-node connections (ALPN [`crate::ALPN_PEER`]) are mutual
+//! certificate towards peers: node-to-node connections (ALPN [`protocol::ALPN_PEER`]) are mutual
 //! TLS, the server side checking that the peer's certificate chains to the cluster CA.
 //!
 //! Clients trust either the CA certificate (`ca.pem`) or a pinned SHA-256 fingerprint of the CA
@@ -23,7 +25,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::{
+use protocol::{
     ALPN_CLIENT, ALPN_PEER, IDLE_TIMEOUT_MS, KEEP_ALIVE_MS, PEER_IDLE_TIMEOUT_MS,
     PEER_KEEP_ALIVE_MS, STREAMS_PER_CONNECTION_MAX,
 };
@@ -66,14 +68,29 @@ impl Clone for Identity {
     }
 }
 
-/// Paths of the TLS files in `dir`.
-pub fn paths(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
-    (
-        dir.join("ca.pem"),
-        dir.join("ca.key"),
-        dir.join("node.pem"),
-        dir.join("node.key"),
-    )
+/// The TLS files of one directory (PEM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The cluster CA's certificate.
+    pub ca_pem: PathBuf,
+    /// The cluster CA's private key (only where certificates are issued).
+    pub ca_key: PathBuf,
+    /// The node's certificate, then the CA's.
+    pub node_pem: PathBuf,
+    /// The node's private key.
+    pub node_key: PathBuf,
+}
+
+impl TlsFiles {
+    /// The files in `dir`.
+    pub fn in_dir(dir: &Path) -> TlsFiles {
+        TlsFiles {
+            ca_pem: dir.join("ca.pem"),
+            ca_key: dir.join("ca.key"),
+            node_pem: dir.join("node.pem"),
+            node_key: dir.join("node.key"),
+        }
+    }
 }
 
 fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
@@ -89,7 +106,7 @@ fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
 
 /// Creates a cluster CA in `dir` (`ca.pem`, `ca.key`) unless one is there.
 pub fn ensure_ca(dir: &Path) -> Result<(), TlsError> {
-    let (ca_pem, ca_key, _, _) = paths(dir);
+    let TlsFiles { ca_pem, ca_key, .. } = TlsFiles::in_dir(dir);
     if ca_pem.exists() && ca_key.exists() {
         return Ok(());
     }
@@ -114,11 +131,17 @@ pub fn ensure_ca(dir: &Path) -> Result<(), TlsError> {
 /// signed by the CA in `ca_dir`, unless `node_dir` already has one. `names` are extra DNS names
 /// or IP addresses besides [`SERVER_NAME`].
 pub fn ensure_node(ca_dir: &Path, node_dir: &Path, names: &[String]) -> Result<(), TlsError> {
-    let (_, _, node_pem, node_key) = paths(node_dir);
+    let TlsFiles {
+        node_pem, node_key, ..
+    } = TlsFiles::in_dir(node_dir);
     if node_pem.exists() && node_key.exists() {
         return Ok(());
     }
-    let (ca_pem, ca_key_path, _, _) = paths(ca_dir);
+    let TlsFiles {
+        ca_pem,
+        ca_key: ca_key_path,
+        ..
+    } = TlsFiles::in_dir(ca_dir);
     let ca_cert_pem = std::fs::read_to_string(&ca_pem).map_err(|e| err(ca_pem.display(), e))?;
     let ca_key_pem =
         std::fs::read_to_string(&ca_key_path).map_err(|e| err(ca_key_path.display(), e))?;
@@ -151,7 +174,9 @@ pub fn ensure_node(ca_dir: &Path, node_dir: &Path, names: &[String]) -> Result<(
 
 /// Loads `node.pem` and `node.key` from `dir`.
 pub fn load_identity(dir: &Path) -> Result<Identity, TlsError> {
-    let (_, _, node_pem, node_key) = paths(dir);
+    let TlsFiles {
+        node_pem, node_key, ..
+    } = TlsFiles::in_dir(dir);
     let chain = load_certs(&node_pem)?;
     let key = PrivateKeyDer::from_pem_file(&node_key).map_err(|e| err(node_key.display(), e))?;
     Ok(Identity { chain, key })
