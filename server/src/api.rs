@@ -22,7 +22,7 @@ use protocol::{
 };
 
 use crate::node::NodeCtx;
-use crate::proposer::READ_TIMEOUT_MS;
+use crate::raft::proposer::READ_TIMEOUT_MS;
 use crate::replies::{ConnectionReplies, NoRoom, Outbox, Room};
 
 /// How often an idle subscription checks that its node is still a member, ms.
@@ -257,7 +257,7 @@ async fn handle_ops(ctx: &Arc<NodeCtx>, ops: Vec<Op>, bytes_per_op: usize) -> Ve
     }
     enum Slot {
         Done(OpResult),
-        Write(tokio::sync::oneshot::Receiver<crate::proposer::WriteResult>),
+        Write(tokio::sync::oneshot::Receiver<crate::raft::proposer::WriteResult>),
         Later(Op),
     }
     let no_quorum = ctx.quorum_lost_ms();
@@ -313,7 +313,7 @@ async fn handle_op(ctx: &Arc<NodeCtx>, op: Op) -> Ready {
                 digest: ledger.digest(),
             })
         }
-        Op::Admin(admin) => Ready::Done(crate::membership::admin(ctx, admin).await),
+        Op::Admin(admin) => Ready::Done(crate::raft::membership::admin(ctx, admin).await),
         Op::Write(_) | Op::Status | Op::Subscribe { .. } => failed(ServerError::Internal {
             message: "operation routed wrongly".to_owned(),
         }),
@@ -330,7 +330,7 @@ async fn read_ready(ctx: &Arc<NodeCtx>, consistency: Consistency) -> Result<(), 
         Consistency::Linearizable => {
             let leader = ctx.raft.metrics().borrow().current_leader;
             if leader != Some(ctx.id) {
-                return Err(crate::proposer::not_leader(&ctx.raft, leader));
+                return Err(crate::raft::proposer::not_leader(&ctx.raft, leader));
             }
             ctx.reads.wait().await
         }
@@ -483,7 +483,7 @@ pub fn status(ctx: &NodeCtx) -> NodeStatus {
             storage_errors_total: ctx.log.io_errors_total(),
         },
         membership_index: metrics.membership_config.log_id().map_or(0, |l| l.index),
-        membership: crate::membership::members(ctx),
+        membership: crate::raft::membership::members(ctx),
         replies: ctx.replies.stats(),
     }
 }

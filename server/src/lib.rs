@@ -3,12 +3,12 @@
 //! A node: the engine replicated with Raft and served over QUIC.
 //!
 //! # Layout
-//! - [`raft`]: openraft's types, the state machine (decode + delegate to the engine), the log
-//!   store on disk and the QUIC network between nodes.
+//! - [`raft`]: everything openraft: the state machine (decode + delegate to the engine), the log
+//!   store on disk, the QUIC network between nodes, elections, the proposer (write batching,
+//!   deadline ticks, the linearizable read barrier) and membership (`init`, `add-node`,
+//!   `remove-node`).
 //! - [`clock`]: the leader's clock (with a test-only offset).
-//! - [`proposer`]: write batching, deadline ticks, the linearizable read barrier.
 //! - [`api`]: client streams, frames and operations.
-//! - [`membership`]: `init`, `add-node`, `remove-node`, and how a removed node learns it.
 //! - [`replies`]: the budgets of replies queued for clients (per stream, connection, node and
 //!   subscriber) and the watchdog that closes connections that do not read.
 //! - [`node`]: a node's lifecycle (TLS, storage, Raft, endpoint).
@@ -17,8 +17,6 @@
 pub mod api;
 pub mod clock;
 pub mod config;
-pub mod membership;
 pub mod node;
-pub mod proposer;
 pub mod raft;
 pub mod replies;

@@ -15,7 +15,7 @@ use tokio::sync::{watch, Semaphore};
 use protocol::NodeAddr;
 
 use crate::clock::Clock;
-use crate::proposer::{Proposer, ReadBarrier};
+use crate::raft::proposer::{Proposer, ReadBarrier};
 use crate::raft::election::{Election, ElectionTimings};
 use crate::raft::log_store::{Durability, LogStore};
 use crate::raft::network::{serve_peer, Faults, Network};
@@ -43,7 +43,7 @@ pub const RAFT_SHUTDOWN_MS_MAX: u64 = 15_000;
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
 const _: () = assert!(
-    (ENTRIES_PER_APPEND_MAX as usize) * 2 * crate::proposer::BATCH_BYTES_MAX
+    (ENTRIES_PER_APPEND_MAX as usize) * 2 * crate::raft::proposer::BATCH_BYTES_MAX
         < protocol::PEER_FRAME_BYTES_MAX
 );
 const _: () = assert!(SNAPSHOT_CHUNK_BYTES * 2 < protocol::PEER_FRAME_BYTES_MAX);
@@ -74,7 +74,7 @@ impl Default for RaftTimings {
             election_max_ms: 800,
             snapshot_every: SNAPSHOT_EVERY_ENTRIES_DEFAULT,
             log_kept: LOG_KEPT_BEHIND_SNAPSHOT,
-            add_node_catch_up_ms: crate::membership::ADD_NODE_WAIT_MS_DEFAULT,
+            add_node_catch_up_ms: crate::raft::membership::ADD_NODE_WAIT_MS_DEFAULT,
         }
     }
 }
@@ -137,7 +137,7 @@ pub struct NodeCtx {
     /// Election and recovery state.
     pub election: Arc<Election>,
     /// Admin operations and whether this node was removed.
-    pub membership: crate::membership::Membership,
+    pub membership: crate::raft::membership::Membership,
 }
 
 impl NodeCtx {
@@ -345,7 +345,7 @@ impl Node {
             replies: Arc::default(),
             log: log_handle.clone(),
             election: election.clone(),
-            membership: crate::membership::Membership::new(endpoint.clone(), client_tls),
+            membership: crate::raft::membership::Membership::new(endpoint.clone(), client_tls),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         tokio::spawn(election.run(ctx.raft.clone(), network, shutdown_rx.clone()));
@@ -355,7 +355,7 @@ impl Node {
             t.snapshot_every,
             shutdown_rx.clone(),
         ));
-        tokio::spawn(crate::membership::watch(ctx.clone(), shutdown_rx.clone()));
+        tokio::spawn(crate::raft::membership::watch(ctx.clone(), shutdown_rx.clone()));
         let accept = tokio::spawn(accept_loop(endpoint.clone(), ctx.clone(), shutdown_rx));
         tracing::info!(id = config.id, addr = %local_addr, "node started");
         Ok(Node {

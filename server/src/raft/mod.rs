@@ -7,7 +7,9 @@
 
 pub mod election;
 pub mod log_store;
+pub mod membership;
 pub mod network;
+pub mod proposer;
 pub mod state_machine;
 
 pub use log_store::{Durability, LogStore};

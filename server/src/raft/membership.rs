@@ -341,7 +341,7 @@ async fn init(ctx: &NodeCtx, members: Vec<NodeAddr>) -> Result<(), ServerError> 
 async fn add_node(ctx: &NodeCtx, node: NodeAddr) -> Result<MemberState, ServerError> {
     let metrics = ctx.raft.metrics().borrow().clone();
     if metrics.current_leader != Some(ctx.id) {
-        return Err(crate::proposer::not_leader(
+        return Err(crate::raft::proposer::not_leader(
             &ctx.raft,
             metrics.current_leader,
         ));
@@ -486,7 +486,7 @@ fn change_error(
 ) -> ServerError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-            crate::proposer::not_leader(&ctx.raft, f.leader_id)
+            crate::raft::proposer::not_leader(&ctx.raft, f.leader_id)
         }
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => match e {
             ChangeMembershipError::InProgress(_) => ServerError::Busy,
