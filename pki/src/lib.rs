@@ -22,7 +22,10 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{PrivateKeyDer, ServerName, UnixTime};
+
+/// A DER-encoded X.509 certificate (rustls' type), as loaded from a PEM file.
+pub use rustls::pki_types::CertificateDer;
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use protocol::{

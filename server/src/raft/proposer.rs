@@ -97,7 +97,13 @@ pub struct Proposer {
 
 impl Proposer {
     /// Starts the proposer task of node `id`; it stops when every handle is dropped.
-    pub fn start(id: NodeId, raft: Raft, shared: Arc<Shared>, clock: Arc<Clock>) -> Proposer {
+    pub fn start(
+        id: NodeId,
+        consensus: &super::consensus::Consensus,
+        shared: Arc<Shared>,
+        clock: Arc<Clock>,
+    ) -> Proposer {
+        let raft = consensus.raft().clone();
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_MAX);
         let stats = Arc::new(Stats::default());
         tokio::spawn(run(id, rx, raft, shared, clock, stats.clone()));
@@ -288,7 +294,8 @@ pub struct ReadBarrier {
 
 impl ReadBarrier {
     /// Starts the barrier task.
-    pub fn start(raft: Raft) -> ReadBarrier {
+    pub fn start(consensus: &super::consensus::Consensus) -> ReadBarrier {
+        let raft = consensus.raft().clone();
         let (tx, rx) = mpsc::channel(READ_QUEUE_MAX);
         tokio::spawn(run_barrier(rx, raft));
         ReadBarrier { tx }
