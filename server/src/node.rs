@@ -14,11 +14,11 @@ use tokio::sync::{watch, Semaphore};
 use protocol::NodeAddr;
 
 use crate::clock::Clock;
-use crate::raft::proposer::{Proposer, ReadBarrier};
+use crate::raft::consensus::{Consensus, ConsensusParts};
 use crate::raft::election::{Election, ElectionTimings};
 use crate::raft::log_store::{Durability, LogStore};
-use crate::raft::consensus::{Consensus, ConsensusParts};
 use crate::raft::network::{Faults, Network};
+use crate::raft::proposer::{Proposer, ReadBarrier};
 use crate::raft::snapshots::SnapshotPolicy;
 use crate::raft::state_machine::{Shared, StateMachine};
 use crate::raft::NodeId;
@@ -186,7 +186,10 @@ impl NodeTls {
     /// Loads the node's certificate from its TLS directory, issuing one from the cluster CA
     /// (created if missing) when there is none.
     fn load_or_issue(config: &NodeConfig) -> Result<NodeTls, StartError> {
-        let tls_dir = config.tls_dir.clone().unwrap_or_else(|| config.data_dir.clone());
+        let tls_dir = config
+            .tls_dir
+            .clone()
+            .unwrap_or_else(|| config.data_dir.clone());
         let ca_dir = config.ca_dir.clone().unwrap_or_else(|| tls_dir.clone());
         if !pki::TlsFiles::in_dir(&tls_dir).node_pem.exists() {
             if !ca_dir.join("ca.pem").exists() {
@@ -237,6 +240,18 @@ fn check_config(config: &NodeConfig) -> Result<(), StartError> {
         what: "data directory",
         error: e.to_string(),
     })
+}
+
+/// The node's QUIC endpoint on `listen`, and the address it bound.
+fn bind(tls: &NodeTls, listen: SocketAddr) -> Result<(quinn::Endpoint, SocketAddr), StartError> {
+    let server = pki::server_config(&tls.identity, &tls.ca).map_err(files_err("TLS"))?;
+    let bind_err = |error| StartError::Bind {
+        addr: listen,
+        error,
+    };
+    let endpoint = quinn::Endpoint::server(server, listen).map_err(bind_err)?;
+    let local_addr = endpoint.local_addr().map_err(bind_err)?;
+    Ok((endpoint, local_addr))
 }
 
 /// The state machine and the log, opened.
@@ -303,17 +318,7 @@ impl Node {
         let tls = NodeTls::load_or_issue(&config)?;
         let storage = Storage::open(&config).await?;
         let shared = storage.state_machine.shared();
-        let server = pki::server_config(&tls.identity, &tls.ca).map_err(files_err("TLS"))?;
-        let endpoint = quinn::Endpoint::server(server, config.listen).map_err(|error| {
-            StartError::Bind {
-                addr: config.listen,
-                error,
-            }
-        })?;
-        let local_addr = endpoint.local_addr().map_err(|error| StartError::Bind {
-            addr: config.listen,
-            error,
-        })?;
+        let (endpoint, local_addr) = bind(&tls, config.listen)?;
         let faults = Arc::new(Faults::default());
         let peer = pki::peer_client_config(&tls.identity, &tls.ca).map_err(files_err("TLS"))?;
         let network = Network::new(endpoint.clone(), peer, faults.clone());
@@ -333,19 +338,19 @@ impl Node {
             .map_err(StartError::Consensus)?;
         ready_after(&shared, storage.committed);
 
-        let client_tls = pki::client_config(&pki::Trust::Ca(tls.ca.clone()))
-            .map_err(files_err("TLS"))?;
-        let election = Election::new(
-            config.id,
-            log.clone(),
-            ElectionTimings {
-                min_ms: config.timings.election_min_ms,
-                max_ms: config.timings.election_max_ms,
-            },
-        );
+        let client_tls =
+            pki::client_config(&pki::Trust::Ca(tls.ca.clone())).map_err(files_err("TLS"))?;
+        let timings = ElectionTimings {
+            min_ms: config.timings.election_min_ms,
+            max_ms: config.timings.election_max_ms,
+        };
+        let election = Election::new(config.id, log.clone(), timings);
         let ctx = Arc::new(NodeCtx {
             id: config.id,
-            addr: config.advertise.clone().unwrap_or_else(|| local_addr.to_string()),
+            addr: config
+                .advertise
+                .clone()
+                .unwrap_or_else(|| local_addr.to_string()),
             proposer: Proposer::start(config.id, &consensus, shared.clone(), config.clock.clone()),
             reads: ReadBarrier::start(&consensus),
             consensus,
@@ -433,7 +438,10 @@ impl Node {
         let _ = self.shutdown.send(true);
         let _ = self.accept.await;
         let limit = Duration::from_millis(RAFT_SHUTDOWN_MS_MAX);
-        self.ctx.consensus.shutdown(limit, self.ctx.log.io_error()).await;
+        self.ctx
+            .consensus
+            .shutdown(limit, self.ctx.log.io_error())
+            .await;
         self.endpoint.close(0u32.into(), b"shutdown");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         tracing::info!(id = self.ctx.id, "node stopped");
@@ -452,7 +460,10 @@ fn spawn_tasks(ctx: &Arc<NodeCtx>, network: Network, shutdown: &watch::Receiver<
         log: ctx.log.clone(),
     };
     tokio::spawn(policy.run(shutdown.clone()));
-    tokio::spawn(crate::raft::membership::watch(ctx.clone(), shutdown.clone()));
+    tokio::spawn(crate::raft::membership::watch(
+        ctx.clone(),
+        shutdown.clone(),
+    ));
 }
 
 async fn accept_loop(

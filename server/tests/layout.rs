@@ -30,7 +30,11 @@ fn openraft_only_in_raft() {
     let raft = src.join("raft");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
-    assert!(files.len() > 5, "found too few sources in {}", src.display());
+    assert!(
+        files.len() > 5,
+        "found too few sources in {}",
+        src.display()
+    );
     let mut offenders = Vec::new();
     for file in files.iter().filter(|f| !f.starts_with(&raft)) {
         let source = std::fs::read_to_string(file).expect("source is readable");
@@ -38,12 +42,19 @@ fn openraft_only_in_raft() {
             offenders.push(format!("{}: {}", file.display(), line.trim()));
         }
     }
-    assert!(offenders.is_empty(), "openraft outside src/raft:\n{}", offenders.join("\n"));
+    assert!(
+        offenders.is_empty(),
+        "openraft outside src/raft:\n{}",
+        offenders.join("\n")
+    );
 }
 
 #[test]
 fn the_check_sees_uses() {
-    assert_eq!(openraft_uses("let x = openraft::Config::default();").len(), 1);
+    assert_eq!(
+        openraft_uses("let x = openraft::Config::default();").len(),
+        1
+    );
     assert_eq!(openraft_uses("use openraft::ServerState;").len(), 1);
     assert!(openraft_uses(r#"filter("info,openraft=warn")"#).is_empty());
 }

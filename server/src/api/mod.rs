@@ -33,7 +33,8 @@ pub async fn serve_client(conn: quinn::Connection, ctx: Arc<NodeCtx>) {
     let replies = Arc::new(ConnectionReplies::new(ctx.replies.clone()));
     let accept = async {
         while let Ok((send, recv)) = conn.accept_bi().await {
-            let stream = streams::serve_stream(send, recv, ctx.clone(), budget.clone(), replies.clone());
+            let stream =
+                streams::serve_stream(send, recv, ctx.clone(), budget.clone(), replies.clone());
             tokio::spawn(stream);
         }
     };

@@ -32,7 +32,11 @@ impl Ready {
 
 /// Runs a frame's operations concurrently: writes go to the proposer together (so they share
 /// a batch), reads and the rest run concurrently. Results come back in operation order.
-pub(super) async fn handle_ops(ctx: &Arc<NodeCtx>, ops: Vec<Op>, bytes_per_op: usize) -> Vec<Ready> {
+pub(super) async fn handle_ops(
+    ctx: &Arc<NodeCtx>,
+    ops: Vec<Op>,
+    bytes_per_op: usize,
+) -> Vec<Ready> {
     if let Some(removed) = ctx.membership.removed_error() {
         // Its ledger is frozen where the cluster left it: only its status still answers.
         return ops

@@ -62,7 +62,8 @@ impl SnapshotPolicy {
                 || self.log.memory_bytes() >= bytes_max * factor;
             // One request at a time: wait for the snapshot to land before asking again.
             let wait = Duration::from_millis(SNAPSHOT_REQUEST_WAIT_MS);
-            let waiting = requested.is_some_and(|(at, when)| at == snapshot && when.elapsed() < wait);
+            let waiting =
+                requested.is_some_and(|(at, when)| at == snapshot && when.elapsed() < wait);
             if due && !waiting {
                 requested = Some((snapshot, Instant::now()));
                 if !self.consensus.trigger_snapshot().await {
