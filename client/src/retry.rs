@@ -105,9 +105,11 @@ impl RetryPolicy {
                 delay_ms: backoff,
                 elsewhere: true,
             },
-            Failure::Server(ServerError::InvalidOp { .. } | ServerError::Internal { .. }) => {
-                return Decision::GiveUp
-            }
+            Failure::Server(
+                ServerError::InvalidOp { .. }
+                | ServerError::Internal { .. }
+                | ServerError::Forbidden { .. },
+            ) => return Decision::GiveUp,
         };
         let delay = match &decision {
             Decision::Redirect { delay_ms, .. } | Decision::Retry { delay_ms, .. } => *delay_ms,
@@ -124,7 +126,7 @@ impl RetryPolicy {
 pub fn retryable(error: &ServerError) -> bool {
     !matches!(
         error,
-        ServerError::InvalidOp { .. } | ServerError::Internal { .. }
+        ServerError::InvalidOp { .. } | ServerError::Internal { .. } | ServerError::Forbidden { .. }
     )
 }
 

@@ -240,6 +240,12 @@ pub enum ServerError {
         /// The cluster's members, as the node last learned them.
         members: Vec<NodeAddr>,
     },
+    /// The connection's principal may not do this (SPEC section 7), or its credential was
+    /// revoked or has expired. Nothing changed; retrying does not help.
+    Forbidden {
+        /// Who asked, what was refused and why.
+        message: String,
+    },
 }
 
 impl ServerError {
@@ -254,6 +260,7 @@ impl ServerError {
             ServerError::InvalidOp { .. } => "invalid_op",
             ServerError::Internal { .. } => "internal",
             ServerError::Removed { .. } => "removed",
+            ServerError::Forbidden { .. } => "forbidden",
         }
     }
 }
@@ -278,7 +285,8 @@ impl std::fmt::Display for ServerError {
             }
             ServerError::Unavailable { message }
             | ServerError::InvalidOp { message }
-            | ServerError::Internal { message } => write!(f, "{}: {message}", self.code()),
+            | ServerError::Internal { message }
+            | ServerError::Forbidden { message } => write!(f, "{}: {message}", self.code()),
             _ => f.write_str(self.code()),
         }
     }
@@ -357,6 +365,34 @@ pub struct NodeStatus {
     /// Replies queued for clients and what their budgets did (docs/PROTOCOL.md, "Reply
     /// budgets").
     pub replies: ReplyStats,
+    /// Requests refused for their principal and connections refused for their identity
+    /// (SPEC section 7).
+    pub access: AccessStats,
+}
+
+/// What a node refused for identity or role since it started (SPEC section 7).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessStats {
+    /// Operations answered `forbidden`.
+    pub denied_total: u64,
+    /// The same, per principal name (at most a bounded number of names; the rest are
+    /// counted under `*`), most denied first.
+    pub denied_by_principal: Vec<PrincipalCount>,
+    /// Connections closed with [`crate::CLOSE_IDENTITY_REFUSED`] (no certificate, the wrong
+    /// kind, another CA's, revoked or expired).
+    pub refused_connections_total: u64,
+    /// Connection attempts refused because their address had too many connections, or
+    /// asked to prove their address first (QUIC retry) while the node was under load.
+    pub connection_limit_total: u64,
+}
+
+/// A count for one principal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrincipalCount {
+    /// The principal's name.
+    pub name: String,
+    /// How many.
+    pub count: u64,
 }
 
 /// What keeps a node from doing its whole job, if anything (docs/OPERATIONS.md).

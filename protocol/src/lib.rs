@@ -54,6 +54,10 @@ pub const ADMIN_REPLY_MS_MAX: u64 = 4_000;
 /// client did not read its replies (docs/PROTOCOL.md, "Reply budgets"); the close reason says
 /// how much was waiting and for how long.
 pub const CLOSE_REPLIES_NOT_READ: u32 = 2;
+/// QUIC application close code of a connection refused for its identity: no client
+/// certificate, a node certificate on the client ALPN or a client certificate on the peer
+/// ALPN, or a revoked or expired credential (SPEC section 7). The close reason says which.
+pub const CLOSE_IDENTITY_REFUSED: u32 = 3;
 /// Keep-alive interval of clients, ms.
 pub const KEEP_ALIVE_MS: u64 = IDLE_TIMEOUT_MS / 3;
 

@@ -45,7 +45,16 @@ A cluster of three machines (or processes):
        stockd --id 1 --listen 10.0.0.1:7400 --tls-dir node1 --data-dir /var/lib/stockd \\
               --peer 1=10.0.0.1:7400 --peer 2=10.0.0.2:7400 --peer 3=10.0.0.3:7400
      (or --ca-dir ca on one machine: certificates are issued at first start.)
-  3. Clients trust ca.pem: stockctl --connect 10.0.0.1:7400 --ca ca.pem status
+  3. Every client has an identity issued from the CA, with a role (reader, checkout, store,
+     ops, admin) and a scope:
+       stockd certs --ca-dir ca --client web-checkout --role checkout --channel web
+       stockd certs --ca-dir ca --client paris-tablet --role store --location store-paris
+       stockd certs --ca-dir ca --client ops-1 --role admin --days 30
+     Clients trust ca.pem and present their identity:
+       stockctl --connect 10.0.0.1:7400 --ca ca.pem --cert ca/ops-1.pem --key ca/ops-1.key status
+     The embedded default and `dev` write an admin identity (admin.pem, admin.key) next to
+     ca.pem, which stockctl uses by default. Revoke one with
+       stockctl credentials revoke ID      (ID: the certificate's serial, see stockctl whoami)
 To add a node later: start it with --join (it waits, uninitialised), then
   stockctl add-node ID HOST:PORT
 It answers within seconds with the node's state: a voter once it has the log; a learner still
@@ -98,18 +107,40 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = DurabilityArg::Replicated)]
         durability: DurabilityArg,
     },
-    /// Create a cluster CA (if missing) and issue a node certificate from it.
+    /// Create a cluster CA (if missing) and issue a node certificate from it, or, with
+    /// `--client`, a client identity (SPEC section 7).
     Certs {
         /// Directory of the CA (`ca.pem`, `ca.key`); created if empty.
         #[arg(long)]
         ca_dir: PathBuf,
-        /// Directory to write `node.pem`, `node.key` and `ca.pem` into.
+        /// Where to write: `node.pem`, `node.key` and `ca.pem` for a node (required);
+        /// `NAME.pem` and `NAME.key` for a client (default: the CA directory).
         #[arg(long)]
-        out: PathBuf,
-        /// Extra DNS names or IP addresses for the certificate.
+        out: Option<PathBuf>,
+        /// Extra DNS names or IP addresses for a node certificate.
         #[arg(long)]
         name: Vec<String>,
+        /// Issue a client identity with this name instead of a node certificate.
+        #[arg(long, requires = "role")]
+        client: Option<String>,
+        /// The client's role: reader, checkout, store, ops or admin.
+        #[arg(long, value_parser = parse_role)]
+        role: Option<pki::ClientRole>,
+        /// A channel a `checkout` client sells on (repeat for several).
+        #[arg(long)]
+        channel: Vec<String>,
+        /// A location a `store` client acts at (repeat for several).
+        #[arg(long)]
+        location: Vec<String>,
+        /// Validity of a client identity, days.
+        #[arg(long, default_value_t = pki::CLIENT_DAYS_DEFAULT)]
+        days: u32,
     },
+}
+
+fn parse_role(s: &str) -> Result<pki::ClientRole, String> {
+    pki::ClientRole::parse(s)
+        .ok_or_else(|| format!("unknown role {s:?} (reader, checkout, store, ops, admin)"))
 }
 
 /// Log durability on the command line.

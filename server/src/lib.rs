@@ -9,12 +9,14 @@
 //!   `remove-node`).
 //! - [`auth`]: who may do what (SPEC section 7), decided before the proposer.
 //! - [`clock`]: the leader's clock (with a test-only offset).
+//! - [`accept`]: connection bounds and the identity each ALPN requires.
 //! - [`api`]: client streams, frames and operations.
 //! - [`replies`]: the budgets of replies queued for clients (per stream, connection, node and
 //!   subscriber) and the watchdog that closes connections that do not read.
 //! - [`node`]: a node's lifecycle (TLS, storage, Raft, endpoint).
 //! - [`config`]: command line and TOML configuration; the embedded default and `dev` clusters.
 
+pub mod accept;
 pub mod api;
 pub mod auth;
 pub mod clock;

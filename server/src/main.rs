@@ -49,13 +49,38 @@ fn main() -> ExitCode {
 /// Runs `stockd` as the command line asks; the error is what `main` prints.
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let configs = match cli.command {
-        Some(Command::Certs { ca_dir, out, name }) => {
+        Some(Command::Certs {
+            ca_dir,
+            out,
+            name,
+            client,
+            role,
+            channel,
+            location,
+            days,
+        }) => {
             pki::ensure_ca(&ca_dir)?;
-            pki::ensure_node(&ca_dir, &out, &name)?;
+            let Some(client) = client else {
+                let out = out.ok_or("--out DIR: where to write the node certificate")?;
+                pki::ensure_node(&ca_dir, &out, &name)?;
+                println!("node certificate in {}, CA in {}", out.display(), ca_dir.display());
+                return Ok(());
+            };
+            let request = pki::ClientCertRequest {
+                name: client,
+                role: role.ok_or("--role ROLE")?,
+                channels: channel,
+                locations: location,
+                days,
+            };
+            let issued = pki::issue_client(&ca_dir, out.as_deref().unwrap_or(&ca_dir), &request)?;
             println!(
-                "node certificate in {}, CA in {}",
-                out.display(),
-                ca_dir.display()
+                "client identity {} (role {}, credential {}, expires in {days} days): {} and {}",
+                issued.principal.name,
+                issued.principal.role,
+                issued.principal.credential_id,
+                issued.cert.display(),
+                issued.key.display()
             );
             return Ok(());
         }

@@ -23,8 +23,6 @@ use crate::raft::snapshots::SnapshotPolicy;
 use crate::raft::state_machine::{Shared, StateMachine};
 use crate::raft::NodeId;
 
-/// Client and peer connections a node accepts at once; more are refused.
-pub const CONNECTIONS_MAX: usize = 4_096;
 /// Longest wait for Raft to stop at shutdown, ms (its last log writes included).
 pub const RAFT_SHUTDOWN_MS_MAX: u64 = 15_000;
 
@@ -89,6 +87,8 @@ pub struct NodeCtx {
     pub election: Arc<Election>,
     /// Admin operations and whether this node was removed.
     pub membership: crate::raft::membership::Membership,
+    /// What was refused for identity or role (SPEC section 7).
+    pub refusals: crate::auth::access::Refusals,
 }
 
 impl NodeCtx {
@@ -198,6 +198,11 @@ impl NodeTls {
             let names = vec![config.listen.ip().to_string()];
             pki::ensure_node(&ca_dir, &tls_dir, &names)
                 .map_err(files_err("issuing the node certificate"))?;
+        }
+        if pki::TlsFiles::in_dir(&ca_dir).ca_key.exists() {
+            // Where certificates are issued, so is an administrator's identity: stockctl and
+            // the demo use it by default (SPEC section 7).
+            pki::ensure_admin(&ca_dir).map_err(files_err("issuing the admin identity"))?;
         }
         let identity = pki::load_identity(&tls_dir).map_err(files_err("node certificate"))?;
         // The CA file to show clients: the cluster CA's own, else this node's copy.
@@ -364,10 +369,15 @@ impl Node {
             log,
             election,
             membership: crate::raft::membership::Membership::new(endpoint.clone(), client_tls),
+            refusals: crate::auth::access::Refusals::default(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         spawn_tasks(&ctx, network, &shutdown_rx);
-        let accept = tokio::spawn(accept_loop(endpoint.clone(), ctx.clone(), shutdown_rx));
+        let accept = tokio::spawn(crate::accept::accept_loop(
+            endpoint.clone(),
+            ctx.clone(),
+            shutdown_rx,
+        ));
         tracing::info!(id = config.id, addr = %local_addr, "node started");
         Ok(Node {
             ctx,
@@ -464,47 +474,4 @@ fn spawn_tasks(ctx: &Arc<NodeCtx>, network: Network, shutdown: &watch::Receiver<
         ctx.clone(),
         shutdown.clone(),
     ));
-}
-
-async fn accept_loop(
-    endpoint: quinn::Endpoint,
-    ctx: Arc<NodeCtx>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
-    loop {
-        let incoming = tokio::select! {
-            incoming = endpoint.accept() => match incoming {
-                Some(incoming) => incoming,
-                None => return,
-            },
-            _ = shutdown.changed() => return,
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!("connection limit reached; refusing");
-            incoming.refuse();
-            continue;
-        };
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let Ok(conn) = incoming.await else { return };
-            let alpn = conn
-                .handshake_data()
-                .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
-                .and_then(|d| d.protocol);
-            match alpn.as_deref() {
-                Some(p) if p == protocol::ALPN_CLIENT => crate::api::serve_client(conn, ctx).await,
-                Some(p) if p == protocol::ALPN_PEER => {
-                    if conn.peer_identity().is_none() {
-                        conn.close(1u32.into(), b"peers must present a cluster certificate");
-                        return;
-                    }
-                    let (faults, election) = (ctx.faults.clone(), ctx.election.clone());
-                    ctx.consensus.serve_peer(conn, faults, election).await;
-                }
-                _ => conn.close(1u32.into(), b"unknown protocol"),
-            }
-        });
-    }
 }

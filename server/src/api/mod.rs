@@ -23,18 +23,25 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
+use pki::Principal;
+
 use crate::node::NodeCtx;
 use crate::replies::ConnectionReplies;
 
-/// Serves a client connection until it closes, or until its watchdog closes it for not
+/// Serves a client connection of `principal` until it closes, or until its watchdog closes it for not
 /// reading its replies (then with [`protocol::CLOSE_REPLIES_NOT_READ`] and the reason).
-pub async fn serve_client(conn: quinn::Connection, ctx: Arc<NodeCtx>) {
+pub async fn serve_client(conn: quinn::Connection, ctx: Arc<NodeCtx>, principal: Arc<Principal>) {
     let budget = Arc::new(Semaphore::new(CONNECTION_FRAME_KIB_MAX));
     let replies = Arc::new(ConnectionReplies::new(ctx.replies.clone()));
     let accept = async {
         while let Ok((send, recv)) = conn.accept_bi().await {
-            let stream =
-                streams::serve_stream(send, recv, ctx.clone(), budget.clone(), replies.clone());
+            let stream = streams::serve_stream(
+                streams::Stream { send, recv },
+                ctx.clone(),
+                principal.clone(),
+                budget.clone(),
+                replies.clone(),
+            );
             tokio::spawn(stream);
         }
     };

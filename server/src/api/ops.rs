@@ -8,6 +8,8 @@ use engine::Query;
 use protocol::{Consistency, Op, OpResult, ServerError};
 
 use super::status::status;
+use pki::Principal;
+
 use crate::node::NodeCtx;
 use crate::raft::proposer::READ_TIMEOUT_MS;
 
@@ -30,10 +32,20 @@ impl Ready {
     }
 }
 
+/// Whether `principal` may run `op` now (`auth::decide`); a refusal is counted, logged (rate
+/// limited) and answered `forbidden`.
+pub(super) fn allowed(ctx: &NodeCtx, principal: &Principal, op: &Op) -> Result<(), ServerError> {
+    crate::auth::decide(principal, op, &ctx.shared.ledger, ctx.clock.now_ms()).map_err(|message| {
+        ctx.refusals.denied(&principal.name, &message);
+        ServerError::Forbidden { message }
+    })
+}
+
 /// Runs a frame's operations concurrently: writes go to the proposer together (so they share
 /// a batch), reads and the rest run concurrently. Results come back in operation order.
 pub(super) async fn handle_ops(
     ctx: &Arc<NodeCtx>,
+    principal: &Principal,
     ops: Vec<Op>,
     bytes_per_op: usize,
 ) -> Vec<Ready> {
@@ -55,8 +67,9 @@ pub(super) async fn handle_ops(
     let no_quorum = ctx.quorum_lost_ms();
     let slots: Vec<Slot> = ops
         .into_iter()
-        .map(|op| match op {
-            Op::Write(_) if no_quorum.is_some() => {
+        .map(|op| match (allowed(ctx, principal, &op), op) {
+            (Err(refused), _) => Slot::Done(OpResult::Failed(refused)),
+            (Ok(()), Op::Write(_)) if no_quorum.is_some() => {
                 Slot::Done(OpResult::Failed(ServerError::Unavailable {
                     message: format!(
                         "this leader has heard from no majority for {} ms",
@@ -64,9 +77,9 @@ pub(super) async fn handle_ops(
                     ),
                 }))
             }
-            Op::Write(request) => Slot::Write(ctx.proposer.submit(request, bytes_per_op)),
-            Op::Status => Slot::Done(OpResult::Status(Box::new(status(ctx)))),
-            other => Slot::Later(other),
+            (Ok(()), Op::Write(request)) => Slot::Write(ctx.proposer.submit(request, bytes_per_op)),
+            (Ok(()), Op::Status) => Slot::Done(OpResult::Status(Box::new(status(ctx)))),
+            (Ok(()), other) => Slot::Later(other),
         })
         .collect();
     // All at once: a frame may carry many callers' operations (clients coalesce), so its

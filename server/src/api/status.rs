@@ -50,5 +50,6 @@ pub fn status(ctx: &NodeCtx) -> NodeStatus {
         membership_index: view.membership_index,
         membership: crate::raft::membership::members(ctx),
         replies: ctx.replies.stats(),
+        access: ctx.refusals.stats(),
     }
 }

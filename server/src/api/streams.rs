@@ -8,6 +8,8 @@ use tokio::sync::Semaphore;
 use protocol::{ClientFrame, Op, OpResult, ServerError, ServerMessage};
 
 use super::{feed, ops, SMALL_FRAME_BYTES};
+use pki::Principal;
+
 use crate::node::NodeCtx;
 use crate::replies::{ConnectionReplies, Outbox};
 
@@ -38,15 +40,24 @@ async fn read_budgeted(
     protocol::read_rest(recv, prefix, total).await.map(Some)
 }
 
+/// A client's bidirectional stream.
+pub(super) struct Stream {
+    /// Where replies go.
+    pub send: quinn::SendStream,
+    /// Where frames come from.
+    pub recv: quinn::RecvStream,
+}
+
 /// Serves one stream: reads frames while the stream has room for a reply (backpressure),
 /// processes them concurrently, and writes their replies through the stream's outbox.
 pub(super) async fn serve_stream(
-    send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    stream: Stream,
     ctx: Arc<NodeCtx>,
+    principal: Arc<Principal>,
     budget: Arc<Semaphore>,
     replies: Arc<ConnectionReplies>,
 ) {
+    let Stream { send, mut recv } = stream;
     let (outbox, writer) = Outbox::new(replies);
     let writer = tokio::spawn(writer.run(send));
     let inflight = Arc::new(Semaphore::new(protocol::FRAMES_IN_FLIGHT_PER_STREAM_MAX));
@@ -72,16 +83,21 @@ pub(super) async fn serve_stream(
             Op::Subscribe { since } => Some(*since),
             _ => None,
         }) {
+            let op = Op::Subscribe { since };
+            if let Err(refused) = ops::allowed(&ctx, &principal, &op) {
+                reply(&outbox, frame.id, vec![OpResult::Failed(refused)]).await;
+                continue;
+            }
             subscribed = feed::subscribe(&ctx, &outbox, frame, since, subscribed).await;
             continue;
         }
         let Ok(permit) = inflight.clone().acquire_owned().await else {
             break;
         };
-        let (ctx, outbox) = (ctx.clone(), outbox.clone());
+        let (ctx, outbox, principal) = (ctx.clone(), outbox.clone(), principal.clone());
         tokio::spawn(async move {
             let per_op = len / frame.ops.len().max(1);
-            let ready = ops::handle_ops(&ctx, frame.ops, per_op).await;
+            let ready = ops::handle_ops(&ctx, &principal, frame.ops, per_op).await;
             // Room first, then the ledger: a reply that waits for room holds no memory.
             if let Some(room) = outbox.room().await {
                 let results = ready.into_iter().map(|r| r.answer(&ctx)).collect();

@@ -20,6 +20,10 @@
 //!   (`from` is its own), the receiving store receives (`to` is its own).
 //! - `ops`: every ledger write. `admin`: ops + membership and credentials.
 
+pub mod access;
+
+use std::sync::RwLock;
+
 use engine::{Answer, ChannelId, Command, Ledger, LocationId, OrderId, OrderSource, Query};
 use engine::{ReservationId, Target, TransferId};
 use pki::{ClientRole, Principal};
@@ -157,6 +161,23 @@ fn store(p: &Principal, command: &Command) -> Access {
             Access::Lookup(Lookup::TransferTo(transfer.clone()))
         }
         other => denied(p, command_name(other)),
+    }
+}
+
+/// Decides one operation of `p` at `now_ms`: an expired credential is refused, then
+/// [`authorize`], then a lookup in the ledger (read-locked for the lookup only) if one is
+/// needed. `Err` is the `forbidden` text.
+pub fn decide(p: &Principal, op: &Op, ledger: &RwLock<Ledger>, now_ms: u64) -> Result<(), String> {
+    if p.expires_at_ms <= now_ms {
+        return Err(format!("the credential of {} has expired", p.name));
+    }
+    match authorize(p, op) {
+        Access::Allowed => Ok(()),
+        Access::Denied(why) => Err(why),
+        Access::Lookup(lookup) => {
+            let ledger = ledger.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            check_lookup(p, &lookup, &ledger, now_ms)
+        }
     }
 }
 
