@@ -8,6 +8,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::auth::access::{self, AddressCounts, HANDSHAKES_BEFORE_RETRY};
 use crate::node::NodeCtx;
+use crate::raft::network::StatusFn;
 
 /// Client and peer connections a node accepts at once; more are refused.
 pub const CONNECTIONS_MAX: usize = 4_096;
@@ -77,7 +78,11 @@ async fn serve(conn: quinn::Connection, ctx: Arc<NodeCtx>) {
         Some(p) if p == protocol::ALPN_PEER => match access::check_peer(&conn) {
             Ok(()) => {
                 let (faults, election) = (ctx.faults.clone(), ctx.election.clone());
-                ctx.consensus.serve_peer(conn, faults, election).await;
+                let node = ctx.clone();
+                let status: StatusFn = Arc::new(move || crate::api::status(&node));
+                ctx.consensus
+                    .serve_peer(conn, faults, election, status)
+                    .await;
             }
             Err(why) => refuse(&conn, &ctx, &why),
         },

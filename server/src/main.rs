@@ -63,7 +63,11 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let Some(client) = client else {
                 let out = out.ok_or("--out DIR: where to write the node certificate")?;
                 pki::ensure_node(&ca_dir, &out, &name)?;
-                println!("node certificate in {}, CA in {}", out.display(), ca_dir.display());
+                println!(
+                    "node certificate in {}, CA in {}",
+                    out.display(),
+                    ca_dir.display()
+                );
                 return Ok(());
             };
             let request = pki::ClientCertRequest {

@@ -326,7 +326,7 @@ impl Node {
         let (endpoint, local_addr) = bind(&tls, config.listen)?;
         let faults = Arc::new(Faults::default());
         let peer = pki::peer_client_config(&tls.identity, &tls.ca).map_err(files_err("TLS"))?;
-        let network = Network::new(endpoint.clone(), peer, faults.clone());
+        let network = Network::new(endpoint.clone(), peer.clone(), faults.clone());
         let log = storage.log.clone();
         let consensus = Consensus::start(ConsensusParts {
             id: config.id,
@@ -343,8 +343,6 @@ impl Node {
             .map_err(StartError::Consensus)?;
         ready_after(&shared, storage.committed);
 
-        let client_tls =
-            pki::client_config(&pki::Trust::Ca(tls.ca.clone())).map_err(files_err("TLS"))?;
         let timings = ElectionTimings {
             min_ms: config.timings.election_min_ms,
             max_ms: config.timings.election_max_ms,
@@ -368,7 +366,7 @@ impl Node {
             replies: Arc::default(),
             log,
             election,
-            membership: crate::raft::membership::Membership::new(endpoint.clone(), client_tls),
+            membership: crate::raft::membership::Membership::new(endpoint.clone(), peer),
             refusals: crate::auth::access::Refusals::default(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);

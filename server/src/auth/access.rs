@@ -39,7 +39,9 @@ pub fn client_principal(conn: &quinn::Connection) -> Result<Principal, String> {
         "no client certificate: every client needs an identity (stockd certs --client NAME --role ROLE)"
             .to_owned()
     })?;
-    let first = chain.first().ok_or_else(|| "empty certificate chain".to_owned())?;
+    let first = chain
+        .first()
+        .ok_or_else(|| "empty certificate chain".to_owned())?;
     pki::principal_of(first).map_err(|e| format!("not a client identity: {e}"))
 }
 
@@ -176,7 +178,10 @@ mod tests {
             .map(|_| counts.take(ip).expect("room"))
             .collect();
         assert!(counts.take(ip).is_none(), "one over the bound");
-        assert!(counts.take([10, 0, 0, 2].into()).is_some(), "another address");
+        assert!(
+            counts.take([10, 0, 0, 2].into()).is_some(),
+            "another address"
+        );
         drop(slots);
         assert!(counts.take(ip).is_some(), "slots come back");
     }

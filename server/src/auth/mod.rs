@@ -175,7 +175,9 @@ pub fn decide(p: &Principal, op: &Op, ledger: &RwLock<Ledger>, now_ms: u64) -> R
         Access::Allowed => Ok(()),
         Access::Denied(why) => Err(why),
         Access::Lookup(lookup) => {
-            let ledger = ledger.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let ledger = ledger
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             check_lookup(p, &lookup, &ledger, now_ms)
         }
     }

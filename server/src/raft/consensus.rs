@@ -197,8 +197,9 @@ impl Consensus {
         conn: quinn::Connection,
         faults: Arc<Faults>,
         election: Arc<Election>,
+        status: super::network::StatusFn,
     ) {
-        super::network::serve_peer(conn, self.raft.clone(), faults, election).await;
+        super::network::serve_peer(conn, self.raft.clone(), faults, election, status).await;
     }
 
     /// The leader this node knows, if any.

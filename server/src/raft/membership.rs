@@ -31,10 +31,7 @@ use openraft::error::{ChangeMembershipError, ClientWriteError, InitializeError, 
 use openraft::{BasicNode, ChangeMembers};
 use tokio::sync::watch;
 
-use protocol::{
-    AdminOp, ClientFrame, Member, MemberState, NodeAddr, NodeStatus, Op, OpResult, Role,
-    ServerError, ServerMessage,
-};
+use protocol::{AdminOp, Member, MemberState, NodeAddr, NodeStatus, OpResult, Role, ServerError};
 
 use crate::node::NodeCtx;
 use crate::raft::NodeId;
@@ -73,7 +70,7 @@ pub struct Membership {
     /// Dials other nodes with the client protocol.
     endpoint: quinn::Endpoint,
     /// Client configuration trusting the cluster CA.
-    client_tls: quinn::ClientConfig,
+    peer_tls: quinn::ClientConfig,
 }
 
 /// Proof that this node was removed: a committed configuration without it.
@@ -86,14 +83,14 @@ pub struct Removal {
 }
 
 impl Membership {
-    /// Membership state of a node that dials peers from `endpoint` with `client_tls` (the
+    /// Membership state of a node that dials peers from `endpoint` with `peer_tls` (the
     /// client ALPN, trusting the cluster CA).
-    pub fn new(endpoint: quinn::Endpoint, client_tls: quinn::ClientConfig) -> Membership {
+    pub fn new(endpoint: quinn::Endpoint, peer_tls: quinn::ClientConfig) -> Membership {
         Membership {
             removal: Mutex::new(None),
             admin: tokio::sync::Mutex::new(()),
             endpoint,
-            client_tls,
+            peer_tls,
         }
     }
 
@@ -112,52 +109,9 @@ impl Membership {
         *lock(&self.removal) = removal;
     }
 
-    /// One `Status` request to `addr` over the client protocol, within `timeout_ms`.
+    /// One `Status` request to `addr` over the peer protocol, within `timeout_ms`.
     async fn status_of(&self, addr: &str, timeout_ms: u64) -> Result<NodeStatus, String> {
-        let ask = async {
-            let socket = tokio::net::lookup_host(addr)
-                .await
-                .map_err(|e| e.to_string())?
-                .next()
-                .ok_or("the address does not resolve")?;
-            let connecting = self
-                .endpoint
-                .connect_with(self.client_tls.clone(), socket, pki::SERVER_NAME)
-                .map_err(|e| e.to_string())?;
-            let connection = connecting.await.map_err(|e| e.to_string())?;
-            let answer = status_over(&connection).await;
-            connection.close(0u32.into(), b"done");
-            answer
-        };
-        match tokio::time::timeout(Duration::from_millis(timeout_ms), ask).await {
-            Ok(answer) => answer,
-            Err(_) => Err(format!("no answer within {timeout_ms} ms")),
-        }
-    }
-}
-
-/// Sends one status request on a new stream of `connection` and reads the answer.
-async fn status_over(connection: &quinn::Connection) -> Result<NodeStatus, String> {
-    let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
-    let frame = protocol::encode(&ClientFrame {
-        id: 1,
-        ops: vec![Op::Status],
-    })
-    .map_err(|e| e.to_string())?;
-    protocol::write_frame(&mut send, &frame)
-        .await
-        .map_err(|e| e.to_string())?;
-    let _ = send.finish();
-    let reply = protocol::read_frame(&mut recv)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("the stream ended without an answer")?;
-    match protocol::parse::<ServerMessage>(&reply).map_err(|e| e.to_string())? {
-        ServerMessage::Reply { mut results, .. } => match results.pop() {
-            Some(OpResult::Status(status)) => Ok(*status),
-            other => Err(format!("unexpected answer {other:?}")),
-        },
-        other => Err(format!("unexpected message {other:?}")),
+        super::network::ask_status(&self.endpoint, &self.peer_tls, addr, timeout_ms).await
     }
 }
 

@@ -38,6 +38,9 @@ pub enum PeerRequest {
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
     /// A pre-vote (see `election`).
     PreVote(PreVoteRequest),
+    /// The node's status: how `add-node` checks a newcomer and how a node asks its peers
+    /// whether it was removed (answered even while isolated: it is not Raft traffic).
+    Status,
 }
 
 /// The answer to a [`PeerRequest`].
@@ -53,7 +56,12 @@ pub enum PeerReply {
     ),
     /// PreVote answer.
     PreVote(PreVoteResponse),
+    /// The node's status.
+    Status(Box<protocol::NodeStatus>),
 }
+
+/// How a node reports its status to a peer that asks.
+pub type StatusFn = Arc<dyn Fn() -> protocol::NodeStatus + Send + Sync>;
 
 /// Fault injection for tests (and for operators draining a node): while `isolated`, the node
 /// neither sends nor answers Raft RPCs.
@@ -247,8 +255,8 @@ impl PeerClient {
             Err(_) => Err({
                 // No answer in time: the peer may have died without closing (kill -9, power).
                 // Drop the cached connection so the next RPC dials again instead of waiting for
-                // the dead one's idle timeout (found by the break-it pass: a restarted node took
-                // 25-30 s to rejoin and pushed the term up with elections meanwhile).
+                // the dead one's idle timeout: a restarted node would otherwise rejoin only
+                // after it, pushing the term up with elections meanwhile.
                 self.network
                     .connections
                     .lock()
@@ -369,6 +377,7 @@ pub async fn serve_peer(
     raft: Raft,
     faults: Arc<Faults>,
     election: Arc<Election>,
+    status: StatusFn,
 ) {
     loop {
         let (mut send, mut recv) = match conn.accept_bi().await {
@@ -378,17 +387,13 @@ pub async fn serve_peer(
         let raft = raft.clone();
         let faults = faults.clone();
         let election = election.clone();
+        let status = status.clone();
         tokio::spawn(async move {
             let Ok(Some(frame)) =
                 protocol::read_frame_limit(&mut recv, protocol::PEER_FRAME_BYTES_MAX).await
             else {
                 return;
             };
-            if faults.is_isolated() {
-                // A partitioned node hears nothing.
-                let _ = send.reset(0u32.into());
-                return;
-            }
             let request: PeerRequest =
                 match protocol::parse_limit(&frame, protocol::PEER_FRAME_BYTES_MAX) {
                     Ok(r) => r,
@@ -398,7 +403,13 @@ pub async fn serve_peer(
                         return;
                     }
                 };
+            if faults.is_isolated() && !matches!(request, PeerRequest::Status) {
+                // A partitioned node hears no Raft traffic.
+                let _ = send.reset(0u32.into());
+                return;
+            }
             let reply = match request {
+                PeerRequest::Status => PeerReply::Status(Box::new(status())),
                 PeerRequest::Append(rpc) => {
                     let summary = AppendSummary::of(&rpc);
                     let response = raft.append_entries(rpc).await;
@@ -419,6 +430,49 @@ pub async fn serve_peer(
                 let _ = send.finish();
             }
         });
+    }
+}
+
+/// Asks the node at `addr` for its status over the peer protocol (mutual TLS with this node's
+/// certificate), within `timeout_ms`. `Err` says what failed.
+pub async fn ask_status(
+    endpoint: &quinn::Endpoint,
+    peer_tls: &quinn::ClientConfig,
+    addr: &str,
+    timeout_ms: u64,
+) -> Result<protocol::NodeStatus, String> {
+    let ask = async {
+        let socket = tokio::net::lookup_host(addr)
+            .await
+            .map_err(|e| e.to_string())?
+            .next()
+            .ok_or("the address does not resolve")?;
+        let connection = endpoint
+            .connect_with(peer_tls.clone(), socket, pki::SERVER_NAME)
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+        let frame = protocol::encode_limit(&PeerRequest::Status, protocol::PEER_FRAME_BYTES_MAX)
+            .map_err(|e| e.to_string())?;
+        protocol::write_frame(&mut send, &frame)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = send.finish();
+        let reply = protocol::read_frame_limit(&mut recv, protocol::PEER_FRAME_BYTES_MAX)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the stream ended without an answer")?;
+        connection.close(0u32.into(), b"done");
+        match protocol::parse_limit(&reply, protocol::PEER_FRAME_BYTES_MAX) {
+            Ok(PeerReply::Status(status)) => Ok(*status),
+            Ok(_) => Err("unexpected reply kind".to_owned()),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    match tokio::time::timeout(Duration::from_millis(timeout_ms), ask).await {
+        Ok(answer) => answer,
+        Err(_) => Err(format!("no answer within {timeout_ms} ms")),
     }
 }
 
