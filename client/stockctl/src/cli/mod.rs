@@ -28,10 +28,10 @@ use pki::Trust;
 use protocol::{Consistency, MemberState, NodeAddr};
 use serde_json::{json, Value};
 
-use crate::api::{new_request_id, Client, ClientConfig, ReadResult};
+use client::{new_request_id, Client, ClientConfig, ClientError, ReadResult};
 use crate::case::{run_case, CaseTarget, EngineTarget, RunOptions, DEFAULT_PICKUP_MS};
 use crate::cluster_target::{options_for, ClusterTarget};
-use crate::error::ClientError;
+
 use args::{AtArg, LineArg, Qty, ReturnArg};
 use show::{ReplyContext, Scales};
 

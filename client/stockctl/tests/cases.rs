@@ -4,22 +4,24 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use client::case::{run_case, EngineTarget, RunOptions};
+use stockctl::case::{run_case, EngineTarget, RunOptions};
 
+/// The workspace root: this crate is client/stockctl.
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+        .ancestors()
+        .nth(2)
         .expect("workspace root")
         .to_path_buf()
 }
 
 /// The shared cases' directory.
 fn shared_cases() -> PathBuf {
-    client::case::case_dirs(&workspace())[0].clone()
+    stockctl::case::case_dirs(&workspace())[0].clone()
 }
 
 fn case_files(dir: &Path) -> Vec<PathBuf> {
-    client::case::case_files(dir)
+    stockctl::case::case_files(dir)
         .unwrap_or_else(|e| panic!("cannot read case directory {}: {e}", dir.display()))
 }
 

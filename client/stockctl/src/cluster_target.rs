@@ -8,7 +8,7 @@
 use engine::{Answer, Outcome, Query, Rejection, Request};
 use protocol::Consistency;
 
-use crate::api::{Client, ClientConfig};
+use client::{Client, ClientConfig};
 use crate::case::{CaseTarget, RunOptions};
 
 /// Replaces the sleep of `advance` (e.g. to move a test node's clock).
