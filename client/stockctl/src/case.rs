@@ -859,6 +859,20 @@ mod tests {
         );
     }
 
+    /// Ids may contain ':' (SPEC section 1), so `SKU@LOC:QTY` splits at the LAST ':', as
+    /// stockctl reads the same line.
+    #[test]
+    fn ids_with_colons_read_like_stockctl() {
+        let cli = crate::cli::args::line("A@eu:par:2").expect("stockctl reads it");
+        assert_eq!((cli.place.as_str(), cli.qty.0.as_str()), ("eu:par", "2"));
+        check(
+            "location eu:par warehouse\nset_on_hand A@eu:par 3\nreserve r web A@eu:par:2 ttl=1m\n\
+             fulfil o A@eu:par:1 => not_found\nreturn m o A@eu:par:1:restock => not_found\n\
+             expect A@eu:par reserved=2 available=1",
+            "PASS t",
+        );
+    }
+
     #[test]
     fn too_many_decimals_is_invalid_locally() {
         check(
