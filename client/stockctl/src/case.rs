@@ -16,8 +16,10 @@ use std::fmt;
 
 use engine::query::{OrderState, ReservationState};
 use engine::units::{format_display, parse_display};
+
+use crate::grammar::{self, FromTo, DEFAULT_PICKUP_MS, LineText, Qty, ReturnText, SkuAt};
 use engine::{
-    code_of, Answer, ChannelId, Code, Command, Coordinates, Disposition, Fulfilment, GroupId,
+    code_of, Answer, ChannelId, Code, Command, Fulfilment, GroupId,
     InvalidReason, Line, LocatedLine, LocationDef, LocationId, LocationKind, OrderId, OrderSource,
     Outcome, Query, Reason, Rejection, Request, RequestId, ReservationId, ReturnLine, RmaId, SkuId,
     Target, TransferId,
@@ -160,7 +162,7 @@ impl<'a> Runner<'a> {
         let words: Vec<&str> = body.split_whitespace().collect();
         match words[0] {
             "advance" => {
-                let ms = parse_duration(words.get(1).copied().unwrap_or(""))?;
+                let ms = duration(words.get(1).copied().unwrap_or(""))?;
                 target.advance(ms)
             }
             "expect" => self.check(target, &words[1..]),
@@ -272,12 +274,16 @@ impl<'a> Runner<'a> {
         self.scales.get(sku).copied().unwrap_or(0)
     }
 
+    /// A display quantity in base units; a bad one is the ledger's `invalid`, decided here.
     fn qty(&self, sku: &str, text: &str) -> Result<i64, Outcome> {
-        parse_display(text, self.scale(sku)).map_err(|_| {
-            Err(Rejection::Invalid {
-                reason: InvalidReason::QtyNotPositive,
-            })
-        })
+        Qty::parse(text)
+            .and_then(|q| q.to_base(self.scale(sku)))
+            .map_err(|_| local_invalid())
+    }
+
+    /// A line's quantity in base units, or the local `invalid`.
+    fn line_qty(&self, sku: &str, qty: &Qty) -> Result<i64, Outcome> {
+        qty.to_base(self.scale(sku)).map_err(|_| local_invalid())
     }
 
     fn target(&self, loc: &str) -> Target {
@@ -290,44 +296,42 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// `SKU@LOC:QTY` as a line.
+    /// `SKU@PLACE:QTY` (the grammar's [`LineText`]) as a line; a bad quantity is the local
+    /// `invalid`.
     fn line(&self, text: &str) -> Result<Result<Line, Outcome>, String> {
-        let (sku, rest) = text
-            .split_once('@')
-            .ok_or_else(|| format!("bad line {text:?}"))?;
-        let (loc, qty) = rest
-            .split_once(':')
-            .ok_or_else(|| format!("bad line {text:?}"))?;
-        Ok(self.qty(sku, qty).map(|qty| Line {
-            sku: SkuId(self.ns(sku)),
-            target: self.target(loc),
+        let line = match LineText::parse(text) {
+            Ok(line) => line,
+            Err(e) if e.is_quantity() => return Ok(Err(local_invalid())),
+            Err(e) => return Err(e.to_string()),
+        };
+        Ok(self.line_qty(&line.sku, &line.qty).map(|qty| Line {
+            sku: SkuId(self.ns(&line.sku)),
+            target: self.target(&line.place),
             qty,
         }))
     }
 
+    /// `SKU@LOCATION:QTY` as a located line (fulfil, cancel).
     fn located(&self, text: &str) -> Result<Result<LocatedLine, Outcome>, String> {
-        let (sku, rest) = text
-            .split_once('@')
-            .ok_or_else(|| format!("bad line {text:?}"))?;
-        let (loc, qty) = rest
-            .split_once(':')
-            .ok_or_else(|| format!("bad line {text:?}"))?;
-        Ok(self.qty(sku, qty).map(|qty| LocatedLine {
-            sku: SkuId(self.ns(sku)),
-            location: LocationId(self.ns(loc)),
+        let line = match LineText::parse(text) {
+            Ok(line) => line,
+            Err(e) if e.is_quantity() => return Ok(Err(local_invalid())),
+            Err(e) => return Err(e.to_string()),
+        };
+        Ok(self.line_qty(&line.sku, &line.qty).map(|qty| LocatedLine {
+            sku: SkuId(self.ns(&line.sku)),
+            location: LocationId(self.ns(&line.place)),
             qty,
         }))
     }
 
     /// `SKU@LOC` split into namespaced ids.
     fn at(&self, text: &str) -> Result<(SkuId, LocationId, String), String> {
-        let (sku, loc) = text
-            .split_once('@')
-            .ok_or_else(|| format!("expected SKU@LOC, got {text:?}"))?;
+        let at = SkuAt::parse(text).map_err(|e| e.to_string())?;
         Ok((
-            SkuId(self.ns(sku)),
-            LocationId(self.ns(loc)),
-            sku.to_owned(),
+            SkuId(self.ns(&at.sku)),
+            LocationId(self.ns(&at.location)),
+            at.sku,
         ))
     }
 
@@ -355,10 +359,10 @@ impl<'a> Runner<'a> {
                 let kind = LocationKind::parse(arg(2)?)
                     .ok_or_else(|| format!("unknown kind {}", arg(2).unwrap_or("")))?;
                 let coordinates = match (option("lat"), option("lon")) {
-                    (Some(lat), Some(lon)) => Some(Coordinates {
-                        lat_e6: parse_display(lat, 6).map_err(|e| format!("lat: {e}"))? as i32,
-                        lon_e6: parse_display(lon, 6).map_err(|e| format!("lon: {e}"))? as i32,
-                    }),
+                    (Some(lat), Some(lon)) => Some(grammar::coordinates(
+                        grammar::degrees_e6(lat).map_err(|e| format!("lat: {e}"))?,
+                        grammar::degrees_e6(lon).map_err(|e| format!("lon: {e}"))?,
+                    )),
                     _ => None,
                 };
                 Command::DefineLocation(LocationDef {
@@ -450,7 +454,7 @@ impl<'a> Runner<'a> {
                 }
             }
             "reserve" => {
-                let ttl_ms = parse_duration(option("ttl").ok_or("reserve needs ttl=")?)?;
+                let ttl_ms = duration(option("ttl").ok_or("reserve needs ttl=")?)?;
                 let mut lines = Vec::new();
                 for text in &positional[3..] {
                     match self.line(text)? {
@@ -467,7 +471,7 @@ impl<'a> Runner<'a> {
             }
             "extend" => Command::Extend {
                 reservation: ReservationId(self.ns(arg(1)?)),
-                ttl_ms: parse_duration(option("ttl").ok_or("extend needs ttl=")?)?,
+                ttl_ms: duration(option("ttl").ok_or("extend needs ttl=")?)?,
             },
             "release" => Command::Release {
                 reservation: ReservationId(self.ns(arg(1)?)),
@@ -492,14 +496,12 @@ impl<'a> Runner<'a> {
                 }
             }
             "reallocate" => {
-                let (from, to) = arg(3)?
-                    .split_once("->")
-                    .ok_or("reallocate needs FROM->TO")?;
+                let FromTo { from, to } = FromTo::parse(arg(3)?).map_err(|e| e.to_string())?;
                 Command::Reallocate {
                     order: OrderId(self.ns(arg(1)?)),
                     sku: SkuId(self.ns(arg(2)?)),
-                    from: LocationId(self.ns(from)),
-                    to: LocationId(self.ns(to)),
+                    from: LocationId(self.ns(&from)),
+                    to: LocationId(self.ns(&to)),
                     qty: qty!(arg(2)?, arg(4)?),
                 }
             }
@@ -512,21 +514,19 @@ impl<'a> Runner<'a> {
             "return" => {
                 let mut lines = Vec::new();
                 for text in &positional[3..] {
-                    let (sku, rest) = text
-                        .split_once('@')
-                        .ok_or_else(|| format!("bad return line {text:?}"))?;
-                    let mut parts = rest.split(':');
-                    let (Some(loc), Some(qty), Some(disposition), None) =
-                        (parts.next(), parts.next(), parts.next(), parts.next())
-                    else {
-                        return Err(format!("bad return line {text:?}"));
+                    let line = match ReturnText::parse(text) {
+                        Ok(line) => line,
+                        Err(e) if e.is_quantity() => return Ok(Prepared::Local(local_invalid())),
+                        Err(e) => return Err(e.to_string()),
                     };
                     lines.push(ReturnLine {
-                        sku: SkuId(self.ns(sku)),
-                        qty: qty!(sku, qty),
-                        received_at: LocationId(self.ns(loc)),
-                        disposition: Disposition::parse(disposition)
-                            .ok_or_else(|| format!("unknown disposition {disposition}"))?,
+                        sku: SkuId(self.ns(&line.sku)),
+                        qty: match self.line_qty(&line.sku, &line.qty) {
+                            Ok(q) => q,
+                            Err(outcome) => return Ok(Prepared::Local(outcome)),
+                        },
+                        received_at: LocationId(self.ns(&line.received_at)),
+                        disposition: line.disposition,
                     });
                 }
                 Command::Return {
@@ -538,14 +538,12 @@ impl<'a> Runner<'a> {
             "ship_transfer" => {
                 self.transfers
                     .insert(arg(1)?.to_owned(), arg(2)?.to_owned());
-                let (from, to) = arg(3)?
-                    .split_once("->")
-                    .ok_or("ship_transfer needs FROM->TO")?;
+                let FromTo { from, to } = FromTo::parse(arg(3)?).map_err(|e| e.to_string())?;
                 Command::ShipTransfer {
                     transfer: TransferId(self.ns(arg(1)?)),
                     sku: SkuId(self.ns(arg(2)?)),
-                    from: LocationId(self.ns(from)),
-                    to: LocationId(self.ns(to)),
+                    from: LocationId(self.ns(&from)),
+                    to: LocationId(self.ns(&to)),
                     qty: qty!(arg(2)?, arg(4)?),
                 }
             }
@@ -572,7 +570,7 @@ impl<'a> Runner<'a> {
             "ship" => Fulfilment::Ship,
             "pickup" => Fulfilment::Pickup {
                 deadline_ms: deadline
-                    .map(parse_duration)
+                    .map(duration)
                     .transpose()?
                     .unwrap_or(DEFAULT_PICKUP_MS),
             },
@@ -719,9 +717,6 @@ pub fn case_files(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathB
     Ok(files)
 }
 
-/// Default collection window of a pickup order without `deadline=`: 48 hours.
-pub const DEFAULT_PICKUP_MS: u64 = 48 * 3_600_000;
-
 static FRESH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn compare(want: &str, got: &str) -> Result<(), String> {
@@ -794,25 +789,16 @@ fn parse_code(text: &str) -> Result<Code, String> {
     Code::parse(text).ok_or_else(|| format!("unknown outcome code {text:?}"))
 }
 
-/// Parses `500ms`, `10s`, `15m`, `2h`, `2d` into ms.
-pub fn parse_duration(text: &str) -> Result<u64, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("bad duration {text:?}"))?;
-    let factor = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("bad duration unit in {text:?}")),
-    };
-    n.checked_mul(factor)
-        .ok_or_else(|| format!("duration {text:?} too long"))
+/// A duration in ms ([`grammar::duration_ms`]).
+fn duration(text: &str) -> Result<u64, String> {
+    grammar::duration_ms(text).map_err(|e| e.to_string())
+}
+
+/// The outcome of a quantity the ledger would reject as `invalid`, decided without sending.
+fn local_invalid() -> Outcome {
+    Err(Rejection::Invalid {
+        reason: InvalidReason::QtyNotPositive,
+    })
 }
 
 #[cfg(test)]
@@ -828,15 +814,6 @@ mod tests {
             &RunOptions::default(),
         );
         assert_eq!(report.to_string(), expected);
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(500));
-        assert_eq!(parse_duration("15m"), Ok(900_000));
-        assert_eq!(parse_duration("2d"), Ok(172_800_000));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("m").is_err());
     }
 
     #[test]
@@ -860,11 +837,9 @@ mod tests {
     }
 
     /// Ids may contain ':' (SPEC section 1), so `SKU@LOC:QTY` splits at the LAST ':', as
-    /// stockctl reads the same line.
+    /// stockctl reads the same line (both use `grammar`).
     #[test]
     fn ids_with_colons_read_like_stockctl() {
-        let cli = crate::cli::args::line("A@eu:par:2").expect("stockctl reads it");
-        assert_eq!((cli.place.as_str(), cli.qty.0.as_str()), ("eu:par", "2"));
         check(
             "location eu:par warehouse\nset_on_hand A@eu:par 3\nreserve r web A@eu:par:2 ttl=1m\n\
              fulfil o A@eu:par:1 => not_found\nreturn m o A@eu:par:1:restock => not_found\n\

@@ -10,7 +10,6 @@
 //! [`engine::units`]; more decimals than the scale is `invalid`, decided locally (exit 1).
 //! Human output shows display units; `--json` shows the wire values (base units, ms).
 
-pub mod args;
 pub mod show;
 
 use std::collections::HashSet;
@@ -29,10 +28,10 @@ use protocol::{Consistency, MemberState, NodeAddr};
 use serde_json::{json, Value};
 
 use client::{new_request_id, Client, ClientConfig, ClientError, ReadResult};
-use crate::case::{run_case, CaseTarget, EngineTarget, RunOptions, DEFAULT_PICKUP_MS};
+use crate::case::{run_case, CaseTarget, EngineTarget, RunOptions};
 use crate::cluster_target::{options_for, ClusterTarget};
 
-use args::{AtArg, LineArg, Qty, ReturnArg};
+use crate::grammar::{self, DEFAULT_PICKUP_MS, LineText, Qty, ReturnText, SkuAt};
 use show::{ReplyContext, Scales};
 
 /// Default node address.
@@ -94,7 +93,7 @@ pub struct Global {
     #[arg(long, global = true)]
     pub json: bool,
     /// Request id of a write, hex (to retry a write exactly once from a script)
-    #[arg(long, global = true, value_name = "HEX", value_parser = args::request_id)]
+    #[arg(long, global = true, value_name = "HEX", value_parser = grammar::request_id)]
     pub request_id: Option<RequestId>,
     /// Longest wait for one attempt, ms (calls retry until 30 s have passed; init, add-node
     /// and remove-node wait at least 5 s, the node's own bound plus a round trip)
@@ -111,16 +110,16 @@ pub enum Cmd {
         /// Location id.
         id: String,
         /// warehouse | store | marketplace | dropship
-        #[arg(value_parser = location_kind)]
+        #[arg(value_parser = grammar::location_kind)]
         kind: LocationKind,
         /// Customers can collect orders here.
         #[arg(long)]
         pickup: bool,
         /// Latitude, decimal degrees.
-        #[arg(long, value_parser = args::degrees_e6, allow_negative_numbers = true, requires = "lon")]
+        #[arg(long, value_parser = grammar::degrees_e6, allow_negative_numbers = true, requires = "lon")]
         lat: Option<i32>,
         /// Longitude, decimal degrees.
-        #[arg(long, value_parser = args::degrees_e6, allow_negative_numbers = true, requires = "lat")]
+        #[arg(long, value_parser = grammar::degrees_e6, allow_negative_numbers = true, requires = "lat")]
         lon: Option<i32>,
         /// Channels allowed to sell from it (default: all).
         #[arg(long, value_delimiter = ',')]
@@ -145,13 +144,13 @@ pub enum Cmd {
     /// Count: on_hand := QTY (compare-and-set with --expected).
     SetOnHand {
         /// SKU@LOCATION
-        #[arg(value_parser = args::at)]
-        at: AtArg,
+        #[arg(value_parser = SkuAt::parse)]
+        at: SkuAt,
         /// Counted quantity.
-        #[arg(value_parser = args::qty, allow_negative_numbers = true)]
+        #[arg(value_parser = Qty::parse, allow_negative_numbers = true)]
         qty: Qty,
         /// on_hand the counter saw (`conflict` if it differs).
-        #[arg(long, value_parser = args::qty, allow_negative_numbers = true)]
+        #[arg(long, value_parser = Qty::parse, allow_negative_numbers = true)]
         expected: Option<Qty>,
         /// Why.
         #[arg(long, default_value = "count")]
@@ -160,10 +159,10 @@ pub enum Cmd {
     /// Receipt (+) or shrinkage (-) of on_hand.
     Adjust {
         /// SKU@LOCATION
-        #[arg(value_parser = args::at)]
-        at: AtArg,
+        #[arg(value_parser = SkuAt::parse)]
+        at: SkuAt,
         /// Signed quantity.
-        #[arg(value_parser = args::qty, allow_negative_numbers = true)]
+        #[arg(value_parser = Qty::parse, allow_negative_numbers = true)]
         delta: Qty,
         /// Why.
         #[arg(long, default_value = "adjust")]
@@ -172,19 +171,19 @@ pub enum Cmd {
     /// Set the safety stock withheld from remote channels.
     SafetyStock {
         /// SKU@LOCATION
-        #[arg(value_parser = args::at)]
-        at: AtArg,
+        #[arg(value_parser = SkuAt::parse)]
+        at: SkuAt,
         /// Quantity.
-        #[arg(value_parser = args::qty, allow_negative_numbers = true)]
+        #[arg(value_parser = Qty::parse, allow_negative_numbers = true)]
         qty: Qty,
     },
     /// Mark units unavailable (damaged, quarantine, QC).
     Unavailable {
         /// SKU@LOCATION
-        #[arg(value_parser = args::at)]
-        at: AtArg,
+        #[arg(value_parser = SkuAt::parse)]
+        at: SkuAt,
         /// Quantity.
-        #[arg(value_parser = args::qty, allow_negative_numbers = true)]
+        #[arg(value_parser = Qty::parse, allow_negative_numbers = true)]
         qty: Qty,
         /// Why.
         #[arg(long, default_value = "unavailable")]
@@ -193,10 +192,10 @@ pub enum Cmd {
     /// Restore unavailable units to sellable stock.
     Restore {
         /// SKU@LOCATION
-        #[arg(value_parser = args::at)]
-        at: AtArg,
+        #[arg(value_parser = SkuAt::parse)]
+        at: SkuAt,
         /// Quantity.
-        #[arg(value_parser = args::qty, allow_negative_numbers = true)]
+        #[arg(value_parser = Qty::parse, allow_negative_numbers = true)]
         qty: Qty,
         /// Why.
         #[arg(long, default_value = "restore")]
@@ -205,10 +204,10 @@ pub enum Cmd {
     /// Counter sale (channel pos).
     Sell {
         /// SKU@LOCATION
-        #[arg(value_parser = args::at)]
-        at: AtArg,
+        #[arg(value_parser = SkuAt::parse)]
+        at: SkuAt,
         /// Quantity.
-        #[arg(value_parser = args::qty, allow_negative_numbers = true)]
+        #[arg(value_parser = Qty::parse, allow_negative_numbers = true)]
         qty: Qty,
     },
     /// Hold stock for a checkout: all lines or none.
@@ -218,10 +217,10 @@ pub enum Cmd {
         /// Selling channel (web, app, pos, ...).
         channel: String,
         /// SKU@LOC:QTY lines; LOC may be a group or `all`.
-        #[arg(required = true, value_parser = args::line)]
-        lines: Vec<LineArg>,
+        #[arg(required = true, value_parser = LineText::parse)]
+        lines: Vec<LineText>,
         /// Time to live.
-        #[arg(long, value_parser = args::duration_ms)]
+        #[arg(long, value_parser = grammar::duration_ms)]
         ttl: u64,
     },
     /// Set a hold's deadline to now + TTL.
@@ -229,7 +228,7 @@ pub enum Cmd {
         /// Reservation id.
         reservation: String,
         /// New time to live.
-        #[arg(long, value_parser = args::duration_ms)]
+        #[arg(long, value_parser = grammar::duration_ms)]
         ttl: u64,
     },
     /// Release a hold.
@@ -242,8 +241,8 @@ pub enum Cmd {
         /// Order id.
         order: String,
         /// SKU@LOC:QTY lines (with --channel); LOC may be a group or `all`.
-        #[arg(value_parser = args::line)]
-        lines: Vec<LineArg>,
+        #[arg(value_parser = LineText::parse)]
+        lines: Vec<LineText>,
         /// Reservation to turn into the order.
         #[arg(long, conflicts_with_all = ["channel", "lines"])]
         from: Option<String>,
@@ -254,7 +253,7 @@ pub enum Cmd {
         #[arg(long)]
         pickup: bool,
         /// Collection window of a pickup order [default: 2d].
-        #[arg(long, value_parser = args::duration_ms, requires = "pickup")]
+        #[arg(long, value_parser = grammar::duration_ms, requires = "pickup")]
         deadline: Option<u64>,
     },
     /// Record shipped or handed-over units.
@@ -262,16 +261,16 @@ pub enum Cmd {
         /// Order id.
         order: String,
         /// SKU@LOCATION:QTY lines.
-        #[arg(required = true, value_parser = args::line)]
-        lines: Vec<LineArg>,
+        #[arg(required = true, value_parser = LineText::parse)]
+        lines: Vec<LineText>,
     },
     /// Cancel unfulfilled units: these lines, or everything unfulfilled.
     Cancel {
         /// Order id.
         order: String,
         /// SKU@LOCATION:QTY lines (none: the whole order).
-        #[arg(value_parser = args::line)]
-        lines: Vec<LineArg>,
+        #[arg(value_parser = LineText::parse)]
+        lines: Vec<LineText>,
     },
     /// Move an order's allocation to another location.
     Reallocate {
@@ -284,7 +283,7 @@ pub enum Cmd {
         /// New location.
         to: String,
         /// Quantity.
-        #[arg(value_parser = args::qty, allow_negative_numbers = true)]
+        #[arg(value_parser = Qty::parse, allow_negative_numbers = true)]
         qty: Qty,
     },
     /// Tell the customer a pickup order is ready.
@@ -304,8 +303,8 @@ pub enum Cmd {
         /// Order id.
         order: String,
         /// SKU@RECEIVED_AT:QTY:restock|damaged|scrap lines.
-        #[arg(required = true, value_parser = args::return_line)]
-        lines: Vec<ReturnArg>,
+        #[arg(required = true, value_parser = ReturnText::parse)]
+        lines: Vec<ReturnText>,
     },
     /// Ship units from one location to another.
     ShipTransfer {
@@ -318,7 +317,7 @@ pub enum Cmd {
         /// Receiving location.
         to: String,
         /// Quantity.
-        #[arg(value_parser = args::qty, allow_negative_numbers = true)]
+        #[arg(value_parser = Qty::parse, allow_negative_numbers = true)]
         qty: Qty,
     },
     /// Receive a shipped transfer (the rest is lost in transit).
@@ -326,10 +325,10 @@ pub enum Cmd {
         /// Transfer id.
         transfer: String,
         /// Sellable units received.
-        #[arg(long, value_parser = args::qty, default_value = "0")]
+        #[arg(long, value_parser = Qty::parse, default_value = "0")]
         received: Qty,
         /// Damaged units received.
-        #[arg(long, value_parser = args::qty, default_value = "0")]
+        #[arg(long, value_parser = Qty::parse, default_value = "0")]
         damaged: Qty,
     },
     /// Balances and ATS of one or many SKUs at a location, a group or all locations.
@@ -344,7 +343,7 @@ pub enum Cmd {
         #[arg(long, default_value = "web")]
         channel: String,
         /// linearizable | local | at-least=INDEX
-        #[arg(long, value_parser = args::consistency, default_value = "linearizable")]
+        #[arg(long, value_parser = grammar::consistency, default_value = "linearizable")]
         consistency: Consistency,
     },
     /// Locations with enough stock near a point, nearest first.
@@ -352,22 +351,22 @@ pub enum Cmd {
         /// SKU id.
         sku: String,
         /// Latitude, decimal degrees.
-        #[arg(long, value_parser = args::degrees_e6, allow_negative_numbers = true)]
+        #[arg(long, value_parser = grammar::degrees_e6, allow_negative_numbers = true)]
         lat: i32,
         /// Longitude, decimal degrees.
-        #[arg(long, value_parser = args::degrees_e6, allow_negative_numbers = true)]
+        #[arg(long, value_parser = grammar::degrees_e6, allow_negative_numbers = true)]
         lon: i32,
         /// Search radius, km.
         #[arg(long)]
         radius_km: u32,
         /// Quantity wanted.
-        #[arg(long, value_parser = args::qty, default_value = "1")]
+        #[arg(long, value_parser = Qty::parse, default_value = "1")]
         qty: Qty,
         /// Whose ATS.
         #[arg(long, default_value = "web")]
         channel: String,
         /// linearizable | local | at-least=INDEX
-        #[arg(long, value_parser = args::consistency, default_value = "linearizable")]
+        #[arg(long, value_parser = grammar::consistency, default_value = "linearizable")]
         consistency: Consistency,
     },
     /// Show a reservation.
@@ -375,7 +374,7 @@ pub enum Cmd {
         /// Reservation id.
         id: String,
         /// linearizable | local | at-least=INDEX
-        #[arg(long, value_parser = args::consistency, default_value = "linearizable")]
+        #[arg(long, value_parser = grammar::consistency, default_value = "linearizable")]
         consistency: Consistency,
     },
     /// Show an order.
@@ -383,7 +382,7 @@ pub enum Cmd {
         /// Order id.
         id: String,
         /// linearizable | local | at-least=INDEX
-        #[arg(long, value_parser = args::consistency, default_value = "linearizable")]
+        #[arg(long, value_parser = grammar::consistency, default_value = "linearizable")]
         consistency: Consistency,
     },
     /// Show a return.
@@ -391,7 +390,7 @@ pub enum Cmd {
         /// RMA id.
         id: String,
         /// linearizable | local | at-least=INDEX
-        #[arg(long, value_parser = args::consistency, default_value = "linearizable")]
+        #[arg(long, value_parser = grammar::consistency, default_value = "linearizable")]
         consistency: Consistency,
     },
     /// Show a transfer.
@@ -399,7 +398,7 @@ pub enum Cmd {
         /// Transfer id.
         id: String,
         /// linearizable | local | at-least=INDEX
-        #[arg(long, value_parser = args::consistency, default_value = "linearizable")]
+        #[arg(long, value_parser = grammar::consistency, default_value = "linearizable")]
         consistency: Consistency,
     },
     /// The change feed (quantities in base units); --follow for the live subscription.
@@ -414,7 +413,7 @@ pub enum Cmd {
         #[arg(long)]
         follow: bool,
         /// linearizable | local | at-least=INDEX
-        #[arg(long, value_parser = args::consistency, default_value = "linearizable")]
+        #[arg(long, value_parser = grammar::consistency, default_value = "linearizable")]
         consistency: Consistency,
     },
     /// Status of every node of the cluster.
@@ -425,13 +424,13 @@ pub enum Cmd {
     /// Ledger digest of every node (or of --node), to compare replicas.
     Digest {
         /// Only these nodes (HOST:PORT).
-        #[arg(long, value_parser = args::host_port)]
+        #[arg(long, value_parser = grammar::host_port)]
         node: Vec<String>,
     },
     /// Initialise a new cluster (sent to the first --connect node).
     Init {
         /// Voters as ID=HOST:PORT, this node included.
-        #[arg(required = true, value_parser = args::member)]
+        #[arg(required = true, value_parser = grammar::member)]
         members: Vec<NodeAddr>,
     },
     /// Add a node to the cluster (started with `stockd --join`): it becomes a learner, then a
@@ -439,17 +438,17 @@ pub enum Cmd {
     /// while it is a learner (run it again to promote it).
     AddNode {
         /// Node id.
-        #[arg(value_parser = args::node_id)]
+        #[arg(value_parser = grammar::node_id)]
         id: u64,
         /// Its address.
-        #[arg(value_parser = args::host_port)]
+        #[arg(value_parser = grammar::host_port)]
         addr: String,
     },
     /// Remove a node from the cluster. The removed node stops serving clients (it answers
     /// `removed`) once it learns of it, within seconds.
     RemoveNode {
         /// Node id.
-        #[arg(value_parser = args::node_id)]
+        #[arg(value_parser = grammar::node_id)]
         id: u64,
     },
     /// Run scenario case files (../shared/cases/FORMAT.md): in-process, or against a live
@@ -459,11 +458,6 @@ pub enum Cmd {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-}
-
-fn location_kind(text: &str) -> Result<LocationKind, String> {
-    LocationKind::parse(text)
-        .ok_or_else(|| format!("{text:?}: expected warehouse, store, marketplace or dropship"))
 }
 
 /// How a command ended.
@@ -589,7 +583,7 @@ pub fn client_config(global: &Global) -> Result<ClientConfig, Fail> {
         global.connect.clone()
     };
     for node in &nodes {
-        args::host_port(node).map_err(Fail)?;
+        grammar::host_port(node).map_err(|e| Fail(e.to_string()))?;
     }
     let trust = match (&global.fingerprint, &global.ca) {
         (Some(hex), _) => Trust::Fingerprint(hex.clone()),
@@ -681,13 +675,13 @@ async fn execute(
             consistency,
         } => {
             let facts = facts(client, &Needs::skus(vec![sku.clone()], None)).await?;
-            let qty = match args::to_base(&qty, facts.scale(&sku)) {
+            let qty = match qty.to_base(facts.scale(&sku)) {
                 Ok(q) => q,
-                Err(why) => return Ok(local_invalid(out, &why)),
+                Err(why) => return Ok(local_invalid(out, &why.to_string())),
             };
             let query = Query::Nearby {
                 sku: SkuId(sku.clone()),
-                center: args::coordinates(lat, lon),
+                center: grammar::coordinates(lat, lon),
                 radius_km,
                 qty,
                 channel: ChannelId(channel),
@@ -849,8 +843,8 @@ impl Facts {
 
 /// What a write command needs to know (a pure function of the command).
 pub fn needs(cmd: &Cmd) -> Needs {
-    let at = |a: &AtArg| Needs::skus(vec![a.sku.clone()], Some(a.location.clone()));
-    let lines = |lines: &[LineArg], groups: bool| Needs {
+    let at = |a: &SkuAt| Needs::skus(vec![a.sku.clone()], Some(a.location.clone()));
+    let lines = |lines: &[LineText], groups: bool| Needs {
         skus: lines.iter().map(|l| l.sku.clone()).collect(),
         places: if groups {
             lines
@@ -984,15 +978,15 @@ pub struct Built {
 /// Builds a write from its command line and the cluster's facts. `Err` is a local `invalid`
 /// (a quantity with more decimals than its SKU's scale), with the explanation.
 pub fn build(cmd: &Cmd, facts: &Facts) -> Result<Built, String> {
-    let q = |sku: &str, qty: &Qty| args::to_base(qty, facts.scale(sku));
-    let line = |l: &LineArg| -> Result<Line, String> {
+    let q = |sku: &str, qty: &Qty| qty.to_base(facts.scale(sku)).map_err(|e| e.to_string());
+    let line = |l: &LineText| -> Result<Line, String> {
         Ok(Line {
             sku: SkuId(l.sku.clone()),
             target: facts.target(&l.place),
             qty: q(&l.sku, &l.qty)?,
         })
     };
-    let located = |l: &LineArg| -> Result<LocatedLine, String> {
+    let located = |l: &LineText| -> Result<LocatedLine, String> {
         Ok(LocatedLine {
             sku: SkuId(l.sku.clone()),
             location: LocationId(l.place.clone()),
@@ -1003,8 +997,8 @@ pub fn build(cmd: &Cmd, facts: &Facts) -> Result<Built, String> {
         scales: facts.scales.clone(),
         ..ReplyContext::default()
     };
-    let sku = |a: &AtArg| SkuId(a.sku.clone());
-    let loc = |a: &AtArg| LocationId(a.location.clone());
+    let sku = |a: &SkuAt| SkuId(a.sku.clone());
+    let loc = |a: &SkuAt| LocationId(a.location.clone());
     let command = match cmd {
         Cmd::DefineLocation {
             id,
@@ -1017,7 +1011,7 @@ pub fn build(cmd: &Cmd, facts: &Facts) -> Result<Built, String> {
             location: LocationId(id.clone()),
             kind: *kind,
             pickup: *pickup,
-            coordinates: lat.zip(*lon).map(|(a, o)| args::coordinates(a, o)),
+            coordinates: lat.zip(*lon).map(|(a, o)| grammar::coordinates(a, o)),
             channels: (!channels.is_empty())
                 .then(|| channels.iter().map(|c| ChannelId(c.clone())).collect()),
         }),
