@@ -50,5 +50,8 @@ fn the_check_sees_forbidden_dependencies_in_every_form() {
     let target = "[target.'cfg(unix)'.dependencies]\nserde_json = \"1\"\n";
     assert_eq!(forbidden_in(target), ["serde_json"]);
     let dev_only = "[dev-dependencies]\nserde_json = \"1\"\n";
-    assert!(forbidden_in(dev_only).is_empty(), "dev-dependencies are not the library's");
+    assert!(
+        forbidden_in(dev_only).is_empty(),
+        "dev-dependencies are not the library's"
+    );
 }

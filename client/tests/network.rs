@@ -375,4 +375,3 @@ fn subscription_delivers_events_in_order() {
     });
     assert_eq!(events, vec![(1, 5), (2, 7)]);
 }
-

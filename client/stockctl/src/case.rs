@@ -17,12 +17,12 @@ use std::fmt;
 use engine::query::{OrderState, ReservationState};
 use engine::units::{format_display, parse_display};
 
-use crate::grammar::{self, FromTo, DEFAULT_PICKUP_MS, LineText, Qty, ReturnText, SkuAt};
+use crate::grammar::{self, FromTo, LineText, Qty, ReturnText, SkuAt, DEFAULT_PICKUP_MS};
 use engine::{
-    code_of, Answer, ChannelId, Code, Command, Fulfilment, GroupId,
-    InvalidReason, Line, LocatedLine, LocationDef, LocationId, LocationKind, OrderId, OrderSource,
-    Outcome, Query, Reason, Rejection, Request, RequestId, ReservationId, ReturnLine, RmaId, SkuId,
-    Target, TransferId,
+    code_of, Answer, ChannelId, Code, Command, Fulfilment, GroupId, InvalidReason, Line,
+    LocatedLine, LocationDef, LocationId, LocationKind, OrderId, OrderSource, Outcome, Query,
+    Reason, Rejection, Request, RequestId, ReservationId, ReturnLine, RmaId, SkuId, Target,
+    TransferId,
 };
 
 /// Where a case runs: an in-process engine, or a live cluster through the client.

@@ -8,8 +8,8 @@
 use engine::{Answer, Outcome, Query, Rejection, Request};
 use protocol::Consistency;
 
-use client::{Client, ClientConfig};
 use crate::case::{CaseTarget, RunOptions};
+use client::{Client, ClientConfig};
 
 /// Replaces the sleep of `advance` (e.g. to move a test node's clock).
 pub type AdvanceHook = Box<dyn FnMut(u64) -> Result<(), String> + Send>;

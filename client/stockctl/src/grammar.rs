@@ -68,7 +68,10 @@ impl GrammarError {
     /// Whether this is a bad quantity, which the ledger would reject as `invalid` (SPEC
     /// section 2): stockctl and the case runner decide that locally rather than fail the line.
     pub fn is_quantity(&self) -> bool {
-        matches!(self, GrammarError::Quantity { .. } | GrammarError::Units { .. })
+        matches!(
+            self,
+            GrammarError::Quantity { .. } | GrammarError::Units { .. }
+        )
     }
 }
 
@@ -122,7 +125,10 @@ pub struct SkuAt {
 }
 
 /// Splits `SKU@REST` at the first `@` (ids never contain `@`); neither part may be empty.
-fn sku_and_rest<'t>(text: &'t str, expected: &'static str) -> Result<(&'t str, &'t str), GrammarError> {
+fn sku_and_rest<'t>(
+    text: &'t str,
+    expected: &'static str,
+) -> Result<(&'t str, &'t str), GrammarError> {
     match text.split_once('@') {
         Some((sku, rest)) if !sku.is_empty() && !rest.is_empty() => Ok((sku, rest)),
         _ => Err(shape(text, expected)),
@@ -409,7 +415,10 @@ mod tests {
         assert_eq!(qty("3").to_base(2), Ok(300));
         let err = qty("0.001").to_base(2).expect_err("too many decimals");
         assert!(err.is_quantity());
-        assert_eq!(err.to_string(), "quantity 0.001: more than 2 decimal places");
+        assert_eq!(
+            err.to_string(),
+            "quantity 0.001: more than 2 decimal places"
+        );
         for bad in ["1,5", "1e3", "", "x", "1.", ".5"] {
             assert_eq!(
                 Qty::parse(bad),

@@ -12,6 +12,6 @@
 //! - [`cli`]: `stockctl`'s commands (the binary in src/main.rs only calls [`cli::main`]).
 
 pub mod case;
-pub mod grammar;
 pub mod cli;
 pub mod cluster_target;
+pub mod grammar;

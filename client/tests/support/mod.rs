@@ -7,9 +7,9 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use client::ClientConfig;
 use engine::query::LedgerStatus;
@@ -405,4 +405,3 @@ impl Drop for LedgerCluster {
         self.mock.take();
     }
 }
-

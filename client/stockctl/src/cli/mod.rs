@@ -27,11 +27,11 @@ use pki::Trust;
 use protocol::{Consistency, MemberState, NodeAddr};
 use serde_json::{json, Value};
 
-use client::{new_request_id, Client, ClientConfig, ClientError, ReadResult};
 use crate::case::{run_case, CaseTarget, EngineTarget, RunOptions};
 use crate::cluster_target::{options_for, ClusterTarget};
+use client::{new_request_id, Client, ClientConfig, ClientError, ReadResult};
 
-use crate::grammar::{self, DEFAULT_PICKUP_MS, LineText, Qty, ReturnText, SkuAt};
+use crate::grammar::{self, LineText, Qty, ReturnText, SkuAt, DEFAULT_PICKUP_MS};
 use show::{ReplyContext, Scales};
 
 /// Default node address.

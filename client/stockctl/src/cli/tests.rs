@@ -429,7 +429,10 @@ fn reads_and_admin() {
     let Cmd::Nearby { lat, lon, qty, .. } = cli.command else {
         panic!("not nearby");
     };
-    assert_eq!((lat, lon, qty), (48_856_600, -2_350_000, Qty::parse("1").expect("a quantity")));
+    assert_eq!(
+        (lat, lon, qty),
+        (48_856_600, -2_350_000, Qty::parse("1").expect("a quantity"))
+    );
     assert!(!is_write(&parse(&["status"]).command));
     assert!(is_write(&parse(&["ready", "o1"]).command));
 }
