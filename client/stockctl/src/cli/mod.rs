@@ -611,7 +611,7 @@ fn run_cases(global: &Global, files: &[PathBuf]) -> Result<Exit, Fail> {
     let mut cluster = if global.connect.is_empty() {
         None
     } else {
-        Some(ClusterTarget::connect(client_config(global)?).map_err(Fail)?)
+        Some(ClusterTarget::connect(client_config(global)?).map_err(|e| Fail(e.to_string()))?)
     };
     let mut failed = false;
     for file in files {
