@@ -116,30 +116,47 @@ pub fn needs(cmd: &Cmd) -> Needs {
     }
 }
 
-/// Asks the cluster what `needs` says (linearizable reads, so a scale just defined is seen).
+/// The SKUs of the reservation or transfer a command names, and a location they are likely
+/// to be at (for a cheap scale read).
+struct ObjectSkus {
+    skus: Vec<String>,
+    hint: Option<String>,
+}
+
+/// Reads the reservation or transfer `needs` names, if any. `None` if there is none or it
+/// does not exist: a missing object is for the ledger to reject; only its SKUs matter here.
+async fn object_skus(client: &Client, needs: &Needs) -> Result<Option<ObjectSkus>, Fail> {
+    let query = match (&needs.reservation, &needs.transfer) {
+        (Some(r), _) => Query::Reservation(ReservationId(r.clone())),
+        (None, Some(t)) => Query::Transfer(TransferId(t.clone())),
+        (None, None) => return Ok(None),
+    };
+    Ok(
+        match client.read(query, Consistency::Linearizable).await?.answer {
+            Ok(Answer::Reservation(r)) => Some(ObjectSkus {
+                skus: r.lines.iter().map(|l| l.sku.0.clone()).collect(),
+                hint: r.lines.first().map(|l| l.location.0.clone()),
+            }),
+            Ok(Answer::Transfer(t)) => Some(ObjectSkus {
+                skus: vec![t.sku.0.clone()],
+                hint: Some(t.to.0.clone()),
+            }),
+            _ => None,
+        },
+    )
+}
+
+/// Asks the cluster what `needs` says (linearizable reads, so a scale just defined is seen):
+/// one batch of reads for the places (a place that is not a location is a group) and the
+/// SKUs' scales (an availability read at the hinted location, else everywhere).
 pub(super) async fn facts(client: &Client, needs: &Needs) -> Result<Facts, Fail> {
     let mut facts = Facts::default();
     let mut skus = needs.skus.clone();
     let mut hint = needs.hint.clone();
-    let object = match (&needs.reservation, &needs.transfer) {
-        (Some(r), _) => Some(Query::Reservation(ReservationId(r.clone()))),
-        (None, Some(t)) => Some(Query::Transfer(TransferId(t.clone()))),
-        (None, None) => None,
-    };
-    if let Some(query) = object {
-        // A missing object is for the ledger to reject; only its SKUs matter here.
-        match client.read(query, Consistency::Linearizable).await?.answer {
-            Ok(Answer::Reservation(r)) => {
-                hint = r.lines.first().map(|l| l.location.0.clone());
-                facts.object_skus = r.lines.iter().map(|l| l.sku.0.clone()).collect();
-            }
-            Ok(Answer::Transfer(t)) => {
-                hint = Some(t.to.0.clone());
-                facts.object_skus = vec![t.sku.0.clone()];
-            }
-            _ => {}
-        }
-        skus.extend(facts.object_skus.iter().cloned());
+    if let Some(object) = object_skus(client, needs).await? {
+        hint = object.hint;
+        skus.extend(object.skus.iter().cloned());
+        facts.object_skus = object.skus;
     }
     let mut places: Vec<String> = needs.places.clone();
     places.sort();
