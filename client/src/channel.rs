@@ -80,8 +80,22 @@ pub(crate) enum Feed {
 
 type Waiter = oneshot::Sender<Result<Vec<OpResult>, CallError>>;
 
-/// The callers of one frame: how many operations each put in, in frame order.
-type Parts = Vec<(usize, Waiter)>;
+/// One caller's share of a frame.
+struct Part {
+    /// How many of the frame's operations are this caller's (`usize::MAX`: all of them).
+    ops: usize,
+    /// Where its results go.
+    waiter: Waiter,
+}
+
+/// The callers of one frame, in frame order.
+type Parts = Vec<Part>;
+
+/// A frame's callers that could not be registered because the channel closed.
+struct Refused {
+    why: CallError,
+    parts: Parts,
+}
 
 /// Frames waiting for their reply, and why the channel closed (once it has).
 #[derive(Default)]
@@ -111,8 +125,8 @@ impl Shared {
             pending.closed.get_or_insert(why.clone());
             std::mem::take(&mut pending.waiters)
         };
-        for (_, waiter) in waiters.into_values().flatten() {
-            let _ = waiter.send(Err(why.clone()));
+        for part in waiters.into_values().flatten() {
+            let _ = part.waiter.send(Err(why.clone()));
         }
     }
 
@@ -124,34 +138,38 @@ impl Shared {
         let Some(parts) = self.lock().waiters.remove(&id) else {
             return;
         };
-        if let [(_, _)] = parts.as_slice() {
-            if let Some((_, waiter)) = parts.into_iter().next() {
-                let _ = waiter.send(Ok(results));
+        if let [_] = parts.as_slice() {
+            // The only caller takes every result, whatever their number.
+            if let Some(part) = parts.into_iter().next() {
+                let _ = part.waiter.send(Ok(results));
             }
             return;
         }
         let mut results = results.into_iter();
-        for (count, waiter) in parts {
-            let share: Vec<OpResult> = results.by_ref().take(count).collect();
-            let _ = waiter.send(Ok(share));
+        for part in parts {
+            let share: Vec<OpResult> = results.by_ref().take(part.ops).collect();
+            let _ = part.waiter.send(Ok(share));
         }
     }
 
     /// Registers a frame's callers, unless the channel closed. Frames whose callers all gave
     /// up stay until their reply or the end of the stream; past `cap` entries the oldest is
     /// dropped (its callers, if any still wait, see the stream as closed).
-    fn register(&self, id: u64, parts: Parts, cap: usize) -> Result<(), (CallError, Parts)> {
+    fn register(&self, id: u64, parts: Parts, cap: usize) -> Result<(), Refused> {
         let mut pending = self.lock();
         if let Some(why) = &pending.closed {
-            return Err((why.clone(), parts));
+            return Err(Refused {
+                why: why.clone(),
+                parts,
+            });
         }
         pending.waiters.insert(id, parts);
         while pending.waiters.len() > cap {
             let Some((_, dropped)) = pending.waiters.pop_first() else {
                 break;
             };
-            for (_, waiter) in dropped {
-                let _ = waiter.send(Err(CallError::Closed(
+            for part in dropped {
+                let _ = part.waiter.send(Err(CallError::Closed(
                     "too many frames without a reply".into(),
                 )));
             }
@@ -318,7 +336,13 @@ impl Channel {
             if let Some(why) = &pending.closed {
                 return Err(why.clone());
             }
-            pending.waiters.insert(id, vec![(usize::MAX, tx)]);
+            pending.waiters.insert(
+                id,
+                vec![Part {
+                    ops: usize::MAX,
+                    waiter: tx,
+                }],
+            );
         }
         let _forget = Forget {
             shared: &self.shared,
@@ -376,14 +400,17 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             Outgoing::Frame(bytes) => bytes,
             Outgoing::Ops { ops, waiter } => {
                 // Take every call queued now that still fits one frame.
-                let mut parts: Parts = vec![(ops.count(), waiter)];
+                let mut parts: Parts = vec![Part {
+                    ops: ops.count(),
+                    waiter,
+                }];
                 let mut frame = CoalescedFrame::new(ops);
                 while let Ok(next) = queue.try_recv() {
                     match next {
                         Outgoing::Ops { ops, waiter } => {
                             let count = ops.count();
                             match frame.push(ops) {
-                                Ok(()) => parts.push((count, waiter)),
+                                Ok(()) => parts.push(Part { ops: count, waiter }),
                                 Err(ops) => {
                                     held = Some(Outgoing::Ops { ops, waiter });
                                     break;
@@ -397,9 +424,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                     }
                 }
                 let id = next_id.fetch_add(1, Ordering::Relaxed);
-                if let Err((why, parts)) = shared.register(id, parts, cap) {
-                    for (_, waiter) in parts {
-                        let _ = waiter.send(Err(why.clone()));
+                if let Err(Refused { why, parts }) = shared.register(id, parts, cap) {
+                    for part in parts {
+                        let _ = part.waiter.send(Err(why.clone()));
                     }
                     continue;
                 }
