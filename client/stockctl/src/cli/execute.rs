@@ -304,9 +304,10 @@ async fn query(
     Ok(print_read(client, out, result).await)
 }
 
-/// The SKUs (and a location) of a view, for its scales.
-fn view_skus(answer: &Answer) -> (Vec<String>, Option<String>) {
-    match answer {
+/// What showing a view in display units needs: the scales of its lines' SKUs, read at the
+/// location of its first line.
+fn view_needs(answer: &Answer) -> Needs {
+    let (skus, hint) = match answer {
         Answer::Reservation(v) => (
             v.lines.iter().map(|l| l.sku.0.clone()).collect(),
             v.lines.first().map(|l| l.location.0.clone()),
@@ -323,9 +324,11 @@ fn view_skus(answer: &Answer) -> (Vec<String>, Option<String>) {
             (vec![sku.0.clone()], Some(from.0.clone()))
         }
         _ => (vec![], None),
-    }
+    };
+    Needs::skus(skus, hint)
 }
 
+/// A read's answer (or rejection), in display units; the exit status it means.
 async fn print_read(client: &Client, out: &Out, result: ReadResult) -> Exit {
     let applied = result.applied_index;
     let answer = match result.answer {
@@ -354,11 +357,12 @@ async fn print_read(client: &Client, out: &Out, result: ReadResult) -> Exit {
         );
         return Exit::Ok;
     }
-    let (skus, hint) = view_skus(&answer);
-    let scales = if skus.is_empty() {
+    let needs = view_needs(&answer);
+    let scales = if needs.skus.is_empty() {
         Scales::new()
     } else {
-        facts(client, &Needs::skus(skus, hint))
+        // Without the scales the view still shows, in base units.
+        facts(client, &needs)
             .await
             .map(|f| f.scales)
             .unwrap_or_default()
@@ -379,8 +383,8 @@ async fn print_read(client: &Client, out: &Out, result: ReadResult) -> Exit {
 
 /// A change event as JSON, with its request id in hex like everywhere in stockctl.
 pub(super) fn event_json(e: &ChangeEvent) -> Value {
-    // serde_json has no 128-bit integers: serialize without the id, then add it as hex
-    // (found by the break-it pass: `stockctl --json changes` panicked on any real request id).
+    // serde_json has no 128-bit integers (a real request id does not fit its u64): serialize
+    // without the id, then add it as hex.
     let without_id = ChangeEvent {
         request_id: None,
         ..e.clone()

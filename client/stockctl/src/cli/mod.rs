@@ -118,8 +118,7 @@ pub fn main() -> ExitCode {
 const EXIT_BROKEN_PIPE: i32 = 141;
 
 /// `stockctl ... | head` closes our stdout early; printing then fails, which `println!` turns
-/// into a panic. Exit quietly instead, as tools killed by SIGPIPE do (found by the break-it
-/// pass).
+/// into a panic. Exit quietly instead, as tools killed by SIGPIPE do.
 fn quiet_on_broken_pipe() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {

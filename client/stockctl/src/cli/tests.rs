@@ -475,8 +475,7 @@ fn trust_and_addresses_are_checked() {
 
 #[test]
 fn change_events_with_any_request_id_become_json() {
-    // Found by the break-it pass: serde_json cannot hold a u128, so real request ids made
-    // `stockctl --json changes` panic.
+    // serde_json cannot hold a u128: a real request id must still print (as hex).
     let event = ChangeEvent {
         seq: 7,
         log_index: 9,
@@ -505,9 +504,8 @@ fn change_events_with_any_request_id_become_json() {
 
 #[test]
 fn signed_quantities_parse_and_negative_counts_reach_the_ledger() {
-    // Found by the break-it pass: `adjust A@wh1 +3` was rejected although the help says
-    // "Receipt (+)", and `set-on-hand A@wh1 -1` was a command-line error instead of the
-    // ledger's typed `invalid`.
+    // The help says "Receipt (+)", so `+3` reads as 3; a negative count is for the ledger to
+    // reject with its typed `invalid`, not a command-line error.
     let cli = parse(&["adjust", "A@wh1", "+3"]);
     assert!(matches!(&cli.command, Cmd::Adjust { delta, .. } if delta.as_str() == "3"));
     let cli = parse(&["adjust", "A@wh1", "-2"]);
