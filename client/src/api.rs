@@ -9,7 +9,7 @@
 //! once and goes on with the first that answers; the leader, once found, is remembered across
 //! calls; a leader search asks every node at once and stops as soon as a node says it leads
 //! and a majority of its voters answered, without waiting for silent nodes; a node whose dial
-//! failed is not dialed again for [`crate::pool::DIAL_RETRY_MS`]; a node that answers
+//! failed is not dialed again for `pool::DIAL_RETRY_MS` (1 s); a node that answers
 //! `removed` is dropped from the list.
 //!
 //! Retrying ([`crate::retry`]): every attempt re-sends the SAME operations, so a write keeps

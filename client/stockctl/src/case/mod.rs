@@ -66,9 +66,6 @@ pub enum TargetError {
         /// Outcomes returned.
         got: usize,
     },
-    /// A test's `advance` hook failed.
-    #[error("advance: {0}")]
-    Advance(String),
 }
 
 /// Why a case line failed (shown as `line N: ...` in the case's report).
