@@ -43,6 +43,9 @@ pub struct ClientConfig {
     pub nodes: Vec<String>,
     /// What the client trusts: the cluster CA, or a pinned certificate fingerprint.
     pub trust: Trust,
+    /// The client's identity (a client certificate of the cluster CA and its key), which
+    /// nodes require (SPEC section 7); see [`pki::load_client_identity`].
+    pub identity: Option<pki::Identity>,
     /// Longest wait for one attempt's reply, ms (connecting included).
     pub timeout_ms: u64,
     /// Longest time for a whole call, retries included, ms.
@@ -101,7 +104,31 @@ impl ClientConfig {
             frames_in_flight_per_stream: protocol::FRAMES_IN_FLIGHT_PER_STREAM_MAX,
             connect_timeout_ms: 2_000,
             coalesce_ops: true,
+            identity: None,
         }
+    }
+
+    /// The same configuration presenting `identity`.
+    pub fn with_identity(mut self, identity: pki::Identity) -> ClientConfig {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// A configuration for a cluster whose CA directory is `dir`: trusting `dir/ca.pem` and
+    /// presenting the administrator identity written beside it (`dir/admin.pem`,
+    /// `dir/admin.key`, see [`pki::DEFAULT_ADMIN`]), as the embedded default and `dev` do.
+    pub fn admin_of(
+        nodes: Vec<String>,
+        dir: &std::path::Path,
+    ) -> Result<ClientConfig, ClientError> {
+        let config_err = |e: pki::TlsError| ClientError::Config(e.to_string());
+        let ca = pki::load_certs(&dir.join("ca.pem")).map_err(config_err)?;
+        let identity = pki::load_client_identity(
+            &dir.join(format!("{}.pem", pki::DEFAULT_ADMIN)),
+            &dir.join(format!("{}.key", pki::DEFAULT_ADMIN)),
+        )
+        .map_err(config_err)?;
+        Ok(ClientConfig::new(nodes, Trust::Ca(ca)).with_identity(identity))
     }
 
     fn check(&self) -> Result<(), ClientError> {
@@ -241,8 +268,8 @@ impl Client {
     /// seed does not delay it. Fails if no seed answers within the connect timeout.
     pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
         config.check()?;
-        let quic =
-            pki::client_config(&config.trust).map_err(|e| ClientError::Config(e.to_string()))?;
+        let quic = pki::client_config_with(&config.trust, config.identity.as_ref())
+            .map_err(|e| ClientError::Config(e.to_string()))?;
         let client = Client {
             inner: Arc::new(Inner {
                 policy: RetryPolicy {
@@ -295,11 +322,15 @@ impl Client {
                 Err(e) => last = Some(CallError::Closed(format!("dial task: {e}"))),
             }
         }
-        Err(ClientError::GaveUp {
-            attempts: seeds.len() as u32,
-            last: match last {
-                Some(CallError::Closed(why)) => Failure::Transport(why),
-                _ => Failure::NoReply,
+        Err(match last {
+            Some(refused @ CallError::Refused(_)) => ClientError::from_call(refused),
+            Some(CallError::Closed(why)) => ClientError::GaveUp {
+                attempts: seeds.len() as u32,
+                last: Failure::Transport(why),
+            },
+            _ => ClientError::GaveUp {
+                attempts: seeds.len() as u32,
+                last: Failure::NoReply,
             },
         })
     }

@@ -47,6 +47,9 @@ pub(crate) enum CallError {
     Limit(String),
     /// A reply that does not fit the frame (another number of results than operations).
     Unexpected(String),
+    /// The node refused this client's identity (no certificate, one from another CA, expired
+    /// or revoked, or a node's certificate): retrying cannot help.
+    Refused(String),
 }
 
 impl std::fmt::Display for CallError {
@@ -58,6 +61,7 @@ impl std::fmt::Display for CallError {
                 write!(f, "protocol error {code:?}: {message}")
             }
             CallError::Limit(why) => write!(f, "limit exceeded: {why}"),
+            CallError::Refused(why) => write!(f, "identity refused: {why}"),
             CallError::Unexpected(why) => write!(f, "unexpected reply: {why}"),
         }
     }

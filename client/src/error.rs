@@ -72,6 +72,9 @@ impl ClientError {
                 attempts: 1,
                 last: Failure::NoReply,
             },
+            CallError::Refused(why) => ClientError::Server(ServerError::Forbidden {
+                message: format!("connection refused: {why}"),
+            }),
         }
     }
 }

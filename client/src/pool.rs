@@ -43,6 +43,19 @@ impl NodeConn {
         self.conn.close_reason().is_none()
     }
 
+    /// Why the node closed this connection for its identity, if it did
+    /// ([`protocol::CLOSE_IDENTITY_REFUSED`]).
+    fn refused(&self) -> Option<String> {
+        match self.conn.close_reason()? {
+            quinn::ConnectionError::ApplicationClosed(close)
+                if close.error_code == protocol::CLOSE_IDENTITY_REFUSED.into() =>
+            {
+                Some(String::from_utf8_lossy(&close.reason).into_owned())
+            }
+            _ => None,
+        }
+    }
+
     /// A working stream, round-robin over the slots.
     pub(crate) async fn channel(&self) -> Result<Arc<Channel>, CallError> {
         let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
@@ -75,6 +88,22 @@ impl NodeConn {
             .map_err(|e| CallError::Closed(e.to_string()))?;
         Ok(Channel::spawn(recv, send, 1, Some(events), false))
     }
+}
+
+/// What a TLS alert that ended a handshake says about this client's identity, if it was one
+/// (RFC 8446 alert numbers; QUIC carries them as crypto errors 0x100 + alert).
+fn handshake_refusal(e: &quinn::ConnectionError) -> Option<&'static str> {
+    let quinn::ConnectionError::TransportError(t) = e else {
+        return None;
+    };
+    let alert = u64::from(t.code).checked_sub(0x100)?;
+    Some(match alert {
+        116 => "the node requires a client certificate (stockctl --cert FILE --key FILE; issue one with stockd certs --client NAME --role ROLE)",
+        48 => "this client's certificate is not from the cluster's CA",
+        45 => "this client's certificate has expired",
+        42 | 43 | 46 => "the node refused this client's certificate",
+        _ => return None,
+    })
 }
 
 /// How long a failed dial to a node is remembered (calls fail at once instead of dialing it
@@ -141,10 +170,16 @@ impl Pool {
         }
     }
 
-    /// The live connection to `node` (`host:port`), dialing it if needed.
+    /// The live connection to `node` (`host:port`), dialing it if needed. A node that closed
+    /// the last connection for its identity is not dialed again: the answer is `Refused`.
     pub(crate) async fn get(&self, node: &str) -> Result<Arc<NodeConn>, CallError> {
         if let Some(conn) = self.live(node) {
             return Ok(conn);
+        }
+        let refused = lock(&self.conns).get(node).and_then(|c| c.refused());
+        if let Some(why) = refused {
+            lock(&self.conns).remove(node);
+            return Err(CallError::Refused(why));
         }
         let dial = lock(&self.dialing)
             .entry(node.to_owned())
@@ -190,10 +225,13 @@ impl Pool {
         lock(&self.dials).get(node).map_or(0, |d| d.attempts)
     }
 
+    /// The connection to `node` if it is still open (a closed one stays in the map until
+    /// [`Pool::get`] has looked at why it closed).
     fn live(&self, node: &str) -> Option<Arc<NodeConn>> {
         let mut conns = lock(&self.conns);
         match conns.get(node) {
             Some(conn) if conn.alive() => Some(conn.clone()),
+            Some(conn) if conn.refused().is_some() => None,
             Some(_) => {
                 conns.remove(node);
                 None
@@ -218,7 +256,10 @@ impl Pool {
         let conn = tokio::time::timeout(self.connect_timeout, connecting)
             .await
             .map_err(|_| closed("timed out".into()))?
-            .map_err(|e| closed(e.to_string()))?;
+            .map_err(|e| match handshake_refusal(&e) {
+                Some(why) => CallError::Refused(format!("{node}: {why}")),
+                None => closed(e.to_string()),
+            })?;
         Ok(NodeConn {
             conn,
             slots: (0..self.streams_per_connection)

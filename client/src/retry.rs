@@ -126,7 +126,9 @@ impl RetryPolicy {
 pub fn retryable(error: &ServerError) -> bool {
     !matches!(
         error,
-        ServerError::InvalidOp { .. } | ServerError::Internal { .. } | ServerError::Forbidden { .. }
+        ServerError::InvalidOp { .. }
+            | ServerError::Internal { .. }
+            | ServerError::Forbidden { .. }
     )
 }
 

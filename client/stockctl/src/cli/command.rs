@@ -63,6 +63,13 @@ pub struct Global {
     /// Trust the node certificate (or CA) with this SHA-256 fingerprint instead of a CA file
     #[arg(long, global = true, value_name = "HEX", conflicts_with = "ca")]
     pub fingerprint: Option<String>,
+    /// This client's certificate (PEM, issued by `stockd certs --client`) [default: admin.pem
+    /// next to the CA file, as the embedded default and `stockd dev` write it]
+    #[arg(long, global = true, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The private key of `--cert` (PEM)
+    #[arg(long, global = true, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
     /// Print JSON (wire values: base units, ms since the epoch) instead of text
     #[arg(long, global = true)]
     pub json: bool,

@@ -83,6 +83,14 @@ pub enum Fail {
     /// The default CA file exists but could not be read.
     #[error("{0}")]
     DefaultCa(pki::TlsError),
+    /// The identity (`--cert`, `--key`, or the default admin identity) could not be read.
+    #[error("identity: {0}")]
+    Identity(pki::TlsError),
+    /// No `--cert` and no admin identity next to the CA file.
+    #[error(
+        "no identity: pass --cert FILE --key FILE (issued by stockd certs --client NAME --role ROLE); {0} does not exist"
+    )]
+    NoIdentity(String),
     /// Neither `--ca` nor `--fingerprint`, and no default CA file.
     #[error(
         "no trust anchor: pass --ca FILE or --fingerprint HEX ({DEFAULT_CA} does not exist here)"
@@ -182,10 +190,29 @@ pub fn client_config(global: &Global) -> Result<ClientConfig, Fail> {
             Trust::Ca(pki::load_certs(path).map_err(Fail::DefaultCa)?)
         }
     };
-    let mut config = ClientConfig::new(nodes, trust);
+    let mut config = ClientConfig::new(nodes, trust).with_identity(identity(global)?);
     config.timeout_ms = global.timeout_ms.max(1);
     config.connect_timeout_ms = config.timeout_ms;
     Ok(config)
+}
+
+/// The identity to present: `--cert`/`--key`, else the admin identity next to the CA file
+/// (`--ca`'s directory, or the default data directory's).
+fn identity(global: &Global) -> Result<pki::Identity, Fail> {
+    if let (Some(cert), Some(key)) = (&global.cert, &global.key) {
+        return pki::load_client_identity(cert, key).map_err(Fail::Identity);
+    }
+    let ca = global
+        .ca
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from(DEFAULT_CA));
+    let dir = ca.parent().unwrap_or(std::path::Path::new("."));
+    let cert = dir.join(format!("{}.pem", pki::DEFAULT_ADMIN));
+    let key = dir.join(format!("{}.key", pki::DEFAULT_ADMIN));
+    if !cert.exists() {
+        return Err(Fail::NoIdentity(cert.display().to_string()));
+    }
+    pki::load_client_identity(&cert, &key).map_err(Fail::Identity)
 }
 
 fn run_cases(global: &Global, files: &[PathBuf]) -> Result<Exit, Fail> {
