@@ -523,11 +523,12 @@ fn recovering_after_a_crash_that_may_have_lost_acknowledged_entries() {
     assert!(!store.recovering());
     drop(store);
 
-    // fsync: a crash loses nothing acknowledged, unless the tail the disk kept was cut.
+    // fsync: a crash recovers too. Nothing acknowledged should be lost, but neither a disk
+    // that drops confirmed writes nor a restart in another mode shows on reopen.
     let dir = TempDir::new("recovering-fsync");
     let segment = ten_entries(&dir);
     let store = open(&dir.log(), Durability::Fsync);
-    assert!(!store.recovering());
+    assert!(store.recovering(), "a crash in fsync mode");
     crash(store);
     let len = std::fs::metadata(&segment).expect("metadata").len();
     std::fs::OpenOptions::new()
@@ -540,6 +541,53 @@ fn recovering_after_a_crash_that_may_have_lost_acknowledged_entries() {
     assert!(store.recovering());
     let reason = store.recovery_reason().unwrap_or_default().to_owned();
     assert!(reason.contains("torn log tail"), "{reason}");
+}
+
+#[test]
+fn whole_records_lost_after_a_crash_make_the_node_recover_in_either_mode() {
+    // A cut exactly at a record boundary leaves no torn tail: the log simply ends earlier.
+    // Written in one mode, reopened in either, the node must not vote as if it lost nothing.
+    for (written, reopened) in [
+        (Durability::Fsync, Durability::Fsync),
+        (Durability::default(), Durability::Fsync),
+    ] {
+        let dir = TempDir::new("boundary-cut");
+        let mut store = open(&dir.log(), written);
+        append(&mut store, entries(1, 1..=10));
+        crash(store);
+        let segment = dir.log().join(segment_name(1));
+        let bytes = std::fs::read(&segment).expect("read");
+        let offsets = super::format::parse_segment(&bytes, 1, true).expect("parses").offsets;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .expect("open")
+            .set_len(offsets[7])
+            .expect("cut at a record boundary");
+        let mut store = open(&dir.log(), reopened);
+        check(&mut store, None, &entries(1, 1..=7));
+        assert!(store.recovering(), "{written:?} then {reopened:?}");
+    }
+}
+
+#[test]
+fn a_refusal_to_open_stands_until_the_operator_acts() {
+    let dir = TempDir::new("refuse-twice");
+    let mut store = open(&dir.log(), Durability::Fsync);
+    append(&mut store, entries(1, 1..=10));
+    drop(store);
+    let segment = dir.log().join(segment_name(1));
+    let len = std::fs::metadata(&segment).expect("metadata").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .expect("open")
+        .set_len(len / 2)
+        .expect("cut");
+    for attempt in 1..=3 {
+        let refused = LogStore::open(&dir.log(), Durability::Fsync);
+        assert!(refused.is_err(), "start {attempt} must refuse too");
+    }
 }
 
 /// Appends `entries` with a completion that reports on the returned channel.
