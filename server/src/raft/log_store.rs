@@ -61,9 +61,11 @@
 //! only through an election, which voters grant on log up-to-dateness.
 //!
 //! A node that may have lost entries it acknowledged is *recovering* ([`LogStore::recovering`]):
-//! after a crash in `replicated` mode (the unflushed tail may be gone), after cutting a torn
-//! tail in either mode, or when its log ends before the entry it ended with at its last
-//! graceful stop (in `fsync` mode that is damage: the store refuses to open). While recovering,
+//! after any crash (in `replicated` mode the unflushed tail may be gone; in `fsync` mode a disk
+//! may have dropped confirmed writes, or the log was written in the other mode), after
+//! cutting a torn tail, or when its log ends before the entry it ended with at its last
+//! graceful stop (in `fsync` mode that is damage: the store refuses to open, at every start,
+//! until the operator acts). While recovering,
 //! appends complete only once fsynced, and the election rules (see `raft::election`) keep the
 //! node from granting votes until it holds the leader's committed log again.
 //!
@@ -268,6 +270,9 @@ impl LogStore {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let mut recovered = recover::recover(dir)?;
         let recovery = recovery_reason(&recovered.end, durability)?;
+        // Only once the node may start: a refusal must hold at every start until the operator
+        // acts, so the record it rests on stays until then.
+        recover::forget_shutdown(dir)?;
         if let Some(why) = &recovery {
             tracing::warn!(dir = %dir.display(), %why, "this node may have lost entries it acknowledged: it votes again once it has caught up with the leader");
         }
@@ -526,11 +531,15 @@ fn recovery_reason(end: &PreviousEnd, durability: Durability) -> io::Result<Opti
         (PreviousEnd::Crashed { torn: Some(torn) }, _) => {
             Some(format!("a torn log tail was cut off ({torn})"))
         }
-        (PreviousEnd::Crashed { torn: None }, Durability::Replicated { .. }) => Some(
-            "the previous process did not stop gracefully: its unflushed writes may be lost"
+        // In fsync mode nothing acknowledged should be lost, but nothing on reopen tells a
+        // crash apart from a disk that dropped confirmed writes at a record boundary, or from
+        // a log written in replicated mode by the previous process: recovering costs a crashed
+        // node a few seconds of not voting, and never an acknowledged write.
+        (PreviousEnd::Crashed { torn: None }, _) => Some(
+            "the previous process did not stop gracefully: writes it acknowledged may be lost \
+             (unflushed in replicated mode, or dropped by the disk)"
                 .to_owned(),
         ),
-        (PreviousEnd::Crashed { torn: None }, Durability::Fsync) => None,
         (PreviousEnd::Shortened { detail }, Durability::Replicated { .. }) => Some(detail.clone()),
         (PreviousEnd::Shortened { detail }, Durability::Fsync) => {
             return Err(io::Error::new(

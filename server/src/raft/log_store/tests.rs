@@ -554,6 +554,8 @@ fn whole_records_lost_after_a_crash_make_the_node_recover_in_either_mode() {
         let dir = TempDir::new("boundary-cut");
         let mut store = open(&dir.log(), written);
         append(&mut store, entries(1, 1..=10));
+        // Past the flush interval: in replicated mode the records are on disk too.
+        std::thread::sleep(Duration::from_millis(FLUSH_INTERVAL_MS_DEFAULT * 4));
         crash(store);
         let segment = dir.log().join(segment_name(1));
         let bytes = std::fs::read(&segment).expect("read");
