@@ -272,8 +272,13 @@ impl Storage {
         };
         let state_machine = StateMachine::open(&config.data_dir.join("snapshots"))
             .map_err(|e| storage_err("snapshots")(&e))?;
-        let log = LogStore::open(&config.data_dir.join("log"), config.durability)
-            .map_err(|e| storage_err("raft log")(&e))?;
+        let log_dir = config.data_dir.join("log");
+        let log = if config.initial_members.is_empty() {
+            LogStore::open(&log_dir, config.durability)
+        } else {
+            LogStore::open_as_member(&log_dir, config.durability)
+        }
+        .map_err(|e| storage_err("raft log")(&e))?;
         let committed = log.committed_index();
         Ok(Storage {
             state_machine,

@@ -256,20 +256,30 @@ impl LogStore {
     /// Opens (or creates) the log in `dir`: recovers it (see the module docs) and starts the
     /// writer thread. Blocking file IO: call it before serving, or from a blocking task.
     pub fn open(dir: &Path, durability: Durability) -> Result<LogStore, io::Error> {
-        LogStore::open_with(dir, durability, SEGMENT_BYTES_MAX)
+        LogStore::open_with(dir, durability, SEGMENT_BYTES_MAX, false)
     }
 
-    /// [`LogStore::open`] with another segment size (tests use small segments).
+    /// [`LogStore::open`] for a node started with its cluster's voters (`--peer`): a new log
+    /// there may be a member's whose directory was wiped or replaced, which must not vote as
+    /// if it had lost nothing, so it starts recovering (a brand-new cluster's nodes all do, and
+    /// elect as soon as they have heard each other).
+    pub fn open_as_member(dir: &Path, durability: Durability) -> Result<LogStore, io::Error> {
+        LogStore::open_with(dir, durability, SEGMENT_BYTES_MAX, true)
+    }
+
+    /// [`LogStore::open`] with another segment size (tests use small segments), for a listed
+    /// member or not.
     fn open_with(
         dir: &Path,
         durability: Durability,
         segment_bytes_max: u64,
+        member: bool,
     ) -> Result<LogStore, io::Error> {
         durability
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let mut recovered = recover::recover(dir)?;
-        let recovery = recovery_reason(&recovered.end, durability)?;
+        let recovery = recovery_reason(&recovered.end, durability, member)?;
         // Only once the node may start: a refusal must hold at every start until the operator
         // acts, so the record it rests on stays until then.
         recover::forget_shutdown(dir)?;
@@ -525,8 +535,17 @@ impl LogStore {
 
 /// Whether (and why) a node starts recovering after the way its previous process ended; an
 /// error for damage the durability mode cannot excuse.
-fn recovery_reason(end: &PreviousEnd, durability: Durability) -> io::Result<Option<String>> {
+fn recovery_reason(
+    end: &PreviousEnd,
+    durability: Durability,
+    member: bool,
+) -> io::Result<Option<String>> {
     Ok(match (end, durability) {
+        (PreviousEnd::Pristine, _) if member => Some(
+            "a new log on a node started with its cluster's voters: it may have been a member \
+             before (a wiped or replaced data directory)"
+                .to_owned(),
+        ),
         (PreviousEnd::Pristine | PreviousEnd::Clean, _) => None,
         (PreviousEnd::Crashed { torn: Some(torn) }, _) => {
             Some(format!("a torn log tail was cut off ({torn})"))

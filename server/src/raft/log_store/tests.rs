@@ -329,7 +329,7 @@ fn damage_before_the_tail_refuses_to_open() {
 #[test]
 fn damage_in_an_older_segment_refuses_to_open() {
     let dir = TempDir::new("corrupt-old");
-    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512).expect("open");
+    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512, false).expect("open");
     append(&mut store, entries(1, 1..=40));
     drop(store);
     let names = segments_in(&dir.log());
@@ -347,7 +347,7 @@ fn damage_in_an_older_segment_refuses_to_open() {
 #[test]
 fn purge_and_truncate_survive_reopen() {
     let dir = TempDir::new("purge-truncate");
-    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512).expect("open");
+    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512, false).expect("open");
     append(&mut store, entries(1, 1..=50));
     let before = segments_in(&dir.log());
     futures_lite(async {
@@ -366,11 +366,11 @@ fn purge_and_truncate_survive_reopen() {
     check(&mut store, Some(log_id(1, 20)), &entries(1, 21..=40));
     crash(store);
 
-    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512).expect("reopen");
+    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512, false).expect("reopen");
     check(&mut store, Some(log_id(1, 20)), &entries(1, 21..=40));
     append(&mut store, entries(2, 41..=45));
     drop(store);
-    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512).expect("reopen");
+    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512, false).expect("reopen");
     let mut want = entries(1, 21..=40);
     want.extend(entries(2, 41..=45));
     check(&mut store, Some(log_id(1, 20)), &want);
@@ -380,23 +380,24 @@ fn purge_and_truncate_survive_reopen() {
     futures_lite(store.purge(log_id(3, 100))).expect("purge past the end");
     assert!(segments_in(&dir.log()).is_empty());
     drop(store);
-    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512).expect("reopen");
+    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512, false).expect("reopen");
     check(&mut store, Some(log_id(3, 100)), &[]);
     append(&mut store, entries(3, 101..=102));
     drop(store);
-    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512).expect("reopen");
+    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512, false).expect("reopen");
     check(&mut store, Some(log_id(3, 100)), &entries(3, 101..=102));
     // Truncating everything after the purge point leaves just the purge point.
     futures_lite(store.truncate(log_id(3, 101))).expect("truncate all");
     drop(store);
-    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512).expect("reopen");
+    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512, false).expect("reopen");
     check(&mut store, Some(log_id(3, 100)), &[]);
 }
 
 #[test]
 fn truncate_across_segments_in_replicated_mode_survives_reopen() {
     let dir = TempDir::new("truncate-replicated");
-    let mut store = LogStore::open_with(&dir.log(), Durability::default(), 512).expect("open");
+    let mut store =
+        LogStore::open_with(&dir.log(), Durability::default(), 512, false).expect("open");
     append(&mut store, entries(1, 0..=60));
     futures_lite(store.truncate(log_id(1, 7))).expect("truncate");
     append(&mut store, entries(2, 7..=9));
@@ -404,7 +405,8 @@ fn truncate_across_segments_in_replicated_mode_survives_reopen() {
     // flush interval): flush first so that the test is about truncation, not timing.
     futures_lite(store.flush()).expect("flush");
     crash(store);
-    let mut store = LogStore::open_with(&dir.log(), Durability::default(), 512).expect("reopen");
+    let mut store =
+        LogStore::open_with(&dir.log(), Durability::default(), 512, false).expect("reopen");
     let mut want = entries(1, 0..=6);
     want.extend(entries(2, 7..=9));
     check(&mut store, None, &want);
@@ -559,7 +561,9 @@ fn whole_records_lost_after_a_crash_make_the_node_recover_in_either_mode() {
         crash(store);
         let segment = dir.log().join(segment_name(1));
         let bytes = std::fs::read(&segment).expect("read");
-        let offsets = super::format::parse_segment(&bytes, 1, true).expect("parses").offsets;
+        let offsets = super::format::parse_segment(&bytes, 1, true)
+            .expect("parses")
+            .offsets;
         std::fs::OpenOptions::new()
             .write(true)
             .open(&segment)
@@ -570,6 +574,20 @@ fn whole_records_lost_after_a_crash_make_the_node_recover_in_either_mode() {
         check(&mut store, None, &entries(1, 1..=7));
         assert!(store.recovering(), "{written:?} then {reopened:?}");
     }
+}
+
+#[test]
+fn a_new_log_of_a_listed_member_recovers() {
+    let dir = TempDir::new("new-member");
+    let store = LogStore::open_as_member(&dir.log(), Durability::default()).expect("open");
+    assert!(store.recovering(), "a wiped member looks new");
+    drop(store);
+    let dir = TempDir::new("new-node");
+    let store = open(&dir.log(), Durability::default());
+    assert!(
+        !store.recovering(),
+        "a node waiting to be added (--join) lost nothing"
+    );
 }
 
 #[test]
