@@ -1,6 +1,6 @@
 //! The planner: turns [`Event`]s into timestamped batches of engine requests, reading the
 //! ledger's answers the way an order-management system does (see the module doc of
-//! [`crate::retail`] for every mapping choice).
+//! [`crate`] for every mapping choice).
 //!
 //! It is a deterministic state machine with two calls: [`Planner::next_batch`] gives the next
 //! batch; [`Planner::observe`] takes that batch's outcomes, in order. The same events and the
