@@ -387,9 +387,15 @@ fn pct(part: u64, whole: u64) -> String {
 /// The summary as text, one fact per line.
 pub fn render(s: &Summary) -> String {
     let mut o = String::new();
+    render_input(&mut o, s);
+    render_plan(&mut o, &s.plan);
+    render_end(&mut o, s);
+    o
+}
+
+/// The input: period, lines used and dropped, invoices.
+fn render_input(o: &mut String, s: &Summary) {
     let i = &s.input;
-    let p = &s.plan;
-    let f = &s.final_stock;
     let _ = writeln!(o, "input        {}", s.input_file);
     let _ = writeln!(
         o,
@@ -415,6 +421,10 @@ pub fn render(s: &Summary) -> String {
         i.stock_found_events,
         i.skus
     );
+}
+
+/// What the planner did: checkouts, pickups, orders, units, stock in and out, requests.
+fn render_plan(o: &mut String, p: &PlanStats) {
     let _ = writeln!(
         o,
         "checkouts    {} (b2b {}, extra for >256 SKUs {})  lines {}  reserve attempts {}  abandoned {}  lines trimmed {} + sold out {} ({} of lines)",
@@ -467,6 +477,12 @@ pub fn render(s: &Summary) -> String {
     );
     let _ = writeln!(o, "requests     {}  batches {}", p.requests, p.batches);
     let _ = writeln!(o, "outcomes     {}", join_counts(&p.outcomes));
+}
+
+/// How it ended: rejections, final stock, the ledger, the checks, the timings.
+fn render_end(o: &mut String, s: &Summary) {
+    let p = &s.plan;
+    let f = &s.final_stock;
     let _ = writeln!(o, "rejections   {}", join_counts(&s.rejections));
     let _ = writeln!(
         o,
@@ -506,7 +522,6 @@ pub fn render(s: &Summary) -> String {
         s.engine_seconds,
         s.engine_requests_per_second
     );
-    o
 }
 
 fn join_counts<V: std::fmt::Display>(m: &BTreeMap<String, V>) -> String {
