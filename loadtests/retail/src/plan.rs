@@ -202,6 +202,17 @@ pub struct MirrorBalance {
     pub safety_stock: i64,
 }
 
+/// A balance the planner expects (see [`Planner::expected_balances`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedBalance {
+    /// The SKU.
+    pub sku: SkuId,
+    /// The location.
+    pub location: engine::LocationId,
+    /// What the planner's answers say it holds.
+    pub balance: MirrorBalance,
+}
+
 impl MirrorBalance {
     fn free(&self) -> i64 {
         self.on_hand - self.reserved - self.allocated
@@ -478,12 +489,16 @@ impl Planner {
 
     /// The balances the planner expects from the answers it saw, for every SKU and location
     /// it touched (a cross-check against the ledger: they must be equal).
-    pub fn expected_balances(&self) -> Vec<(SkuId, engine::LocationId, MirrorBalance)> {
+    pub fn expected_balances(&self) -> Vec<ExpectedBalance> {
         let mut out = Vec::new();
         for s in &self.skus {
             for (loc, b) in s.bal.iter().enumerate() {
                 if *b != MirrorBalance::default() {
-                    out.push((s.id.clone(), location_id(loc as Loc), *b));
+                    out.push(ExpectedBalance {
+                        sku: s.id.clone(),
+                        location: location_id(loc as Loc),
+                        balance: *b,
+                    });
                 }
             }
         }

@@ -213,8 +213,8 @@ pub fn stock_totals(skus: u64, balances: &[BalanceRow]) -> StockTotals {
 pub fn mirror_mismatches(planner: &Planner, balances: &[BalanceRow]) -> Vec<String> {
     let mut out = Vec::new();
     let mut expected: BTreeMap<(String, String), MirrorBalance> = BTreeMap::new();
-    for (sku, loc, b) in planner.expected_balances() {
-        expected.insert((sku.0, loc.0), b);
+    for e in planner.expected_balances() {
+        expected.insert((e.sku.0, e.location.0), e.balance);
     }
     for BalanceRow {
         sku,
