@@ -285,6 +285,28 @@ fn column(
         .collect()
 }
 
+/// A latency row of the table: its label and the percentile it shows.
+struct PercentileRow {
+    label: &'static str,
+    of: fn(&LatencySummary) -> f64,
+}
+
+/// The latency rows under each throughput row.
+const PERCENTILE_ROWS: [PercentileRow; 3] = [
+    PercentileRow {
+        label: "p50",
+        of: |l| l.p50_us,
+    },
+    PercentileRow {
+        label: "p99",
+        of: |l| l.p99_us,
+    },
+    PercentileRow {
+        label: "p99.9",
+        of: |l| l.p999_us,
+    },
+];
+
 /// A percentile of the primary operation's latency, ms.
 fn percentile_ms(o: &RunOutcome, q: fn(&LatencySummary) -> f64) -> Option<f64> {
     let s = o.stats();
@@ -307,14 +329,9 @@ pub fn compare_table(names: &[String], results: &[PhaseResult], frame: usize) ->
             true,
             column(names, r, |o| Some(o.stats().throughput)),
         );
-        let percentiles: [(&str, fn(&LatencySummary) -> f64); 3] = [
-            ("p50", |l| l.p50_us),
-            ("p99", |l| l.p99_us),
-            ("p99.9", |l| l.p999_us),
-        ];
-        for (label, q) in percentiles {
-            let values = column(names, r, |o| percentile_ms(o, q));
-            t.row(&format!("{name} {label}"), "ms", false, values);
+        for p in PERCENTILE_ROWS {
+            let values = column(names, r, |o| percentile_ms(o, p.of));
+            t.row(&format!("{name} {}", p.label), "ms", false, values);
         }
         if r.scenario == Kind::FlashSale {
             let granted = column(names, r, |o| match o {
@@ -325,4 +342,95 @@ pub fn compare_table(names: &[String], results: &[PhaseResult], frame: usize) ->
         }
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::drive::{MaxSearch, MaxStep};
+    use crate::stats::{OpStats, RunStats};
+
+    fn stats(throughput: f64, p50_us: f64) -> RunStats {
+        RunStats {
+            seconds: 1.0,
+            primary: "reserve".to_owned(),
+            throughput,
+            ops: vec![OpStats {
+                op: "reserve".to_owned(),
+                latency: LatencySummary {
+                    p50_us,
+                    p99_us: 2.0 * p50_us,
+                    p999_us: 3.0 * p50_us,
+                    ..LatencySummary::default()
+                },
+                per_second: throughput,
+                outcomes: BTreeMap::new(),
+                curve: Vec::new(),
+            }],
+            lateness: None,
+            dropped: 0,
+            timeline_bucket_ms: 100,
+            timeline: Vec::new(),
+            histograms: BTreeMap::new(),
+        }
+    }
+
+    fn max(target: TargetKind, throughput: f64, p50_us: f64) -> TargetRun {
+        TargetRun {
+            target,
+            outcome: RunOutcome::Max(MaxSearch {
+                steps: vec![MaxStep {
+                    concurrency: 16,
+                    throughput,
+                }],
+                concurrency: 16,
+                stats: stats(throughput, p50_us),
+            }),
+        }
+    }
+
+    #[test]
+    fn phases_are_named_and_ordered_per_scenario() {
+        assert_eq!(Phase::of(Kind::Checkout), &[Phase::Max, Phase::Rate]);
+        assert_eq!(Phase::of(Kind::FlashSale), &[Phase::Burst]);
+        assert_eq!(Phase::Rate.drive(None), None, "no rate yet: skipped");
+        assert_eq!(Phase::Rate.drive(Some(5.0)), Some(Drive::Open(5.0)));
+        assert_eq!(Phase::Burst.drive(None), Some(Drive::Max));
+        let json = serde_json::to_value([Phase::Max, Phase::Rate, Phase::Burst]).expect("json");
+        assert_eq!(json, serde_json::json!(["max", "rate", "burst"]));
+    }
+
+    #[test]
+    fn the_table_has_a_throughput_and_three_latency_rows_per_phase_in_column_order() {
+        let names = vec!["stockd".to_owned(), "redis".to_owned()];
+        // Runs listed out of column order, and postgres (no column) ignored.
+        let results = vec![PhaseResult {
+            scenario: Kind::Checkout,
+            phase: Phase::Max,
+            runs: vec![
+                max(TargetKind::Redis, 100.0, 4_000.0),
+                max(TargetKind::Postgres, 50.0, 9_000.0),
+                max(TargetKind::Stockd, 400.0, 1_000.0),
+            ],
+        }];
+        let t = compare_table(&names, &results, 4);
+        let labels: Vec<&str> = t.rows.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "checkout max, 4/frame",
+                "checkout max, 4/frame p50",
+                "checkout max, 4/frame p99",
+                "checkout max, 4/frame p99.9"
+            ]
+        );
+        let values = |row: usize| -> Vec<Option<f64>> {
+            t.rows[row].cells.iter().map(|c| c.value).collect()
+        };
+        assert_eq!(values(0), [Some(400.0), Some(100.0)]);
+        assert_eq!(values(1), [Some(1.0), Some(4.0)]);
+        assert_eq!(values(3), [Some(3.0), Some(12.0)]);
+    }
 }

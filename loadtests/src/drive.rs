@@ -456,3 +456,30 @@ pub async fn run_command(
         ExitCode::SUCCESS
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_max_search_records_steps_as_pairs_as_before() {
+        let step = MaxStep {
+            concurrency: 64,
+            throughput: 1_500.5,
+        };
+        assert_eq!(serde_json::to_string(&step).expect("json"), "[64,1500.5]");
+    }
+
+    #[test]
+    fn the_ladder_is_shorter_for_frames() {
+        assert_eq!(ladder(1), &[16, 64, 256, 1_024, 4_096]);
+        assert_eq!(ladder(100), &[1, 2, 4, 8, 16]);
+    }
+
+    #[test]
+    fn run_tags_name_the_scenario() {
+        assert!(run_tag(Kind::Checkout).starts_with('c'));
+        assert!(run_tag(Kind::FlashSale).starts_with('f'));
+        assert!(run_tag(Kind::StoreReads).ends_with(':'));
+    }
+}
