@@ -101,7 +101,7 @@ pub struct StreamBench {
     pub tag: String,
 }
 
-fn frame(id: u64, bench: &StreamBench, i: u64) -> Result<Vec<u8>, String> {
+fn frame(id: u64, bench: &StreamBench, i: u64) -> Result<Vec<u8>, protocol::FrameError> {
     let request = Request {
         request_id: client::new_request_id(),
         command: Command::Reserve {
@@ -119,7 +119,6 @@ fn frame(id: u64, bench: &StreamBench, i: u64) -> Result<Vec<u8>, String> {
         id,
         ops: vec![Op::Write(request)],
     })
-    .map_err(|e| e.to_string())
 }
 
 fn code_of(reply: Result<Option<Vec<u8>>, String>) -> String {
