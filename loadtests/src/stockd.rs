@@ -168,7 +168,7 @@ impl LocalCluster {
                                 _ = &mut stop_rx => break,
                                 asked = digest_rx.recv() => match asked {
                                     Some(reply) => {
-                                        let _ = reply.send(running.iter().map(Node::digest).collect());
+                                        let _ = reply.send(running.iter().map(|n| { let d = n.digest(); (d.applied_index, d.digest) }).collect());
                                     }
                                     None => break,
                                 },

@@ -237,13 +237,13 @@ impl TestCluster {
     pub async fn wait_converged(&self, timeout: Duration) -> String {
         let start = Instant::now();
         loop {
-            let digests: Vec<(u64, String)> = self
+            let digests: Vec<server::node::LedgerDigest> = self
                 .running()
                 .iter()
                 .map(|id| self.node(*id).digest())
                 .collect();
             if digests.windows(2).all(|w| w[0] == w[1]) {
-                return digests[0].1.clone();
+                return digests[0].digest.clone();
             }
             assert!(
                 start.elapsed() < timeout,
