@@ -177,7 +177,8 @@ async fn sink_balances<S: LedgerSink>(
 }
 
 /// Balances that differ between two reads, matched by SKU and location (`a` is the sink's
-/// read, `b` the engine's), with up to ten descriptions.
+/// read, `b` the engine's), with up to ten descriptions. The descriptions call the sink "the
+/// cluster", as the demo always has (its only sink outside tests).
 pub fn compare_balances(a: &[BalanceRow], b: &[BalanceRow]) -> BalanceDiff {
     let key = |v: &[BalanceRow]| -> BTreeMap<(String, String), engine::Balance> {
         v.iter()
