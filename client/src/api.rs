@@ -1210,6 +1210,7 @@ mod tests {
                 })
                 .collect(),
             replies: protocol::ReplyStats::default(),
+            access: protocol::AccessStats::default(),
         }
     }
 

@@ -142,10 +142,15 @@ impl TestCluster {
         self.root.join("ca.pem")
     }
 
-    /// A client configuration trusting the cluster CA, seeded with `nodes`.
+    /// A client configuration trusting the cluster CA and presenting its admin identity,
+    /// seeded with `nodes`.
     pub fn client_config(&self, nodes: Vec<String>) -> ClientConfig {
-        let ca = pki::load_certs(&self.ca_path()).expect("CA certificate");
-        ClientConfig::new(nodes, Trust::Ca(ca))
+        ClientConfig::admin_of(nodes, &self.root).expect("CA and admin identity")
+    }
+
+    /// The directory of the cluster CA (where `stockd certs --client` would write).
+    pub fn ca_dir(&self) -> PathBuf {
+        self.root.clone()
     }
 
     /// A client of the whole cluster.
@@ -293,10 +298,14 @@ pub struct RawConnection {
 }
 
 impl RawConnection {
-    /// Connects to `addr` trusting the CA in `ca_path`.
+    /// Connects to `addr` trusting the CA in `ca_path` and presenting the admin identity
+    /// beside it.
     pub async fn connect(addr: &str, ca_path: &Path) -> RawConnection {
         let ca = pki::load_certs(ca_path).expect("CA certificate");
-        let config = pki::client_config(&Trust::Ca(ca)).expect("client config");
+        let dir = ca_path.parent().expect("CA directory");
+        let identity = pki::load_client_identity(&dir.join("admin.pem"), &dir.join("admin.key"))
+            .expect("admin identity");
+        let config = pki::client_config_with(&Trust::Ca(ca), Some(&identity)).expect("client config");
         let mut endpoint =
             quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).expect("endpoint");
         endpoint.set_default_client_config(config);

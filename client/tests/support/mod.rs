@@ -217,6 +217,7 @@ pub fn status(id: u64, role: Role, leader: Option<NodeAddr>) -> Box<NodeStatus> 
         durability: "replicated".into(),
         batches: BatchStats::default(),
         replies: protocol::ReplyStats::default(),
+        access: protocol::AccessStats::default(),
         ledger: LedgerStatus {
             applied_index: 0,
             now_ms: 0,

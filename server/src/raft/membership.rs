@@ -518,6 +518,7 @@ mod tests {
             membership_index: membership,
             membership: Vec::new(),
             replies: protocol::ReplyStats::default(),
+            access: protocol::AccessStats::default(),
         }
     }
 
