@@ -771,6 +771,7 @@ mod tests {
             location: engine::LocationId::from("wh"),
             balance: engine::Balance::default(),
             shortfall: 0,
+            author: None,
         };
         reply(&mut node, &ServerMessage::Events(vec![event(1), event(2)])).await;
         let cut = ServerMessage::SubscriptionCut {

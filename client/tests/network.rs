@@ -283,6 +283,7 @@ fn event(seq: u64) -> engine::query::ChangeEvent {
             ..engine::Balance::default()
         },
         shortfall: 0,
+        author: None,
     }
 }
 

@@ -376,6 +376,15 @@ pub enum Command {
         /// Damaged units received, >= 0; received + damaged <= shipped.
         damaged: i64,
     },
+    /// Put a credential (a client certificate's serial or a token id, hex) on the deny list
+    /// until `until_ms`, its own expiry (SPEC section 7). Every node refuses it from the batch
+    /// that applies this on; revoking twice changes nothing.
+    RevokeCredential {
+        /// The credential id, 1..=[`crate::access::CREDENTIAL_BYTES_MAX`] hex digits.
+        credential: String,
+        /// When the credential expires anyway, ms since the epoch.
+        until_ms: u64,
+    },
 }
 
 impl Command {
@@ -403,6 +412,7 @@ impl Command {
             Command::Return { .. } => "return",
             Command::ShipTransfer { .. } => "ship_transfer",
             Command::ReceiveTransfer { .. } => "receive_transfer",
+            Command::RevokeCredential { .. } => "revoke_credential",
         }
     }
 }

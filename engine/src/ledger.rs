@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use crate::access::Authors;
 use serde::{Deserialize, Serialize};
 
 use crate::balance::Balance;
@@ -79,6 +80,8 @@ pub struct Ledger {
     pub(crate) ix: Indexes,
     /// Request being applied (0 between requests), stamped on change events.
     pub(crate) current_request: u128,
+    /// Author handle of that request (0 = none), stamped on change events.
+    pub(crate) current_author: u32,
 }
 
 impl Default for Ledger {
@@ -154,6 +157,7 @@ impl Ledger {
             state: State::new(config),
             ix: Indexes::default(),
             current_request: 0,
+            current_author: 0,
         };
         // `pos` is channel 0: the channel whose ATS ignores safety stock.
         let pos = ledger.intern_channel(&ChannelId::from(ChannelId::POS));
@@ -199,6 +203,17 @@ impl Ledger {
     /// [`limits::BATCH_REQUESTS_MAX`] requests is applied as an empty batch (time still moves)
     /// and every request is rejected `invalid`.
     pub fn apply(&mut self, header: BatchHeader, requests: &[Request]) -> Vec<Outcome> {
+        self.apply_by(header, requests, &Authors::default())
+    }
+
+    /// [`Ledger::apply`], recording who made each request (`authors`, see
+    /// [`crate::access`]) on its change-feed events.
+    pub fn apply_by(
+        &mut self,
+        header: BatchHeader,
+        requests: &[Request],
+        authors: &Authors,
+    ) -> Vec<Outcome> {
         assert!(
             header.log_index > self.state.applied_index,
             "log index {} after {}",
@@ -211,15 +226,31 @@ impl Ledger {
             .now_ms
             .max(header.timestamp_ms.min(limits::TIMESTAMP_MS_MAX));
         self.expire_deadlines();
+        self.expire_revocations();
         self.advance_retention();
         self.clean_up(limits::CLEANUP_STEPS_PER_BATCH);
         if requests.len() > limits::BATCH_REQUESTS_MAX {
             let rejection = Rejection::limit("BATCH_REQUESTS_MAX");
             return requests.iter().map(|_| Err(rejection.clone())).collect();
         }
+        let handles: Vec<u32> = authors
+            .names
+            .iter()
+            .map(|a| self.intern_author(a))
+            .collect();
         requests
             .iter()
-            .map(|request| self.apply_one(request))
+            .enumerate()
+            .map(|(i, request)| {
+                let author = authors
+                    .of_request
+                    .get(i)
+                    .and_then(|&a| handles.get(usize::from(a)));
+                self.current_author = author.copied().unwrap_or(0);
+                let outcome = self.apply_one(request);
+                self.current_author = 0;
+                outcome
+            })
             .collect()
     }
 
@@ -306,6 +337,10 @@ impl Ledger {
     }
     fn execute_other(&mut self, command: &Command) -> Outcome {
         match command {
+            Command::RevokeCredential {
+                credential,
+                until_ms,
+            } => self.revoke_credential(credential, *until_ms),
             Command::DefineLocation(def) => self.define_location(def),
             Command::DefineGroup { group, locations } => self.define_group(group, locations),
             Command::DefineSku { sku, scale } => self.define_sku(sku, *scale),
@@ -693,6 +728,7 @@ impl Ledger {
             log_index: self.state.applied_index,
             timestamp_ms: self.state.now_ms,
             request_id: self.current_request,
+            author: self.current_author,
             cause,
             key,
             balance,

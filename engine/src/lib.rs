@@ -42,6 +42,9 @@ mod stock;
 pub mod units;
 mod view;
 
+pub mod access;
+
+pub use access::{Author, Authors, Revocation, RevokedView, AUTHORS_MAX, REVOKED_MAX};
 pub use balance::Balance;
 pub use command::{
     Command, Coordinates, Disposition, Fulfilment, Line, LocatedLine, LocationDef, LocationKind,

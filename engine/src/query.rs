@@ -55,6 +55,8 @@ pub enum Query {
     Status,
     /// A location's definition.
     Location(LocationId),
+    /// The revoked credentials (SPEC section 7).
+    Revoked,
 }
 
 /// The answer to a [`Query`].
@@ -78,6 +80,8 @@ pub enum Answer {
     Status(LedgerStatus),
     /// A location's definition.
     Location(crate::command::LocationDef),
+    /// The revoked credentials, by id.
+    Revoked(Vec<crate::access::RevokedView>),
 }
 
 /// One location's row of an availability answer.
@@ -379,6 +383,9 @@ pub struct ChangeEvent {
     pub balance: Balance,
     /// Units by which holds and allocations exceed sellable stock (non-zero on `Shortage`).
     pub shortfall: i64,
+    /// Who made the write (the principal the server authenticated); `None` for expiries,
+    /// missed pickups and writes without one.
+    pub author: Option<crate::access::Author>,
 }
 
 /// A page of the change feed.

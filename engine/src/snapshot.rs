@@ -57,7 +57,7 @@ struct Tally {
 /// First bytes of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"STOCKD\x00S";
 /// Version of the snapshot layout; bumped on any change to it.
-pub const SNAPSHOT_VERSION: u32 = 3;
+pub const SNAPSHOT_VERSION: u32 = 4;
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +181,7 @@ fn encode(state: &State) -> Vec<u8> {
     w.fifo(&state.dedup);
     w.put(&state.feed.head());
     w.seq(state.feed.len(), state.feed.iter_from(state.feed.head()));
+    w.put(&state.access);
     w.0
 }
 
@@ -285,6 +286,7 @@ impl Ledger {
         }
         ledger.state = state;
         ledger.rebuild_indexes()?;
+        ledger.rebuild_access();
         Ok(ledger)
     }
 
@@ -607,6 +609,7 @@ fn read_state(r: &mut Reader) -> Result<State, SnapshotError> {
     let dedup = r.fifo()?;
     let feed_head: u64 = r.take()?;
     let feed = Fifo::from_parts(feed_head, feed_head, r.seq()?).ok_or_else(|| bad("feed"))?;
+    let access = r.take()?;
     Ok(State {
         config,
         now_ms,
@@ -624,6 +627,7 @@ fn read_state(r: &mut Reader) -> Result<State, SnapshotError> {
         retired,
         dedup,
         feed,
+        access,
     })
 }
 

@@ -354,6 +354,8 @@ pub(crate) struct EventRecord {
     pub key: u64,
     pub balance: Balance,
     pub shortfall: i64,
+    /// Author handle (`access`); 0 = none.
+    pub author: u32,
 }
 
 /// One line of a remembered reservation or order reply.
@@ -429,6 +431,8 @@ pub(crate) struct State {
     pub dedup: Fifo<DedupEntry>,
     /// The change feed: event sequence number = position + 1.
     pub feed: Fifo<EventRecord>,
+    /// Authors of writes and revoked credentials (`access`).
+    pub access: crate::access::AccessState,
 }
 
 impl State {
@@ -450,6 +454,7 @@ impl State {
             retired: Fifo::default(),
             dedup: Fifo::default(),
             feed: Fifo::default(),
+            access: crate::access::AccessState::default(),
         }
     }
 
@@ -481,6 +486,10 @@ pub(crate) struct Indexes {
     pub live_reservations: usize,
     pub open_orders: usize,
     pub open_transfers: usize,
+    /// Author -> handle (`access`).
+    pub author: FxHashMap<crate::access::Author, u32>,
+    /// The earliest expiry on the deny list (`u64::MAX` if empty).
+    pub revoked_next_expiry: u64,
 }
 
 /// The slot of the retained record with id `id` (hashed `hash`), if any.

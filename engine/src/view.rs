@@ -79,6 +79,7 @@ impl Ledger {
             Query::Transfer(id) => self.transfer_view(id).map(Answer::Transfer),
             Query::Changes { since, max } => self.changes(*since, *max).map(Answer::Changes),
             Query::Status => Ok(Answer::Status(self.status(now))),
+            Query::Revoked => Ok(Answer::Revoked(self.revoked())),
             Query::Location(id) => {
                 let loc = self.location(id)?;
                 Ok(Answer::Location(self.loc(loc).def.clone()))
@@ -455,6 +456,7 @@ impl Ledger {
                     location: self.loc(loc).def.location.clone(),
                     balance: e.balance,
                     shortfall: e.shortfall,
+                    author: self.author(e.author),
                 }
             })
             .collect();

@@ -72,7 +72,7 @@ async fn serve(conn: quinn::Connection, ctx: Arc<NodeCtx>) {
         .and_then(|d| d.protocol);
     match alpn.as_deref() {
         Some(p) if p == protocol::ALPN_CLIENT => match access::client_principal(&conn) {
-            Ok(principal) => crate::api::serve_client(conn, ctx, Arc::new(principal)).await,
+            Ok(principal) => crate::api::serve_client(conn, ctx, principal).await,
             Err(why) => refuse(&conn, &ctx, &why),
         },
         Some(p) if p == protocol::ALPN_PEER => match access::check_peer(&conn) {

@@ -889,6 +889,7 @@ mod tests {
                 incoming: i64::MIN,
             },
             shortfall: i64::MIN,
+            author: None,
         };
         let one = postcard::to_allocvec(&event).expect("encodes").len();
         assert!(one <= EVENT_BYTES_MAX, "{one} bytes");

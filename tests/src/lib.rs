@@ -305,7 +305,8 @@ impl RawConnection {
         let dir = ca_path.parent().expect("CA directory");
         let identity = pki::load_client_identity(&dir.join("admin.pem"), &dir.join("admin.key"))
             .expect("admin identity");
-        let config = pki::client_config_with(&Trust::Ca(ca), Some(&identity)).expect("client config");
+        let config =
+            pki::client_config_with(&Trust::Ca(ca), Some(&identity)).expect("client config");
         let mut endpoint =
             quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).expect("endpoint");
         endpoint.set_default_client_config(config);

@@ -30,7 +30,8 @@ use crate::replies::ConnectionReplies;
 
 /// Serves a client connection of `principal` until it closes, or until its watchdog closes it for not
 /// reading its replies (then with [`protocol::CLOSE_REPLIES_NOT_READ`] and the reason).
-pub async fn serve_client(conn: quinn::Connection, ctx: Arc<NodeCtx>, principal: Arc<Principal>) {
+pub async fn serve_client(conn: quinn::Connection, ctx: Arc<NodeCtx>, principal: Principal) {
+    let caller = Arc::new(Caller::new(principal));
     let budget = Arc::new(Semaphore::new(CONNECTION_FRAME_KIB_MAX));
     let replies = Arc::new(ConnectionReplies::new(ctx.replies.clone()));
     let accept = async {
@@ -38,7 +39,7 @@ pub async fn serve_client(conn: quinn::Connection, ctx: Arc<NodeCtx>, principal:
             let stream = streams::serve_stream(
                 streams::Stream { send, recv },
                 ctx.clone(),
-                principal.clone(),
+                caller.clone(),
                 budget.clone(),
                 replies.clone(),
             );
@@ -57,6 +58,29 @@ pub async fn serve_client(conn: quinn::Connection, ctx: Arc<NodeCtx>, principal:
     // Whatever still waits for this connection's room gives up; its queues go with its
     // streams' writers, which fail now that the connection is closed.
     replies.close(verdict.is_some());
+}
+
+/// Who is on a connection: the principal its certificate names, and the author its writes
+/// carry into the log (built once per connection).
+pub struct Caller {
+    /// The principal.
+    pub principal: Principal,
+    /// The same, as the ledger records it on change-feed events.
+    pub author: Arc<engine::Author>,
+}
+
+impl Caller {
+    /// The caller of a connection authenticated as `principal`.
+    pub fn new(principal: Principal) -> Caller {
+        let author = engine::Author {
+            name: principal.name.clone(),
+            role: principal.role.to_string(),
+        };
+        Caller {
+            principal,
+            author: Arc::new(author),
+        }
+    }
 }
 
 /// Bytes of frames being received that one connection may hold, in KiB (8 frames of the

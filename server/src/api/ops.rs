@@ -8,6 +8,7 @@ use engine::Query;
 use protocol::{Consistency, Op, OpResult, ServerError};
 
 use super::status::status;
+use super::Caller;
 use pki::Principal;
 
 use crate::node::NodeCtx;
@@ -45,7 +46,7 @@ pub(super) fn allowed(ctx: &NodeCtx, principal: &Principal, op: &Op) -> Result<(
 /// a batch), reads and the rest run concurrently. Results come back in operation order.
 pub(super) async fn handle_ops(
     ctx: &Arc<NodeCtx>,
-    principal: &Principal,
+    caller: &Caller,
     ops: Vec<Op>,
     bytes_per_op: usize,
 ) -> Vec<Ready> {
@@ -67,7 +68,7 @@ pub(super) async fn handle_ops(
     let no_quorum = ctx.quorum_lost_ms();
     let slots: Vec<Slot> = ops
         .into_iter()
-        .map(|op| match (allowed(ctx, principal, &op), op) {
+        .map(|op| match (allowed(ctx, &caller.principal, &op), op) {
             (Err(refused), _) => Slot::Done(OpResult::Failed(refused)),
             (Ok(()), Op::Write(_)) if no_quorum.is_some() => {
                 Slot::Done(OpResult::Failed(ServerError::Unavailable {
@@ -77,7 +78,11 @@ pub(super) async fn handle_ops(
                     ),
                 }))
             }
-            (Ok(()), Op::Write(request)) => Slot::Write(ctx.proposer.submit(request, bytes_per_op)),
+            (Ok(()), Op::Write(request)) => Slot::Write(ctx.proposer.submit(
+                request,
+                caller.author.clone(),
+                bytes_per_op,
+            )),
             (Ok(()), Op::Status) => Slot::Done(OpResult::Status(Box::new(status(ctx)))),
             (Ok(()), other) => Slot::Later(other),
         })

@@ -7,9 +7,7 @@ use tokio::sync::Semaphore;
 
 use protocol::{ClientFrame, Op, OpResult, ServerError, ServerMessage};
 
-use super::{feed, ops, SMALL_FRAME_BYTES};
-use pki::Principal;
-
+use super::{feed, ops, Caller, SMALL_FRAME_BYTES};
 use crate::node::NodeCtx;
 use crate::replies::{ConnectionReplies, Outbox};
 
@@ -53,7 +51,7 @@ pub(super) struct Stream {
 pub(super) async fn serve_stream(
     stream: Stream,
     ctx: Arc<NodeCtx>,
-    principal: Arc<Principal>,
+    caller: Arc<Caller>,
     budget: Arc<Semaphore>,
     replies: Arc<ConnectionReplies>,
 ) {
@@ -84,7 +82,7 @@ pub(super) async fn serve_stream(
             _ => None,
         }) {
             let op = Op::Subscribe { since };
-            if let Err(refused) = ops::allowed(&ctx, &principal, &op) {
+            if let Err(refused) = ops::allowed(&ctx, &caller.principal, &op) {
                 reply(&outbox, frame.id, vec![OpResult::Failed(refused)]).await;
                 continue;
             }
@@ -94,10 +92,10 @@ pub(super) async fn serve_stream(
         let Ok(permit) = inflight.clone().acquire_owned().await else {
             break;
         };
-        let (ctx, outbox, principal) = (ctx.clone(), outbox.clone(), principal.clone());
+        let (ctx, outbox, caller) = (ctx.clone(), outbox.clone(), caller.clone());
         tokio::spawn(async move {
             let per_op = len / frame.ops.len().max(1);
-            let ready = ops::handle_ops(&ctx, &principal, frame.ops, per_op).await;
+            let ready = ops::handle_ops(&ctx, &caller, frame.ops, per_op).await;
             // Room first, then the ledger: a reply that waits for room holds no memory.
             if let Some(room) = outbox.room().await {
                 let results = ready.into_iter().map(|r| r.answer(&ctx)).collect();

@@ -18,7 +18,7 @@
 //!   names or touches is one of its locations (a group or `all` is refused: the engine could
 //!   source elsewhere). A transfer is the two ends' joint work: the sending store ships
 //!   (`from` is its own), the receiving store receives (`to` is its own).
-//! - `ops`: every ledger write. `admin`: ops + membership and credentials.
+//! - `ops`: every ledger write but credentials. `admin`: ops + membership and credentials.
 
 pub mod access;
 
@@ -67,7 +67,11 @@ pub fn authorize(p: &Principal, op: &Op) -> Access {
         Op::Admin(_) if p.role == ClientRole::Admin => Access::Allowed,
         Op::Admin(_) => denied(p, "change cluster membership"),
         Op::Write(request) => match p.role {
-            ClientRole::Ops | ClientRole::Admin => Access::Allowed,
+            ClientRole::Admin => Access::Allowed,
+            ClientRole::Ops if matches!(request.command, Command::RevokeCredential { .. }) => {
+                denied(p, "revoke credentials")
+            }
+            ClientRole::Ops => Access::Allowed,
             ClientRole::Reader => denied(p, "write"),
             ClientRole::Checkout => checkout(p, &request.command),
             ClientRole::Store => store(p, &request.command),
@@ -97,7 +101,7 @@ fn checkout(p: &Principal, command: &Command) -> Access {
             reservation: id, ..
         }
         | Command::Release { reservation: id } => Access::Lookup(Lookup::HoldChannel(id.clone())),
-        other => denied(p, command_name(other)),
+        other => denied(p, other.name()),
     }
 }
 
@@ -160,13 +164,14 @@ fn store(p: &Principal, command: &Command) -> Access {
         Command::ReceiveTransfer { transfer, .. } => {
             Access::Lookup(Lookup::TransferTo(transfer.clone()))
         }
-        other => denied(p, command_name(other)),
+        other => denied(p, other.name()),
     }
 }
 
-/// Decides one operation of `p` at `now_ms`: an expired credential is refused, then
-/// [`authorize`], then a lookup in the ledger (read-locked for the lookup only) if one is
-/// needed. `Err` is the `forbidden` text.
+/// Decides one operation of `p` at `now_ms`: an expired or revoked credential (the deny list
+/// in the replicated ledger, so every node refuses it once it applied the revocation) is
+/// refused, then [`authorize`], then a lookup in the ledger (read-locked for the lookup only)
+/// if one is needed. `Err` is the `forbidden` text.
 pub fn decide(p: &Principal, op: &Op, ledger: &RwLock<Ledger>, now_ms: u64) -> Result<(), String> {
     if p.expires_at_ms <= now_ms {
         return Err(format!("the credential of {} has expired", p.name));
@@ -227,33 +232,6 @@ pub fn check_lookup(
             }
             _ => Ok(()),
         },
-    }
-}
-
-/// A command's name in SPEC section 3's words, for `forbidden` texts.
-fn command_name(command: &Command) -> &'static str {
-    match command {
-        Command::DefineLocation(_) => "define_location",
-        Command::DefineGroup { .. } => "define_group",
-        Command::DefineSku { .. } => "define_sku",
-        Command::SetOnHand { .. } => "set_on_hand",
-        Command::Adjust { .. } => "adjust",
-        Command::SetSafetyStock { .. } => "set_safety_stock",
-        Command::MarkUnavailable { .. } => "mark_unavailable",
-        Command::RestoreUnavailable { .. } => "restore_unavailable",
-        Command::Sell { .. } => "sell",
-        Command::Reserve { .. } => "reserve",
-        Command::Extend { .. } => "extend",
-        Command::Release { .. } => "release",
-        Command::PlaceOrder { .. } => "place_order",
-        Command::Fulfil { .. } => "fulfil",
-        Command::Cancel { .. } => "cancel",
-        Command::Reallocate { .. } => "reallocate",
-        Command::ReadyForPickup { .. } => "ready_for_pickup",
-        Command::PickedUp { .. } => "picked_up",
-        Command::Return { .. } => "return",
-        Command::ShipTransfer { .. } => "ship_transfer",
-        Command::ReceiveTransfer { .. } => "receive_transfer",
     }
 }
 

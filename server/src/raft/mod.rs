@@ -35,6 +35,9 @@ pub struct Batch {
     /// moves time (to fire deadlines). Shared: openraft clones an entry for every follower it
     /// replicates to, and a shared batch makes that clone a reference count, not a copy.
     pub requests: std::sync::Arc<Vec<Request>>,
+    /// Who made each request (the principals the server authenticated), for the change
+    /// feed's audit trail (SPEC section 7).
+    pub authors: std::sync::Arc<engine::Authors>,
 }
 
 /// What applying a [`Batch`] returned: one outcome per request, and where it was applied.

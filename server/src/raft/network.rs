@@ -501,6 +501,7 @@ mod tests {
             payload: openraft::EntryPayload::Normal(Batch {
                 timestamp_ms: 0,
                 requests: Arc::new(vec![request]),
+                authors: Default::default(),
             }),
         }
     }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use engine::{Outcome, Request};
+use engine::{Author, Authors, Outcome, Request};
 use protocol::{BatchStats, NodeAddr, ServerError};
 
 use crate::clock::Clock;
@@ -48,6 +48,8 @@ pub type WriteResult = Result<(Outcome, u64), ServerError>;
 /// A write waiting to be batched.
 struct PendingWrite {
     request: Request,
+    /// Who asked (shared by a connection's writes).
+    author: Arc<Author>,
     bytes: usize,
     reply: oneshot::Sender<WriteResult>,
 }
@@ -111,10 +113,16 @@ impl Proposer {
     }
 
     /// Queues a write (`bytes`: its approximate encoded size). A full queue answers `busy`.
-    pub fn submit(&self, request: Request, bytes: usize) -> oneshot::Receiver<WriteResult> {
+    pub fn submit(
+        &self,
+        request: Request,
+        author: Arc<Author>,
+        bytes: usize,
+    ) -> oneshot::Receiver<WriteResult> {
         let (reply, rx) = oneshot::channel();
         if let Err(e) = self.tx.try_send(PendingWrite {
             request,
+            author,
             bytes,
             reply,
         }) {
@@ -191,6 +199,7 @@ async fn run(
         };
         let timestamp_ms = batcher.stamp();
         let tick = batch.is_empty();
+        let authors = authors_of(&batch);
         let (requests, replies): (Vec<Request>, Vec<oneshot::Sender<WriteResult>>) =
             batch.into_iter().map(|p| (p.request, p.reply)).unzip();
         batcher.count(tick, requests.len());
@@ -199,6 +208,7 @@ async fn run(
             .client_write_ff(Batch {
                 timestamp_ms,
                 requests: Arc::new(requests),
+                authors: Arc::new(authors),
             })
             .await;
         let answered = answer(proposed, batcher.raft.clone(), replies);
@@ -211,6 +221,23 @@ async fn run(
             drop(permit);
         });
     }
+}
+
+/// The batch's authors: each distinct one once (a batch usually holds few), and per write
+/// its index.
+fn authors_of(batch: &[PendingWrite]) -> Authors {
+    let mut authors = Authors::default();
+    for write in batch {
+        let known = authors.names.iter().position(|a| *a == *write.author);
+        let index = known.unwrap_or_else(|| {
+            authors.names.push((*write.author).clone());
+            authors.names.len() - 1
+        });
+        authors
+            .of_request
+            .push(u16::try_from(index).unwrap_or(u16::MAX));
+    }
+    authors
 }
 
 /// The writes that are queued now after `first`, up to a batch's limits.

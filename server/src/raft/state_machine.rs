@@ -331,12 +331,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 let log_index = entry.log_id.index;
                 let outcomes = match entry.payload {
                     EntryPayload::Blank => Vec::new(),
-                    EntryPayload::Normal(batch) => ledger.apply(
+                    EntryPayload::Normal(batch) => ledger.apply_by(
                         BatchHeader {
                             log_index,
                             timestamp_ms: batch.timestamp_ms,
                         },
                         &batch.requests,
+                        &batch.authors,
                     ),
                     EntryPayload::Membership(membership) => {
                         meta.membership = StoredMembership::new(Some(entry.log_id), membership);

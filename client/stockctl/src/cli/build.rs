@@ -7,6 +7,7 @@ use engine::{
     OrderSource, Reason, ReservationId, ReturnLine, RmaId, SkuId, TransferId,
 };
 
+use super::command::CredentialsCmd;
 use super::facts::Facts;
 use super::show::ReplyContext;
 use super::Cmd;
@@ -55,11 +56,36 @@ pub fn build(cmd: &Cmd, facts: &Facts) -> Result<Built, BuildError> {
         Cmd::Return { .. } | Cmd::ShipTransfer { .. } | Cmd::ReceiveTransfer { .. } => {
             returns_and_transfers(cmd, facts)?
         }
+        Cmd::Credentials {
+            action: CredentialsCmd::Revoke { id, cert },
+        } => revocation(id, cert.as_deref())?,
         _ => return Err(BuildError::Usage("not a write")),
     };
     Ok(Built {
         command,
         context: context(cmd, facts),
+    })
+}
+
+/// `credentials revoke`: the entry lasts until the certificate's own expiry when it is given,
+/// else for the longest validity a client certificate can have.
+fn revocation(id: &str, cert: Option<&std::path::Path>) -> Result<Command, BuildError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let until_ms = match cert {
+        Some(path) => {
+            let chain = pki::load_certs(path)
+                .map_err(|_| BuildError::Usage("--cert: not a certificate file"))?;
+            let principal = pki::principal_of(&chain[0])
+                .map_err(|_| BuildError::Usage("--cert: not a client certificate"))?;
+            principal.expires_at_ms
+        }
+        None => now + u64::from(pki::CLIENT_DAYS_MAX) * 86_400_000,
+    };
+    Ok(Command::RevokeCredential {
+        credential: id.to_ascii_lowercase(),
+        until_ms,
     })
 }
 

@@ -432,6 +432,15 @@ pub enum Cmd {
         #[arg(value_parser = grammar::node_id)]
         id: u64,
     },
+    /// Revoke a credential, or list the revoked ones (admin; SPEC section 7).
+    Credentials {
+        /// What to do.
+        #[command(subcommand)]
+        action: CredentialsCmd,
+    },
+    /// The identity this stockctl presents (from --cert, or the default admin identity):
+    /// name, role, scope, credential id and expiry. Reads the certificate only.
+    Whoami,
     /// Run scenario case files (../shared/cases/FORMAT.md): in-process, or against a live
     /// cluster with --connect.
     Case {
@@ -439,6 +448,24 @@ pub enum Cmd {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+/// `stockctl credentials ...`.
+#[derive(Subcommand, Debug)]
+pub enum CredentialsCmd {
+    /// Put a credential on the cluster's deny list: every node refuses it within a second,
+    /// on open connections too.
+    Revoke {
+        /// The credential id (a certificate's serial, hex: see `stockctl whoami` or the
+        /// line `stockd certs --client` printed).
+        id: String,
+        /// The certificate itself, to keep the entry only until it expires (default: keep it
+        /// for the longest validity a client certificate can have).
+        #[arg(long, value_name = "FILE")]
+        cert: Option<PathBuf>,
+    },
+    /// The revoked credentials.
+    List,
 }
 
 /// Whether a command is a write (`--request-id` applies to writes only).
@@ -459,5 +486,9 @@ pub(super) fn is_write(cmd: &Cmd) -> bool {
             | Cmd::AddNode { .. }
             | Cmd::RemoveNode { .. }
             | Cmd::Case { .. }
+            | Cmd::Credentials {
+                action: CredentialsCmd::List
+            }
+            | Cmd::Whoami
     )
 }

@@ -10,6 +10,7 @@ use protocol::{Consistency, MemberState, NodeAddr};
 use serde_json::{json, Value};
 
 use super::build::{build, BuildError};
+use super::command::CredentialsCmd;
 use super::facts::{facts, needs, Needs};
 use super::show::{self, ReplyContext, Scales};
 use super::{Cmd, Exit, Fail};
@@ -86,6 +87,10 @@ pub(super) async fn execute(
         Cmd::AddNode { id, addr } => add_node(client, out, NodeAddr { id, addr }).await,
         Cmd::RemoveNode { id } => remove_node(client, out, id).await,
         Cmd::Case { .. } => Err(Fail::Usage("case runs without a runtime")),
+        Cmd::Credentials {
+            action: CredentialsCmd::List,
+        } => revoked(client, out).await,
+        Cmd::Whoami => Err(Fail::Usage("whoami runs without a runtime")),
         write => {
             let request_id = request_id.unwrap_or_else(new_request_id);
             write_command(client, out, request_id, write).await
@@ -143,6 +148,11 @@ async fn members(client: &Client, out: &Out) -> Result<Exit, Fail> {
         },
     );
     Ok(Exit::Ok)
+}
+
+/// `credentials list`: the deny list as the leader holds it.
+async fn revoked(client: &Client, out: &Out) -> Result<Exit, Fail> {
+    query(client, out, Query::Revoked, Consistency::Linearizable).await
 }
 
 /// `init`: a new cluster of `members`, sent to `first_node`.
@@ -375,6 +385,7 @@ async fn print_read(client: &Client, out: &Out, result: ReadResult) -> Exit {
         Answer::Rma(v) => show::rma(v, &scales),
         Answer::Transfer(v) => show::transfer(v, &scales),
         Answer::Changes(page) => show::changes(page),
+        Answer::Revoked(rows) => show::revoked(rows),
         other => format!("{other:?}"),
     };
     println!("{text}");

@@ -148,6 +148,9 @@ pub fn run(cli: Cli) -> Result<Exit, Fail> {
     if let Cmd::Case { files } = &cli.command {
         return run_cases(&cli.global, files);
     }
+    if let Cmd::Whoami = &cli.command {
+        return whoami(&cli.global);
+    }
     if cli.global.request_id.is_some() && !is_write(&cli.command) {
         return Err(Fail::Usage("--request-id only applies to writes"));
     }
@@ -213,6 +216,31 @@ fn identity(global: &Global) -> Result<pki::Identity, Fail> {
         return Err(Fail::NoIdentity(cert.display().to_string()));
     }
     pki::load_client_identity(&cert, &key).map_err(Fail::Identity)
+}
+
+/// `whoami`: the principal of the identity stockctl would present.
+fn whoami(global: &Global) -> Result<Exit, Fail> {
+    let identity = identity(global)?;
+    let p = pki::principal_of(&identity.chain[0]).map_err(Fail::Identity)?;
+    let scope = [
+        (!p.channels.is_empty()).then(|| format!(" channels={}", p.channels.join(","))),
+        (!p.locations.is_empty()).then(|| format!(" locations={}", p.locations.join(","))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<String>();
+    if global.json {
+        let json = serde_json::json!({"name": p.name, "role": p.role.as_str(),
+            "channels": p.channels, "locations": p.locations,
+            "credential": p.credential_id, "expires_at_ms": p.expires_at_ms});
+        println!("{json}");
+    } else {
+        println!(
+            "{} role={}{} credential={} expires_at_ms={}",
+            p.name, p.role, scope, p.credential_id, p.expires_at_ms
+        );
+    }
+    Ok(Exit::Ok)
 }
 
 fn run_cases(global: &Global, files: &[PathBuf]) -> Result<Exit, Fail> {

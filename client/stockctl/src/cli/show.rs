@@ -323,8 +323,12 @@ pub fn event(e: &ChangeEvent) -> String {
     } else {
         String::new()
     };
+    let by = e
+        .author
+        .as_ref()
+        .map_or_else(String::new, |a| format!(" by={} ({})", a.name, a.role));
     format!(
-        "#{} log={} {} {:?} {}@{} {}{shortfall} request={request}",
+        "#{} log={} {} {:?} {}@{} {}{shortfall} request={request}{by}",
         e.seq,
         e.log_index,
         when(e.timestamp_ms),
@@ -333,6 +337,25 @@ pub fn event(e: &ChangeEvent) -> String {
         e.location,
         balance(&e.balance, 0)
     )
+}
+
+/// The revoked credentials, one a line: id, when revoked, until when the entry lasts.
+pub fn revoked(rows: &[engine::RevokedView]) -> String {
+    if rows.is_empty() {
+        return "no revoked credentials".to_owned();
+    }
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{} revoked {} until {}",
+                r.credential,
+                when(r.revocation.revoked_at_ms),
+                when(r.revocation.until_ms)
+            )
+        })
+        .collect();
+    lines.join("\n")
 }
 
 /// A page of the change feed.

@@ -490,6 +490,7 @@ fn change_events_with_any_request_id_become_json() {
             ..engine::Balance::default()
         },
         shortfall: 0,
+        author: None,
     };
     let value = event_json(&event);
     assert_eq!(value["request_id"], "fffffffffffffffffffffffffffffffe");

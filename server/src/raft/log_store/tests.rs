@@ -105,6 +105,7 @@ fn entry_with(term: u64, index: u64, requests: u64) -> Entry {
         payload: EntryPayload::Normal(Batch {
             timestamp_ms: 1_700_000_000_000 + index,
             requests: std::sync::Arc::new(requests),
+            authors: Default::default(),
         }),
     }
 }
