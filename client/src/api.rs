@@ -601,7 +601,7 @@ impl Client {
                     None => break,
                     Some(first) => Failure::Server(first),
                 },
-                Err(CallError::Closed(why)) => Failure::Transport(why),
+                Err(CallError::Closed(why)) => self.transport_failure(&node, why),
                 Err(CallError::NoReply) => Failure::NoReply,
                 Err(other) => {
                     batch.fail(ClientError::from_call(other));
@@ -633,6 +633,17 @@ impl Client {
             attempt += 1;
         }
         batch.finish()
+    }
+
+    /// What a broken connection to `node` means: a refusal of this client's identity (final,
+    /// as `forbidden`) if the node closed it for that, else a transport failure (retried).
+    fn transport_failure(&self, node: &str, why: String) -> Failure {
+        match self.inner.pool.refusal(node) {
+            Some(reason) => Failure::Server(ServerError::Forbidden {
+                message: format!("connection refused: {node}: {reason}"),
+            }),
+            None => Failure::Transport(why),
+        }
     }
 
     /// The retry policy's decision after attempt `attempt` at `node` failed, adjusted to the
@@ -876,7 +887,7 @@ impl Client {
                     Some(other) => return Err(unexpected("subscribed", other)),
                     None => return Err(ClientError::Unexpected("no result".into())),
                 },
-                Err(CallError::Closed(why)) => Failure::Transport(why),
+                Err(CallError::Closed(why)) => self.transport_failure(&node, why),
                 Err(CallError::NoReply) => Failure::NoReply,
                 Err(other) => return Err(ClientError::from_call(other)),
             };

@@ -44,7 +44,7 @@ impl NodeConn {
     }
 
     /// Why the node closed this connection for its identity, if it did
-    /// ([`protocol::CLOSE_IDENTITY_REFUSED`]).
+    /// ([`protocol::CLOSE_IDENTITY_REFUSED`], or a TLS alert about the certificate).
     fn refused(&self) -> Option<String> {
         match self.conn.close_reason()? {
             quinn::ConnectionError::ApplicationClosed(close)
@@ -52,7 +52,9 @@ impl NodeConn {
             {
                 Some(String::from_utf8_lossy(&close.reason).into_owned())
             }
-            _ => None,
+            // TLS 1.3: the client's handshake is done before the node checks its certificate,
+            // so the node's alert arrives as the connection's end.
+            other => handshake_refusal(&other).map(str::to_owned),
         }
     }
 
@@ -93,13 +95,18 @@ impl NodeConn {
 /// What a TLS alert that ended a handshake says about this client's identity, if it was one
 /// (RFC 8446 alert numbers; QUIC carries them as crypto errors 0x100 + alert).
 fn handshake_refusal(e: &quinn::ConnectionError) -> Option<&'static str> {
-    let quinn::ConnectionError::TransportError(t) = e else {
-        return None;
+    let code = match e {
+        // The node's alert (the client's handshake may be done before the node checks it).
+        quinn::ConnectionError::ConnectionClosed(close) => close.error_code,
+        // This side's own handshake failed on the node's alert.
+        quinn::ConnectionError::TransportError(t) => t.code,
+        _ => return None,
     };
-    let alert = u64::from(t.code).checked_sub(0x100)?;
+    let alert = u64::from(code).checked_sub(0x100)?;
     Some(match alert {
         116 => "the node requires a client certificate (stockctl --cert FILE --key FILE; issue one with stockd certs --client NAME --role ROLE)",
-        48 => "this client's certificate is not from the cluster's CA",
+        // unknown_ca, or decrypt_error: another CA of the same name signed it.
+        48 | 51 => "this client's certificate is not from the cluster's CA",
         45 => "this client's certificate has expired",
         42 | 43 | 46 => "the node refused this client's certificate",
         _ => return None,
@@ -290,6 +297,11 @@ impl Pool {
     /// Stops handing out the pooled connection to `node` (calls in flight on it go on): after
     /// a call got no answer in time, the node may have died without closing the connection,
     /// and the next call should dial again rather than wait for the idle timeout.
+    /// Why the node closed the last connection for this client's identity, if it did.
+    pub(crate) fn refusal(&self, node: &str) -> Option<String> {
+        lock(&self.conns).get(node).and_then(|c| c.refused())
+    }
+
     pub(crate) fn forget(&self, node: &str) {
         lock(&self.conns).remove(node);
     }

@@ -248,17 +248,16 @@ fn transport_with(idle_ms: u64, keep_alive_ms: Option<u64>) -> Arc<quinn::Transp
     Arc::new(t)
 }
 
-/// The QUIC server configuration of a node: its identity for both ALPNs; client certificates
-/// are verified against the cluster CA when presented (peers must present one: the server
-/// checks that on [`crate::ALPN_PEER`] connections). 0-RTT is off (SPEC section 4: no 0-RTT
-/// writes).
+/// The QUIC server configuration of a node: its identity for both ALPNs; every connection
+/// must present a certificate of the cluster CA (SPEC section 7: no identity, no access), and
+/// the node checks after the handshake that it is a client's on [`protocol::ALPN_CLIENT`] and a
+/// node's on [`protocol::ALPN_PEER`]. 0-RTT is off (SPEC section 4: no 0-RTT writes).
 pub fn server_config(
     identity: &Identity,
     ca: &[CertificateDer<'static>],
 ) -> Result<quinn::ServerConfig, TlsError> {
     let verifier =
         rustls::server::WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider())
-            .allow_unauthenticated()
             .build()
             .map_err(|e| err("client verifier", e))?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())

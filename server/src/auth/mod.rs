@@ -176,15 +176,21 @@ pub fn decide(p: &Principal, op: &Op, ledger: &RwLock<Ledger>, now_ms: u64) -> R
     if p.expires_at_ms <= now_ms {
         return Err(format!("the credential of {} has expired", p.name));
     }
+    let ledger = || {
+        ledger
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if ledger().is_revoked(&p.credential_id) {
+        return Err(format!(
+            "the credential of {} ({}) was revoked",
+            p.name, p.credential_id
+        ));
+    }
     match authorize(p, op) {
         Access::Allowed => Ok(()),
         Access::Denied(why) => Err(why),
-        Access::Lookup(lookup) => {
-            let ledger = ledger
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            check_lookup(p, &lookup, &ledger, now_ms)
-        }
+        Access::Lookup(lookup) => check_lookup(p, &lookup, &ledger(), now_ms),
     }
 }
 

@@ -10,3 +10,4 @@ mod membership;
 mod partition;
 mod protocol_errors;
 mod restart;
+mod security;
