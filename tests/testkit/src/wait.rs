@@ -1,0 +1,200 @@
+//! Waiting: one rule for "there is a leader", one for "the replicas agree", and one loop that
+//! polls a rule until it holds or time runs out.
+
+use std::fmt::Debug;
+use std::time::{Duration, Instant};
+
+use protocol::{NodeStatus, Role};
+
+/// What a wait was for, so a timeout says which promise the cluster broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Awaited {
+    /// A ready leader that a majority of the members name as their leader.
+    Leader,
+    /// Node `id` being that leader.
+    LeaderIs(u64),
+    /// A leader other than node `old`.
+    NewLeader {
+        /// The leader that was stopped.
+        old: u64,
+    },
+    /// Every replica at the same applied index with the same ledger digest.
+    Convergence,
+    /// Node `id` starting again on its old port (the port may take a moment to be freed).
+    Restart(u64),
+}
+
+impl std::fmt::Display for Awaited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Awaited::Leader => f.write_str("a leader"),
+            Awaited::LeaderIs(id) => write!(f, "node {id} leading"),
+            Awaited::NewLeader { old } => write!(f, "a leader other than node {old}"),
+            Awaited::Convergence => f.write_str("replicas converging"),
+            Awaited::Restart(id) => write!(f, "node {id} restarting"),
+        }
+    }
+}
+
+/// A wait that ran out of time.
+#[derive(Debug)]
+pub struct WaitTimeout {
+    /// What was awaited.
+    pub awaited: Awaited,
+    /// How long the wait lasted.
+    pub within: Duration,
+    /// The last state seen, formatted (statuses, digests or the last error).
+    pub last_seen: String,
+}
+
+impl std::fmt::Display for WaitTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no {} within {:?}; last seen: {}",
+            self.awaited, self.within, self.last_seen
+        )
+    }
+}
+
+impl std::error::Error for WaitTimeout {}
+
+/// A replica's ledger digest and the log index it reflects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digest {
+    /// The last log index applied to the ledger.
+    pub applied_index: u64,
+    /// The ledger digest (hex).
+    pub digest: String,
+}
+
+impl From<(u64, String)> for Digest {
+    /// From `Node::digest`'s (applied index, digest).
+    fn from((applied_index, digest): (u64, String)) -> Self {
+        Digest {
+            applied_index,
+            digest,
+        }
+    }
+}
+
+/// The leader among `statuses` (one per member; `None`: stopped, cut off or not answering):
+/// a ready node in role leader that more than half of `members` name as leader, the one of the
+/// highest term if several claim it. Counting over all members, not the ones that answered,
+/// keeps a leader cut off with a minority from counting.
+pub fn leader_of(statuses: &[Option<NodeStatus>], members: usize) -> Option<u64> {
+    let seen: Vec<&NodeStatus> = statuses.iter().flatten().collect();
+    let mut claims: Vec<&NodeStatus> = seen
+        .iter()
+        .copied()
+        .filter(|s| s.role == Role::Leader && s.ready)
+        .collect();
+    claims.sort_by_key(|s| std::cmp::Reverse(s.term));
+    claims.into_iter().map(|s| s.node.id).find(|id| {
+        let followers = seen
+            .iter()
+            .filter(|o| o.leader.as_ref().map(|l| l.id) == Some(*id))
+            .count();
+        followers * 2 > members
+    })
+}
+
+/// The digest every replica in `digests` has, if they all answered and agree (same applied
+/// index, same digest); `None` when one is missing or differs, or there are none.
+pub fn agreed(digests: &[Option<Digest>]) -> Option<&Digest> {
+    let first = digests.first()?.as_ref()?;
+    digests
+        .iter()
+        .all(|d| d.as_ref() == Some(first))
+        .then_some(first)
+}
+
+/// Calls `probe` every `every` until it returns `Ok`, or fails once `within` has passed,
+/// with the last `Err` (the state seen) in the timeout.
+pub(crate) async fn poll<T, S: Debug>(
+    awaited: Awaited,
+    within: Duration,
+    every: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, S>,
+) -> Result<T, WaitTimeout> {
+    let start = Instant::now();
+    loop {
+        match probe().await {
+            Ok(value) => return Ok(value),
+            Err(seen) if start.elapsed() >= within => {
+                return Err(WaitTimeout {
+                    awaited,
+                    within,
+                    last_seen: format!("{seen:?}"),
+                })
+            }
+            Err(_) => tokio::time::sleep(every).await,
+        }
+    }
+}
+
+/// What the waits need to see of a cluster, however it runs.
+pub(crate) trait Observe {
+    /// Members, running or not (the majority is counted over them).
+    fn members(&self) -> usize;
+    /// How often to look again for `awaited`: statuses are cheap in process, digests hash the
+    /// ledger, and a process is asked over a new connection.
+    fn every(&self, awaited: &Awaited) -> Duration;
+    /// One status per member; `None` for a node that is stopped, cut off or silent.
+    async fn statuses(&self) -> Vec<Option<NodeStatus>>;
+    /// One digest per running node; `None` for one that did not answer.
+    async fn digests(&self) -> Vec<Option<Digest>>;
+}
+
+/// A node's role as the timeout message shows it: enough to see why no leader counted.
+#[derive(Debug)]
+#[allow(dead_code)] // read through Debug only
+struct Seen {
+    id: u64,
+    role: Role,
+    term: u64,
+    ready: bool,
+    leader: Option<u64>,
+}
+
+fn seen(statuses: &[Option<NodeStatus>]) -> Vec<Option<Seen>> {
+    let one = |s: &NodeStatus| Seen {
+        id: s.node.id,
+        role: s.role,
+        term: s.term,
+        ready: s.ready,
+        leader: s.leader.as_ref().map(|l| l.id),
+    };
+    statuses.iter().map(|s| s.as_ref().map(one)).collect()
+}
+
+/// Waits for [`leader_of`] to name a leader satisfying `accept`.
+pub(crate) async fn wait_leader_where(
+    cluster: &impl Observe,
+    awaited: Awaited,
+    within: Duration,
+    accept: impl Fn(u64) -> bool,
+) -> Result<u64, WaitTimeout> {
+    let every = cluster.every(&awaited);
+    poll(awaited, within, every, async || {
+        let statuses = cluster.statuses().await;
+        match leader_of(&statuses, cluster.members()) {
+            Some(id) if accept(id) => Ok(id),
+            _ => Err(seen(&statuses)),
+        }
+    })
+    .await
+}
+
+/// Waits for [`agreed`] to hold; returns the agreed digest.
+pub(crate) async fn wait_converged(
+    cluster: &impl Observe,
+    within: Duration,
+) -> Result<Digest, WaitTimeout> {
+    let every = cluster.every(&Awaited::Convergence);
+    poll(Awaited::Convergence, within, every, async || {
+        let digests = cluster.digests().await;
+        agreed(&digests).cloned().ok_or(digests)
+    })
+    .await
+}
