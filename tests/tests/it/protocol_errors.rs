@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use protocol::{Op, OpResult, ProtocolErrorCode, ServerMessage};
-use tests::{RawConnection, TestCluster};
+use testkit::{Cluster, RawConnection};
 
 fn expect_error(message: Option<ServerMessage>, code: ProtocolErrorCode) {
     match message {
@@ -22,7 +22,7 @@ fn expect_error(message: Option<ServerMessage>, code: ProtocolErrorCode) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_frames_close_only_their_stream() {
-    let cluster = TestCluster::replicated(1).await;
+    let cluster = Cluster::replicated(1).await.expect("cluster starts");
     let raw = RawConnection::connect(&cluster.addr(1), &cluster.ca_path()).await;
     let wait = Duration::from_secs(5);
 
@@ -76,7 +76,7 @@ async fn malformed_frames_close_only_their_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_stream_is_closed_cleanly() {
-    let cluster = TestCluster::replicated(1).await;
+    let cluster = Cluster::replicated(1).await.expect("cluster starts");
     let raw = RawConnection::connect(&cluster.addr(1), &cluster.ca_path()).await;
     assert_eq!(raw.send_bytes(&[], Duration::from_secs(5)).await, None);
     raw.connection.close(0u32.into(), b"done");
@@ -88,7 +88,7 @@ async fn half_sent_large_frames_hold_no_memory_and_block_no_one() {
     // Found by the break-it pass: a 4-byte prefix announcing 4 MiB made the node allocate
     // 4 MiB at once, so 256 such streams took 1 GiB that stayed. Now the buffer grows with the
     // bytes that arrive, within a per-connection and a node-wide budget.
-    let cluster = TestCluster::replicated(1).await;
+    let cluster = Cluster::replicated(1).await.expect("cluster starts");
     let raw = RawConnection::connect(&cluster.addr(1), &cluster.ca_path()).await;
     let announced = (protocol::FRAME_BYTES_MAX as u32 - 4).to_le_bytes();
     let mut held = Vec::new();
