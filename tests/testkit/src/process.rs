@@ -252,6 +252,27 @@ impl ProcessCluster {
         })
     }
 
+    /// Waits up to `within` until node `id`'s status satisfies `ok` (`what` says what that
+    /// means, for the timeout); returns that status.
+    pub async fn wait_status(
+        &self,
+        id: u64,
+        what: &str,
+        within: Duration,
+        ok: impl Fn(&NodeStatus) -> bool,
+    ) -> Result<NodeStatus, WaitTimeout> {
+        let awaited = Awaited::Status {
+            id,
+            what: what.to_owned(),
+        };
+        let every = self.every(&awaited);
+        wait::poll(awaited, within, every, async || match self.status(id).await {
+            Some(status) if ok(&status) => Ok(status),
+            seen => Err(seen.map(|s| (s.role, s.ready, s.applied_index, s.health))),
+        })
+        .await
+    }
+
     fn is_running(&self, id: u64) -> bool {
         self.children[index(id)].is_some()
     }

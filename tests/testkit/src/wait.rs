@@ -22,6 +22,13 @@ pub enum Awaited {
     Convergence,
     /// Node `id` starting again on its old port (the port may take a moment to be freed).
     Restart(u64),
+    /// Node `id`'s status showing `what`.
+    Status {
+        /// The node.
+        id: u64,
+        /// What its status should show, in words.
+        what: String,
+    },
 }
 
 impl std::fmt::Display for Awaited {
@@ -32,6 +39,7 @@ impl std::fmt::Display for Awaited {
             Awaited::NewLeader { old } => write!(f, "a leader other than node {old}"),
             Awaited::Convergence => f.write_str("replicas converging"),
             Awaited::Restart(id) => write!(f, "node {id} restarting"),
+            Awaited::Status { id, what } => write!(f, "node {id} {what}"),
         }
     }
 }
