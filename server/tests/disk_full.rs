@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use client::Client;
 use engine::{Command as Write, LocationDef, LocationId, LocationKind, Reason, SkuId};
-use testkit::{ProcessCluster, ProcessConfig};
+use testkit::{ProcessCluster, ProcessConfig, TempDir};
 
 /// A tmpfs mounted for the test, unmounted (lazily: a killed node may still hold it) on drop.
 struct Mount(PathBuf);
@@ -63,8 +63,9 @@ async fn receipt(client: &Client) {
 }
 
 async fn full_disk(test: &str, victim_is_leader: bool) {
-    let root = std::env::temp_dir().join(format!("stockd-{test}-mnt-{}", std::process::id()));
-    let mount = match Mount::tmpfs(&root, "8m") {
+    // The mount point goes too, after the unmount (it is dropped last).
+    let root = TempDir::new(&format!("{test}-mnt")).expect("mount point");
+    let mount = match Mount::tmpfs(root.path(), "8m") {
         Ok(mount) => mount,
         Err(e) => {
             eprintln!(
@@ -75,7 +76,7 @@ async fn full_disk(test: &str, victim_is_leader: bool) {
     };
     let config = ProcessConfig::new(env!("CARGO_BIN_EXE_stockd"), test, 3);
     let mut cluster =
-        ProcessCluster::start(config.data_dir(2, root.join("n2"))).expect("cluster starts");
+        ProcessCluster::start(config.data_dir(2, root.path().join("n2"))).expect("cluster starts");
     let client = cluster.client(60_000).await.expect("client connects");
     let define = Write::DefineLocation(LocationDef {
         location: LocationId::from("wh"),
@@ -98,7 +99,7 @@ async fn full_disk(test: &str, victim_is_leader: bool) {
     if victim_is_leader {
         cluster.make_leader(2).await.expect("node 2 leads");
     }
-    let filler = fill(&root);
+    let filler = fill(root.path());
     // Writes go on (node 2 leads no more, or never did) until node 2, whose log can no longer
     // grow, says it is not ready (the first writes may still fit in a page it holds).
     let start = Instant::now();
