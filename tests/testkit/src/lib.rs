@@ -30,6 +30,6 @@ pub use error::Error;
 pub use faults::{cut_tail, TornTail};
 pub use fixtures::{client, count, on_hand, rss_bytes, warehouse};
 pub use process::{ProcessCluster, ProcessConfig};
-pub use raw::RawConnection;
+pub use raw::{RawConnection, RawError};
 pub use temp::TempDir;
 pub use wait::{agreed, leader_of, Awaited, Digest, WaitTimeout};

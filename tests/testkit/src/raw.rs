@@ -6,6 +6,44 @@ use std::time::Duration;
 
 use pki::Trust;
 
+/// Why a [`RawConnection`] call failed.
+#[derive(Debug)]
+pub enum RawError {
+    /// The CA certificate could not be read or the TLS configuration built.
+    Tls(pki::TlsError),
+    /// The local endpoint could not be bound.
+    Endpoint(std::io::Error),
+    /// The node address is not `ip:port`.
+    Address(std::net::AddrParseError),
+    /// The connection could not be attempted.
+    Connect(quinn::ConnectError),
+    /// The handshake failed or the connection broke.
+    Connection(quinn::ConnectionError),
+    /// A frame could not be encoded, written, read or decoded.
+    Frame(protocol::FrameError),
+    /// No reply within this long.
+    Timeout(Duration),
+    /// The stream ended without a reply.
+    NoReply,
+}
+
+impl std::fmt::Display for RawError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RawError::Tls(e) => write!(f, "TLS: {e}"),
+            RawError::Endpoint(e) => write!(f, "endpoint: {e}"),
+            RawError::Address(e) => write!(f, "address: {e}"),
+            RawError::Connect(e) => write!(f, "connect: {e}"),
+            RawError::Connection(e) => write!(f, "connection: {e}"),
+            RawError::Frame(e) => write!(f, "frame: {e}"),
+            RawError::Timeout(after) => write!(f, "no reply within {after:?}"),
+            RawError::NoReply => f.write_str("the stream ended without a reply"),
+        }
+    }
+}
+
+impl std::error::Error for RawError {}
+
 /// A bare QUIC connection speaking the client protocol without the client library's retries:
 /// for tests that must see exactly what one node answers, or send malformed bytes.
 pub struct RawConnection {
@@ -16,28 +54,34 @@ pub struct RawConnection {
 
 impl RawConnection {
     /// Connects to `addr` trusting the CA in `ca_path`.
-    pub async fn connect(addr: &str, ca_path: &Path) -> RawConnection {
-        let ca = pki::load_certs(ca_path).expect("CA certificate");
-        let config = pki::client_config(&Trust::Ca(ca)).expect("client config");
-        let mut endpoint =
-            quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).expect("endpoint");
+    pub async fn connect(addr: &str, ca_path: &Path) -> Result<RawConnection, RawError> {
+        let ca = pki::load_certs(ca_path).map_err(RawError::Tls)?;
+        let config = pki::client_config(&Trust::Ca(ca)).map_err(RawError::Tls)?;
+        let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .map_err(RawError::Endpoint)?;
         endpoint.set_default_client_config(config);
-        let addr: SocketAddr = addr.parse().expect("socket address");
+        let addr: SocketAddr = addr.parse().map_err(RawError::Address)?;
         let connection = endpoint
             .connect(addr, pki::SERVER_NAME)
-            .expect("connect")
+            .map_err(RawError::Connect)?
             .await
-            .expect("handshake");
-        RawConnection {
+            .map_err(RawError::Connection)?;
+        Ok(RawConnection {
             connection,
             _endpoint: endpoint,
-        }
+        })
     }
 
     /// Sends one frame of `ops` on a new stream and returns the node's first message.
-    pub async fn call(&self, ops: Vec<protocol::Op>, timeout: Duration) -> protocol::ServerMessage {
-        let frame = protocol::encode(&protocol::ClientFrame { id: 1, ops }).expect("encode");
-        self.send_bytes(&frame, timeout).await.expect("a reply")
+    pub async fn call(
+        &self,
+        ops: Vec<protocol::Op>,
+        timeout: Duration,
+    ) -> Result<protocol::ServerMessage, RawError> {
+        let frame =
+            protocol::encode(&protocol::ClientFrame { id: 1, ops }).map_err(RawError::Frame)?;
+        let reply = self.send_bytes(&frame, timeout).await?;
+        reply.ok_or(RawError::NoReply)
     }
 
     /// Sends raw bytes on a new stream (then finishes it) and returns the node's first message,
@@ -46,17 +90,23 @@ impl RawConnection {
         &self,
         bytes: &[u8],
         timeout: Duration,
-    ) -> Option<protocol::ServerMessage> {
-        let (mut send, mut recv) = self.connection.open_bi().await.expect("open stream");
+    ) -> Result<Option<protocol::ServerMessage>, RawError> {
+        let (mut send, mut recv) = self
+            .connection
+            .open_bi()
+            .await
+            .map_err(RawError::Connection)?;
         protocol::write_frame(&mut send, bytes)
             .await
-            .expect("write");
+            .map_err(RawError::Frame)?;
+        // Finishing fails only if the stream is already gone; the read below says why.
         let _ = send.finish();
         let reply = tokio::time::timeout(timeout, protocol::read_frame(&mut recv))
             .await
-            .expect("reply in time");
+            .map_err(|_| RawError::Timeout(timeout))?
+            .map_err(RawError::Frame)?;
         reply
-            .expect("readable reply")
-            .map(|frame| protocol::parse(&frame).expect("decodable reply"))
+            .map(|frame| protocol::parse(&frame).map_err(RawError::Frame))
+            .transpose()
     }
 }

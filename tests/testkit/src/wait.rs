@@ -206,3 +206,124 @@ pub(crate) async fn wait_converged(
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::NodeAddr;
+
+    fn status(id: u64, role: Role, term: u64, ready: bool, leader: Option<u64>) -> NodeStatus {
+        let addr = |id: u64| NodeAddr {
+            id,
+            addr: format!("127.0.0.1:{}", 7000 + id),
+        };
+        NodeStatus {
+            node: addr(id),
+            role,
+            term,
+            leader: leader.map(addr),
+            members: Vec::new(),
+            applied_index: 0,
+            last_log_index: 0,
+            snapshot_index: 0,
+            ready,
+            durability: "replicated".to_owned(),
+            batches: Default::default(),
+            ledger: engine::query::LedgerStatus {
+                applied_index: 0,
+                now_ms: 0,
+                skus: 0,
+                locations: 0,
+                balances: 0,
+                live_reservations: 0,
+                open_orders: 0,
+                dedup_entries: 0,
+                feed_next_seq: 0,
+            },
+            health: Default::default(),
+            membership_index: 0,
+            membership: Vec::new(),
+            replies: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_leader_counts_only_with_a_majority_of_all_members() {
+        let leader = Some(status(1, Role::Leader, 2, true, Some(1)));
+        let follower = Some(status(2, Role::Follower, 2, true, Some(1)));
+        let lost = Some(status(2, Role::Follower, 2, true, None));
+        assert_eq!(leader_of(&[leader.clone(), follower, None], 3), Some(1));
+        // Itself alone of three: a leader cut off with a minority.
+        assert_eq!(leader_of(&[leader.clone(), lost, None], 3), None);
+        // Two of five is no majority either, even when the other three are silent.
+        let follower = Some(status(2, Role::Follower, 2, true, Some(1)));
+        assert_eq!(leader_of(&[leader, follower, None, None, None], 5), None);
+    }
+
+    #[test]
+    fn a_leader_that_is_not_ready_does_not_count() {
+        let leader = Some(status(1, Role::Leader, 2, false, Some(1)));
+        let follower = Some(status(2, Role::Follower, 2, true, Some(1)));
+        assert_eq!(leader_of(&[leader, follower, None], 3), None);
+    }
+
+    #[test]
+    fn of_two_claimants_the_one_followed_by_a_majority_leads() {
+        // Node 1 still thinks it leads term 2; nodes 2 and 3 moved on to node 3 in term 3.
+        let stale = Some(status(1, Role::Leader, 2, true, Some(1)));
+        let follower = Some(status(2, Role::Follower, 3, true, Some(3)));
+        let leader = Some(status(3, Role::Leader, 3, true, Some(3)));
+        assert_eq!(leader_of(&[stale, follower, leader], 3), Some(3));
+    }
+
+    #[test]
+    fn replicas_agree_only_when_all_answered_the_same_index_and_digest() {
+        let d = |index: u64, digest: &str| Some(Digest::from((index, digest.to_owned())));
+        assert_eq!(agreed(&[]), None);
+        assert_eq!(agreed(&[d(5, "ab"), d(5, "ab")]), d(5, "ab").as_ref());
+        assert_eq!(agreed(&[d(5, "ab"), None]), None);
+        assert_eq!(agreed(&[None, d(5, "ab")]), None);
+        // Same digest at another index: the ledgers happen to match, the logs do not.
+        assert_eq!(agreed(&[d(5, "ab"), d(6, "ab")]), None);
+        assert_eq!(agreed(&[d(5, "ab"), d(5, "cd")]), None);
+    }
+
+    #[tokio::test]
+    async fn poll_returns_the_first_success() {
+        let mut calls = 0;
+        let got = poll(
+            Awaited::Leader,
+            Duration::from_secs(5),
+            Duration::from_millis(1),
+            async || {
+                calls += 1;
+                if calls < 3 {
+                    Err(calls)
+                } else {
+                    Ok("done")
+                }
+            },
+        )
+        .await;
+        assert_eq!(got.ok(), Some("done"));
+        assert_eq!(calls, 3);
+    }
+
+    #[tokio::test]
+    async fn a_timeout_says_what_was_awaited_and_what_was_seen() {
+        let within = Duration::from_millis(30);
+        let every = Duration::from_millis(5);
+        let failed = poll(Awaited::Convergence, within, every, async || {
+            Err::<(), _>("digests differ")
+        })
+        .await;
+        let Err(timeout) = failed else {
+            panic!("a probe that never succeeds timed out: {failed:?}")
+        };
+        assert_eq!(timeout.awaited, Awaited::Convergence);
+        assert_eq!(timeout.last_seen, "\"digests differ\"");
+        assert!(timeout
+            .to_string()
+            .starts_with("no replicas converging within 30ms"));
+    }
+}

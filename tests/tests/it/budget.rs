@@ -97,7 +97,9 @@ async fn a_client_that_never_reads_is_disconnected_and_memory_stays_bounded() {
     let before = testkit::rss_bytes().expect("VmRSS (Linux)");
     let rss = PeakRss::start();
 
-    let raw = RawConnection::connect(&cluster.addr(1), &cluster.ca_path()).await;
+    let raw = RawConnection::connect(&cluster.addr(1), &cluster.ca_path())
+        .await
+        .expect("raw connection");
     let mut streams = Vec::new();
     for _ in 0..protocol::STREAMS_PER_CONNECTION_MAX {
         let (mut send, recv) = raw.connection.open_bi().await.expect("open stream");
@@ -208,7 +210,9 @@ async fn a_subscriber_that_never_reads_is_cut_and_told_where_to_resume() {
     // with the feed. Now the node stops queueing for one and tells it where to resume.
     let cluster = Cluster::replicated(1).await.expect("cluster starts");
     let client = cluster.client().await.expect("client connects");
-    let raw = RawConnection::connect(&cluster.addr(1), &cluster.ca_path()).await;
+    let raw = RawConnection::connect(&cluster.addr(1), &cluster.ca_path())
+        .await
+        .expect("raw connection");
     let (mut send, mut recv) = raw.connection.open_bi().await.expect("open stream");
     let subscribe = protocol::encode(&ClientFrame {
         id: 1,
@@ -328,7 +332,9 @@ async fn many_subscribers_that_never_read_on_a_follower_cost_it_bounded_memory()
     let mut subscribers = Vec::new();
     let mut connections = Vec::new();
     for _ in 0..CONNECTIONS {
-        let raw = RawConnection::connect(&cluster.addr(follower), &cluster.ca_path()).await;
+        let raw = RawConnection::connect(&cluster.addr(follower), &cluster.ca_path())
+            .await
+            .expect("raw connection");
         for _ in 0..STREAMS {
             let (mut send, recv) = raw.connection.open_bi().await.expect("open stream");
             let subscribe = protocol::encode(&ClientFrame {

@@ -217,10 +217,15 @@ async fn a_removed_node_refuses_client_requests_and_says_so() {
         .expect("a leader");
     let victim = (1..=3).find(|i| *i != leader).expect("a follower");
     client.remove_node(victim).await.expect("removed");
-    let raw = testkit::RawConnection::connect(&cluster.addr(victim), &cluster.ca_path()).await;
+    let raw = testkit::RawConnection::connect(&cluster.addr(victim), &cluster.ca_path())
+        .await
+        .expect("raw connection");
     let started = Instant::now();
     let members = loop {
-        let reply = raw.call(vec![local_read()], Duration::from_secs(5)).await;
+        let reply = raw
+            .call(vec![local_read()], Duration::from_secs(5))
+            .await
+            .expect("a reply");
         let ServerMessage::Reply { mut results, .. } = reply else {
             panic!("{reply:?}");
         };
@@ -354,8 +359,13 @@ async fn a_removed_leader_steps_aside_and_the_cluster_goes_on() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let raw = testkit::RawConnection::connect(&cluster.addr(old), &cluster.ca_path()).await;
-    let reply = raw.call(vec![local_read()], Duration::from_secs(5)).await;
+    let raw = testkit::RawConnection::connect(&cluster.addr(old), &cluster.ca_path())
+        .await
+        .expect("raw connection");
+    let reply = raw
+        .call(vec![local_read()], Duration::from_secs(5))
+        .await
+        .expect("a reply");
     assert!(
         matches!(&reply, ServerMessage::Reply { results, .. }
             if matches!(results[0], OpResult::Failed(ServerError::Removed { .. }))),

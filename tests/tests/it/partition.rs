@@ -33,12 +33,17 @@ async fn isolated_leader_cannot_acknowledge_and_heals() {
 
     // The isolated node, asked directly (no client retries), acknowledges no write and
     // answers no linearizable read: it times out, or has stepped down and says so.
-    let raw = RawConnection::connect(&cluster.addr(old), &cluster.ca_path()).await;
+    let raw = RawConnection::connect(&cluster.addr(old), &cluster.ca_path())
+        .await
+        .expect("raw connection");
     let write = Op::Write(Request {
         request_id: RequestId(0x5eed),
         command: testkit::count("A", "wh", 99),
     });
-    let reply = raw.call(vec![write], Duration::from_secs(10)).await;
+    let reply = raw
+        .call(vec![write], Duration::from_secs(10))
+        .await
+        .expect("a reply");
     let ServerMessage::Reply { results, .. } = reply else {
         panic!("{reply:?}")
     };
@@ -50,7 +55,10 @@ async fn isolated_leader_cannot_acknowledge_and_heals() {
         query: Query::Status,
         consistency: Consistency::Linearizable,
     };
-    let reply = raw.call(vec![read], Duration::from_secs(10)).await;
+    let reply = raw
+        .call(vec![read], Duration::from_secs(10))
+        .await
+        .expect("a reply");
     let ServerMessage::Reply { results, .. } = reply else {
         panic!("{reply:?}")
     };
