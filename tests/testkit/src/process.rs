@@ -275,6 +275,11 @@ impl ProcessCluster {
         .await
     }
 
+    /// The process id of node `id`, if it runs (to watch it from outside).
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.children[index(id)].as_ref().map(Child::id)
+    }
+
     fn is_running(&self, id: u64) -> bool {
         self.children[index(id)].is_some()
     }
