@@ -22,8 +22,19 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{PrivateKeyDer, ServerName, UnixTime};
+
+/// A DER-encoded X.509 certificate (rustls' type), as loaded from a PEM file.
+pub use rustls::pki_types::CertificateDer;
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+mod client;
+
+pub use client::{
+    ensure_admin, issue_client, load_client_identity, principal_of, ClientCertRequest,
+    ClientRole, IssuedClient, Principal, CLIENT_DAYS_DEFAULT, CLIENT_DAYS_MAX, DEFAULT_ADMIN,
+    NAME_BYTES_MAX, SCOPE_ENTRIES_MAX, URN_PREFIX,
+};
 
 use protocol::{
     ALPN_CLIENT, ALPN_PEER, IDLE_TIMEOUT_MS, KEEP_ALIVE_MS, PEER_IDLE_TIMEOUT_MS,
@@ -196,8 +207,12 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 
 /// SHA-256 of a certificate (DER), lowercase hex: what `--fingerprint` pins.
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex(ring::digest::digest(&ring::digest::SHA256, cert.as_ref()).as_ref())
+}
+
+/// Lowercase hex of bytes.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -291,22 +306,34 @@ pub enum Trust {
 }
 
 /// The QUIC client configuration of a client: ALPN [`crate::ALPN_CLIENT`], keep-alives under the
-/// idle timeout, no client certificate.
+/// idle timeout, no client certificate (see [`client_config_with`]).
 pub fn client_config(trust: &Trust) -> Result<quinn::ClientConfig, TlsError> {
+    client_config_with(trust, None)
+}
+
+/// [`client_config`] presenting `identity` (a client certificate from
+/// [`load_client_identity`]), which nodes require of every client (SPEC section 7).
+pub fn client_config_with(
+    trust: &Trust,
+    identity: Option<&Identity>,
+) -> Result<quinn::ClientConfig, TlsError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| err("TLS", e))?;
-    let mut tls = match trust {
-        Trust::Ca(ca) => builder
-            .with_root_certificates(roots(ca)?)
-            .with_no_client_auth(),
+    let verified = match trust {
+        Trust::Ca(ca) => builder.with_root_certificates(roots(ca)?),
         Trust::Fingerprint(hex) => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
                 fingerprint: hex.to_ascii_lowercase().replace(':', ""),
                 provider: provider(),
-            }))
-            .with_no_client_auth(),
+            })),
+    };
+    let mut tls = match identity {
+        None => verified.with_no_client_auth(),
+        Some(id) => verified
+            .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
+            .map_err(|e| err("client certificate", e))?,
     };
     tls.alpn_protocols = vec![ALPN_CLIENT.to_vec()];
     tls.enable_early_data = false;

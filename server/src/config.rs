@@ -178,14 +178,59 @@ struct FileConfig {
     join: bool,
 }
 
+/// Why a configuration (flags, TOML file, `dev` arguments) was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The TOML file could not be read or parsed.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: String,
+    },
+    /// A `--peer` is not `ID=HOST:PORT` with an id > 0.
+    Peer(String),
+    /// `--join` with `--peer`: a joining node learns its members when added.
+    JoinWithPeers,
+    /// The `--peer` list does not include this node's id.
+    NotAPeer(u64),
+    /// `dev --nodes` out of 1..=[`DEV_NODES_MAX`].
+    DevNodes(u16),
+    /// `dev --base-port` leaves no room for that many nodes.
+    DevBasePort(u16),
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::File { path, error } => write!(f, "{}: {error}", path.display()),
+            ConfigError::Peer(text) => {
+                write!(f, "peer {text:?}: expected ID=HOST:PORT with ID > 0")
+            }
+            ConfigError::JoinWithPeers => {
+                f.write_str("--join starts a node that waits to be added: it takes no --peer")
+            }
+            ConfigError::NotAPeer(id) => write!(
+                f,
+                "--peer lists the initial voters and must include this node (id {id})"
+            ),
+            ConfigError::DevNodes(n) => write!(f, "--nodes must be 1..={DEV_NODES_MAX}, not {n}"),
+            ConfigError::DevBasePort(port) => {
+                write!(f, "--base-port {port} too high for that many nodes")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
 /// Parses `ID=HOST:PORT`.
-pub fn parse_peer(text: &str) -> Result<NodeAddr, String> {
-    let (id, addr) = text
-        .split_once('=')
-        .ok_or_else(|| format!("peer {text:?}: expected ID=HOST:PORT"))?;
-    let id: u64 = id.parse().map_err(|_| format!("peer {text:?}: bad id"))?;
+pub fn parse_peer(text: &str) -> Result<NodeAddr, ConfigError> {
+    let bad = || ConfigError::Peer(text.to_owned());
+    let (id, addr) = text.split_once('=').ok_or_else(bad)?;
+    let id: u64 = id.parse().map_err(|_| bad())?;
     if id == 0 || !addr.contains(':') {
-        return Err(format!("peer {text:?}: expected ID=HOST:PORT with ID > 0"));
+        return Err(bad());
     }
     Ok(NodeAddr {
         id,
@@ -204,13 +249,16 @@ fn durability(arg: DurabilityArg, flush_interval_ms: Option<u64>) -> Durability 
 
 impl NodeArgs {
     /// Merges the flags over the TOML file (if any) over the embedded defaults.
-    pub fn resolve(&self) -> Result<NodeConfig, String> {
+    pub fn resolve(&self) -> Result<NodeConfig, ConfigError> {
         let file: FileConfig = match &self.config {
             None => FileConfig::default(),
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+                let file_err = |error: String| ConfigError::File {
+                    path: path.clone(),
+                    error,
+                };
+                let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+                toml::from_str(&text).map_err(|e| file_err(e.to_string()))?
             }
         };
         let id = self.id.or(file.id).unwrap_or(1);
@@ -235,16 +283,12 @@ impl NodeArgs {
         let join = self.join || file.join;
         if join {
             if !members.is_empty() {
-                return Err(
-                    "--join starts a node that waits to be added: it takes no --peer".to_owned(),
-                );
+                return Err(ConfigError::JoinWithPeers);
             }
         } else if members.is_empty() {
             members.push(me);
         } else if !members.iter().any(|m| m.id == id) {
-            return Err(format!(
-                "--peer lists the initial voters and must include this node (id {id})"
-            ));
+            return Err(ConfigError::NotAPeer(id));
         }
         Ok(NodeConfig {
             id,
@@ -278,12 +322,12 @@ pub fn dev_cluster(
     base_port: u16,
     data_dir: &std::path::Path,
     arg: DurabilityArg,
-) -> Result<Vec<NodeConfig>, String> {
+) -> Result<Vec<NodeConfig>, ConfigError> {
     if nodes == 0 || nodes > DEV_NODES_MAX {
-        return Err(format!("--nodes must be 1..={DEV_NODES_MAX}"));
+        return Err(ConfigError::DevNodes(nodes));
     }
     if u32::from(base_port) + u32::from(nodes) > u32::from(u16::MAX) {
-        return Err("--base-port too high for that many nodes".to_owned());
+        return Err(ConfigError::DevBasePort(base_port));
     }
     let members: Vec<NodeAddr> = (1..=nodes)
         .map(|i| NodeAddr {
@@ -342,7 +386,7 @@ mod tests {
             peers: vec!["1=h1:7400".to_owned()],
             ..NodeArgs::default()
         };
-        assert!(args.resolve().is_err());
+        assert_eq!(args.resolve().err(), Some(ConfigError::NotAPeer(2)));
         assert!(parse_peer("0=h:1").is_err());
         assert!(parse_peer("x=h:1").is_err());
         assert!(parse_peer("3").is_err());

@@ -7,6 +7,7 @@
 //!   store on disk, the QUIC network between nodes, elections, the proposer (write batching,
 //!   deadline ticks, the linearizable read barrier) and membership (`init`, `add-node`,
 //!   `remove-node`).
+//! - [`auth`]: who may do what (SPEC section 7), decided before the proposer.
 //! - [`clock`]: the leader's clock (with a test-only offset).
 //! - [`api`]: client streams, frames and operations.
 //! - [`replies`]: the budgets of replies queued for clients (per stream, connection, node and
@@ -15,6 +16,7 @@
 //! - [`config`]: command line and TOML configuration; the embedded default and `dev` clusters.
 
 pub mod api;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod node;

@@ -46,11 +46,12 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
+/// Runs `stockd` as the command line asks; the error is what `main` prints.
+async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let configs = match cli.command {
         Some(Command::Certs { ca_dir, out, name }) => {
-            pki::ensure_ca(&ca_dir).map_err(|e| e.to_string())?;
-            pki::ensure_node(&ca_dir, &out, &name).map_err(|e| e.to_string())?;
+            pki::ensure_ca(&ca_dir)?;
+            pki::ensure_node(&ca_dir, &out, &name)?;
             println!(
                 "node certificate in {}, CA in {}",
                 out.display(),
@@ -70,7 +71,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     for config in configs {
         let data_dir = config.data_dir.clone();
         let durability = config.durability.to_string();
-        let node = Node::start(config).await.map_err(|e| e.to_string())?;
+        let node = Node::start(config).await?;
         println!(
             "stockd node {} listening on {} (QUIC, ALPN stockd/1), data in {}, durability {durability}",
             node.id(),

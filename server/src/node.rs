@@ -9,75 +9,26 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::storage::RaftLogStorage;
 use tokio::sync::{watch, Semaphore};
 
 use protocol::NodeAddr;
 
 use crate::clock::Clock;
-use crate::raft::proposer::{Proposer, ReadBarrier};
+use crate::raft::consensus::{Consensus, ConsensusParts};
 use crate::raft::election::{Election, ElectionTimings};
 use crate::raft::log_store::{Durability, LogStore};
-use crate::raft::network::{serve_peer, Faults, Network};
+use crate::raft::network::{Faults, Network};
+use crate::raft::proposer::{Proposer, ReadBarrier};
+use crate::raft::snapshots::SnapshotPolicy;
 use crate::raft::state_machine::{Shared, StateMachine};
-use crate::raft::{NodeId, Raft};
+use crate::raft::NodeId;
 
 /// Client and peer connections a node accepts at once; more are refused.
 pub const CONNECTIONS_MAX: usize = 4_096;
-/// Raft entries between snapshots (node 1; nodes 2 and 3 wait 25% and 50% longer, so that the
-/// replicas do not all stall at once); the log is purged behind each snapshot.
-pub const SNAPSHOT_EVERY_ENTRIES_DEFAULT: u64 = 100_000;
-/// Encoded bytes of unpurged log that also trigger a snapshot (the log is kept in memory until
-/// purged), staggered like the entry count.
-pub const SNAPSHOT_LOG_BYTES_MAX: u64 = 256 << 20;
-/// How often a node checks whether it should snapshot, ms.
-pub const SNAPSHOT_CHECK_MS: u64 = 250;
-/// Entries kept in the log behind a snapshot, so slightly lagging followers catch up from the
-/// log rather than a snapshot.
-pub const LOG_KEPT_BEHIND_SNAPSHOT: u64 = 2_000;
-/// Entries in one AppendEntries RPC (each entry is one batch of up to 1 MiB).
-pub const ENTRIES_PER_APPEND_MAX: u64 = 16;
 /// Longest wait for Raft to stop at shutdown, ms (its last log writes included).
 pub const RAFT_SHUTDOWN_MS_MAX: u64 = 15_000;
-/// Bytes of one snapshot chunk sent to a follower.
-pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
-const _: () = assert!(
-    (ENTRIES_PER_APPEND_MAX as usize) * 2 * crate::raft::proposer::BATCH_BYTES_MAX
-        < protocol::PEER_FRAME_BYTES_MAX
-);
-const _: () = assert!(SNAPSHOT_CHUNK_BYTES * 2 < protocol::PEER_FRAME_BYTES_MAX);
-
-/// Raft timing, ms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RaftTimings {
-    /// Leader heartbeat interval.
-    pub heartbeat_ms: u64,
-    /// Election timeout, lower bound.
-    pub election_min_ms: u64,
-    /// Election timeout, upper bound.
-    pub election_max_ms: u64,
-    /// Entries between snapshots.
-    pub snapshot_every: u64,
-    /// Entries kept in the log behind a snapshot.
-    pub log_kept: u64,
-    /// How long `add-node` waits for a learner to catch up before answering with its state
-    /// (it promotes the learner if it caught up meanwhile).
-    pub add_node_catch_up_ms: u64,
-}
-
-impl Default for RaftTimings {
-    fn default() -> Self {
-        RaftTimings {
-            heartbeat_ms: 100,
-            election_min_ms: 400,
-            election_max_ms: 800,
-            snapshot_every: SNAPSHOT_EVERY_ENTRIES_DEFAULT,
-            log_kept: LOG_KEPT_BEHIND_SNAPSHOT,
-            add_node_catch_up_ms: crate::raft::membership::ADD_NODE_WAIT_MS_DEFAULT,
-        }
-    }
-}
+pub use crate::raft::consensus::RaftTimings;
 
 /// How to start a node.
 #[derive(Debug, Clone)]
@@ -112,8 +63,8 @@ pub struct NodeCtx {
     pub id: NodeId,
     /// Its advertised address.
     pub addr: String,
-    /// The Raft handle.
-    pub raft: Raft,
+    /// Raft, in stockd's words.
+    pub consensus: Consensus,
     /// The ledger and apply progress.
     pub shared: Arc<Shared>,
     /// Write batching.
@@ -148,6 +99,14 @@ impl NodeCtx {
             && self.log.io_error().is_none()
             && self.shared.snapshot_error().is_none()
     }
+
+    /// If this node leads but has heard from no majority for longer than two election
+    /// timeouts, for how long (ms): a write could not commit, so it is answered `unavailable`
+    /// at once instead of waiting out the write timeout.
+    pub fn quorum_lost_ms(&self) -> Option<u64> {
+        self.consensus
+            .quorum_lost_ms(2 * self.timings.election_max_ms)
+    }
 }
 
 /// A running node.
@@ -161,20 +120,193 @@ pub struct Node {
     ca_path: PathBuf,
 }
 
-/// Why a node could not start.
+/// Why a node could not start. Each variant names the part that failed; the text says what
+/// to do where the fix is not obvious.
 #[derive(Debug)]
-pub struct StartError(pub String);
+pub enum StartError {
+    /// The configuration cannot work (e.g. node id 0, an explicit TLS directory without a
+    /// certificate).
+    Config(String),
+    /// The listen address cannot be bound.
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// A file or directory of the node could not be read or written.
+    Files {
+        /// Which (e.g. "data directory", "node certificate").
+        what: &'static str,
+        /// Why.
+        error: String,
+    },
+    /// The snapshots or the Raft log could not be opened (the log refuses to open when
+    /// committed entries are missing; its message says how to recover).
+    Storage {
+        /// "snapshots" or "raft log".
+        what: &'static str,
+        /// Why.
+        error: String,
+    },
+    /// Raft could not start or initialise the cluster.
+    Consensus(crate::raft::consensus::ConsensusError),
+}
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            StartError::Config(e) => f.write_str(e),
+            StartError::Bind { addr, error } => write!(f, "binding {addr}: {error}"),
+            StartError::Files { what, error } | StartError::Storage { what, error } => {
+                write!(f, "{what}: {error}")
+            }
+            StartError::Consensus(e) => write!(f, "{e}"),
+        }
     }
 }
 
 impl std::error::Error for StartError {}
 
-fn start_err(context: &str, e: impl std::fmt::Display) -> StartError {
-    StartError(format!("{context}: {e}"))
+fn files_err(what: &'static str) -> impl Fn(pki::TlsError) -> StartError {
+    move |e| StartError::Files {
+        what,
+        error: e.to_string(),
+    }
+}
+
+/// A node's TLS material, loaded (and created where missing) before anything else starts.
+struct NodeTls {
+    identity: pki::Identity,
+    ca: Vec<pki::CertificateDer<'static>>,
+    ca_path: PathBuf,
+}
+
+impl NodeTls {
+    /// Loads the node's certificate from its TLS directory, issuing one from the cluster CA
+    /// (created if missing) when there is none.
+    fn load_or_issue(config: &NodeConfig) -> Result<NodeTls, StartError> {
+        let tls_dir = config
+            .tls_dir
+            .clone()
+            .unwrap_or_else(|| config.data_dir.clone());
+        let ca_dir = config.ca_dir.clone().unwrap_or_else(|| tls_dir.clone());
+        if !pki::TlsFiles::in_dir(&tls_dir).node_pem.exists() {
+            if !ca_dir.join("ca.pem").exists() {
+                pki::ensure_ca(&ca_dir).map_err(files_err("creating the cluster CA"))?;
+            }
+            let names = vec![config.listen.ip().to_string()];
+            pki::ensure_node(&ca_dir, &tls_dir, &names)
+                .map_err(files_err("issuing the node certificate"))?;
+        }
+        let identity = pki::load_identity(&tls_dir).map_err(files_err("node certificate"))?;
+        // The CA file to show clients: the cluster CA's own, else this node's copy.
+        let ca_path = if ca_dir.join("ca.pem").exists() {
+            ca_dir.join("ca.pem")
+        } else {
+            tls_dir.join("ca.pem")
+        };
+        let ca = pki::load_certs(&ca_path).map_err(files_err("CA certificate"))?;
+        Ok(NodeTls {
+            identity,
+            ca,
+            ca_path,
+        })
+    }
+}
+
+/// Refuses configurations that cannot work before any file is created.
+fn check_config(config: &NodeConfig) -> Result<(), StartError> {
+    if config.id == 0 {
+        return Err(StartError::Config("node id must be > 0".to_owned()));
+    }
+    // Check the address first, so that a taken port fails before any file is created.
+    std::net::UdpSocket::bind(config.listen).map_err(|error| StartError::Bind {
+        addr: config.listen,
+        error,
+    })?;
+    if let (Some(tls_dir), None) = (&config.tls_dir, &config.ca_dir) {
+        // An explicit TLS directory must hold the node's certificate: creating a new CA
+        // there (a typo in the path) would make a node no peer trusts.
+        if !pki::TlsFiles::in_dir(tls_dir).node_pem.exists() {
+            return Err(StartError::Config(format!(
+                "{}: no node.pem (give --ca-dir to issue one from the cluster CA, or run \
+                 `stockd certs`)",
+                tls_dir.display()
+            )));
+        }
+    }
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::Files {
+        what: "data directory",
+        error: e.to_string(),
+    })
+}
+
+/// The node's QUIC endpoint on `listen`, and the address it bound.
+fn bind(tls: &NodeTls, listen: SocketAddr) -> Result<(quinn::Endpoint, SocketAddr), StartError> {
+    let server = pki::server_config(&tls.identity, &tls.ca).map_err(files_err("TLS"))?;
+    let bind_err = |error| StartError::Bind {
+        addr: listen,
+        error,
+    };
+    let endpoint = quinn::Endpoint::server(server, listen).map_err(bind_err)?;
+    let local_addr = endpoint.local_addr().map_err(bind_err)?;
+    Ok((endpoint, local_addr))
+}
+
+/// The state machine and the log, opened.
+struct Storage {
+    state_machine: StateMachine,
+    log: LogStore,
+    /// Index of the last entry known committed before this start (0 if none).
+    committed: u64,
+}
+
+impl Storage {
+    async fn open(config: &NodeConfig) -> Result<Storage, StartError> {
+        let storage_err = |what| {
+            move |e: &dyn std::fmt::Display| StartError::Storage {
+                what,
+                error: e.to_string(),
+            }
+        };
+        let state_machine = StateMachine::open(&config.data_dir.join("snapshots"))
+            .map_err(|e| storage_err("snapshots")(&e))?;
+        let log = LogStore::open(&config.data_dir.join("log"), config.durability)
+            .map_err(|e| storage_err("raft log")(&e))?;
+        let committed = log.committed_index();
+        Ok(Storage {
+            state_machine,
+            log,
+            committed,
+        })
+    }
+}
+
+/// Marks the node ready once everything committed before the restart is applied again: until
+/// then reads answer `not_ready` rather than show a partial ledger (SPEC section 4).
+fn ready_after(shared: &Arc<Shared>, committed: u64) {
+    if shared.applied_index() >= committed {
+        shared.set_ready(true);
+        return;
+    }
+    let waiting = shared.clone();
+    tokio::spawn(async move {
+        let mut applied = waiting.applied();
+        if applied.wait_for(|a| *a >= committed).await.is_ok() {
+            waiting.set_ready(true);
+            tracing::info!(index = committed, "state rebuilt; serving reads");
+        }
+    });
+}
+
+/// The ledger's digest on one node, and the log index it reflects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerDigest {
+    /// Last applied log index.
+    pub applied_index: u64,
+    /// The ledger's digest (hex).
+    pub digest: String,
 }
 
 impl Node {
@@ -182,180 +314,59 @@ impl Node {
     /// log store, QUIC endpoint, Raft, and, if `initial_members` is set and the node is pristine,
     /// a new cluster.
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
-        if config.id == 0 {
-            return Err(StartError("node id must be > 0".to_owned()));
-        }
-        // Check the address first, so that a taken port fails before any file is created.
-        std::net::UdpSocket::bind(config.listen)
-            .map_err(|e| start_err(&format!("binding {}", config.listen), e))?;
-        if let (Some(tls_dir), None) = (&config.tls_dir, &config.ca_dir) {
-            // An explicit TLS directory must hold the node's certificate: creating a new CA
-            // there (a typo in the path) would make a node no peer trusts.
-            if !pki::TlsFiles::in_dir(tls_dir).node_pem.exists() {
-                return Err(StartError(format!(
-                    "{}: no node.pem (give --ca-dir to issue one from the cluster CA, or run \
-                     `stockd certs`)",
-                    tls_dir.display()
-                )));
-            }
-        }
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| start_err("data directory", e))?;
-        let tls_dir = config
-            .tls_dir
-            .clone()
-            .unwrap_or_else(|| config.data_dir.clone());
-        let ca_dir = config.ca_dir.clone().unwrap_or_else(|| tls_dir.clone());
-        let node_pem = pki::TlsFiles::in_dir(&tls_dir).node_pem;
-        if !node_pem.exists() {
-            if !ca_dir.join("ca.pem").exists() {
-                pki::ensure_ca(&ca_dir).map_err(|e| start_err("creating the cluster CA", e))?;
-            }
-            let names = vec![config.listen.ip().to_string()];
-            pki::ensure_node(&ca_dir, &tls_dir, &names)
-                .map_err(|e| start_err("issuing the node certificate", e))?;
-        }
-        let identity =
-            pki::load_identity(&tls_dir).map_err(|e| start_err("node certificate", e))?;
-        // The CA file to show clients: the cluster CA's own, else this node's copy.
-        let ca_path = if ca_dir.join("ca.pem").exists() {
-            ca_dir.join("ca.pem")
-        } else {
-            tls_dir.join("ca.pem")
-        };
-        let ca = pki::load_certs(&ca_path).map_err(|e| start_err("CA certificate", e))?;
-        let ca_fingerprint = pki::fingerprint(&ca[0]);
-
-        let sm = StateMachine::open(&config.data_dir.join("snapshots"))
-            .map_err(|e| start_err("snapshots", e))?;
-        let shared = sm.shared();
-        let mut log = LogStore::open(&config.data_dir.join("log"), config.durability)
-            .map_err(|e| start_err("raft log", e))?;
-        let committed = log
-            .read_committed()
-            .await
-            .map_err(|e| start_err("raft log", e))?
-            .map_or(0, |l| l.index);
-
-        let server = pki::server_config(&identity, &ca).map_err(|e| start_err("TLS", e))?;
-        let endpoint = quinn::Endpoint::server(server, config.listen)
-            .map_err(|e| start_err(&format!("binding {}", config.listen), e))?;
-        let local_addr = endpoint.local_addr().map_err(|e| start_err("binding", e))?;
-        let addr = config
-            .advertise
-            .clone()
-            .unwrap_or_else(|| local_addr.to_string());
+        check_config(&config)?;
+        let tls = NodeTls::load_or_issue(&config)?;
+        let storage = Storage::open(&config).await?;
+        let shared = storage.state_machine.shared();
+        let (endpoint, local_addr) = bind(&tls, config.listen)?;
         let faults = Arc::new(Faults::default());
-        let peer = pki::peer_client_config(&identity, &ca).map_err(|e| start_err("TLS", e))?;
+        let peer = pki::peer_client_config(&tls.identity, &tls.ca).map_err(files_err("TLS"))?;
         let network = Network::new(endpoint.clone(), peer, faults.clone());
-        let election = Election::new(
-            config.id,
-            log.clone(),
-            ElectionTimings {
-                min_ms: config.timings.election_min_ms,
-                max_ms: config.timings.election_max_ms,
-            },
-        );
-        let client_tls =
-            pki::client_config(&pki::Trust::Ca(ca.clone())).map_err(|e| start_err("TLS", e))?;
-
-        let t = config.timings;
-        let raft_config = openraft::Config {
-            cluster_name: "stockd".to_owned(),
-            heartbeat_interval: t.heartbeat_ms,
-            election_timeout_min: t.election_min_ms,
-            election_timeout_max: t.election_max_ms,
-            max_payload_entries: ENTRIES_PER_APPEND_MAX,
-            // Snapshots are triggered by this node's own policy (entries and log bytes,
-            // staggered across nodes): see `snapshot_policy`.
-            snapshot_policy: openraft::SnapshotPolicy::Never,
-            // Elections are started by `raft::election` (pre-vote, recovery rules).
-            enable_elect: false,
-            max_in_snapshot_log_to_keep: t.log_kept,
-            snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES as u64,
-            ..Default::default()
-        };
-        let raft_config = Arc::new(
-            raft_config
-                .validate()
-                .map_err(|e| start_err("raft config", e))?,
-        );
-        let log_handle = log.clone();
-        let raft = Raft::new(config.id, raft_config, network.clone(), log, sm)
+        let log = storage.log.clone();
+        let consensus = Consensus::start(ConsensusParts {
+            id: config.id,
+            timings: config.timings,
+            network: network.clone(),
+            log: storage.log,
+            state_machine: storage.state_machine,
+        })
+        .await
+        .map_err(StartError::Consensus)?;
+        consensus
+            .initialize_if_pristine(&config.initial_members)
             .await
-            .map_err(|e| start_err("raft", e))?;
+            .map_err(StartError::Consensus)?;
+        ready_after(&shared, storage.committed);
 
-        if !config.initial_members.is_empty() {
-            let initialized = raft
-                .is_initialized()
-                .await
-                .map_err(|e| start_err("raft", e))?;
-            if !initialized {
-                let members = config
-                    .initial_members
-                    .iter()
-                    .map(|m| {
-                        (
-                            m.id,
-                            openraft::BasicNode {
-                                addr: m.addr.clone(),
-                            },
-                        )
-                    })
-                    .collect::<std::collections::BTreeMap<_, _>>();
-                raft.initialize(members)
-                    .await
-                    .map_err(|e| start_err("initialising the cluster", e))?;
-            }
-        }
-
-        // Ready once everything committed before the restart is applied again.
-        if shared.applied_index() >= committed {
-            shared.set_ready(true);
-        } else {
-            let waiting = shared.clone();
-            tokio::spawn(async move {
-                let mut applied = waiting.applied();
-                if applied.wait_for(|a| *a >= committed).await.is_ok() {
-                    waiting.set_ready(true);
-                    tracing::info!(index = committed, "state rebuilt; serving reads");
-                }
-            });
-        }
-
+        let client_tls =
+            pki::client_config(&pki::Trust::Ca(tls.ca.clone())).map_err(files_err("TLS"))?;
+        let timings = ElectionTimings {
+            min_ms: config.timings.election_min_ms,
+            max_ms: config.timings.election_max_ms,
+        };
+        let election = Election::new(config.id, log.clone(), timings);
         let ctx = Arc::new(NodeCtx {
             id: config.id,
-            addr,
-            proposer: Proposer::start(
-                config.id,
-                raft.clone(),
-                shared.clone(),
-                config.clock.clone(),
-            ),
-            reads: ReadBarrier::start(raft.clone()),
-            raft,
+            addr: config
+                .advertise
+                .clone()
+                .unwrap_or_else(|| local_addr.to_string()),
+            proposer: Proposer::start(config.id, &consensus, shared.clone(), config.clock.clone()),
+            reads: ReadBarrier::start(&consensus),
+            consensus,
             shared,
-            durability: match config.durability {
-                Durability::Fsync => "fsync".to_owned(),
-                Durability::Replicated { .. } => "replicated".to_owned(),
-            },
+            durability: config.durability.name().to_owned(),
             faults,
             clock: config.clock.clone(),
             timings: config.timings,
             frame_budget: Arc::new(Semaphore::new(crate::api::NODE_FRAME_KIB_MAX)),
             replies: Arc::default(),
-            log: log_handle.clone(),
-            election: election.clone(),
+            log,
+            election,
             membership: crate::raft::membership::Membership::new(endpoint.clone(), client_tls),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
-        tokio::spawn(election.run(ctx.raft.clone(), network, shutdown_rx.clone()));
-        tokio::spawn(snapshot_policy(
-            ctx.clone(),
-            log_handle,
-            t.snapshot_every,
-            shutdown_rx.clone(),
-        ));
-        tokio::spawn(crate::raft::membership::watch(ctx.clone(), shutdown_rx.clone()));
+        spawn_tasks(&ctx, network, &shutdown_rx);
         let accept = tokio::spawn(accept_loop(endpoint.clone(), ctx.clone(), shutdown_rx));
         tracing::info!(id = config.id, addr = %local_addr, "node started");
         Ok(Node {
@@ -364,8 +375,8 @@ impl Node {
             local_addr,
             shutdown,
             accept,
-            ca_fingerprint,
-            ca_path,
+            ca_fingerprint: pki::fingerprint(&tls.ca[0]),
+            ca_path: tls.ca_path,
         })
     }
 
@@ -399,40 +410,26 @@ impl Node {
         self.ctx.faults.clone()
     }
 
-    /// The Raft handle.
-    pub fn raft(&self) -> &Raft {
-        &self.ctx.raft
-    }
-
     /// This node's status.
     pub fn status(&self) -> protocol::NodeStatus {
         crate::api::status(&self.ctx)
     }
 
     /// The digest of this node's ledger and the index it reflects.
-    pub fn digest(&self) -> (u64, String) {
+    pub fn digest(&self) -> LedgerDigest {
         let ledger = self.ctx.shared.ledger.read().expect("ledger lock poisoned");
-        (self.ctx.shared.applied_index(), ledger.digest())
+        LedgerDigest {
+            applied_index: self.ctx.shared.applied_index(),
+            digest: ledger.digest(),
+        }
     }
 
     /// Initialises a new cluster with these voters (this node must be pristine).
-    pub async fn initialize(&self, members: &[NodeAddr]) -> Result<(), String> {
-        let members = members
-            .iter()
-            .map(|m| {
-                (
-                    m.id,
-                    openraft::BasicNode {
-                        addr: m.addr.clone(),
-                    },
-                )
-            })
-            .collect::<std::collections::BTreeMap<_, _>>();
-        self.ctx
-            .raft
-            .initialize(members)
-            .await
-            .map_err(|e| e.to_string())
+    pub async fn initialize(
+        &self,
+        members: &[NodeAddr],
+    ) -> Result<(), crate::raft::consensus::ConsensusError> {
+        self.ctx.consensus.initialize(members).await
     }
 
     /// Stops the node: no new connections, Raft stopped (the log store flushes), endpoint
@@ -440,58 +437,33 @@ impl Node {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.accept.await;
-        // Raft waits for its log writes; on a disk that keeps failing they never end.
         let limit = Duration::from_millis(RAFT_SHUTDOWN_MS_MAX);
-        match tokio::time::timeout(limit, self.ctx.raft.shutdown()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "raft shutdown"),
-            Err(_) => tracing::error!(
-                storage_error = ?self.ctx.log.io_error(),
-                "raft did not stop within {RAFT_SHUTDOWN_MS_MAX} ms (its log cannot be written); stopping anyway"
-            ),
-        }
+        self.ctx
+            .consensus
+            .shutdown(limit, self.ctx.log.io_error())
+            .await;
         self.endpoint.close(0u32.into(), b"shutdown");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         tracing::info!(id = self.ctx.id, "node stopped");
     }
 }
 
-/// Triggers a snapshot when the entries applied since the last one, or the bytes of unpurged
-/// log, pass this node's thresholds. Thresholds grow with the node id (x1, x1.25, x1.5, ...) so
-/// the replicas of a cluster snapshot at different times: building one stops that node's apply
-/// for a moment, and a majority keeps going meanwhile; the leader's are doubled.
-async fn snapshot_policy(
-    ctx: Arc<NodeCtx>,
-    log: LogStore,
-    every: u64,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let stagger = 4 + (ctx.id.saturating_sub(1) % 3);
-    let entries_max = every.saturating_mul(stagger) / 4;
-    let bytes_max = SNAPSHOT_LOG_BYTES_MAX.saturating_mul(stagger) / 4;
-    let mut requested_at: Option<(u64, std::time::Instant)> = None;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(SNAPSHOT_CHECK_MS)) => {}
-            _ = shutdown.changed() => return,
-        }
-        let snapshot = ctx.shared.snapshot_index();
-        // The leader waits twice as long: its pause would hold every client's answer, a
-        // follower's only that follower (the other replicas still make a majority).
-        let leading = ctx.raft.metrics().borrow().current_leader == Some(ctx.id);
-        let factor = if leading { 2 } else { 1 };
-        let due = ctx.shared.applied_index().saturating_sub(snapshot) >= entries_max * factor
-            || log.memory_bytes() >= bytes_max * factor;
-        // One request at a time: wait for the snapshot to land (or 60 s) before asking again.
-        let waiting = requested_at
-            .is_some_and(|(at, when)| at == snapshot && when.elapsed() < Duration::from_secs(60));
-        if due && !waiting {
-            requested_at = Some((snapshot, std::time::Instant::now()));
-            if ctx.raft.trigger().snapshot().await.is_err() {
-                return;
-            }
-        }
-    }
+/// Starts a node's background tasks: elections, the snapshot policy and the removal watch.
+fn spawn_tasks(ctx: &Arc<NodeCtx>, network: Network, shutdown: &watch::Receiver<bool>) {
+    ctx.consensus
+        .spawn_elections(ctx.election.clone(), network, shutdown.clone());
+    let policy = SnapshotPolicy {
+        id: ctx.id,
+        every: ctx.timings.snapshot_every,
+        consensus: ctx.consensus.clone(),
+        shared: ctx.shared.clone(),
+        log: ctx.log.clone(),
+    };
+    tokio::spawn(policy.run(shutdown.clone()));
+    tokio::spawn(crate::raft::membership::watch(
+        ctx.clone(),
+        shutdown.clone(),
+    ));
 }
 
 async fn accept_loop(
@@ -528,13 +500,8 @@ async fn accept_loop(
                         conn.close(1u32.into(), b"peers must present a cluster certificate");
                         return;
                     }
-                    serve_peer(
-                        conn,
-                        ctx.raft.clone(),
-                        ctx.faults.clone(),
-                        ctx.election.clone(),
-                    )
-                    .await;
+                    let (faults, election) = (ctx.faults.clone(), ctx.election.clone());
+                    ctx.consensus.serve_peer(conn, faults, election).await;
                 }
                 _ => conn.close(1u32.into(), b"unknown protocol"),
             }

@@ -135,6 +135,14 @@ impl Default for Durability {
 }
 
 impl Durability {
+    /// `replicated` or `fsync`, as in the configuration and `status`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Durability::Replicated { .. } => "replicated",
+            Durability::Fsync => "fsync",
+        }
+    }
+
     /// Checks the flush interval against its limits.
     pub fn validate(self) -> Result<(), String> {
         match self {
@@ -355,6 +363,12 @@ impl LogStore {
             .shared
             .recovering
             .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Index of the last entry known committed (0 if none): a restarted node is ready once it
+    /// has applied this far again.
+    pub fn committed_index(&self) -> u64 {
+        lock(&self.inner.shared.committed).map_or(0, |l| l.index)
     }
 
     /// The log id of the last entry (or of the purge point if the log is empty).

@@ -8,7 +8,7 @@
 //!    and the answer is `NotAdded` (a typo or a node not started yet must not leave a member
 //!    behind).
 //! 2. Otherwise it becomes a learner, and the leader waits up to
-//!    [`RaftTimings::add_node_catch_up_ms`](crate::node::RaftTimings) for its log to reach the
+//!    [`RaftTimings::add_node_catch_up_ms`](crate::raft::consensus::RaftTimings) for its log to reach the
 //!    target (see [`catch_up_target`]); then it is promoted to voter.
 //! 3. A learner that has not caught up stays a learner (`CatchingUp`, or `Unreachable` if it
 //!    answers neither replication nor status): a learner never counts toward the quorum, so it
@@ -194,7 +194,7 @@ pub async fn watch(ctx: Arc<NodeCtx>, mut shutdown: watch::Receiver<bool>) {
 }
 
 async fn check_removal(ctx: &NodeCtx) {
-    let metrics = ctx.raft.metrics().borrow().clone();
+    let metrics = ctx.consensus.raft().metrics().borrow().clone();
     let own_index = metrics.membership_config.log_id().map_or(0, |l| l.index);
     let membership = metrics.membership_config.membership();
     let named = membership.get_node(&ctx.id).is_some();
@@ -262,7 +262,7 @@ fn node_addrs<'a>(nodes: impl Iterator<Item = (&'a NodeId, &'a BasicNode)>) -> V
 
 /// Every member as this node sees it, with the leader's replication progress when it leads.
 pub fn members(ctx: &NodeCtx) -> Vec<Member> {
-    let metrics = ctx.raft.metrics().borrow().clone();
+    let metrics = ctx.consensus.raft().metrics().borrow().clone();
     let membership = metrics.membership_config.membership();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     let leading = metrics.state == openraft::ServerState::Leader;
@@ -319,7 +319,7 @@ async fn init(ctx: &NodeCtx, members: Vec<NodeAddr>) -> Result<(), ServerError> 
         .map(|m| (m.id, BasicNode { addr: m.addr }))
         .collect();
     let wanted: BTreeSet<NodeId> = nodes.keys().copied().collect();
-    match ctx.raft.initialize(nodes).await {
+    match ctx.consensus.raft().initialize(nodes).await {
         Ok(()) => Ok(()),
         Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
             // Idempotent: a retried init of the same voters succeeds.
@@ -339,10 +339,10 @@ async fn init(ctx: &NodeCtx, members: Vec<NodeAddr>) -> Result<(), ServerError> 
 
 /// `add-node` on the leader: see the module documentation for the steps.
 async fn add_node(ctx: &NodeCtx, node: NodeAddr) -> Result<MemberState, ServerError> {
-    let metrics = ctx.raft.metrics().borrow().clone();
+    let metrics = ctx.consensus.raft().metrics().borrow().clone();
     if metrics.current_leader != Some(ctx.id) {
         return Err(crate::raft::proposer::not_leader(
-            &ctx.raft,
+            ctx.consensus.raft(),
             metrics.current_leader,
         ));
     }
@@ -396,13 +396,14 @@ async fn check_newcomer(ctx: &NodeCtx, node: &NodeAddr) -> Result<(), String> {
 /// how far it is.
 async fn promote_when_caught_up(ctx: &NodeCtx, id: NodeId) -> Result<MemberState, ServerError> {
     let target = {
-        let metrics = ctx.raft.metrics().borrow().clone();
+        let metrics = ctx.consensus.raft().metrics().borrow().clone();
         let membership_index = metrics.membership_config.log_id().map_or(0, |l| l.index);
         catch_up_target(membership_index, metrics.last_log_index.unwrap_or(0))
     };
     let wait = Duration::from_millis(ctx.timings.add_node_catch_up_ms);
     let reached = ctx
-        .raft
+        .consensus
+        .raft()
         .wait(Some(wait))
         .metrics(
             |m| matched(m, id).is_some_and(|i| i >= target),
@@ -413,10 +414,11 @@ async fn promote_when_caught_up(ctx: &NodeCtx, id: NodeId) -> Result<MemberState
         change(ctx, ChangeMembers::AddVoterIds(BTreeSet::from([id]))).await?;
         return Ok(MemberState::Voter);
     }
-    let matched_index = matched(&ctx.raft.metrics().borrow(), id);
+    let matched_index = matched(&ctx.consensus.raft().metrics().borrow(), id);
     if matched_index.is_none() {
         let addr = ctx
-            .raft
+            .consensus
+            .raft()
             .metrics()
             .borrow()
             .membership_config
@@ -440,7 +442,7 @@ async fn promote_when_caught_up(ctx: &NodeCtx, id: NodeId) -> Result<MemberState
 }
 
 async fn remove_node(ctx: &NodeCtx, id: NodeId) -> Result<(), ServerError> {
-    let metrics = ctx.raft.metrics().borrow().clone();
+    let metrics = ctx.consensus.raft().metrics().borrow().clone();
     let membership = metrics.membership_config.membership();
     // Idempotent: removing a node that is not a member changes nothing.
     if membership.get_node(&id).is_none() {
@@ -464,7 +466,7 @@ async fn change(
             message: format!("this leader has heard from no majority for {ms} ms"),
         });
     }
-    let raft = ctx.raft.clone();
+    let raft = ctx.consensus.raft().clone();
     // A task of its own: a change is two entries (joint consensus, then the new
     // configuration), and dropping it between them would leave the cluster in the joint
     // configuration. It ends when the change commits or when Raft stops.
@@ -486,7 +488,7 @@ fn change_error(
 ) -> ServerError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-            crate::raft::proposer::not_leader(&ctx.raft, f.leader_id)
+            crate::raft::proposer::not_leader(ctx.consensus.raft(), f.leader_id)
         }
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => match e {
             ChangeMembershipError::InProgress(_) => ServerError::Busy,
@@ -505,7 +507,7 @@ fn change_error(
 
 /// The current voters.
 fn voters(ctx: &NodeCtx) -> BTreeSet<NodeId> {
-    let metrics = ctx.raft.metrics();
+    let metrics = ctx.consensus.raft().metrics();
     let voters = metrics
         .borrow()
         .membership_config

@@ -5,11 +5,13 @@
 //! One Raft entry carries a [`Batch`] of client requests stamped with the leader's clock; the
 //! state machine decodes it and hands it to [`engine::Ledger::apply`], nothing more.
 
+pub mod consensus;
 pub mod election;
 pub mod log_store;
 pub mod membership;
 pub mod network;
 pub mod proposer;
+pub mod snapshots;
 pub mod state_machine;
 
 pub use log_store::{Durability, LogStore};

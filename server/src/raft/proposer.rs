@@ -97,7 +97,13 @@ pub struct Proposer {
 
 impl Proposer {
     /// Starts the proposer task of node `id`; it stops when every handle is dropped.
-    pub fn start(id: NodeId, raft: Raft, shared: Arc<Shared>, clock: Arc<Clock>) -> Proposer {
+    pub fn start(
+        id: NodeId,
+        consensus: &super::consensus::Consensus,
+        shared: Arc<Shared>,
+        clock: Arc<Clock>,
+    ) -> Proposer {
+        let raft = consensus.raft().clone();
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_MAX);
         let stats = Arc::new(Stats::default());
         tokio::spawn(run(id, rx, raft, shared, clock, stats.clone()));
@@ -127,6 +133,26 @@ impl Proposer {
     }
 }
 
+/// The proposer task's state: what it needs to stamp and count batches.
+struct Batcher {
+    id: NodeId,
+    raft: Raft,
+    shared: Arc<Shared>,
+    clock: Arc<Clock>,
+    stats: Arc<Stats>,
+    /// A tick (an empty batch that only moves time) is in flight: no second one.
+    tick_pending: Arc<AtomicBool>,
+    /// The last batch's timestamp: batches never go back in time (SPEC section 4).
+    last_ts: u64,
+    /// The last stamp and the monotonic clock then (see `clock::next_stamp`).
+    last_stamp: Option<(u64, u64)>,
+    /// Whether the wall clock is ahead of the monotonic one (warned about once per jump).
+    clock_distrusted: bool,
+}
+
+/// Takes queued writes into batches of at most [`engine::limits::BATCH_REQUESTS_MAX`] writes
+/// and [`BATCH_BYTES_MAX`] bytes, at most [`BATCHES_IN_FLIGHT_MAX`] in flight; proposes a tick
+/// when a deadline is due and nothing else is. Ends when every [`Proposer`] is dropped.
 async fn run(
     id: NodeId,
     mut rx: mpsc::Receiver<PendingWrite>,
@@ -136,10 +162,17 @@ async fn run(
     stats: Arc<Stats>,
 ) {
     let inflight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT_MAX));
-    let tick_pending = Arc::new(AtomicBool::new(false));
-    let mut last_ts = 0u64;
-    let mut last_stamp: Option<(u64, u64)> = None;
-    let mut clock_distrusted = false;
+    let mut batcher = Batcher {
+        id,
+        raft,
+        shared,
+        clock,
+        stats,
+        tick_pending: Arc::new(AtomicBool::new(false)),
+        last_ts: 0,
+        last_stamp: None,
+        clock_distrusted: false,
+    };
     loop {
         let Ok(permit) = inflight.clone().acquire_owned().await else {
             return;
@@ -151,110 +184,145 @@ async fn run(
             },
             () = tokio::time::sleep(Duration::from_millis(TICK_CHECK_MS)) => None,
         };
-        let mut batch = Vec::new();
-        let mut bytes = 0;
-        if let Some(first) = first {
-            bytes += first.bytes;
-            batch.push(first);
-            while batch.len() < engine::limits::BATCH_REQUESTS_MAX && bytes < BATCH_BYTES_MAX {
-                match rx.try_recv() {
-                    Ok(p) => {
-                        bytes += p.bytes;
-                        batch.push(p);
-                    }
-                    Err(_) => break,
-                }
+        let batch = match first {
+            Some(first) => gather(first, &mut rx),
+            None if batcher.tick_due() => Vec::new(),
+            None => continue,
+        };
+        let timestamp_ms = batcher.stamp();
+        let tick = batch.is_empty();
+        let (requests, replies): (Vec<Request>, Vec<oneshot::Sender<WriteResult>>) =
+            batch.into_iter().map(|p| (p.request, p.reply)).unzip();
+        batcher.count(tick, requests.len());
+        let proposed = batcher
+            .raft
+            .client_write_ff(Batch {
+                timestamp_ms,
+                requests: Arc::new(requests),
+            })
+            .await;
+        let answered = answer(proposed, batcher.raft.clone(), replies);
+        let tick_pending = batcher.tick_pending.clone();
+        tokio::spawn(async move {
+            answered.await;
+            if tick {
+                tick_pending.store(false, Ordering::Release);
             }
-        } else if !tick_due(
-            id,
-            &raft,
-            &shared,
-            crate::clock::next_stamp(last_stamp, clock.now_ms(), clock.monotonic_ms()),
-            &tick_pending,
-        ) {
-            continue;
+            drop(permit);
+        });
+    }
+}
+
+/// The writes that are queued now after `first`, up to a batch's limits.
+fn gather(first: PendingWrite, rx: &mut mpsc::Receiver<PendingWrite>) -> Vec<PendingWrite> {
+    let mut bytes = first.bytes;
+    let mut batch = vec![first];
+    while batch.len() < engine::limits::BATCH_REQUESTS_MAX && bytes < BATCH_BYTES_MAX {
+        match rx.try_recv() {
+            Ok(p) => {
+                bytes += p.bytes;
+                batch.push(p);
+            }
+            Err(_) => break,
         }
-        let (wall, monotonic) = (clock.now_ms(), clock.monotonic_ms());
-        let stamp = crate::clock::next_stamp(last_stamp, wall, monotonic);
+    }
+    batch
+}
+
+impl Batcher {
+    /// Whether this node leads and a deadline has passed with no tick in flight.
+    fn tick_due(&self) -> bool {
+        let stamp = crate::clock::next_stamp(
+            self.last_stamp,
+            self.clock.now_ms(),
+            self.clock.monotonic_ms(),
+        );
+        tick_due(self.id, &self.raft, &self.shared, stamp, &self.tick_pending)
+    }
+
+    /// The next batch's timestamp: never before the previous one, and by the monotonic clock
+    /// when the wall clock jumped ahead (`clock::next_stamp`).
+    fn stamp(&mut self) -> u64 {
+        let (wall, monotonic) = (self.clock.now_ms(), self.clock.monotonic_ms());
+        let stamp = crate::clock::next_stamp(self.last_stamp, wall, monotonic);
         let distrusted = stamp < wall;
-        if distrusted && !clock_distrusted {
+        if distrusted && !self.clock_distrusted {
             tracing::warn!(
                 wall_ms = wall,
                 stamp_ms = stamp,
                 "the wall clock jumped ahead of the monotonic clock: stamping batches by the latter"
             );
         }
-        clock_distrusted = distrusted;
-        last_stamp = Some((stamp, monotonic));
-        last_ts = last_ts.max(stamp);
-        let tick = batch.is_empty();
-        let (requests, replies): (Vec<Request>, Vec<oneshot::Sender<WriteResult>>) =
-            batch.into_iter().map(|p| (p.request, p.reply)).unzip();
+        self.clock_distrusted = distrusted;
+        self.last_stamp = Some((stamp, monotonic));
+        self.last_ts = self.last_ts.max(stamp);
+        self.last_ts
+    }
+
+    /// Counts a proposed batch of `writes` writes, or a tick (then marked in flight).
+    fn count(&self, tick: bool, writes: usize) {
+        let stats = &self.stats;
         if tick {
             stats.ticks.fetch_add(1, Ordering::Relaxed);
-            tick_pending.store(true, Ordering::Release);
-        } else {
-            stats.entries.fetch_add(1, Ordering::Relaxed);
-            stats
-                .writes
-                .fetch_add(requests.len() as u64, Ordering::Relaxed);
-            stats
-                .writes_max
-                .fetch_max(requests.len() as u64, Ordering::Relaxed);
+            self.tick_pending.store(true, Ordering::Release);
+            return;
         }
-        let proposed = raft
-            .client_write_ff(Batch {
-                timestamp_ms: last_ts,
-                requests: Arc::new(requests),
-            })
-            .await;
-        let raft = raft.clone();
-        let tick_pending = tick_pending.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let result = match proposed {
-                Err(fatal) => Err(ServerError::Unavailable {
-                    message: fatal.to_string(),
-                }),
-                Ok(rx) => {
-                    match tokio::time::timeout(Duration::from_millis(WRITE_TIMEOUT_MS), rx).await {
-                        Err(_) => Err(ServerError::Timeout),
-                        Ok(Err(_)) => Err(ServerError::Unavailable {
-                            message: "raft stopped".to_owned(),
-                        }),
-                        Ok(Ok(Err(openraft::error::ClientWriteError::ForwardToLeader(f)))) => {
-                            Err(not_leader(&raft, f.leader_id))
-                        }
-                        Ok(Ok(Err(e))) => Err(ServerError::Internal {
-                            message: e.to_string(),
-                        }),
-                        Ok(Ok(Ok(response))) => Ok(response.data),
-                    }
-                }
-            };
-            if tick {
-                tick_pending.store(false, Ordering::Release);
+        stats.entries.fetch_add(1, Ordering::Relaxed);
+        stats.writes.fetch_add(writes as u64, Ordering::Relaxed);
+        stats.writes_max.fetch_max(writes as u64, Ordering::Relaxed);
+    }
+}
+
+/// What `client_write_ff` returned: a receiver of the entry's reply, or Raft's fatal error.
+type Proposed = Result<
+    oneshot::Receiver<
+        Result<
+            openraft::raft::ClientWriteResponse<super::TypeConfig>,
+            openraft::error::ClientWriteError<NodeId, openraft::BasicNode>,
+        >,
+    >,
+    openraft::error::Fatal<NodeId>,
+>;
+
+/// Waits (at most [`WRITE_TIMEOUT_MS`]) for a proposed batch to be committed and applied, and
+/// answers each of its writers: its outcome and log index, or the batch's error.
+async fn answer(proposed: Proposed, raft: Raft, replies: Vec<oneshot::Sender<WriteResult>>) {
+    let result = match proposed {
+        Err(fatal) => Err(ServerError::Unavailable {
+            message: fatal.to_string(),
+        }),
+        Ok(rx) => match tokio::time::timeout(Duration::from_millis(WRITE_TIMEOUT_MS), rx).await {
+            Err(_) => Err(ServerError::Timeout),
+            Ok(Err(_)) => Err(ServerError::Unavailable {
+                message: "raft stopped".to_owned(),
+            }),
+            Ok(Ok(Err(openraft::error::ClientWriteError::ForwardToLeader(f)))) => {
+                Err(not_leader(&raft, f.leader_id))
             }
-            match result {
-                Ok(reply) => {
-                    if reply.outcomes.len() != replies.len() {
-                        tracing::error!(
-                            "batch reply has {} outcomes for {} writes",
-                            reply.outcomes.len(),
-                            replies.len()
-                        );
-                    }
-                    for (tx, outcome) in replies.into_iter().zip(reply.outcomes) {
-                        let _ = tx.send(Ok((outcome, reply.log_index)));
-                    }
-                }
-                Err(e) => {
-                    for tx in replies {
-                        let _ = tx.send(Err(e.clone()));
-                    }
-                }
+            Ok(Ok(Err(e))) => Err(ServerError::Internal {
+                message: e.to_string(),
+            }),
+            Ok(Ok(Ok(response))) => Ok(response.data),
+        },
+    };
+    match result {
+        Ok(reply) => {
+            if reply.outcomes.len() != replies.len() {
+                tracing::error!(
+                    "batch reply has {} outcomes for {} writes",
+                    reply.outcomes.len(),
+                    replies.len()
+                );
             }
-        });
+            for (tx, outcome) in replies.into_iter().zip(reply.outcomes) {
+                let _ = tx.send(Ok((outcome, reply.log_index)));
+            }
+        }
+        Err(e) => {
+            for tx in replies {
+                let _ = tx.send(Err(e.clone()));
+            }
+        }
     }
 }
 
@@ -276,7 +344,7 @@ fn tick_due(
         .next_deadline_ms();
     // The time the tick would carry, capped like the ledger's time: a clock beyond the year
     // 9999 (or one that jumped ahead) must not make a deadline look due forever while the ticks
-    // never reach it (a tick storm, found by the break-it pass).
+    // never reach it, or ticks would be proposed without end.
     next.is_some_and(|at| at <= stamp_ms.min(engine::limits::TIMESTAMP_MS_MAX))
 }
 
@@ -288,7 +356,8 @@ pub struct ReadBarrier {
 
 impl ReadBarrier {
     /// Starts the barrier task.
-    pub fn start(raft: Raft) -> ReadBarrier {
+    pub fn start(consensus: &super::consensus::Consensus) -> ReadBarrier {
+        let raft = consensus.raft().clone();
         let (tx, rx) = mpsc::channel(READ_QUEUE_MAX);
         tokio::spawn(run_barrier(rx, raft));
         ReadBarrier { tx }

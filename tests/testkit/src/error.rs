@@ -21,8 +21,8 @@ pub enum Error {
         /// The cause.
         source: server::node::StartError,
     },
-    /// Node 1 could not initialise the cluster (openraft's reason, as the server reports it).
-    Initialise(String),
+    /// Node 1 could not initialise the cluster.
+    Initialise(server::raft::consensus::ConsensusError),
     /// Something awaited did not happen in time.
     Wait(WaitTimeout),
     /// The cluster's runtime or thread could not be created.
@@ -99,6 +99,7 @@ impl std::error::Error for Error {
             Error::Start { source, .. } => Some(source),
             Error::Wait(source) => Some(source),
             Error::Client(source) => Some(source),
+            Error::Initialise(source) => Some(source),
             Error::Ca { source, .. } => Some(source),
             _ => None,
         }

@@ -76,12 +76,11 @@ pub struct Digest {
     pub digest: String,
 }
 
-impl From<(u64, String)> for Digest {
-    /// From `Node::digest`'s (applied index, digest).
-    fn from((applied_index, digest): (u64, String)) -> Self {
+impl From<server::node::LedgerDigest> for Digest {
+    fn from(d: server::node::LedgerDigest) -> Self {
         Digest {
-            applied_index,
-            digest,
+            applied_index: d.applied_index,
+            digest: d.digest,
         }
     }
 }
@@ -278,7 +277,12 @@ mod tests {
 
     #[test]
     fn replicas_agree_only_when_all_answered_the_same_index_and_digest() {
-        let d = |index: u64, digest: &str| Some(Digest::from((index, digest.to_owned())));
+        let d = |applied_index: u64, digest: &str| {
+            Some(Digest {
+                applied_index,
+                digest: digest.to_owned(),
+            })
+        };
         assert_eq!(agreed(&[]), None);
         assert_eq!(agreed(&[d(5, "ab"), d(5, "ab")]), d(5, "ab").as_ref());
         assert_eq!(agreed(&[d(5, "ab"), None]), None);

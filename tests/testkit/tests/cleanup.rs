@@ -66,7 +66,7 @@ async fn a_stopped_node_restarts_on_its_address_and_catches_up() {
         .await
         .expect("replicas converge");
     // The restarted node holds the write it missed.
-    assert_eq!(cluster.node(down).digest().1, digest.digest);
+    assert_eq!(cluster.node(down).digest().digest, digest.digest);
     client.close();
     cluster.shutdown().await;
 }

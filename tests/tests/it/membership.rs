@@ -20,8 +20,15 @@ use testkit::Cluster;
 const ADD_NODE_ANSWER_MS_MAX: u64 = 8_000;
 
 fn voters(cluster: &Cluster, id: u64) -> Vec<u64> {
-    let metrics = cluster.node(id).raft().metrics().borrow().clone();
-    metrics.membership_config.membership().voter_ids().collect()
+    let status = cluster.node(id).status();
+    let mut voters: Vec<u64> = status
+        .membership
+        .iter()
+        .filter(|m| m.voter)
+        .map(|m| m.node.id)
+        .collect();
+    voters.sort_unstable();
+    voters
 }
 
 fn members(status: &NodeStatus) -> Vec<(u64, bool)> {

@@ -87,8 +87,8 @@ async fn isolated_leader_cannot_acknowledge_and_heals() {
         .wait_converged(Duration::from_secs(15))
         .await
         .expect("replicas converge");
-    let (_, digest_old) = cluster.node(old).digest();
-    let (_, digest_new) = cluster.node(new).digest();
+    let digest_old = cluster.node(old).digest().digest;
+    let digest_new = cluster.node(new).digest().digest;
     assert_eq!(digest_old, digest_new);
     let feed = client
         .read(

@@ -157,7 +157,7 @@ async fn node_down_during_purge_catches_up_from_a_snapshot() {
         status.snapshot_index > 0,
         "the restarted node installed no snapshot: {status:?}"
     );
-    assert_eq!(cluster.node(down).digest().1, digest.digest);
+    assert_eq!(cluster.node(down).digest().digest, digest.digest);
     assert_eq!(on_hand(&client, 3).await, vec![100, 100, 100]);
     client.close();
     cluster.shutdown().await;

@@ -198,6 +198,21 @@ struct ReadSegments {
     torn: Option<String>,
 }
 
+/// Cuts a segment's torn tail (a crash during a write) at `valid_len`, or removes the segment
+/// if not even its header survived; returns whether the segment is kept.
+fn cut_torn_tail(dir: &Path, path: &Path, why: &str, valid_len: u64) -> io::Result<bool> {
+    tracing::warn!(segment = %path.display(), %why, "torn tail of the log cut off (crash during a write)");
+    if valid_len < format::SEGMENT_MAGIC.len() as u64 {
+        std::fs::remove_file(path)?;
+        sync_dir(dir)?;
+        return Ok(false);
+    }
+    let file = OpenOptions::new().write(true).open(path)?;
+    file.set_len(valid_len)?;
+    file.sync_all()?;
+    Ok(true)
+}
+
 /// Reads the segments in order, dropping the ones wholly at or below the purge point.
 fn read_segments(dir: &Path, keep_from: u64) -> io::Result<ReadSegments> {
     let mut names = segment_files(dir)?;
@@ -232,16 +247,10 @@ fn read_segments(dir: &Path, keep_from: u64) -> io::Result<ReadSegments> {
         })?;
         committed = parsed.committed.or(committed);
         if let Some(why) = &parsed.torn {
-            tracing::warn!(segment = %path.display(), %why, "torn tail of the log cut off (crash during a write)");
             torn = Some(format!("{}: {why}", path.display()));
-            if parsed.valid_len < format::SEGMENT_MAGIC.len() as u64 {
-                std::fs::remove_file(&path)?;
-                sync_dir(dir)?;
+            if !cut_torn_tail(dir, &path, why, parsed.valid_len)? {
                 continue;
             }
-            let file = OpenOptions::new().write(true).open(&path)?;
-            file.set_len(parsed.valid_len)?;
-            file.sync_all()?;
         }
         let segment = Segment {
             first_index,

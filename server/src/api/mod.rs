@@ -1,0 +1,63 @@
+//! The client protocol on a node: streams, frames and operations (docs/PROTOCOL.md).
+//!
+//! Every client stream gets a reader loop and a writer task. Frames are processed concurrently
+//! (at most [`protocol::FRAMES_IN_FLIGHT_PER_STREAM_MAX`] per stream; beyond that the reader
+//! stops reading and QUIC flow control pushes back on the client) and their replies are
+//! written as they complete. A malformed, truncated, oversized or unknown-version frame gets a
+//! `ProtocolError` message and ends that stream only: the connection and its other streams go on.
+//!
+//! Replies are under budgets (the `replies` module): a frame first does whatever it waits for
+//! (writes, leadership rounds, `at_least` indexes), then takes room for its reply and only then
+//! reads the ledger and builds it. A stream without room stops reading frames; a connection
+//! that does not read is closed by its watchdog; a node over its budget answers `busy`.
+
+mod feed;
+mod ops;
+mod status;
+mod streams;
+
+pub use feed::{EVENTS_PER_MESSAGE_MAX, SUBSCRIPTION_CHECK_MS};
+pub use status::status;
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use crate::node::NodeCtx;
+use crate::replies::ConnectionReplies;
+
+/// Serves a client connection until it closes, or until its watchdog closes it for not
+/// reading its replies (then with [`protocol::CLOSE_REPLIES_NOT_READ`] and the reason).
+pub async fn serve_client(conn: quinn::Connection, ctx: Arc<NodeCtx>) {
+    let budget = Arc::new(Semaphore::new(CONNECTION_FRAME_KIB_MAX));
+    let replies = Arc::new(ConnectionReplies::new(ctx.replies.clone()));
+    let accept = async {
+        while let Ok((send, recv)) = conn.accept_bi().await {
+            let stream =
+                streams::serve_stream(send, recv, ctx.clone(), budget.clone(), replies.clone());
+            tokio::spawn(stream);
+        }
+    };
+    let verdict = tokio::select! {
+        () = accept => None,
+        verdict = crate::replies::watch(&replies) => Some(verdict),
+    };
+    if let Some(verdict) = &verdict {
+        tracing::warn!(peer = %conn.remote_address(), "closing a client connection: {verdict}");
+        let reason = verdict.to_string();
+        conn.close(protocol::CLOSE_REPLIES_NOT_READ.into(), reason.as_bytes());
+    }
+    // Whatever still waits for this connection's room gives up; its queues go with its
+    // streams' writers, which fail now that the connection is closed.
+    replies.close(verdict.is_some());
+}
+
+/// Bytes of frames being received that one connection may hold, in KiB (8 frames of the
+/// largest size): a client cannot make the node buffer more than this for it.
+pub const CONNECTION_FRAME_KIB_MAX: usize = 8 * (protocol::FRAME_BYTES_MAX >> 10);
+/// Bytes of frames being received that the node holds for all connections together, in KiB
+/// (512 MiB): beyond it, streams wait (backpressure) before reading the next frame's body.
+pub const NODE_FRAME_KIB_MAX: usize = 512 << 10;
+
+/// Frames up to this size are read without taking budget, bytes.
+pub const SMALL_FRAME_BYTES: usize = 64 << 10;

@@ -1,0 +1,160 @@
+//! Operations of a frame: writes to the proposer, reads once their consistency is met, admin
+//! to the membership module.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::Query;
+use protocol::{Consistency, Op, OpResult, ServerError};
+
+use super::status::status;
+use crate::node::NodeCtx;
+use crate::raft::proposer::READ_TIMEOUT_MS;
+
+/// An operation whose waiting is done: its result, or a query to answer from the ledger once
+/// the reply has room.
+// The large variant is the result every operation ends as anyway.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Ready {
+    Done(OpResult),
+    Query(Query),
+}
+
+impl Ready {
+    /// The operation's result, reading the ledger now if it is a query.
+    pub(super) fn answer(self, ctx: &NodeCtx) -> OpResult {
+        match self {
+            Ready::Done(result) => result,
+            Ready::Query(query) => answer(ctx, &query),
+        }
+    }
+}
+
+/// Runs a frame's operations concurrently: writes go to the proposer together (so they share
+/// a batch), reads and the rest run concurrently. Results come back in operation order.
+pub(super) async fn handle_ops(
+    ctx: &Arc<NodeCtx>,
+    ops: Vec<Op>,
+    bytes_per_op: usize,
+) -> Vec<Ready> {
+    if let Some(removed) = ctx.membership.removed_error() {
+        // Its ledger is frozen where the cluster left it: only its status still answers.
+        return ops
+            .iter()
+            .map(|op| match op {
+                Op::Status => Ready::Done(OpResult::Status(Box::new(status(ctx)))),
+                _ => Ready::Done(OpResult::Failed(removed.clone())),
+            })
+            .collect();
+    }
+    enum Slot {
+        Done(OpResult),
+        Write(tokio::sync::oneshot::Receiver<crate::raft::proposer::WriteResult>),
+        Later(Op),
+    }
+    let no_quorum = ctx.quorum_lost_ms();
+    let slots: Vec<Slot> = ops
+        .into_iter()
+        .map(|op| match op {
+            Op::Write(_) if no_quorum.is_some() => {
+                Slot::Done(OpResult::Failed(ServerError::Unavailable {
+                    message: format!(
+                        "this leader has heard from no majority for {} ms",
+                        no_quorum.unwrap_or_default()
+                    ),
+                }))
+            }
+            Op::Write(request) => Slot::Write(ctx.proposer.submit(request, bytes_per_op)),
+            Op::Status => Slot::Done(OpResult::Status(Box::new(status(ctx)))),
+            other => Slot::Later(other),
+        })
+        .collect();
+    // All at once: a frame may carry many callers' operations (clients coalesce), so its
+    // reads must share a leadership round rather than wait for each other.
+    let pending = slots.into_iter().map(|slot| async move {
+        match slot {
+            Slot::Done(result) => Ready::Done(result),
+            Slot::Write(rx) => Ready::Done(match rx.await {
+                Ok(Ok((outcome, log_index))) => OpResult::Written { outcome, log_index },
+                Ok(Err(e)) => OpResult::Failed(e),
+                Err(_) => OpResult::Failed(ServerError::Unavailable {
+                    message: "node stopping".to_owned(),
+                }),
+            }),
+            Slot::Later(op) => handle_op(ctx, op).await,
+        }
+    });
+    futures_util::future::join_all(pending).await
+}
+
+/// The waiting part of one operation; a read ends ready to query the ledger.
+async fn handle_op(ctx: &Arc<NodeCtx>, op: Op) -> Ready {
+    let failed = |e| Ready::Done(OpResult::Failed(e));
+    match op {
+        Op::Read { query, consistency } => match read_ready(ctx, consistency).await {
+            Ok(()) => Ready::Query(query),
+            Err(e) => failed(e),
+        },
+        Op::Digest => {
+            if !ctx.is_ready() {
+                return failed(ServerError::NotReady);
+            }
+            let ledger = ctx.shared.ledger.read().expect("ledger lock poisoned");
+            Ready::Done(OpResult::Digest {
+                applied_index: ctx.shared.applied_index(),
+                digest: ledger.digest(),
+            })
+        }
+        Op::Admin(admin) => Ready::Done(crate::raft::membership::admin(ctx, admin).await),
+        Op::Write(_) | Op::Status | Op::Subscribe { .. } => failed(ServerError::Internal {
+            message: "operation routed wrongly".to_owned(),
+        }),
+    }
+}
+
+/// Waits until this node may answer a read of `consistency`: ready, and leading with a
+/// confirmed quorum (linearizable) or past the wanted index (at least).
+async fn read_ready(ctx: &Arc<NodeCtx>, consistency: Consistency) -> Result<(), ServerError> {
+    if !ctx.is_ready() {
+        return Err(ServerError::NotReady);
+    }
+    match consistency {
+        Consistency::Linearizable => {
+            if !ctx.consensus.is_leader() {
+                return Err(ctx.consensus.not_leader());
+            }
+            ctx.reads.wait().await
+        }
+        Consistency::Local => Ok(()),
+        Consistency::AtLeast(index) => {
+            let mut applied = ctx.shared.applied();
+            let reached = tokio::time::timeout(Duration::from_millis(READ_TIMEOUT_MS), async {
+                applied.wait_for(|a| *a >= index).await.is_ok()
+            })
+            .await;
+            match reached {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(ServerError::Unavailable {
+                    message: "node stopping".to_owned(),
+                }),
+                Err(_) => Err(ServerError::Timeout),
+            }
+        }
+    }
+}
+
+/// Answers a query from the ledger as it is now (at least as new as when the read became
+/// ready: the applied state only moves forward). The read lock is held for the query only.
+fn answer(ctx: &NodeCtx, query: &Query) -> OpResult {
+    if !ctx.shared.is_ready() {
+        return OpResult::Failed(ServerError::NotReady);
+    }
+    let answer = {
+        let ledger = ctx.shared.ledger.read().expect("ledger lock poisoned");
+        ledger.query(query, ctx.clock.now_ms())
+    };
+    OpResult::Read {
+        answer,
+        applied_index: ctx.shared.applied_index(),
+    }
+}

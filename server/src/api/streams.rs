@@ -1,0 +1,140 @@
+//! A client stream: frames read under byte budgets, handled concurrently, replies queued
+//! through the stream's outbox.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use protocol::{ClientFrame, Op, OpResult, ServerError, ServerMessage};
+
+use super::{feed, ops, SMALL_FRAME_BYTES};
+use crate::node::NodeCtx;
+use crate::replies::{ConnectionReplies, Outbox};
+
+/// Reads the next frame of a stream; frames above [`SMALL_FRAME_BYTES`] first take their size
+/// from the connection's and the node's byte budgets (released once read).
+async fn read_budgeted(
+    recv: &mut quinn::RecvStream,
+    connection: &Arc<Semaphore>,
+    node: &Arc<Semaphore>,
+) -> Result<Option<Vec<u8>>, protocol::FrameError> {
+    let Some(prefix) = protocol::read_prefix(recv).await? else {
+        return Ok(None);
+    };
+    let total = protocol::frame_len(&prefix, protocol::FRAME_BYTES_MAX)?;
+    if total <= SMALL_FRAME_BYTES {
+        // Ordinary requests: not queued behind big frames. What they can hold is bounded by
+        // streams x this size, and grows only with bytes that actually arrive.
+        return protocol::read_rest(recv, prefix, total).await.map(Some);
+    }
+    let kib = u32::try_from(total.div_ceil(1024)).unwrap_or(u32::MAX);
+    let closed = |_| protocol::FrameError::Io("node stopping".to_owned());
+    let _connection = connection
+        .clone()
+        .acquire_many_owned(kib)
+        .await
+        .map_err(closed)?;
+    let _node = node.clone().acquire_many_owned(kib).await.map_err(closed)?;
+    protocol::read_rest(recv, prefix, total).await.map(Some)
+}
+
+/// Serves one stream: reads frames while the stream has room for a reply (backpressure),
+/// processes them concurrently, and writes their replies through the stream's outbox.
+pub(super) async fn serve_stream(
+    send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    ctx: Arc<NodeCtx>,
+    budget: Arc<Semaphore>,
+    replies: Arc<ConnectionReplies>,
+) {
+    let (outbox, writer) = Outbox::new(replies);
+    let writer = tokio::spawn(writer.run(send));
+    let inflight = Arc::new(Semaphore::new(protocol::FRAMES_IN_FLIGHT_PER_STREAM_MAX));
+    let mut subscribed = false;
+    // No next frame while the stream has no room for its reply: the client's unread replies
+    // stop its requests, through QUIC flow control.
+    while outbox.room().await.is_some() {
+        let (frame, len) = match next_frame(&mut recv, &budget, &ctx).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(e) => {
+                protocol_error(&outbox, &e).await;
+                break;
+            }
+        };
+        if ctx.replies.over_budget() {
+            ctx.replies.shed();
+            let results = vec![OpResult::Failed(ServerError::Busy); frame.ops.len()];
+            reply(&outbox, frame.id, results).await;
+            continue;
+        }
+        if let Some(since) = frame.ops.iter().find_map(|op| match op {
+            Op::Subscribe { since } => Some(*since),
+            _ => None,
+        }) {
+            subscribed = feed::subscribe(&ctx, &outbox, frame, since, subscribed).await;
+            continue;
+        }
+        let Ok(permit) = inflight.clone().acquire_owned().await else {
+            break;
+        };
+        let (ctx, outbox) = (ctx.clone(), outbox.clone());
+        tokio::spawn(async move {
+            let per_op = len / frame.ops.len().max(1);
+            let ready = ops::handle_ops(&ctx, frame.ops, per_op).await;
+            // Room first, then the ledger: a reply that waits for room holds no memory.
+            if let Some(room) = outbox.room().await {
+                let results = ready.into_iter().map(|r| r.answer(&ctx)).collect();
+                let id = frame.id;
+                outbox.send(room, &ServerMessage::Reply { id, results });
+            }
+            drop(permit);
+        });
+    }
+    let _ = recv.stop(0u32.into());
+    drop(outbox);
+    let _ = writer.await;
+}
+
+/// Reads and decodes a stream's next frame and its length in bytes; `Ok(None)` at a clean end
+/// of the stream.
+async fn next_frame(
+    recv: &mut quinn::RecvStream,
+    budget: &Arc<Semaphore>,
+    ctx: &NodeCtx,
+) -> Result<Option<(ClientFrame, usize)>, protocol::FrameError> {
+    let Some(bytes) = read_budgeted(recv, budget, &ctx.frame_budget).await? else {
+        return Ok(None);
+    };
+    let frame = protocol::parse::<ClientFrame>(&bytes)?;
+    if frame.ops.len() > protocol::OPS_PER_FRAME_MAX {
+        return Err(protocol::FrameError::Malformed(format!(
+            "{} operations in one frame (at most {})",
+            frame.ops.len(),
+            protocol::OPS_PER_FRAME_MAX
+        )));
+    }
+    Ok(Some((frame, bytes.len())))
+}
+
+/// Queues a reply once there is room for it.
+pub(super) async fn reply(outbox: &Outbox, id: u64, results: Vec<OpResult>) {
+    if let Some(room) = outbox.room().await {
+        outbox.send(room, &ServerMessage::Reply { id, results });
+    }
+}
+
+/// Tells the client why its stream ends (a frame it could not read); an IO error needs no
+/// answer.
+async fn protocol_error(outbox: &Outbox, e: &protocol::FrameError) {
+    let Some(code) = e.code() else { return };
+    tracing::debug!(error = %e, "protocol error on a client stream");
+    let message = ServerMessage::ProtocolError {
+        code,
+        message: e.to_string(),
+        supported_versions: protocol::SUPPORTED_VERSIONS.to_vec(),
+    };
+    if let Some(room) = outbox.room().await {
+        outbox.send(room, &message);
+    }
+}

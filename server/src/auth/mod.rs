@@ -1,0 +1,238 @@
+//! Who may do what (SPEC section 7): the one place where a principal's request is allowed or
+//! refused, before it reaches the proposer or the ledger.
+//!
+//! [`authorize`] is a pure function of (principal, operation). Most operations are decided by
+//! what they name: a reservation's channel, the locations of a stock write. A few name only an
+//! object (extend or release a hold, cancel or pick up an order, receive a transfer): for those
+//! it answers [`Access::Lookup`], and [`check_lookup`] decides from the object as the ledger
+//! holds it (its channel, or the locations it touches), again a pure function of its inputs.
+//! An object that does not exist is allowed through: the engine answers `not_found` as it
+//! would to anyone allowed to write.
+//!
+//! Scope rules, per role:
+//! - `reader`: queries, the change feed, status and digests; no write.
+//! - `checkout`: reader + `reserve`, `extend`, `release` and `place_order` whose channel (the
+//!   request's, or the hold's) is one of its channels.
+//! - `store`: reader + stock writes, `sell`, holds and orders on channel `pos`, fulfilment,
+//!   cancellation, reallocation, pickups, returns and transfers, where every location the write
+//!   names or touches is one of its locations (a group or `all` is refused: the engine could
+//!   source elsewhere). A transfer is the two ends' joint work: the sending store ships
+//!   (`from` is its own), the receiving store receives (`to` is its own).
+//! - `ops`: every ledger write. `admin`: ops + membership and credentials.
+
+use engine::{Answer, ChannelId, Command, Ledger, LocationId, OrderId, OrderSource, Query};
+use engine::{ReservationId, Target, TransferId};
+use pki::{ClientRole, Principal};
+use protocol::Op;
+
+/// The channel of counter sales: the only one a `store` identity sells on.
+pub const STORE_CHANNEL: &str = "pos";
+
+/// Whether an operation may run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// It may.
+    Allowed,
+    /// It may not, and why (the text of the `forbidden` answer).
+    Denied(String),
+    /// It may if the named object passes [`check_lookup`].
+    Lookup(Lookup),
+}
+
+/// An object whose facts decide an operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The hold's channel must be one of the principal's (checkout).
+    HoldChannel(ReservationId),
+    /// The hold's locations must all be the principal's (store).
+    HoldLocations(ReservationId),
+    /// The order's locations must all be the principal's (store).
+    OrderLocations(OrderId),
+    /// The transfer's destination must be the principal's (store).
+    TransferTo(TransferId),
+}
+
+fn denied(p: &Principal, what: impl std::fmt::Display) -> Access {
+    Access::Denied(format!("{} (role {}) may not {what}", p.name, p.role))
+}
+
+/// Decides an operation from what it names (module documentation).
+pub fn authorize(p: &Principal, op: &Op) -> Access {
+    match op {
+        Op::Read { .. } | Op::Status | Op::Digest | Op::Subscribe { .. } => Access::Allowed,
+        Op::Admin(_) if p.role == ClientRole::Admin => Access::Allowed,
+        Op::Admin(_) => denied(p, "change cluster membership"),
+        Op::Write(request) => match p.role {
+            ClientRole::Ops | ClientRole::Admin => Access::Allowed,
+            ClientRole::Reader => denied(p, "write"),
+            ClientRole::Checkout => checkout(p, &request.command),
+            ClientRole::Store => store(p, &request.command),
+        },
+    }
+}
+
+fn checkout(p: &Principal, command: &Command) -> Access {
+    let channel = |c: &ChannelId| {
+        if p.channels.iter().any(|own| *own == c.0) {
+            Access::Allowed
+        } else {
+            denied(p, format_args!("sell on channel {}", c.0))
+        }
+    };
+    match command {
+        Command::Reserve { channel: c, .. } => channel(c),
+        Command::PlaceOrder {
+            source: OrderSource::Lines { channel: c, .. },
+            ..
+        } => channel(c),
+        Command::PlaceOrder {
+            source: OrderSource::Reservation(id),
+            ..
+        }
+        | Command::Extend {
+            reservation: id, ..
+        }
+        | Command::Release { reservation: id } => Access::Lookup(Lookup::HoldChannel(id.clone())),
+        other => denied(p, command_name(other)),
+    }
+}
+
+fn store(p: &Principal, command: &Command) -> Access {
+    let own = |l: &LocationId| p.locations.iter().any(|o| *o == l.0);
+    let at = |locations: &[&LocationId]| match locations.iter().find(|l| !own(l)) {
+        None => Access::Allowed,
+        Some(l) => denied(p, format_args!("act at location {}", l.0)),
+    };
+    let sale = |c: &ChannelId, targets: Vec<&Target>| {
+        if c.0 != STORE_CHANNEL {
+            return denied(
+                p,
+                format_args!("sell on channel {} (stores sell on pos)", c.0),
+            );
+        }
+        let mut located = Vec::new();
+        for target in targets {
+            match target {
+                Target::Location(l) => located.push(l),
+                Target::Group(_) | Target::All => {
+                    return denied(p, "source from a group or all locations")
+                }
+            }
+        }
+        at(&located)
+    };
+    match command {
+        Command::SetOnHand { location, .. }
+        | Command::Adjust { location, .. }
+        | Command::SetSafetyStock { location, .. }
+        | Command::MarkUnavailable { location, .. }
+        | Command::RestoreUnavailable { location, .. }
+        | Command::Sell { location, .. } => at(&[location]),
+        Command::Reserve { channel, lines, .. }
+        | Command::PlaceOrder {
+            source: OrderSource::Lines { channel, lines },
+            ..
+        } => sale(channel, lines.iter().map(|l| &l.target).collect()),
+        Command::PlaceOrder {
+            source: OrderSource::Reservation(id),
+            ..
+        }
+        | Command::Extend {
+            reservation: id, ..
+        }
+        | Command::Release { reservation: id } => Access::Lookup(Lookup::HoldLocations(id.clone())),
+        Command::Fulfil { lines, .. }
+        | Command::Cancel {
+            lines: Some(lines), ..
+        } => at(&lines.iter().map(|l| &l.location).collect::<Vec<_>>()),
+        Command::Cancel { order, lines: None }
+        | Command::ReadyForPickup { order }
+        | Command::PickedUp { order } => Access::Lookup(Lookup::OrderLocations(order.clone())),
+        Command::Reallocate { from, to, .. } => at(&[from, to]),
+        Command::Return { lines, .. } => {
+            at(&lines.iter().map(|l| &l.received_at).collect::<Vec<_>>())
+        }
+        Command::ShipTransfer { from, .. } => at(&[from]),
+        Command::ReceiveTransfer { transfer, .. } => {
+            Access::Lookup(Lookup::TransferTo(transfer.clone()))
+        }
+        other => denied(p, command_name(other)),
+    }
+}
+
+/// Decides a [`Lookup`] from the ledger as of `now_ms`; `Err` is the `forbidden` text.
+pub fn check_lookup(
+    p: &Principal,
+    lookup: &Lookup,
+    ledger: &Ledger,
+    now_ms: u64,
+) -> Result<(), String> {
+    let own_location = |l: &LocationId| p.locations.iter().any(|o| *o == l.0);
+    let refuse = |what: String| Err(format!("{} (role {}) may not {what}", p.name, p.role));
+    let answer = |query: Query| ledger.query(&query, now_ms).ok();
+    match lookup {
+        Lookup::HoldChannel(id) => match answer(Query::Reservation(id.clone())) {
+            Some(Answer::Reservation(hold)) if !p.channels.iter().any(|c| *c == hold.channel.0) => {
+                refuse(format!("act on a hold of channel {}", hold.channel.0))
+            }
+            _ => Ok(()),
+        },
+        Lookup::HoldLocations(id) => match answer(Query::Reservation(id.clone())) {
+            Some(Answer::Reservation(hold)) => {
+                match hold.lines.iter().find(|l| !own_location(&l.location)) {
+                    Some(line) => refuse(format!("act on a hold at location {}", line.location.0)),
+                    None => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        },
+        Lookup::OrderLocations(id) => match answer(Query::Order(id.clone())) {
+            Some(Answer::Order(order)) => {
+                match order.lines.iter().find(|l| !own_location(&l.location)) {
+                    Some(line) => refuse(format!(
+                        "act on an order line at location {}",
+                        line.location.0
+                    )),
+                    None => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        },
+        Lookup::TransferTo(id) => match answer(Query::Transfer(id.clone())) {
+            Some(Answer::Transfer(t)) if !own_location(&t.to) => {
+                refuse(format!("receive a transfer to location {}", t.to.0))
+            }
+            _ => Ok(()),
+        },
+    }
+}
+
+/// A command's name in SPEC section 3's words, for `forbidden` texts.
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::DefineLocation(_) => "define_location",
+        Command::DefineGroup { .. } => "define_group",
+        Command::DefineSku { .. } => "define_sku",
+        Command::SetOnHand { .. } => "set_on_hand",
+        Command::Adjust { .. } => "adjust",
+        Command::SetSafetyStock { .. } => "set_safety_stock",
+        Command::MarkUnavailable { .. } => "mark_unavailable",
+        Command::RestoreUnavailable { .. } => "restore_unavailable",
+        Command::Sell { .. } => "sell",
+        Command::Reserve { .. } => "reserve",
+        Command::Extend { .. } => "extend",
+        Command::Release { .. } => "release",
+        Command::PlaceOrder { .. } => "place_order",
+        Command::Fulfil { .. } => "fulfil",
+        Command::Cancel { .. } => "cancel",
+        Command::Reallocate { .. } => "reallocate",
+        Command::ReadyForPickup { .. } => "ready_for_pickup",
+        Command::PickedUp { .. } => "picked_up",
+        Command::Return { .. } => "return",
+        Command::ShipTransfer { .. } => "ship_transfer",
+        Command::ReceiveTransfer { .. } => "receive_transfer",
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,411 @@
+//! Every role against every operation (SPEC section 7), as a table.
+
+use engine::{
+    BatchHeader, ChannelId, Command, Config, Disposition, Fulfilment, Ledger, Line, LocatedLine,
+    LocationDef, LocationId, LocationKind, OrderId, OrderSource, Query, Reason, Request, RequestId,
+    ReservationId, ReturnLine, RmaId, SkuId, Target, TransferId,
+};
+use pki::{ClientRole, Principal};
+use protocol::{AdminOp, Consistency, Op};
+
+use super::*;
+
+fn principal(role: ClientRole) -> Principal {
+    Principal {
+        name: format!("{role}-1"),
+        role,
+        channels: vec!["web".to_owned()],
+        locations: vec!["store-1".to_owned()],
+        credential_id: "00".to_owned(),
+        expires_at_ms: u64::MAX,
+    }
+}
+
+fn loc(s: &str) -> LocationId {
+    LocationId(s.to_owned())
+}
+
+fn sku() -> SkuId {
+    SkuId("A".to_owned())
+}
+
+fn line(target: Target) -> Vec<Line> {
+    vec![Line {
+        sku: sku(),
+        target,
+        qty: 1,
+    }]
+}
+
+fn located(at: &str) -> Vec<LocatedLine> {
+    vec![LocatedLine {
+        sku: sku(),
+        location: loc(at),
+        qty: 1,
+    }]
+}
+
+fn reserve(channel: &str, target: Target) -> Command {
+    Command::Reserve {
+        reservation: ReservationId("r1".to_owned()),
+        channel: ChannelId(channel.to_owned()),
+        lines: line(target),
+        ttl_ms: 60_000,
+    }
+}
+
+fn direct_order(channel: &str, at: &str) -> Command {
+    Command::PlaceOrder {
+        order: OrderId("o1".to_owned()),
+        source: OrderSource::Lines {
+            channel: ChannelId(channel.to_owned()),
+            lines: line(Target::Location(loc(at))),
+        },
+        fulfilment: Fulfilment::Ship,
+    }
+}
+
+fn stock(at: &str) -> Command {
+    Command::Adjust {
+        sku: sku(),
+        location: loc(at),
+        delta: 1,
+        reason: Reason("count".to_owned()),
+    }
+}
+
+fn write(command: Command) -> Op {
+    Op::Write(Request {
+        request_id: RequestId(1),
+        command,
+    })
+}
+
+/// One row: an operation and what each role gets, in the order reader, checkout (channel
+/// `web`), store (location `store-1`), ops, admin. `A` allowed, `D` denied, `L` decided by
+/// the object (a [`Lookup`]).
+fn table() -> Vec<(&'static str, Op, &'static str)> {
+    let order = || OrderId("o1".to_owned());
+    let hold = || ReservationId("r1".to_owned());
+    let transfer = || TransferId("t1".to_owned());
+    let at = |s: &str| Target::Location(loc(s));
+    vec![
+        (
+            "read",
+            Op::Read {
+                query: Query::Order(order()),
+                consistency: Consistency::Local,
+            },
+            "AAAAA",
+        ),
+        ("status", Op::Status, "AAAAA"),
+        ("digest", Op::Digest, "AAAAA"),
+        ("subscribe", Op::Subscribe { since: 0 }, "AAAAA"),
+        (
+            "remove-node",
+            Op::Admin(AdminOp::RemoveNode { id: 2 }),
+            "DDDDA",
+        ),
+        (
+            "define_location",
+            write(Command::DefineLocation(LocationDef {
+                location: loc("store-1"),
+                kind: LocationKind::Store,
+                pickup: true,
+                coordinates: None,
+                channels: None,
+            })),
+            "DDDAA",
+        ),
+        (
+            "define_sku",
+            write(Command::DefineSku {
+                sku: sku(),
+                scale: 0,
+            }),
+            "DDDAA",
+        ),
+        ("adjust own", write(stock("store-1")), "DDAAA"),
+        ("adjust other", write(stock("store-2")), "DDDAA"),
+        (
+            "set_on_hand other",
+            write(Command::SetOnHand {
+                sku: sku(),
+                location: loc("store-2"),
+                qty: 1,
+                reason: Reason("count".to_owned()),
+                expected: None,
+            }),
+            "DDDAA",
+        ),
+        (
+            "sell own",
+            write(Command::Sell {
+                sku: sku(),
+                location: loc("store-1"),
+                qty: 1,
+            }),
+            "DDAAA",
+        ),
+        ("reserve web", write(reserve("web", at("store-1"))), "DADAA"),
+        ("reserve app", write(reserve("app", at("store-1"))), "DDDAA"),
+        (
+            "reserve pos own",
+            write(reserve("pos", at("store-1"))),
+            "DDAAA",
+        ),
+        (
+            "reserve pos other",
+            write(reserve("pos", at("store-2"))),
+            "DDDAA",
+        ),
+        (
+            "reserve pos group",
+            write(reserve("pos", Target::All)),
+            "DDDAA",
+        ),
+        (
+            "extend",
+            write(Command::Extend {
+                reservation: hold(),
+                ttl_ms: 1,
+            }),
+            "DLLAA",
+        ),
+        (
+            "release",
+            write(Command::Release {
+                reservation: hold(),
+            }),
+            "DLLAA",
+        ),
+        (
+            "place from hold",
+            write(Command::PlaceOrder {
+                order: order(),
+                source: OrderSource::Reservation(hold()),
+                fulfilment: Fulfilment::Ship,
+            }),
+            "DLLAA",
+        ),
+        ("place web", write(direct_order("web", "store-2")), "DADAA"),
+        (
+            "place pos own",
+            write(direct_order("pos", "store-1")),
+            "DDAAA",
+        ),
+        (
+            "fulfil own",
+            write(Command::Fulfil {
+                order: order(),
+                lines: located("store-1"),
+            }),
+            "DDAAA",
+        ),
+        (
+            "fulfil other",
+            write(Command::Fulfil {
+                order: order(),
+                lines: located("store-2"),
+            }),
+            "DDDAA",
+        ),
+        (
+            "cancel lines own",
+            write(Command::Cancel {
+                order: order(),
+                lines: Some(located("store-1")),
+            }),
+            "DDAAA",
+        ),
+        (
+            "cancel whole",
+            write(Command::Cancel {
+                order: order(),
+                lines: None,
+            }),
+            "DDLAA",
+        ),
+        (
+            "ready_for_pickup",
+            write(Command::ReadyForPickup { order: order() }),
+            "DDLAA",
+        ),
+        (
+            "picked_up",
+            write(Command::PickedUp { order: order() }),
+            "DDLAA",
+        ),
+        (
+            "reallocate in",
+            write(Command::Reallocate {
+                order: order(),
+                sku: sku(),
+                from: loc("store-2"),
+                to: loc("store-1"),
+                qty: 1,
+            }),
+            "DDDAA",
+        ),
+        (
+            "return own",
+            write(Command::Return {
+                rma: RmaId("m1".to_owned()),
+                order: order(),
+                lines: vec![ReturnLine {
+                    sku: sku(),
+                    qty: 1,
+                    received_at: loc("store-1"),
+                    disposition: Disposition::Restock,
+                }],
+            }),
+            "DDAAA",
+        ),
+        (
+            "ship from own",
+            write(Command::ShipTransfer {
+                transfer: transfer(),
+                sku: sku(),
+                from: loc("store-1"),
+                to: loc("store-2"),
+                qty: 1,
+            }),
+            "DDAAA",
+        ),
+        (
+            "ship from other",
+            write(Command::ShipTransfer {
+                transfer: transfer(),
+                sku: sku(),
+                from: loc("store-2"),
+                to: loc("store-1"),
+                qty: 1,
+            }),
+            "DDDAA",
+        ),
+        (
+            "receive",
+            write(Command::ReceiveTransfer {
+                transfer: transfer(),
+                received: 1,
+                damaged: 0,
+            }),
+            "DDLAA",
+        ),
+    ]
+}
+
+#[test]
+fn every_role_against_every_operation() {
+    let mut wrong = Vec::new();
+    for (name, op, expected) in table() {
+        for (role, want) in ClientRole::ALL.into_iter().zip(expected.chars()) {
+            let got = match authorize(&principal(role), &op) {
+                Access::Allowed => 'A',
+                Access::Denied(_) => 'D',
+                Access::Lookup(_) => 'L',
+            };
+            if got != want {
+                wrong.push(format!("{name} as {role}: {got}, expected {want}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn the_table_covers_every_command() {
+    let named: std::collections::BTreeSet<&str> = table()
+        .iter()
+        .filter_map(|(_, op, _)| match op {
+            Op::Write(r) => Some(command_name(&r.command)),
+            _ => None,
+        })
+        .collect();
+    // Commands with the same rule as one in the table: restore/mark/safety stock as adjust,
+    // define_group as define_sku.
+    let same_rule = [
+        "set_safety_stock",
+        "mark_unavailable",
+        "restore_unavailable",
+        "define_group",
+    ];
+    assert_eq!(named.len() + same_rule.len(), 21, "{named:?}");
+}
+
+fn apply(ledger: &mut Ledger, index: u64, commands: Vec<Command>) {
+    let requests: Vec<Request> = commands
+        .into_iter()
+        .enumerate()
+        .map(|(i, command)| Request {
+            request_id: RequestId(u128::from(index) * 1_000 + i as u128),
+            command,
+        })
+        .collect();
+    let outcomes = ledger.apply(
+        BatchHeader {
+            log_index: index,
+            timestamp_ms: 1_000,
+        },
+        &requests,
+    );
+    assert!(outcomes.iter().all(|o| o.is_ok()), "{outcomes:?}");
+}
+
+#[test]
+fn lookups_decide_by_the_object() {
+    let mut ledger = Ledger::new(Config::default());
+    let define = |l: &str| {
+        Command::DefineLocation(LocationDef {
+            location: loc(l),
+            kind: LocationKind::Store,
+            pickup: true,
+            coordinates: None,
+            channels: None,
+        })
+    };
+    apply(
+        &mut ledger,
+        1,
+        vec![
+            define("store-1"),
+            define("store-2"),
+            stock("store-1"),
+            stock("store-2"),
+        ],
+    );
+    let hold = |id: &str, channel: &str, at: &str| Command::Reserve {
+        reservation: ReservationId(id.to_owned()),
+        channel: ChannelId(channel.to_owned()),
+        lines: line(Target::Location(loc(at))),
+        ttl_ms: 60_000,
+    };
+    apply(
+        &mut ledger,
+        2,
+        vec![
+            hold("web-1", "web", "store-1"),
+            hold("pos-2", "pos", "store-2"),
+        ],
+    );
+    let check =
+        |role, lookup: Lookup| check_lookup(&principal(role), &lookup, &ledger, 1_000).is_ok();
+    let id = |s: &str| ReservationId(s.to_owned());
+    assert!(check(
+        ClientRole::Checkout,
+        Lookup::HoldChannel(id("web-1"))
+    ));
+    assert!(!check(
+        ClientRole::Checkout,
+        Lookup::HoldChannel(id("pos-2"))
+    ));
+    assert!(check(ClientRole::Store, Lookup::HoldLocations(id("web-1"))));
+    assert!(!check(
+        ClientRole::Store,
+        Lookup::HoldLocations(id("pos-2"))
+    ));
+    assert!(
+        check(ClientRole::Store, Lookup::HoldLocations(id("missing"))),
+        "not_found is the engine's"
+    );
+}

@@ -1,0 +1,298 @@
+//! The node's view of Raft: the one handle the rest of the server holds.
+//!
+//! Everything outside `raft/` asks [`Consensus`] questions in stockd's words (who leads, is
+//! this node leading, what is its role) and never sees an openraft type: a move to another
+//! openraft version, or another Raft, stays inside this module tree.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{BasicNode, ServerState};
+use tokio::sync::watch;
+
+use protocol::{NodeAddr, Role, ServerError};
+
+use super::election::Election;
+use super::log_store::LogStore;
+use super::network::{Faults, Network};
+use super::state_machine::StateMachine;
+use super::{NodeId, Raft};
+
+/// Raft entries in one AppendEntries RPC (each entry is one batch of up to 1 MiB).
+pub const ENTRIES_PER_APPEND_MAX: u64 = 16;
+/// Bytes of one snapshot chunk sent to a follower.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+
+const _: () = assert!(
+    (ENTRIES_PER_APPEND_MAX as usize) * 2 * super::proposer::BATCH_BYTES_MAX
+        < protocol::PEER_FRAME_BYTES_MAX
+);
+const _: () = assert!(SNAPSHOT_CHUNK_BYTES * 2 < protocol::PEER_FRAME_BYTES_MAX);
+
+/// Raft timing, ms, and the snapshot and membership thresholds that go with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftTimings {
+    /// Leader heartbeat interval.
+    pub heartbeat_ms: u64,
+    /// Election timeout, lower bound.
+    pub election_min_ms: u64,
+    /// Election timeout, upper bound.
+    pub election_max_ms: u64,
+    /// Entries between snapshots.
+    pub snapshot_every: u64,
+    /// Entries kept in the log behind a snapshot.
+    pub log_kept: u64,
+    /// How long `add-node` waits for a learner to catch up before answering with its state
+    /// (it promotes the learner if it caught up meanwhile).
+    pub add_node_catch_up_ms: u64,
+}
+
+impl Default for RaftTimings {
+    fn default() -> Self {
+        RaftTimings {
+            heartbeat_ms: 100,
+            election_min_ms: 400,
+            election_max_ms: 800,
+            snapshot_every: super::snapshots::SNAPSHOT_EVERY_ENTRIES_DEFAULT,
+            log_kept: super::snapshots::LOG_KEPT_BEHIND_SNAPSHOT,
+            add_node_catch_up_ms: super::membership::ADD_NODE_WAIT_MS_DEFAULT,
+        }
+    }
+}
+
+/// What Raft is built from.
+pub struct ConsensusParts {
+    /// This node's id (> 0).
+    pub id: NodeId,
+    /// Raft timing.
+    pub timings: RaftTimings,
+    /// The QUIC network to the other nodes.
+    pub network: Network,
+    /// The log on disk.
+    pub log: LogStore,
+    /// The state machine, restored from the newest snapshot.
+    pub state_machine: StateMachine,
+}
+
+/// Why Raft could not start or a cluster could not be initialised.
+#[derive(Debug)]
+pub enum ConsensusError {
+    /// The timings are inconsistent (e.g. heartbeat not below the election timeout).
+    Config(String),
+    /// Raft failed to start (its storage could not be read).
+    Start(String),
+    /// `initialize` failed: the node is not pristine, or its storage failed.
+    Initialize(String),
+}
+
+impl std::fmt::Display for ConsensusError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConsensusError::Config(e) => write!(f, "raft configuration: {e}"),
+            ConsensusError::Start(e) => write!(f, "starting raft: {e}"),
+            ConsensusError::Initialize(e) => write!(f, "initialising the cluster: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ConsensusError {}
+
+/// Raft as this node sees it now: what `status` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsensusView {
+    /// Leader, follower, candidate, learner or shutdown (never `Removed`: the membership
+    /// module decides that).
+    pub role: Role,
+    /// Current term.
+    pub term: u64,
+    /// The leader this node knows, with its address.
+    pub leader: Option<NodeAddr>,
+    /// Voters and learners of the membership in effect.
+    pub members: Vec<NodeAddr>,
+    /// Index of the last entry in this node's log (0 if none).
+    pub last_log_index: u64,
+    /// Log index of the membership in effect (0 if none).
+    pub membership_index: u64,
+}
+
+/// The Raft handle of a node.
+#[derive(Clone)]
+pub struct Consensus {
+    id: NodeId,
+    raft: Raft,
+}
+
+impl Consensus {
+    /// Starts Raft with stockd's settings: elections are left to [`Election`] (pre-vote and
+    /// the recovery rules of ARCHITECTURE.md) and snapshots to [`super::snapshots`] (entries
+    /// and log bytes, staggered across nodes), so openraft's own are off.
+    pub async fn start(parts: ConsensusParts) -> Result<Consensus, ConsensusError> {
+        let t = parts.timings;
+        let config = openraft::Config {
+            cluster_name: "stockd".to_owned(),
+            heartbeat_interval: t.heartbeat_ms,
+            election_timeout_min: t.election_min_ms,
+            election_timeout_max: t.election_max_ms,
+            max_payload_entries: ENTRIES_PER_APPEND_MAX,
+            snapshot_policy: openraft::SnapshotPolicy::Never,
+            enable_elect: false,
+            max_in_snapshot_log_to_keep: t.log_kept,
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES as u64,
+            ..Default::default()
+        };
+        let config = config
+            .validate()
+            .map_err(|e| ConsensusError::Config(e.to_string()))?;
+        let raft = Raft::new(
+            parts.id,
+            Arc::new(config),
+            parts.network,
+            parts.log,
+            parts.state_machine,
+        )
+        .await
+        .map_err(|e| ConsensusError::Start(e.to_string()))?;
+        Ok(Consensus { id: parts.id, raft })
+    }
+
+    /// Initialises a new cluster with these voters if this node has never been part of one
+    /// (a restarted node ignores its `--peer` list: its log knows the members).
+    pub async fn initialize_if_pristine(&self, voters: &[NodeAddr]) -> Result<(), ConsensusError> {
+        if voters.is_empty() {
+            return Ok(());
+        }
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| ConsensusError::Initialize(e.to_string()))?;
+        if initialized {
+            return Ok(());
+        }
+        self.initialize(voters).await
+    }
+
+    /// Initialises a new cluster with these voters; this node must be pristine.
+    pub async fn initialize(&self, voters: &[NodeAddr]) -> Result<(), ConsensusError> {
+        self.raft
+            .initialize(basic_nodes(voters))
+            .await
+            .map_err(|e| ConsensusError::Initialize(e.to_string()))
+    }
+
+    /// Runs the election loop until `shutdown` (see [`Election::run`]).
+    pub fn spawn_elections(
+        &self,
+        election: Arc<Election>,
+        network: Network,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        tokio::spawn(election.run(self.raft.clone(), network, shutdown));
+    }
+
+    /// Serves a peer connection (Raft RPCs, pre-votes) until it closes.
+    pub async fn serve_peer(
+        &self,
+        conn: quinn::Connection,
+        faults: Arc<Faults>,
+        election: Arc<Election>,
+    ) {
+        super::network::serve_peer(conn, self.raft.clone(), faults, election).await;
+    }
+
+    /// The leader this node knows, if any.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// Whether this node believes it leads (a deposed leader may still think so: reads that
+    /// must be linearizable also pass the read barrier).
+    pub fn is_leader(&self) -> bool {
+        self.leader() == Some(self.id)
+    }
+
+    /// `not_leader`, naming the leader this node knows (with its address) so that the client
+    /// goes there.
+    pub fn not_leader(&self) -> ServerError {
+        super::proposer::not_leader(&self.raft, self.leader())
+    }
+
+    /// If this node leads but has heard from no majority for longer than `limit_ms`, for how
+    /// long (ms).
+    pub fn quorum_lost_ms(&self, limit_ms: u64) -> Option<u64> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        if metrics.current_leader != Some(self.id) {
+            return None;
+        }
+        let since = metrics.millis_since_quorum_ack?;
+        (since > limit_ms).then_some(since)
+    }
+
+    /// Role, term, leader, members and log position now.
+    pub fn view(&self) -> ConsensusView {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let addr = |id: NodeId, n: &BasicNode| NodeAddr {
+            id,
+            addr: n.addr.clone(),
+        };
+        ConsensusView {
+            role: role(metrics.state),
+            term: metrics.current_term,
+            leader: metrics
+                .current_leader
+                .and_then(|id| membership.get_node(&id).map(|n| addr(id, n))),
+            members: membership.nodes().map(|(id, n)| addr(*id, n)).collect(),
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+            membership_index: metrics.membership_config.log_id().map_or(0, |l| l.index),
+        }
+    }
+
+    /// Asks Raft to build a snapshot now; `false` if Raft has stopped.
+    pub async fn trigger_snapshot(&self) -> bool {
+        self.raft.trigger().snapshot().await.is_ok()
+    }
+
+    /// Stops Raft, waiting at most `limit` for its last log writes (on a disk that keeps
+    /// failing they never end; the node stops anyway and says so).
+    pub async fn shutdown(&self, limit: Duration, storage_error: Option<String>) {
+        match tokio::time::timeout(limit, self.raft.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "raft shutdown"),
+            Err(_) => tracing::error!(
+                storage_error = ?storage_error,
+                "raft did not stop within {} ms (its log cannot be written); stopping anyway",
+                limit.as_millis()
+            ),
+        }
+    }
+
+    /// The openraft handle, for the modules of `raft/` only.
+    pub(in crate::raft) fn raft(&self) -> &Raft {
+        &self.raft
+    }
+}
+
+fn basic_nodes(members: &[NodeAddr]) -> BTreeMap<NodeId, BasicNode> {
+    members
+        .iter()
+        .map(|m| {
+            let node = BasicNode {
+                addr: m.addr.clone(),
+            };
+            (m.id, node)
+        })
+        .collect()
+}
+
+fn role(state: ServerState) -> Role {
+    match state {
+        ServerState::Leader => Role::Leader,
+        ServerState::Follower => Role::Follower,
+        ServerState::Candidate => Role::Candidate,
+        ServerState::Learner => Role::Learner,
+        ServerState::Shutdown => Role::Shutdown,
+    }
+}
