@@ -11,6 +11,7 @@ use protocol::{NodeAddr, NodeStatus};
 use server::clock::Clock;
 use server::node::{Node, NodeConfig, RaftTimings};
 use server::raft::log_store::Durability;
+use tokio::runtime::RuntimeFlavor;
 
 use crate::error::Error;
 use crate::temp::TempDir;
@@ -228,12 +229,9 @@ impl Cluster {
         }
         let config = self.node_config(id, self.addrs[index(id)]);
         let every = Duration::from_millis(100);
-        let node = wait::poll(
-            Awaited::Restart(id),
-            Duration::from_secs(5),
-            every,
-            async || Node::start(config.clone()).await,
-        )
+        let node = wait::poll(Awaited::Restart(id), Duration::from_secs(5), every, || {
+            Node::start(config.clone())
+        })
         .await?;
         self.nodes[index(id)] = Some(node);
         Ok(())
@@ -303,14 +301,25 @@ impl Drop for Cluster {
         if nodes.is_empty() {
             return;
         }
-        // Stopping is asynchronous and Drop is not: the nodes stop on their own runtime and
-        // the directory goes after them. If that runtime is ending (the test returned), tokio
-        // drops this task instead, which drops the nodes' last handles and the directory.
-        self.runtime.spawn(async move {
+        let stop = async move {
             for node in nodes {
                 node.shutdown().await;
             }
+            // Only now: nodes still running would write into a directory being removed.
             drop(dir);
-        });
+        };
+        // Stopping is asynchronous and Drop is not. On a multi-thread runtime (every cluster
+        // test's, where a failing test drops its cluster) this thread may block while the
+        // workers stop the nodes. Elsewhere the nodes stop on their own runtime in the
+        // background; if that runtime is ending, tokio drops the task instead, which drops
+        // the nodes' last handles and then the directory.
+        match tokio::runtime::Handle::try_current() {
+            Ok(here) if here.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| here.block_on(stop));
+            }
+            _ => {
+                self.runtime.spawn(stop);
+            }
+        }
     }
 }

@@ -266,7 +266,8 @@ impl ProcessCluster {
             what: what.to_owned(),
         };
         let every = self.every(&awaited);
-        wait::poll(awaited, within, every, async || {
+        let ok = &ok;
+        wait::poll(awaited, within, every, move || async move {
             match self.status(id).await {
                 Some(status) if ok(&status) => Ok(status),
                 seen => Err(seen.map(|s| (s.role, s.ready, s.applied_index, s.health))),

@@ -54,7 +54,21 @@ impl Drop for TempDir {
         if self.keep_if_panicking && std::thread::panicking() {
             eprintln!("kept for inspection: {}", self.path.display());
         } else {
-            let _ = std::fs::remove_dir_all(&self.path);
+            remove(&self.path);
         }
     }
+}
+
+/// Removes `path`, trying again a few times: a process or thread that has just stopped may
+/// still have been creating files in it, which makes one pass fail with "not empty".
+fn remove(path: &Path) {
+    for _ in 0..5 {
+        match std::fs::remove_dir_all(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            _ => return,
+        }
+    }
+    eprintln!("could not remove {}", path.display());
 }

@@ -2,6 +2,7 @@
 //! polls a rule until it holds or time runs out.
 
 use std::fmt::Debug;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use protocol::{NodeStatus, Role};
@@ -118,11 +119,14 @@ pub fn agreed(digests: &[Option<Digest>]) -> Option<&Digest> {
 
 /// Calls `probe` every `every` until it returns `Ok`, or fails once `within` has passed,
 /// with the last `Err` (the state seen) in the timeout.
-pub(crate) async fn poll<T, S: Debug>(
+///
+/// `probe` returns a plain future rather than being an async closure: the futures of async
+/// closures are not provably `Send`, and a cluster must be startable from a spawned task.
+pub(crate) async fn poll<T, S: Debug, F: Future<Output = Result<T, S>>>(
     awaited: Awaited,
     within: Duration,
     every: Duration,
-    mut probe: impl AsyncFnMut() -> Result<T, S>,
+    mut probe: impl FnMut() -> F,
 ) -> Result<T, WaitTimeout> {
     let start = Instant::now();
     loop {
@@ -183,7 +187,8 @@ pub(crate) async fn wait_leader_where(
     accept: impl Fn(u64) -> bool,
 ) -> Result<u64, WaitTimeout> {
     let every = cluster.every(&awaited);
-    poll(awaited, within, every, async || {
+    let accept = &accept;
+    poll(awaited, within, every, move || async move {
         let statuses = cluster.statuses().await;
         match leader_of(&statuses, cluster.members()) {
             Some(id) if accept(id) => Ok(id),
@@ -199,7 +204,7 @@ pub(crate) async fn wait_converged(
     within: Duration,
 ) -> Result<Digest, WaitTimeout> {
     let every = cluster.every(&Awaited::Convergence);
-    poll(Awaited::Convergence, within, every, async || {
+    poll(Awaited::Convergence, within, every, move || async move {
         let digests = cluster.digests().await;
         agreed(&digests).cloned().ok_or(digests)
     })
@@ -299,13 +304,10 @@ mod tests {
             Awaited::Leader,
             Duration::from_secs(5),
             Duration::from_millis(1),
-            async || {
+            || {
                 calls += 1;
-                if calls < 3 {
-                    Err(calls)
-                } else {
-                    Ok("done")
-                }
+                let result = if calls < 3 { Err(calls) } else { Ok("done") };
+                std::future::ready(result)
             },
         )
         .await;
@@ -317,8 +319,8 @@ mod tests {
     async fn a_timeout_says_what_was_awaited_and_what_was_seen() {
         let within = Duration::from_millis(30);
         let every = Duration::from_millis(5);
-        let failed = poll(Awaited::Convergence, within, every, async || {
-            Err::<(), _>("digests differ")
+        let failed = poll(Awaited::Convergence, within, every, || {
+            std::future::ready(Err::<(), _>("digests differ"))
         })
         .await;
         let Err(timeout) = failed else {

@@ -2,6 +2,7 @@
 //! shut down, dropped on its runtime, or stopped from another thread.
 
 use std::net::UdpSocket;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use testkit::{BackgroundCluster, Cluster, ClusterConfig, Error};
@@ -40,6 +41,29 @@ fn a_dropped_cluster_stops_with_its_runtime() {
     drop(runtime);
     assert!(!root.exists(), "{} left behind", root.display());
     assert!(port_is_free(&addr), "{addr} still bound");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_dropped_by_a_failing_test_is_stopped_before_it_returns() {
+    let seen = Arc::new(Mutex::new(None));
+    let sink = seen.clone();
+    let failing = tokio::spawn(async move {
+        let cluster = Cluster::replicated(3).await.expect("cluster starts");
+        *sink.lock().expect("lock") = Some((cluster.root().to_owned(), cluster.addrs()));
+        panic!("a failing test (expected: this test checks what its cluster leaves)");
+    });
+    let outcome = failing.await;
+    assert!(outcome.is_err_and(|e| e.is_panic()));
+    let (root, addrs) = seen
+        .lock()
+        .expect("lock")
+        .take()
+        .expect("the cluster started");
+    // The unwind dropped the cluster: by now its nodes are stopped and its directory gone.
+    assert!(!root.exists(), "{} left behind", root.display());
+    for addr in addrs {
+        assert!(port_is_free(&addr), "{addr} still bound");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
