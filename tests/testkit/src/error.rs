@@ -7,9 +7,9 @@ use crate::wait::WaitTimeout;
 /// What went wrong in a testkit call.
 #[derive(Debug)]
 pub enum Error {
-    /// A directory could not be created or emptied.
+    /// A directory (or a node's log file in one) could not be created or emptied.
     Dir {
-        /// The directory.
+        /// The directory or file.
         path: PathBuf,
         /// The cause.
         source: std::io::Error,

@@ -132,12 +132,18 @@ impl ProcessCluster {
         }
     }
 
-    /// Starts (or restarts) node `id`; its output is appended to `n<id>.log` in the root.
+    /// Starts (or restarts) node `id`, which must not be running (a second process would
+    /// escape the cluster's Drop); its output is appended to `n<id>.log` in the root.
     pub fn spawn(&mut self, id: u64) -> Result<(), Error> {
+        if self.is_running(id) {
+            return Err(Error::Running(id));
+        }
         let log_path = self.root().join(format!("n{id}.log"));
         let open_log = || {
-            let file = std::fs::OpenOptions::new();
-            file.clone().create(true).append(true).open(&log_path)
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
         };
         let dir_error = |source| Error::Dir {
             path: log_path.clone(),
