@@ -9,7 +9,7 @@
 //! once and goes on with the first that answers; the leader, once found, is remembered across
 //! calls; a leader search asks every node at once and stops as soon as a node says it leads
 //! and a majority of its voters answered, without waiting for silent nodes; a node whose dial
-//! failed is not dialed again for [`crate::pool::DIAL_RETRY_MS`]; a node that answers
+//! failed is not dialed again for `pool::DIAL_RETRY_MS` (1 s); a node that answers
 //! `removed` is dropped from the list.
 //!
 //! Retrying ([`crate::retry`]): every attempt re-sends the SAME operations, so a write keeps
@@ -552,10 +552,7 @@ impl Client {
     ) -> Vec<Result<OpResult, ClientError>> {
         let start = Instant::now();
         let deadline = Duration::from_millis(self.inner.policy.deadline_ms);
-        let mut results: Vec<Option<Result<OpResult, ClientError>>> = vec![None; ops.len()];
-        let mut todo: Vec<usize> = (0..ops.len()).collect();
-        // The operations still to send when they are a strict subset of `ops`.
-        let mut subset: Option<Vec<Op>> = None;
+        let mut batch = Batch::new(ops);
         let mut redirect: Option<String> = None;
         let mut attempt: u32 = 0;
         loop {
@@ -566,36 +563,17 @@ impl Client {
             let timeout = attempt_timeout
                 .min(deadline.saturating_sub(start.elapsed()))
                 .max(Duration::from_millis(1));
-            let sent = subset.as_deref().unwrap_or(&ops);
             let queue_timeout = deadline.saturating_sub(start.elapsed());
-            let failure = match self.send(&node, sent, timeout, queue_timeout).await {
-                Ok(replies) => {
-                    let mut again = Vec::new();
-                    let mut first = None;
-                    for (&k, reply) in todo.iter().zip(replies) {
-                        match reply {
-                            OpResult::Failed(e) if retryable(&e) => {
-                                again.push(k);
-                                first.get_or_insert(e);
-                            }
-                            OpResult::Failed(e) => results[k] = Some(Err(ClientError::Server(e))),
-                            reply => results[k] = Some(Ok(reply)),
-                        }
-                    }
-                    let Some(first) = first else { break };
-                    if again.len() != todo.len() {
-                        subset = Some(again.iter().map(|&k| ops[k].clone()).collect());
-                    }
-                    todo = again;
-                    Failure::Server(first)
-                }
+            let sent = self.send(&node, batch.to_send(), timeout, queue_timeout);
+            let failure = match sent.await {
+                Ok(replies) => match batch.record(replies) {
+                    None => break,
+                    Some(first) => Failure::Server(first),
+                },
                 Err(CallError::Closed(why)) => Failure::Transport(why),
                 Err(CallError::NoReply) => Failure::NoReply,
                 Err(other) => {
-                    let error = ClientError::from_call(other);
-                    for &k in &todo {
-                        results[k] = Some(Err(error.clone()));
-                    }
+                    batch.fail(ClientError::from_call(other));
                     break;
                 }
             };
@@ -617,25 +595,13 @@ impl Client {
                     sleep_ms(jittered(delay_ms)).await;
                 }
                 Decision::GiveUp => {
-                    let error = match failure {
-                        Failure::Server(e) if !retryable(&e) => ClientError::Server(e),
-                        last => ClientError::GaveUp {
-                            attempts: attempt + 1,
-                            last,
-                        },
-                    };
-                    for &k in &todo {
-                        results[k] = Some(Err(error.clone()));
-                    }
+                    batch.fail(gave_up(failure, attempt + 1));
                     break;
                 }
             }
             attempt += 1;
         }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(ClientError::Unexpected("no result".into()))))
-            .collect()
+        batch.finish()
     }
 
     /// The retry policy's decision after attempt `attempt` at `node` failed, adjusted to the
@@ -1061,9 +1027,118 @@ async fn sleep_ms(ms: u64) {
     }
 }
 
+/// The operations of one call across its attempts: the final results so far, and which
+/// operations are still to send (always with the same request ids).
+struct Batch {
+    ops: Vec<Op>,
+    /// One slot per operation of `ops`, filled once its result is final.
+    results: Vec<Option<Result<OpResult, ClientError>>>,
+    /// Indexes into `ops` of the operations without a final result.
+    todo: Vec<usize>,
+    /// The operations still to send, when they are a strict subset of `ops`.
+    subset: Option<Vec<Op>>,
+}
+
+impl Batch {
+    fn new(ops: Vec<Op>) -> Batch {
+        Batch {
+            results: vec![None; ops.len()],
+            todo: (0..ops.len()).collect(),
+            ops,
+            subset: None,
+        }
+    }
+
+    /// What the next attempt sends.
+    fn to_send(&self) -> &[Op] {
+        self.subset.as_deref().unwrap_or(&self.ops)
+    }
+
+    /// Takes an attempt's replies (one per operation sent, in order): final ones are kept,
+    /// those failed with a retryable node error are sent again. Returns the first such error,
+    /// or `None` if every result is final.
+    fn record(&mut self, replies: Vec<OpResult>) -> Option<ServerError> {
+        let mut again = Vec::new();
+        let mut first = None;
+        for (&k, reply) in self.todo.iter().zip(replies) {
+            match reply {
+                OpResult::Failed(e) if retryable(&e) => {
+                    again.push(k);
+                    first.get_or_insert(e);
+                }
+                OpResult::Failed(e) => self.results[k] = Some(Err(ClientError::Server(e))),
+                reply => self.results[k] = Some(Ok(reply)),
+            }
+        }
+        if first.is_some() && again.len() != self.todo.len() {
+            self.subset = Some(again.iter().map(|&k| self.ops[k].clone()).collect());
+        }
+        self.todo = again;
+        first
+    }
+
+    /// Ends every operation still to send with `error`.
+    fn fail(&mut self, error: ClientError) {
+        for &k in &self.todo {
+            self.results[k] = Some(Err(error.clone()));
+        }
+    }
+
+    /// One result per operation, in order.
+    fn finish(self) -> Vec<Result<OpResult, ClientError>> {
+        self.results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(ClientError::Unexpected("no result".into()))))
+            .collect()
+    }
+}
+
+/// The error of a call the retry policy gave up on after `attempts`: a final node error as
+/// itself, anything else as [`ClientError::GaveUp`] with the last failure.
+fn gave_up(last: Failure, attempts: u32) -> ClientError {
+    match last {
+        Failure::Server(e) if !retryable(&e) => ClientError::Server(e),
+        last => ClientError::GaveUp { attempts, last },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_resends_only_its_retryable_failures_and_keeps_final_results() {
+        let ops = vec![Op::Status, Op::Digest, Op::Status];
+        let mut batch = Batch::new(ops.clone());
+        assert_eq!(batch.to_send(), &ops[..]);
+        let invalid = ServerError::InvalidOp {
+            message: "no".into(),
+        };
+        let first = batch.record(vec![
+            OpResult::AdminDone,
+            OpResult::Failed(ServerError::Busy),
+            OpResult::Failed(invalid.clone()),
+        ]);
+        assert_eq!(first, Some(ServerError::Busy));
+        assert_eq!(batch.to_send(), &[Op::Digest], "only the busy one again");
+        assert_eq!(
+            batch.record(vec![OpResult::Failed(ServerError::Timeout)]),
+            Some(ServerError::Timeout)
+        );
+        assert_eq!(batch.to_send(), &[Op::Digest]);
+        batch.fail(ClientError::Unexpected("gave up".into()));
+        assert_eq!(
+            batch.finish(),
+            vec![
+                Ok(OpResult::AdminDone),
+                Err(ClientError::Unexpected("gave up".into())),
+                Err(ClientError::Server(invalid)),
+            ]
+        );
+        let mut done = Batch::new(vec![Op::Status]);
+        assert_eq!(done.record(vec![OpResult::AdminDone]), None);
+        assert_eq!(done.finish(), vec![Ok(OpResult::AdminDone)]);
+    }
 
     fn status(id: u64, role: Role, term: u64, leader: Option<u64>, voters: &[u64]) -> NodeStatus {
         let addr = |id: u64| NodeAddr {

@@ -8,7 +8,8 @@
 //!
 //! Bounds: at most `frames_in_flight` calls wait for a reply (a semaphore; further callers
 //! queue for a permit), at most [`protocol::OPS_PER_FRAME_MAX`] operations per frame, at most
-//! [`protocol::FRAME_BYTES_MAX`] bytes per frame (checked by [`protocol::encode`]).
+//! [`protocol::FRAME_BYTES_MAX`] bytes per frame (checked by [`protocol::EncodedOps::encode`]
+//! and [`protocol::encode_client_frame`]: the protocol crate builds the frames).
 //!
 //! Coalescing (on for request streams): the writer task puts the operations of every call
 //! queued at that moment into ONE frame (up to the frame limits) and splits the reply's results
@@ -24,8 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use engine::query::ChangeEvent;
-use protocol::{Op, OpResult, ProtocolErrorCode, ServerMessage};
-use serde::Serialize;
+use protocol::{CoalescedFrame, EncodedOps, Op, OpResult, ProtocolErrorCode, ServerMessage};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -63,15 +63,6 @@ impl std::fmt::Display for CallError {
     }
 }
 
-/// The wire shape of [`protocol::ClientFrame`], borrowing its operations so that a retry
-/// re-encodes the same operations without cloning them. postcard encodes a struct as its
-/// fields in order and a slice like a `Vec`, so the bytes are identical (tested below).
-#[derive(Serialize)]
-struct FrameRef<'a> {
-    id: u64,
-    ops: &'a [Op],
-}
-
 /// What a subscription stream delivers to its [`crate::Subscription`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Feed {
@@ -89,8 +80,22 @@ pub(crate) enum Feed {
 
 type Waiter = oneshot::Sender<Result<Vec<OpResult>, CallError>>;
 
-/// The callers of one frame: how many operations each put in, in frame order.
-type Parts = Vec<(usize, Waiter)>;
+/// One caller's share of a frame.
+struct Part {
+    /// How many of the frame's operations are this caller's (`usize::MAX`: all of them).
+    ops: usize,
+    /// Where its results go.
+    waiter: Waiter,
+}
+
+/// The callers of one frame, in frame order.
+type Parts = Vec<Part>;
+
+/// A frame's callers that could not be registered because the channel closed.
+struct Refused {
+    why: CallError,
+    parts: Parts,
+}
 
 /// Frames waiting for their reply, and why the channel closed (once it has).
 #[derive(Default)]
@@ -120,8 +125,8 @@ impl Shared {
             pending.closed.get_or_insert(why.clone());
             std::mem::take(&mut pending.waiters)
         };
-        for (_, waiter) in waiters.into_values().flatten() {
-            let _ = waiter.send(Err(why.clone()));
+        for part in waiters.into_values().flatten() {
+            let _ = part.waiter.send(Err(why.clone()));
         }
     }
 
@@ -133,34 +138,38 @@ impl Shared {
         let Some(parts) = self.lock().waiters.remove(&id) else {
             return;
         };
-        if let [(_, _)] = parts.as_slice() {
-            if let Some((_, waiter)) = parts.into_iter().next() {
-                let _ = waiter.send(Ok(results));
+        if let [_] = parts.as_slice() {
+            // The only caller takes every result, whatever their number.
+            if let Some(part) = parts.into_iter().next() {
+                let _ = part.waiter.send(Ok(results));
             }
             return;
         }
         let mut results = results.into_iter();
-        for (count, waiter) in parts {
-            let share: Vec<OpResult> = results.by_ref().take(count).collect();
-            let _ = waiter.send(Ok(share));
+        for part in parts {
+            let share: Vec<OpResult> = results.by_ref().take(part.ops).collect();
+            let _ = part.waiter.send(Ok(share));
         }
     }
 
     /// Registers a frame's callers, unless the channel closed. Frames whose callers all gave
     /// up stay until their reply or the end of the stream; past `cap` entries the oldest is
     /// dropped (its callers, if any still wait, see the stream as closed).
-    fn register(&self, id: u64, parts: Parts, cap: usize) -> Result<(), (CallError, Parts)> {
+    fn register(&self, id: u64, parts: Parts, cap: usize) -> Result<(), Refused> {
         let mut pending = self.lock();
         if let Some(why) = &pending.closed {
-            return Err((why.clone(), parts));
+            return Err(Refused {
+                why: why.clone(),
+                parts,
+            });
         }
         pending.waiters.insert(id, parts);
         while pending.waiters.len() > cap {
             let Some((_, dropped)) = pending.waiters.pop_first() else {
                 break;
             };
-            for (_, waiter) in dropped {
-                let _ = waiter.send(Err(CallError::Closed(
+            for part in dropped {
+                let _ = part.waiter.send(Err(CallError::Closed(
                     "too many frames without a reply".into(),
                 )));
             }
@@ -184,19 +193,14 @@ impl Drop for Forget<'_> {
 /// Frames coalesced into one write by the writer task, bytes.
 const COALESCE_BYTES: usize = 64 << 10;
 
-/// Room kept in a coalesced frame for its header (length, version, id, count), bytes.
-const FRAME_HEADER_BYTES_MAX: usize = 4 + 2 + 10 + 10;
-
 /// What callers hand the writer task.
 enum Outgoing {
     /// A whole frame, already encoded with its id (coalescing off).
     Frame(Vec<u8>),
-    /// One call's operations, each postcard-encoded, to be put into the next frame.
+    /// One call's operations, encoded, to be put into the next frame.
     Ops {
-        /// The operations' encodings, concatenated.
-        bytes: Vec<u8>,
-        /// How many operations.
-        count: usize,
+        /// The operations.
+        ops: EncodedOps,
         /// Where the call's results go.
         waiter: Waiter,
     },
@@ -292,24 +296,16 @@ impl Channel {
                 protocol::OPS_PER_FRAME_MAX
             )));
         }
+        let too_large =
+            |e: protocol::FrameError| CallError::Limit(format!("{e} (FRAME_BYTES_MAX)"));
         let message = if self.coalesce {
-            let mut bytes = Vec::new();
-            for op in ops {
-                bytes = postcard::to_extend(op, bytes)
-                    .map_err(|e| CallError::Limit(format!("operation does not encode: {e}")))?;
-            }
-            if bytes.len() + FRAME_HEADER_BYTES_MAX > protocol::FRAME_BYTES_MAX {
-                return Err(CallError::Limit(format!(
-                    "{} bytes of operations exceed FRAME_BYTES_MAX",
-                    bytes.len()
-                )));
-            }
-            Message::Ops(bytes)
+            Message::Ops(EncodedOps::encode(ops).map_err(too_large)?)
         } else {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            let bytes = protocol::encode(&FrameRef { id, ops })
-                .map_err(|e| CallError::Limit(format!("{e} (FRAME_BYTES_MAX)")))?;
-            Message::Frame(id, bytes)
+            Message::Frame(
+                id,
+                protocol::encode_client_frame(id, ops).map_err(too_large)?,
+            )
         };
         let _permit = tokio::time::timeout(queue_timeout, self.in_flight.acquire())
             .await
@@ -318,7 +314,7 @@ impl Channel {
         let exchange = async {
             match message {
                 Message::Frame(id, bytes) => self.exchange(id, bytes).await,
-                Message::Ops(bytes) => self.exchange_ops(bytes, ops.len()).await,
+                Message::Ops(encoded) => self.exchange_ops(encoded).await,
             }
         };
         match tokio::time::timeout(timeout, exchange).await {
@@ -340,7 +336,13 @@ impl Channel {
             if let Some(why) = &pending.closed {
                 return Err(why.clone());
             }
-            pending.waiters.insert(id, vec![(usize::MAX, tx)]);
+            pending.waiters.insert(
+                id,
+                vec![Part {
+                    ops: usize::MAX,
+                    waiter: tx,
+                }],
+            );
         }
         let _forget = Forget {
             shared: &self.shared,
@@ -356,17 +358,13 @@ impl Channel {
 
     /// Queues encoded operations for the writer, which gives them a frame (and an id) and
     /// registers the call; the results come back through `waiter`.
-    async fn exchange_ops(&self, bytes: Vec<u8>, count: usize) -> Result<Vec<OpResult>, CallError> {
+    async fn exchange_ops(&self, ops: EncodedOps) -> Result<Vec<OpResult>, CallError> {
         if let Some(why) = &self.shared.lock().closed {
             return Err(why.clone());
         }
         let (waiter, rx) = oneshot::channel();
         self.outgoing
-            .send(Outgoing::Ops {
-                bytes,
-                count,
-                waiter,
-            })
+            .send(Outgoing::Ops { ops, waiter })
             .await
             .map_err(|_| CallError::Closed("writer ended".into()))?;
         rx.await
@@ -379,35 +377,7 @@ enum Message {
     /// A whole frame and its id.
     Frame(u64, Vec<u8>),
     /// Operations for a shared frame.
-    Ops(Vec<u8>),
-}
-
-/// Appends `value` as a postcard varint (LEB128: 7 bits a byte, low bits first).
-fn push_varint(out: &mut Vec<u8>, mut value: u64) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
-/// Builds the frame of a [`protocol::ClientFrame`] `{ id, ops }` from the concatenated
-/// encodings of its `count` operations: postcard encodes the struct as its fields in order, the
-/// id and the sequence length as varints (identical bytes: tested below).
-fn compose_frame(id: u64, count: usize, ops: &[u8]) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES_MAX + ops.len());
-    frame.extend_from_slice(&[0; 4]);
-    frame.extend_from_slice(&protocol::PROTOCOL_VERSION.to_le_bytes());
-    push_varint(&mut frame, id);
-    push_varint(&mut frame, count as u64);
-    frame.extend_from_slice(ops);
-    let len = (frame.len() - 4) as u32;
-    frame[..4].copy_from_slice(&len.to_le_bytes());
-    frame
+    Ops(EncodedOps),
 }
 
 async fn write_loop<W: AsyncWrite + Unpin>(
@@ -428,28 +398,24 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         };
         let mut buf = match first {
             Outgoing::Frame(bytes) => bytes,
-            Outgoing::Ops {
-                bytes,
-                count,
-                waiter,
-            } => {
+            Outgoing::Ops { ops, waiter } => {
                 // Take every call queued now that still fits one frame.
-                let mut ops = bytes;
-                let mut total = count;
-                let mut parts: Parts = vec![(count, waiter)];
+                let mut parts: Parts = vec![Part {
+                    ops: ops.count(),
+                    waiter,
+                }];
+                let mut frame = CoalescedFrame::new(ops);
                 while let Ok(next) = queue.try_recv() {
                     match next {
-                        Outgoing::Ops {
-                            bytes,
-                            count,
-                            waiter,
-                        } if total + count <= protocol::OPS_PER_FRAME_MAX
-                            && ops.len() + bytes.len() + FRAME_HEADER_BYTES_MAX
-                                <= protocol::FRAME_BYTES_MAX =>
-                        {
-                            ops.extend_from_slice(&bytes);
-                            total += count;
-                            parts.push((count, waiter));
+                        Outgoing::Ops { ops, waiter } => {
+                            let count = ops.count();
+                            match frame.push(ops) {
+                                Ok(()) => parts.push(Part { ops: count, waiter }),
+                                Err(ops) => {
+                                    held = Some(Outgoing::Ops { ops, waiter });
+                                    break;
+                                }
+                            }
                         }
                         other => {
                             held = Some(other);
@@ -458,13 +424,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                     }
                 }
                 let id = next_id.fetch_add(1, Ordering::Relaxed);
-                if let Err((why, parts)) = shared.register(id, parts, cap) {
-                    for (_, waiter) in parts {
-                        let _ = waiter.send(Err(why.clone()));
+                if let Err(Refused { why, parts }) = shared.register(id, parts, cap) {
+                    for part in parts {
+                        let _ = part.waiter.send(Err(why.clone()));
                     }
                     continue;
                 }
-                compose_frame(id, total, &ops)
+                frame.finish(id)
             }
         };
         // Whole frames queued behind it go out in the same write.
@@ -531,8 +497,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use engine::{Command, Query, Request, RequestId, ReservationId};
-    use protocol::{ClientFrame, Consistency, ServerError};
+    use engine::{Command, Request, RequestId, ReservationId};
+    use protocol::{ClientFrame, ServerError};
     use tokio::io::{AsyncReadExt, DuplexStream};
 
     fn release(n: u128) -> Op {
@@ -542,25 +508,6 @@ mod tests {
                 reservation: ReservationId::from("r1"),
             },
         })
-    }
-
-    #[test]
-    fn borrowed_frames_encode_like_client_frames() {
-        let ops = vec![
-            release(42),
-            Op::Read {
-                query: Query::Status,
-                consistency: Consistency::AtLeast(9),
-            },
-            Op::Status,
-        ];
-        let owned = protocol::encode(&ClientFrame {
-            id: 7,
-            ops: ops.clone(),
-        })
-        .expect("encodes");
-        let borrowed = protocol::encode(&FrameRef { id: 7, ops: &ops }).expect("encodes");
-        assert_eq!(borrowed, owned);
     }
 
     /// Reads `count` frames from the node's end of the pipe.
@@ -594,23 +541,6 @@ mod tests {
                 _ => OpResult::AdminDone,
             })
             .collect()
-    }
-
-    #[test]
-    fn composed_frames_encode_like_client_frames() {
-        for (id, count) in [(1u64, 1usize), (127, 3), (128, 130), (u64::MAX, 1024)] {
-            let ops: Vec<Op> = (0..count).map(|i| release(i as u128 + 1)).collect();
-            let mut bytes = Vec::new();
-            for op in &ops {
-                bytes = postcard::to_extend(op, bytes).expect("encodes");
-            }
-            let owned = protocol::encode(&ClientFrame { id, ops }).expect("encodes");
-            assert_eq!(
-                compose_frame(id, count, &bytes),
-                owned,
-                "id {id}, {count} ops"
-            );
-        }
     }
 
     #[tokio::test]

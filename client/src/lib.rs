@@ -1,7 +1,8 @@
 //! # stockd client
 //!
-//! The async client library of stockd (SPEC section 6), `stockctl`'s command line, and the
-//! scenario-case runner.
+//! The async client library of stockd (SPEC section 6). `stockctl` (the operators' CLI) and the
+//! scenario-case runner are the `stockctl` crate (client/stockctl), so that a library user does
+//! not compile clap or serde_json.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), client::ClientError> {
@@ -25,15 +26,9 @@
 //! - [`error`]: [`ClientError`]; ledger rejections are outcomes, not errors.
 //! - `channel`, `pool` (private): one stream with its writer and reader tasks and the pending
 //!   frames by id; the connections per node.
-//! - [`case`]: the scenario-case language of `../shared/cases/FORMAT.md`: a parser and a runner
-//!   that drives any [`case::CaseTarget`]; [`cluster_target`]: a live cluster as a target.
-//! - [`cli`]: `stockctl`'s commands (the binary in src/bin only calls [`cli::main`]).
 
 pub mod api;
-pub mod case;
 mod channel;
-pub mod cli;
-pub mod cluster_target;
 pub mod error;
 mod pool;
 pub mod retry;

@@ -86,8 +86,22 @@ pub const DIAL_RETRY_MS: u64 = 1_000;
 struct Dials {
     /// Connection attempts started.
     attempts: u64,
-    /// When the last attempt failed, and why, if it did.
-    failed: Option<(Instant, String)>,
+    /// The last attempt's failure, if it failed.
+    failed: Option<DialFailure>,
+}
+
+/// A failed dial: when, and why (repeated to callers until [`DIAL_RETRY_MS`] have passed).
+#[derive(Debug, Clone)]
+struct DialFailure {
+    at: Instant,
+    why: String,
+}
+
+/// The client endpoints of a pool, one per address family.
+#[derive(Default)]
+struct Endpoints {
+    v4: Option<quinn::Endpoint>,
+    v6: Option<quinn::Endpoint>,
 }
 
 /// The connections of a client.
@@ -98,7 +112,7 @@ pub(crate) struct Pool {
     coalesce: bool,
     connect_timeout: Duration,
     /// Client endpoints, created on first use: one for IPv4 peers, one for IPv6 peers.
-    endpoints: Mutex<(Option<quinn::Endpoint>, Option<quinn::Endpoint>)>,
+    endpoints: Mutex<Endpoints>,
     conns: Mutex<HashMap<String, Arc<NodeConn>>>,
     /// One dial at a time per node.
     dialing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -120,7 +134,7 @@ impl Pool {
             frames_in_flight: frames_in_flight.max(1),
             coalesce,
             connect_timeout,
-            endpoints: Mutex::new((None, None)),
+            endpoints: Mutex::new(Endpoints::default()),
             conns: Mutex::new(HashMap::new()),
             dialing: Mutex::new(HashMap::new()),
             dials: Mutex::new(HashMap::new()),
@@ -143,10 +157,10 @@ impl Pool {
         {
             let mut dials = lock(&self.dials);
             let record = dials.entry(node.to_owned()).or_default();
-            if let Some((_, why)) = record
+            if let Some(DialFailure { why, .. }) = record
                 .failed
                 .as_ref()
-                .filter(|(at, _)| at.elapsed() < Duration::from_millis(DIAL_RETRY_MS))
+                .filter(|f| f.at.elapsed() < Duration::from_millis(DIAL_RETRY_MS))
             {
                 return Err(CallError::Closed(format!(
                     "{why} (not dialed again within {DIAL_RETRY_MS} ms)"
@@ -156,8 +170,14 @@ impl Pool {
         }
         let dialed = self.dial(node).await;
         lock(&self.dials).entry(node.to_owned()).or_default().failed = match &dialed {
-            Err(CallError::Closed(why)) => Some((Instant::now(), why.clone())),
-            Err(other) => Some((Instant::now(), format!("connect to {node}: {other:?}"))),
+            Err(CallError::Closed(why)) => Some(DialFailure {
+                at: Instant::now(),
+                why: why.clone(),
+            }),
+            Err(other) => Some(DialFailure {
+                at: Instant::now(),
+                why: format!("connect to {node}: {other:?}"),
+            }),
             Ok(_) => None,
         };
         let conn = Arc::new(dialed?);
@@ -189,7 +209,9 @@ impl Pool {
             .map_err(|e| closed(e.to_string()))?
             .next()
             .ok_or_else(|| closed("address did not resolve".into()))?;
-        let endpoint = self.endpoint(addr).map_err(closed)?;
+        let endpoint = self
+            .endpoint(addr)
+            .map_err(|e| closed(format!("UDP socket: {e}")))?;
         let connecting = endpoint
             .connect_with(self.quic.clone(), addr, pki::SERVER_NAME)
             .map_err(|e| closed(e.to_string()))?;
@@ -208,17 +230,18 @@ impl Pool {
         })
     }
 
-    fn endpoint(&self, peer: SocketAddr) -> Result<quinn::Endpoint, String> {
+    /// The client endpoint for `peer`'s address family (bound on first use).
+    fn endpoint(&self, peer: SocketAddr) -> std::io::Result<quinn::Endpoint> {
         let mut endpoints = lock(&self.endpoints);
         let (slot, bind): (&mut Option<quinn::Endpoint>, SocketAddr) = if peer.is_ipv4() {
-            (&mut endpoints.0, SocketAddr::from(([0, 0, 0, 0], 0)))
+            (&mut endpoints.v4, SocketAddr::from(([0, 0, 0, 0], 0)))
         } else {
-            (&mut endpoints.1, SocketAddr::from(([0u16; 8], 0)))
+            (&mut endpoints.v6, SocketAddr::from(([0u16; 8], 0)))
         };
         if let Some(endpoint) = slot {
             return Ok(endpoint.clone());
         }
-        let endpoint = quinn::Endpoint::client(bind).map_err(|e| format!("UDP socket: {e}"))?;
+        let endpoint = quinn::Endpoint::client(bind)?;
         *slot = Some(endpoint.clone());
         Ok(endpoint)
     }
@@ -233,7 +256,7 @@ impl Pool {
     /// Closes every connection (pending calls fail at once).
     pub(crate) fn close(&self) {
         let endpoints = lock(&self.endpoints);
-        for endpoint in [&endpoints.0, &endpoints.1].into_iter().flatten() {
+        for endpoint in [&endpoints.v4, &endpoints.v6].into_iter().flatten() {
             endpoint.close(0u32.into(), b"client closed");
         }
         lock(&self.conns).clear();

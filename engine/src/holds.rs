@@ -58,9 +58,34 @@ impl Taken {
     }
 }
 
-/// A line after pass 1 of sourcing: its SKU (if known) and, for a direct location line, the
-/// location and balance that serve it.
-type Resolved = (Option<SkuIdx>, Option<(LocIdx, BalIdx)>);
+/// A line after pass 1 of sourcing.
+#[derive(Clone, Copy)]
+struct Resolved {
+    /// Its SKU (none: the SKU exists nowhere, so the line cannot be served).
+    sku: Option<SkuIdx>,
+    /// For a direct location line, the location and balance that serve it (its units are
+    /// already counted in [`Taken`]); none for group and `all` lines.
+    direct: Option<Direct>,
+}
+
+/// The location and balance that serve a direct location line.
+#[derive(Clone, Copy)]
+struct Direct {
+    loc: LocIdx,
+    bal: BalIdx,
+}
+
+/// A location a group or `all` line may take from, in sourcing order, with its balance
+/// (none: the SKU has nothing there).
+#[derive(Clone, Copy)]
+struct Candidate {
+    loc: LocIdx,
+    bal: Option<BalIdx>,
+}
+
+/// The candidates of one line: up to 16 stay on the stack (no allocation per line for small
+/// groups), more spill to the heap.
+type Candidates = smallvec::SmallVec<[Candidate; 16]>;
 
 /// What the sourcing of a request must respect.
 #[derive(Clone, Copy)]
@@ -69,6 +94,48 @@ pub(crate) struct SourcingRules {
     pub channel: Option<ChanIdx>,
     /// Only locations that offer pickup (pickup orders).
     pub pickup: bool,
+}
+
+/// The rules of one group or `all` line, applied to its candidates.
+struct LineSourcing<'a> {
+    ledger: &'a Ledger,
+    rules: SourcingRules,
+    /// Whether the channel is POS (which sees the units held back for POS).
+    pos: bool,
+    sku: SkuIdx,
+}
+
+impl LineSourcing<'_> {
+    /// Whether the rules allow taking from the candidate at all.
+    fn eligible(&self, c: Candidate) -> bool {
+        let ledger = self.ledger;
+        ledger.channel_allowed(c.loc, self.rules.channel)
+            && (!self.rules.pickup || ledger.loc(c.loc).def.pickup)
+    }
+
+    /// The units still available at the candidate after earlier lines of the request.
+    fn remaining(&self, c: Candidate, taken: &Taken) -> i64 {
+        c.bal.map_or(0, |b| {
+            (self.ledger.bal(b).ats(self.pos) - taken.get(key(self.sku, c.loc))).max(0)
+        })
+    }
+
+    /// The units available at all eligible candidates. Saturating: thousands of locations
+    /// near QTY_MAX could exceed i64; any total above the line's quantity means the same.
+    fn total(&self, candidates: &[Candidate], taken: &Taken) -> i64 {
+        candidates
+            .iter()
+            .filter(|&&c| self.eligible(c))
+            .fold(0i64, |sum, &c| sum.saturating_add(self.remaining(c, taken)))
+    }
+}
+
+/// The checks of a new reservation that the commit reuses, so it does not look them up again.
+struct NewReservation {
+    /// The hash of its id, for the id index.
+    hash: u32,
+    /// Its channel's index if the channel is known (an unknown one is interned at commit).
+    chan: Option<ChanIdx>,
 }
 
 impl Ledger {
@@ -84,54 +151,19 @@ impl Ledger {
         check_line_count(lines.len())?;
         let pos = Ledger::is_pos(rules.channel);
         let mut taken = Taken::default();
-        // Pass 1: direct location lines, summed per key, checked against ATS.
+        // Pass 1: direct location lines first, so that group lines (pass 2) only take what
+        // the direct lines of the same request leave.
         let mut resolved: smallvec::SmallVec<[Resolved; 4]> =
             smallvec::SmallVec::with_capacity(lines.len());
         for line in lines {
-            check_positive(line.qty)?;
-            let sku = self.lookup_sku(&line.sku)?;
-            let loc = match &line.target {
-                Target::Location(l) => {
-                    let loc = self.location(l)?;
-                    self.check_sellable_here(loc, rules, l)?;
-                    Some(loc)
-                }
-                Target::Group(g) => {
-                    check_id(g.as_str(), "group")?;
-                    if !self.state.groups.contains_key(g) {
-                        return Err(Rejection::NotFound {
-                            kind: ObjectKind::Group,
-                            id: g.0.clone(),
-                        });
-                    }
-                    None
-                }
-                Target::All => None,
-            };
-            let mut direct = None;
-            if let (Some(loc), Target::Location(l)) = (loc, &line.target) {
-                let bal = sku.and_then(|s| self.bal_of(s, loc));
-                let available = bal.map_or(0, |b| self.bal(b).ats(pos));
-                let k = sku.map_or(u64::MAX, |s| key(s, loc));
-                let demand = taken.add(k, line.qty);
-                let Some(bal) = bal.filter(|_| demand <= available) else {
-                    return Err(Rejection::InsufficientStock {
-                        sku: line.sku.clone(),
-                        at: l.0.clone(),
-                        requested: demand,
-                        available,
-                    });
-                };
-                direct = Some((loc, bal));
-            }
-            resolved.push((sku, direct));
+            resolved.push(self.resolve_line(rules, pos, line, &mut taken)?);
         }
         // Pass 2: every line in order; group lines take what direct lines left.
         let mut held = HeldVec::with_capacity(lines.len());
-        for (i, (line, (sku, direct))) in lines.iter().zip(resolved).enumerate() {
+        for (i, (line, r)) in lines.iter().zip(resolved).enumerate() {
             let line_no = i as u16;
-            match (sku, direct) {
-                (Some(sku), Some((loc, bal))) => held.push(Held {
+            match (r.sku, r.direct) {
+                (Some(sku), Some(Direct { loc, bal })) => held.push(Held {
                     line: line_no,
                     sku,
                     loc,
@@ -154,6 +186,68 @@ impl Ledger {
         Ok(held)
     }
 
+    /// Pass 1 of sourcing for one line: checks it and its target, and serves a direct
+    /// location line (counting its units in `taken`). Inlined: it runs once per line of
+    /// every reservation, and the call would sit on the reserve hot path.
+    #[inline]
+    fn resolve_line(
+        &self,
+        rules: SourcingRules,
+        pos: bool,
+        line: &Line,
+        taken: &mut Taken,
+    ) -> Result<Resolved, Rejection> {
+        check_positive(line.qty)?;
+        let sku = self.lookup_sku(&line.sku)?;
+        let direct = match &line.target {
+            Target::Location(l) => {
+                let loc = self.location(l)?;
+                self.check_sellable_here(loc, rules, l)?;
+                Some(self.serve_direct(sku, loc, line, l, pos, taken)?)
+            }
+            Target::Group(g) => {
+                check_id(g.as_str(), "group")?;
+                if !self.state.groups.contains_key(g) {
+                    return Err(Rejection::NotFound {
+                        kind: ObjectKind::Group,
+                        id: g.0.clone(),
+                    });
+                }
+                None
+            }
+            Target::All => None,
+        };
+        Ok(Resolved { sku, direct })
+    }
+
+    /// The balance that serves `line` (of `sku`) at `loc` (location `id`), given what
+    /// earlier lines of the request took there: demand is summed per (SKU, location) so two
+    /// lines cannot both count the same units. An unknown SKU has nothing anywhere; its key
+    /// (`u64::MAX`) still sums its demand for the rejection.
+    #[inline]
+    fn serve_direct(
+        &self,
+        sku: Option<SkuIdx>,
+        loc: LocIdx,
+        line: &Line,
+        id: &crate::ids::LocationId,
+        pos: bool,
+        taken: &mut Taken,
+    ) -> Result<Direct, Rejection> {
+        let bal = sku.and_then(|s| self.bal_of(s, loc));
+        let available = bal.map_or(0, |b| self.bal(b).ats(pos));
+        let k = sku.map_or(u64::MAX, |s| key(s, loc));
+        let demand = taken.add(k, line.qty);
+        let Some(bal) = bal.filter(|_| demand <= available) else {
+            return Err(Rejection::InsufficientStock {
+                sku: line.sku.clone(),
+                at: id.0.clone(),
+                requested: demand,
+                available,
+            });
+        };
+        Ok(Direct { loc, bal })
+    }
     /// Whether `rules` allow taking stock at `loc`, as a typed rejection.
     fn check_sellable_here(
         &self,
@@ -179,7 +273,8 @@ impl Ledger {
         Ok(())
     }
 
-    /// Sources one group or `all` line.
+    /// Sources one group or `all` line: the first eligible location that can serve the whole
+    /// line (one shipment is cheaper than several), else a greedy split in sourcing order.
     fn source_line(
         &self,
         rules: SourcingRules,
@@ -189,46 +284,33 @@ impl Ledger {
         taken: &mut Taken,
         held: &mut HeldVec,
     ) -> Result<(), Rejection> {
-        let pos = Ledger::is_pos(rules.channel);
-        // Candidates in sourcing order, with their balance (none: nothing there).
-        let entry = self.sku(sku);
-        let candidates: smallvec::SmallVec<[(LocIdx, Option<BalIdx>); 16]> = match &line.target {
-            Target::Group(g) => self.state.groups[g]
-                .iter()
-                .map(|&loc| (loc, entry.balance_at(loc)))
-                .collect(),
-            _ => entry.balances.iter().map(|&(l, b)| (l, Some(b))).collect(),
+        let candidates = self.candidates(&line.target, sku);
+        let sourcing = LineSourcing {
+            ledger: self,
+            rules,
+            pos: Ledger::is_pos(rules.channel),
+            sku,
         };
-        let eligible = |loc: LocIdx| {
-            self.channel_allowed(loc, rules.channel) && (!rules.pickup || self.loc(loc).def.pickup)
-        };
-        let remaining = |(loc, bal): (LocIdx, Option<BalIdx>), taken: &Taken| {
-            bal.map_or(0, |b| {
-                (self.bal(b).ats(pos) - taken.get(key(sku, loc))).max(0)
-            })
-        };
-        // One location that can serve the whole line, first in order.
-        if let Some(&(loc, bal)) = candidates
-            .iter()
-            .find(|&&c| eligible(c.0) && remaining(c, taken) >= line.qty)
-        {
-            taken.add(key(sku, loc), line.qty);
+        let mut take = |loc: LocIdx, bal: Option<BalIdx>, qty: i64, taken: &mut Taken| {
+            taken.add(key(sku, loc), qty);
             held.push(Held {
                 line: line_no,
                 sku,
                 loc,
                 bal: bal.expect("a balance serves the line"),
-                qty: line.qty,
+                qty,
             });
+        };
+        // One location that can serve the whole line, first in order.
+        if let Some(&c) = candidates
+            .iter()
+            .find(|&&c| sourcing.eligible(c) && sourcing.remaining(c, taken) >= line.qty)
+        {
+            take(c.loc, c.bal, line.qty, taken);
             return Ok(());
         }
-        // Otherwise split, in order.
-        // Saturating: thousands of locations near QTY_MAX could exceed i64; any total above
-        // the line's quantity means the same.
-        let total: i64 = candidates
-            .iter()
-            .filter(|c| eligible(c.0))
-            .fold(0i64, |sum, &c| sum.saturating_add(remaining(c, taken)));
+        // Otherwise split, in order, but only if the eligible locations can cover it all.
+        let total = sourcing.total(&candidates, taken);
         if total < line.qty {
             return Err(Rejection::InsufficientStock {
                 sku: line.sku.clone(),
@@ -238,18 +320,11 @@ impl Ledger {
             });
         }
         let mut left = line.qty;
-        for &(loc, bal) in candidates.iter().filter(|c| eligible(c.0)) {
-            let take = remaining((loc, bal), taken).min(left);
-            if take > 0 {
-                taken.add(key(sku, loc), take);
-                held.push(Held {
-                    line: line_no,
-                    sku,
-                    loc,
-                    bal: bal.expect("a balance serves the line"),
-                    qty: take,
-                });
-                left -= take;
+        for &c in candidates.iter().filter(|&&c| sourcing.eligible(c)) {
+            let qty = sourcing.remaining(c, taken).min(left);
+            if qty > 0 {
+                take(c.loc, c.bal, qty, taken);
+                left -= qty;
             }
             if left == 0 {
                 break;
@@ -257,6 +332,29 @@ impl Ledger {
         }
         assert_eq!(left, 0, "split sourcing covers the line");
         Ok(())
+    }
+
+    /// The locations a group or `all` line may take `sku` from, in sourcing order: a group's
+    /// own order, or, for `all`, every location that has a balance of the SKU.
+    fn candidates(&self, target: &Target, sku: SkuIdx) -> Candidates {
+        let entry = self.sku(sku);
+        match target {
+            Target::Group(g) => self.state.groups[g]
+                .iter()
+                .map(|&loc| Candidate {
+                    loc,
+                    bal: entry.balance_at(loc),
+                })
+                .collect(),
+            _ => entry
+                .balances
+                .iter()
+                .map(|&(loc, bal)| Candidate {
+                    loc,
+                    bal: Some(bal),
+                })
+                .collect(),
+        }
     }
 
     /// The reply's view of remembered lines.
@@ -271,6 +369,8 @@ impl Ledger {
             .collect()
     }
 
+    /// Places a hold on every line of the request, all or nothing (SPEC section 3, reserve):
+    /// checks, then sources without changing anything, then commits.
     pub(crate) fn reserve(
         &mut self,
         id: &ReservationId,
@@ -278,6 +378,27 @@ impl Ledger {
         lines: &[Line],
         ttl_ms: u64,
     ) -> Result<Remembered, Rejection> {
+        let new = self.check_new_reservation(id, channel, ttl_ms)?;
+        let held = self.source(
+            SourcingRules {
+                channel: new.chan,
+                pickup: false,
+            },
+            lines,
+        )?;
+        Ok(self.commit_reservation(id, channel, new, held, ttl_ms))
+    }
+
+    /// The checks of `reserve` that come before sourcing: the id is new, the duration and the
+    /// live-hold and channel limits allow one more hold. Cheap checks first, so a rejected
+    /// request costs no sourcing.
+    #[inline]
+    fn check_new_reservation(
+        &self,
+        id: &ReservationId,
+        channel: &ChannelId,
+        ttl_ms: u64,
+    ) -> Result<NewReservation, Rejection> {
         check_id(id.as_str(), "reservation")?;
         check_duration(ttl_ms, limits::TTL_MS_MAX)?;
         let hash = hash_str(id.as_str());
@@ -301,15 +422,21 @@ impl Ledger {
         }
         let chan = self.lookup_channel(channel)?;
         self.channel_room(chan)?;
-        let held = self.source(
-            SourcingRules {
-                channel: chan,
-                pickup: false,
-            },
-            lines,
-        )?;
-        // Checks done: commit.
-        let chan = self.intern_resolved_channel(channel, chan);
+        Ok(NewReservation { hash, chan })
+    }
+
+    /// Commits a checked and sourced reservation: moves the held units to `reserved`, stores
+    /// the hold, indexes it by id and schedules its expiry. Cannot fail: every check is done.
+    #[inline]
+    fn commit_reservation(
+        &mut self,
+        id: &ReservationId,
+        channel: &ChannelId,
+        new: NewReservation,
+        held: HeldVec,
+        ttl_ms: u64,
+    ) -> Remembered {
+        let chan = self.intern_resolved_channel(channel, new.chan);
         for h in &held {
             self.shift(h, h.qty, 0, Cause::Reserve);
         }
@@ -330,16 +457,16 @@ impl Ledger {
             &mut self.ix.reservation,
             &self.state.reservations,
             slot,
-            hash,
+            new.hash,
         );
         self.ix
             .deadlines
             .insert(expires_at_ms, seq, Deadline::Hold(slot));
         self.ix.live_reservations += 1;
-        Ok(Remembered::Reserved {
+        Remembered::Reserved {
             expires_at_ms,
             lines,
-        })
+        }
     }
 
     /// The slot of reservation `id` if it is active, or the rejection its state calls for.

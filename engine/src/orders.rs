@@ -11,6 +11,7 @@ use crate::ledger::{
 use crate::limits;
 use crate::outcome::{InvalidReason, ObjectKind, Outcome, Rejection, Reply};
 use crate::query::{Cause, ReservationState};
+use crate::state::BalIdx;
 use crate::state::{IdBuf, Order, OrderLine};
 
 /// A fulfil or cancel request resolved and summed per (SKU, location).
@@ -19,6 +20,23 @@ struct Resolved<'a> {
     location: &'a LocationId,
     sku_idx: Option<SkuIdx>,
     loc: LocIdx,
+    qty: i64,
+}
+
+/// A checked reallocation: what moves where.
+#[derive(Clone, Copy)]
+struct Reallocation {
+    /// The order's slot.
+    slot: ObjIdx,
+    sku: SkuIdx,
+    /// The location and balance the units leave.
+    from_loc: LocIdx,
+    from_bal: BalIdx,
+    /// The location and balance that take them.
+    to_loc: LocIdx,
+    to_bal: BalIdx,
+    /// Whether the line is a pickup line (a new line at `to` stays one).
+    pickup: bool,
     qty: i64,
 }
 
@@ -280,6 +298,8 @@ impl Ledger {
         Ok(Reply::Done)
     }
 
+    /// Moves `qty` unfulfilled units of an order line from one location to another (SPEC
+    /// section 3, reallocate): checks, then commits.
     pub(crate) fn reallocate(
         &mut self,
         id: &OrderId,
@@ -288,6 +308,21 @@ impl Ledger {
         to: &LocationId,
         qty: i64,
     ) -> Outcome {
+        let plan = self.plan_reallocation(id, sku, from, to, qty)?;
+        self.move_allocation(&plan);
+        Ok(Reply::Done)
+    }
+
+    /// Checks a reallocation, in the order the SPEC lists its rejections, and returns what to
+    /// move. Changes nothing.
+    fn plan_reallocation(
+        &self,
+        id: &OrderId,
+        sku: &SkuId,
+        from: &LocationId,
+        to: &LocationId,
+        qty: i64,
+    ) -> Result<Reallocation, Rejection> {
         check_positive(qty)?;
         let slot = self.order(id)?;
         let order = self.ord(slot);
@@ -306,14 +341,15 @@ impl Ledger {
                 unfulfilled,
             });
         };
-        let pickup = line.pickup;
+        // The units keep the order's channel and fulfilment: the new location must sell to
+        // that channel and, for a pickup line, offer pickup.
         if !self.channel_allowed(to_loc, Some(order.channel)) {
             return Err(Rejection::ChannelNotAllowed {
                 location: to.clone(),
                 channel: self.state.channels[order.channel as usize].clone(),
             });
         }
-        if pickup && !self.loc(to_loc).def.pickup {
+        if line.pickup && !self.loc(to_loc).def.pickup {
             return invalid(InvalidReason::PickupNotOffered {
                 location: to.clone(),
             });
@@ -323,7 +359,6 @@ impl Ledger {
         }
         let to_bal = self.bal_of(sku_idx, to_loc);
         let available = to_bal.map_or(0, |b| self.bal(b).ats(Ledger::is_pos(Some(order.channel))));
-        let from_bal = line.bal;
         let Some(to_bal) = to_bal.filter(|_| qty <= available) else {
             return Err(Rejection::InsufficientStock {
                 sku: sku.clone(),
@@ -332,16 +367,37 @@ impl Ledger {
                 available,
             });
         };
-        // Checks done: commit.
+        Ok(Reallocation {
+            slot,
+            sku: sku_idx,
+            from_loc,
+            from_bal: line.bal,
+            to_loc,
+            to_bal,
+            pickup: line.pickup,
+            qty,
+        })
+    }
+
+    /// Commits a checked reallocation: the order line at the new location (created if need
+    /// be) takes the units, and the allocation moves between the two balances.
+    fn move_allocation(&mut self, plan: &Reallocation) {
+        let Reallocation {
+            slot,
+            sku,
+            from_loc,
+            from_bal,
+            to_loc,
+            to_bal,
+            pickup,
+            qty,
+        } = *plan;
         let order = self.ord_mut(slot);
-        order
-            .line_mut(sku_idx, from_loc)
-            .expect("line exists")
-            .ordered -= qty;
-        match order.line_mut(sku_idx, to_loc) {
+        order.line_mut(sku, from_loc).expect("line exists").ordered -= qty;
+        match order.line_mut(sku, to_loc) {
             Some(line) => line.ordered += qty,
             None => order.lines.push(OrderLine {
-                sku: sku_idx,
+                sku,
                 loc: to_loc,
                 bal: to_bal,
                 pickup,
@@ -352,14 +408,13 @@ impl Ledger {
         }
         let moved = |loc, bal| Held {
             line: 0,
-            sku: sku_idx,
+            sku,
             loc,
             bal,
             qty,
         };
         self.shift(&moved(from_loc, from_bal), 0, -qty, Cause::Reallocate);
         self.shift(&moved(to_loc, to_bal), 0, qty, Cause::Reallocate);
-        Ok(Reply::Done)
     }
 
     /// The order `id` if it has pickup lines still to collect, or the rejection for its state.

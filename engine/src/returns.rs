@@ -10,9 +10,37 @@ use crate::ledger::{
 use crate::limits;
 use crate::outcome::{InvalidReason, ObjectKind, Outcome, Rejection, Reply};
 use crate::query::{Cause, TransferState};
-use crate::state::{Rma, RmaLine, Transfer};
+use crate::state::{Order, Rma, RmaLine, Transfer};
+
+/// A return's lines after their checks, before anything changes.
+struct ReturnPlan<'a> {
+    /// The lines whose SKU exists, in request order (all of them once the over-return check
+    /// passed: a SKU that exists nowhere was never fulfilled).
+    lines: Vec<RmaLine>,
+    /// The units asked back per SKU, in first-seen order: the over-return check must see the
+    /// sum of a SKU's lines, not each line alone.
+    per_sku: Vec<SkuReturn<'a>>,
+}
+
+/// The units of one SKU a return asks back.
+struct SkuReturn<'a> {
+    id: &'a SkuId,
+    /// Its index (none: the SKU exists nowhere, so nothing of it is returnable).
+    sku: Option<SkuIdx>,
+    asked: i64,
+}
+
+/// Units a return puts on hand at one (SKU, location), summed over its lines.
+struct Incoming {
+    sku: SkuIdx,
+    loc: LocIdx,
+    qty: i64,
+}
 
 impl Ledger {
+    /// Receives RMA `id` against a fulfilled order, all or nothing (SPEC section 3, Returns):
+    /// checks, then restocks by disposition, counts the returned units on the order and keeps
+    /// the RMA.
     pub(crate) fn receive_return(
         &mut self,
         id: &RmaId,
@@ -28,20 +56,45 @@ impl Ledger {
             });
         }
         let order_slot = self.order(order_id)?;
-        let order = self.ord(order_slot);
-        let mut resolved: Vec<RmaLine> = Vec::with_capacity(lines.len());
-        // Per SKU: (sku, idx, asked).
-        let mut per_sku: Vec<(&SkuId, Option<SkuIdx>, i64)> = Vec::new();
+        let plan = self.plan_return(lines)?;
+        check_returnable(self.ord(order_slot), &plan.per_sku)?;
+        // Every SKU was fulfilled on the order, so every line resolved.
+        assert_eq!(plan.lines.len(), lines.len());
+        self.check_restock_room(&plan.lines)?;
+        // Checks done: commit.
+        self.restock(&plan.lines);
+        let order = self.ord_mut(order_slot);
+        for r in &plan.per_sku {
+            let sku = r.sku.expect("resolved");
+            match order.returned.iter_mut().find(|(s, _)| *s == sku) {
+                Some(entry) => entry.1 += r.asked,
+                None => order.returned.push((sku, r.asked)),
+            }
+        }
+        self.keep_rma(id, order_id, plan.lines);
+        Ok(Reply::Done)
+    }
+
+    /// Checks every line of a return (quantity, SKU, location) and sums what it asks per SKU.
+    fn plan_return<'a>(&self, lines: &'a [ReturnLine]) -> Result<ReturnPlan<'a>, Rejection> {
+        let mut plan = ReturnPlan {
+            lines: Vec::with_capacity(lines.len()),
+            per_sku: Vec::new(),
+        };
         for line in lines {
             check_positive(line.qty)?;
             let sku = self.lookup_sku(&line.sku)?;
             let loc = self.location(&line.received_at)?;
-            match per_sku.iter_mut().find(|(s, _, _)| **s == line.sku) {
-                Some(entry) => entry.2 += line.qty,
-                None => per_sku.push((&line.sku, sku, line.qty)),
+            match plan.per_sku.iter_mut().find(|r| *r.id == line.sku) {
+                Some(entry) => entry.asked += line.qty,
+                None => plan.per_sku.push(SkuReturn {
+                    id: &line.sku,
+                    sku,
+                    asked: line.qty,
+                }),
             }
             if let Some(sku) = sku {
-                resolved.push(RmaLine {
+                plan.lines.push(RmaLine {
                     sku,
                     qty: line.qty,
                     loc,
@@ -49,51 +102,38 @@ impl Ledger {
                 });
             }
         }
-        for &(sku_id, sku, asked) in &per_sku {
-            let fulfilled: i64 = sku.map_or(0, |s| {
-                order
-                    .lines
-                    .iter()
-                    .filter(|l| l.sku == s)
-                    .map(|l| l.fulfilled)
-                    .sum()
-            });
-            let returned = sku.map_or(0, |s| {
-                order
-                    .returned
-                    .iter()
-                    .find(|(r, _)| *r == s)
-                    .map_or(0, |(_, q)| *q)
-            });
-            if asked > fulfilled - returned {
-                return Err(Rejection::OverReturn {
-                    sku: sku_id.clone(),
-                    returnable: fulfilled - returned,
-                });
-            }
-        }
-        // Every SKU was fulfilled on the order, so every line resolved.
-        assert_eq!(resolved.len(), lines.len());
-        // Stock room at the receiving locations, per (sku, loc), summed.
-        let mut incoming: Vec<(SkuIdx, LocIdx, i64)> = Vec::new();
-        for line in resolved
-            .iter()
-            .filter(|l| l.disposition != Disposition::Scrap)
-        {
+        Ok(plan)
+    }
+
+    /// Room at the receiving locations for what the return puts on hand (scrapped units
+    /// never reach stock), per (SKU, location) summed, so two lines cannot each fit alone but
+    /// overflow together.
+    fn check_restock_room(&self, lines: &[RmaLine]) -> Result<(), Rejection> {
+        let mut incoming: Vec<Incoming> = Vec::new();
+        for line in lines.iter().filter(|l| l.disposition != Disposition::Scrap) {
             match incoming
                 .iter_mut()
-                .find(|(s, l, _)| *s == line.sku && *l == line.loc)
+                .find(|i| i.sku == line.sku && i.loc == line.loc)
             {
-                Some(entry) => entry.2 += line.qty,
-                None => incoming.push((line.sku, line.loc, line.qty)),
+                Some(entry) => entry.qty += line.qty,
+                None => incoming.push(Incoming {
+                    sku: line.sku,
+                    loc: line.loc,
+                    qty: line.qty,
+                }),
             }
         }
-        for &(sku, loc, qty) in &incoming {
-            self.balance_room(Some(sku), loc)?;
-            check_field(self.balance(sku, loc).on_hand + qty)?;
+        for i in &incoming {
+            self.balance_room(Some(i.sku), i.loc)?;
+            check_field(self.balance(i.sku, i.loc).on_hand + i.qty)?;
         }
-        // Checks done: commit.
-        for line in &resolved {
+        Ok(())
+    }
+
+    /// Puts returned units back by disposition: restocked units are on hand and sellable,
+    /// damaged ones on hand but unavailable, scrapped ones nowhere.
+    fn restock(&mut self, lines: &[RmaLine]) {
+        for line in lines {
             let mut b = self.balance(line.sku, line.loc);
             match line.disposition {
                 Disposition::Restock => b.on_hand += line.qty,
@@ -105,18 +145,15 @@ impl Ledger {
             }
             self.put_balance(line.sku, line.loc, b, Cause::Return);
         }
-        let order = self.ord_mut(order_slot);
-        for &(_, sku, asked) in &per_sku {
-            let sku = sku.expect("resolved");
-            match order.returned.iter_mut().find(|(s, _)| *s == sku) {
-                Some(entry) => entry.1 += asked,
-                None => order.returned.push((sku, asked)),
-            }
-        }
+    }
+
+    /// Stores a received RMA, indexed by id, and queues it for retirement (an RMA is done
+    /// once received).
+    fn keep_rma(&mut self, id: &RmaId, order_id: &OrderId, lines: Vec<RmaLine>) {
         let slot = self.state.rmas.insert(Rma {
             id: id.clone(),
             order: order_id.clone(),
-            lines: resolved,
+            lines,
             received_at_ms: self.state.now_ms,
             retired_pos: None,
         });
@@ -130,7 +167,6 @@ impl Ledger {
         if let Some(rma) = self.state.rmas.get_mut(slot) {
             rma.retired_pos = Some(pos);
         }
-        Ok(Reply::Done)
     }
 
     pub(crate) fn ship_transfer(
@@ -250,4 +286,33 @@ impl Ledger {
             lost: shipped - received - damaged,
         })
     }
+}
+
+/// Whether the order can take back what the return asks: per SKU, at most what was fulfilled
+/// minus what earlier returns took back.
+fn check_returnable(order: &Order, per_sku: &[SkuReturn]) -> Result<(), Rejection> {
+    for r in per_sku {
+        let fulfilled: i64 = r.sku.map_or(0, |s| {
+            order
+                .lines
+                .iter()
+                .filter(|l| l.sku == s)
+                .map(|l| l.fulfilled)
+                .sum()
+        });
+        let returned = r.sku.map_or(0, |s| {
+            order
+                .returned
+                .iter()
+                .find(|(o, _)| *o == s)
+                .map_or(0, |(_, q)| *q)
+        });
+        if r.asked > fulfilled - returned {
+            return Err(Rejection::OverReturn {
+                sku: r.id.clone(),
+                returnable: fulfilled - returned,
+            });
+        }
+    }
+    Ok(())
 }

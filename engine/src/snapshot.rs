@@ -28,6 +28,32 @@ use crate::state::{
     ObjIdx, Record, Retired, SkuIdx, State,
 };
 
+/// The units the objects account for on one balance; the balance must show exactly these.
+#[derive(Default, Clone, Copy)]
+struct Accounted {
+    /// By active holds.
+    reserved: i64,
+    /// By unfulfilled order lines.
+    allocated: i64,
+    /// By shipped transfers to it.
+    incoming: i64,
+}
+
+/// What the invariant check counts while it walks the objects, to compare with the balances
+/// and the derived counters afterwards.
+#[derive(Default)]
+struct Tally {
+    expected: FxHashMap<BalIdx, Accounted>,
+    /// Active holds.
+    live: usize,
+    /// Objects that must have a deadline (active holds, open pickups not yet expired).
+    deadlines: usize,
+    /// Orders with unfulfilled units.
+    open: usize,
+    /// Shipped, not yet received transfers.
+    open_transfers: usize,
+}
+
 /// First bytes of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"STOCKD\x00S";
 /// Version of the snapshot layout; bumped on any change to it.
@@ -318,74 +344,118 @@ impl Ledger {
         Ok(())
     }
 
-    /// Checks the objects and returns what they hold per balance: (reserved, allocated,
-    /// incoming).
-    fn check_objects(&self) -> Result<FxHashMap<BalIdx, [i64; 3]>, String> {
-        let mut expected: FxHashMap<BalIdx, [i64; 3]> = Default::default();
+    /// Checks the objects and returns what they hold per balance.
+    fn check_objects(&self) -> Result<FxHashMap<BalIdx, Accounted>, String> {
+        let mut tally = Tally::default();
+        self.check_reservations(&mut tally)?;
+        self.check_orders(&mut tally)?;
+        self.check_rmas()?;
+        self.check_transfers(&mut tally)?;
+        let ix = &self.ix;
+        let counted = (tally.live, tally.open, tally.open_transfers);
+        if counted != (ix.live_reservations, ix.open_orders, ix.open_transfers) {
+            return Err("object counters disagree".to_owned());
+        }
+        if tally.deadlines != ix.deadlines.len() {
+            return Err(format!(
+                "{} deadlines for {} live objects",
+                ix.deadlines.len(),
+                tally.deadlines
+            ));
+        }
+        Ok(tally.expected)
+    }
+
+    /// Whether a line of `sku` at `loc` names that pair's own balance `bal`.
+    fn names_its_balance(&self, sku: SkuIdx, loc: LocIdx, bal: BalIdx) -> bool {
+        self.known_sku(sku) && self.bal_of(sku, loc) == Some(bal)
+    }
+
+    /// Every active hold has its deadline and holds positive units on its own balances.
+    fn check_reservations(&self, tally: &mut Tally) -> Result<(), String> {
         let (state, ix) = (&self.state, &self.ix);
-        let (mut live, mut deadlines, mut open, mut open_transfers) = (0, 0, 0, 0);
-        let names_its_balance = |sku: SkuIdx, loc: LocIdx, bal: BalIdx| {
-            self.known_sku(sku) && self.bal_of(sku, loc) == Some(bal)
-        };
         for (slot, r) in state.reservations.iter() {
             self.check_indexed(&ix.reservation, &state.reservations, slot, r)?;
             if r.state != ReservationState::Active {
                 continue;
             }
-            live += 1;
-            deadlines += 1;
+            tally.live += 1;
+            tally.deadlines += 1;
             if ix.deadlines.get(r.expires_at_ms, r.seq) != Some(&Deadline::Hold(slot)) {
                 return Err(format!("reservation {:?} has no deadline", r.id));
             }
             for h in &r.held {
-                if h.qty <= 0 || !names_its_balance(h.sku, h.loc, h.bal) {
+                if h.qty <= 0 || !self.names_its_balance(h.sku, h.loc, h.bal) {
                     return Err(format!("reservation {:?} holds {h:?}", r.id));
                 }
-                expected.entry(h.bal).or_default()[0] += h.qty;
+                tally.expected.entry(h.bal).or_default().reserved += h.qty;
             }
         }
+        Ok(())
+    }
+
+    /// Every order line is non-negative on its own balance, and an open pickup order not yet
+    /// expired has its deadline.
+    fn check_orders(&self, tally: &mut Tally) -> Result<(), String> {
+        let (state, ix) = (&self.state, &self.ix);
         for (slot, o) in state.orders.iter() {
             self.check_indexed(&ix.order, &state.orders, slot, o)?;
             for l in &o.lines {
                 if l.unfulfilled() < 0 || l.fulfilled < 0 || l.cancelled < 0 {
                     return Err(format!("order {:?} line below zero", o.id));
                 }
-                if !names_its_balance(l.sku, l.loc, l.bal) {
+                if !self.names_its_balance(l.sku, l.loc, l.bal) {
                     return Err(format!("order {:?} line on a wrong balance", o.id));
                 }
-                expected.entry(l.bal).or_default()[1] += l.unfulfilled();
+                tally.expected.entry(l.bal).or_default().allocated += l.unfulfilled();
             }
             if o.unfulfilled() > 0 {
-                open += 1;
+                tally.open += 1;
                 if let (Some(d), false) = (o.pickup_deadline_ms, o.pickup_expired) {
-                    deadlines += 1;
+                    tally.deadlines += 1;
                     if ix.deadlines.get(d, o.seq) != Some(&Deadline::Pickup(slot)) {
                         return Err(format!("order {:?} has no pickup deadline", o.id));
                     }
                 }
             }
         }
-        let known_loc = |loc: LocIdx| u64::from(loc) < state.locations.end();
+        Ok(())
+    }
+
+    fn known_loc(&self, loc: LocIdx) -> bool {
+        u64::from(loc) < self.state.locations.end()
+    }
+
+    /// Every RMA names known SKUs and locations.
+    fn check_rmas(&self) -> Result<(), String> {
+        let (state, ix) = (&self.state, &self.ix);
         for (slot, rma) in state.rmas.iter() {
             self.check_indexed(&ix.rma, &state.rmas, slot, rma)?;
             if !rma
                 .lines
                 .iter()
-                .all(|l| self.known_sku(l.sku) && known_loc(l.loc))
+                .all(|l| self.known_sku(l.sku) && self.known_loc(l.loc))
             {
                 return Err(format!("RMA {} names an unknown SKU or location", rma.id));
             }
         }
+        Ok(())
+    }
+
+    /// Every transfer names known SKUs and locations, and a shipped one is incoming at a
+    /// balance of its destination.
+    fn check_transfers(&self, tally: &mut Tally) -> Result<(), String> {
+        let (state, ix) = (&self.state, &self.ix);
         for (slot, t) in state.transfers.iter() {
             self.check_indexed(&ix.transfer, &state.transfers, slot, t)?;
-            if !self.known_sku(t.sku) || !known_loc(t.from) || !known_loc(t.to) {
+            if !self.known_sku(t.sku) || !self.known_loc(t.from) || !self.known_loc(t.to) {
                 return Err(format!(
                     "transfer {} names an unknown SKU or location",
                     t.id
                 ));
             }
             if t.state == TransferState::Shipped {
-                open_transfers += 1;
+                tally.open_transfers += 1;
                 let Some(bal) = self
                     .known_sku(t.sku)
                     .then(|| self.bal_of(t.sku, t.to))
@@ -393,20 +463,10 @@ impl Ledger {
                 else {
                     return Err(format!("transfer {} ships to no balance", t.id));
                 };
-                expected.entry(bal).or_default()[2] += t.qty;
+                tally.expected.entry(bal).or_default().incoming += t.qty;
             }
         }
-        if (live, open, open_transfers) != (ix.live_reservations, ix.open_orders, ix.open_transfers)
-        {
-            return Err("object counters disagree".to_owned());
-        }
-        if deadlines != ix.deadlines.len() {
-            return Err(format!(
-                "{} deadlines for {deadlines} live objects",
-                ix.deadlines.len()
-            ));
-        }
-        Ok(expected)
+        Ok(())
     }
 
     fn known_sku(&self, sku: SkuIdx) -> bool {
@@ -447,7 +507,7 @@ impl Ledger {
         Ok(())
     }
 
-    fn check_balances(&self, mut expected: FxHashMap<BalIdx, [i64; 3]>) -> Result<(), String> {
+    fn check_balances(&self, mut expected: FxHashMap<BalIdx, Accounted>) -> Result<(), String> {
         let state = &self.state;
         let mut owner: Vec<Option<(SkuIdx, LocIdx)>> = vec![None; state.balances.end() as usize];
         for (s, entry) in state.skus.iter_from(0).enumerate() {
@@ -473,8 +533,11 @@ impl Ledger {
             if !b.is_consistent() {
                 return Err(format!("balance {sku}/{loc} out of range: {b:?}"));
             }
-            let [reserved, allocated, incoming] =
-                expected.remove(&(bal as BalIdx)).unwrap_or_default();
+            let Accounted {
+                reserved,
+                allocated,
+                incoming,
+            } = expected.remove(&(bal as BalIdx)).unwrap_or_default();
             if (b.reserved, b.allocated, b.incoming) != (reserved, allocated, incoming) {
                 return Err(format!(
                     "balance {}@{}: reserved/allocated/incoming {}/{}/{} but objects say {reserved}/{allocated}/{incoming}",

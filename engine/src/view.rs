@@ -9,9 +9,8 @@ use rustc_hash::FxHashMap;
 
 use crate::balance::Balance;
 use crate::command::{Coordinates, Target};
-use crate::ids::RequestId;
-use crate::ids::{ChannelId, SkuId};
-use crate::ledger::{check_id, check_positive, invalid, key, Deadline, Ledger, LocIdx};
+use crate::ids::{ChannelId, RequestId, ReservationId, RmaId, SkuId, TransferId};
+use crate::ledger::{check_id, check_positive, invalid, key, ChanIdx, Deadline, Ledger, LocIdx};
 use crate::limits;
 use crate::outcome::{InvalidReason, ObjectKind, Rejection};
 use crate::query::{
@@ -38,6 +37,17 @@ impl Pending {
     }
 }
 
+/// Where an availability query looks.
+#[derive(Clone, Copy)]
+enum Scope<'a> {
+    /// One location.
+    Location(LocIdx),
+    /// A group's locations, in the group's order.
+    Group(&'a [LocIdx]),
+    /// Every location that has a balance of the SKU.
+    All,
+}
+
 impl Ledger {
     /// Answers a query as of `now_ms` (the leader's clock for linearizable reads; a time
     /// before the last batch is raised to it). Errors are `not_found` and `invalid`.
@@ -60,92 +70,13 @@ impl Ledger {
             } => self
                 .nearby(sku, *center, *radius_km, *qty, channel, now)
                 .map(Answer::Nearby),
-            Query::Reservation(id) => {
-                check_id(id.as_str(), "reservation")?;
-                let r = self
-                    .reservation_slot(id.as_str())
-                    .map(|slot| self.res(slot))
-                    .ok_or_else(|| Rejection::NotFound {
-                        kind: ObjectKind::Reservation,
-                        id: id.0.clone(),
-                    })?;
-                let state = match r.state {
-                    ReservationState::Active if r.expires_at_ms <= now => ReservationState::Expired,
-                    state => state,
-                };
-                Ok(Answer::Reservation(ReservationView {
-                    id: id.clone(),
-                    state,
-                    channel: self.state.channels[r.channel as usize].clone(),
-                    lines: r
-                        .held
-                        .iter()
-                        .map(|h| HeldLineView {
-                            line: h.line,
-                            sku: self.sku(h.sku).sku_id(),
-                            location: self.loc(h.loc).def.location.clone(),
-                            qty: h.qty,
-                        })
-                        .collect(),
-                    created_at_ms: r.created_at_ms,
-                    expires_at_ms: r.expires_at_ms,
-                }))
-            }
+            Query::Reservation(id) => self.reservation_view(id, now).map(Answer::Reservation),
             Query::Order(id) => {
                 let slot = self.order(id)?;
                 Ok(Answer::Order(self.order_view(id, self.ord(slot), now)))
             }
-            Query::Rma(id) => {
-                check_id(id.as_str(), "rma")?;
-                let rma = self
-                    .rma_slot(id.as_str())
-                    .and_then(|slot| self.state.rmas.get(slot))
-                    .ok_or_else(|| Rejection::NotFound {
-                        kind: ObjectKind::Rma,
-                        id: id.0.clone(),
-                    })?;
-                Ok(Answer::Rma(RmaView {
-                    id: id.clone(),
-                    order: rma.order.clone(),
-                    lines: rma
-                        .lines
-                        .iter()
-                        .map(|l| RmaLineView {
-                            sku: self.sku(l.sku).sku_id(),
-                            qty: l.qty,
-                            received_at: self.loc(l.loc).def.location.clone(),
-                            disposition: l.disposition,
-                        })
-                        .collect(),
-                    received_at_ms: rma.received_at_ms,
-                }))
-            }
-            Query::Transfer(id) => {
-                check_id(id.as_str(), "transfer")?;
-                let t = self
-                    .transfer_slot(id.as_str())
-                    .and_then(|slot| self.state.transfers.get(slot))
-                    .ok_or_else(|| Rejection::NotFound {
-                        kind: ObjectKind::Transfer,
-                        id: id.0.clone(),
-                    })?;
-                Ok(Answer::Transfer(TransferView {
-                    id: id.clone(),
-                    sku: self.sku(t.sku).sku_id(),
-                    from: self.loc(t.from).def.location.clone(),
-                    to: self.loc(t.to).def.location.clone(),
-                    qty: t.qty,
-                    state: t.state,
-                    received: t.received,
-                    damaged: t.damaged,
-                    lost: if t.state == crate::query::TransferState::Received {
-                        t.qty - t.received - t.damaged
-                    } else {
-                        0
-                    },
-                    shipped_at_ms: t.shipped_at_ms,
-                }))
-            }
+            Query::Rma(id) => self.rma_view(id).map(Answer::Rma),
+            Query::Transfer(id) => self.transfer_view(id).map(Answer::Transfer),
             Query::Changes { since, max } => self.changes(*since, *max).map(Answer::Changes),
             Query::Status => Ok(Answer::Status(self.status(now))),
             Query::Location(id) => {
@@ -153,6 +84,96 @@ impl Ledger {
                 Ok(Answer::Location(self.loc(loc).def.clone()))
             }
         }
+    }
+
+    /// Reservation `id` as of `now`: an active hold past its deadline shows as expired
+    /// (the next batch releases it).
+    fn reservation_view(&self, id: &ReservationId, now: u64) -> Result<ReservationView, Rejection> {
+        check_id(id.as_str(), "reservation")?;
+        let r = self
+            .reservation_slot(id.as_str())
+            .map(|slot| self.res(slot))
+            .ok_or_else(|| Rejection::NotFound {
+                kind: ObjectKind::Reservation,
+                id: id.0.clone(),
+            })?;
+        let state = match r.state {
+            ReservationState::Active if r.expires_at_ms <= now => ReservationState::Expired,
+            state => state,
+        };
+        Ok(ReservationView {
+            id: id.clone(),
+            state,
+            channel: self.state.channels[r.channel as usize].clone(),
+            lines: r
+                .held
+                .iter()
+                .map(|h| HeldLineView {
+                    line: h.line,
+                    sku: self.sku(h.sku).sku_id(),
+                    location: self.loc(h.loc).def.location.clone(),
+                    qty: h.qty,
+                })
+                .collect(),
+            created_at_ms: r.created_at_ms,
+            expires_at_ms: r.expires_at_ms,
+        })
+    }
+
+    /// RMA `id`, with its lines' SKUs and locations by name.
+    fn rma_view(&self, id: &RmaId) -> Result<RmaView, Rejection> {
+        check_id(id.as_str(), "rma")?;
+        let rma = self
+            .rma_slot(id.as_str())
+            .and_then(|slot| self.state.rmas.get(slot))
+            .ok_or_else(|| Rejection::NotFound {
+                kind: ObjectKind::Rma,
+                id: id.0.clone(),
+            })?;
+        Ok(RmaView {
+            id: id.clone(),
+            order: rma.order.clone(),
+            lines: rma
+                .lines
+                .iter()
+                .map(|l| RmaLineView {
+                    sku: self.sku(l.sku).sku_id(),
+                    qty: l.qty,
+                    received_at: self.loc(l.loc).def.location.clone(),
+                    disposition: l.disposition,
+                })
+                .collect(),
+            received_at_ms: rma.received_at_ms,
+        })
+    }
+
+    /// Transfer `id`; units neither received nor damaged count as lost only once it is
+    /// received (before that they are still on their way).
+    fn transfer_view(&self, id: &TransferId) -> Result<TransferView, Rejection> {
+        check_id(id.as_str(), "transfer")?;
+        let t = self
+            .transfer_slot(id.as_str())
+            .and_then(|slot| self.state.transfers.get(slot))
+            .ok_or_else(|| Rejection::NotFound {
+                kind: ObjectKind::Transfer,
+                id: id.0.clone(),
+            })?;
+        Ok(TransferView {
+            id: id.clone(),
+            sku: self.sku(t.sku).sku_id(),
+            from: self.loc(t.from).def.location.clone(),
+            to: self.loc(t.to).def.location.clone(),
+            qty: t.qty,
+            state: t.state,
+            received: t.received,
+            damaged: t.damaged,
+            lost: if t.state == crate::query::TransferState::Received {
+                t.qty - t.received - t.damaged
+            } else {
+                0
+            },
+            shipped_at_ms: t.shipped_at_ms,
+        })
     }
 
     /// Deadlines in `(applied time, now]`: their units no longer count.
@@ -184,6 +205,7 @@ impl Ledger {
         pending.map_or(b, |p| p.adjust(k, b))
     }
 
+    /// Availability of each of `skus` over `target` as `channel` sees it, as of `now`.
     fn availability(
         &self,
         skus: &[SkuId],
@@ -198,84 +220,113 @@ impl Ledger {
             return Err(Rejection::limit("QUERY_SKUS_MAX"));
         }
         let chan = self.lookup_channel(channel)?;
-        let pos = Ledger::is_pos(chan);
-        let group: Option<&[LocIdx]> = match target {
-            Target::Location(_) | Target::All => None,
-            Target::Group(g) => {
-                check_id(g.as_str(), "group")?;
-                Some(
-                    &**self
-                        .state
-                        .groups
-                        .get(g)
-                        .ok_or_else(|| Rejection::NotFound {
-                            kind: ObjectKind::Group,
-                            id: g.0.clone(),
-                        })?,
-                )
-            }
-        };
-        let single = match target {
-            Target::Location(l) => Some(self.location(l)?),
-            _ => None,
-        };
+        let scope = self.scope(target)?;
         let pending = self.pending(now);
         let mut out = Vec::with_capacity(skus.len());
         for sku in skus {
-            let idx = self.lookup_sku(sku)?;
-            let mut out_entry = SkuAvailability {
-                sku: sku.clone(),
-                scale: idx.map_or(0, |s| self.sku(s).scale),
-                rows: Vec::new(),
-                ats: 0,
-                ats_pos: 0,
-            };
-            if let Some(s) = idx {
-                let entry = self.sku(s);
-                let locs: smallvec::SmallVec<[(LocIdx, Option<BalIdx>); 16]> = match (single, group)
-                {
-                    (Some(loc), _) => [(loc, entry.balance_at(loc))].into_iter().collect(),
-                    (None, Some(group)) => group
-                        .iter()
-                        .map(|&loc| (loc, entry.balance_at(loc)))
-                        .filter(|(_, bal)| bal.is_some())
-                        .collect(),
-                    (None, None) => entry.balances.iter().map(|&(l, b)| (l, Some(b))).collect(),
-                };
-                for (loc, bal) in locs {
-                    let k = key(s, loc);
-                    let b = self.balance_at(k, bal, pending.as_ref());
-                    let ats = if self.channel_allowed(loc, chan) {
-                        b.ats(pos)
-                    } else {
-                        0
-                    };
-                    let ats_pos = if self.channel_allowed(loc, Some(0)) {
-                        b.ats_pos()
-                    } else {
-                        0
-                    };
-                    // Saturating: sums over many locations near QTY_MAX could exceed i64.
-                    out_entry.ats = out_entry.ats.saturating_add(ats);
-                    out_entry.ats_pos = out_entry.ats_pos.saturating_add(ats_pos);
-                    out_entry.rows.push(AvailabilityRow {
-                        location: self.loc(loc).def.location.clone(),
-                        balance: b,
-                        ats,
-                        ats_pos,
-                    });
-                }
-            } else if let Some(loc) = single {
-                out_entry.rows.push(AvailabilityRow {
+            out.push(self.sku_availability(sku, scope, chan, pending.as_ref())?);
+        }
+        Ok(out)
+    }
+
+    /// The locations `target` names, checked once for the whole query.
+    fn scope(&self, target: &Target) -> Result<Scope<'_>, Rejection> {
+        match target {
+            Target::Location(l) => Ok(Scope::Location(self.location(l)?)),
+            Target::Group(g) => {
+                check_id(g.as_str(), "group")?;
+                let group = self
+                    .state
+                    .groups
+                    .get(g)
+                    .ok_or_else(|| Rejection::NotFound {
+                        kind: ObjectKind::Group,
+                        id: g.0.clone(),
+                    })?;
+                Ok(Scope::Group(group))
+            }
+            Target::All => Ok(Scope::All),
+        }
+    }
+
+    /// One SKU's rows over `scope` and their totals.
+    fn sku_availability(
+        &self,
+        sku: &SkuId,
+        scope: Scope<'_>,
+        chan: Option<ChanIdx>,
+        pending: Option<&Pending>,
+    ) -> Result<SkuAvailability, Rejection> {
+        let idx = self.lookup_sku(sku)?;
+        let mut out = SkuAvailability {
+            sku: sku.clone(),
+            scale: idx.map_or(0, |s| self.sku(s).scale),
+            rows: Vec::new(),
+            ats: 0,
+            ats_pos: 0,
+        };
+        let Some(s) = idx else {
+            // A SKU that exists nowhere has nothing anywhere; a query for one location still
+            // answers with that location's (empty) row, as for a known SKU it does not stock.
+            if let Scope::Location(loc) = scope {
+                out.rows.push(AvailabilityRow {
                     location: self.loc(loc).def.location.clone(),
                     balance: Balance::default(),
                     ats: 0,
                     ats_pos: 0,
                 });
             }
-            out.push(out_entry);
+            return Ok(out);
+        };
+        let entry = self.sku(s);
+        // A single location shows a row even without a balance; a group or `all` only the
+        // locations that have one.
+        let locs: smallvec::SmallVec<[(LocIdx, Option<BalIdx>); 16]> = match scope {
+            Scope::Location(loc) => [(loc, entry.balance_at(loc))].into_iter().collect(),
+            Scope::Group(group) => group
+                .iter()
+                .map(|&loc| (loc, entry.balance_at(loc)))
+                .filter(|(_, bal)| bal.is_some())
+                .collect(),
+            Scope::All => entry.balances.iter().map(|&(l, b)| (l, Some(b))).collect(),
+        };
+        for (loc, bal) in locs {
+            let row = self.availability_row(key(s, loc), loc, bal, chan, pending);
+            // Saturating: sums over many locations near QTY_MAX could exceed i64.
+            out.ats = out.ats.saturating_add(row.ats);
+            out.ats_pos = out.ats_pos.saturating_add(row.ats_pos);
+            out.rows.push(row);
         }
         Ok(out)
+    }
+
+    /// One location's row: its balance as of the query time, and what `chan` and POS may
+    /// sell there (nothing where the location does not sell to them).
+    fn availability_row(
+        &self,
+        k: u64,
+        loc: LocIdx,
+        bal: Option<BalIdx>,
+        chan: Option<ChanIdx>,
+        pending: Option<&Pending>,
+    ) -> AvailabilityRow {
+        let b = self.balance_at(k, bal, pending);
+        let ats = if self.channel_allowed(loc, chan) {
+            b.ats(Ledger::is_pos(chan))
+        } else {
+            0
+        };
+        let ats_pos = if self.channel_allowed(loc, Some(0)) {
+            b.ats_pos()
+        } else {
+            0
+        };
+        AvailabilityRow {
+            location: self.loc(loc).def.location.clone(),
+            balance: b,
+            ats,
+            ats_pos,
+        }
     }
 
     fn nearby(

@@ -14,8 +14,9 @@
 //!
 //! `no_oversell` races single-unit requests in one batch (SPEC 4); `short_retention_stays_
 //! consistent` replays the generator with tiny retention limits (no model, invariants only).
-//! Tests at the end are minimal reproductions of engine bugs found here (all fixed; they stay as
-//! regression tests).
+//! Tests at the end pin edge cases that random batches reach rarely or never (a deadline
+//! exactly at the query time, status counters between batches, time near `u64::MAX`, sums over
+//! thousands of locations), each with the SPEC rule it checks.
 //!
 //! `PROPTEST_CASES=N` runs N cases per property instead of the defaults (96 / 48 / 192);
 //! failures are persisted in `engine/proptest-regressions/model.txt`.
@@ -1791,9 +1792,9 @@ fn availability(
     }
 }
 
-/// Whether `Query::Status` counters are checked at times between batches too. They are not
-/// yet evaluated as of the query time (see `status_counts_expired_hold_as_live`); set to true
-/// once that is fixed.
+/// Whether `Query::Status` counters are checked at times between batches too: they are
+/// evaluated as of the query time (SPEC 3, Queries; see `status_counts_expired_hold_as_live`),
+/// so a passed deadline must not count there either.
 const STATUS_AS_OF_QUERY_TIME: bool = true;
 
 /// Every read of `ledger` at time `at` against `model` (already advanced to `at`). `between`:
@@ -2581,7 +2582,7 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Explicit scenarios, and minimal reproductions of engine bugs found by the properties
+// Explicit scenarios: edge cases the random batches reach rarely or never
 // ---------------------------------------------------------------------------------------------
 
 /// The fixture ledger, driven one batch at a time.
@@ -2686,11 +2687,12 @@ fn hold_stops_counting_at_its_deadline_before_the_next_batch() {
     assert_eq!(view.state, ReservationState::Expired);
 }
 
-/// Was an engine bug (fixed: status counts as of the query time). SPEC 3, Queries: "a hold or pickup whose deadline has passed never shows as live
-/// in any read — not in counts, not in states — even before the batch that releases it is
-/// applied". `Query::Status` reports `live_reservations` and `open_orders` as of the last batch,
-/// ignoring the query time: a hold past its deadline (and an order whose only units were an
-/// uncollected pickup past its deadline) still count as live / open.
+/// SPEC 3, Queries: "a hold or pickup whose deadline has passed never shows as live in any
+/// read — not in counts, not in states — even before the batch that releases it is applied".
+/// So `Query::Status` must count `live_reservations` and `open_orders` as of the query time,
+/// not as of the last batch: at its deadline a hold (and an order whose only units are an
+/// uncollected pickup) no longer counts as live / open, just as the balance already shows the
+/// units released.
 #[test]
 fn status_counts_expired_hold_as_live() {
     let mut s = Script::new(T0);
@@ -2714,17 +2716,17 @@ fn status_counts_expired_hold_as_live() {
     // At the deadline the balance already shows both released...
     let b = s.balance("A", "st", T0 + 5_000);
     assert_eq!((b.reserved, b.allocated), (0, 0));
-    // ...but the counters still count them (actual: (1, 1)).
+    // ...and so must the counters (as of the last batch they would still say (1, 1)).
     let at = s.status(T0 + 5_000);
     assert_eq!((at.live_reservations, at.open_orders), (0, 0));
 }
 
-/// Was an engine bug (fixed by clamping batch time to `limits::TIMESTAMP_MS_MAX`).
-/// SPEC 2: "Any arithmetic that would overflow is a rejected request, not a wrap";
-/// the engine's own contract: it "never panics on input". A batch timestamp near `u64::MAX`
-/// makes `now_ms + ttl_ms` overflow in `reserve` (holds.rs), and likewise in `extend` and in
-/// `place_order` with a pickup deadline: a debug build panics ("attempt to add with overflow"),
-/// a release build wraps the deadline to a time in 1970 (the hold is born expired).
+/// SPEC 2: "Any arithmetic that would overflow is a rejected request, not a wrap"; the
+/// engine's own contract: it "never panics on input". Deadlines are `now_ms + duration`
+/// (`reserve`, `extend`, `place_order` with a pickup deadline); with a batch timestamp near
+/// `u64::MAX` that sum would overflow (a panic in debug, in release a deadline wrapped to 1970:
+/// a hold born expired). The engine clamps batch time to `limits::TIMESTAMP_MS_MAX`, so the sum
+/// always fits.
 #[test]
 fn deadline_arithmetic_near_u64_max_does_not_wrap() {
     let ts = u64::MAX - 5;
@@ -2742,15 +2744,14 @@ fn deadline_arithmetic_near_u64_max_does_not_wrap() {
     assert_eq!((b.reserved, b.ats_remote()), (1, 9));
 }
 
-/// Was an engine bug (fixed with saturating sums). SPEC 1: ATS of the whole network is the sum of per-location ATS and is never
-/// below zero; SPEC 2: an overflow is a rejected request, never a wrap. The per-location
-/// fields are capped at QTY_MAX (10^15), but sums over `all` locations (up to LOCATIONS_MAX =
-/// 100,000) are plain i64 additions: from about 9,224 locations holding ~QTY_MAX each they
-/// overflow. `availability(sku, all)` then panics in a debug build ("attempt to add with
-/// overflow", view.rs) and reports a NEGATIVE network ATS in a release build; `reserve` of
-/// QTY_MAX units from `all` (no single location has them, so sourcing sums the candidates)
-/// panics in debug (holds.rs, `source_line`) and is wrongly rejected `insufficient_stock` with a
-/// negative `available` in release, although 9.3 * 10^18 units are there.
+/// SPEC 1: ATS of the whole network is the sum of per-location ATS and is never below zero;
+/// SPEC 2: an overflow is a rejected request, never a wrap. The per-location fields are capped
+/// at QTY_MAX (10^15), but a sum over `all` locations (up to LOCATIONS_MAX = 100,000) exceeds
+/// i64 from about 9,224 locations holding ~QTY_MAX each. So the sums saturate: in
+/// `availability(sku, all)` (view.rs), which must not report a negative network ATS, and in
+/// the sourcing of a `reserve` of QTY_MAX units from `all` (holds.rs; no single location has
+/// them, so sourcing sums the candidates), which must be granted, not rejected
+/// `insufficient_stock` with a negative `available`, when 9.3 * 10^18 units are there.
 #[test]
 fn sums_over_all_locations_do_not_overflow() {
     const N: usize = 9_300;

@@ -1,5 +1,7 @@
-//! The real orders through a live cluster: the retail [`Planner`]'s batches sent with the
-//! client library, then checked against the engine replay of the same input.
+//! The real orders through a live cluster: [`ClusterSink`] implements the `retail` crate's
+//! [`LedgerSink`] with the client library, and [`replay`] runs [`retail::replay_through`]
+//! with it (the planner's batches sent to the cluster, then checked against the engine replay
+//! of the same input), adding what only a cluster has: latency, pacing, replica digests.
 //!
 //! Each batch is one round of the retailer's order system: its requests go out in frames of
 //! at most [`protocol::OPS_PER_FRAME_MAX`] writes, one frame after the other (a frame's writes
@@ -10,30 +12,35 @@
 //! is answered, if that is later); without one, as fast as the cluster answers.
 //!
 //! The check: the planner is deterministic given the outcomes, and the mapping never depends
-//! on wall-clock time (`retail` module doc), so a cluster that answers like the engine gets
+//! on wall-clock time (the `retail` crate's doc), so a cluster that answers like the engine gets
 //! exactly the engine replay's requests. At the end, the cluster's balances (linearizable
 //! reads of every SKU at every location) must equal the in-process engine replay's, the
 //! outcomes by code must be the same, and every replica must have the same ledger digest.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::fmt;
 use std::time::{Duration, Instant};
 
-use client::Client;
-use engine::{Answer, Balance, Outcome, Query, SkuId};
+use client::{Client, ClientError};
+use engine::{Answer, Outcome, Query, Rejection};
 use indicatif::{ProgressBar, ProgressStyle};
 use protocol::Consistency;
-use serde::Serialize;
+use retail::events::{Dataset, InputStats};
+use retail::input::format_datetime_ms;
+use retail::plan::{Batch, PlanConfig, PlanStats};
+use retail::replay::StockTotals;
+use retail::sink::{LedgerSink, SinkReplay, SinkReplayError};
+use serde::{Serialize, Serializer};
 
-use crate::retail::events::{Dataset, InputStats};
-use crate::retail::input::format_datetime_ms;
-use crate::retail::plan::{PlanConfig, PlanStats, Planner};
-use crate::retail::replay::{read_balances, replay_events, stock_totals, StockTotals};
 use crate::stats::{LatencySummary, Recorder};
 use crate::stockd::client_error;
+use crate::target::OpError;
 
 /// Frames of at most this many writes count as small (the typical checkout traffic).
 pub const SMALL_FRAME_WRITES: usize = 16;
+
+/// The slowest rounds kept for the report.
+const SLOWEST_ROUNDS: usize = 5;
 
 /// How to replay.
 #[derive(Debug, Clone, Default)]
@@ -42,6 +49,79 @@ pub struct ReplayOptions {
     pub speed: Option<f64>,
     /// Show a progress bar on stderr.
     pub progress: bool,
+}
+
+/// Why the replay through the cluster stopped.
+#[derive(Debug)]
+pub enum ClusterReplayError {
+    /// A write got no final answer (after the client's retries).
+    NoFinalAnswer(OpError),
+    /// A final read failed.
+    FinalRead(ClientError),
+    /// The cluster rejected a final read.
+    FinalReadRejected(Rejection),
+    /// The reference engine replay rejected a final read.
+    EngineRead(Rejection),
+}
+
+impl fmt::Display for ClusterReplayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClusterReplayError::NoFinalAnswer(e) => write!(f, "a write got no final answer: {e}"),
+            ClusterReplayError::FinalRead(e) => write!(f, "final read: {e}"),
+            ClusterReplayError::FinalReadRejected(e) => write!(f, "final read: {e:?}"),
+            ClusterReplayError::EngineRead(e) => write!(f, "engine read: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClusterReplayError {}
+
+impl From<SinkReplayError<ClusterReplayError>> for ClusterReplayError {
+    fn from(e: SinkReplayError<ClusterReplayError>) -> Self {
+        match e {
+            SinkReplayError::Sink(e) => e,
+            SinkReplayError::EngineRead(r) => ClusterReplayError::EngineRead(r),
+        }
+    }
+}
+
+/// One of the slowest rounds. Serialised as `[time, writes, log_index, ms]`, the report's
+/// JSON format since before it had names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlowRound {
+    /// The round's data time.
+    pub time: String,
+    /// Writes in the round.
+    pub writes: usize,
+    /// Log index of its last write.
+    pub log_index: u64,
+    /// Its round trip, ms.
+    pub ms: f64,
+}
+
+impl Serialize for SlowRound {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (&self.time, self.writes, self.log_index, self.ms).serialize(s)
+    }
+}
+
+/// A node's state after the replay. Serialised as `[node, applied_index, digest]` (the
+/// report's JSON format).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    /// The node's address.
+    pub node: String,
+    /// Its applied log index.
+    pub applied_index: u64,
+    /// Its ledger digest at that index.
+    pub digest: String,
+}
+
+impl Serialize for Replica {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (&self.node, self.applied_index, &self.digest).serialize(s)
+    }
 }
 
 /// What the replay through the cluster showed.
@@ -65,8 +145,8 @@ pub struct ClusterReplayReport {
     pub request_latency: LatencySummary,
     /// Latency of a whole round (a batch, possibly several frames), µs.
     pub round_latency: LatencySummary,
-    /// The slowest rounds: (data time, writes, log index of the last write, ms).
-    pub slowest_rounds: Vec<(String, usize, u64, f64)>,
+    /// The slowest rounds.
+    pub slowest_rounds: Vec<SlowRound>,
     /// Latency of frames of at most [`SMALL_FRAME_WRITES`] writes (checkouts, orders,
     /// dispatches of a few invoices), µs.
     pub small_frame_latency: LatencySummary,
@@ -86,7 +166,7 @@ pub struct ClusterReplayReport {
     /// Balances where the planner's own view differs from the cluster's (must be 0).
     pub mirror_mismatches: u64,
     /// Every node's applied index and ledger digest, after convergence.
-    pub replicas: Vec<(String, u64, String)>,
+    pub replicas: Vec<Replica>,
     /// Whether every replica has the same digest at the same index.
     pub replicas_equal: bool,
     /// The engine replay's duration, s (the reference).
@@ -122,56 +202,145 @@ fn time_of(ms: u64) -> String {
     format_datetime_ms(ms).chars().take(10).collect()
 }
 
-/// Sends one batch in frames, in order; one outcome per request.
-async fn send_batch(
-    client: &Client,
-    requests: &[engine::Request],
-    rec: &Recorder,
-) -> Result<(Vec<Outcome>, u64), String> {
-    let mut outcomes = Vec::with_capacity(requests.len());
-    let mut index = 0;
-    for chunk in requests.chunks(protocol::OPS_PER_FRAME_MAX) {
-        let sent = Instant::now();
-        let results = client.write_batch(chunk.to_vec()).await;
-        let done = Instant::now();
-        if chunk.len() <= SMALL_FRAME_WRITES {
-            rec.record("small-frame", done - sent, "ok", done);
-        }
-        for r in results {
-            match r {
-                Ok(w) => {
-                    index = index.max(w.log_index);
-                    outcomes.push(w.outcome);
-                }
-                Err(e) => return Err(format!("a write got no final answer: {}", client_error(e))),
-            }
-        }
-    }
-    Ok((outcomes, index))
+/// A live cluster as the retail replay's [`LedgerSink`]: each batch goes out in frames through
+/// the client, paced to the data's time if asked, with its latency recorded.
+pub struct ClusterSink<'a> {
+    client: &'a Client,
+    speed: Option<f64>,
+    start: Instant,
+    first_ts: u64,
+    recorder: Recorder,
+    behind: Duration,
+    slowest: Vec<SlowRound>,
+    progress: ProgressBar,
+    last_tick: Instant,
 }
 
-/// Reads every balance of `skus` from the cluster (linearizable).
-pub async fn cluster_balances(
-    client: &Client,
-    skus: &[SkuId],
-) -> Result<Vec<(SkuId, String, Balance)>, String> {
-    let mut answers = Vec::new();
-    for chunk in skus.chunks(engine::limits::QUERY_SKUS_MAX) {
-        let query = Query::Availability {
-            skus: chunk.to_vec(),
-            target: engine::Target::All,
-            channel: engine::ChannelId::from(crate::retail::network::CHANNEL_WEB),
+impl<'a> ClusterSink<'a> {
+    /// A sink for the batches of data spanning `first_ts..=last_ts` (ms); timing starts now.
+    pub fn new(client: &'a Client, options: &ReplayOptions, first_ts: u64, last_ts: u64) -> Self {
+        let start = Instant::now();
+        ClusterSink {
+            client,
+            speed: options.speed.filter(|s| *s > 0.0),
+            start,
+            first_ts,
+            recorder: Recorder::new(start, "request"),
+            behind: Duration::ZERO,
+            slowest: Vec::new(),
+            progress: bar(options.progress, last_ts.saturating_sub(first_ts)),
+            last_tick: start,
+        }
+    }
+
+    /// Paced replays: waits until the batch stamped `timestamp_ms` is due, or notes how late
+    /// it is.
+    async fn wait_until_due(&mut self, timestamp_ms: u64) {
+        let Some(speed) = self.speed else {
+            return;
         };
-        let r = client
+        let offset = timestamp_ms.saturating_sub(self.first_ts) as f64 / 1_000.0 / speed;
+        let due = self.start + Duration::from_secs_f64(offset.min(1e9));
+        let now = Instant::now();
+        if due > now {
+            tokio::time::sleep_until(due.into()).await;
+        } else {
+            self.behind = now - due;
+        }
+    }
+
+    /// Sends one batch in frames, in order; one outcome per request, and the highest log index.
+    async fn send_batch(
+        &self,
+        requests: &[engine::Request],
+    ) -> Result<(Vec<Outcome>, u64), ClusterReplayError> {
+        let mut outcomes = Vec::with_capacity(requests.len());
+        let mut index = 0;
+        for chunk in requests.chunks(protocol::OPS_PER_FRAME_MAX) {
+            let sent = Instant::now();
+            let results = self.client.write_batch(chunk.to_vec()).await;
+            let done = Instant::now();
+            if chunk.len() <= SMALL_FRAME_WRITES {
+                self.recorder.record("small-frame", done - sent, "ok", done);
+            }
+            for r in results {
+                let w = r.map_err(|e| ClusterReplayError::NoFinalAnswer(client_error(e)))?;
+                index = index.max(w.log_index);
+                outcomes.push(w.outcome);
+            }
+        }
+        Ok((outcomes, index))
+    }
+
+    /// Keeps the [`SLOWEST_ROUNDS`] slowest rounds.
+    fn note_round(&mut self, round: SlowRound) {
+        if self.slowest.len() < SLOWEST_ROUNDS
+            || self.slowest.last().is_some_and(|s| round.ms > s.ms)
+        {
+            self.slowest.push(round);
+            self.slowest.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+            self.slowest.truncate(SLOWEST_ROUNDS);
+        }
+    }
+}
+
+impl LedgerSink for ClusterSink<'_> {
+    type Error = ClusterReplayError;
+
+    async fn apply(&mut self, batch: &Batch) -> Result<Vec<Outcome>, ClusterReplayError> {
+        self.wait_until_due(batch.timestamp_ms).await;
+        let sent = Instant::now();
+        let (outcomes, index) = self.send_batch(&batch.requests).await?;
+        let done = Instant::now();
+        self.note_round(SlowRound {
+            time: format_datetime_ms(batch.timestamp_ms),
+            writes: batch.requests.len(),
+            log_index: index,
+            ms: (done - sent).as_secs_f64() * 1_000.0,
+        });
+        let mut codes: BTreeMap<String, u64> = BTreeMap::new();
+        for o in &outcomes {
+            *codes
+                .entry(engine::code_of(o).as_str().to_owned())
+                .or_default() += 1;
+        }
+        self.recorder
+            .record_many("request", done - sent, &codes, done);
+        self.recorder.record("round", done - sent, "ok", done);
+        Ok(outcomes)
+    }
+
+    /// Linearizable, so the final reads see every acknowledged write.
+    async fn query(&mut self, query: Query) -> Result<Answer, ClusterReplayError> {
+        let r = self
+            .client
             .read(query, Consistency::Linearizable)
             .await
-            .map_err(|e| format!("final read: {e}"))?;
-        answers.push(r.answer.map_err(|e| format!("final read: {e:?}"))?);
+            .map_err(ClusterReplayError::FinalRead)?;
+        r.answer.map_err(ClusterReplayError::FinalReadRejected)
     }
-    let mut answers = answers.into_iter();
-    read_balances(skus, |_q| -> Result<Answer, String> {
-        answers.next().ok_or_else(|| "missing answer".to_owned())
-    })
+
+    fn observed(&mut self, batch: &Batch, s: &PlanStats) {
+        // At most ten redraws a second: a redraw per round would slow the replay down.
+        if self.last_tick.elapsed() <= Duration::from_millis(100) {
+            return;
+        }
+        self.last_tick = Instant::now();
+        self.progress
+            .set_position(batch.timestamp_ms.saturating_sub(self.first_ts));
+        let secs = self.start.elapsed().as_secs_f64().max(1e-3);
+        self.progress.set_message(format!(
+            "{}  orders {}  units reserved {}  {:.0} writes/s",
+            time_of(batch.timestamp_ms),
+            s.orders_placed,
+            s.units_reserved,
+            s.requests as f64 / secs
+        ));
+    }
+
+    fn finished(&mut self) {
+        self.progress.finish_and_clear();
+    }
 }
 
 /// Replays `dataset` through the cluster behind `client`, then runs the engine replay of the
@@ -182,176 +351,75 @@ pub async fn replay(
     dataset: Dataset,
     config: PlanConfig,
     options: &ReplayOptions,
-) -> Result<ClusterReplayReport, String> {
-    let mut planner = Planner::new(dataset.events.clone(), config.clone());
+) -> Result<ClusterReplayReport, ClusterReplayError> {
     let first_ts = dataset.events.first().map_or(0, |e| e.time_ms);
     let last_ts = dataset.events.last().map_or(first_ts, |e| e.time_ms);
-    let progress = bar(options.progress, last_ts.saturating_sub(first_ts));
-    let start = Instant::now();
-    let rec = Arc::new(Recorder::new(start, "request"));
-    let mut behind = Duration::ZERO;
-    let mut slowest: Vec<(String, usize, u64, f64)> = Vec::new();
-    let mut last_tick = Instant::now();
-    while let Some(batch) = planner.next_batch() {
-        if let Some(speed) = options.speed.filter(|s| *s > 0.0) {
-            let offset = batch.timestamp_ms.saturating_sub(first_ts) as f64 / 1_000.0 / speed;
-            let due = start + Duration::from_secs_f64(offset.min(1e9));
-            let now = Instant::now();
-            if due > now {
-                tokio::time::sleep_until(due.into()).await;
-            } else {
-                behind = now - due;
-            }
-        }
-        let sent = Instant::now();
-        let (outcomes, index) = send_batch(client, &batch.requests, &rec).await?;
-        let done = Instant::now();
-        let ms = (done - sent).as_secs_f64() * 1_000.0;
-        if slowest.len() < 5 || slowest.last().is_some_and(|s| ms > s.3) {
-            slowest.push((
-                format_datetime_ms(batch.timestamp_ms),
-                batch.requests.len(),
-                index,
-                ms,
-            ));
-            slowest.sort_by(|a, b| b.3.total_cmp(&a.3));
-            slowest.truncate(5);
-        }
-        let mut codes: BTreeMap<String, u64> = BTreeMap::new();
-        for o in &outcomes {
-            *codes
-                .entry(engine::code_of(o).as_str().to_owned())
-                .or_default() += 1;
-        }
-        rec.record_many("request", done - sent, &codes, done);
-        rec.record("round", done - sent, "ok", done);
-        planner.observe(&outcomes);
-        if last_tick.elapsed() > Duration::from_millis(100) {
-            last_tick = Instant::now();
-            progress.set_position(batch.timestamp_ms.saturating_sub(first_ts));
-            let s = planner.stats();
-            let secs = start.elapsed().as_secs_f64().max(1e-3);
-            progress.set_message(format!(
-                "{}  orders {}  units reserved {}  {:.0} writes/s",
-                time_of(batch.timestamp_ms),
-                s.orders_placed,
-                s.units_reserved,
-                s.requests as f64 / secs
-            ));
-        }
-    }
-    progress.finish_and_clear();
-    let elapsed = start.elapsed();
-    let stats = rec.finish(elapsed);
-    let skus = planner.skus();
-
-    let cluster = cluster_balances(client, &skus).await?;
-    let mirror = crate::retail::replay::mirror_mismatches(&planner, &cluster);
-
-    // The reference: the engine replay of the same input (a few seconds).
-    let engine_start = Instant::now();
-    let engine = replay_events(input_file, dataset.clone(), config, 0.0, |_, _| {});
-    let engine_seconds = engine_start.elapsed().as_secs_f64();
-    // Nothing is held or awaiting pickup at the end, so any time after the data reads the
-    // same balances.
-    let engine_now = last_ts + 30 * 24 * 3_600_000;
-    let engine_balances = read_balances(&skus, |q| engine.ledger.query(q, engine_now))
-        .map_err(|e| format!("engine read: {e}"))?;
-    let (mismatches, samples) = compare_balances(&cluster, &engine_balances);
-
-    let plan = planner.stats().clone();
-    let same_outcomes = plan.outcomes == engine.summary.plan.outcomes
-        && plan.requests == engine.summary.plan.requests;
+    let input = dataset.stats.clone();
+    let mut sink = ClusterSink::new(client, options, first_ts, last_ts);
+    let checked = retail::replay_through(&mut sink, input_file, dataset, config).await?;
     let replicas = converge(client, Duration::from_secs(10)).await;
+    Ok(report(input_file, input, options, &sink, checked, replicas))
+}
+
+/// The report of a replay: the retail check's result, the sink's timings, the replicas.
+fn report(
+    input_file: &str,
+    input: InputStats,
+    options: &ReplayOptions,
+    sink: &ClusterSink<'_>,
+    checked: SinkReplay,
+    replicas: Vec<Replica>,
+) -> ClusterReplayReport {
+    let stats = sink
+        .recorder
+        .finish(Duration::from_secs_f64(checked.seconds));
+    let latency = |op: &str| stats.op(op).map(|o| o.latency.clone()).unwrap_or_default();
     let replicas_equal = !replicas.is_empty()
         && replicas
             .windows(2)
-            .all(|w| (w[0].1, &w[0].2) == (w[1].1, &w[1].2));
-    let rejections = plan
-        .outcomes
-        .iter()
-        .filter(|(c, _)| c.as_str() != "ok")
-        .map(|(c, n)| (c.clone(), *n))
-        .collect();
-    Ok(ClusterReplayReport {
+            .all(|w| (w[0].applied_index, &w[0].digest) == (w[1].applied_index, &w[1].digest));
+    ClusterReplayReport {
         input_file: input_file.to_owned(),
-        input: dataset.stats,
-        rejections,
+        input,
+        rejections: checked.rejections,
         speed: options.speed,
-        seconds: elapsed.as_secs_f64(),
-        requests_per_second: plan.requests as f64 / elapsed.as_secs_f64().max(1e-9),
-        request_latency: stats
-            .op("request")
-            .map(|o| o.latency.clone())
-            .unwrap_or_default(),
-        round_latency: stats
-            .op("round")
-            .map(|o| o.latency.clone())
-            .unwrap_or_default(),
-        behind_schedule_seconds: behind.as_secs_f64(),
-        slowest_rounds: slowest,
-        small_frame_latency: stats
-            .op("small-frame")
-            .map(|o| o.latency.clone())
-            .unwrap_or_default(),
-        cluster_stock: stock_totals(skus.len() as u64, &cluster),
-        engine_stock: stock_totals(skus.len() as u64, &engine_balances),
-        stock_mismatches: mismatches,
-        stock_mismatch_samples: samples,
-        same_outcomes,
-        mirror_mismatches: mirror.len() as u64,
+        seconds: checked.seconds,
+        requests_per_second: checked.plan.requests as f64 / checked.seconds.max(1e-9),
+        request_latency: latency("request"),
+        round_latency: latency("round"),
+        behind_schedule_seconds: sink.behind.as_secs_f64(),
+        slowest_rounds: sink.slowest.clone(),
+        small_frame_latency: latency("small-frame"),
+        cluster_stock: checked.sink_stock,
+        engine_stock: checked.engine_stock,
+        stock_mismatches: checked.stock_mismatches.count,
+        stock_mismatch_samples: checked.stock_mismatches.samples,
+        same_outcomes: checked.same_outcomes,
+        mirror_mismatches: checked.mirror_mismatches,
         replicas,
         replicas_equal,
-        engine_seconds,
-        plan,
-    })
-}
-
-/// Balances that differ between two reads (by SKU and location), and a few descriptions.
-pub fn compare_balances(
-    a: &[(SkuId, String, Balance)],
-    b: &[(SkuId, String, Balance)],
-) -> (u64, Vec<String>) {
-    let key = |v: &[(SkuId, String, Balance)]| -> BTreeMap<(String, String), Balance> {
-        v.iter()
-            .map(|(s, l, bal)| ((s.0.clone(), l.clone()), *bal))
-            .collect()
-    };
-    let (ka, kb) = (key(a), key(b));
-    let mut n = 0;
-    let mut samples = Vec::new();
-    let mut note = |s: String| {
-        n += 1;
-        if samples.len() < 10 {
-            samples.push(s);
-        }
-    };
-    for (k, va) in &ka {
-        match kb.get(k) {
-            Some(vb) if vb == va => {}
-            Some(vb) => note(format!("{}@{}: cluster {va:?}, engine {vb:?}", k.0, k.1)),
-            None => note(format!("{}@{}: only on the cluster", k.0, k.1)),
-        }
+        engine_seconds: checked.engine_seconds,
+        plan: checked.plan,
     }
-    for k in kb.keys().filter(|k| !ka.contains_key(*k)) {
-        note(format!("{}@{}: only in the engine", k.0, k.1));
-    }
-    (n, samples)
 }
 
 /// Every known node's applied index and digest, once they agree (or after `timeout`).
-pub async fn converge(client: &Client, timeout: Duration) -> Vec<(String, u64, String)> {
+pub async fn converge(client: &Client, timeout: Duration) -> Vec<Replica> {
     let start = Instant::now();
     loop {
         let mut seen = Vec::new();
         for node in client.nodes() {
             if let Ok(d) = client.digest_of(&node).await {
-                seen.push((node, d.applied_index, d.digest));
+                seen.push(Replica {
+                    node,
+                    applied_index: d.applied_index,
+                    digest: d.digest,
+                });
             }
         }
         let agree = seen
             .windows(2)
-            .all(|w| (w[0].1, &w[0].2) == (w[1].1, &w[1].2));
+            .all(|w| (w[0].applied_index, &w[0].digest) == (w[1].applied_index, &w[1].digest));
         if (agree && !seen.is_empty()) || start.elapsed() > timeout {
             return seen;
         }
@@ -371,10 +439,17 @@ fn join_counts(m: &BTreeMap<String, u64>) -> String {
 
 /// The demo's summary, one fact per line.
 pub fn render(r: &ClusterReplayReport) -> String {
-    use std::fmt::Write as _;
     let mut o = String::new();
+    render_work(&mut o, r);
+    render_latency(&mut o, r);
+    render_checks(&mut o, r);
+    o
+}
+
+/// What was replayed: input, orders, units, rejections, writes.
+fn render_work(o: &mut String, r: &ClusterReplayReport) {
+    use std::fmt::Write as _;
     let p = &r.plan;
-    let ms = |us: f64| us / 1_000.0;
     let _ = writeln!(o, "input        {}", r.input_file);
     let _ = writeln!(
         o,
@@ -411,6 +486,12 @@ pub fn render(r: &ClusterReplayReport) -> String {
             None => " (as fast as the cluster answers, one round at a time)".to_owned(),
         }
     );
+}
+
+/// Latency of writes, rounds and small frames; the slowest rounds.
+fn render_latency(o: &mut String, r: &ClusterReplayReport) {
+    use std::fmt::Write as _;
+    let ms = |us: f64| us / 1_000.0;
     let _ = writeln!(
         o,
         "latency      write (its frame's round trip): p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms",
@@ -437,9 +518,19 @@ pub fn render(r: &ClusterReplayReport) -> String {
     let slow: Vec<String> = r
         .slowest_rounds
         .iter()
-        .map(|(t, n, i, ms)| format!("{t} ({n} writes, log index {i}) {ms:.0} ms"))
+        .map(|s| {
+            format!(
+                "{} ({} writes, log index {}) {:.0} ms",
+                s.time, s.writes, s.log_index, s.ms
+            )
+        })
         .collect();
     let _ = writeln!(o, "             slowest rounds: {}", slow.join(", "));
+}
+
+/// Final stock and every check, then the verdict.
+fn render_checks(o: &mut String, r: &ClusterReplayReport) {
+    use std::fmt::Write as _;
     let c = &r.cluster_stock;
     let _ = writeln!(
         o,
@@ -465,49 +556,48 @@ pub fn render(r: &ClusterReplayReport) -> String {
         ok(r.mirror_mismatches == 0),
         r.mirror_mismatches
     );
-    let digest = r.replicas.first().map(|x| x.2.clone()).unwrap_or_default();
+    let first = r.replicas.first();
+    let digest = first.map(|x| x.digest.clone()).unwrap_or_default();
     let _ = writeln!(
         o,
         "             replicas identical: {} ({} nodes at index {}, digest {}…)",
         ok(r.replicas_equal),
         r.replicas.len(),
-        r.replicas.first().map_or(0, |x| x.1),
+        first.map_or(0, |x| x.applied_index),
         digest.chars().take(16).collect::<String>()
     );
-    let _ = writeln!(
-        o,
-        "result       {}",
-        if r.is_consistent() {
-            "CONSISTENT"
-        } else {
-            "INCONSISTENT"
-        }
-    );
-    o
+    let verdict = if r.is_consistent() {
+        "CONSISTENT"
+    } else {
+        "INCONSISTENT"
+    };
+    let _ = writeln!(o, "result       {verdict}");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn row(sku: &str, loc: &str, on_hand: i64) -> (SkuId, String, Balance) {
-        let balance = Balance {
-            on_hand,
-            ..Balance::default()
-        };
-        (SkuId::from(sku), loc.to_owned(), balance)
-    }
-
     #[test]
-    fn balances_are_compared_by_sku_and_location() {
-        let a = vec![row("A", "w", 5), row("B", "w", 2), row("C", "s", 1)];
-        let same = vec![row("C", "s", 1), row("A", "w", 5), row("B", "w", 2)];
-        assert_eq!(compare_balances(&a, &same), (0, vec![]));
-        let b = vec![row("A", "w", 4), row("B", "w", 2), row("D", "s", 1)];
-        let (n, samples) = compare_balances(&a, &b);
-        assert_eq!(n, 3);
-        assert!(samples[0].starts_with("A@w: cluster"), "{samples:?}");
-        assert_eq!(samples[1], "C@s: only on the cluster");
-        assert_eq!(samples[2], "D@s: only in the engine");
+    fn rounds_and_replicas_serialise_as_the_report_always_did() {
+        let round = SlowRound {
+            time: "2010-01-04 06:00:00".to_owned(),
+            writes: 812,
+            log_index: 4_242,
+            ms: 12.5,
+        };
+        let replica = Replica {
+            node: "127.0.0.1:7001".to_owned(),
+            applied_index: 9,
+            digest: "ab12".to_owned(),
+        };
+        assert_eq!(
+            serde_json::to_string(&round).expect("json"),
+            r#"["2010-01-04 06:00:00",812,4242,12.5]"#
+        );
+        assert_eq!(
+            serde_json::to_string(&replica).expect("json"),
+            r#"["127.0.0.1:7001",9,"ab12"]"#
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! # stockd load tests
 //!
-//! Load generators for stockd (`stockd-load`), and the real-data demo.
+//! The load generator for stockd (`stockd-load`) and the real-data demo through a live
+//! cluster. The real order data, its planner and the engine replay live in the `retail` crate
+//! (`loadtests/retail`), which depends on the engine only.
 //!
 //! - [`mix`], [`pacing`], [`stats`]: the generator's pure parts: the workload's random choices
 //!   (Zipf popularity, the checkout mix), open-loop pacing, and latency recording
@@ -8,23 +10,32 @@
 //! - [`target`]: the [`target::Target`] trait every system under test implements;
 //!   [`stockd`]: stockd through the client library, and an in-process local cluster.
 //! - [`scenario`]: `checkout`, `flash-sale`, `store-reads`; [`run`]: open and closed loops.
-//! - [`baseline_targets`]: the Redis and PostgreSQL baselines ([`baselines`]) as targets.
-//! - [`cli`]: the `stockd-load` command line; [`streams`]: long-lived QUIC streams against a
-//!   stream per request, on the raw protocol.
+//! - [`drive`]: one scenario against one target, driven open, closed or searching for the
+//!   maximum; [`compare`]: every scenario against every target, in phases; [`demo`]: the
+//!   real-data demo and the engine replay commands.
+//! - `baseline_targets`, `baselines` (cargo feature `baselines`, on by default): the Redis and
+//!   PostgreSQL baselines as targets.
+//! - [`cli`]: the `stockd-load` command line (parsing and dispatch); [`streams`]: long-lived
+//!   QUIC streams against a stream per request, on the raw protocol.
 //! - [`report`]: text summary, JSON record, `.hgrm` files, SVG charts, the side-by-side table.
-//! - [`retail`]: a replay of real order data (Online Retail II, ~503k order lines of a UK
-//!   online gift retailer, Dec 2009 - Nov 2010) through the engine: CSV -> events -> batches
-//!   of engine requests -> a backend; [`cluster_replay`]: the same batches through the client
-//!   against a live cluster, checked against the engine replay (the demo).
+//! - [`cluster_replay`]: the retail replay's batches through the client against a live
+//!   cluster (the `retail::LedgerSink` implementation), checked against the engine replay.
 
+#[cfg(feature = "baselines")]
 pub mod baseline_targets;
+#[cfg(feature = "baselines")]
 pub mod baselines;
 pub mod cli;
+pub mod cluster;
 pub mod cluster_replay;
+pub mod compare;
+pub mod connect;
+pub mod demo;
+pub mod drive;
 pub mod mix;
+pub mod outputs;
 pub mod pacing;
 pub mod report;
-pub mod retail;
 pub mod run;
 pub mod scenario;
 pub mod stats;

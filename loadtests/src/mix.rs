@@ -150,11 +150,20 @@ impl Default for CheckoutMix {
     }
 }
 
+/// One line of a generated checkout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckoutLine {
+    /// The SKU's popularity rank.
+    pub sku: usize,
+    /// Units.
+    pub qty: i64,
+}
+
 /// One generated checkout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkout {
-    /// (SKU rank, units), distinct SKUs.
-    pub lines: Vec<(usize, i64)>,
+    /// Its lines, distinct SKUs.
+    pub lines: Vec<CheckoutLine>,
     /// What happens after the hold is granted.
     pub fate: Fate,
 }
@@ -175,15 +184,15 @@ impl CheckoutMix {
     pub fn checkout(&self, zipf: &Zipf, rng: &mut Rng) -> Checkout {
         let span = (self.lines_max.max(self.lines_min) - self.lines_min) as u64 + 1;
         let wanted = (self.lines_min + rng.below(span) as usize).min(zipf.len());
-        let mut lines: Vec<(usize, i64)> = Vec::with_capacity(wanted);
+        let mut lines: Vec<CheckoutLine> = Vec::with_capacity(wanted);
         // Distinct SKUs: redraw a duplicate (a bounded number of times on tiny catalogues).
         let mut draws = 0;
         while lines.len() < wanted && draws < 64 * wanted.max(1) {
             draws += 1;
             let sku = zipf.sample(rng);
-            if lines.iter().all(|&(s, _)| s != sku) {
+            if lines.iter().all(|l| l.sku != sku) {
                 let qty = 1 + rng.below(self.qty_max.max(1) as u64) as i64;
-                lines.push((sku, qty));
+                lines.push(CheckoutLine { sku, qty });
             }
         }
         let fate = self.fate_for(rng.below(100));
@@ -301,9 +310,9 @@ mod tests {
         for i in 0..50_000 {
             let c = mix.checkout(&zipf, &mut Rng::for_request(1, i));
             assert!((1..=5).contains(&c.lines.len()));
-            for (k, &(sku, qty)) in c.lines.iter().enumerate() {
+            for (k, &CheckoutLine { sku, qty }) in c.lines.iter().enumerate() {
                 assert!(sku < mix.skus && (1..=2).contains(&qty));
-                assert!(c.lines[..k].iter().all(|&(s, _)| s != sku));
+                assert!(c.lines[..k].iter().all(|l| l.sku != sku));
             }
             lines_hist[c.lines.len()] += 1;
             fates[c.fate as usize] += 1;

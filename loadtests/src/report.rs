@@ -283,6 +283,17 @@ fn legend(o: &mut String, series: &[Series<'_>], x: f64, y: f64) {
     }
 }
 
+/// A horizontal grid line at `y` across the plot, with its value on the left axis.
+fn y_grid_line(o: &mut String, left: f64, pw: f64, y: f64, label: &str) {
+    let _ = writeln!(
+        o,
+        r##"<line x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{label}</text>"##,
+        left + pw,
+        left - 6.0,
+        y + 4.0
+    );
+}
+
 /// Latency by percentile (HdrHistogram style: x = log10(1/(1-p)), 0% .. 99.999%), ms.
 pub fn latency_svg(title: &str, series: &[Series<'_>]) -> String {
     let (w, h) = (820u32, 440u32);
@@ -316,14 +327,7 @@ pub fn latency_svg(title: &str, series: &[Series<'_>]) -> String {
     for k in 0..=5 {
         let v = y_max * f64::from(k) / 5.0;
         let y = top + ph - ph * f64::from(k) / 5.0;
-        let _ = writeln!(
-            o,
-            r##"<line x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            left + pw,
-            left - 6.0,
-            y + 4.0,
-            trim_float(v)
-        );
+        y_grid_line(&mut o, left, pw, y, &trim_float(v));
     }
     let _ = writeln!(
         o,
@@ -391,14 +395,7 @@ pub fn throughput_svg(title: &str, series: &[Series<'_>]) -> String {
             trim_float(x_max * f64::from(k) / 5.0)
         );
         let y = top + ph - ph * f64::from(k) / 5.0;
-        let _ = writeln!(
-            o,
-            r##"<line x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            left + pw,
-            left - 6.0,
-            y + 4.0,
-            thousands(y_max * f64::from(k) / 5.0)
-        );
+        y_grid_line(&mut o, left, pw, y, &thousands(y_max * f64::from(k) / 5.0));
     }
     let _ = writeln!(
         o,

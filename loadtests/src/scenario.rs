@@ -22,6 +22,16 @@ use crate::mix::{sku_name, CheckoutMix, Fate, Rng, Zipf};
 use crate::stats::{summarize, Recorder};
 use crate::target::{code, Line, OpResult, Target};
 
+/// A checkout of the workload: its lines (SKU names at the scenario's location) and what
+/// happens to the hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedCheckout {
+    /// The lines.
+    pub lines: Vec<Line>,
+    /// Placed, released or left to expire.
+    pub fate: Fate,
+}
+
 /// Which workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 pub enum Kind {
@@ -150,7 +160,7 @@ impl Workload {
     }
 
     /// The lines and fate of checkout `i`.
-    pub fn checkout(&self, i: u64) -> (Vec<Line>, Fate) {
+    pub fn checkout(&self, i: u64) -> PlannedCheckout {
         let c = self
             .config
             .mix
@@ -158,13 +168,16 @@ impl Workload {
         let lines = c
             .lines
             .iter()
-            .map(|&(k, qty)| Line {
-                sku: self.sku(k),
+            .map(|l| Line {
+                sku: self.sku(l.sku),
                 location: self.config.location.clone(),
-                qty,
+                qty: l.qty,
             })
             .collect();
-        (lines, c.fate)
+        PlannedCheckout {
+            lines,
+            fate: c.fate,
+        }
     }
 
     /// The hold id of checkout `i`.
@@ -188,7 +201,7 @@ impl Workload {
             Kind::Checkout if self.config.frame > 1 => {
                 let n = self.config.frame as u64;
                 let holds: Vec<(String, Vec<Line>)> = (i * n..(i + 1) * n)
-                    .map(|j| (self.hold_id(j), self.checkout(j).0))
+                    .map(|j| (self.hold_id(j), self.checkout(j).lines))
                     .collect();
                 let results = target.reserve_frame(holds, self.config.ttl_ms).await;
                 let done = Instant::now();
@@ -199,7 +212,7 @@ impl Workload {
                 rec.record_many("reserve", done - sent, &codes, done);
             }
             Kind::Checkout | Kind::FlashSale => {
-                let (lines, fate) = self.checkout(i);
+                let PlannedCheckout { lines, fate } = self.checkout(i);
                 let id = self.hold_id(i);
                 let r = target
                     .reserve(id.clone(), lines.clone(), self.config.ttl_ms)

@@ -7,7 +7,9 @@
 //! the frame (`per-request`). Everything else is identical, so the difference is the cost of
 //! opening, finishing and tearing down a stream per request on both sides.
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +19,59 @@ use pki::Trust;
 use protocol::{ClientFrame, Op, OpResult, ServerMessage};
 use serde::Serialize;
 
+use crate::cluster::Cluster;
+use crate::connect::{connect_stockd, ConnectError};
+use crate::drive::{run_tag, LoadSettings};
+use crate::outputs;
+use crate::report;
+use crate::scenario::Kind;
 use crate::stats::{Recorder, RunStats};
+use crate::target::{OpError, Target};
+
+/// Why a stream comparison could not run.
+#[derive(Debug)]
+pub enum StreamError {
+    /// The TLS client configuration could not be made.
+    Tls(pki::TlsError),
+    /// The local QUIC endpoint could not be bound.
+    Endpoint(std::io::Error),
+    /// The connection to the leader could not start.
+    Connect(quinn::ConnectError),
+    /// The connection to the leader failed.
+    Connection(quinn::ConnectionError),
+    /// stockd could not be reached through the client.
+    Target(ConnectError),
+    /// The hot SKU's stock could not be loaded.
+    LoadStock(OpError),
+    /// No node says it is the leader.
+    NoLeader,
+    /// The leader's address does not parse.
+    LeaderAddress {
+        /// The address as reported.
+        addr: String,
+        /// Why it does not parse.
+        error: std::net::AddrParseError,
+    },
+}
+
+impl fmt::Display for StreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StreamError::Tls(e) => write!(f, "{e}"),
+            StreamError::Endpoint(e) => write!(f, "{e}"),
+            StreamError::Connect(e) => write!(f, "{e}"),
+            StreamError::Connection(e) => write!(f, "{e}"),
+            StreamError::Target(e) => write!(f, "{e}"),
+            StreamError::LoadStock(e) => write!(f, "{e}"),
+            StreamError::NoLeader => write!(f, "no leader"),
+            StreamError::LeaderAddress { addr, error } => {
+                write!(f, "leader address {addr}: {error}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StreamError {}
 
 /// How requests use streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -47,7 +101,7 @@ pub struct StreamBench {
     pub tag: String,
 }
 
-fn frame(id: u64, bench: &StreamBench, i: u64) -> Result<Vec<u8>, String> {
+fn frame(id: u64, bench: &StreamBench, i: u64) -> Result<Vec<u8>, protocol::FrameError> {
     let request = Request {
         request_id: client::new_request_id(),
         command: Command::Reserve {
@@ -65,7 +119,6 @@ fn frame(id: u64, bench: &StreamBench, i: u64) -> Result<Vec<u8>, String> {
         id,
         ops: vec![Op::Write(request)],
     })
-    .map_err(|e| e.to_string())
 }
 
 fn code_of(reply: Result<Option<Vec<u8>>, String>) -> String {
@@ -87,16 +140,16 @@ fn code_of(reply: Result<Option<Vec<u8>>, String>) -> String {
 }
 
 /// Runs the comparison in one mode; latency from the send of each frame.
-pub async fn run(bench: &StreamBench, mode: StreamMode) -> Result<RunStats, String> {
-    let config = pki::client_config(&bench.trust).map_err(|e| e.to_string())?;
+pub async fn run(bench: &StreamBench, mode: StreamMode) -> Result<RunStats, StreamError> {
+    let config = pki::client_config(&bench.trust).map_err(StreamError::Tls)?;
     let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .map_err(|e| e.to_string())?;
+        .map_err(StreamError::Endpoint)?;
     endpoint.set_default_client_config(config);
     let connection = endpoint
         .connect(bench.leader, pki::SERVER_NAME)
-        .map_err(|e| e.to_string())?
+        .map_err(StreamError::Connect)?
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(StreamError::Connection)?;
     let start = Instant::now();
     let deadline = start + bench.duration;
     let rec = Arc::new(Recorder::new(start, "reserve"));
@@ -156,4 +209,91 @@ pub async fn run(bench: &StreamBench, mode: StreamMode) -> Result<RunStats, Stri
     connection.close(0u32.into(), b"done");
     endpoint.wait_idle().await;
     Ok(stats)
+}
+
+/// Loads a hot SKU on stockd and finds the leader the streams go to.
+async fn prepare(
+    load: &LoadSettings,
+    cluster: &Cluster,
+    concurrency: usize,
+) -> Result<StreamBench, StreamError> {
+    let target = connect_stockd(&load.targets, Some(cluster))
+        .await
+        .map_err(StreamError::Target)?;
+    let tag = run_tag(Kind::Checkout);
+    let sku = format!("{tag}hot");
+    target
+        .load_stock(vec![(
+            sku.clone(),
+            "dc-1".to_owned(),
+            engine::limits::QTY_MAX,
+        )])
+        .await
+        .map_err(StreamError::LoadStock)?;
+    let leader = target
+        .client()
+        .status()
+        .await
+        .into_iter()
+        .find_map(|r| r.status.ok().filter(|s| s.role == protocol::Role::Leader))
+        .ok_or(StreamError::NoLeader)?;
+    let addr = leader.node.addr;
+    let leader: SocketAddr = addr
+        .parse()
+        .map_err(|error| StreamError::LeaderAddress { addr, error })?;
+    Ok(StreamBench {
+        leader,
+        trust: cluster.config.trust.clone(),
+        concurrency: concurrency.max(1),
+        duration: load.duration,
+        sku,
+        location: "dc-1".to_owned(),
+        tag,
+    })
+}
+
+/// The `streams` command: long-lived, per-request, then long-lived again (the repeat shows
+/// how much of a difference is noise), on one connection to the leader.
+pub async fn command(
+    load: &LoadSettings,
+    cluster: Option<&Cluster>,
+    concurrency: usize,
+) -> ExitCode {
+    let Some(cluster) = cluster else {
+        return ExitCode::from(2);
+    };
+    let bench = match prepare(load, cluster, concurrency).await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("stockd-load: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut summary = String::new();
+    let modes = [
+        StreamMode::LongLived,
+        StreamMode::PerRequest,
+        StreamMode::LongLived,
+    ];
+    for (k, mode) in modes.into_iter().enumerate() {
+        let mut b = bench.clone();
+        b.tag = format!("{}{k}-", bench.tag);
+        match run(&b, mode).await {
+            Ok(stats) => {
+                let text = report::render_run(
+                    &format!("{mode:?}, {} tasks on one connection", b.concurrency),
+                    &stats,
+                );
+                print!("{text}");
+                summary.push_str(&text);
+            }
+            Err(e) => {
+                eprintln!("stockd-load: {mode:?}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let dir = outputs::out_dir(load.out.as_deref(), "streams");
+    report::write_file(&dir, "summary.txt", &summary);
+    ExitCode::SUCCESS
 }

@@ -9,6 +9,9 @@
 //!
 //! `quick_throughput` (ignored) prints a rough reservations-per-second figure:
 //! `cargo test -p loadtests --test baselines -- --ignored --nocapture quick_throughput`.
+//!
+//! The baselines exist only with the `baselines` feature (on by default).
+#![cfg(feature = "baselines")]
 
 use std::io::Write;
 use std::time::{Duration, Instant};

@@ -13,6 +13,7 @@ use loadtests::scenario::{self, Kind, ScenarioConfig, Workload};
 use loadtests::stockd::{ClusterOptions, LocalCluster, StockdOptions, StockdTarget};
 use loadtests::target::Target;
 
+#[cfg(feature = "baselines")]
 /// A baseline server's URL from the environment, or `None` (the test is skipped) unless
 /// `STOCKD_REQUIRE_BASELINES=1` (CI starts the servers: `.ci/run`).
 fn baseline_url(var: &str) -> Option<String> {
@@ -27,6 +28,7 @@ fn baseline_url(var: &str) -> Option<String> {
     }
 }
 
+#[cfg(feature = "baselines")]
 /// The same checkout and flash sale through the generator against a baseline.
 async fn baseline_smoke<T: Target>(target: T) {
     target.reset().await.expect("reset");
@@ -48,6 +50,7 @@ async fn baseline_smoke<T: Target>(target: T) {
     assert_eq!(report.granted, 40);
 }
 
+#[cfg(feature = "baselines")]
 #[test]
 fn the_generator_drives_the_baselines_too() {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -170,12 +173,12 @@ fn every_scenario_runs_against_a_local_cluster() {
 #[test]
 fn the_first_days_of_real_orders_replay_identically_through_a_cluster() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DATA);
-    let lines = loadtests::retail::input::open(&path)
-        .and_then(loadtests::retail::read_lines)
+    let lines = retail::input::open(&path)
+        .and_then(retail::read_lines)
         .expect("the Online Retail II data (../shared/data) is readable");
     // The first ~3 days (lines are in time order).
     let lines: Vec<_> = lines.into_iter().take(6_000).collect();
-    let dataset = loadtests::retail::build(lines);
+    let dataset = retail::build(lines);
     let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster starts");
     let config = cluster.client_config().expect("client config");
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -188,7 +191,7 @@ fn the_first_days_of_real_orders_replay_identically_through_a_cluster() {
             &client,
             "first 6,000 lines",
             dataset,
-            loadtests::retail::PlanConfig::default(),
+            retail::PlanConfig::default(),
             &ReplayOptions::default(),
         )
         .await

@@ -7,10 +7,16 @@
 //! - [`frame`]: the messages ([`ClientFrame`], [`ServerMessage`]) and their types.
 //! - [`codec`]: length-prefixed, versioned postcard frames: `check`, `parse`, `encode`, and async
 //!   `read_frame` / `write_frame` over any tokio stream (quinn's streams).
+//! - [`coalesce`]: client frames assembled from operations encoded ahead of their frame (a
+//!   client stream's writer puts the calls queued at one moment into one frame).
 
+pub mod coalesce;
 pub mod codec;
 pub mod frame;
 
+pub use coalesce::{
+    encode_client_frame, CoalescedFrame, EncodedOps, CLIENT_FRAME_HEADER_BYTES_MAX,
+};
 pub use codec::{
     check, check_limit, encode, encode_limit, frame_len, parse, parse_limit, read_frame,
     read_frame_limit, read_prefix, read_rest, write_frame, FrameError,

@@ -239,7 +239,35 @@ fn check_config(config: &NodeConfig) -> Result<(), StartError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::Files {
         what: "data directory",
         error: e.to_string(),
-    })
+    })?;
+    claim_data_dir(&config.data_dir, config.id)
+}
+
+/// The file in a data directory naming the node it belongs to.
+pub const NODE_ID_FILE: &str = "node-id";
+
+/// Refuses a data directory written by another node id (a node started on its neighbour's
+/// directory would vote with a log that is not its own); a new directory is claimed.
+fn claim_data_dir(dir: &std::path::Path, id: NodeId) -> Result<(), StartError> {
+    let path = dir.join(NODE_ID_FILE);
+    let files_err = |e: std::io::Error| StartError::Files {
+        what: "node id file",
+        error: format!("{}: {e}", path.display()),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim() == id.to_string() => Ok(()),
+        Ok(text) => Err(StartError::Config(format!(
+            "{} belongs to node {} (its {NODE_ID_FILE} file), not node {id}: start node {} \
+             there, or give this node its own --data-dir",
+            dir.display(),
+            text.trim(),
+            text.trim()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::write(&path, format!("{id}\n")).map_err(files_err)
+        }
+        Err(e) => Err(files_err(e)),
+    }
 }
 
 /// The node's QUIC endpoint on `listen`, and the address it bound.
@@ -272,8 +300,13 @@ impl Storage {
         };
         let state_machine = StateMachine::open(&config.data_dir.join("snapshots"))
             .map_err(|e| storage_err("snapshots")(&e))?;
-        let log = LogStore::open(&config.data_dir.join("log"), config.durability)
-            .map_err(|e| storage_err("raft log")(&e))?;
+        let log_dir = config.data_dir.join("log");
+        let log = if config.initial_members.is_empty() {
+            LogStore::open(&log_dir, config.durability)
+        } else {
+            LogStore::open_as_member(&log_dir, config.durability)
+        }
+        .map_err(|e| storage_err("raft log")(&e))?;
         let committed = log.committed_index();
         Ok(Storage {
             state_machine,
@@ -506,5 +539,24 @@ async fn accept_loop(
                 _ => conn.close(1u32.into(), b"unknown protocol"),
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_directory_belongs_to_one_node_id() {
+        let dir = std::env::temp_dir().join(format!("stockd-node-id-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        claim_data_dir(&dir, 2).expect("a new directory is claimed");
+        claim_data_dir(&dir, 2).expect("and is its own afterwards");
+        match claim_data_dir(&dir, 3) {
+            Err(StartError::Config(why)) => assert!(why.contains("belongs to node 2"), "{why}"),
+            other => panic!("node 3 on node 2's directory: {other:?}"),
+        }
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -46,18 +46,11 @@ fn timed_batches(driver: &mut Driver, work: &mut Workload, n: usize) -> Vec<Dura
         .collect()
 }
 
-fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .map(|a| a.replace('_', "").parse().expect("numeric arguments"))
-        .collect();
-    let balances = args.first().copied().unwrap_or(10_000_000);
-    let dedup = args.get(1).copied().unwrap_or(4_000_000);
-    let batches = args.get(2).copied().unwrap_or(30);
-    let shape = Shape::with_balances(balances);
+/// The ledger of the module docs: `balances` loaded, then `dedup` reservations applied so the
+/// dedup window is full (a freeze copies the page tables of everything the ledger remembers).
+fn load(shape: Shape, dedup: usize, work: &mut Workload) -> Driver {
     let start = Instant::now();
     let mut driver = Driver::new(load_stock(shape, Config::default()));
-    let mut work = Workload::new(shape, 42);
     for _ in 0..dedup.div_ceil(BATCH) {
         assert_all_ok(&driver.apply(&work.reserve_batch(BATCH, 1)));
     }
@@ -70,8 +63,12 @@ fn main() {
         status.feed_next_seq,
         start.elapsed().as_secs_f64()
     );
+    driver
+}
 
-    let freezes: Vec<Duration> = (0..7)
+/// Times 7 freezes, each view dropped at once, and prints min / median / max.
+fn time_freezes(driver: &Driver) {
+    let mut sorted: Vec<Duration> = (0..7)
         .map(|_| {
             let start = Instant::now();
             let view = driver.ledger.freeze();
@@ -80,7 +77,6 @@ fn main() {
             took
         })
         .collect();
-    let mut sorted = freezes.clone();
     sorted.sort();
     println!(
         "freeze: min {:.3} ms, median {:.3} ms, max {:.3} ms (7 runs)",
@@ -88,16 +84,11 @@ fn main() {
         ms(sorted[3]),
         ms(sorted[6])
     );
+}
 
-    let baseline = timed_batches(&mut driver, &mut work, batches);
-    let base_median = median(baseline.clone());
-    println!(
-        "baseline: {batches} batches of {BATCH}: median {:.2} ms, max {:.2} ms ({:.0} reservations/s at the median)",
-        ms(base_median),
-        ms(*baseline.iter().max().expect("batches")),
-        BATCH as f64 / base_median.as_secs_f64()
-    );
-
+/// Freezes, encodes the view on another thread, and times `batches` batches applied
+/// meanwhile (the first writes to each shared page copy it), against the baseline median.
+fn after_freeze(driver: &mut Driver, work: &mut Workload, batches: usize, base_median: Duration) {
     let expected = driver.ledger.snapshot();
     let view = driver.ledger.freeze();
     let encoder = std::thread::spawn(move || {
@@ -105,7 +96,7 @@ fn main() {
         let bytes = view.encode();
         (start.elapsed(), bytes)
     });
-    let after = timed_batches(&mut driver, &mut work, batches);
+    let after = timed_batches(driver, work, batches);
     let (encode_time, bytes) = encoder.join().expect("the encoder thread");
     assert!(
         bytes == expected,
@@ -132,4 +123,28 @@ fn main() {
         encode_time.as_secs_f64(),
         bytes.len()
     );
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.replace('_', "").parse().expect("numeric arguments"))
+        .collect();
+    let balances = args.first().copied().unwrap_or(10_000_000);
+    let dedup = args.get(1).copied().unwrap_or(4_000_000);
+    let batches = args.get(2).copied().unwrap_or(30);
+    let shape = Shape::with_balances(balances);
+    let mut work = Workload::new(shape, 42);
+    let mut driver = load(shape, dedup, &mut work);
+    time_freezes(&driver);
+    // The same batches with no freeze around: what `after_freeze` is compared with.
+    let baseline = timed_batches(&mut driver, &mut work, batches);
+    let base_median = median(baseline.clone());
+    println!(
+        "baseline: {batches} batches of {BATCH}: median {:.2} ms, max {:.2} ms ({:.0} reservations/s at the median)",
+        ms(base_median),
+        ms(*baseline.iter().max().expect("batches")),
+        BATCH as f64 / base_median.as_secs_f64()
+    );
+    after_freeze(&mut driver, &mut work, batches, base_median);
 }

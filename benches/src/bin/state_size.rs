@@ -28,7 +28,17 @@ fn min_median(mut times: Vec<Duration>) -> (Duration, Duration) {
     (times[0], times[times.len() / 2])
 }
 
-fn main() {
+/// The command line (see the module docs).
+struct Args {
+    shape: Shape,
+    /// `default` or `minimal`, as given.
+    mode: String,
+    config: Config,
+    repeats: usize,
+}
+
+/// Parses the command line; prints the usage and exits with status 2 on a bad one.
+fn parse_args() -> Args {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = "usage: state_size <balances> [default|minimal] [repeats]";
     let balances: usize = match args.first().map(|a| a.replace('_', "").parse()) {
@@ -51,21 +61,30 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let repeats: usize = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(3).max(1);
-    let shape = Shape::with_balances(balances);
-    let n = shape.balances() as f64;
+    Args {
+        shape: Shape::with_balances(balances),
+        mode: mode.to_owned(),
+        config,
+        repeats: args.get(2).and_then(|r| r.parse().ok()).unwrap_or(3).max(1),
+    }
+}
 
+/// Loads the ledger and prints its load time and the memory it took.
+fn load(args: &Args) -> Ledger {
+    let shape = args.shape;
+    let n = shape.balances() as f64;
     let rss_before = vm_rss_bytes().unwrap_or(0);
     let start = Instant::now();
-    let ledger = load_stock(shape, config);
+    let ledger = load_stock(shape, args.config);
     let load = start.elapsed();
     let rss_loaded = vm_rss_bytes().unwrap_or(0);
     let ledger_bytes = rss_loaded.saturating_sub(rss_before);
     println!(
-        "balances: {} ({} SKUs x {} locations), retention: {mode}",
+        "balances: {} ({} SKUs x {} locations), retention: {}",
         shape.balances(),
         shape.skus,
-        shape.locations
+        shape.locations,
+        args.mode
     );
     println!(
         "load: {:.2} s with set_on_hand in batches of {} ({:.0} requests/s, incl. building them)",
@@ -80,7 +99,12 @@ fn main() {
         mib(ledger_bytes),
         ledger_bytes as f64 / n
     );
+    ledger
+}
 
+/// Times `repeats` snapshots, prints them, and returns the last snapshot's bytes. The previous
+/// bytes are dropped before each run, so only one snapshot is in memory at a time.
+fn snapshots(ledger: &Ledger, repeats: usize, n: f64) -> Vec<u8> {
     let mut snapshot_times = Vec::with_capacity(repeats);
     let mut bytes = Vec::new();
     for _ in 0..repeats {
@@ -99,13 +123,18 @@ fn main() {
         snap_median.as_secs_f64(),
         n / snap_median.as_secs_f64()
     );
+    bytes
+}
 
+/// Times `repeats` restores of `bytes` and prints them with the memory of the first restored
+/// ledger, which is also checked to snapshot back to the same bytes.
+fn restores(bytes: &[u8], repeats: usize, n: f64) {
     let mut restore_times = Vec::with_capacity(repeats);
     let mut restored_bytes = 0;
     for i in 0..repeats {
         let rss = vm_rss_bytes().unwrap_or(0);
         let start = Instant::now();
-        let restored = Ledger::restore(&bytes).expect("the snapshot restores");
+        let restored = Ledger::restore(bytes).expect("the snapshot restores");
         restore_times.push(start.elapsed());
         if i == 0 {
             restored_bytes = vm_rss_bytes().unwrap_or(0).saturating_sub(rss);
@@ -125,5 +154,13 @@ fn main() {
         mib(restored_bytes),
         restored_bytes as f64 / n
     );
+}
+
+fn main() {
+    let args = parse_args();
+    let n = args.shape.balances() as f64;
+    let ledger = load(&args);
+    let bytes = snapshots(&ledger, args.repeats, n);
+    restores(&bytes, args.repeats, n);
     println!("peak VmHWM: {:.1} MiB", mib(vm_hwm_bytes().unwrap_or(0)));
 }

@@ -474,30 +474,8 @@ impl PostgresBaseline {
         );
         rolled_back.map_err(pg_err("rollback"))?;
         lease.in_txn = false;
-        let mut by_key = std::collections::HashMap::with_capacity(demand.len());
-        for row in ats.map_err(pg_err("available"))? {
-            let i: i64 = row.try_get(0).map_err(pg_err("available"))?;
-            let a: i64 = row.try_get(1).map_err(pg_err("available"))?;
-            if let Some(d) = usize::try_from(i - 1).ok().and_then(|i| demand.get(i)) {
-                by_key.insert((d.0, d.1), a);
-            }
-        }
-        let ats_of = |s: &str, l: &str| by_key.get(&(s, l)).copied().unwrap_or(0);
-        if let Some((i, a)) = first_short(lines, ats_of) {
-            return Ok(Ok(insufficient(lines, i, a)));
-        }
-        // Units came back between the failed check and the read: name the balance whose
-        // update failed, with what is there now.
-        let short = demand
-            .iter()
-            .zip(&updates)
-            .find(|(_, &n)| n == 0)
-            .map(|(d, _)| (d.0, d.1));
-        let i = short
-            .and_then(|(s, l)| lines.iter().position(|x| x.sku == s && x.location == l))
-            .unwrap_or(0);
-        let a = short.map_or(0, |(s, l)| ats_of(s, l));
-        Ok(Ok(insufficient(lines, i, a)))
+        let rows = ats.map_err(pg_err("available"))?;
+        Ok(Ok(shortfall(lines, demand, &updates, rows)?))
     }
 
     /// Releases live hold `id`: its units are available again. `false` if `id` is not a live
@@ -624,4 +602,38 @@ impl PostgresBaseline {
         let reserved: i64 = row.try_get(1).map_err(pg_err("totals"))?;
         Ok((on_hand, reserved))
     }
+}
+
+/// The line a refused reservation names, from the availability rows read after the rollback
+/// (`(line number, available)`, 1-based in `demand` order) and each balance update's row count.
+fn shortfall(
+    lines: &[Line],
+    demand: &[(&str, &str, i64)],
+    updates: &[u64],
+    rows: Vec<tokio_postgres::Row>,
+) -> Result<ReserveOutcome, BaselineError> {
+    let mut by_key = std::collections::HashMap::with_capacity(demand.len());
+    for row in rows {
+        let i: i64 = row.try_get(0).map_err(pg_err("available"))?;
+        let a: i64 = row.try_get(1).map_err(pg_err("available"))?;
+        if let Some(d) = usize::try_from(i - 1).ok().and_then(|i| demand.get(i)) {
+            by_key.insert((d.0, d.1), a);
+        }
+    }
+    let ats_of = |s: &str, l: &str| by_key.get(&(s, l)).copied().unwrap_or(0);
+    if let Some((i, a)) = first_short(lines, ats_of) {
+        return Ok(insufficient(lines, i, a));
+    }
+    // Units came back between the failed check and the read: name the balance whose
+    // update failed, with what is there now.
+    let short = demand
+        .iter()
+        .zip(updates)
+        .find(|(_, &n)| n == 0)
+        .map(|(d, _)| (d.0, d.1));
+    let i = short
+        .and_then(|(s, l)| lines.iter().position(|x| x.sku == s && x.location == l))
+        .unwrap_or(0);
+    let a = short.map_or(0, |(s, l)| ats_of(s, l));
+    Ok(insufficient(lines, i, a))
 }

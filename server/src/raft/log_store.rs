@@ -61,9 +61,11 @@
 //! only through an election, which voters grant on log up-to-dateness.
 //!
 //! A node that may have lost entries it acknowledged is *recovering* ([`LogStore::recovering`]):
-//! after a crash in `replicated` mode (the unflushed tail may be gone), after cutting a torn
-//! tail in either mode, or when its log ends before the entry it ended with at its last
-//! graceful stop (in `fsync` mode that is damage: the store refuses to open). While recovering,
+//! after any crash (in `replicated` mode the unflushed tail may be gone; in `fsync` mode a disk
+//! may have dropped confirmed writes, or the log was written in the other mode), after
+//! cutting a torn tail, or when its log ends before the entry it ended with at its last
+//! graceful stop (in `fsync` mode that is damage: the store refuses to open, at every start,
+//! until the operator acts). While recovering,
 //! appends complete only once fsynced, and the election rules (see `raft::election`) keep the
 //! node from granting votes until it holds the leader's committed log again.
 //!
@@ -254,20 +256,33 @@ impl LogStore {
     /// Opens (or creates) the log in `dir`: recovers it (see the module docs) and starts the
     /// writer thread. Blocking file IO: call it before serving, or from a blocking task.
     pub fn open(dir: &Path, durability: Durability) -> Result<LogStore, io::Error> {
-        LogStore::open_with(dir, durability, SEGMENT_BYTES_MAX)
+        LogStore::open_with(dir, durability, SEGMENT_BYTES_MAX, false)
     }
 
-    /// [`LogStore::open`] with another segment size (tests use small segments).
+    /// [`LogStore::open`] for a node started with its cluster's voters (`--peer`): a new log
+    /// there may be a member's whose directory was wiped or replaced, which must not vote as
+    /// if it had lost nothing, so it starts recovering (a brand-new cluster's nodes all do, and
+    /// elect as soon as they have heard each other).
+    pub fn open_as_member(dir: &Path, durability: Durability) -> Result<LogStore, io::Error> {
+        LogStore::open_with(dir, durability, SEGMENT_BYTES_MAX, true)
+    }
+
+    /// [`LogStore::open`] with another segment size (tests use small segments), for a listed
+    /// member or not.
     fn open_with(
         dir: &Path,
         durability: Durability,
         segment_bytes_max: u64,
+        member: bool,
     ) -> Result<LogStore, io::Error> {
         durability
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let mut recovered = recover::recover(dir)?;
-        let recovery = recovery_reason(&recovered.end, durability)?;
+        let recovery = recovery_reason(&recovered.end, durability, member)?;
+        // Only once the node may start: a refusal must hold at every start until the operator
+        // acts, so the record it rests on stays until then.
+        recover::forget_shutdown(dir)?;
         if let Some(why) = &recovery {
             tracing::warn!(dir = %dir.display(), %why, "this node may have lost entries it acknowledged: it votes again once it has caught up with the leader");
         }
@@ -520,17 +535,30 @@ impl LogStore {
 
 /// Whether (and why) a node starts recovering after the way its previous process ended; an
 /// error for damage the durability mode cannot excuse.
-fn recovery_reason(end: &PreviousEnd, durability: Durability) -> io::Result<Option<String>> {
+fn recovery_reason(
+    end: &PreviousEnd,
+    durability: Durability,
+    member: bool,
+) -> io::Result<Option<String>> {
     Ok(match (end, durability) {
+        (PreviousEnd::Pristine, _) if member => Some(
+            "a new log on a node started with its cluster's voters: it may have been a member \
+             before (a wiped or replaced data directory)"
+                .to_owned(),
+        ),
         (PreviousEnd::Pristine | PreviousEnd::Clean, _) => None,
         (PreviousEnd::Crashed { torn: Some(torn) }, _) => {
             Some(format!("a torn log tail was cut off ({torn})"))
         }
-        (PreviousEnd::Crashed { torn: None }, Durability::Replicated { .. }) => Some(
-            "the previous process did not stop gracefully: its unflushed writes may be lost"
+        // In fsync mode nothing acknowledged should be lost, but nothing on reopen tells a
+        // crash apart from a disk that dropped confirmed writes at a record boundary, or from
+        // a log written in replicated mode by the previous process: recovering costs a crashed
+        // node a few seconds of not voting, and never an acknowledged write.
+        (PreviousEnd::Crashed { torn: None }, _) => Some(
+            "the previous process did not stop gracefully: writes it acknowledged may be lost \
+             (unflushed in replicated mode, or dropped by the disk)"
                 .to_owned(),
         ),
-        (PreviousEnd::Crashed { torn: None }, Durability::Fsync) => None,
         (PreviousEnd::Shortened { detail }, Durability::Replicated { .. }) => Some(detail.clone()),
         (PreviousEnd::Shortened { detail }, Durability::Fsync) => {
             return Err(io::Error::new(

@@ -117,11 +117,3 @@ impl From<client::ClientError> for Error {
         Error::Client(e)
     }
 }
-
-/// The message, for callers that still carry errors as text (the load generator's CLI
-/// reports with `?` into `String`).
-impl From<Error> for String {
-    fn from(e: Error) -> String {
-        e.to_string()
-    }
-}

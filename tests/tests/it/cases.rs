@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use client::case::run_case;
-use client::cluster_target::{options_for, ClusterTarget};
+use stockctl::case::run_case;
+use stockctl::cluster_target::{options_for, ClusterTarget};
 use testkit::Cluster;
 
 fn workspace() -> PathBuf {
@@ -18,9 +18,9 @@ fn workspace() -> PathBuf {
 
 fn case_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
-    for dir in client::case::case_dirs(&workspace()) {
+    for dir in stockctl::case::case_dirs(&workspace()) {
         let found =
-            client::case::case_files(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            stockctl::case::case_files(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         assert!(!found.is_empty(), "no cases in {}", dir.display());
         files.extend(found);
     }

@@ -139,9 +139,6 @@ pub(super) fn recover(dir: &Path) -> io::Result<Recovered> {
         .flatten()
         .max_by_key(|c| c.index);
     let committed = check_committed(dir, committed, &entries, last_purged);
-    // The shutdown record describes the process that just ended; from now on a crash must
-    // find none. Removed durably before anything new is written.
-    remove_durably(dir, SHUTDOWN_FILE)?;
     remove_durably(dir, OBSOLETE_COMMITTED_FILE)?;
     Ok(Recovered {
         vote,
@@ -151,6 +148,12 @@ pub(super) fn recover(dir: &Path) -> io::Result<Recovered> {
         segments: read.segments,
         end,
     })
+}
+
+/// Removes the shutdown record once the store may open: it describes the process that just
+/// ended, and from now on a crash must find none. Durable before anything new is written.
+pub(super) fn forget_shutdown(dir: &Path) -> io::Result<()> {
+    remove_durably(dir, SHUTDOWN_FILE)
 }
 
 /// Tells how the previous process ended from the shutdown record and the log's last entry.

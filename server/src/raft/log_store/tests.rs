@@ -329,7 +329,7 @@ fn damage_before_the_tail_refuses_to_open() {
 #[test]
 fn damage_in_an_older_segment_refuses_to_open() {
     let dir = TempDir::new("corrupt-old");
-    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512).expect("open");
+    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512, false).expect("open");
     append(&mut store, entries(1, 1..=40));
     drop(store);
     let names = segments_in(&dir.log());
@@ -347,7 +347,7 @@ fn damage_in_an_older_segment_refuses_to_open() {
 #[test]
 fn purge_and_truncate_survive_reopen() {
     let dir = TempDir::new("purge-truncate");
-    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512).expect("open");
+    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512, false).expect("open");
     append(&mut store, entries(1, 1..=50));
     let before = segments_in(&dir.log());
     futures_lite(async {
@@ -366,11 +366,11 @@ fn purge_and_truncate_survive_reopen() {
     check(&mut store, Some(log_id(1, 20)), &entries(1, 21..=40));
     crash(store);
 
-    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512).expect("reopen");
+    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512, false).expect("reopen");
     check(&mut store, Some(log_id(1, 20)), &entries(1, 21..=40));
     append(&mut store, entries(2, 41..=45));
     drop(store);
-    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512).expect("reopen");
+    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512, false).expect("reopen");
     let mut want = entries(1, 21..=40);
     want.extend(entries(2, 41..=45));
     check(&mut store, Some(log_id(1, 20)), &want);
@@ -380,23 +380,24 @@ fn purge_and_truncate_survive_reopen() {
     futures_lite(store.purge(log_id(3, 100))).expect("purge past the end");
     assert!(segments_in(&dir.log()).is_empty());
     drop(store);
-    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512).expect("reopen");
+    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512, false).expect("reopen");
     check(&mut store, Some(log_id(3, 100)), &[]);
     append(&mut store, entries(3, 101..=102));
     drop(store);
-    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512).expect("reopen");
+    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512, false).expect("reopen");
     check(&mut store, Some(log_id(3, 100)), &entries(3, 101..=102));
     // Truncating everything after the purge point leaves just the purge point.
     futures_lite(store.truncate(log_id(3, 101))).expect("truncate all");
     drop(store);
-    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512).expect("reopen");
+    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512, false).expect("reopen");
     check(&mut store, Some(log_id(3, 100)), &[]);
 }
 
 #[test]
 fn truncate_across_segments_in_replicated_mode_survives_reopen() {
     let dir = TempDir::new("truncate-replicated");
-    let mut store = LogStore::open_with(&dir.log(), Durability::default(), 512).expect("open");
+    let mut store =
+        LogStore::open_with(&dir.log(), Durability::default(), 512, false).expect("open");
     append(&mut store, entries(1, 0..=60));
     futures_lite(store.truncate(log_id(1, 7))).expect("truncate");
     append(&mut store, entries(2, 7..=9));
@@ -404,7 +405,8 @@ fn truncate_across_segments_in_replicated_mode_survives_reopen() {
     // flush interval): flush first so that the test is about truncation, not timing.
     futures_lite(store.flush()).expect("flush");
     crash(store);
-    let mut store = LogStore::open_with(&dir.log(), Durability::default(), 512).expect("reopen");
+    let mut store =
+        LogStore::open_with(&dir.log(), Durability::default(), 512, false).expect("reopen");
     let mut want = entries(1, 0..=6);
     want.extend(entries(2, 7..=9));
     check(&mut store, None, &want);
@@ -523,11 +525,12 @@ fn recovering_after_a_crash_that_may_have_lost_acknowledged_entries() {
     assert!(!store.recovering());
     drop(store);
 
-    // fsync: a crash loses nothing acknowledged, unless the tail the disk kept was cut.
+    // fsync: a crash recovers too. Nothing acknowledged should be lost, but neither a disk
+    // that drops confirmed writes nor a restart in another mode shows on reopen.
     let dir = TempDir::new("recovering-fsync");
     let segment = ten_entries(&dir);
     let store = open(&dir.log(), Durability::Fsync);
-    assert!(!store.recovering());
+    assert!(store.recovering(), "a crash in fsync mode");
     crash(store);
     let len = std::fs::metadata(&segment).expect("metadata").len();
     std::fs::OpenOptions::new()
@@ -540,6 +543,71 @@ fn recovering_after_a_crash_that_may_have_lost_acknowledged_entries() {
     assert!(store.recovering());
     let reason = store.recovery_reason().unwrap_or_default().to_owned();
     assert!(reason.contains("torn log tail"), "{reason}");
+}
+
+#[test]
+fn whole_records_lost_after_a_crash_make_the_node_recover_in_either_mode() {
+    // A cut exactly at a record boundary leaves no torn tail: the log simply ends earlier.
+    // Written in one mode, reopened in either, the node must not vote as if it lost nothing.
+    for (written, reopened) in [
+        (Durability::Fsync, Durability::Fsync),
+        (Durability::default(), Durability::Fsync),
+    ] {
+        let dir = TempDir::new("boundary-cut");
+        let mut store = open(&dir.log(), written);
+        append(&mut store, entries(1, 1..=10));
+        // Past the flush interval: in replicated mode the records are on disk too.
+        std::thread::sleep(Duration::from_millis(FLUSH_INTERVAL_MS_DEFAULT * 4));
+        crash(store);
+        let segment = dir.log().join(segment_name(1));
+        let bytes = std::fs::read(&segment).expect("read");
+        let offsets = super::format::parse_segment(&bytes, 1, true)
+            .expect("parses")
+            .offsets;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .expect("open")
+            .set_len(offsets[7])
+            .expect("cut at a record boundary");
+        let mut store = open(&dir.log(), reopened);
+        check(&mut store, None, &entries(1, 1..=7));
+        assert!(store.recovering(), "{written:?} then {reopened:?}");
+    }
+}
+
+#[test]
+fn a_new_log_of_a_listed_member_recovers() {
+    let dir = TempDir::new("new-member");
+    let store = LogStore::open_as_member(&dir.log(), Durability::default()).expect("open");
+    assert!(store.recovering(), "a wiped member looks new");
+    drop(store);
+    let dir = TempDir::new("new-node");
+    let store = open(&dir.log(), Durability::default());
+    assert!(
+        !store.recovering(),
+        "a node waiting to be added (--join) lost nothing"
+    );
+}
+
+#[test]
+fn a_refusal_to_open_stands_until_the_operator_acts() {
+    let dir = TempDir::new("refuse-twice");
+    let mut store = open(&dir.log(), Durability::Fsync);
+    append(&mut store, entries(1, 1..=10));
+    drop(store);
+    let segment = dir.log().join(segment_name(1));
+    let len = std::fs::metadata(&segment).expect("metadata").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .expect("open")
+        .set_len(len / 2)
+        .expect("cut");
+    for attempt in 1..=3 {
+        let refused = LogStore::open(&dir.log(), Durability::Fsync);
+        assert!(refused.is_err(), "start {attempt} must refuse too");
+    }
 }
 
 /// Appends `entries` with a completion that reports on the returned channel.

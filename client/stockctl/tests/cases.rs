@@ -4,22 +4,24 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use client::case::{run_case, EngineTarget, RunOptions};
+use stockctl::case::{run_case, EngineTarget, RunOptions};
 
+/// The workspace root: this crate is client/stockctl.
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+        .ancestors()
+        .nth(2)
         .expect("workspace root")
         .to_path_buf()
 }
 
 /// The shared cases' directory.
 fn shared_cases() -> PathBuf {
-    client::case::case_dirs(&workspace())[0].clone()
+    stockctl::case::case_dirs(&workspace())[0].clone()
 }
 
 fn case_files(dir: &Path) -> Vec<PathBuf> {
-    client::case::case_files(dir)
+    stockctl::case::case_files(dir)
         .unwrap_or_else(|e| panic!("cannot read case directory {}: {e}", dir.display()))
 }
 
@@ -93,7 +95,7 @@ fn stockctl_case_prints_one_line_per_case_and_fails_on_failure() {
 
 #[test]
 fn stockctl_exits_quietly_when_its_reader_goes_away() {
-    // Found by the break-it pass: `stockctl ... | head -1` panicked with "Broken pipe".
+    // `stockctl ... | head -1`: printing to a closed pipe must end quietly, as SIGPIPE would.
     let files: Vec<PathBuf> = case_files(&shared_cases())
         .into_iter()
         .cycle()

@@ -1,9 +1,13 @@
 //! # Replay of real order data: Online Retail II (UCI), Dec 2009 - Nov 2010
 //!
 //! `../shared/data/online-retail/` holds ~503k order lines of a UK online gift retailer (many
-//! customers are wholesalers), in time order (see its PROVENANCE.md). This module turns them
+//! customers are wholesalers), in time order (see its PROVENANCE.md). This crate turns them
 //! into a deterministic sequence of timestamped batches of engine [`engine::Request`]s and
-//! applies them to a backend (the in-process engine here; a live cluster later).
+//! applies them to the in-process engine ([`replay`]) or to any ledger behind the
+//! [`sink::LedgerSink`] trait (the load generator's live cluster), checked against the engine.
+//!
+//! It depends on the engine and data helpers only (csv, flate2, serde): no server, client or
+//! runtime (`tests/deps.rs` checks the manifest).
 //!
 //! ## Layers
 //! 1. [`input`]: CSV -> typed [`input::CsvLine`]s (RFC 4180 quoting, exact decimals, dates).
@@ -13,6 +17,8 @@
 //!    ledger's answers -> batches. It knows nothing of the backend.
 //! 4. [`replay`]: a [`replay::Backend`] trait, the engine backend, the driver loop and the
 //!    [`replay::Summary`].
+//! 5. [`sink`]: the [`sink::LedgerSink`] trait for a ledger in another process, and
+//!    [`sink::replay_through`], the same replay against it, compared with the engine replay.
 //!
 //! Why the planner reads outcomes: what a real OMS sends next depends on what the ledger
 //! answered (a checkout that hits a sold-out line drops it and retries; a cancellation is a
@@ -146,6 +152,7 @@ pub mod input;
 pub mod network;
 pub mod plan;
 pub mod replay;
+pub mod sink;
 
 #[cfg(test)]
 mod tests;
@@ -154,5 +161,7 @@ pub use events::{build, Dataset, DropReason, Event, EventKind, EventLine, InputS
 pub use input::{read_lines, CsvLine, InputError};
 pub use plan::{Batch, PlanConfig, PlanStats, Planner};
 pub use replay::{
-    drive, render, replay_events, replay_file, Backend, EngineBackend, Replay, StockTotals, Summary,
+    drive, render, replay_events, replay_file, Backend, BalanceRow, EngineBackend, Replay,
+    StockTotals, Summary,
 };
+pub use sink::{replay_through, BalanceDiff, LedgerSink, SinkReplay, SinkReplayError};

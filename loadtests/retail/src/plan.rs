@@ -1,6 +1,6 @@
 //! The planner: turns [`Event`]s into timestamped batches of engine requests, reading the
 //! ledger's answers the way an order-management system does (see the module doc of
-//! [`crate::retail`] for every mapping choice).
+//! [`crate`] for every mapping choice).
 //!
 //! It is a deterministic state machine with two calls: [`Planner::next_batch`] gives the next
 //! batch; [`Planner::observe`] takes that batch's outcomes, in order. The same events and the
@@ -200,6 +200,17 @@ pub struct MirrorBalance {
     pub allocated: i64,
     /// Safety stock.
     pub safety_stock: i64,
+}
+
+/// A balance the planner expects (see [`Planner::expected_balances`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedBalance {
+    /// The SKU.
+    pub sku: SkuId,
+    /// The location.
+    pub location: engine::LocationId,
+    /// What the planner's answers say it holds.
+    pub balance: MirrorBalance,
 }
 
 impl MirrorBalance {
@@ -478,12 +489,16 @@ impl Planner {
 
     /// The balances the planner expects from the answers it saw, for every SKU and location
     /// it touched (a cross-check against the ledger: they must be equal).
-    pub fn expected_balances(&self) -> Vec<(SkuId, engine::LocationId, MirrorBalance)> {
+    pub fn expected_balances(&self) -> Vec<ExpectedBalance> {
         let mut out = Vec::new();
         for s in &self.skus {
             for (loc, b) in s.bal.iter().enumerate() {
                 if *b != MirrorBalance::default() {
-                    out.push((s.id.clone(), location_id(loc as Loc), *b));
+                    out.push(ExpectedBalance {
+                        sku: s.id.clone(),
+                        location: location_id(loc as Loc),
+                        balance: *b,
+                    });
                 }
             }
         }
@@ -1290,63 +1305,93 @@ impl Planner {
             .get(&customer)
             .map(|v| v.iter().rev().copied().collect())
             .unwrap_or_default();
-        let window = self.cfg.return_window_days * DAY_MS;
         // order -> lines, in order of first use.
         let mut cancels: PerOrder = Vec::new();
         let mut returns: PerOrder = Vec::new();
-        let add = |plan: &mut PerOrder, order: u32, line: Located| match plan
-            .iter_mut()
-            .find(|(o, _)| *o == order)
-        {
-            Some((_, lines)) => lines.push(line),
-            None => plan.push((order, vec![line])),
-        };
         for line in &event.lines {
             let sku = self.sku_index[&line.sku];
-            let mut left = line.qty;
-            for &order in &orders {
-                for l in &self.orders[order as usize].lines {
-                    if left == 0 {
-                        break;
-                    }
-                    if l.sku == sku && l.unfulfilled() > 0 {
-                        let take = left.min(l.unfulfilled());
-                        add(&mut cancels, order, (sku, l.loc, take));
-                        left -= take;
-                    }
-                }
-            }
-            let mut outside_window = 0;
-            for &order in &orders {
+            let left = self.take_unfulfilled(sku, line.qty, &orders, &mut cancels);
+            let unmatched = self.take_returnable(sku, left, &orders, &mut returns);
+            self.stats.units_unmatched_no_order += unmatched.units as u64;
+            self.stats.units_unmatched_outside_window +=
+                unmatched.units.min(unmatched.outside_window) as u64;
+        }
+        self.push_cancels(cancels);
+        self.push_returns(event, returns);
+    }
+
+    /// Up to `qty` units of `sku` still unfulfilled on `orders` (in that order), added to
+    /// `cancels`; returns the units left.
+    fn take_unfulfilled(
+        &self,
+        sku: SkuIdx,
+        qty: i64,
+        orders: &[u32],
+        cancels: &mut PerOrder,
+    ) -> i64 {
+        let mut left = qty;
+        for &order in orders {
+            for l in &self.orders[order as usize].lines {
                 if left == 0 {
                     break;
                 }
-                let o = &self.orders[order as usize];
-                let fulfilled: i64 = o
-                    .lines
-                    .iter()
-                    .filter(|l| l.sku == sku)
-                    .map(|l| l.fulfilled)
-                    .sum();
-                let returnable = fulfilled - o.returned(sku);
-                if returnable <= 0 {
-                    continue;
+                if l.sku == sku && l.unfulfilled() > 0 {
+                    let take = left.min(l.unfulfilled());
+                    add_to_order(cancels, order, (sku, l.loc, take));
+                    left -= take;
                 }
-                if o.placed_ms + window < self.now_ms {
-                    outside_window += returnable;
-                    continue;
-                }
-                // Received where it was shipped from (a pickup comes back to its store).
-                let Some(from) = o.lines.iter().find(|l| l.sku == sku && l.fulfilled > 0) else {
-                    continue;
-                };
-                let take = left.min(returnable);
-                add(&mut returns, order, (sku, from.loc, take));
-                left -= take;
             }
-            self.stats.units_unmatched_no_order += left as u64;
-            self.stats.units_unmatched_outside_window += left.min(outside_window) as u64;
         }
+        left
+    }
+
+    /// Up to `qty` units of `sku` fulfilled and not yet returned on `orders` placed within
+    /// the return window, added to `returns`; returns what is left unmatched.
+    fn take_returnable(
+        &self,
+        sku: SkuIdx,
+        qty: i64,
+        orders: &[u32],
+        returns: &mut PerOrder,
+    ) -> Unmatched {
+        let window = self.cfg.return_window_days * DAY_MS;
+        let mut left = qty;
+        let mut outside_window = 0;
+        for &order in orders {
+            if left == 0 {
+                break;
+            }
+            let o = &self.orders[order as usize];
+            let fulfilled: i64 = o
+                .lines
+                .iter()
+                .filter(|l| l.sku == sku)
+                .map(|l| l.fulfilled)
+                .sum();
+            let returnable = fulfilled - o.returned(sku);
+            if returnable <= 0 {
+                continue;
+            }
+            if o.placed_ms + window < self.now_ms {
+                outside_window += returnable;
+                continue;
+            }
+            // Received where it was shipped from (a pickup comes back to its store).
+            let Some(from) = o.lines.iter().find(|l| l.sku == sku && l.fulfilled > 0) else {
+                continue;
+            };
+            let take = left.min(returnable);
+            add_to_order(returns, order, (sku, from.loc, take));
+            left -= take;
+        }
+        Unmatched {
+            units: left,
+            outside_window,
+        }
+    }
+
+    /// One `cancel` per order (per 256 lines).
+    fn push_cancels(&mut self, cancels: PerOrder) {
         for (order, lines) in cancels {
             for chunk in lines.chunks(LINES_PER_REQUEST_MAX) {
                 let command = Command::Cancel {
@@ -1372,6 +1417,10 @@ impl Planner {
                 );
             }
         }
+    }
+
+    /// One `return` (RMA `rma-<invoice>-<n>`) per order (per 256 lines).
+    fn push_returns(&mut self, event: &Event, returns: PerOrder) {
         let mut rma = 0;
         for (order, lines) in returns {
             for chunk in lines.chunks(LINES_PER_REQUEST_MAX) {
@@ -1399,6 +1448,22 @@ impl Planner {
                 );
             }
         }
+    }
+}
+
+/// Units of a cancellation line that matched no order.
+struct Unmatched {
+    /// Units neither cancelled nor returned.
+    units: i64,
+    /// Returnable units on orders placed before the return window.
+    outside_window: i64,
+}
+
+/// Adds `line` to `order`'s lines in `plan` (orders in order of first use).
+fn add_to_order(plan: &mut PerOrder, order: u32, line: Located) {
+    match plan.iter_mut().find(|(o, _)| *o == order) {
+        Some((_, lines)) => lines.push(line),
+        None => plan.push((order, vec![line])),
     }
 }
 

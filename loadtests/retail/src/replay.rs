@@ -15,8 +15,8 @@ use super::input::{self, InputError};
 use super::network::{CHANNEL_WEB, LOCATIONS};
 use super::plan::{Batch, MirrorBalance, PlanConfig, PlanStats, Planner};
 
-/// Something that applies batches and answers one outcome per request, in order: the
-/// in-process engine here, a live cluster through the client later.
+/// Something that applies batches synchronously and answers one outcome per request, in
+/// order: the in-process engine. A ledger in another process is a [`crate::sink::LedgerSink`].
 pub trait Backend {
     /// Applies one batch (time-stamped by the planner) and returns its outcomes.
     fn apply(&mut self, batch: &Batch) -> Vec<Outcome>;
@@ -113,33 +113,73 @@ pub struct StockTotals {
     pub on_hand_by_location: BTreeMap<String, i64>,
 }
 
-/// Reads every balance of `skus` (all locations) through availability queries, in chunks of
-/// `QUERY_SKUS_MAX`. `read` answers a query: the ledger here, a cluster through the client
-/// later.
-pub fn read_balances<E>(
-    skus: &[SkuId],
-    mut read: impl FnMut(&Query) -> Result<Answer, E>,
-) -> Result<Vec<(SkuId, String, Balance)>, E> {
-    let mut out = Vec::new();
-    for chunk in skus.chunks(QUERY_SKUS_MAX) {
-        let query = Query::Availability {
+/// One balance read back: a SKU at a location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalanceRow {
+    /// The SKU.
+    pub sku: SkuId,
+    /// The location's id.
+    pub location: String,
+    /// Its balance.
+    pub balance: Balance,
+}
+
+/// The availability queries that read every balance of `skus` (all locations), in chunks of
+/// `QUERY_SKUS_MAX`.
+pub fn availability_queries(skus: &[SkuId]) -> Vec<Query> {
+    skus.chunks(QUERY_SKUS_MAX)
+        .map(|chunk| Query::Availability {
             skus: chunk.to_vec(),
             target: Target::All,
             channel: ChannelId::from(CHANNEL_WEB),
-        };
-        if let Answer::Availability(rows) = read(&query)? {
+        })
+        .collect()
+}
+
+/// The balances in the answers to [`availability_queries`] (other answers carry none).
+pub fn balances_from_answers(answers: impl IntoIterator<Item = Answer>) -> Vec<BalanceRow> {
+    let mut out = Vec::new();
+    for answer in answers {
+        if let Answer::Availability(rows) = answer {
             for sku in rows {
                 for row in sku.rows {
-                    out.push((sku.sku.clone(), row.location.0, row.balance));
+                    out.push(BalanceRow {
+                        sku: sku.sku.clone(),
+                        location: row.location.0,
+                        balance: row.balance,
+                    });
                 }
             }
         }
     }
-    Ok(out)
+    out
+}
+
+/// Reads every balance of `skus` (all locations) through [`availability_queries`]. `read`
+/// answers a query (the in-process ledger; a remote one goes through
+/// [`crate::sink::LedgerSink`]).
+pub fn read_balances<E>(
+    skus: &[SkuId],
+    mut read: impl FnMut(&Query) -> Result<Answer, E>,
+) -> Result<Vec<BalanceRow>, E> {
+    let mut answers = Vec::new();
+    for query in availability_queries(skus) {
+        answers.push(read(&query)?);
+    }
+    Ok(balances_from_answers(answers))
+}
+
+/// Rejections by code: the non-`ok` part of the planner's outcomes.
+pub fn rejections(plan: &PlanStats) -> BTreeMap<String, u64> {
+    plan.outcomes
+        .iter()
+        .filter(|(code, _)| code.as_str() != "ok")
+        .map(|(code, n)| (code.clone(), *n))
+        .collect()
 }
 
 /// Sums balances (from [`read_balances`]).
-pub fn stock_totals(skus: u64, balances: &[(SkuId, String, Balance)]) -> StockTotals {
+pub fn stock_totals(skus: u64, balances: &[BalanceRow]) -> StockTotals {
     let mut totals = StockTotals {
         skus,
         ..StockTotals::default()
@@ -147,7 +187,12 @@ pub fn stock_totals(skus: u64, balances: &[(SkuId, String, Balance)]) -> StockTo
     for site in LOCATIONS {
         totals.on_hand_by_location.insert(site.id.to_owned(), 0);
     }
-    for (_, location, b) in balances {
+    for BalanceRow {
+        location,
+        balance: b,
+        ..
+    } in balances
+    {
         totals.balances += 1;
         totals.on_hand += b.on_hand;
         totals.reserved += b.reserved;
@@ -165,13 +210,18 @@ pub fn stock_totals(skus: u64, balances: &[(SkuId, String, Balance)]) -> StockTo
 
 /// Balances where the planner's view differs from `balances` (from [`read_balances`] over
 /// [`Planner::skus`]); should be none.
-pub fn mirror_mismatches(planner: &Planner, balances: &[(SkuId, String, Balance)]) -> Vec<String> {
+pub fn mirror_mismatches(planner: &Planner, balances: &[BalanceRow]) -> Vec<String> {
     let mut out = Vec::new();
     let mut expected: BTreeMap<(String, String), MirrorBalance> = BTreeMap::new();
-    for (sku, loc, b) in planner.expected_balances() {
-        expected.insert((sku.0, loc.0), b);
+    for e in planner.expected_balances() {
+        expected.insert((e.sku.0, e.location.0), e.balance);
     }
-    for (sku, location, b) in balances {
+    for BalanceRow {
+        sku,
+        location,
+        balance: b,
+    } in balances
+    {
         let seen = MirrorBalance {
             on_hand: b.on_hand,
             reserved: b.reserved,
@@ -277,12 +327,7 @@ pub fn replay_events(
         other => panic!("status query: {other:?}"),
     };
     let plan = planner.stats().clone();
-    let rejections = plan
-        .outcomes
-        .iter()
-        .filter(|(code, _)| code.as_str() != "ok")
-        .map(|(code, n)| (code.clone(), *n))
-        .collect();
+    let rejections = rejections(&plan);
     let requests = plan.requests as f64;
     let summary = Summary {
         input_file: input_file.to_owned(),
@@ -342,9 +387,15 @@ fn pct(part: u64, whole: u64) -> String {
 /// The summary as text, one fact per line.
 pub fn render(s: &Summary) -> String {
     let mut o = String::new();
+    render_input(&mut o, s);
+    render_plan(&mut o, &s.plan);
+    render_end(&mut o, s);
+    o
+}
+
+/// The input: period, lines used and dropped, invoices.
+fn render_input(o: &mut String, s: &Summary) {
     let i = &s.input;
-    let p = &s.plan;
-    let f = &s.final_stock;
     let _ = writeln!(o, "input        {}", s.input_file);
     let _ = writeln!(
         o,
@@ -370,6 +421,10 @@ pub fn render(s: &Summary) -> String {
         i.stock_found_events,
         i.skus
     );
+}
+
+/// What the planner did: checkouts, pickups, orders, units, stock in and out, requests.
+fn render_plan(o: &mut String, p: &PlanStats) {
     let _ = writeln!(
         o,
         "checkouts    {} (b2b {}, extra for >256 SKUs {})  lines {}  reserve attempts {}  abandoned {}  lines trimmed {} + sold out {} ({} of lines)",
@@ -422,6 +477,12 @@ pub fn render(s: &Summary) -> String {
     );
     let _ = writeln!(o, "requests     {}  batches {}", p.requests, p.batches);
     let _ = writeln!(o, "outcomes     {}", join_counts(&p.outcomes));
+}
+
+/// How it ended: rejections, final stock, the ledger, the checks, the timings.
+fn render_end(o: &mut String, s: &Summary) {
+    let p = &s.plan;
+    let f = &s.final_stock;
     let _ = writeln!(o, "rejections   {}", join_counts(&s.rejections));
     let _ = writeln!(
         o,
@@ -461,7 +522,6 @@ pub fn render(s: &Summary) -> String {
         s.engine_seconds,
         s.engine_requests_per_second
     );
-    o
 }
 
 fn join_counts<V: std::fmt::Display>(m: &BTreeMap<String, V>) -> String {

@@ -8,11 +8,11 @@
 use engine::{Answer, Outcome, Query, Rejection, Request};
 use protocol::Consistency;
 
-use crate::api::{Client, ClientConfig};
-use crate::case::{CaseTarget, RunOptions};
+use crate::case::{CaseTarget, RunOptions, TargetError};
+use client::{Client, ClientConfig};
 
 /// Replaces the sleep of `advance` (e.g. to move a test node's clock).
-pub type AdvanceHook = Box<dyn FnMut(u64) -> Result<(), String> + Send>;
+pub type AdvanceHook = Box<dyn FnMut(u64) -> Result<(), TargetError> + Send>;
 
 /// A live cluster reached through the client.
 pub struct ClusterTarget {
@@ -24,18 +24,15 @@ pub struct ClusterTarget {
 
 impl ClusterTarget {
     /// Starts a runtime and connects. Fails inside another tokio runtime.
-    pub fn connect(config: ClientConfig) -> Result<ClusterTarget, String> {
+    pub fn connect(config: ClientConfig) -> Result<ClusterTarget, TargetError> {
         if tokio::runtime::Handle::try_current().is_ok() {
-            return Err("ClusterTarget cannot run inside a tokio runtime".into());
+            return Err(TargetError::NestedRuntime);
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
-            .build()
-            .map_err(|e| format!("tokio runtime: {e}"))?;
-        let client = runtime
-            .block_on(Client::connect(config))
-            .map_err(|e| e.to_string())?;
+            .build()?;
+        let client = runtime.block_on(Client::connect(config))?;
         Ok(ClusterTarget {
             runtime,
             client,
@@ -75,7 +72,7 @@ pub fn options_for(case_name: &str) -> RunOptions {
 }
 
 impl CaseTarget for ClusterTarget {
-    fn submit(&mut self, requests: Vec<Request>) -> Result<Vec<Outcome>, String> {
+    fn submit(&mut self, requests: Vec<Request>) -> Result<Vec<Outcome>, TargetError> {
         let client = self.client.clone();
         self.runtime.block_on(async move {
             let calls: Vec<_> = requests
@@ -87,14 +84,13 @@ impl CaseTarget for ClusterTarget {
                 .collect();
             let mut outcomes = Vec::with_capacity(calls.len());
             for call in calls {
-                let result = call.await.map_err(|e| format!("write task failed: {e}"))?;
-                outcomes.push(result.map_err(|e| e.to_string())?.outcome);
+                outcomes.push(call.await??.outcome);
             }
             Ok(outcomes)
         })
     }
 
-    fn advance(&mut self, ms: u64) -> Result<(), String> {
+    fn advance(&mut self, ms: u64) -> Result<(), TargetError> {
         match &mut self.advance {
             Some(hook) => hook(ms),
             None => {
@@ -104,11 +100,9 @@ impl CaseTarget for ClusterTarget {
         }
     }
 
-    fn query(&mut self, query: Query) -> Result<Result<Answer, Rejection>, String> {
-        self.runtime
-            .block_on(self.client.read(query, Consistency::Linearizable))
-            .map(|r| r.answer)
-            .map_err(|e| e.to_string())
+    fn query(&mut self, query: Query) -> Result<Result<Answer, Rejection>, TargetError> {
+        let read = self.client.read(query, Consistency::Linearizable);
+        Ok(self.runtime.block_on(read)?.answer)
     }
 }
 

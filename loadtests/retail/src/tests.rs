@@ -359,3 +359,170 @@ fn invoices_above_the_line_limit_become_several_checkouts() {
     assert_eq!((s.units_reserved, s.units_fulfilled), (300, 300));
     assert!(ledger.check_invariants().is_ok());
 }
+
+/// Polls a future to completion on this thread. The test sinks answer at once, so no waker
+/// is ever needed; a runtime would be a dependency this crate must not have.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+    }
+}
+
+/// What a test sink does wrong, if anything.
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    /// Answers like the engine.
+    None,
+    /// Reports one more unit on hand in the first balance of the final read.
+    ExtraUnitInFinalRead,
+    /// Fails the fourth batch.
+    FailFourthBatch,
+}
+
+/// An in-process engine behind the [`LedgerSink`] trait, with an optional fault.
+struct TestSink {
+    backend: EngineBackend,
+    fault: Fault,
+    batches: u64,
+    observed: u64,
+    finished: bool,
+}
+
+impl TestSink {
+    fn new(fault: Fault) -> Self {
+        TestSink {
+            backend: EngineBackend::default(),
+            fault,
+            batches: 0,
+            observed: 0,
+            finished: false,
+        }
+    }
+}
+
+impl LedgerSink for TestSink {
+    type Error = String;
+
+    async fn apply(&mut self, batch: &Batch) -> Result<Vec<engine::Outcome>, String> {
+        self.batches += 1;
+        if self.fault == Fault::FailFourthBatch && self.batches == 4 {
+            return Err("the cluster stopped answering".to_owned());
+        }
+        Ok(Backend::apply(&mut self.backend, batch))
+    }
+
+    async fn query(&mut self, query: engine::Query) -> Result<engine::Answer, String> {
+        let ledger = self.backend.ledger();
+        let mut answer = ledger
+            .query(&query, ledger.now_ms())
+            .map_err(|e| format!("{e:?}"))?;
+        if self.fault == Fault::ExtraUnitInFinalRead {
+            if let engine::Answer::Availability(rows) = &mut answer {
+                rows[0].rows[0].balance.on_hand += 1;
+            }
+        }
+        Ok(answer)
+    }
+
+    fn observed(&mut self, _batch: &Batch, stats: &PlanStats) {
+        self.observed += 1;
+        assert_eq!(stats.batches, self.batches, "observed after every batch");
+    }
+
+    fn finished(&mut self) {
+        self.finished = true;
+    }
+}
+
+#[test]
+fn a_sink_that_answers_like_the_engine_is_consistent() {
+    let mut sink = TestSink::new(Fault::None);
+    let r = block_on(replay_through(
+        &mut sink,
+        "snippet",
+        dataset(SNIPPET),
+        PlanConfig::default(),
+    ))
+    .expect("replays");
+    assert!(r.is_consistent(), "{r:?}");
+    assert!(sink.finished);
+    assert_eq!(sink.observed, sink.batches);
+    let engine = replay_events(
+        "snippet",
+        dataset(SNIPPET),
+        PlanConfig::default(),
+        0.0,
+        |_, _| {},
+    );
+    assert_eq!(r.plan.requests, engine.summary.plan.requests);
+    assert_eq!(r.sink_stock, engine.summary.final_stock);
+    assert_eq!(r.engine_stock, engine.summary.final_stock);
+    assert_eq!(r.rejections.get("insufficient_stock"), Some(&5));
+    assert_eq!(r.skus.len(), 3);
+}
+
+#[test]
+fn a_sink_that_ends_with_other_stock_is_caught() {
+    let mut sink = TestSink::new(Fault::ExtraUnitInFinalRead);
+    let r = block_on(replay_through(
+        &mut sink,
+        "snippet",
+        dataset(SNIPPET),
+        PlanConfig::default(),
+    ))
+    .expect("replays");
+    assert!(!r.is_consistent());
+    assert_eq!(r.stock_mismatches.count, 1, "{r:?}");
+    assert!(
+        r.stock_mismatches.samples[0].contains(": cluster "),
+        "{:?}",
+        r.stock_mismatches.samples
+    );
+    assert_eq!(r.mirror_mismatches, 1);
+    assert!(r.same_outcomes, "the writes were answered faithfully");
+    assert_eq!(r.sink_stock.on_hand, r.engine_stock.on_hand + 1);
+}
+
+#[test]
+fn a_sink_failure_stops_the_replay() {
+    let mut sink = TestSink::new(Fault::FailFourthBatch);
+    let r = block_on(replay_through(
+        &mut sink,
+        "snippet",
+        dataset(SNIPPET),
+        PlanConfig::default(),
+    ));
+    match r {
+        Err(SinkReplayError::Sink(e)) => assert_eq!(e, "the cluster stopped answering"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!sink.finished);
+}
+
+fn row(sku: &str, loc: &str, on_hand: i64) -> BalanceRow {
+    BalanceRow {
+        sku: engine::SkuId::from(sku),
+        location: loc.to_owned(),
+        balance: engine::Balance {
+            on_hand,
+            ..engine::Balance::default()
+        },
+    }
+}
+
+#[test]
+fn balances_are_compared_by_sku_and_location() {
+    let a = vec![row("A", "w", 5), row("B", "w", 2), row("C", "s", 1)];
+    let same = vec![row("C", "s", 1), row("A", "w", 5), row("B", "w", 2)];
+    assert_eq!(sink::compare_balances(&a, &same), BalanceDiff::default());
+    let b = vec![row("A", "w", 4), row("B", "w", 2), row("D", "s", 1)];
+    let diff = sink::compare_balances(&a, &b);
+    assert_eq!(diff.count, 3);
+    assert!(diff.samples[0].starts_with("A@w: cluster"), "{diff:?}");
+    assert_eq!(diff.samples[1], "C@s: only on the cluster");
+    assert_eq!(diff.samples[2], "D@s: only in the engine");
+}

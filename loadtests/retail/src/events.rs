@@ -221,90 +221,11 @@ pub fn build(lines: Vec<CsvLine>) -> Dataset {
         lines_read: lines.len() as u64,
         ..InputStats::default()
     };
-    let count_drop = |stats: &mut InputStats, reason: DropReason| {
-        *stats
-            .lines_dropped
-            .entry(reason.as_str().to_owned())
-            .or_default() += 1;
-    };
-    let mut invoices: Vec<Collecting> = Vec::new();
-    let mut by_number: HashMap<String, usize> = HashMap::new();
-    let mut seen_invoices: HashMap<String, ()> = HashMap::new();
-    for line in lines {
-        seen_invoices.entry(line.invoice.clone()).or_default();
-        if let Err(reason) = check_line(&line) {
-            count_drop(&mut stats, reason);
-            continue;
-        }
-        let kind = line_kind(&line);
-        let idx = *by_number.entry(line.invoice.clone()).or_insert_with(|| {
-            invoices.push(Collecting {
-                invoice: line.invoice.clone(),
-                time_ms: line.time_ms,
-                customer: line.customer,
-                country: line.country.clone(),
-                lines: Vec::new(),
-            });
-            invoices.len() - 1
-        });
-        invoices[idx].lines.push((line, kind));
-    }
-    stats.invoices_read = seen_invoices.len() as u64;
+    let invoices = collect_invoices(lines, &mut stats);
     let mut events = Vec::new();
-    for inv in invoices {
-        let has_sale = inv.lines.iter().any(|(_, k)| *k == EventKind::Sale);
-        let mut parts: Vec<(EventKind, Vec<&CsvLine>)> = Vec::new();
-        for (line, kind) in &inv.lines {
-            let kind = match *kind {
-                EventKind::Cancellation if line.quantity > 0 => {
-                    count_drop(&mut stats, DropReason::PositiveCancellation);
-                    continue;
-                }
-                EventKind::WriteOff if has_sale => {
-                    count_drop(&mut stats, DropReason::NegativeInSale);
-                    continue;
-                }
-                EventKind::StockFound if has_sale => EventKind::Sale,
-                kind => kind,
-            };
-            match parts.iter_mut().find(|(k, _)| *k == kind) {
-                Some((_, v)) => v.push(line),
-                None => parts.push((kind, vec![line])),
-            }
-        }
-        parts.sort_by_key(|(k, _)| *k);
-        for (kind, part) in parts {
-            let mut merged: Vec<EventLine> = Vec::new();
-            let mut value = 0i64;
-            for line in &part {
-                stats.lines_used += 1;
-                value = value.saturating_add(line.quantity.abs() * line.unit_price_micros);
-                match merged.iter_mut().find(|l| l.sku == line.stock_code) {
-                    Some(l) => {
-                        l.qty += line.quantity.abs();
-                        stats.lines_merged += 1;
-                    }
-                    None => merged.push(EventLine {
-                        sku: line.stock_code.clone(),
-                        qty: line.quantity.abs(),
-                    }),
-                }
-            }
-            match kind {
-                EventKind::Sale => stats.sale_invoices += 1,
-                EventKind::Cancellation => stats.cancellation_invoices += 1,
-                EventKind::WriteOff => stats.write_off_events += 1,
-                EventKind::StockFound => stats.stock_found_events += 1,
-            }
-            events.push(Event {
-                kind,
-                invoice: inv.invoice.clone(),
-                time_ms: inv.time_ms,
-                customer: inv.customer,
-                country: inv.country.clone(),
-                value_micros: value,
-                lines: merged,
-            });
+    for inv in &invoices {
+        for (kind, part) in split_invoice(inv, &mut stats) {
+            events.push(make_event(inv, kind, &part, &mut stats));
         }
     }
     // Stable: equal times keep their order of first appearance.
@@ -321,6 +242,112 @@ pub fn build(lines: Vec<CsvLine>) -> Dataset {
         stats.last_event = super::input::format_datetime_ms(last.time_ms);
     }
     Dataset { events, stats }
+}
+
+fn count_drop(stats: &mut InputStats, reason: DropReason) {
+    *stats
+        .lines_dropped
+        .entry(reason.as_str().to_owned())
+        .or_default() += 1;
+}
+
+/// The kept lines by invoice, invoices in order of first appearance; counts invoices read
+/// and lines dropped by [`check_line`].
+fn collect_invoices(lines: Vec<CsvLine>, stats: &mut InputStats) -> Vec<Collecting> {
+    let mut invoices: Vec<Collecting> = Vec::new();
+    let mut by_number: HashMap<String, usize> = HashMap::new();
+    let mut seen_invoices: HashMap<String, ()> = HashMap::new();
+    for line in lines {
+        seen_invoices.entry(line.invoice.clone()).or_default();
+        if let Err(reason) = check_line(&line) {
+            count_drop(stats, reason);
+            continue;
+        }
+        let kind = line_kind(&line);
+        let idx = *by_number.entry(line.invoice.clone()).or_insert_with(|| {
+            invoices.push(Collecting {
+                invoice: line.invoice.clone(),
+                time_ms: line.time_ms,
+                customer: line.customer,
+                country: line.country.clone(),
+                lines: Vec::new(),
+            });
+            invoices.len() - 1
+        });
+        invoices[idx].lines.push((line, kind));
+    }
+    stats.invoices_read = seen_invoices.len() as u64;
+    invoices
+}
+
+/// An invoice's lines by event kind (kinds in [`EventKind`] order), dropping the lines that
+/// contradict the invoice (a positive line on a cancellation, a negative one on a sale).
+fn split_invoice<'a>(
+    inv: &'a Collecting,
+    stats: &mut InputStats,
+) -> Vec<(EventKind, Vec<&'a CsvLine>)> {
+    let has_sale = inv.lines.iter().any(|(_, k)| *k == EventKind::Sale);
+    let mut parts: Vec<(EventKind, Vec<&CsvLine>)> = Vec::new();
+    for (line, kind) in &inv.lines {
+        let kind = match *kind {
+            EventKind::Cancellation if line.quantity > 0 => {
+                count_drop(stats, DropReason::PositiveCancellation);
+                continue;
+            }
+            EventKind::WriteOff if has_sale => {
+                count_drop(stats, DropReason::NegativeInSale);
+                continue;
+            }
+            EventKind::StockFound if has_sale => EventKind::Sale,
+            kind => kind,
+        };
+        match parts.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, v)) => v.push(line),
+            None => parts.push((kind, vec![line])),
+        }
+    }
+    parts.sort_by_key(|(k, _)| *k);
+    parts
+}
+
+/// One event of an invoice: its lines of one kind, the same SKU's lines summed.
+fn make_event(
+    inv: &Collecting,
+    kind: EventKind,
+    part: &[&CsvLine],
+    stats: &mut InputStats,
+) -> Event {
+    let mut merged: Vec<EventLine> = Vec::new();
+    let mut value = 0i64;
+    for line in part {
+        stats.lines_used += 1;
+        value = value.saturating_add(line.quantity.abs() * line.unit_price_micros);
+        match merged.iter_mut().find(|l| l.sku == line.stock_code) {
+            Some(l) => {
+                l.qty += line.quantity.abs();
+                stats.lines_merged += 1;
+            }
+            None => merged.push(EventLine {
+                sku: line.stock_code.clone(),
+                qty: line.quantity.abs(),
+            }),
+        }
+    }
+    match kind {
+        EventKind::Sale => stats.sale_invoices += 1,
+        EventKind::Cancellation => stats.cancellation_invoices += 1,
+        EventKind::WriteOff => stats.write_off_events += 1,
+        EventKind::StockFound => stats.stock_found_events += 1,
+    }
+    Event {
+        kind,
+        invoice: inv.invoice.clone(),
+        time_ms: inv.time_ms,
+        customer: inv.customer,
+        country: inv.country.clone(),
+        value_micros: value,
+        lines: merged,
+    }
 }
 
 #[cfg(test)]

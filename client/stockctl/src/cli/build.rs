@@ -1,0 +1,354 @@
+//! Building a write from its command line and the cluster's facts: ids as typed, quantities
+//! converted from display units at each SKU's scale, line places told apart (location, group or
+//! `all`). One function per family of commands.
+
+use engine::{
+    ChannelId, Command, Fulfilment, GroupId, Line, LocatedLine, LocationDef, LocationId, OrderId,
+    OrderSource, Reason, ReservationId, ReturnLine, RmaId, SkuId, TransferId,
+};
+
+use super::facts::Facts;
+use super::show::ReplyContext;
+use super::Cmd;
+use crate::grammar::{self, GrammarError, LineText, Qty, SkuAt, DEFAULT_PICKUP_MS};
+
+/// A write ready to send, with what its reply refers to.
+#[derive(Debug)]
+pub struct Built {
+    /// The write.
+    pub command: Command,
+    /// For display units in the reply.
+    pub context: ReplyContext,
+}
+
+/// Why a command line did not make a write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// The command line cannot make a write (exit status 2).
+    #[error("{0}")]
+    Usage(&'static str),
+    /// A quantity the ledger would reject as `invalid` (more decimals than its SKU's scale,
+    /// above `QTY_MAX`): decided locally, not sent (exit status 1).
+    #[error(transparent)]
+    Invalid(#[from] GrammarError),
+}
+
+/// Builds a write from its command line and the cluster's facts.
+pub fn build(cmd: &Cmd, facts: &Facts) -> Result<Built, BuildError> {
+    let command = match cmd {
+        Cmd::DefineLocation { .. } | Cmd::DefineGroup { .. } | Cmd::DefineSku { .. } => {
+            definition(cmd)
+        }
+        Cmd::SetOnHand { .. }
+        | Cmd::Adjust { .. }
+        | Cmd::SafetyStock { .. }
+        | Cmd::Unavailable { .. }
+        | Cmd::Restore { .. }
+        | Cmd::Sell { .. } => stock(cmd, facts)?,
+        Cmd::Reserve { .. } | Cmd::Extend { .. } | Cmd::Release { .. } => hold(cmd, facts)?,
+        Cmd::PlaceOrder { .. } => place_order(cmd, facts)?,
+        Cmd::Fulfil { .. }
+        | Cmd::Cancel { .. }
+        | Cmd::Reallocate { .. }
+        | Cmd::Ready { .. }
+        | Cmd::PickedUp { .. } => order_change(cmd, facts)?,
+        Cmd::Return { .. } | Cmd::ShipTransfer { .. } | Cmd::ReceiveTransfer { .. } => {
+            returns_and_transfers(cmd, facts)?
+        }
+        _ => return Err(BuildError::Usage("not a write")),
+    };
+    Ok(Built {
+        command,
+        context: context(cmd, facts),
+    })
+}
+
+/// What the reply of `cmd` refers to: the SKU of a stock write or a transfer, the SKU of each
+/// line of a reservation or order, and their scales.
+fn context(cmd: &Cmd, facts: &Facts) -> ReplyContext {
+    let mut context = ReplyContext {
+        scales: facts.scales.clone(),
+        ..ReplyContext::default()
+    };
+    match cmd {
+        Cmd::SetOnHand { at, .. }
+        | Cmd::Adjust { at, .. }
+        | Cmd::SafetyStock { at, .. }
+        | Cmd::Unavailable { at, .. }
+        | Cmd::Restore { at, .. }
+        | Cmd::Sell { at, .. } => context.sku = Some(at.sku.clone()),
+        Cmd::ReceiveTransfer { .. } => context.sku = facts.object_skus.first().cloned(),
+        // An order from a reservation has the reservation's lines.
+        Cmd::PlaceOrder { from: Some(_), .. } => context.line_skus = facts.object_skus.clone(),
+        Cmd::Reserve { lines, .. } | Cmd::PlaceOrder { lines, .. } => {
+            context.line_skus = lines.iter().map(|l| l.sku.clone()).collect();
+        }
+        _ => {}
+    }
+    context
+}
+
+/// `qty` of `sku` in base units, at the scale the cluster knows.
+fn base(facts: &Facts, sku: &str, qty: &Qty) -> Result<i64, GrammarError> {
+    qty.to_base(facts.scale(sku))
+}
+
+/// A reservation or order line (its place a location, a group or `all`).
+fn line(facts: &Facts, l: &LineText) -> Result<Line, GrammarError> {
+    Ok(Line {
+        sku: SkuId(l.sku.clone()),
+        target: facts.target(&l.place),
+        qty: base(facts, &l.sku, &l.qty)?,
+    })
+}
+
+/// A fulfil or cancel line (its place a location).
+fn located(facts: &Facts, l: &LineText) -> Result<LocatedLine, GrammarError> {
+    Ok(LocatedLine {
+        sku: SkuId(l.sku.clone()),
+        location: LocationId(l.place.clone()),
+        qty: base(facts, &l.sku, &l.qty)?,
+    })
+}
+
+/// `define-location`, `define-group`, `define-sku`: no quantities.
+fn definition(cmd: &Cmd) -> Command {
+    match cmd {
+        Cmd::DefineLocation {
+            id,
+            kind,
+            pickup,
+            lat,
+            lon,
+            channels,
+        } => Command::DefineLocation(LocationDef {
+            location: LocationId(id.clone()),
+            kind: *kind,
+            pickup: *pickup,
+            coordinates: lat.zip(*lon).map(|(a, o)| grammar::coordinates(a, o)),
+            // No --channels: every channel may sell from it.
+            channels: (!channels.is_empty())
+                .then(|| channels.iter().map(|c| ChannelId(c.clone())).collect()),
+        }),
+        Cmd::DefineGroup { id, locations } => Command::DefineGroup {
+            group: GroupId(id.clone()),
+            locations: locations.iter().map(|l| LocationId(l.clone())).collect(),
+        },
+        Cmd::DefineSku { sku, scale } => Command::DefineSku {
+            sku: SkuId(sku.clone()),
+            scale: *scale,
+        },
+        _ => unreachable!("build dispatches only definitions here"),
+    }
+}
+
+/// The stock writes at one `SKU@LOCATION`.
+fn stock(cmd: &Cmd, facts: &Facts) -> Result<Command, GrammarError> {
+    let ids = |at: &SkuAt| (SkuId(at.sku.clone()), LocationId(at.location.clone()));
+    Ok(match cmd {
+        Cmd::SetOnHand {
+            at,
+            qty,
+            expected,
+            reason,
+        } => Command::SetOnHand {
+            qty: base(facts, &at.sku, qty)?,
+            reason: Reason(reason.clone()),
+            expected: expected
+                .as_ref()
+                .map(|e| base(facts, &at.sku, e))
+                .transpose()?,
+            sku: ids(at).0,
+            location: ids(at).1,
+        },
+        Cmd::Adjust { at, delta, reason } => Command::Adjust {
+            delta: base(facts, &at.sku, delta)?,
+            reason: Reason(reason.clone()),
+            sku: ids(at).0,
+            location: ids(at).1,
+        },
+        Cmd::SafetyStock { at, qty } => Command::SetSafetyStock {
+            qty: base(facts, &at.sku, qty)?,
+            sku: ids(at).0,
+            location: ids(at).1,
+        },
+        Cmd::Unavailable { at, qty, reason } => Command::MarkUnavailable {
+            qty: base(facts, &at.sku, qty)?,
+            reason: Reason(reason.clone()),
+            sku: ids(at).0,
+            location: ids(at).1,
+        },
+        Cmd::Restore { at, qty, reason } => Command::RestoreUnavailable {
+            qty: base(facts, &at.sku, qty)?,
+            reason: Reason(reason.clone()),
+            sku: ids(at).0,
+            location: ids(at).1,
+        },
+        Cmd::Sell { at, qty } => Command::Sell {
+            qty: base(facts, &at.sku, qty)?,
+            sku: ids(at).0,
+            location: ids(at).1,
+        },
+        _ => unreachable!("build dispatches only stock writes here"),
+    })
+}
+
+/// `reserve`, `extend`, `release`.
+fn hold(cmd: &Cmd, facts: &Facts) -> Result<Command, GrammarError> {
+    Ok(match cmd {
+        Cmd::Reserve {
+            reservation,
+            channel,
+            lines,
+            ttl,
+        } => Command::Reserve {
+            reservation: ReservationId(reservation.clone()),
+            channel: ChannelId(channel.clone()),
+            lines: lines
+                .iter()
+                .map(|l| line(facts, l))
+                .collect::<Result<_, _>>()?,
+            ttl_ms: *ttl,
+        },
+        Cmd::Extend { reservation, ttl } => Command::Extend {
+            reservation: ReservationId(reservation.clone()),
+            ttl_ms: *ttl,
+        },
+        Cmd::Release { reservation } => Command::Release {
+            reservation: ReservationId(reservation.clone()),
+        },
+        _ => unreachable!("build dispatches only holds here"),
+    })
+}
+
+/// `place-order`: from a reservation (`--from`) or from lines (`--channel` and lines).
+fn place_order(cmd: &Cmd, facts: &Facts) -> Result<Command, BuildError> {
+    let Cmd::PlaceOrder {
+        order,
+        lines,
+        from,
+        channel,
+        pickup,
+        deadline,
+    } = cmd
+    else {
+        unreachable!("build dispatches only place-order here")
+    };
+    let source = match (from, channel) {
+        (Some(r), _) => OrderSource::Reservation(ReservationId(r.clone())),
+        (None, Some(c)) if !lines.is_empty() => OrderSource::Lines {
+            channel: ChannelId(c.clone()),
+            lines: lines
+                .iter()
+                .map(|l| line(facts, l))
+                .collect::<Result<_, _>>()?,
+        },
+        _ => {
+            return Err(BuildError::Usage(
+                "place-order needs --from RES, or --channel and lines",
+            ))
+        }
+    };
+    let fulfilment = if *pickup {
+        Fulfilment::Pickup {
+            deadline_ms: deadline.unwrap_or(DEFAULT_PICKUP_MS),
+        }
+    } else {
+        Fulfilment::Ship
+    };
+    Ok(Command::PlaceOrder {
+        order: OrderId(order.clone()),
+        source,
+        fulfilment,
+    })
+}
+
+/// `fulfil`, `cancel`, `reallocate`, `ready`, `picked-up`: changes to a placed order.
+fn order_change(cmd: &Cmd, facts: &Facts) -> Result<Command, GrammarError> {
+    let located_lines = |lines: &[LineText]| -> Result<Vec<LocatedLine>, GrammarError> {
+        lines.iter().map(|l| located(facts, l)).collect()
+    };
+    Ok(match cmd {
+        Cmd::Fulfil { order, lines } => Command::Fulfil {
+            order: OrderId(order.clone()),
+            lines: located_lines(lines)?,
+        },
+        Cmd::Cancel { order, lines } => Command::Cancel {
+            order: OrderId(order.clone()),
+            // No lines: everything unfulfilled.
+            lines: if lines.is_empty() {
+                None
+            } else {
+                Some(located_lines(lines)?)
+            },
+        },
+        Cmd::Reallocate {
+            order,
+            sku,
+            from,
+            to,
+            qty,
+        } => Command::Reallocate {
+            order: OrderId(order.clone()),
+            sku: SkuId(sku.clone()),
+            from: LocationId(from.clone()),
+            to: LocationId(to.clone()),
+            qty: base(facts, sku, qty)?,
+        },
+        Cmd::Ready { order } => Command::ReadyForPickup {
+            order: OrderId(order.clone()),
+        },
+        Cmd::PickedUp { order } => Command::PickedUp {
+            order: OrderId(order.clone()),
+        },
+        _ => unreachable!("build dispatches only order changes here"),
+    })
+}
+
+/// `return`, `ship-transfer`, `receive-transfer`.
+fn returns_and_transfers(cmd: &Cmd, facts: &Facts) -> Result<Command, GrammarError> {
+    Ok(match cmd {
+        Cmd::Return { rma, order, lines } => Command::Return {
+            rma: RmaId(rma.clone()),
+            order: OrderId(order.clone()),
+            lines: lines
+                .iter()
+                .map(|l| {
+                    Ok(ReturnLine {
+                        sku: SkuId(l.sku.clone()),
+                        qty: base(facts, &l.sku, &l.qty)?,
+                        received_at: LocationId(l.received_at.clone()),
+                        disposition: l.disposition,
+                    })
+                })
+                .collect::<Result<_, GrammarError>>()?,
+        },
+        Cmd::ShipTransfer {
+            transfer,
+            sku,
+            from,
+            to,
+            qty,
+        } => Command::ShipTransfer {
+            transfer: TransferId(transfer.clone()),
+            sku: SkuId(sku.clone()),
+            from: LocationId(from.clone()),
+            to: LocationId(to.clone()),
+            qty: base(facts, sku, qty)?,
+        },
+        Cmd::ReceiveTransfer {
+            transfer,
+            received,
+            damaged,
+        } => {
+            // The transfer's SKU (asked of the cluster) gives the scale.
+            let sku = facts.object_skus.first().cloned().unwrap_or_default();
+            Command::ReceiveTransfer {
+                transfer: TransferId(transfer.clone()),
+                received: base(facts, &sku, received)?,
+                damaged: base(facts, &sku, damaged)?,
+            }
+        }
+        _ => unreachable!("build dispatches only returns and transfers here"),
+    })
+}
