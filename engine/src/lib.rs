@@ -56,4 +56,4 @@ pub use outcome::{
     code_of, Allocation, Code, InvalidReason, ObjectKind, Outcome, Rejection, Reply,
 };
 pub use query::{Answer, Query};
-pub use snapshot::{Frozen, SnapshotError, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
+pub use snapshot::{Frozen, InvariantViolation, SnapshotError, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};

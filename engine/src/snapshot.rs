@@ -85,6 +85,18 @@ impl std::fmt::Display for SnapshotError {
 
 impl std::error::Error for SnapshotError {}
 
+/// A broken ledger invariant ([`Ledger::check_invariants`]): which one, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvariantViolation(pub String);
+
+impl std::fmt::Display for InvariantViolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvariantViolation {}
+
 /// An immutable view of the whole replicated state at one moment, taken by [`Ledger::freeze`]
 /// in O(directories) pointer copies (see `pages.rs`). `Send + Sync + 'static`: another thread
 /// can encode it while the ledger goes on applying batches; its encoding is exactly the
@@ -258,7 +270,7 @@ impl Ledger {
         let ledger = Ledger::from_state(state)?;
         ledger
             .check_invariants()
-            .map_err(SnapshotError::Inconsistent)?;
+            .map_err(|e| SnapshotError::Inconsistent(e.0))?;
         Ok(ledger)
     }
 
@@ -324,7 +336,11 @@ impl Ledger {
     /// - reserved = sum of active holds, allocated = sum of unfulfilled order lines, incoming =
     ///   sum of shipped transfers, per balance, and every line names its own balance;
     /// - counters, deadlines, the retirement queue and the lookup tables agree with the objects.
-    pub fn check_invariants(&self) -> Result<(), String> {
+    pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
+        self.check_all().map_err(InvariantViolation)
+    }
+
+    fn check_all(&self) -> Result<(), String> {
         let expected = self.check_objects()?;
         self.check_balances(expected)?;
         self.check_logs()?;

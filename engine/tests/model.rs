@@ -2928,7 +2928,8 @@ proptest! {
                 prop_assert_eq!(twin.apply(h, &batch), out);
             }
         }
-        main.check_invariants().map_err(TestCaseError::fail)?;
+        main.check_invariants()
+            .map_err(|e| TestCaseError::fail(e.0))?;
         for (view, bytes) in &views {
             prop_assert!(view.encode() == *bytes, "a frozen view changed");
         }

@@ -130,8 +130,7 @@ pub struct IssuedClient {
 fn valid_name(s: &str, extra: &[u8]) -> bool {
     !s.is_empty()
         && s.len() <= NAME_BYTES_MAX
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b) || extra.contains(&b))
 }
 
@@ -163,9 +162,9 @@ impl ClientCertRequest {
             ClientRole::Store if self.locations.is_empty() => Err(TlsError(
                 "a store identity needs at least one --location".to_owned(),
             )),
-            _ if !(1..=CLIENT_DAYS_MAX).contains(&self.days) => Err(TlsError(format!(
-                "--days must be 1..={CLIENT_DAYS_MAX}"
-            ))),
+            _ if !(1..=CLIENT_DAYS_MAX).contains(&self.days) => {
+                Err(TlsError(format!("--days must be 1..={CLIENT_DAYS_MAX}")))
+            }
             _ => Ok(()),
         }
     }
@@ -175,8 +174,16 @@ impl ClientCertRequest {
             format!("{URN_PREFIX}client:{}", self.name),
             format!("{URN_PREFIX}role:{}", self.role),
         ];
-        urns.extend(self.channels.iter().map(|c| format!("{URN_PREFIX}channel:{c}")));
-        urns.extend(self.locations.iter().map(|l| format!("{URN_PREFIX}location:{l}")));
+        urns.extend(
+            self.channels
+                .iter()
+                .map(|c| format!("{URN_PREFIX}channel:{c}")),
+        );
+        urns.extend(
+            self.locations
+                .iter()
+                .map(|l| format!("{URN_PREFIX}location:{l}")),
+        );
         urns.into_iter()
             .map(|u| {
                 let ia5 = u.clone().try_into().map_err(|e| err(&u, e))?;
@@ -205,9 +212,10 @@ pub fn issue_client(
     let (issuer, ca_pem) = load_issuer(ca_dir)?;
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| err("client", e))?;
     params.subject_alt_names = request.subject_alt_names()?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, format!("stockd client {}", request.name));
+    params.distinguished_name.push(
+        DnType::CommonName,
+        format!("stockd client {}", request.name),
+    );
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let mut serial = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut serial)
@@ -295,8 +303,16 @@ pub fn principal_of(cert: &CertificateDer<'_>) -> Result<Principal, TlsError> {
     }
     let (name, role) = match (names.as_slice(), roles.as_slice()) {
         ([name], [role]) => (name.clone(), role.clone()),
-        ([], []) => return Err(TlsError("not a client certificate (no stockd role)".to_owned())),
-        _ => return Err(TlsError("a client certificate names one client and one role".to_owned())),
+        ([], []) => {
+            return Err(TlsError(
+                "not a client certificate (no stockd role)".to_owned(),
+            ))
+        }
+        _ => {
+            return Err(TlsError(
+                "a client certificate names one client and one role".to_owned(),
+            ))
+        }
     };
     let role = ClientRole::parse(&role)
         .ok_or_else(|| TlsError(format!("unknown role {role:?} in the certificate")))?;
@@ -374,7 +390,9 @@ mod tests {
         assert!(bad(|r| r.name = "a/b".to_owned()), "a path in a name");
         assert!(bad(|r| r.days = 0));
         assert!(bad(|r| r.days = CLIENT_DAYS_MAX + 1));
-        assert!(bad(|r| r.channels = vec!["x".to_owned(); SCOPE_ENTRIES_MAX + 1]));
+        assert!(bad(
+            |r| r.channels = vec!["x".to_owned(); SCOPE_ENTRIES_MAX + 1]
+        ));
         assert!(bad(|r| {
             r.role = ClientRole::Store;
             r.locations.clear();

@@ -31,9 +31,9 @@ use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 mod client;
 
 pub use client::{
-    ensure_admin, issue_client, load_client_identity, principal_of, ClientCertRequest,
-    ClientRole, IssuedClient, Principal, CLIENT_DAYS_DEFAULT, CLIENT_DAYS_MAX, DEFAULT_ADMIN,
-    NAME_BYTES_MAX, SCOPE_ENTRIES_MAX, URN_PREFIX,
+    ensure_admin, issue_client, load_client_identity, principal_of, ClientCertRequest, ClientRole,
+    IssuedClient, Principal, CLIENT_DAYS_DEFAULT, CLIENT_DAYS_MAX, DEFAULT_ADMIN, NAME_BYTES_MAX,
+    SCOPE_ENTRIES_MAX, URN_PREFIX,
 };
 
 use protocol::{

@@ -339,7 +339,7 @@ pub fn replay_events(
         mirror_mismatches: mismatches.len() as u64,
         invariants: match ledger.check_invariants() {
             Ok(()) => "ok".to_owned(),
-            Err(e) => e,
+            Err(e) => e.0,
         },
         ledger_digest: ledger.digest(),
         load_seconds,

@@ -45,7 +45,7 @@ pub trait CaseTarget {
 pub enum TargetError {
     /// The in-process ledger broke one of its invariants after a batch.
     #[error("ledger invariant broken: {0}")]
-    Invariant(String),
+    Invariant(engine::InvariantViolation),
     /// The client got no final answer from the cluster.
     #[error(transparent)]
     Client(#[from] client::ClientError),
