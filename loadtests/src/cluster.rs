@@ -27,22 +27,18 @@ pub enum ClusterChoice {
 pub enum ClusterError {
     /// `--connect` without `--ca`.
     NoCa,
-    /// The CA certificate could not be read.
-    Ca {
-        /// Its path.
-        path: PathBuf,
-        /// What went wrong.
-        error: pki::TlsError,
-    },
+    /// The CA certificate, or the administrator identity beside it (`admin.pem`,
+    /// `admin.key`), could not be read.
+    Identity(String),
     /// The local cluster did not start, or its client settings could not be made.
-    Local(String),
+    Local(testkit::Error),
 }
 
 impl fmt::Display for ClusterError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClusterError::NoCa => write!(f, "--connect needs --ca (the cluster's ca.pem)"),
-            ClusterError::Ca { path, error } => write!(f, "{}: {error}", path.display()),
+            ClusterError::Identity(e) => write!(f, "{e}"),
             ClusterError::Local(e) => write!(f, "{e}"),
         }
     }
@@ -65,13 +61,14 @@ impl Cluster {
         let options = match choice {
             ClusterChoice::Existing { nodes, ca } => {
                 let path = ca.ok_or(ClusterError::NoCa)?;
-                let certs = pki::load_certs(&path).map_err(|error| ClusterError::Ca {
-                    path: path.clone(),
-                    error,
-                })?;
+                // The administrator identity that the cluster wrote beside its CA (`stockd`'s
+                // embedded default and `dev`), as stockctl uses by default.
+                let dir = path.parent().unwrap_or(std::path::Path::new("."));
+                let config = client::ClientConfig::admin_of(nodes, dir)
+                    .map_err(|e| ClusterError::Identity(e.to_string()))?;
                 return Ok(Cluster {
                     local: None,
-                    config: client::ClientConfig::new(nodes, pki::Trust::Ca(certs)),
+                    config,
                 });
             }
             ClusterChoice::Local(options) => options,

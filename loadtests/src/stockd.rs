@@ -3,25 +3,23 @@
 //! [`LocalCluster`] runs real nodes (`server::node::Node`: Raft, QUIC with TLS, the log on
 //! disk) in this process, on loopback, on a runtime of their own (so the generator's runtime
 //! and the cluster's can be chosen and measured separately), with their data in a fresh
-//! directory that is removed when the cluster stops.
+//! directory that is removed when the cluster stops: testkit's [`BackgroundCluster`], started
+//! from the generator's options.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use client::{Client, ClientConfig, ClientError};
 use engine::{
     Answer, ChannelId, Command, Fulfilment, LocatedLine, LocationDef, LocationId, LocationKind,
     OrderId, OrderSource, Outcome, Query, Reason, Rejection, Request, ReservationId, SkuId,
 };
-use pki::Trust;
-use protocol::{Consistency, NodeAddr, Role};
-use server::clock::Clock;
-use server::node::{Node, NodeConfig, RaftTimings};
+use protocol::Consistency;
+use server::node::RaftTimings;
 use server::raft::log_store::Durability;
-use tokio::sync::oneshot;
+use testkit::{BackgroundCluster, ClusterConfig};
 
 use crate::target::{Line, OpError, OpResult, Target};
 
@@ -48,16 +46,10 @@ impl RuntimeKind {
     }
 }
 
-/// A cluster of in-process nodes on loopback, on its own runtime thread.
-pub struct LocalCluster {
-    addrs: Vec<String>,
-    ca_path: PathBuf,
-    root: PathBuf,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    handle: tokio::runtime::Handle,
-    digests: tokio::sync::mpsc::Sender<oneshot::Sender<Vec<(u64, String)>>>,
-}
+/// A cluster of in-process nodes on loopback, on its own runtime thread: a
+/// [`testkit::BackgroundCluster`] started from the generator's options. It dereferences to
+/// that cluster (addresses, CA, data directory, client configuration, convergence).
+pub struct LocalCluster(BackgroundCluster);
 
 /// How to start a [`LocalCluster`].
 #[derive(Debug, Clone)]
@@ -87,213 +79,36 @@ impl Default for ClusterOptions {
     }
 }
 
-fn fresh_dir() -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    std::env::temp_dir().join(format!("stockd-load-{}-{nanos}", std::process::id()))
-}
-
 impl LocalCluster {
-    /// Starts the nodes, initialises the cluster and waits (up to 20 s) for a leader.
-    pub fn start(options: ClusterOptions) -> Result<LocalCluster, String> {
-        let nodes = options.nodes.clamp(1, 7);
-        let root = options.dir.clone().unwrap_or_else(fresh_dir);
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
-        let runtime = options
-            .runtime
-            .build()
-            .map_err(|e| format!("cluster runtime: {e}"))?;
-        let handle = runtime.handle().clone();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Vec<String>, String>>();
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let (digest_tx, mut digest_rx) =
-            tokio::sync::mpsc::channel::<oneshot::Sender<Vec<(u64, String)>>>(4);
-        let dir = root.clone();
-        let durability = options.durability;
+    /// Starts the nodes with the server's default Raft timings (measurements see what
+    /// production would), initialises the cluster and waits (up to 20 s) for a leader.
+    pub fn start(options: ClusterOptions) -> Result<LocalCluster, testkit::Error> {
+        let runtime = options.runtime.build().map_err(testkit::Error::Runtime)?;
         let mut timings = RaftTimings::default();
         if let Some(every) = options.snapshot_every {
             timings.snapshot_every = every.max(1);
         }
-        let thread = std::thread::Builder::new()
-            .name("stockd-cluster".to_owned())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let clock = Arc::new(Clock::default());
-                    let mut running = Vec::new();
-                    for id in 1..=nodes {
-                        let node_dir = dir.join(format!("n{id}"));
-                        let config = NodeConfig {
-                            id,
-                            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-                            advertise: None,
-                            data_dir: node_dir.clone(),
-                            durability,
-                            tls_dir: Some(node_dir),
-                            ca_dir: Some(dir.clone()),
-                            initial_members: Vec::new(),
-                            timings,
-                            clock: clock.clone(),
-                        };
-                        match Node::start(config).await {
-                            Ok(node) => running.push(node),
-                            Err(e) => {
-                                let _ = ready_tx.send(Err(format!("node {id}: {e}")));
-                                for node in running {
-                                    node.shutdown().await;
-                                }
-                                return;
-                            }
-                        }
-                    }
-                    let members: Vec<NodeAddr> = running
-                        .iter()
-                        .map(|n| NodeAddr {
-                            id: n.id(),
-                            addr: n.local_addr().to_string(),
-                        })
-                        .collect();
-                    let started = match running[0].initialize(&members).await {
-                        Ok(()) => wait_leader(&running, Duration::from_secs(20)).await,
-                        Err(e) => Err(format!("initialising: {e}")),
-                    };
-                    let addrs = members.iter().map(|m| m.addr.clone()).collect();
-                    let ok = started.is_ok();
-                    let _ = ready_tx.send(started.map(|()| addrs));
-                    if ok {
-                        let mut stop_rx = stop_rx;
-                        loop {
-                            tokio::select! {
-                                _ = &mut stop_rx => break,
-                                asked = digest_rx.recv() => match asked {
-                                    Some(reply) => {
-                                        let _ = reply.send(running.iter().map(|n| { let d = n.digest(); (d.applied_index, d.digest) }).collect());
-                                    }
-                                    None => break,
-                                },
-                            }
-                        }
-                    }
-                    for node in running {
-                        node.shutdown().await;
-                    }
-                });
-            })
-            .map_err(|e| format!("cluster thread: {e}"))?;
-        let addrs = match ready_rx.recv() {
-            Ok(Ok(addrs)) => addrs,
-            Ok(Err(e)) => {
-                let _ = thread.join();
-                let _ = std::fs::remove_dir_all(&root);
-                return Err(e);
-            }
-            Err(_) => {
-                let _ = thread.join();
-                let _ = std::fs::remove_dir_all(&root);
-                return Err("the cluster thread stopped".to_owned());
-            }
+        let config = ClusterConfig {
+            nodes: options.nodes.clamp(1, 7),
+            durability: options.durability,
+            timings,
+            dir: options.dir,
+            leader_within: Duration::from_secs(20),
         };
-        Ok(LocalCluster {
-            addrs,
-            ca_path: root.join("ca.pem"),
-            root,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-            handle,
-            digests: digest_tx,
-        })
-    }
-
-    /// Node addresses, `host:port`.
-    pub fn addrs(&self) -> &[String] {
-        &self.addrs
-    }
-
-    /// The cluster CA certificate.
-    pub fn ca_path(&self) -> &Path {
-        &self.ca_path
-    }
-
-    /// The data directory.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// The cluster runtime's handle (to inspect or spawn on it).
-    pub fn handle(&self) -> &tokio::runtime::Handle {
-        &self.handle
-    }
-
-    /// Every node's applied index and ledger digest, read in process.
-    pub async fn digests(&self) -> Result<Vec<(u64, String)>, String> {
-        let (tx, rx) = oneshot::channel();
-        self.digests
-            .send(tx)
-            .await
-            .map_err(|_| "the cluster stopped".to_owned())?;
-        rx.await.map_err(|_| "the cluster stopped".to_owned())
-    }
-
-    /// Waits until every node has applied the same index with the same digest (up to
-    /// `timeout`); returns the digests seen last either way.
-    pub async fn converge(&self, timeout: Duration) -> Result<Vec<(u64, String)>, String> {
-        let start = Instant::now();
-        loop {
-            let digests = self.digests().await?;
-            if digests.windows(2).all(|w| w[0] == w[1]) || start.elapsed() > timeout {
-                return Ok(digests);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// A client configuration trusting this cluster's CA.
-    pub fn client_config(&self) -> Result<ClientConfig, String> {
-        let ca = pki::load_certs(&self.ca_path).map_err(|e| e.to_string())?;
-        Ok(ClientConfig::new(self.addrs.clone(), Trust::Ca(ca)))
+        BackgroundCluster::start(runtime, config).map(LocalCluster)
     }
 
     /// Stops every node and removes the data directory.
-    pub fn stop(mut self) {
-        self.stop_now();
-    }
-
-    fn stop_now(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-        let _ = std::fs::remove_dir_all(&self.root);
+    pub fn stop(self) {
+        self.0.stop();
     }
 }
 
-impl Drop for LocalCluster {
-    fn drop(&mut self) {
-        self.stop_now();
-    }
-}
+impl std::ops::Deref for LocalCluster {
+    type Target = BackgroundCluster;
 
-async fn wait_leader(nodes: &[Node], timeout: Duration) -> Result<(), String> {
-    let start = Instant::now();
-    loop {
-        let statuses: Vec<_> = nodes.iter().map(Node::status).collect();
-        let leader = statuses.iter().find(|s| s.role == Role::Leader && s.ready);
-        if let Some(l) = leader {
-            let agree = statuses
-                .iter()
-                .filter(|o| o.leader.as_ref().map(|x| x.id) == Some(l.node.id))
-                .count();
-            if agree * 2 > nodes.len() {
-                return Ok(());
-            }
-        }
-        if start.elapsed() > timeout {
-            return Err(format!("no leader within {timeout:?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    fn deref(&self) -> &BackgroundCluster {
+        &self.0
     }
 }
 

@@ -89,6 +89,8 @@ pub struct StreamBench {
     pub leader: SocketAddr,
     /// What the client trusts.
     pub trust: Trust,
+    /// Who the client is.
+    pub identity: Option<pki::Identity>,
     /// Tasks (outstanding requests).
     pub concurrency: usize,
     /// Measured time.
@@ -141,7 +143,8 @@ fn code_of(reply: Result<Option<Vec<u8>>, String>) -> String {
 
 /// Runs the comparison in one mode; latency from the send of each frame.
 pub async fn run(bench: &StreamBench, mode: StreamMode) -> Result<RunStats, StreamError> {
-    let config = pki::client_config(&bench.trust).map_err(StreamError::Tls)?;
+    let config =
+        pki::client_config_with(&bench.trust, bench.identity.as_ref()).map_err(StreamError::Tls)?;
     let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))
         .map_err(StreamError::Endpoint)?;
     endpoint.set_default_client_config(config);
@@ -244,6 +247,7 @@ async fn prepare(
     Ok(StreamBench {
         leader,
         trust: cluster.config.trust.clone(),
+        identity: cluster.config.identity.clone(),
         concurrency: concurrency.max(1),
         duration: load.duration,
         sku,

@@ -4,15 +4,11 @@
 //! leader kept using the dead node's connection until its 30 s idle timeout, and the restarted
 //! node, hearing nothing, pushed the term up with elections meanwhile).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use client::{Client, ClientConfig};
 use engine::{Command as Write, LocationDef, LocationId, LocationKind, Reason, SkuId};
-use pki::Trust;
 use protocol::Role;
-use support::{client, Cluster};
+use testkit::{ProcessCluster, ProcessConfig};
 
 fn receipt() -> Write {
     Write::Adjust {
@@ -25,9 +21,10 @@ fn receipt() -> Write {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_follower_rejoins_within_seconds_without_election_storms() {
-    let mut cluster = Cluster::start("crash", 3, &[]);
-    let all: Vec<String> = (1..=3).map(|i| cluster.addr(i)).collect();
-    let client = client(all.clone(), &cluster.ca(), 20_000).await;
+    let mut cluster =
+        ProcessCluster::start(ProcessConfig::new(env!("CARGO_BIN_EXE_stockd"), "crash", 3))
+            .expect("cluster starts");
+    let client = cluster.client(20_000).await.expect("client connects");
     let define = Write::DefineLocation(LocationDef {
         location: LocationId::from("wh"),
         kind: LocationKind::Warehouse,
@@ -54,7 +51,7 @@ async fn a_killed_follower_rejoins_within_seconds_without_election_storms() {
         .iter()
         .filter_map(|r| r.status.as_ref().ok())
         .find(|s| s.role == Role::Leader)
-        .map(|s| s.node.id as usize)
+        .map(|s| s.node.id)
         .expect("a leader");
     let term_before = statuses
         .iter()
@@ -73,32 +70,19 @@ async fn a_killed_follower_rejoins_within_seconds_without_election_storms() {
             .expect("ok");
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    cluster.spawn(victim);
+    cluster.spawn(victim).expect("node starts");
     let restarted = Instant::now();
     let target = client
         .status_of(&cluster.addr(leader))
         .await
         .expect("leader status")
         .applied_index;
-    loop {
-        // A fresh connection each time: this measures the node, not the client's pool.
-        let ca = pki::load_certs(&cluster.ca()).expect("CA");
-        let mut config = ClientConfig::new(vec![cluster.addr(victim)], Trust::Ca(ca));
-        config.timeout_ms = 500;
-        config.connect_timeout_ms = 500;
-        if let Ok(probe) = Client::connect(config).await {
-            let status = probe.status_of(&cluster.addr(victim)).await;
-            probe.close();
-            if status.is_ok_and(|s| s.applied_index >= target && s.ready) {
-                break;
-            }
-        }
-        assert!(
-            restarted.elapsed() < Duration::from_secs(10),
-            "node {victim} did not rejoin within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Through a fresh connection each time: this measures the node, not the client's pool.
+    let caught_up = |s: &protocol::NodeStatus| s.applied_index >= target && s.ready;
+    cluster
+        .wait_status(victim, "rejoined", Duration::from_secs(10), caught_up)
+        .await
+        .expect("the killed node rejoins within 10 s");
     let rejoined = restarted.elapsed();
     let term_after = client
         .status()
@@ -115,21 +99,9 @@ async fn a_killed_follower_rejoins_within_seconds_without_election_storms() {
         term_after <= term_before + 1,
         "election storm: term {term_before} -> {term_after}"
     );
-    let converged = Instant::now();
-    loop {
-        let mut digests = Vec::new();
-        for addr in &all {
-            let d = client.digest_of(addr).await.expect("digest");
-            digests.push((d.applied_index, d.digest));
-        }
-        if digests.windows(2).all(|w| w[0] == w[1]) {
-            break;
-        }
-        assert!(
-            converged.elapsed() < Duration::from_secs(10),
-            "replicas differ: {digests:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    cluster
+        .wait_converged(Duration::from_secs(10))
+        .await
+        .expect("replicas converge");
     client.close();
 }

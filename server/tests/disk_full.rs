@@ -3,15 +3,13 @@
 //! itself and catches up, losing and duplicating nothing. The data directory is a small tmpfs
 //! the test mounts; where mounting is not allowed the test says so and does nothing.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use client::Client;
 use engine::{Command as Write, LocationDef, LocationId, LocationKind, Reason, SkuId};
-use support::Cluster;
+use testkit::{ProcessCluster, ProcessConfig, TempDir};
 
 /// A tmpfs mounted for the test, unmounted (lazily: a killed node may still hold it) on drop.
 struct Mount(PathBuf);
@@ -64,29 +62,10 @@ async fn receipt(client: &Client) {
         .expect("ok");
 }
 
-/// Waits until node `id`'s status satisfies `ok`.
-async fn wait_status(
-    cluster: &Cluster,
-    id: usize,
-    what: &str,
-    ok: impl Fn(&protocol::NodeStatus) -> bool,
-) {
-    let start = Instant::now();
-    loop {
-        if cluster.status(id).await.is_some_and(|s| ok(&s)) {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "node {id}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn full_disk(test: &str, victim_is_leader: bool) {
-    let root = std::env::temp_dir().join(format!("stockd-{test}-mnt-{}", std::process::id()));
-    let mount = match Mount::tmpfs(&root, "8m") {
+    // The mount point goes too, after the unmount (it is dropped last).
+    let root = TempDir::new(&format!("{test}-mnt")).expect("mount point");
+    let mount = match Mount::tmpfs(root.path(), "8m") {
         Ok(mount) => mount,
         Err(e) => {
             eprintln!(
@@ -95,9 +74,10 @@ async fn full_disk(test: &str, victim_is_leader: bool) {
             return;
         }
     };
+    let config = ProcessConfig::new(env!("CARGO_BIN_EXE_stockd"), test, 3);
     let mut cluster =
-        Cluster::start_with_dirs(test, 3, &[], |id| (id == 2).then(|| root.join("n2")));
-    let client = cluster.client(60_000).await;
+        ProcessCluster::start(config.data_dir(2, root.path().join("n2"))).expect("cluster starts");
+    let client = cluster.client(60_000).await.expect("client connects");
     let define = Write::DefineLocation(LocationDef {
         location: LocationId::from("wh"),
         kind: LocationKind::Warehouse,
@@ -117,9 +97,9 @@ async fn full_disk(test: &str, victim_is_leader: bool) {
         acked += 1;
     }
     if victim_is_leader {
-        cluster.make_leader(2).await;
+        cluster.make_leader(2).await.expect("node 2 leads");
     }
-    let filler = fill(&root);
+    let filler = fill(root.path());
     // Writes go on (node 2 leads no more, or never did) until node 2, whose log can no longer
     // grow, says it is not ready (the first writes may still fit in a page it holds).
     let start = Instant::now();
@@ -141,18 +121,23 @@ async fn full_disk(test: &str, victim_is_leader: bool) {
         );
     }
     std::fs::remove_file(&filler).expect("free the space");
-    wait_status(&cluster, 2, "ready again once space is freed", |s| {
+    let ready_again = |s: &protocol::NodeStatus| {
         s.ready && s.health.storage_error.is_none() && s.health.storage_errors_total > 0
-    })
-    .await;
+    };
+    let within = Duration::from_secs(30);
+    cluster
+        .wait_status(2, "ready again once space is freed", within, ready_again)
+        .await
+        .expect("node 2 recovers");
     for _ in 0..10 {
         receipt(&client).await;
         acked += 1;
     }
     cluster
-        .wait_converged(&client, Duration::from_secs(30))
-        .await;
-    let on_hand = cluster.on_hand(&client, "A", "wh").await;
+        .wait_converged(Duration::from_secs(30))
+        .await
+        .expect("replicas converge");
+    let on_hand = testkit::on_hand(&client, "A", "wh").await.expect("on hand");
     assert_eq!(
         on_hand, acked as i64,
         "every acknowledged write once, on the node that was full"

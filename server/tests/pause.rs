@@ -1,13 +1,11 @@
 //! A follower that was merely paused (SIGSTOP: a stalled VM, a long GC) must not force an
 //! election when it resumes: the leader was healthy all along (pre-vote, leader stickiness).
 
-mod support;
-
 use std::time::Duration;
 
 use engine::{Command as Write, LocationDef, LocationId, LocationKind, Reason, SkuId};
 use protocol::Role;
-use support::Cluster;
+use testkit::{ProcessCluster, ProcessConfig};
 
 async fn receipt(client: &client::Client) {
     let write = Write::Adjust {
@@ -26,8 +24,10 @@ async fn receipt(client: &client::Client) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_follower_resumes_without_an_election() {
-    let cluster = Cluster::start("pause", 3, &[]);
-    let client = cluster.client(20_000).await;
+    let cluster =
+        ProcessCluster::start(ProcessConfig::new(env!("CARGO_BIN_EXE_stockd"), "pause", 3))
+            .expect("cluster starts");
+    let client = cluster.client(20_000).await.expect("client connects");
     let define = Write::DefineLocation(LocationDef {
         location: LocationId::from("wh"),
         kind: LocationKind::Warehouse,
@@ -41,15 +41,18 @@ async fn a_paused_follower_resumes_without_an_election() {
         .expect("define")
         .outcome
         .expect("ok");
-    let leader = cluster.leader(Duration::from_secs(20)).await;
+    let leader = cluster
+        .leader(Duration::from_secs(20))
+        .await
+        .expect("a leader");
     let term = cluster.status(leader).await.expect("leader status").term;
     let follower = leader % 3 + 1;
-    cluster.signal(follower, "STOP");
+    cluster.signal(follower, "STOP").expect("signal sent");
     for _ in 0..20 {
         receipt(&client).await;
     }
     tokio::time::sleep(Duration::from_secs(6)).await;
-    cluster.signal(follower, "CONT");
+    cluster.signal(follower, "CONT").expect("signal sent");
     for _ in 0..20 {
         receipt(&client).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -69,7 +72,8 @@ async fn a_paused_follower_resumes_without_an_election() {
         assert_eq!(status.role, expected, "node {id}");
     }
     cluster
-        .wait_converged(&client, Duration::from_secs(10))
-        .await;
+        .wait_converged(Duration::from_secs(10))
+        .await
+        .expect("replicas converge");
     client.close();
 }

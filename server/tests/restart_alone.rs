@@ -3,8 +3,6 @@
 //! with its writes, and it never answers from an index lower than one it answered before the
 //! crash (SPEC section 4). Real processes, SIGKILL ~50 ms after the last acknowledged write.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use engine::{
@@ -12,15 +10,15 @@ use engine::{
     ReservationId, SkuId, Target,
 };
 use protocol::Role;
-use support::Cluster;
+use testkit::{ProcessCluster, ProcessConfig};
 
 /// Holds acknowledged before the crash.
 const HOLDS: u64 = 30;
 /// How long the restarted node is watched, ms.
 const WATCH_MS: u64 = 4_000;
 
-async fn thirty_holds(cluster: &Cluster) {
-    let client = cluster.client(20_000).await;
+async fn thirty_holds(cluster: &ProcessCluster) {
+    let client = cluster.client(20_000).await.expect("client connects");
     let define = Write::DefineLocation(LocationDef {
         location: LocationId::from("wh"),
         kind: LocationKind::Warehouse,
@@ -70,20 +68,28 @@ async fn thirty_holds(cluster: &Cluster) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_restarted_alone_serves_no_partial_ledger() {
-    let mut cluster = Cluster::start("restart-alone", 3, &[]);
-    let leader = cluster.leader(Duration::from_secs(20)).await;
+    let mut cluster = ProcessCluster::start(ProcessConfig::new(
+        env!("CARGO_BIN_EXE_stockd"),
+        "restart-alone",
+        3,
+    ))
+    .expect("cluster starts");
+    let leader = cluster
+        .leader(Duration::from_secs(20))
+        .await
+        .expect("a leader");
     thirty_holds(&cluster).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     // What each node has answered: it must never answer from less after the crash.
     let mut answered = [0u64; 3];
     for id in 1..=3 {
-        answered[id - 1] = cluster.status(id).await.map_or(0, |s| s.applied_index);
+        answered[id as usize - 1] = cluster.status(id).await.map_or(0, |s| s.applied_index);
     }
     for id in 1..=3 {
         cluster.kill(id);
     }
     for id in 1..=3 {
-        cluster.spawn(id);
+        cluster.spawn(id).expect("node starts");
         let start = Instant::now();
         let mut ready_seen = false;
         while start.elapsed() < Duration::from_millis(WATCH_MS) {
@@ -92,10 +98,10 @@ async fn a_node_restarted_alone_serves_no_partial_ledger() {
                 if status.ready {
                     ready_seen = true;
                     assert!(
-                        status.applied_index >= answered[id - 1],
+                        status.applied_index >= answered[id as usize - 1],
                         "node {id} ready at index {} but it had answered from index {}",
                         status.applied_index,
-                        answered[id - 1]
+                        answered[id as usize - 1]
                     );
                     if id == leader {
                         assert_eq!(

@@ -5,8 +5,6 @@
 //! leaves), and it is restarted within ~0.3 s with the same flags. At the end every replica
 //! must hold every acknowledged hold, and all ledgers must be identical.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +16,7 @@ use engine::{
     ReservationId, SkuId, Target,
 };
 use protocol::Role;
-use support::{cut_tail, Cluster};
+use testkit::{cut_tail, ProcessCluster, ProcessConfig, TornTail};
 
 /// Which node the test crashes each round.
 #[derive(Debug, Clone, Copy)]
@@ -89,31 +87,39 @@ async fn writer(client: Client, stop: Arc<AtomicBool>, acked: Arc<Mutex<BTreeMap
 }
 
 async fn crash_with_torn_tail(test: &str, durability: &str, victim: Victim) {
-    let mut cluster = Cluster::start(test, 3, &["--durability", durability]);
-    let client = cluster.client(30_000).await;
+    let mut cluster = ProcessCluster::start(
+        ProcessConfig::new(env!("CARGO_BIN_EXE_stockd"), test, 3)
+            .flags(&["--durability", durability]),
+    )
+    .expect("cluster starts");
+    let client = cluster.client(30_000).await.expect("client connects");
     setup(&client).await;
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(BTreeMap::new()));
     let writing = tokio::spawn(writer(
-        cluster.client(30_000).await,
+        cluster.client(30_000).await.expect("client connects"),
         stop.clone(),
         acked.clone(),
     ));
     for round in 0..ROUNDS {
         tokio::time::sleep(Duration::from_millis(1_500)).await;
-        let leader = cluster.leader(Duration::from_secs(20)).await;
+        let leader = cluster
+            .leader(Duration::from_secs(20))
+            .await
+            .expect("a leader");
         let target = match victim {
             Victim::Leader => leader,
             Victim::Follower => leader % 3 + 1,
         };
         cluster.kill(target);
-        let (segment, cut) = cut_tail(&cluster.dir(target), CUT_BYTES);
+        let TornTail { segment, cut } =
+            cut_tail(&cluster.dir(target), CUT_BYTES).expect("torn tail");
         println!(
             "round {round}: killed node {target}, cut {cut} bytes of {}",
             segment.display()
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
-        cluster.spawn(target);
+        cluster.spawn(target).expect("node starts");
     }
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     stop.store(true, Ordering::Release);
@@ -126,13 +132,14 @@ async fn crash_with_torn_tail(test: &str, durability: &str, victim: Victim) {
 /// Checks that the replicas converged to one ledger that holds every acknowledged hold, with
 /// one log index per acknowledged write, and one leader.
 async fn check_every_ack_everywhere(
-    cluster: &Cluster,
+    cluster: &ProcessCluster,
     client: &Client,
     acked: &BTreeMap<String, u64>,
 ) {
     cluster
-        .wait_converged(client, Duration::from_secs(30))
-        .await;
+        .wait_converged(Duration::from_secs(30))
+        .await
+        .expect("replicas converge");
     assert!(
         acked.len() > 20,
         "too few writes acknowledged: {}",
@@ -169,7 +176,10 @@ async fn check_every_ack_everywhere(
         }
     }
     assert!(missing.is_empty(), "acknowledged holds lost: {missing:?}");
-    let leader = cluster.leader(Duration::from_secs(20)).await;
+    let leader = cluster
+        .leader(Duration::from_secs(20))
+        .await
+        .expect("a leader");
     for id in (1..=3).filter(|id| *id != leader) {
         let role = cluster.status(id).await.expect("status").role;
         assert_eq!(role, Role::Follower, "node {id} beside leader {leader}");
@@ -232,26 +242,31 @@ async fn random_crashes_with_torn_tails_lose_no_acknowledged_write() {
     let durability = if seed % 2 == 0 { "replicated" } else { "fsync" };
     println!("seed {seed}: {rounds} rounds, {durability}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut cluster = Cluster::start("torn-random", 3, &["--durability", durability]);
-    let client = cluster.client(30_000).await;
+    let mut cluster = ProcessCluster::start(
+        ProcessConfig::new(env!("CARGO_BIN_EXE_stockd"), "torn-random", 3)
+            .flags(&["--durability", durability]),
+    )
+    .expect("cluster starts");
+    let client = cluster.client(30_000).await.expect("client connects");
     setup(&client).await;
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(BTreeMap::new()));
     let writing = tokio::spawn(writer(
-        cluster.client(30_000).await,
+        cluster.client(30_000).await.expect("client connects"),
         stop.clone(),
         acked.clone(),
     ));
     for round in 0..rounds {
         tokio::time::sleep(Duration::from_millis(rng.random_range(300..1_500))).await;
         wait_for_acks(&acked, 5).await;
-        let target = rng.random_range(1..=3usize);
+        let target = rng.random_range(1..=3u64);
         cluster.kill(target);
-        let (_, cut) = cut_tail(&cluster.dir(target), rng.random_range(0..=200));
+        let TornTail { cut, .. } =
+            cut_tail(&cluster.dir(target), rng.random_range(0..=200)).expect("torn tail");
         let pause = rng.random_range(0..1_000);
         println!("round {round}: node {target} killed, {cut} bytes cut, restart after {pause} ms");
         tokio::time::sleep(Duration::from_millis(pause)).await;
-        cluster.spawn(target);
+        cluster.spawn(target).expect("node starts");
     }
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     stop.store(true, Ordering::Release);

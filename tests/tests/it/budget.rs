@@ -9,7 +9,7 @@ use std::time::Duration;
 use client::Client;
 use engine::{Query, Request};
 use protocol::{ClientFrame, Consistency, Op, OpResult, ServerMessage};
-use tests::{RawConnection, TestCluster};
+use testkit::{Cluster, RawConnection};
 
 /// A location id of the longest allowed length, so that feed events are large.
 fn long_location() -> String {
@@ -21,7 +21,7 @@ fn long_location() -> String {
 async fn fill_feed(client: &Client, events: usize) {
     let location = long_location();
     client
-        .write(tests::warehouse(&location))
+        .write(testkit::warehouse(&location))
         .await
         .expect("define")
         .outcome
@@ -29,7 +29,7 @@ async fn fill_feed(client: &Client, events: usize) {
     let requests: Vec<Request> = (0..events)
         .map(|i| Request {
             request_id: client::new_request_id(),
-            command: tests::count(
+            command: testkit::count(
                 &format!("{i:0>w$}", w = engine::limits::ID_BYTES_MAX),
                 &location,
                 1,
@@ -64,12 +64,12 @@ struct PeakRss {
 
 impl PeakRss {
     fn start() -> PeakRss {
-        let peak = Arc::new(AtomicU64::new(tests::rss_bytes().unwrap_or(0)));
+        let peak = Arc::new(AtomicU64::new(testkit::rss_bytes().unwrap_or(0)));
         let stop = Arc::new(AtomicBool::new(false));
         let (p, s) = (peak.clone(), stop.clone());
         std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
-                p.fetch_max(tests::rss_bytes().unwrap_or(0), Ordering::Relaxed);
+                p.fetch_max(testkit::rss_bytes().unwrap_or(0), Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(50));
             }
         });
@@ -91,13 +91,15 @@ impl Drop for PeakRss {
 async fn a_client_that_never_reads_is_disconnected_and_memory_stays_bounded() {
     // Found by the issue-7 trial: 64 streams x 64 page reads, never read, grew the leader
     // from 27 MB to 1.92 GB. Here 64 streams x 16 pages of ~1.7 MB each (~1.7 GB of replies).
-    let cluster = TestCluster::replicated(1).await;
-    let client = cluster.client().await;
+    let cluster = Cluster::replicated(1).await.expect("cluster starts");
+    let client = cluster.client().await.expect("client connects");
     fill_feed(&client, engine::limits::CHANGES_PER_QUERY_MAX as usize).await;
-    let before = tests::rss_bytes().expect("VmRSS (Linux)");
+    let before = testkit::rss_bytes().expect("VmRSS (Linux)");
     let rss = PeakRss::start();
 
-    let raw = RawConnection::connect(&cluster.addr(1), &cluster.ca_path()).await;
+    let raw = RawConnection::connect(&cluster.addr(1), &cluster.ca_path())
+        .await
+        .expect("raw connection");
     let mut streams = Vec::new();
     for _ in 0..protocol::STREAMS_PER_CONNECTION_MAX {
         let (mut send, recv) = raw.connection.open_bi().await.expect("open stream");
@@ -117,7 +119,7 @@ async fn a_client_that_never_reads_is_disconnected_and_memory_stays_bounded() {
 
     // Another client is served while replies pile up for this one.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let write = tests::count("other", &long_location(), 7);
+    let write = testkit::count("other", &long_location(), 7);
     let written = tokio::time::timeout(Duration::from_secs(20), client.write(write))
         .await
         .expect("another client's write completes in time")
@@ -177,7 +179,7 @@ async fn a_client_that_never_reads_is_disconnected_and_memory_stays_bounded() {
     eprintln!(
         "resident memory: +{} MiB at the peak, +{} MiB after the close; {} MiB queued at most",
         grown >> 20,
-        tests::rss_bytes().unwrap_or(0).saturating_sub(before) >> 20,
+        testkit::rss_bytes().unwrap_or(0).saturating_sub(before) >> 20,
         queued_max >> 20
     );
     drop(streams);
@@ -187,7 +189,7 @@ async fn a_client_that_never_reads_is_disconnected_and_memory_stays_bounded() {
 
 /// Waits until node 1 has cut `count` subscriptions (a subscriber that does not read is cut
 /// once `SUBSCRIBER_WAIT_MS` pass without room for its events).
-async fn wait_cut(cluster: &TestCluster, count: u64) {
+async fn wait_cut(cluster: &Cluster, count: u64) {
     let cut = async {
         while cluster.node(1).status().replies.subscribers_cut < count {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -206,9 +208,11 @@ const SUBSCRIBER_TEST_EVENTS: usize = 60_000;
 async fn a_subscriber_that_never_reads_is_cut_and_told_where_to_resume() {
     // Issue 7, item 4: subscribers that never read made a node fall behind; their queues grew
     // with the feed. Now the node stops queueing for one and tells it where to resume.
-    let cluster = TestCluster::replicated(1).await;
-    let client = cluster.client().await;
-    let raw = RawConnection::connect(&cluster.addr(1), &cluster.ca_path()).await;
+    let cluster = Cluster::replicated(1).await.expect("cluster starts");
+    let client = cluster.client().await.expect("client connects");
+    let raw = RawConnection::connect(&cluster.addr(1), &cluster.ca_path())
+        .await
+        .expect("raw connection");
     let (mut send, mut recv) = raw.connection.open_bi().await.expect("open stream");
     let subscribe = protocol::encode(&ClientFrame {
         id: 1,
@@ -273,8 +277,8 @@ async fn a_subscriber_that_never_reads_is_cut_and_told_where_to_resume() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_subscription_learns_it_was_cut_and_resumes_without_a_gap() {
-    let cluster = TestCluster::replicated(1).await;
-    let client = cluster.client().await;
+    let cluster = Cluster::replicated(1).await.expect("cluster starts");
+    let client = cluster.client().await.expect("client connects");
     let mut feed = client.subscribe(1).await.expect("subscribe");
     fill_feed(&client, SUBSCRIBER_TEST_EVENTS).await;
     // Not read until the node has given up waiting for it.
@@ -318,14 +322,19 @@ async fn many_subscribers_that_never_read_on_a_follower_cost_it_bounded_memory()
     // were retried whole; appends are now capped in bytes and given at least a second.)
     const CONNECTIONS: usize = 6;
     const STREAMS: usize = 8;
-    let cluster = TestCluster::replicated(3).await;
-    let client = cluster.client().await;
-    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let cluster = Cluster::replicated(3).await.expect("cluster starts");
+    let client = cluster.client().await.expect("client connects");
+    let leader = cluster
+        .wait_leader(Duration::from_secs(10))
+        .await
+        .expect("a leader");
     let follower = if leader == 1 { 2 } else { 1 };
     let mut subscribers = Vec::new();
     let mut connections = Vec::new();
     for _ in 0..CONNECTIONS {
-        let raw = RawConnection::connect(&cluster.addr(follower), &cluster.ca_path()).await;
+        let raw = RawConnection::connect(&cluster.addr(follower), &cluster.ca_path())
+            .await
+            .expect("raw connection");
         for _ in 0..STREAMS {
             let (mut send, recv) = raw.connection.open_bi().await.expect("open stream");
             let subscribe = protocol::encode(&ClientFrame {
@@ -359,7 +368,10 @@ async fn many_subscribers_that_never_read_on_a_follower_cost_it_bounded_memory()
         () = fill => {}
         () = sampling => unreachable!("samples forever"),
     }
-    cluster.wait_converged(Duration::from_secs(60)).await;
+    cluster
+        .wait_converged(Duration::from_secs(60))
+        .await
+        .expect("replicas converge");
     let all_cut = async {
         while node.status().replies.subscribers_cut < (CONNECTIONS * STREAMS) as u64 {
             sample();

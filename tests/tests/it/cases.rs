@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use stockctl::case::run_case;
 use stockctl::cluster_target::{options_for, ClusterTarget};
-use tests::TestCluster;
+use testkit::Cluster;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -34,9 +34,15 @@ fn every_case_passes_against_a_three_node_cluster() {
         .enable_all()
         .build()
         .expect("runtime");
-    let cluster = runtime.block_on(TestCluster::replicated(3));
-    let mut target =
-        ClusterTarget::connect(cluster.client_config(cluster.addrs())).expect("client connects");
+    let cluster = runtime
+        .block_on(Cluster::replicated(3))
+        .expect("cluster starts");
+    let mut target = ClusterTarget::connect(
+        cluster
+            .client_config(cluster.addrs())
+            .expect("CA certificate"),
+    )
+    .expect("client connects");
     let clock = cluster.clock();
     target.on_advance(Box::new(move |ms| {
         clock.advance(ms);
@@ -57,8 +63,10 @@ fn every_case_passes_against_a_three_node_cluster() {
         }
     }
     drop(target);
-    let digest = runtime.block_on(cluster.wait_converged(Duration::from_secs(10)));
-    assert_eq!(digest.len(), 64);
+    let digest = runtime
+        .block_on(cluster.wait_converged(Duration::from_secs(10)))
+        .expect("replicas converge");
+    assert_eq!(digest.digest.len(), 64);
     runtime.block_on(cluster.shutdown());
     assert!(
         files.len() >= 28,

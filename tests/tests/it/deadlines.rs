@@ -10,20 +10,20 @@ use engine::{
     Answer, ChannelId, Command, Line, LocationId, Query, Reply, ReservationId, SkuId, Target,
 };
 use protocol::Consistency;
-use tests::TestCluster;
+use testkit::Cluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hold_expires_in_the_feed_without_any_write() {
-    let cluster = TestCluster::replicated(3).await;
-    let client = cluster.client().await;
-    let define = tests::warehouse("wh");
+    let cluster = Cluster::replicated(3).await.expect("cluster starts");
+    let client = cluster.client().await.expect("client connects");
+    let define = testkit::warehouse("wh");
     client
         .write(define)
         .await
         .expect("define")
         .outcome
         .expect("ok");
-    let count = tests::count("A", "wh", 3);
+    let count = testkit::count("A", "wh", 3);
     client
         .write(count)
         .await

@@ -16,7 +16,7 @@ use engine::{
     Answer, ChannelId, Code, Command, Line, LocationId, Query, Reason, ReservationId, SkuId, Target,
 };
 use protocol::Consistency;
-use tests::TestCluster;
+use testkit::Cluster;
 
 const SKUS: usize = 4;
 const STOCK: i64 = 60;
@@ -36,7 +36,7 @@ struct Log {
 }
 
 async fn setup(client: &Client) {
-    let location = tests::warehouse("wh");
+    let location = testkit::warehouse("wh");
     client
         .write(location)
         .await
@@ -103,8 +103,8 @@ async fn worker(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_kill_under_load_loses_nothing_and_applies_nothing_twice() {
-    let mut cluster = TestCluster::replicated(3).await;
-    let client = cluster.client().await;
+    let mut cluster = Cluster::replicated(3).await.expect("cluster starts");
+    let client = cluster.client().await.expect("client connects");
     setup(&client).await;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -122,11 +122,17 @@ async fn leader_kill_under_load_loses_nothing_and_applies_nothing_twice() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let leader = cluster.wait_leader(Duration::from_secs(5)).await;
+    let leader = cluster
+        .wait_leader(Duration::from_secs(5))
+        .await
+        .expect("a leader");
     let kill_at = Instant::now();
     *killed.lock().expect("kill time") = Some(kill_at);
-    cluster.kill(leader).await;
-    let new_leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    cluster.kill(leader).await.expect("node stops");
+    let new_leader = cluster
+        .wait_leader(Duration::from_secs(10))
+        .await
+        .expect("a leader");
     let elected_after = kill_at.elapsed();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     stop.store(true, Ordering::Relaxed);
@@ -153,14 +159,21 @@ async fn leader_kill_under_load_loses_nothing_and_applies_nothing_twice() {
     );
     assert!(!log.granted.is_empty());
 
-    let digest = cluster.wait_converged(Duration::from_secs(10)).await;
-    assert_eq!(digest.len(), 64);
+    let digest = cluster
+        .wait_converged(Duration::from_secs(10))
+        .await
+        .expect("replicas converge");
+    assert_eq!(digest.digest.len(), 64);
 
     // Every acknowledged hold is on every survivor; unknown ones are there or not, never twice.
     for id in cluster.running() {
-        let node_client = Client::connect(cluster.client_config(vec![cluster.addr(id)]))
-            .await
-            .expect("connect");
+        let node_client = Client::connect(
+            cluster
+                .client_config(vec![cluster.addr(id)])
+                .expect("CA certificate"),
+        )
+        .await
+        .expect("connect");
         let mut reserved_expected = [0i64; SKUS];
         for (sku, rid) in &log.granted {
             let answer = node_client

@@ -5,21 +5,21 @@ use std::time::Duration;
 
 use engine::query::Cause;
 use engine::{ChannelId, Command, Line, LocationId, ReservationId, SkuId, Target};
-use tests::TestCluster;
+use testkit::Cluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_sees_every_change_in_order() {
-    let cluster = TestCluster::replicated(3).await;
-    let client = cluster.client().await;
+    let cluster = Cluster::replicated(3).await.expect("cluster starts");
+    let client = cluster.client().await.expect("client connects");
     let mut feed = client.subscribe(1).await.expect("subscribe");
-    let define = tests::warehouse("wh");
+    let define = testkit::warehouse("wh");
     client
         .write(define)
         .await
         .expect("define")
         .outcome
         .expect("ok");
-    let count = tests::count("A", "wh", 5);
+    let count = testkit::count("A", "wh", 5);
     let counted = client.write(count).await.expect("count");
     let reserve = Command::Reserve {
         reservation: ReservationId::from("r1"),

@@ -1,4 +1,4 @@
-//! Cluster tests: real nodes on loopback (see the `tests` crate's [`tests::TestCluster`]).
+//! Cluster tests: real nodes on loopback (see [`testkit::Cluster`]).
 //! One integration-test binary for the crate; one module per concern.
 
 mod budget;

@@ -13,13 +13,13 @@ use engine::Query;
 use protocol::{
     Consistency, MemberState, NodeAddr, NodeStatus, Op, OpResult, Role, ServerError, ServerMessage,
 };
-use tests::TestCluster;
+use testkit::Cluster;
 
 /// What `add-node` may take on the node (`protocol::ADMIN_REPLY_MS_MAX`) plus room for a
 /// loaded machine; before the fix it took 30 s.
 const ADD_NODE_ANSWER_MS_MAX: u64 = 8_000;
 
-fn voters(cluster: &TestCluster, id: u64) -> Vec<u64> {
+fn voters(cluster: &Cluster, id: u64) -> Vec<u64> {
     let status = cluster.node(id).status();
     let mut voters: Vec<u64> = status
         .membership
@@ -40,7 +40,7 @@ fn members(status: &NodeStatus) -> Vec<(u64, bool)> {
 }
 
 /// `add-node` through `client`, checking that it answers in time.
-async fn add_node(client: &Client, cluster: &TestCluster, id: u64, addr: &str) -> MemberState {
+async fn add_node(client: &Client, cluster: &Cluster, id: u64, addr: &str) -> MemberState {
     let started = Instant::now();
     let node = NodeAddr {
         id,
@@ -52,7 +52,10 @@ async fn add_node(client: &Client, cluster: &TestCluster, id: u64, addr: &str) -
         took < Duration::from_millis(ADD_NODE_ANSWER_MS_MAX),
         "add-node took {took:?}: {state:?}"
     );
-    let leader = cluster.wait_leader(Duration::from_secs(5)).await;
+    let leader = cluster
+        .wait_leader(Duration::from_secs(5))
+        .await
+        .expect("a leader");
     println!("add-node {id}: {state:?} after {took:?}; members {:?}", {
         members(&cluster.node(leader).status())
     });
@@ -61,8 +64,8 @@ async fn add_node(client: &Client, cluster: &TestCluster, id: u64, addr: &str) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_node_where_nothing_answers_adds_nothing_and_says_so_at_once() {
-    let mut cluster = TestCluster::replicated(3).await;
-    let client = cluster.client().await;
+    let mut cluster = Cluster::replicated(3).await.expect("cluster starts");
+    let client = cluster.client().await.expect("client connects");
     // A port with a socket that never answers (a stopped machine).
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let addr = silent.local_addr().expect("addr").to_string();
@@ -77,10 +80,16 @@ async fn add_node_where_nothing_answers_adds_nothing_and_says_so_at_once() {
         assert_eq!(voters(&cluster, id), vec![1, 2, 3]);
     }
     // Losing one of the three voters still leaves a majority.
-    let leader = cluster.wait_leader(Duration::from_secs(5)).await;
+    let leader = cluster
+        .wait_leader(Duration::from_secs(5))
+        .await
+        .expect("a leader");
     let other = (1..=3).find(|id| *id != leader).expect("a follower");
-    cluster.kill(other).await;
-    let written = client.write(tests::warehouse("wh")).await.expect("a write");
+    cluster.kill(other).await.expect("node stops");
+    let written = client
+        .write(testkit::warehouse("wh"))
+        .await
+        .expect("a write");
     written.outcome.expect("ok");
     client.close();
     cluster.shutdown().await;
@@ -90,15 +99,15 @@ async fn add_node_where_nothing_answers_adds_nothing_and_says_so_at_once() {
 /// status but no replication: isolated), unreachable (stopped), then a voter once it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_node_reports_the_learner_state_and_promotes_it_once_caught_up() {
-    let mut cluster = TestCluster::replicated(3).await;
-    let client = cluster.client().await;
+    let mut cluster = Cluster::replicated(3).await.expect("cluster starts");
+    let client = cluster.client().await.expect("client connects");
     client
-        .write(tests::warehouse("wh"))
+        .write(testkit::warehouse("wh"))
         .await
         .expect("write")
         .outcome
         .expect("ok");
-    let id = cluster.start_joining().await;
+    let id = cluster.start_joining().await.expect("node starts");
     let addr = cluster.addr(id);
     cluster.isolate(id, true);
     let state = add_node(&client, &cluster, id, &addr).await;
@@ -112,7 +121,10 @@ async fn add_node_reports_the_learner_state_and_promotes_it_once_caught_up() {
         ),
         "{state:?}"
     );
-    let leader = cluster.wait_leader(Duration::from_secs(5)).await;
+    let leader = cluster
+        .wait_leader(Duration::from_secs(5))
+        .await
+        .expect("a leader");
     let status = cluster.node(leader).status();
     assert!(
         members(&status).contains(&(id, false)),
@@ -120,7 +132,7 @@ async fn add_node_reports_the_learner_state_and_promotes_it_once_caught_up() {
     );
     assert_eq!(voters(&cluster, leader), vec![1, 2, 3]);
 
-    cluster.kill(id).await;
+    cluster.kill(id).await.expect("node stops");
     let state = add_node(&client, &cluster, id, &addr).await;
     assert_eq!(state, MemberState::Unreachable);
     let status = cluster.node(leader).status();
@@ -129,7 +141,7 @@ async fn add_node_reports_the_learner_state_and_promotes_it_once_caught_up() {
         "a learner: {status:?}"
     );
 
-    cluster.restart(id).await;
+    cluster.restart(id).await.expect("node restarts");
     let started = Instant::now();
     loop {
         let state = add_node(&client, &cluster, id, &addr).await;
@@ -139,14 +151,20 @@ async fn add_node_reports_the_learner_state_and_promotes_it_once_caught_up() {
         assert!(matches!(state, MemberState::CatchingUp { .. }), "{state:?}");
         assert!(started.elapsed() < Duration::from_secs(30), "not promoted");
     }
-    let leader = cluster.wait_leader(Duration::from_secs(5)).await;
+    let leader = cluster
+        .wait_leader(Duration::from_secs(5))
+        .await
+        .expect("a leader");
     assert_eq!(voters(&cluster, leader), vec![1, 2, 3, id]);
     // Adding a voter again changes nothing and says so.
     assert_eq!(
         add_node(&client, &cluster, id, &addr).await,
         MemberState::Voter
     );
-    cluster.wait_converged(Duration::from_secs(10)).await;
+    cluster
+        .wait_converged(Duration::from_secs(10))
+        .await
+        .expect("replicas converge");
     client.close();
     cluster.shutdown().await;
 }
@@ -155,9 +173,9 @@ async fn add_node_reports_the_learner_state_and_promotes_it_once_caught_up() {
 /// both answer the truth, neither fails a change that succeeded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_add_node_calls_never_fail_a_successful_add() {
-    let mut cluster = TestCluster::replicated(3).await;
-    let client = cluster.client().await;
-    let id = cluster.start_joining().await;
+    let mut cluster = Cluster::replicated(3).await.expect("cluster starts");
+    let client = cluster.client().await.expect("client connects");
+    let id = cluster.start_joining().await.expect("node starts");
     let node = NodeAddr {
         id,
         addr: cluster.addr(id),
@@ -180,7 +198,10 @@ async fn concurrent_add_node_calls_never_fail_a_successful_add() {
     }
     let state = add_node(&client, &cluster, id, &node.addr).await;
     assert_eq!(state, MemberState::Voter);
-    let leader = cluster.wait_leader(Duration::from_secs(5)).await;
+    let leader = cluster
+        .wait_leader(Duration::from_secs(5))
+        .await
+        .expect("a leader");
     assert_eq!(voters(&cluster, leader), vec![1, 2, 3, id]);
     client.close();
     cluster.shutdown().await;
@@ -195,15 +216,23 @@ fn local_read() -> Op {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_node_refuses_client_requests_and_says_so() {
-    let cluster = TestCluster::replicated(3).await;
-    let client = cluster.client().await;
-    let leader = cluster.wait_leader(Duration::from_secs(5)).await;
+    let cluster = Cluster::replicated(3).await.expect("cluster starts");
+    let client = cluster.client().await.expect("client connects");
+    let leader = cluster
+        .wait_leader(Duration::from_secs(5))
+        .await
+        .expect("a leader");
     let victim = (1..=3).find(|i| *i != leader).expect("a follower");
     client.remove_node(victim).await.expect("removed");
-    let raw = tests::RawConnection::connect(&cluster.addr(victim), &cluster.ca_path()).await;
+    let raw = testkit::RawConnection::connect(&cluster.addr(victim), &cluster.ca_path())
+        .await
+        .expect("raw connection");
     let started = Instant::now();
     let members = loop {
-        let reply = raw.call(vec![local_read()], Duration::from_secs(5)).await;
+        let reply = raw
+            .call(vec![local_read()], Duration::from_secs(5))
+            .await
+            .expect("a reply");
         let ServerMessage::Reply { mut results, .. } = reply else {
             panic!("{reply:?}");
         };
@@ -230,9 +259,13 @@ async fn a_removed_node_refuses_client_requests_and_says_so() {
     let after = cluster.node(leader).status();
     assert_eq!((after.role, after.term), (Role::Leader, term), "{after:?}");
     // A client that knows only the removed node goes to the members it names, and drops it.
-    let client = Client::connect(cluster.client_config(vec![cluster.addr(victim)]))
-        .await
-        .expect("connects");
+    let client = Client::connect(
+        cluster
+            .client_config(vec![cluster.addr(victim)])
+            .expect("CA certificate"),
+    )
+    .await
+    .expect("connects");
     let read = client
         .read(Query::Status, Consistency::Local)
         .await
@@ -254,21 +287,21 @@ async fn a_removed_node_refuses_client_requests_and_says_so() {
 /// it again for every call (counted). Before: `connect` waited its whole connect timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_node_first_in_the_list_is_dialed_once_and_never_waited_for() {
-    let cluster = TestCluster::replicated(3).await;
+    let cluster = Cluster::replicated(3).await.expect("cluster starts");
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let dead = silent.local_addr().expect("addr").to_string();
     let mut nodes = vec![dead.clone()];
     nodes.extend(cluster.addrs());
-    let mut config = cluster.client_config(nodes);
+    let mut config = cluster.client_config(nodes).expect("CA certificate");
     config.timeout_ms = 20_000;
     config.connect_timeout_ms = 20_000;
     let started = Instant::now();
     let client = Client::connect(config).await.expect("connects");
     for i in 0..20 {
-        let command = tests::count("A", "wh", i);
+        let command = testkit::count("A", "wh", i);
         if i == 0 {
             client
-                .write(tests::warehouse("wh"))
+                .write(testkit::warehouse("wh"))
                 .await
                 .expect("write")
                 .outcome
@@ -300,9 +333,12 @@ async fn a_dead_node_first_in_the_list_is_dialed_once_and_never_waited_for() {
 /// its removal from its own log and refuses clients; no node's campaigning disturbs the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_leader_steps_aside_and_the_cluster_goes_on() {
-    let cluster = TestCluster::replicated(3).await;
-    let client = cluster.client().await;
-    let old = cluster.wait_leader(Duration::from_secs(5)).await;
+    let cluster = Cluster::replicated(3).await.expect("cluster starts");
+    let client = cluster.client().await.expect("client connects");
+    let old = cluster
+        .wait_leader(Duration::from_secs(5))
+        .await
+        .expect("a leader");
     client.remove_node(old).await.expect("removed");
     let started = Instant::now();
     let (new, term) = loop {
@@ -317,7 +353,10 @@ async fn a_removed_leader_steps_aside_and_the_cluster_goes_on() {
         assert!(started.elapsed() < Duration::from_secs(10), "no new leader");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let written = client.write(tests::warehouse("wh")).await.expect("a write");
+    let written = client
+        .write(testkit::warehouse("wh"))
+        .await
+        .expect("a write");
     written.outcome.expect("ok");
     while cluster.node(old).status().role != Role::Removed {
         assert!(
@@ -327,8 +366,13 @@ async fn a_removed_leader_steps_aside_and_the_cluster_goes_on() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let raw = tests::RawConnection::connect(&cluster.addr(old), &cluster.ca_path()).await;
-    let reply = raw.call(vec![local_read()], Duration::from_secs(5)).await;
+    let raw = testkit::RawConnection::connect(&cluster.addr(old), &cluster.ca_path())
+        .await
+        .expect("raw connection");
+    let reply = raw
+        .call(vec![local_read()], Duration::from_secs(5))
+        .await
+        .expect("a reply");
     assert!(
         matches!(&reply, ServerMessage::Reply { results, .. }
             if matches!(results[0], OpResult::Failed(ServerError::Removed { .. }))),

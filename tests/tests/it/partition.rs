@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use engine::{Query, Request, RequestId};
 use protocol::{Consistency, Op, OpResult, ServerMessage};
-use tests::{RawConnection, TestCluster};
+use testkit::{Cluster, RawConnection};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolated_leader_cannot_acknowledge_and_heals() {
-    let cluster = TestCluster::replicated(3).await;
-    let client = cluster.client().await;
-    let define = tests::warehouse("wh");
+    let cluster = Cluster::replicated(3).await.expect("cluster starts");
+    let client = cluster.client().await.expect("client connects");
+    let define = testkit::warehouse("wh");
     client
         .write(define)
         .await
@@ -19,23 +19,31 @@ async fn isolated_leader_cannot_acknowledge_and_heals() {
         .outcome
         .expect("ok");
     client
-        .write(tests::count("A", "wh", 1))
+        .write(testkit::count("A", "wh", 1))
         .await
         .expect("count")
         .outcome
         .expect("ok");
 
-    let old = cluster.wait_leader(Duration::from_secs(5)).await;
+    let old = cluster
+        .wait_leader(Duration::from_secs(5))
+        .await
+        .expect("a leader");
     cluster.isolate(old, true);
 
     // The isolated node, asked directly (no client retries), acknowledges no write and
     // answers no linearizable read: it times out, or has stepped down and says so.
-    let raw = RawConnection::connect(&cluster.addr(old), &cluster.ca_path()).await;
+    let raw = RawConnection::connect(&cluster.addr(old), &cluster.ca_path())
+        .await
+        .expect("raw connection");
     let write = Op::Write(Request {
         request_id: RequestId(0x5eed),
-        command: tests::count("A", "wh", 99),
+        command: testkit::count("A", "wh", 99),
     });
-    let reply = raw.call(vec![write], Duration::from_secs(10)).await;
+    let reply = raw
+        .call(vec![write], Duration::from_secs(10))
+        .await
+        .expect("a reply");
     let ServerMessage::Reply { results, .. } = reply else {
         panic!("{reply:?}")
     };
@@ -47,7 +55,10 @@ async fn isolated_leader_cannot_acknowledge_and_heals() {
         query: Query::Status,
         consistency: Consistency::Linearizable,
     };
-    let reply = raw.call(vec![read], Duration::from_secs(10)).await;
+    let reply = raw
+        .call(vec![read], Duration::from_secs(10))
+        .await
+        .expect("a reply");
     let ServerMessage::Reply { results, .. } = reply else {
         panic!("{reply:?}")
     };
@@ -57,10 +68,13 @@ async fn isolated_leader_cannot_acknowledge_and_heals() {
     );
 
     // The majority elects a leader and goes on.
-    let new = cluster.wait_leader(Duration::from_secs(10)).await;
+    let new = cluster
+        .wait_leader(Duration::from_secs(10))
+        .await
+        .expect("a leader");
     assert_ne!(new, old);
     client
-        .write(tests::count("A", "wh", 2))
+        .write(testkit::count("A", "wh", 2))
         .await
         .expect("majority write")
         .outcome
@@ -69,7 +83,10 @@ async fn isolated_leader_cannot_acknowledge_and_heals() {
     // Healing: the old leader rejoins, steps down and converges; the cut-off write was never
     // applied (on_hand went 1 -> 2, never 99).
     cluster.isolate(old, false);
-    cluster.wait_converged(Duration::from_secs(15)).await;
+    cluster
+        .wait_converged(Duration::from_secs(15))
+        .await
+        .expect("replicas converge");
     let digest_old = cluster.node(old).digest().digest;
     let digest_new = cluster.node(new).digest().digest;
     assert_eq!(digest_old, digest_new);
@@ -100,21 +117,24 @@ async fn isolated_leader_cannot_acknowledge_and_heals() {
 /// moves (SPEC section 4: no disruptive elections).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_follower_rejoins_without_an_election() {
-    let cluster = TestCluster::replicated(3).await;
-    let client = cluster.client().await;
+    let cluster = Cluster::replicated(3).await.expect("cluster starts");
+    let client = cluster.client().await.expect("client connects");
     client
-        .write(tests::warehouse("wh"))
+        .write(testkit::warehouse("wh"))
         .await
         .expect("define")
         .outcome
         .expect("ok");
-    let leader = cluster.wait_leader(Duration::from_secs(5)).await;
+    let leader = cluster
+        .wait_leader(Duration::from_secs(5))
+        .await
+        .expect("a leader");
     let term = cluster.node(leader).status().term;
     let follower = (1..=3).find(|id| *id != leader).expect("a follower");
     cluster.isolate(follower, true);
     for qty in 1..=10 {
         client
-            .write(tests::count("A", "wh", qty))
+            .write(testkit::count("A", "wh", qty))
             .await
             .expect("write")
             .outcome
@@ -122,7 +142,10 @@ async fn an_isolated_follower_rejoins_without_an_election() {
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
     cluster.isolate(follower, false);
-    cluster.wait_converged(Duration::from_secs(15)).await;
+    cluster
+        .wait_converged(Duration::from_secs(15))
+        .await
+        .expect("replicas converge");
     for id in 1..=3 {
         let status = cluster.node(id).status();
         assert_eq!(
@@ -131,7 +154,13 @@ async fn an_isolated_follower_rejoins_without_an_election() {
             status.term
         );
     }
-    assert_eq!(cluster.wait_leader(Duration::from_secs(5)).await, leader);
+    assert_eq!(
+        cluster
+            .wait_leader(Duration::from_secs(5))
+            .await
+            .expect("a leader"),
+        leader
+    );
     client.close();
     cluster.shutdown().await;
 }

@@ -8,10 +8,10 @@ use engine::{Answer, ChannelId, Command, LocationId, Query, Reason, SkuId, Targe
 use protocol::Consistency;
 use server::node::RaftTimings;
 use server::raft::log_store::Durability;
-use tests::{fast_timings, TestCluster};
+use testkit::{fast_timings, Cluster, ClusterConfig};
 
 async fn define(client: &Client) {
-    let define = tests::warehouse("wh");
+    let define = testkit::warehouse("wh");
     client
         .write(define)
         .await
@@ -52,8 +52,13 @@ async fn on_hand(client: &Client, skus: usize) -> Vec<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_cluster_restart_in_fsync_mode_recovers_every_acknowledged_write() {
     const SKUS: usize = 5;
-    let mut cluster = TestCluster::start(3, Durability::Fsync).await;
-    let client = cluster.client().await;
+    let mut cluster = Cluster::start(ClusterConfig {
+        durability: Durability::Fsync,
+        ..ClusterConfig::new(3)
+    })
+    .await
+    .expect("cluster starts");
+    let client = cluster.client().await.expect("client connects");
     define(&client).await;
     let mut acknowledged = [0i64; SKUS];
     let mut pending = Vec::new();
@@ -77,15 +82,21 @@ async fn whole_cluster_restart_in_fsync_mode_recovers_every_acknowledged_write()
     );
     client.close();
     for id in 1..=3 {
-        cluster.kill(id).await;
+        cluster.kill(id).await.expect("node stops");
     }
     for id in 1..=3 {
-        cluster.restart(id).await;
+        cluster.restart(id).await.expect("node restarts");
     }
-    cluster.wait_leader(Duration::from_secs(15)).await;
-    let client = cluster.client().await;
+    cluster
+        .wait_leader(Duration::from_secs(15))
+        .await
+        .expect("a leader");
+    let client = cluster.client().await.expect("client connects");
     assert_eq!(on_hand(&client, SKUS).await, acknowledged.to_vec());
-    cluster.wait_converged(Duration::from_secs(10)).await;
+    cluster
+        .wait_converged(Duration::from_secs(10))
+        .await
+        .expect("replicas converge");
     client.close();
     cluster.shutdown().await;
 }
@@ -97,19 +108,23 @@ async fn node_down_during_purge_catches_up_from_a_snapshot() {
         log_kept: 5,
         ..fast_timings()
     };
-    let mut cluster = TestCluster::start_with(
-        3,
-        Durability::Replicated {
+    let mut cluster = Cluster::start(ClusterConfig {
+        durability: Durability::Replicated {
             flush_interval_ms: 20,
         },
         timings,
-    )
-    .await;
-    let client = cluster.client().await;
+        ..ClusterConfig::new(3)
+    })
+    .await
+    .expect("cluster starts");
+    let client = cluster.client().await.expect("client connects");
     define(&client).await;
-    let leader = cluster.wait_leader(Duration::from_secs(5)).await;
+    let leader = cluster
+        .wait_leader(Duration::from_secs(5))
+        .await
+        .expect("a leader");
     let down = if leader == 3 { 2 } else { 3 };
-    cluster.kill(down).await;
+    cluster.kill(down).await.expect("node stops");
     // One write per entry: sequential writes, each its own batch.
     for i in 0..300 {
         client
@@ -132,14 +147,17 @@ async fn node_down_during_purge_catches_up_from_a_snapshot() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    cluster.restart(down).await;
-    let digest = cluster.wait_converged(Duration::from_secs(20)).await;
+    cluster.restart(down).await.expect("node restarts");
+    let digest = cluster
+        .wait_converged(Duration::from_secs(20))
+        .await
+        .expect("replicas converge");
     let status = cluster.node(down).status();
     assert!(
         status.snapshot_index > 0,
         "the restarted node installed no snapshot: {status:?}"
     );
-    assert_eq!(cluster.node(down).digest().digest, digest);
+    assert_eq!(cluster.node(down).digest().digest, digest.digest);
     assert_eq!(on_hand(&client, 3).await, vec![100, 100, 100]);
     client.close();
     cluster.shutdown().await;

@@ -9,7 +9,7 @@ use engine::query::Query;
 use engine::{ChannelId, Command, Line, LocationId, ReservationId, SkuId, Target};
 use pki::{ClientCertRequest, ClientRole, Trust};
 use protocol::{Consistency, ServerError};
-use tests::TestCluster;
+use testkit::Cluster as TestCluster;
 
 /// A client of `cluster` presenting a new identity of `role` with this scope.
 async fn client_as(
@@ -28,7 +28,8 @@ async fn client_as(
     let dir = cluster.root().join("clients");
     let issued = pki::issue_client(&cluster.ca_dir(), &dir, &request).expect("issued");
     let identity = pki::load_client_identity(&issued.cert, &issued.key).expect("identity");
-    let config = quick(cluster.client_config(cluster.addrs())).with_identity(identity);
+    let config =
+        quick(cluster.client_config(cluster.addrs()).expect("config")).with_identity(identity);
     let client = Client::connect(config).await.expect("connects");
     (client, issued.principal)
 }
@@ -53,7 +54,7 @@ fn reserve(id: &str, channel: &str, at: &str) -> Command {
 }
 
 fn store(id: &str) -> Command {
-    let mut define = tests::warehouse(id);
+    let mut define = testkit::warehouse(id);
     if let Command::DefineLocation(def) = &mut define {
         def.kind = engine::LocationKind::Store;
     }
@@ -78,12 +79,12 @@ fn forbidden<T: std::fmt::Debug>(result: &Result<T, ClientError>) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_role_does_what_it_may_and_nothing_else() {
-    let cluster = TestCluster::replicated(3).await;
-    let admin = cluster.client().await;
+    let cluster = TestCluster::replicated(3).await.expect("cluster starts");
+    let admin = cluster.client().await.expect("client connects");
     for command in [
         store("store-1"),
         store("store-2"),
-        tests::count("A", "store-1", 50),
+        testkit::count("A", "store-1", 50),
     ] {
         admin
             .write(command)
@@ -93,7 +94,7 @@ async fn each_role_does_what_it_may_and_nothing_else() {
             .expect("ok");
     }
     admin
-        .write(tests::count("A", "store-2", 50))
+        .write(testkit::count("A", "store-2", 50))
         .await
         .expect("count")
         .outcome
@@ -106,7 +107,7 @@ async fn each_role_does_what_it_may_and_nothing_else() {
         "checkout for web on pos"
     );
     assert!(
-        !allowed(&web, tests::count("A", "store-1", 1)).await,
+        !allowed(&web, testkit::count("A", "store-1", 1)).await,
         "checkout counting stock"
     );
     let release = Command::Release {
@@ -115,9 +116,9 @@ async fn each_role_does_what_it_may_and_nothing_else() {
     assert!(allowed(&web, release).await, "its own channel's hold");
 
     let (tablet, _) = client_as(&cluster, "tablet-1", ClientRole::Store, (&[], &["store-1"])).await;
-    assert!(allowed(&tablet, tests::count("A", "store-1", 40)).await);
+    assert!(allowed(&tablet, testkit::count("A", "store-1", 40)).await);
     assert!(
-        !allowed(&tablet, tests::count("A", "store-2", 40)).await,
+        !allowed(&tablet, testkit::count("A", "store-2", 40)).await,
         "store-1 at store-2"
     );
     assert!(allowed(&tablet, reserve("p1", "pos", "store-1")).await);
@@ -137,7 +138,7 @@ async fn each_role_does_what_it_may_and_nothing_else() {
     assert!(!allowed(&tablet, release).await, "another store's hold");
 
     let (reader, _) = client_as(&cluster, "dash", ClientRole::Reader, (&[], &[])).await;
-    assert!(!allowed(&reader, tests::count("A", "store-1", 1)).await);
+    assert!(!allowed(&reader, testkit::count("A", "store-1", 1)).await);
     let read = reader.read(Query::Status, Consistency::Linearizable).await;
     assert!(read.is_ok(), "a reader reads: {read:?}");
     assert!(
@@ -146,7 +147,7 @@ async fn each_role_does_what_it_may_and_nothing_else() {
     );
 
     let (ops, _) = client_as(&cluster, "ops-1", ClientRole::Ops, (&[], &[])).await;
-    assert!(allowed(&ops, tests::count("A", "store-2", 45)).await);
+    assert!(allowed(&ops, testkit::count("A", "store-2", 45)).await);
     assert!(
         forbidden(&ops.remove_node(3).await),
         "membership is the admin's"
@@ -179,16 +180,16 @@ async fn each_role_does_what_it_may_and_nothing_else() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_and_expired_credentials_are_refused_on_open_connections() {
-    let cluster = TestCluster::replicated(3).await;
-    let admin = cluster.client().await;
+    let cluster = TestCluster::replicated(3).await.expect("cluster starts");
+    let admin = cluster.client().await.expect("client connects");
     admin
-        .write(tests::warehouse("wh"))
+        .write(testkit::warehouse("wh"))
         .await
         .expect("define")
         .outcome
         .expect("ok");
     let (ops, principal) = client_as(&cluster, "ops-2", ClientRole::Ops, (&[], &[])).await;
-    assert!(allowed(&ops, tests::count("A", "wh", 5)).await);
+    assert!(allowed(&ops, testkit::count("A", "wh", 5)).await);
 
     let revoke = Command::RevokeCredential {
         credential: principal.credential_id.clone(),
@@ -207,7 +208,7 @@ async fn revoked_and_expired_credentials_are_refused_on_open_connections() {
     // Every node applied it once the write is acknowledged and applied there: within a
     // second, the open connection is refused whichever node it reaches.
     let started = std::time::Instant::now();
-    while allowed(&ops, tests::count("A", "wh", 6)).await {
+    while allowed(&ops, testkit::count("A", "wh", 6)).await {
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "revocation took over a second"
@@ -233,7 +234,7 @@ async fn revoked_and_expired_credentials_are_refused_on_open_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_or_missing_identities_are_refused_with_a_reason() {
-    let cluster = TestCluster::replicated(1).await;
+    let cluster = TestCluster::replicated(1).await.expect("cluster starts");
     let ca = pki::load_certs(&cluster.ca_path()).expect("CA");
 
     // No certificate.
@@ -262,7 +263,7 @@ async fn wrong_or_missing_identities_are_refused_with_a_reason() {
     assert!(forbidden(&refused), "a node certificate as a client");
 
     // A client certificate from another CA.
-    let other = tests::temp_dir("other-ca");
+    let other = std::env::temp_dir().join(format!("stockd-other-ca-{}", std::process::id()));
     pki::ensure_ca(&other).expect("other CA");
     pki::ensure_admin(&other).expect("other admin");
     let stranger = pki::load_client_identity(&other.join("admin.pem"), &other.join("admin.key"))
@@ -287,7 +288,7 @@ async fn wrong_or_missing_identities_are_refused_with_a_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_certificate_is_never_a_node() {
-    let cluster = TestCluster::replicated(1).await;
+    let cluster = TestCluster::replicated(1).await.expect("cluster starts");
     let ca = pki::load_certs(&cluster.ca_path()).expect("CA");
     let admin = pki::load_client_identity(
         &cluster.ca_dir().join("admin.pem"),
