@@ -248,6 +248,7 @@ mod tests {
             membership_index: 0,
             membership: Vec::new(),
             replies: Default::default(),
+            access: Default::default(),
         }
     }
 
