@@ -49,6 +49,7 @@ impl Certs {
         pki::ensure_ca(&dir).expect("CA");
         pki::ensure_node(&dir, &dir.join("node"), &["127.0.0.1".to_owned()])
             .expect("node certificate");
+        pki::ensure_admin(&dir).expect("client identity");
         Certs { dir }
     }
 
@@ -253,7 +254,7 @@ pub fn per_op(f: impl Fn(&Op) -> OpResult + Send + Sync + 'static) -> Handler {
 }
 
 pub fn config(certs: &Certs, nodes: Vec<String>) -> ClientConfig {
-    let mut config = ClientConfig::new(nodes, certs.trust());
+    let mut config = ClientConfig::admin_of(nodes, &certs.dir).expect("CA and admin identity");
     config.timeout_ms = 2_000;
     config.backoff_ms_min = 5;
     config.backoff_ms_max = 20;

@@ -464,9 +464,30 @@ fn trust_and_addresses_are_checked() {
             .map_err(|e| e.to_string()),
         Err("\"nohost\": expected HOST:PORT".into())
     );
+    // Trust alone is not enough: every client has an identity (SPEC section 7).
     let cli = parse(&["status", "--fingerprint", "aa"]);
+    assert!(client_config(&cli.global)
+        .map(|c| c.nodes)
+        .is_err_and(|e| e.to_string().starts_with("no identity")));
+    let dir = std::env::temp_dir().join(format!("stockctl-identity-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    pki::ensure_ca(&dir).expect("CA");
+    pki::ensure_admin(&dir).expect("admin");
+    let (cert, key) = (dir.join("admin.pem"), dir.join("admin.key"));
+    let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
+    let cli = parse(&[
+        "status",
+        "--fingerprint",
+        "aa",
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+    ]);
     let config = client_config(&cli.global).expect("config");
     assert_eq!(config.nodes, vec![DEFAULT_CONNECT]);
+    assert!(config.identity.is_some());
+    std::fs::remove_dir_all(&dir).ok();
     let cli = parse(&["status", "--ca", "/nonexistent/ca.pem"]);
     assert!(client_config(&cli.global)
         .map(|c| c.nodes)
