@@ -116,12 +116,22 @@ fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
 }
 
 /// Creates a cluster CA in `dir` (`ca.pem`, `ca.key`) unless one is there.
+///
+/// Nodes started at once on one CA directory (`--ca-dir` on one machine) must not each make
+/// their own CA: creation holds an exclusive lock on `ca.lock` there, and whoever comes second
+/// finds the first one's files.
 pub fn ensure_ca(dir: &Path) -> Result<(), TlsError> {
     let TlsFiles { ca_pem, ca_key, .. } = TlsFiles::in_dir(dir);
     if ca_pem.exists() && ca_key.exists() {
         return Ok(());
     }
     std::fs::create_dir_all(dir).map_err(|e| err(dir.display(), e))?;
+    let lock_path = dir.join("ca.lock");
+    let lock = std::fs::File::create(&lock_path).map_err(|e| err(lock_path.display(), e))?;
+    lock.lock().map_err(|e| err(lock_path.display(), e))?;
+    if ca_pem.exists() && ca_key.exists() {
+        return Ok(());
+    }
     let key = KeyPair::generate().map_err(|e| err("CA key", e))?;
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| err("CA", e))?;
     params
@@ -135,6 +145,7 @@ pub fn ensure_ca(dir: &Path) -> Result<(), TlsError> {
     let cert = params.self_signed(&key).map_err(|e| err("CA", e))?;
     write_private(&ca_key, &key.serialize_pem())?;
     std::fs::write(&ca_pem, cert.pem()).map_err(|e| err(ca_pem.display(), e))?;
+    drop(lock);
     Ok(())
 }
 

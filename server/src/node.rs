@@ -118,6 +118,8 @@ pub struct Node {
     accept: tokio::task::JoinHandle<()>,
     ca_fingerprint: String,
     ca_path: PathBuf,
+    /// Held for the node's life: see [`LOCK_FILE`].
+    _data_dir_lock: std::fs::File,
 }
 
 /// Why a node could not start. Each variant names the part that failed; the text says what
@@ -251,6 +253,28 @@ fn check_config(config: &NodeConfig) -> Result<(), StartError> {
 /// The file in a data directory naming the node it belongs to.
 pub const NODE_ID_FILE: &str = "node-id";
 
+/// The file a running node holds an exclusive lock on, so that a second `stockd` on the same
+/// data directory refuses to start instead of writing the same log.
+pub const LOCK_FILE: &str = "lock";
+
+/// Locks `dir` for this process (held while the returned file is open).
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+    let path = dir.join(LOCK_FILE);
+    let files_err = |e: std::io::Error| StartError::Files {
+        what: "data directory lock",
+        error: format!("{}: {e}", path.display()),
+    };
+    let file = std::fs::File::create(&path).map_err(files_err)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::Config(format!(
+            "{} is in use by another stockd process: one node per data directory",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(files_err(e)),
+    }
+}
+
 /// Refuses a data directory written by another node id (a node started on its neighbour's
 /// directory would vote with a log that is not its own); a new directory is claimed.
 fn claim_data_dir(dir: &std::path::Path, id: NodeId) -> Result<(), StartError> {
@@ -353,6 +377,7 @@ impl Node {
     /// a new cluster.
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
         check_config(&config)?;
+        let data_dir_lock = lock_data_dir(&config.data_dir)?;
         let tls = NodeTls::load_or_issue(&config)?;
         let storage = Storage::open(&config).await?;
         let shared = storage.state_machine.shared();
@@ -418,6 +443,7 @@ impl Node {
             accept,
             ca_fingerprint: pki::fingerprint(&tls.ca[0]),
             ca_path: tls.ca_path,
+            _data_dir_lock: data_dir_lock,
         })
     }
 
@@ -522,6 +548,21 @@ mod tests {
             Err(StartError::Config(why)) => assert!(why.contains("belongs to node 2"), "{why}"),
             other => panic!("node 3 on node 2's directory: {other:?}"),
         }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_data_directory_is_locked_by_one_process_at_a_time() {
+        let dir = std::env::temp_dir().join(format!("stockd-lock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let held = lock_data_dir(&dir).expect("the first one locks");
+        match lock_data_dir(&dir) {
+            Err(StartError::Config(why)) => assert!(why.contains("in use"), "{why}"),
+            other => panic!("a second lock: {other:?}"),
+        }
+        drop(held);
+        lock_data_dir(&dir).expect("free again");
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use engine::{Command as Write, LocationDef, LocationId, LocationKind, Reason, SkuId};
+use engine::{Command as Write, LocationId, Reason, SkuId};
 use protocol::Role;
 use testkit::{ProcessCluster, ProcessConfig};
 
@@ -25,13 +25,7 @@ async fn a_killed_follower_rejoins_within_seconds_without_election_storms() {
         ProcessCluster::start(ProcessConfig::new(env!("CARGO_BIN_EXE_stockd"), "crash", 3))
             .expect("cluster starts");
     let client = cluster.client(20_000).await.expect("client connects");
-    let define = Write::DefineLocation(LocationDef {
-        location: LocationId::from("wh"),
-        kind: LocationKind::Warehouse,
-        pickup: false,
-        coordinates: None,
-        channels: None,
-    });
+    let define = testkit::warehouse("wh");
     client
         .write(define)
         .await

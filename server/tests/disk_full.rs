@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use client::Client;
-use engine::{Command as Write, LocationDef, LocationId, LocationKind, Reason, SkuId};
+use engine::{Command as Write, LocationId, Reason, SkuId};
 use testkit::{ProcessCluster, ProcessConfig, TempDir};
 
 /// A tmpfs mounted for the test, unmounted (lazily: a killed node may still hold it) on drop.
@@ -78,13 +78,7 @@ async fn full_disk(test: &str, victim_is_leader: bool) {
     let mut cluster =
         ProcessCluster::start(config.data_dir(2, root.path().join("n2"))).expect("cluster starts");
     let client = cluster.client(60_000).await.expect("client connects");
-    let define = Write::DefineLocation(LocationDef {
-        location: LocationId::from("wh"),
-        kind: LocationKind::Warehouse,
-        pickup: false,
-        coordinates: None,
-        channels: None,
-    });
+    let define = testkit::warehouse("wh");
     client
         .write(define)
         .await

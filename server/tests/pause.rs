@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use engine::{Command as Write, LocationDef, LocationId, LocationKind, Reason, SkuId};
+use engine::{Command as Write, LocationId, Reason, SkuId};
 use protocol::Role;
 use testkit::{ProcessCluster, ProcessConfig};
 
@@ -28,13 +28,7 @@ async fn a_paused_follower_resumes_without_an_election() {
         ProcessCluster::start(ProcessConfig::new(env!("CARGO_BIN_EXE_stockd"), "pause", 3))
             .expect("cluster starts");
     let client = cluster.client(20_000).await.expect("client connects");
-    let define = Write::DefineLocation(LocationDef {
-        location: LocationId::from("wh"),
-        kind: LocationKind::Warehouse,
-        pickup: false,
-        coordinates: None,
-        channels: None,
-    });
+    let define = testkit::warehouse("wh");
     client
         .write(define)
         .await

@@ -5,10 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use engine::{
-    ChannelId, Command as Write, Line, LocationDef, LocationId, LocationKind, Reason,
-    ReservationId, SkuId, Target,
-};
+use engine::{ChannelId, Command as Write, Line, LocationId, ReservationId, SkuId, Target};
 use protocol::Role;
 use testkit::{ProcessCluster, ProcessConfig};
 
@@ -19,26 +16,14 @@ const WATCH_MS: u64 = 4_000;
 
 async fn thirty_holds(cluster: &ProcessCluster) {
     let client = cluster.client(20_000).await.expect("client connects");
-    let define = Write::DefineLocation(LocationDef {
-        location: LocationId::from("wh"),
-        kind: LocationKind::Warehouse,
-        pickup: false,
-        coordinates: None,
-        channels: None,
-    });
+    let define = testkit::warehouse("wh");
     client
         .write(define)
         .await
         .expect("define")
         .outcome
         .expect("ok");
-    let stock = Write::SetOnHand {
-        sku: SkuId::from("A"),
-        location: LocationId::from("wh"),
-        qty: 1_000,
-        reason: Reason::from("count"),
-        expected: None,
-    };
+    let stock = testkit::count("A", "wh", 1_000);
     client
         .write(stock)
         .await

@@ -11,10 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use client::Client;
-use engine::{
-    ChannelId, Command as Write, Line, LocationDef, LocationId, LocationKind, Reason,
-    ReservationId, SkuId, Target,
-};
+use engine::{ChannelId, Command as Write, Line, LocationId, ReservationId, SkuId, Target};
 use protocol::Role;
 use testkit::{cut_tail, ProcessCluster, ProcessConfig, TornTail};
 
@@ -31,26 +28,14 @@ const ROUNDS: usize = 3;
 const CUT_BYTES: u64 = 150;
 
 async fn setup(client: &Client) {
-    let define = Write::DefineLocation(LocationDef {
-        location: LocationId::from("wh"),
-        kind: LocationKind::Warehouse,
-        pickup: false,
-        coordinates: None,
-        channels: None,
-    });
+    let define = testkit::warehouse("wh");
     client
         .write(define)
         .await
         .expect("define")
         .outcome
         .expect("ok");
-    let stock = Write::SetOnHand {
-        sku: SkuId::from("A"),
-        location: LocationId::from("wh"),
-        qty: 1_000_000,
-        reason: Reason::from("count"),
-        expected: None,
-    };
+    let stock = testkit::count("A", "wh", 1_000_000);
     client
         .write(stock)
         .await
