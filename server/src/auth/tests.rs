@@ -292,6 +292,14 @@ fn table() -> Vec<(&'static str, Op, &'static str)> {
             }),
             "DDLAA",
         ),
+        (
+            "revoke",
+            write(Command::RevokeCredential {
+                credential: "ab".to_owned(),
+                until_ms: 1,
+            }),
+            "DDDDA",
+        ),
     ]
 }
 
@@ -330,7 +338,6 @@ fn the_table_covers_every_command() {
         "restore_unavailable",
         "define_group",
     ];
-    // revoke_credential: ops and admin only, like every write a role does not name.
     assert_eq!(named.len() + same_rule.len(), 22, "{named:?}");
 }
 
