@@ -60,6 +60,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             days,
         }) => {
             pki::ensure_ca(&ca_dir)?;
+            // Where certificates are issued, so is an administrator's identity (SPEC section 7).
+            pki::ensure_admin(&ca_dir)?;
             let Some(client) = client else {
                 let out = out.ok_or("--out DIR: where to write the node certificate")?;
                 pki::ensure_node(&ca_dir, &out, &name)?;
