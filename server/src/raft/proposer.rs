@@ -106,7 +106,8 @@ impl Proposer {
         let raft = consensus.raft().clone();
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_MAX);
         let stats = Arc::new(Stats::default());
-        tokio::spawn(run(id, rx, raft, shared, clock, stats.clone()));
+        let consensus = consensus.clone();
+        tokio::spawn(run(id, rx, (raft, consensus), shared, clock, stats.clone()));
         Proposer { tx, stats }
     }
 
@@ -137,6 +138,8 @@ impl Proposer {
 struct Batcher {
     id: NodeId,
     raft: Raft,
+    /// For leadership as stockd sees it (a leader whose disk fails proposes nothing).
+    consensus: super::consensus::Consensus,
     shared: Arc<Shared>,
     clock: Arc<Clock>,
     stats: Arc<Stats>,
@@ -156,7 +159,7 @@ struct Batcher {
 async fn run(
     id: NodeId,
     mut rx: mpsc::Receiver<PendingWrite>,
-    raft: Raft,
+    (raft, consensus): (Raft, super::consensus::Consensus),
     shared: Arc<Shared>,
     clock: Arc<Clock>,
     stats: Arc<Stats>,
@@ -165,6 +168,7 @@ async fn run(
     let mut batcher = Batcher {
         id,
         raft,
+        consensus,
         shared,
         clock,
         stats,
@@ -189,6 +193,10 @@ async fn run(
             None if batcher.tick_due() => Vec::new(),
             None => continue,
         };
+        if batcher.consensus.stepped_aside() {
+            refuse_stepped_aside(batch);
+            continue;
+        }
         let timestamp_ms = batcher.stamp();
         let tick = batch.is_empty();
         let (requests, replies): (Vec<Request>, Vec<oneshot::Sender<WriteResult>>) =
@@ -210,6 +218,17 @@ async fn run(
             }
             drop(permit);
         });
+    }
+}
+
+/// Answers writes that reached a leader whose log cannot be written: they are not proposed
+/// (an entry it appends keeps the others hearing from it), and the client retries elsewhere.
+fn refuse_stepped_aside(batch: Vec<PendingWrite>) {
+    for write in batch {
+        let _ = write.reply.send(Err(ServerError::Unavailable {
+            message: "this leader cannot write its raft log: it steps aside for a new leader"
+                .to_owned(),
+        }));
     }
 }
 
@@ -237,7 +256,8 @@ impl Batcher {
             self.clock.now_ms(),
             self.clock.monotonic_ms(),
         );
-        tick_due(self.id, &self.raft, &self.shared, stamp, &self.tick_pending)
+        let leads = self.consensus.leader() == Some(self.id);
+        tick_due(leads, &self.shared, stamp, &self.tick_pending)
     }
 
     /// The next batch's timestamp: never before the previous one, and by the monotonic clock
@@ -327,14 +347,8 @@ async fn answer(proposed: Proposed, raft: Raft, replies: Vec<oneshot::Sender<Wri
 }
 
 /// Whether this node leads and a deadline has passed with no tick in flight.
-fn tick_due(
-    id: NodeId,
-    raft: &Raft,
-    shared: &Shared,
-    stamp_ms: u64,
-    tick_pending: &AtomicBool,
-) -> bool {
-    if tick_pending.load(Ordering::Acquire) || raft.metrics().borrow().current_leader != Some(id) {
+fn tick_due(leads: bool, shared: &Shared, stamp_ms: u64, tick_pending: &AtomicBool) -> bool {
+    if tick_pending.load(Ordering::Acquire) || !leads {
         return false;
     }
     let next = shared
