@@ -8,7 +8,14 @@
 //! it has not heard from a live leader for the leader lease itself (a node that was merely
 //! paused or cut off cannot unseat a healthy leader) and the candidate's log is at least as
 //! up-to-date as its own. Only with a majority of pre-votes does the node call openraft's
-//! election, which then runs the real vote (terms, log check, lease) as usual.
+//! election, which then runs the real vote (terms, log check, lease) as usual. It stops waiting
+//! for answers once a majority granted (a dead voter costs nothing), and stands only if, since
+//! it asked, it heard from no leader and its vote did not change (it backed no other candidate):
+//! otherwise two nodes that lost their leader together would stand in lockstep, or unseat the
+//! leader one of them just elected.
+//!
+//! A node whose log cannot be written (`LogStore::disk_failing`) neither stands nor votes, and
+//! if it leads it turns its heartbeats off so that the others elect a leader after its lease.
 //!
 //! A *recovering* node (its log may lack entries it acknowledged, see `log_store`) backs a
 //! candidate, by pre-vote or by vote, and stands itself, only with the most up-to-date log it
@@ -312,7 +319,7 @@ impl Election {
     }
 
     /// A leader whose log cannot be written stops sending heartbeats (the proposer stops
-    /// proposing too: `Consensus::leads`), so the others stop hearing it and elect a leader
+    /// proposing too: `Consensus::stepped_aside`), so the others stop hearing it and elect a leader
     /// after its lease; heartbeats resume once the disk works (if it still leads by then; a
     /// deposed leader becomes a follower as soon as it can save the new term). `enabled` is
     /// the current setting; returns the new one.
