@@ -325,16 +325,16 @@ impl Election {
     /// the current setting; returns the new one.
     fn step_aside_while_disk_fails(&self, raft: &Raft, enabled: bool) -> bool {
         let wanted = !self.log.disk_failing();
-        if wanted != enabled {
-            raft.runtime_config().heartbeat(wanted);
-            if wanted {
-                tracing::warn!(
-                    id = self.id,
-                    "the raft log is written again: heartbeats resume"
-                );
-            } else {
-                tracing::error!(id = self.id, error = ?self.log.io_error(), "the raft log cannot be written: this node stops leading (no heartbeats), stands for no election and grants no vote until it can");
-            }
+        if wanted == enabled {
+            return wanted;
+        }
+        raft.runtime_config().heartbeat(wanted);
+        let leading = raft.metrics().borrow().state == ServerState::Leader;
+        let error = self.log.io_error();
+        match (wanted, leading) {
+            (true, _) => tracing::warn!(id = self.id, "the raft log is written again: this node sends heartbeats (if it still leads), stands and votes again"),
+            (false, true) => tracing::error!(id = self.id, ?error, "the raft log cannot be written: this node stops leading (no heartbeats, no proposals) so that the others elect a leader; it stands and votes again once it can"),
+            (false, false) => tracing::error!(id = self.id, ?error, "the raft log cannot be written: this node stands for no election and grants no vote until it can"),
         }
         wanted
     }
