@@ -85,6 +85,11 @@ pub struct Election {
 struct State {
     /// When this node last accepted an AppendEntries from a leader.
     leader_contact: Option<Instant>,
+    /// When a vote request this node may grant last reached it (a newer term, a log at least
+    /// as good as its own). Recorded before openraft sees it: openraft's metrics show the new
+    /// vote only milliseconds later, and a pre-vote round ending in that gap stood anyway
+    /// (a split vote, or a new leader unseated).
+    candidate_seen: Option<Instant>,
     /// The best last log id each peer reported since this process started.
     seen: BTreeMap<NodeId, Option<LogId>>,
 }
@@ -189,6 +194,11 @@ impl Election {
         if !disk_failing
             && (!self.log.recovering() || self.recovering_may_back(request.last_log_id, &voters))
         {
+            let term = raft.metrics().borrow().current_term;
+            if request.vote.leader_id().term > term && request.last_log_id >= self.log.last_log_id()
+            {
+                self.state().candidate_seen = Some(Instant::now());
+            }
             return None;
         }
         let vote = raft.metrics().borrow().vote;
@@ -286,10 +296,18 @@ impl Election {
             timer.quiet_since = now;
             return Due::No;
         }
-        if let Some(contact) = self.state().leader_contact {
+        let (contact, candidate) = {
+            let state = self.state();
+            (state.leader_contact, state.candidate_seen)
+        };
+        if let Some(contact) = contact {
             // After a leader, wait out its lease too (as openraft's own timer does).
             let lease = Duration::from_millis(self.timings.max_ms);
             timer.quiet_since = timer.quiet_since.max(contact + lease);
+        }
+        if let Some(candidate) = candidate {
+            // Another candidate stands: give it a timeout to win (as a vote change does).
+            timer.quiet_since = timer.quiet_since.max(candidate);
         }
         let alone = voters.len() == 1;
         if !alone && timer.quiet_since.elapsed() < timer.timeout {
@@ -301,15 +319,19 @@ impl Election {
     }
 
     /// After a pre-vote round that began at `asked_at` with this node's vote at `vote`: true
-    /// if no leader was heard from since, the vote (term, and whom this node backs) did not
-    /// change, and this node's disk still works.
+    /// if no leader was heard from since, no other candidate asked for this node's vote, the
+    /// vote (term, and whom this node backs) did not change, and this node's disk still works.
     fn still_leaderless(
         &self,
         raft: &Raft,
         vote: &openraft::Vote<NodeId>,
         asked_at: Instant,
     ) -> bool {
-        let heard = self.state().leader_contact.is_some_and(|at| at >= asked_at);
+        let heard = {
+            let state = self.state();
+            let since = |at: Option<Instant>| at.is_some_and(|at| at >= asked_at);
+            since(state.leader_contact) || since(state.candidate_seen)
+        };
         let metrics = raft.metrics();
         let metrics = metrics.borrow();
         !heard
