@@ -10,7 +10,7 @@
 //! up-to-date as its own. Only with a majority of pre-votes does the node call openraft's
 //! election, which then runs the real vote (terms, log check, lease) as usual. It stops waiting
 //! for answers once a majority granted (a dead voter costs nothing), and stands only if, since
-//! it asked, it heard from no leader and its vote did not change (it backed no other candidate):
+//! it asked, it heard from no leader or other candidate and its vote did not change:
 //! otherwise two nodes that lost their leader together would stand in lockstep, or unseat the
 //! leader one of them just elected.
 //!
