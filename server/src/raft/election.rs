@@ -90,6 +90,9 @@ struct State {
     /// vote only milliseconds later, and a pre-vote round ending in that gap stood anyway
     /// (a split vote, or a new leader unseated).
     candidate_seen: Option<Instant>,
+    /// When this node last granted a pre-vote to a node that outranks it (a better log, or as
+    /// good a log and a higher id): if both asked at once, only the higher one stands.
+    rival: Option<Instant>,
     /// The best last log id each peer reported since this process started.
     seen: BTreeMap<NodeId, Option<LogId>>,
 }
@@ -177,6 +180,9 @@ impl Election {
             && !self.log.disk_failing()
             && request.last_log_id >= ours
             && (!self.log.recovering() || self.recovering_may_back(request.last_log_id, &voters));
+        if granted && (request.last_log_id, request.candidate) > (ours, self.id) {
+            self.state().rival = Some(Instant::now());
+        }
         PreVoteResponse {
             granted,
             last_log_id: ours,
@@ -319,8 +325,10 @@ impl Election {
     }
 
     /// After a pre-vote round that began at `asked_at` with this node's vote at `vote`: true
-    /// if no leader was heard from since, no other candidate asked for this node's vote, the
-    /// vote (term, and whom this node backs) did not change, and this node's disk still works.
+    /// if no leader was heard from since, no other candidate asked for this node's vote nor
+    /// (outranking it) for its pre-vote, the vote (term, and whom this node backs) did not
+    /// change, and this node's disk still works. Two nodes whose rounds overlap would
+    /// otherwise both stand: a split vote, and a second election.
     fn still_leaderless(
         &self,
         raft: &Raft,
@@ -330,7 +338,7 @@ impl Election {
         let heard = {
             let state = self.state();
             let since = |at: Option<Instant>| at.is_some_and(|at| at >= asked_at);
-            since(state.leader_contact) || since(state.candidate_seen)
+            since(state.leader_contact) || since(state.candidate_seen) || since(state.rival)
         };
         let metrics = raft.metrics();
         let metrics = metrics.borrow();
