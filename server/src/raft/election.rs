@@ -93,6 +93,9 @@ struct State {
     /// When this node last granted a pre-vote to a node that outranks it (a better log, or as
     /// good a log and a higher id): if both asked at once, only the higher one stands.
     rival: Option<Instant>,
+    /// When this node last decided to stand: for an election timeout it grants no pre-vote
+    /// (openraft saves its new vote before asking for votes, so others cannot see it yet).
+    standing: Option<Instant>,
     /// The best last log id each peer reported since this process started.
     seen: BTreeMap<NodeId, Option<LogId>>,
 }
@@ -170,12 +173,15 @@ impl Election {
     }
 
     /// Answers a pre-vote (see the module docs). A node whose disk fails grants none: it
-    /// could not save the vote that follows.
+    /// could not save the vote that follows; nor does one that stands itself.
     pub fn pre_vote(&self, raft: &Raft, request: &PreVoteRequest) -> PreVoteResponse {
         self.saw(request.candidate, request.last_log_id);
         let ours = self.log.last_log_id();
         let (leading, voters) = leading_and_voters(raft);
+        let min = Duration::from_millis(self.timings.min_ms);
+        let standing = self.state().standing.is_some_and(|at| at.elapsed() < min);
         let granted = !leading
+            && !standing
             && !self.leader_is_live()
             && !self.log.disk_failing()
             && request.last_log_id >= ours
@@ -264,6 +270,7 @@ impl Election {
                 id = self.id,
                 "a majority backs this node: standing for election"
             );
+            self.state().standing = Some(Instant::now());
             if raft.trigger().elect().await.is_err() {
                 return;
             }
