@@ -1,7 +1,9 @@
 //! A full disk is survivable: a node whose data directory fills stops acknowledging (not
 //! ready), the cluster goes on with the others, and once space is freed the node resumes by
-//! itself and catches up, losing and duplicating nothing. The data directory is a small tmpfs
-//! the test mounts; where mounting is not allowed the test says so and does nothing.
+//! itself and catches up, losing and duplicating nothing. A LEADER whose disk fills stops
+//! leading: the others elect a new leader and writes are acknowledged again within
+//! [`WRITES_RESUME_WITHIN`], while the full node never says it leads. The data directory is a
+//! small tmpfs the test mounts; where mounting is not allowed the test says so and does nothing.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,6 +47,23 @@ fn fill(dir: &Path) -> PathBuf {
     // Bytes below one block may still fit: take them too.
     while file.write_all(&[0xA5]).is_ok() {}
     path
+}
+
+/// Longest a write may take while a node's disk is full, the leader's included: a leader that
+/// cannot write its log stops heartbeats at once, the others stand after an election timeout
+/// plus its lease (at most 1.6 s with the default timings), and the client retries with
+/// backoff. Generous for a loaded test machine; a leader that clings on misses it forever.
+const WRITES_RESUME_WITHIN: Duration = Duration::from_secs(10);
+
+/// A receipt that must be acknowledged within [`WRITES_RESUME_WITHIN`].
+async fn timed_receipt(client: &Client, what: &str) {
+    let start = Instant::now();
+    let acked = tokio::time::timeout(WRITES_RESUME_WITHIN, receipt(client)).await;
+    assert!(
+        acked.is_ok(),
+        "{what}: a write was not acknowledged within {WRITES_RESUME_WITHIN:?} (started {:?} ago)",
+        start.elapsed()
+    );
 }
 
 async fn receipt(client: &Client) {
@@ -99,7 +118,7 @@ async fn full_disk(test: &str, victim_is_leader: bool) {
     let start = Instant::now();
     loop {
         for _ in 0..20 {
-            receipt(&client).await;
+            timed_receipt(&client, "node 2's disk is full").await;
             acked += 1;
         }
         let full = cluster
@@ -114,6 +133,18 @@ async fn full_disk(test: &str, victim_is_leader: bool) {
             "node 2 still ready with a full disk"
         );
     }
+    // Still full: the cluster writes on without it, and it says it leads nothing.
+    for _ in 0..10 {
+        timed_receipt(&client, "node 2's disk is still full").await;
+        acked += 1;
+    }
+    let status = cluster.status(2).await.expect("node 2 answers status");
+    assert_ne!(
+        status.role,
+        protocol::Role::Leader,
+        "node 2 cannot write its log but says it leads (term {})",
+        status.term
+    );
     std::fs::remove_file(&filler).expect("free the space");
     let ready_again = |s: &protocol::NodeStatus| {
         s.ready && s.health.storage_error.is_none() && s.health.storage_errors_total > 0

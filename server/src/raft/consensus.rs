@@ -121,6 +121,8 @@ pub struct ConsensusView {
 pub struct Consensus {
     id: NodeId,
     raft: Raft,
+    /// The log, for its health: a leader whose log cannot be written does not lead.
+    log: LogStore,
 }
 
 impl Consensus {
@@ -144,6 +146,7 @@ impl Consensus {
         let config = config
             .validate()
             .map_err(|e| ConsensusError::Config(e.to_string()))?;
+        let log = parts.log.clone();
         let raft = Raft::new(
             parts.id,
             Arc::new(config),
@@ -153,7 +156,11 @@ impl Consensus {
         )
         .await
         .map_err(|e| ConsensusError::Start(e.to_string()))?;
-        Ok(Consensus { id: parts.id, raft })
+        Ok(Consensus {
+            id: parts.id,
+            raft,
+            log,
+        })
     }
 
     /// Initialises a new cluster with these voters if this node has never been part of one
@@ -202,9 +209,12 @@ impl Consensus {
         super::network::serve_peer(conn, self.raft.clone(), faults, election, status).await;
     }
 
-    /// The leader this node knows, if any.
+    /// The leader this node knows, if any. Never this node while its log cannot be written:
+    /// it stops leading then (see `election`), even while openraft still holds it leader
+    /// (its core may wait on the disk to save the next term).
     pub fn leader(&self) -> Option<NodeId> {
-        self.raft.metrics().borrow().current_leader
+        let leader = self.raft.metrics().borrow().current_leader;
+        leader.filter(|l| *l != self.id || !self.log.disk_failing())
     }
 
     /// Whether this node believes it leads (a deposed leader may still think so: reads that
@@ -222,11 +232,11 @@ impl Consensus {
     /// If this node leads but has heard from no majority for longer than `limit_ms`, for how
     /// long (ms).
     pub fn quorum_lost_ms(&self, limit_ms: u64) -> Option<u64> {
-        let metrics = self.raft.metrics();
-        let metrics = metrics.borrow();
-        if metrics.current_leader != Some(self.id) {
+        if !self.is_leader() {
             return None;
         }
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
         let since = metrics.millis_since_quorum_ack?;
         (since > limit_ms).then_some(since)
     }
@@ -239,16 +249,28 @@ impl Consensus {
             id,
             addr: n.addr.clone(),
         };
+        // A leader that cannot write its log leads nothing (see `leader`): it says follower,
+        // of no known leader, until it hears of the next one.
+        let stepped_aside = metrics.state == ServerState::Leader && self.log.disk_failing();
+        let (state, leader) = if stepped_aside {
+            (ServerState::Follower, None)
+        } else {
+            (metrics.state, metrics.current_leader)
+        };
         ConsensusView {
-            role: role(metrics.state),
+            role: role(state),
             term: metrics.current_term,
-            leader: metrics
-                .current_leader
-                .and_then(|id| membership.get_node(&id).map(|n| addr(id, n))),
+            leader: leader.and_then(|id| membership.get_node(&id).map(|n| addr(id, n))),
             members: membership.nodes().map(|(id, n)| addr(*id, n)).collect(),
             last_log_index: metrics.last_log_index.unwrap_or(0),
             membership_index: metrics.membership_config.log_id().map_or(0, |l| l.index),
         }
+    }
+
+    /// Whether openraft holds this node leader although its log cannot be written: it
+    /// proposes nothing then (see `election`: it stops leading).
+    pub(in crate::raft) fn stepped_aside(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader && self.log.disk_failing()
     }
 
     /// Asks Raft to build a snapshot now; `false` if Raft has stopped.

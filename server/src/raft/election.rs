@@ -8,7 +8,14 @@
 //! it has not heard from a live leader for the leader lease itself (a node that was merely
 //! paused or cut off cannot unseat a healthy leader) and the candidate's log is at least as
 //! up-to-date as its own. Only with a majority of pre-votes does the node call openraft's
-//! election, which then runs the real vote (terms, log check, lease) as usual.
+//! election, which then runs the real vote (terms, log check, lease) as usual. It stops waiting
+//! for answers once a majority granted (a dead voter costs nothing), and stands only if, since
+//! it asked, it heard from no leader or other candidate and its vote did not change:
+//! otherwise two nodes that lost their leader together would stand in lockstep, or unseat the
+//! leader one of them just elected.
+//!
+//! A node whose log cannot be written (`LogStore::disk_failing`) neither stands nor votes, and
+//! if it leads it turns its heartbeats off so that the others elect a leader after its lease.
 //!
 //! A *recovering* node (its log may lack entries it acknowledged, see `log_store`) backs a
 //! candidate, by pre-vote or by vote, and stands itself, only with the most up-to-date log it
@@ -78,6 +85,17 @@ pub struct Election {
 struct State {
     /// When this node last accepted an AppendEntries from a leader.
     leader_contact: Option<Instant>,
+    /// When a vote request this node may grant last reached it (a newer term, a log at least
+    /// as good as its own). Recorded before openraft sees it: openraft's metrics show the new
+    /// vote only milliseconds later, and a pre-vote round ending in that gap stood anyway
+    /// (a split vote, or a new leader unseated).
+    candidate_seen: Option<Instant>,
+    /// When this node last granted a pre-vote to a node that outranks it (a better log, or as
+    /// good a log and a higher id): if both asked at once, only the higher one stands.
+    rival: Option<Instant>,
+    /// When this node last decided to stand: for an election timeout it grants no pre-vote
+    /// (openraft saves its new vote before asking for votes, so others cannot see it yet).
+    standing: Option<Instant>,
     /// The best last log id each peer reported since this process started.
     seen: BTreeMap<NodeId, Option<LogId>>,
 }
@@ -154,125 +172,281 @@ impl Election {
         candidate_log >= best_seen && (heard_all || held)
     }
 
-    /// Answers a pre-vote (see the module docs).
+    /// Answers a pre-vote (see the module docs). A node whose disk fails grants none: it
+    /// could not save the vote that follows; nor does one that stands itself.
     pub fn pre_vote(&self, raft: &Raft, request: &PreVoteRequest) -> PreVoteResponse {
         self.saw(request.candidate, request.last_log_id);
         let ours = self.log.last_log_id();
         let (leading, voters) = leading_and_voters(raft);
+        let min = Duration::from_millis(self.timings.min_ms);
+        let standing = self.state().standing.is_some_and(|at| at.elapsed() < min);
         let granted = !leading
+            && !standing
             && !self.leader_is_live()
+            && !self.log.disk_failing()
             && request.last_log_id >= ours
             && (!self.log.recovering() || self.recovering_may_back(request.last_log_id, &voters));
+        if granted && (request.last_log_id, request.candidate) > (ours, self.id) {
+            self.state().rival = Some(Instant::now());
+        }
         PreVoteResponse {
             granted,
             last_log_id: ours,
         }
     }
 
-    /// A vote request may reach openraft, or is refused here (a recovering node backing a
-    /// log that may lack what it lost).
+    /// A vote request may reach openraft, or is refused here: by a recovering node backing a
+    /// log that may lack what it lost, and by a node whose disk fails (openraft would wait on
+    /// the vote's save for as long as the disk fails, and the candidate with it).
     pub fn vote(&self, raft: &Raft, request: &VoteRequest<NodeId>) -> Option<VoteResponse<NodeId>> {
         let candidate = request.vote.leader_id().voted_for()?;
         self.saw(candidate, request.last_log_id);
         let (_, voters) = leading_and_voters(raft);
-        if !self.log.recovering() || self.recovering_may_back(request.last_log_id, &voters) {
+        let disk_failing = self.log.disk_failing();
+        if !disk_failing
+            && (!self.log.recovering() || self.recovering_may_back(request.last_log_id, &voters))
+        {
+            let term = raft.metrics().borrow().current_term;
+            if request.vote.leader_id().term > term && request.last_log_id >= self.log.last_log_id()
+            {
+                self.state().candidate_seen = Some(Instant::now());
+            }
             return None;
         }
         let vote = raft.metrics().borrow().vote;
         Some(VoteResponse::new(vote, self.log.last_log_id(), false))
     }
 
-    /// A randomized election timeout.
+    /// A randomized election timeout: nodes that lost their leader together stand at
+    /// different times, so one usually wins before the other stands.
     fn timeout(&self) -> Duration {
         let spread = self.timings.max_ms.saturating_sub(self.timings.min_ms) + 1;
         Duration::from_millis(self.timings.min_ms + rand::random_range(0..spread))
     }
 
     /// The election loop: stands for election when a leader has been silent for a timeout and
-    /// a majority grants a pre-vote. Ends at shutdown.
+    /// a majority grants a pre-vote; a leader whose disk fails stops leading (see
+    /// [`Election::step_aside_while_disk_fails`]). Ends at shutdown.
     pub async fn run(
         self: Arc<Self>,
         raft: Raft,
         network: Network,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let mut quiet_since = Instant::now();
-        let mut timeout = self.timeout();
+        let mut timer = Timer {
+            quiet_since: Instant::now(),
+            timeout: self.timeout(),
+            vote: raft.metrics().borrow().vote,
+        };
+        let mut heartbeats = true;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(ELECTION_CHECK_MS)) => {}
                 _ = shutdown.changed() => return,
             }
             let metrics = raft.metrics().borrow().clone();
-            match metrics.state {
-                ServerState::Shutdown => return,
-                ServerState::Leader => {
-                    self.log.caught_up();
-                    quiet_since = Instant::now();
-                    continue;
-                }
-                _ => {}
+            heartbeats = self.step_aside_while_disk_fails(&raft, heartbeats);
+            match self.due(&metrics, &mut timer) {
+                Due::Stop => return,
+                Due::No => continue,
+                Due::Yes => {}
             }
             let membership = metrics.membership_config.membership().clone();
             let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-            if !voters.contains(&self.id) {
+            let asked_at = Instant::now();
+            if !self.pre_vote_round(&network, &membership, &voters).await {
                 continue;
             }
-            if let Some(contact) = self.state().leader_contact {
-                // After a leader, wait out its lease too (as openraft's own timer does).
-                let lease = Duration::from_millis(self.timings.max_ms);
-                quiet_since = quiet_since.max(contact + lease);
-            }
-            let alone = voters.len() == 1;
-            if !alone && quiet_since.elapsed() < timeout {
-                continue;
-            }
-            quiet_since = Instant::now();
-            timeout = self.timeout();
-            if self.pre_vote_round(&network, &membership, &voters).await {
+            // The round took time: a leader may have shown up, or this node voted for another
+            // candidate meanwhile. Standing now would only unseat it (a new term).
+            if !self.still_leaderless(&raft, &timer.vote, asked_at) {
                 tracing::info!(
                     id = self.id,
-                    "a majority backs this node: standing for election"
+                    "a leader or another candidate appeared during the pre-vote: not standing"
                 );
-                if raft.trigger().elect().await.is_err() {
-                    return;
-                }
+                continue;
+            }
+            tracing::info!(
+                id = self.id,
+                "a majority backs this node: standing for election"
+            );
+            self.state().standing = Some(Instant::now());
+            if raft.trigger().elect().await.is_err() {
+                return;
             }
         }
     }
 
+    /// Whether this node should ask for pre-votes now; keeps `timer` up to date: it restarts
+    /// while this node leads, fails to write its log, or sees its vote change (it voted for a
+    /// candidate, as in Raft), and after a leader's contact waits out its lease too.
+    fn due(
+        &self,
+        metrics: &openraft::RaftMetrics<NodeId, openraft::BasicNode>,
+        timer: &mut Timer,
+    ) -> Due {
+        let now = Instant::now();
+        if metrics.vote != timer.vote {
+            timer.vote = metrics.vote;
+            timer.quiet_since = now;
+        }
+        match metrics.state {
+            ServerState::Shutdown => return Due::Stop,
+            ServerState::Leader => {
+                self.log.caught_up();
+                timer.quiet_since = now;
+                return Due::No;
+            }
+            _ => {}
+        }
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        if !voters.contains(&self.id) {
+            return Due::No;
+        }
+        if self.log.disk_failing() {
+            // It could not save its own vote: it stands once its disk works again.
+            timer.quiet_since = now;
+            return Due::No;
+        }
+        let (contact, candidate) = {
+            let state = self.state();
+            (state.leader_contact, state.candidate_seen)
+        };
+        if let Some(contact) = contact {
+            // After a leader, wait out its lease too (as openraft's own timer does).
+            let lease = Duration::from_millis(self.timings.max_ms);
+            timer.quiet_since = timer.quiet_since.max(contact + lease);
+        }
+        if let Some(candidate) = candidate {
+            // Another candidate stands: give it a timeout to win (as a vote change does).
+            timer.quiet_since = timer.quiet_since.max(candidate);
+        }
+        let alone = voters.len() == 1;
+        if !alone && timer.quiet_since.elapsed() < timer.timeout {
+            return Due::No;
+        }
+        timer.quiet_since = now;
+        timer.timeout = self.timeout();
+        Due::Yes
+    }
+
+    /// After a pre-vote round that began at `asked_at` with this node's vote at `vote`: true
+    /// if no leader was heard from since, no other candidate asked for this node's vote nor
+    /// (outranking it) for its pre-vote, the vote (term, and whom this node backs) did not
+    /// change, and this node's disk still works. Two nodes whose rounds overlap would
+    /// otherwise both stand: a split vote, and a second election.
+    fn still_leaderless(
+        &self,
+        raft: &Raft,
+        vote: &openraft::Vote<NodeId>,
+        asked_at: Instant,
+    ) -> bool {
+        let heard = {
+            let state = self.state();
+            let since = |at: Option<Instant>| at.is_some_and(|at| at >= asked_at);
+            since(state.leader_contact) || since(state.candidate_seen) || since(state.rival)
+        };
+        let metrics = raft.metrics();
+        let metrics = metrics.borrow();
+        !heard
+            && metrics.vote == *vote
+            && metrics.state != ServerState::Leader
+            && !self.log.disk_failing()
+    }
+
+    /// A leader whose log cannot be written stops sending heartbeats (the proposer stops
+    /// proposing too: `Consensus::stepped_aside`), so the others stop hearing it and elect a leader
+    /// after its lease; heartbeats resume once the disk works (if it still leads by then; a
+    /// deposed leader becomes a follower as soon as it can save the new term). `enabled` is
+    /// the current setting; returns the new one.
+    fn step_aside_while_disk_fails(&self, raft: &Raft, enabled: bool) -> bool {
+        let wanted = !self.log.disk_failing();
+        if wanted == enabled {
+            return wanted;
+        }
+        raft.runtime_config().heartbeat(wanted);
+        let leading = raft.metrics().borrow().state == ServerState::Leader;
+        let error = self.log.io_error();
+        match (wanted, leading) {
+            (true, _) => tracing::warn!(id = self.id, "the raft log is written again: this node sends heartbeats (if it still leads), stands and votes again"),
+            (false, true) => tracing::error!(id = self.id, ?error, "the raft log cannot be written: this node stops leading (no heartbeats, no proposals) so that the others elect a leader; it stands and votes again once it can"),
+            (false, false) => tracing::error!(id = self.id, ?error, "the raft log cannot be written: this node stands for no election and grants no vote until it can"),
+        }
+        wanted
+    }
+
     /// Asks every other voter for a pre-vote; true if this node may stand and a majority (this
-    /// node included) grants. A recovering node asks even when it may not stand yet: the
-    /// answers tell it the logs of the others (so recovering nodes find the best log among
-    /// them without waiting out [`RECOVERY_HOLD_MS`]).
+    /// node included) grants. It stops waiting as soon as a majority granted (or can no
+    /// longer), so a voter that is down costs nothing; a recovering node instead waits for
+    /// every answer up to the timeout: the answers tell it the logs of the others, which its
+    /// rules need (so recovering nodes find the best log among them without waiting out
+    /// [`RECOVERY_HOLD_MS`]). It asks even when it may not stand yet.
     async fn pre_vote_round(
         &self,
         network: &Network,
         membership: &openraft::Membership<NodeId, openraft::BasicNode>,
         voters: &BTreeSet<NodeId>,
     ) -> bool {
+        use futures_util::StreamExt as _;
         let ours = self.log.last_log_id();
         let request = PreVoteRequest {
             candidate: self.id,
             last_log_id: ours,
         };
+        let recovering = self.log.recovering();
         let wait = Duration::from_millis(self.timings.min_ms);
-        let asks = voters.iter().filter(|v| **v != self.id).filter_map(|v| {
-            let node = membership.get_node(v)?;
-            let request = request.clone();
-            Some(async move { (*v, network.pre_vote(*v, &node.addr, request, wait).await) })
-        });
-        let answers = futures_util::future::join_all(asks).await;
-        let mut granted = 1;
-        for (peer, answer) in answers {
-            if let Ok(answer) = answer {
-                self.saw(peer, answer.last_log_id);
-                granted += usize::from(answer.granted);
+        let mut asks: futures_util::stream::FuturesUnordered<_> = voters
+            .iter()
+            .filter(|v| **v != self.id)
+            .filter_map(|v| {
+                let node = membership.get_node(v)?;
+                let request = request.clone();
+                Some(async move { (*v, network.pre_vote(*v, &node.addr, request, wait).await) })
+            })
+            .collect();
+        let majority = voters.len() / 2 + 1;
+        let (mut granted, mut refused) = (1, 0);
+        while granted < majority || recovering {
+            if voters.len() - refused < majority && !recovering {
+                break;
+            }
+            let Some((peer, answer)) = asks.next().await else {
+                break;
+            };
+            match answer {
+                Ok(answer) => {
+                    self.saw(peer, answer.last_log_id);
+                    if answer.granted {
+                        granted += 1;
+                    } else {
+                        refused += 1;
+                    }
+                }
+                Err(_) => refused += 1,
             }
         }
-        let may_stand = !self.log.recovering() || self.recovering_may_back(ours, voters);
-        may_stand && granted > voters.len() / 2
+        let may_stand = !recovering || self.recovering_may_back(ours, voters);
+        may_stand && granted >= majority
     }
+}
+
+/// The election timer's state in [`Election::run`].
+struct Timer {
+    /// Since when this node has heard nothing that delays an election.
+    quiet_since: Instant,
+    /// The current randomized timeout.
+    timeout: Duration,
+    /// This node's vote when last looked at.
+    vote: openraft::Vote<NodeId>,
+}
+
+/// Whether a pre-vote round is due.
+enum Due {
+    Yes,
+    No,
+    /// Raft has stopped.
+    Stop,
 }
 
 /// What [`Election::on_append`] needs of an AppendEntries request (the request itself moves

@@ -113,6 +113,10 @@ pub const RECORD_PAYLOAD_BYTES_MAX: usize = protocol::PEER_FRAME_BYTES_MAX;
 /// `append` wait (back pressure) instead of growing memory.
 pub const WRITER_QUEUE_COMMANDS_MAX: usize = 1_024;
 pub use self::writer::{IO_ERROR_LOG_INTERVAL_MS, IO_RETRY_MS_MAX, IO_RETRY_MS_MIN};
+/// A disk counts as failing until this long after its last failed IO step, ms: a full disk
+/// may let a write through now and then (a page that still had room), and a leader must not
+/// flap between leading and stepping aside with it.
+pub const DISK_SETTLE_MS: u64 = 1_000;
 
 /// When an appended entry counts as persisted on this node (SPEC section 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -361,6 +365,15 @@ impl LogStore {
     /// there is one.
     pub fn io_error(&self) -> Option<String> {
         lock(&self.inner.shared.io_error).clone()
+    }
+
+    /// Whether the log cannot be written now or could not be within [`DISK_SETTLE_MS`]: such a
+    /// node must not lead, stand or vote (a leader that cannot write its log would hold the
+    /// cluster without committing anything; a vote it cannot save durably is no vote).
+    pub fn disk_failing(&self) -> bool {
+        let settle = std::time::Duration::from_millis(DISK_SETTLE_MS);
+        self.io_error().is_some()
+            || lock(&self.inner.shared.last_failure).is_some_and(|at| at.elapsed() < settle)
     }
 
     /// IO steps that failed since the store was opened (each retried).

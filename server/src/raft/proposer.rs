@@ -108,7 +108,8 @@ impl Proposer {
         let raft = consensus.raft().clone();
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_MAX);
         let stats = Arc::new(Stats::default());
-        tokio::spawn(run(id, rx, raft, shared, clock, stats.clone()));
+        let consensus = consensus.clone();
+        tokio::spawn(run(id, rx, (raft, consensus), shared, clock, stats.clone()));
         Proposer { tx, stats }
     }
 
@@ -145,6 +146,8 @@ impl Proposer {
 struct Batcher {
     id: NodeId,
     raft: Raft,
+    /// For leadership as stockd sees it (a leader whose disk fails proposes nothing).
+    consensus: super::consensus::Consensus,
     shared: Arc<Shared>,
     clock: Arc<Clock>,
     stats: Arc<Stats>,
@@ -164,7 +167,7 @@ struct Batcher {
 async fn run(
     id: NodeId,
     mut rx: mpsc::Receiver<PendingWrite>,
-    raft: Raft,
+    (raft, consensus): (Raft, super::consensus::Consensus),
     shared: Arc<Shared>,
     clock: Arc<Clock>,
     stats: Arc<Stats>,
@@ -173,6 +176,7 @@ async fn run(
     let mut batcher = Batcher {
         id,
         raft,
+        consensus,
         shared,
         clock,
         stats,
@@ -197,6 +201,10 @@ async fn run(
             None if batcher.tick_due() => Vec::new(),
             None => continue,
         };
+        if batcher.consensus.stepped_aside() {
+            refuse_stepped_aside(batch);
+            continue;
+        }
         let timestamp_ms = batcher.stamp();
         let tick = batch.is_empty();
         let authors = authors_of(&batch);
@@ -240,6 +248,17 @@ fn authors_of(batch: &[PendingWrite]) -> Authors {
     authors
 }
 
+/// Answers writes that reached a leader whose log cannot be written: they are not proposed
+/// (an entry it appends keeps the others hearing from it), and the client retries elsewhere.
+fn refuse_stepped_aside(batch: Vec<PendingWrite>) {
+    for write in batch {
+        let _ = write.reply.send(Err(ServerError::Unavailable {
+            message: "this leader cannot write its raft log: it steps aside for a new leader"
+                .to_owned(),
+        }));
+    }
+}
+
 /// The writes that are queued now after `first`, up to a batch's limits.
 fn gather(first: PendingWrite, rx: &mut mpsc::Receiver<PendingWrite>) -> Vec<PendingWrite> {
     let mut bytes = first.bytes;
@@ -264,7 +283,8 @@ impl Batcher {
             self.clock.now_ms(),
             self.clock.monotonic_ms(),
         );
-        tick_due(self.id, &self.raft, &self.shared, stamp, &self.tick_pending)
+        let leads = self.consensus.leader() == Some(self.id);
+        tick_due(leads, &self.shared, stamp, &self.tick_pending)
     }
 
     /// The next batch's timestamp: never before the previous one, and by the monotonic clock
@@ -354,14 +374,8 @@ async fn answer(proposed: Proposed, raft: Raft, replies: Vec<oneshot::Sender<Wri
 }
 
 /// Whether this node leads and a deadline has passed with no tick in flight.
-fn tick_due(
-    id: NodeId,
-    raft: &Raft,
-    shared: &Shared,
-    stamp_ms: u64,
-    tick_pending: &AtomicBool,
-) -> bool {
-    if tick_pending.load(Ordering::Acquire) || raft.metrics().borrow().current_leader != Some(id) {
+fn tick_due(leads: bool, shared: &Shared, stamp_ms: u64, tick_pending: &AtomicBool) -> bool {
+    if tick_pending.load(Ordering::Acquire) || !leads {
         return false;
     }
     let next = shared

@@ -104,6 +104,8 @@ pub(super) struct Shared {
     pub recovering: AtomicBool,
     /// Injected faults: this many coming writes or fsyncs fail with ENOSPC.
     pub injected_failures: AtomicU32,
+    /// When an IO step last failed (see `LogStore::disk_failing`).
+    pub last_failure: Mutex<Option<Instant>>,
 }
 
 /// Locks a mutex; poisoning cannot leave these plain values half-updated.
@@ -352,6 +354,7 @@ impl Writer {
         self.unsynced.cut_first = true;
         self.failing.failures += 1;
         self.shared.io_errors_total.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.shared.last_failure) = Some(Instant::now());
         let message = format!("raft log IO failed in {}: {e}", self.dir.display());
         let due = self
             .failing
