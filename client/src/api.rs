@@ -1222,6 +1222,8 @@ mod tests {
                 .collect(),
             replies: protocol::ReplyStats::default(),
             access: protocol::AccessStats::default(),
+            pauses: Default::default(),
+            snapshots: Default::default(),
         }
     }
 

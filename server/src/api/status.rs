@@ -51,5 +51,7 @@ pub fn status(ctx: &NodeCtx) -> NodeStatus {
         membership: crate::raft::membership::members(ctx),
         replies: ctx.replies.stats(),
         access: ctx.refusals.stats(),
+        pauses: ctx.shared.ledger.pauses(),
+        snapshots: ctx.shared.snapshot_stats(),
     }
 }

@@ -519,6 +519,8 @@ mod tests {
             membership: Vec::new(),
             replies: protocol::ReplyStats::default(),
             access: protocol::AccessStats::default(),
+            pauses: Default::default(),
+            snapshots: Default::default(),
         }
     }
 

@@ -249,6 +249,8 @@ mod tests {
             membership: Vec::new(),
             replies: Default::default(),
             access: Default::default(),
+            pauses: Default::default(),
+            snapshots: Default::default(),
         }
     }
 
