@@ -11,3 +11,4 @@ mod partition;
 mod protocol_errors;
 mod restart;
 mod security;
+mod snapshot;
