@@ -9,7 +9,7 @@
 //! of µs at 10 M balances). openraft asks for a builder on its state machine task, between two
 //! applies, so the frozen view and the applied log id agree; it then runs the build in a task
 //! of its own, which encodes, checksums and writes the file ([`super::snapshot_file`]) on a
-//! blocking thread while apply and reads go on. openraft starts one build at a time.
+//! thread of its own, at a low CPU priority, while apply and reads go on. openraft starts one build at a time.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -291,7 +291,43 @@ pub struct SnapshotBuilder {
     freeze_us: u64,
 }
 
-/// Encodes a frozen view, then writes it (on a blocking thread: the ledger is not locked).
+/// The nice value of a snapshot encoder's thread (0 is normal, 19 the lowest priority). The
+/// encoder is background work that takes a core for seconds at 10 M balances; where cores are
+/// shared (several nodes on one host, a busy host), it should yield to apply, replication and
+/// client traffic rather than compete with them as an equal; at 10 it still gets about a tenth
+/// of a contended core, so a build on a saturated node still ends.
+pub const SNAPSHOT_ENCODER_NICE: i32 = 10;
+
+/// Lowers the calling thread's CPU priority to [`SNAPSHOT_ENCODER_NICE`] (Linux: the nice
+/// value is per thread). A failure only costs priority: it is logged, not returned.
+fn lower_own_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), SNAPSHOT_ENCODER_NICE)
+    {
+        tracing::warn!(error = %e, "the snapshot encoder runs at normal priority");
+    }
+}
+
+/// Runs [`encode_and_store`] on a thread of its own at a low priority (not a pooled blocking
+/// thread: a thread's priority cannot be raised again, and the pool's threads also restore
+/// received snapshots, which apply waits for).
+fn spawn_encoder(
+    shared: Arc<Shared>,
+    frozen: Frozen,
+    meta: SnapshotMeta,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<Result<Arc<Vec<u8>>, Stopped>>> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("snapshot-encoder".to_owned())
+        .spawn(move || {
+            lower_own_priority();
+            let _ = done.send(encode_and_store(&shared, frozen, &meta));
+        })?;
+    Ok(result)
+}
+
+/// Encodes a frozen view, then writes it (the ledger is not locked meanwhile).
 fn encode_and_store(
     shared: &Shared,
     frozen: Frozen,
@@ -345,20 +381,17 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .frozen
             .take()
             .ok_or_else(|| io_error(subject(), ErrorVerb::Read, "snapshot builder used twice"))?;
-        let shared = self.shared.clone();
-        let meta = self.meta.clone();
-        let built =
-            tokio::task::spawn_blocking(move || encode_and_store(&shared, frozen, &meta)).await;
-        let data = match built {
-            Ok(Ok(data)) => data,
-            Ok(Err(Stopped)) => {
+        let built = match spawn_encoder(self.shared.clone(), frozen, self.meta.clone()) {
+            Ok(encoder) => encoder.await.unwrap_or(Err(Stopped)),
+            Err(e) => {
                 self.finish(None);
-                return Err(io_error(subject(), ErrorVerb::Write, "node stopping"));
+                return Err(io_error(subject(), ErrorVerb::Write, e));
             }
-            Err(panicked) => {
-                self.finish(None);
-                return Err(io_error(subject(), ErrorVerb::Write, panicked));
-            }
+        };
+        let Ok(data) = built else {
+            // The node stops (or the encoder panicked, which the log shows).
+            self.finish(None);
+            return Err(io_error(subject(), ErrorVerb::Write, "node stopping"));
         };
         self.finish(Some(data.len() as u64));
         tracing::info!(
@@ -505,6 +538,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_encoder_lowers_only_its_own_thread() {
+        let encoder = std::thread::spawn(|| {
+            lower_own_priority();
+            rustix::process::getpriority_process(Some(rustix::thread::gettid()))
+        });
+        let others = rustix::process::getpriority_process(Some(rustix::thread::gettid()));
+        assert_eq!(
+            encoder.join().expect("thread").ok(),
+            Some(SNAPSHOT_ENCODER_NICE)
+        );
+        assert_eq!(
+            rustix::process::getpriority_process(Some(rustix::thread::gettid())).ok(),
+            others.ok()
+        );
+    }
 
     #[test]
     fn the_newest_valid_snapshot_file_is_loaded_at_open() {
