@@ -381,8 +381,8 @@ pub struct NodeStatus {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PauseStats {
     /// Longest time the ledger was write-locked, counted from the moment the lock was asked
-    /// for until it was released: one apply (the batches Raft hands over together) or a
-    /// snapshot install, including any wait for reads or a snapshot's freeze to let go. µs.
+    /// for until it was released: one batch's apply or a snapshot install, including any wait
+    /// for reads or a snapshot's freeze to let go. µs.
     pub apply_pause_max_us: u64,
     /// Longest time a read of the ledger (a query, an authorization lookup, a status, a
     /// snapshot's freeze) waited for the ledger, µs.

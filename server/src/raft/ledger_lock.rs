@@ -1,8 +1,7 @@
 //! The ledger behind its lock, and the node's own measurement of how long that lock stopped
 //! apply and reads (SPEC section 4, "No stalls"; `status` reports it as [`PauseStats`]).
 //!
-//! Apply takes the write lock once per call, for all the entries Raft hands over together;
-//! reads take the read lock for one query; a snapshot takes it only to freeze the ledger. A
+//! Apply takes the write lock once per entry (one batch); reads take the read lock for one query; a snapshot takes it only to freeze the ledger. A
 //! pause counts from the moment the lock is asked for until it is released (a write) or
 //! granted (a read): an apply that waits for a long read counts that wait, and a read that
 //! waits behind an apply counts it too. The cost: an uncontended read is one `try_read` and

@@ -2,8 +2,7 @@
 //! installs snapshots of the ledger.
 //!
 //! The ledger sits behind a [`LedgerLock`] shared with the read path: apply takes the write
-//! lock once per call (for all entries openraft hands over), reads take the read lock for the
-//! duration of one query. Neither is held across an `.await`.
+//! lock once per entry (one batch), reads take the read lock for the duration of one query. Neither is held across an `.await`.
 //!
 //! A snapshot holds the lock only to freeze the ledger (`Ledger::freeze`: pointer copies, tens
 //! of µs at 10 M balances). openraft asks for a builder on its state machine task, between two
@@ -423,33 +422,34 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut replies = Vec::new();
         let mut last = None;
-        {
+        for entry in entries {
+            // The lock is taken per entry, not for the whole run openraft hands over (which
+            // is thousands of entries when a node catches up): a read waits for one batch at
+            // most, and a pause is one batch's apply.
             let mut ledger = self.shared.ledger.write();
             let mut meta = lock(&self.shared.meta);
-            for entry in entries {
-                let log_index = entry.log_id.index;
-                let outcomes = match entry.payload {
-                    EntryPayload::Blank => Vec::new(),
-                    EntryPayload::Normal(batch) => ledger.apply_by(
-                        BatchHeader {
-                            log_index,
-                            timestamp_ms: batch.timestamp_ms,
-                        },
-                        &batch.requests,
-                        &batch.authors,
-                    ),
-                    EntryPayload::Membership(membership) => {
-                        meta.membership = StoredMembership::new(Some(entry.log_id), membership);
-                        Vec::new()
-                    }
-                };
-                meta.last_applied = Some(entry.log_id);
-                last = Some(log_index);
-                replies.push(BatchReply {
-                    log_index,
-                    outcomes,
-                });
-            }
+            let log_index = entry.log_id.index;
+            let outcomes = match entry.payload {
+                EntryPayload::Blank => Vec::new(),
+                EntryPayload::Normal(batch) => ledger.apply_by(
+                    BatchHeader {
+                        log_index,
+                        timestamp_ms: batch.timestamp_ms,
+                    },
+                    &batch.requests,
+                    &batch.authors,
+                ),
+                EntryPayload::Membership(membership) => {
+                    meta.membership = StoredMembership::new(Some(entry.log_id), membership);
+                    Vec::new()
+                }
+            };
+            meta.last_applied = Some(entry.log_id);
+            last = Some(log_index);
+            replies.push(BatchReply {
+                log_index,
+                outcomes,
+            });
         }
         if let Some(index) = last {
             self.shared.applied.send_replace(index);
