@@ -12,14 +12,8 @@ use server::node::Node;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,openraft=warn,quinn=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // Normal elections and peers that come and go are not errors (see `server::logging`).
+    server::logging::init();
     // A broken ledger invariant (or any other bug) must stop the node rather than let it
     // diverge from its replicas: every panic, in any task, aborts the process.
     let default_hook = std::panic::take_hook();

@@ -219,6 +219,7 @@ pub fn status(id: u64, role: Role, leader: Option<NodeAddr>) -> Box<NodeStatus> 
         batches: BatchStats::default(),
         replies: protocol::ReplyStats::default(),
         access: protocol::AccessStats::default(),
+        not_ready: None,
         ledger: LedgerStatus {
             applied_index: 0,
             now_ms: 0,

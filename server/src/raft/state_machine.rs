@@ -21,6 +21,8 @@ use tokio::sync::watch;
 
 use engine::{BatchHeader, Ledger};
 
+use crate::metrics::Metrics;
+
 use super::{
     io_error, BatchReply, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -57,6 +59,8 @@ pub struct Shared {
     ready: AtomicBool,
     /// The error writing a snapshot file, while the writer retries it.
     snapshot_error: Mutex<Option<String>>,
+    /// Where apply and snapshot times are recorded.
+    metrics: Arc<Metrics>,
 }
 
 impl Shared {
@@ -86,6 +90,12 @@ impl Shared {
         *self.applied.borrow()
     }
 
+    /// The node's metrics (the state machine records apply and snapshot times, the proposer
+    /// the writes per entry).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// The index of the newest snapshot, 0 if none.
     pub fn snapshot_index(&self) -> u64 {
         lock(&self.current)
@@ -110,8 +120,9 @@ pub struct StateMachine {
 
 impl StateMachine {
     /// Opens the state machine of a node: the newest valid snapshot in `dir`, if any, restored
-    /// into a ledger. Invalid or unreadable snapshot files are skipped with a warning.
-    pub fn open(dir: &Path) -> Result<StateMachine, std::io::Error> {
+    /// into a ledger. Invalid or unreadable snapshot files are skipped with a warning. Apply
+    /// and snapshot times go to `metrics`.
+    pub fn open(dir: &Path, metrics: Arc<Metrics>) -> Result<StateMachine, std::io::Error> {
         std::fs::create_dir_all(dir)?;
         let mut files = snapshot_files(dir)?;
         files.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
@@ -150,6 +161,7 @@ impl StateMachine {
             applied: watch::channel(applied).0,
             ready: AtomicBool::new(false),
             snapshot_error: Mutex::new(None),
+            metrics,
         });
         Ok(StateMachine { shared })
     }
@@ -267,12 +279,14 @@ fn persist_snapshot(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> Result<(), 
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let started = std::time::Instant::now();
         // Copy the state under the lock, encode outside it: apply stalls only for the copy.
         let (ledger, meta) = {
             let ledger = self.shared.ledger.read().expect("ledger lock poisoned");
             let meta = lock(&self.shared.meta).clone();
             (ledger.clone(), meta)
         };
+        self.shared.metrics.record_pause(started.elapsed());
         let shared = self.shared.clone();
         let last = meta.last_applied;
         let snapshot_meta = SnapshotMeta {
@@ -297,6 +311,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             meta: snapshot_meta.clone(),
             data: data.clone(),
         });
+        self.shared.metrics.record_snapshot_build(started.elapsed());
         tracing::info!(
             index = last.map_or(0, |l| l.index),
             bytes = data.len(),
@@ -328,6 +343,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut ledger = self.shared.ledger.write().expect("ledger lock poisoned");
             let mut meta = lock(&self.shared.meta);
             for entry in entries {
+                let started = std::time::Instant::now();
                 let log_index = entry.log_id.index;
                 let outcomes = match entry.payload {
                     EntryPayload::Blank => Vec::new(),
@@ -346,6 +362,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 };
                 meta.last_applied = Some(entry.log_id);
                 last = Some(log_index);
+                self.shared.metrics.record_apply(started.elapsed());
                 replies.push(BatchReply {
                     log_index,
                     outcomes,
@@ -371,6 +388,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
+        let started = std::time::Instant::now();
         let data = snapshot.into_inner();
         let signature = Some(meta.signature());
         let was_ready = self.shared.is_ready();
@@ -419,6 +437,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .applied
             .send_replace(meta.last_log_id.map_or(0, |l| l.index));
         self.shared.set_ready(was_ready);
+        self.shared
+            .metrics
+            .record_snapshot_install(started.elapsed());
         tracing::info!(
             index = meta.last_log_id.map_or(0, |l| l.index),
             "snapshot installed"
@@ -456,7 +477,7 @@ mod tests {
         assert_eq!(read_meta, meta);
         assert_eq!(read_data, data);
         assert_eq!(restored.snapshot(), data);
-        let sm = StateMachine::open(&dir).expect("open");
+        let sm = StateMachine::open(&dir, Arc::default()).expect("open");
         assert_eq!(sm.shared().applied_index(), 42);
         assert_eq!(sm.shared().snapshot_index(), 42);
         let mut bytes = std::fs::read(&path).expect("read");
@@ -467,7 +488,7 @@ mod tests {
             read_snapshot_file(&path).err().as_deref(),
             Some("checksum mismatch")
         );
-        let sm = StateMachine::open(&dir).expect("open skips the bad file");
+        let sm = StateMachine::open(&dir, Arc::default()).expect("open skips the bad file");
         assert_eq!(sm.shared().applied_index(), 0);
         std::fs::remove_dir_all(&dir).ok();
     }
