@@ -8,41 +8,26 @@
 //! stockd's own network layer (`raft::network`: "node N does not answer", then "answers
 //! again"). So:
 //! - the default directives keep openraft's replication, engine and core at ERROR (their
-//!   warnings are that message flow), the rest of openraft at WARN;
-//! - [`is_peer_rpc_failure`] drops openraft's ERROR events about a failed RPC to a peer,
-//!   recognised by target and fields. Its other errors (storage errors, a core that quits,
-//!   a failed state machine command) still log as errors.
+//!   warnings are that message flow), the rest of openraft at WARN
+//!   ([`crate::raft::quiet::OPENRAFT_DIRECTIVES`]);
+//! - [`crate::raft::quiet::is_peer_rpc_failure`] drops openraft's ERROR events about a failed
+//!   RPC to a peer, recognised by target and fields. Its other errors (storage errors, a core
+//!   that quits, a failed state machine command) still log as errors.
 
-use tracing::Metadata;
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
-/// The log directives when `RUST_LOG` is not set.
-pub const DEFAULT_DIRECTIVES: &str = "info,quinn=warn,openraft=warn,\
-openraft::replication=error,openraft::engine=error,openraft::core::raft_core=error";
+use crate::raft::quiet::{is_peer_rpc_failure, OPENRAFT_DIRECTIVES};
 
-/// Whether `event` is one of openraft's errors about an RPC to a peer that failed or timed
-/// out (the peer is down, restarting or cut off), which are not errors of this node:
-/// - `openraft::replication`'s `RPCError` (field `err`): an AppendEntries or heartbeat that
-///   failed; its storage errors carry `error` and stay;
-/// - `openraft::core::raft_core`'s vote request that failed or timed out, and a leadership
-///   check (linearizable read) that timed out on one peer (fields `error` and `target`).
-pub fn is_peer_rpc_failure(event: &Metadata<'_>) -> bool {
-    if *event.level() != tracing::Level::ERROR || !event.is_event() {
-        return false;
-    }
-    let fields = event.fields();
-    let has = |name: &str| fields.field(name).is_some();
-    match event.target() {
-        "openraft::replication" => has("err"),
-        "openraft::core::raft_core" => has("error") && has("target") && fields.len() == 3,
-        _ => false,
-    }
+/// The log directives when `RUST_LOG` is not set: `info`, quinn at `warn`, and openraft's
+/// ([`OPENRAFT_DIRECTIVES`]).
+pub fn default_directives() -> String {
+    format!("info,quinn=warn,{OPENRAFT_DIRECTIVES}")
 }
 
-/// The log layer `stockd` writes: `filter` (from `RUST_LOG`, else [`DEFAULT_DIRECTIVES`])
+/// The log layer `stockd` writes: `filter` (from `RUST_LOG`, else [`default_directives`])
 /// without [`is_peer_rpc_failure`] events, to `writer`.
 pub fn layer<S, W>(filter: EnvFilter, writer: W, ansi: bool) -> impl Layer<S>
 where
@@ -56,75 +41,11 @@ where
         .with_filter(filter_fn(|event| !is_peer_rpc_failure(event)))
 }
 
-/// Installs `stockd`'s log for the process: stderr, `RUST_LOG` or [`DEFAULT_DIRECTIVES`].
+/// Installs `stockd`'s log for the process: stderr, `RUST_LOG` or [`default_directives`].
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| DEFAULT_DIRECTIVES.into());
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| default_directives().into());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::registry()
         .with(layer(filter, std::io::stderr, ansi))
         .init();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::{Arc, Mutex};
-
-    /// A writer into a shared buffer.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("buffer").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    /// The lines `emit` logs through stockd's layer with the default directives.
-    fn logged(emit: impl FnOnce()) -> String {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::registry().with(layer(
-            EnvFilter::new(DEFAULT_DIRECTIVES),
-            move || writer.clone(),
-            false,
-        ));
-        tracing::subscriber::with_default(subscriber, emit);
-        let bytes = captured.0.lock().expect("buffer").clone();
-        String::from_utf8(bytes).expect("utf-8")
-    }
-
-    // The events below have the targets, levels and fields of openraft 0.9's (its
-    // `replication/mod.rs` and `core/raft_core.rs`); `server/tests/failover.rs` checks the
-    // real ones during leader kills.
-    #[test]
-    fn failed_rpcs_to_peers_and_election_chatter_are_not_logged() {
-        let text = logged(|| {
-            tracing::error!(target: "openraft::replication", err = "timeout after 100ms when AppendEntries 1->2", "RPCError");
-            tracing::error!(target: "openraft::core::raft_core", error = "no answer from node 2", target = "2", "while requesting vote");
-            tracing::error!(target: "openraft::core::raft_core", target = "2", error = "timeout", "timeout while confirming leadership for read request");
-            tracing::warn!(target: "openraft::replication", error = "seen a higher vote", "error replication to target=3");
-            tracing::warn!(target: "openraft::core::raft_core", "A message will be ignored because vote changed");
-            tracing::warn!(target: "openraft::engine::handler::replication_handler", "heartbeat error");
-        });
-        assert_eq!(text, "");
-    }
-
-    #[test]
-    fn real_faults_still_log_as_errors() {
-        let text = logged(|| {
-            tracing::error!(target: "openraft::replication", error = "disk full", "error replication to target=2");
-            tracing::error!(target: "openraft::core::raft_core", error = "storage", "quit RaftCore::main on error");
-            tracing::error!(target: "openraft::core::sm::worker", "state machine command failed");
-            tracing::error!(target: "server::raft::log_store", "the log writer thread panicked");
-            tracing::warn!(target: "openraft::progress::entry", "follower log is reverted");
-        });
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 5, "{text}");
-        assert!(lines[..4].iter().all(|l| l.contains("ERROR")), "{text}");
-    }
 }

@@ -11,6 +11,7 @@ pub mod log_store;
 pub mod membership;
 pub mod network;
 pub mod proposer;
+pub mod quiet;
 pub mod snapshots;
 pub mod state_machine;
 
