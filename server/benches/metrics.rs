@@ -22,7 +22,7 @@ fn record(c: &mut Criterion) {
         Operation::Reserve,
         Outcome::Ledger(engine::Code::InsufficientStock),
     );
-    let same = vec![ok; 100];
+    let same = [ok; 100];
     let mixed: Vec<_> = (0..100)
         .map(|i| if i % 2 == 0 { ok } else { short })
         .collect();
