@@ -1222,6 +1222,7 @@ mod tests {
                 .collect(),
             replies: protocol::ReplyStats::default(),
             access: protocol::AccessStats::default(),
+            not_ready: None,
             pauses: Default::default(),
             snapshots: Default::default(),
         }

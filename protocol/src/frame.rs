@@ -368,11 +368,55 @@ pub struct NodeStatus {
     /// Requests refused for their principal and connections refused for their identity
     /// (SPEC section 7).
     pub access: AccessStats,
+    /// Why the node is not ready (`None` when `ready`): the first reason that holds, in the
+    /// order of [`NotReady`]'s variants.
+    pub not_ready: Option<NotReady>,
     /// How long the ledger stopped applying or reading, since the node started (SPEC section
     /// 4, "No stalls").
     pub pauses: PauseStats,
     /// The snapshot being built, the last one built, and failures writing them.
     pub snapshots: SnapshotStats,
+}
+
+/// Why a node is not ready (SPEC section 6, `/readyz`: ready means its state is rebuilt and a
+/// leader is known). Checked in this order; the first that holds is the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NotReady {
+    /// The cluster removed this node: it serves nothing but its status.
+    Removed,
+    /// The node is rebuilding its state (replaying its log after a start, installing a
+    /// snapshot): reads answer `not_ready`.
+    Rebuilding,
+    /// The node's Raft log or snapshot cannot be written (`health.storage_error` says why): it
+    /// acknowledges nothing until the disk works again.
+    StorageFailing,
+    /// The node knows no live leader: none elected yet, no AppendEntries from it within the
+    /// leader lease (a follower cut off or whose leader died), or, on a leader, no majority
+    /// heard for two election timeouts. Writes sent here cannot commit.
+    NoLeader,
+}
+
+impl NotReady {
+    /// The reason's stable name (what `/readyz` and `stockctl status --json` say).
+    pub fn code(self) -> &'static str {
+        match self {
+            NotReady::Removed => "removed",
+            NotReady::Rebuilding => "rebuilding",
+            NotReady::StorageFailing => "storage_failing",
+            NotReady::NoLeader => "no_leader",
+        }
+    }
+}
+
+impl std::fmt::Display for NotReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NotReady::Removed => "removed from the cluster",
+            NotReady::Rebuilding => "rebuilding its state (log replay or snapshot install)",
+            NotReady::StorageFailing => "its raft log or snapshot cannot be written",
+            NotReady::NoLeader => "no live leader known",
+        })
+    }
 }
 
 /// The node's own measurement of its ledger's pauses (SPEC section 4, "No stalls": at most 5

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::{watch, Semaphore};
 
 use crate::auth::access::{self, AddressCounts, HANDSHAKES_BEFORE_RETRY};
+use crate::metrics::ConnectionKind;
 use crate::node::NodeCtx;
 use crate::raft::network::StatusFn;
 
@@ -72,11 +73,15 @@ async fn serve(conn: quinn::Connection, ctx: Arc<NodeCtx>) {
         .and_then(|d| d.protocol);
     match alpn.as_deref() {
         Some(p) if p == protocol::ALPN_CLIENT => match access::client_principal(&conn) {
-            Ok(principal) => crate::api::serve_client(conn, ctx, principal).await,
+            Ok(principal) => {
+                let _open = ctx.metrics.connection(ConnectionKind::Client);
+                crate::api::serve_client(conn, ctx.clone(), principal).await;
+            }
             Err(why) => refuse(&conn, &ctx, &why),
         },
         Some(p) if p == protocol::ALPN_PEER => match access::check_peer(&conn) {
             Ok(()) => {
+                let _open = ctx.metrics.connection(ConnectionKind::Peer);
                 let (faults, election) = (ctx.faults.clone(), ctx.election.clone());
                 let node = ctx.clone();
                 let status: StatusFn = Arc::new(move || crate::api::status(&node));

@@ -110,33 +110,37 @@ pub enum Command {
     },
     /// Create a cluster CA (if missing) and issue a node certificate from it, or, with
     /// `--client`, a client identity (SPEC section 7).
-    Certs {
-        /// Directory of the CA (`ca.pem`, `ca.key`); created if empty.
-        #[arg(long)]
-        ca_dir: PathBuf,
-        /// Where to write: `node.pem`, `node.key` and `ca.pem` for a node (required);
-        /// `NAME.pem` and `NAME.key` for a client (default: the CA directory).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Extra DNS names or IP addresses for a node certificate.
-        #[arg(long)]
-        name: Vec<String>,
-        /// Issue a client identity with this name instead of a node certificate.
-        #[arg(long, requires = "role")]
-        client: Option<String>,
-        /// The client's role: reader, checkout, store, ops or admin.
-        #[arg(long, value_parser = parse_role)]
-        role: Option<pki::ClientRole>,
-        /// A channel a `checkout` client sells on (repeat for several).
-        #[arg(long)]
-        channel: Vec<String>,
-        /// A location a `store` client acts at (repeat for several).
-        #[arg(long)]
-        location: Vec<String>,
-        /// Validity of a client identity, days.
-        #[arg(long, default_value_t = pki::CLIENT_DAYS_DEFAULT)]
-        days: u32,
-    },
+    Certs(CertsArgs),
+}
+
+/// `stockd certs`: a node certificate, or with `--client` a client identity (SPEC section 7).
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Directory of the CA (`ca.pem`, `ca.key`); created if empty.
+    #[arg(long)]
+    pub ca_dir: PathBuf,
+    /// Where to write: `node.pem`, `node.key` and `ca.pem` for a node (required);
+    /// `NAME.pem` and `NAME.key` for a client (default: the CA directory).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Extra DNS names or IP addresses for a node certificate.
+    #[arg(long)]
+    pub name: Vec<String>,
+    /// Issue a client identity with this name instead of a node certificate.
+    #[arg(long, requires = "role")]
+    pub client: Option<String>,
+    /// The client's role: reader, checkout, store, ops or admin.
+    #[arg(long, value_parser = parse_role)]
+    pub role: Option<pki::ClientRole>,
+    /// A channel a `checkout` client sells on (repeat for several).
+    #[arg(long)]
+    pub channel: Vec<String>,
+    /// A location a `store` client acts at (repeat for several).
+    #[arg(long)]
+    pub location: Vec<String>,
+    /// Validity of a client identity, days.
+    #[arg(long, default_value_t = pki::CLIENT_DAYS_DEFAULT)]
+    pub days: u32,
 }
 
 fn parse_role(s: &str) -> Result<pki::ClientRole, String> {

@@ -15,12 +15,17 @@
 //!   subscriber) and the watchdog that closes connections that do not read.
 //! - [`node`]: a node's lifecycle (TLS, storage, Raft, endpoint).
 //! - [`config`]: command line and TOML configuration; the embedded default and `dev` clusters.
+//! - [`metrics`]: the node's Prometheus registry (`/metrics`): requests, batching, apply and
+//!   snapshot times, Raft position, queues, connections, denials.
+//! - [`logging`]: the log, where normal elections are not errors.
 
 pub mod accept;
 pub mod api;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod logging;
+pub mod metrics;
 pub mod node;
 pub mod raft;
 pub mod replies;

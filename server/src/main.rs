@@ -7,19 +7,13 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use server::config::{dev_cluster, Cli, Command};
+use server::config::{dev_cluster, CertsArgs, Cli, Command};
 use server::node::Node;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,openraft=warn,quinn=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // Normal elections and peers that come and go are not errors (see `server::logging`).
+    server::logging::init();
     // A broken ledger invariant (or any other bug) must stop the node rather than let it
     // diverge from its replicas: every panic, in any task, aborts the process.
     let default_hook = std::panic::take_hook();
@@ -49,47 +43,7 @@ fn main() -> ExitCode {
 /// Runs `stockd` as the command line asks; the error is what `main` prints.
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let configs = match cli.command {
-        Some(Command::Certs {
-            ca_dir,
-            out,
-            name,
-            client,
-            role,
-            channel,
-            location,
-            days,
-        }) => {
-            pki::ensure_ca(&ca_dir)?;
-            // Where certificates are issued, so is an administrator's identity (SPEC section 7).
-            pki::ensure_admin(&ca_dir)?;
-            let Some(client) = client else {
-                let out = out.ok_or("--out DIR: where to write the node certificate")?;
-                pki::ensure_node(&ca_dir, &out, &name)?;
-                println!(
-                    "node certificate in {}, CA in {}",
-                    out.display(),
-                    ca_dir.display()
-                );
-                return Ok(());
-            };
-            let request = pki::ClientCertRequest {
-                name: client,
-                role: role.ok_or("--role ROLE")?,
-                channels: channel,
-                locations: location,
-                days,
-            };
-            let issued = pki::issue_client(&ca_dir, out.as_deref().unwrap_or(&ca_dir), &request)?;
-            println!(
-                "client identity {} (role {}, credential {}, expires in {days} days): {} and {}",
-                issued.principal.name,
-                issued.principal.role,
-                issued.principal.credential_id,
-                issued.cert.display(),
-                issued.key.display()
-            );
-            return Ok(());
-        }
+        Some(Command::Certs(certs)) => return issue_certs(certs),
         Some(Command::Dev {
             nodes,
             base_port,
@@ -124,6 +78,51 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     for node in nodes {
         node.shutdown().await;
     }
+    Ok(())
+}
+
+/// `stockd certs`: ensures the CA and the admin identity, then issues a node certificate or
+/// a client identity and says where it wrote it.
+fn issue_certs(certs: CertsArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let CertsArgs {
+        ca_dir,
+        out,
+        name,
+        client,
+        role,
+        channel,
+        location,
+        days,
+    } = certs;
+    pki::ensure_ca(&ca_dir)?;
+    // Where certificates are issued, so is an administrator's identity (SPEC section 7).
+    pki::ensure_admin(&ca_dir)?;
+    let Some(client) = client else {
+        let out = out.ok_or("--out DIR: where to write the node certificate")?;
+        pki::ensure_node(&ca_dir, &out, &name)?;
+        println!(
+            "node certificate in {}, CA in {}",
+            out.display(),
+            ca_dir.display()
+        );
+        return Ok(());
+    };
+    let request = pki::ClientCertRequest {
+        name: client,
+        role: role.ok_or("--role ROLE")?,
+        channels: channel,
+        locations: location,
+        days,
+    };
+    let issued = pki::issue_client(&ca_dir, out.as_deref().unwrap_or(&ca_dir), &request)?;
+    println!(
+        "client identity {} (role {}, credential {}, expires in {days} days): {} and {}",
+        issued.principal.name,
+        issued.principal.role,
+        issued.principal.credential_id,
+        issued.cert.display(),
+        issued.key.display()
+    );
     Ok(())
 }
 

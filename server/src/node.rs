@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Semaphore};
 
-use protocol::NodeAddr;
+use protocol::{NodeAddr, NotReady};
 
 use crate::clock::Clock;
+use crate::metrics::Metrics;
 use crate::raft::consensus::{Consensus, ConsensusParts};
 use crate::raft::election::{Election, ElectionTimings};
 use crate::raft::log_store::{Durability, LogStore};
@@ -89,6 +90,8 @@ pub struct NodeCtx {
     pub membership: crate::raft::membership::Membership,
     /// What was refused for identity or role (SPEC section 7).
     pub refusals: crate::auth::access::Refusals,
+    /// The node's metrics (`/metrics`): every front records its requests here.
+    pub metrics: Arc<Metrics>,
 }
 
 impl NodeCtx {
@@ -98,6 +101,32 @@ impl NodeCtx {
         self.shared.is_ready()
             && self.log.io_error().is_none()
             && self.shared.snapshot_error().is_none()
+    }
+
+    /// Whether the node is ready (SPEC section 6, `/readyz`): not removed, its state rebuilt,
+    /// its storage working, and a live leader known: itself with a majority heard within two
+    /// election timeouts, or a leader it heard from within the lease. Else the first reason
+    /// in [`NotReady`]'s order. Reads of `local` consistency do not need all this (they need
+    /// [`NodeCtx::is_ready`]); a load balancer does.
+    pub fn readiness(&self) -> Result<(), NotReady> {
+        if self.membership.removal().is_some() {
+            return Err(NotReady::Removed);
+        }
+        if !self.shared.is_ready() {
+            return Err(NotReady::Rebuilding);
+        }
+        if self.log.io_error().is_some() || self.shared.snapshot_error().is_some() {
+            return Err(NotReady::StorageFailing);
+        }
+        let leader_live = match self.consensus.leader() {
+            None => false,
+            Some(leader) if leader == self.id => self.quorum_lost_ms().is_none(),
+            Some(_) => self.election.leader_is_live(),
+        };
+        if !leader_live {
+            return Err(NotReady::NoLeader);
+        }
+        Ok(())
     }
 
     /// If this node leads but has heard from no majority for longer than two election
@@ -320,14 +349,18 @@ struct Storage {
 }
 
 impl Storage {
-    async fn open(config: &NodeConfig, faults: Arc<Faults>) -> Result<Storage, StartError> {
+    async fn open(
+        config: &NodeConfig,
+        faults: Arc<Faults>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Storage, StartError> {
         let storage_err = |what| {
             move |e: &dyn std::fmt::Display| StartError::Storage {
                 what,
                 error: e.to_string(),
             }
         };
-        let state_machine = StateMachine::open(&config.data_dir.join("snapshots"), faults)
+        let state_machine = StateMachine::open(&config.data_dir.join("snapshots"), faults, metrics)
             .map_err(|e| storage_err("snapshots")(&e))?;
         let log_dir = config.data_dir.join("log");
         let log = if config.initial_members.is_empty() {
@@ -362,6 +395,14 @@ fn ready_after(shared: &Arc<Shared>, committed: u64) {
     });
 }
 
+/// The election timeouts of `timings`.
+fn election_timings(timings: &RaftTimings) -> ElectionTimings {
+    ElectionTimings {
+        min_ms: timings.election_min_ms,
+        max_ms: timings.election_max_ms,
+    }
+}
+
 /// The ledger's digest on one node, and the log index it reflects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerDigest {
@@ -380,7 +421,8 @@ impl Node {
         let data_dir_lock = lock_data_dir(&config.data_dir)?;
         let tls = NodeTls::load_or_issue(&config)?;
         let faults = Arc::new(Faults::default());
-        let storage = Storage::open(&config, faults.clone()).await?;
+        let metrics = Arc::new(Metrics::new());
+        let storage = Storage::open(&config, faults.clone(), metrics.clone()).await?;
         let shared = storage.state_machine.shared();
         let (endpoint, local_addr) = bind(&tls, config.listen)?;
         let peer = pki::peer_client_config(&tls.identity, &tls.ca).map_err(files_err("TLS"))?;
@@ -401,11 +443,7 @@ impl Node {
             .map_err(StartError::Consensus)?;
         ready_after(&shared, storage.committed);
 
-        let timings = ElectionTimings {
-            min_ms: config.timings.election_min_ms,
-            max_ms: config.timings.election_max_ms,
-        };
-        let election = Election::new(config.id, log.clone(), timings);
+        let election = Election::new(config.id, log.clone(), election_timings(&config.timings));
         let ctx = Arc::new(NodeCtx {
             id: config.id,
             addr: config
@@ -426,7 +464,9 @@ impl Node {
             election,
             membership: crate::raft::membership::Membership::new(endpoint.clone(), peer),
             refusals: crate::auth::access::Refusals::default(),
+            metrics,
         });
+        ctx.metrics.attach(&ctx);
         let (shutdown, shutdown_rx) = watch::channel(false);
         spawn_tasks(&ctx, network, &shutdown_rx);
         let accept = tokio::spawn(crate::accept::accept_loop(
@@ -480,6 +520,16 @@ impl Node {
     /// This node's status.
     pub fn status(&self) -> protocol::NodeStatus {
         crate::api::status(&self.ctx)
+    }
+
+    /// Whether this node is ready, or why not ([`NodeCtx::readiness`]).
+    pub fn readiness(&self) -> Result<(), NotReady> {
+        self.ctx.readiness()
+    }
+
+    /// This node's metrics (render them with [`Metrics::render`]).
+    pub fn metrics(&self) -> &Metrics {
+        &self.ctx.metrics
     }
 
     /// The digest of this node's ledger and the index it reflects (the ledger is frozen under

@@ -219,6 +219,7 @@ pub fn status(id: u64, role: Role, leader: Option<NodeAddr>) -> Box<NodeStatus> 
         batches: BatchStats::default(),
         replies: protocol::ReplyStats::default(),
         access: protocol::AccessStats::default(),
+        not_ready: None,
         pauses: Default::default(),
         snapshots: Default::default(),
         ledger: LedgerStatus {

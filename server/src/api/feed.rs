@@ -1,7 +1,7 @@
 //! Change-feed subscriptions: one per stream, paced by the subscriber's reading.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
@@ -9,6 +9,7 @@ use engine::{Answer, Query};
 use protocol::{ClientFrame, OpResult, ServerError, ServerMessage};
 
 use super::streams::reply;
+use crate::metrics::{Operation, Outcome, Transport};
 use crate::node::NodeCtx;
 use crate::replies::{NoRoom, Outbox, Room};
 
@@ -18,25 +19,32 @@ pub const SUBSCRIPTION_CHECK_MS: u64 = 1_000;
 /// Events per message of a change-feed subscription.
 pub const EVENTS_PER_MESSAGE_MAX: u32 = 1_000;
 
-/// Answers a `Subscribe` frame: starts the stream's subscription unless it has one or the
-/// frame carries more; returns whether the stream is subscribed now.
+/// Answers a `Subscribe` frame (which `arrived` then): starts the stream's subscription
+/// unless it has one or the frame carries more; returns whether the stream is subscribed now.
 pub(super) async fn subscribe(
     ctx: &Arc<NodeCtx>,
     outbox: &Outbox,
     frame: ClientFrame,
     since: u64,
     subscribed: bool,
+    arrived: Instant,
 ) -> bool {
+    let answer = |result: OpResult| {
+        let answered = [(Operation::Subscribe, Outcome::of_result(&result))];
+        ctx.metrics
+            .record_requests(Transport::Quic, answered, arrived.elapsed());
+        reply(outbox, frame.id, vec![result])
+    };
     if subscribed || frame.ops.len() != 1 {
         let refused = OpResult::Failed(ServerError::InvalidOp {
             message: "one subscription per stream, alone in its frame".to_owned(),
         });
-        reply(outbox, frame.id, vec![refused]).await;
+        answer(refused).await;
         return subscribed;
     }
     if let Some(removed) = ctx.membership.removed_error() {
         // Its feed stopped where the cluster left it.
-        reply(outbox, frame.id, vec![OpResult::Failed(removed)]).await;
+        answer(OpResult::Failed(removed)).await;
         return subscribed;
     }
     // The room for the message that ends a cut subscription is kept from the start, so the
@@ -45,7 +53,7 @@ pub(super) async fn subscribe(
         return subscribed;
     };
     // `Subscribed` is queued before the first events.
-    reply(outbox, frame.id, vec![OpResult::Subscribed]).await;
+    answer(OpResult::Subscribed).await;
     tokio::spawn(subscription(since, ctx.clone(), outbox.clone(), last));
     true
 }

@@ -11,6 +11,7 @@ use super::status::status;
 use super::Caller;
 use pki::Principal;
 
+use crate::metrics::{Operation, Outcome};
 use crate::node::NodeCtx;
 use crate::raft::proposer::READ_TIMEOUT_MS;
 
@@ -33,11 +34,42 @@ impl Ready {
     }
 }
 
+/// An operation of a frame whose waiting is done, and what it was (for the metrics).
+pub(super) struct Pending {
+    /// What was asked.
+    pub(super) operation: Operation,
+    /// Its result, or its query.
+    pub(super) ready: Ready,
+}
+
+impl Pending {
+    /// Answers a query from the ledger now; afterwards the result is final.
+    pub(super) fn answer(&mut self, ctx: &NodeCtx) {
+        if let Ready::Query(query) = &self.ready {
+            self.ready = Ready::Done(answer(ctx, query));
+        }
+    }
+
+    /// How it ended, once answered (`None` for a query not answered yet).
+    pub(super) fn outcome(&self) -> Option<Outcome> {
+        match &self.ready {
+            Ready::Done(result) => Some(Outcome::of_result(result)),
+            Ready::Query(_) => None,
+        }
+    }
+
+    /// The result (reading the ledger if it was not answered yet).
+    pub(super) fn into_result(self, ctx: &NodeCtx) -> OpResult {
+        self.ready.answer(ctx)
+    }
+}
+
 /// Whether `principal` may run `op` now (`auth::decide`); a refusal is counted, logged (rate
 /// limited) and answered `forbidden`.
 pub(super) fn allowed(ctx: &NodeCtx, principal: &Principal, op: &Op) -> Result<(), ServerError> {
     crate::auth::decide(principal, op, &ctx.shared.ledger, ctx.clock.now_ms()).map_err(|message| {
         ctx.refusals.denied(&principal.name, &message);
+        ctx.metrics.denied(principal.role);
         ServerError::Forbidden { message }
     })
 }
@@ -49,14 +81,17 @@ pub(super) async fn handle_ops(
     caller: &Caller,
     ops: Vec<Op>,
     bytes_per_op: usize,
-) -> Vec<Ready> {
+) -> Vec<Pending> {
     if let Some(removed) = ctx.membership.removed_error() {
         // Its ledger is frozen where the cluster left it: only its status still answers.
         return ops
             .iter()
-            .map(|op| match op {
-                Op::Status => Ready::Done(OpResult::Status(Box::new(status(ctx)))),
-                _ => Ready::Done(OpResult::Failed(removed.clone())),
+            .map(|op| Pending {
+                operation: Operation::of_op(op),
+                ready: Ready::Done(match op {
+                    Op::Status => OpResult::Status(Box::new(status(ctx))),
+                    _ => OpResult::Failed(removed.clone()),
+                }),
             })
             .collect();
     }
@@ -66,31 +101,37 @@ pub(super) async fn handle_ops(
         Later(Op),
     }
     let no_quorum = ctx.quorum_lost_ms();
-    let slots: Vec<Slot> = ops
+    let slots: Vec<(Operation, Slot)> = ops
         .into_iter()
-        .map(|op| match (allowed(ctx, &caller.principal, &op), op) {
-            (Err(refused), _) => Slot::Done(OpResult::Failed(refused)),
-            (Ok(()), Op::Write(_)) if no_quorum.is_some() => {
-                Slot::Done(OpResult::Failed(ServerError::Unavailable {
-                    message: format!(
-                        "this leader has heard from no majority for {} ms",
-                        no_quorum.unwrap_or_default()
-                    ),
-                }))
-            }
-            (Ok(()), Op::Write(request)) => Slot::Write(ctx.proposer.submit(
-                request,
-                caller.author.clone(),
-                bytes_per_op,
-            )),
-            (Ok(()), Op::Status) => Slot::Done(OpResult::Status(Box::new(status(ctx)))),
-            (Ok(()), other) => Slot::Later(other),
+        .map(|op| (Operation::of_op(&op), op))
+        .map(|(operation, op)| {
+            (
+                operation,
+                match (allowed(ctx, &caller.principal, &op), op) {
+                    (Err(refused), _) => Slot::Done(OpResult::Failed(refused)),
+                    (Ok(()), Op::Write(_)) if no_quorum.is_some() => {
+                        Slot::Done(OpResult::Failed(ServerError::Unavailable {
+                            message: format!(
+                                "this leader has heard from no majority for {} ms",
+                                no_quorum.unwrap_or_default()
+                            ),
+                        }))
+                    }
+                    (Ok(()), Op::Write(request)) => Slot::Write(ctx.proposer.submit(
+                        request,
+                        caller.author.clone(),
+                        bytes_per_op,
+                    )),
+                    (Ok(()), Op::Status) => Slot::Done(OpResult::Status(Box::new(status(ctx)))),
+                    (Ok(()), other) => Slot::Later(other),
+                },
+            )
         })
         .collect();
     // All at once: a frame may carry many callers' operations (clients coalesce), so its
     // reads must share a leadership round rather than wait for each other.
-    let pending = slots.into_iter().map(|slot| async move {
-        match slot {
+    let pending = slots.into_iter().map(|(operation, slot)| async move {
+        let ready = match slot {
             Slot::Done(result) => Ready::Done(result),
             Slot::Write(rx) => Ready::Done(match rx.await {
                 Ok(Ok((outcome, log_index))) => OpResult::Written { outcome, log_index },
@@ -100,7 +141,8 @@ pub(super) async fn handle_ops(
                 }),
             }),
             Slot::Later(op) => handle_op(ctx, op).await,
-        }
+        };
+        Pending { operation, ready }
     });
     futures_util::future::join_all(pending).await
 }

@@ -8,6 +8,7 @@ use crate::node::NodeCtx;
 /// This node's status.
 pub fn status(ctx: &NodeCtx) -> NodeStatus {
     let view = ctx.consensus.view();
+    let readiness = ctx.readiness();
     // A removed node may still run elections (Raft never told it): it leads nothing.
     let removed = ctx.membership.removal().is_some();
     let (role, leader) = if removed {
@@ -37,7 +38,7 @@ pub fn status(ctx: &NodeCtx) -> NodeStatus {
         applied_index: ctx.shared.applied_index(),
         last_log_index: view.last_log_index,
         snapshot_index: ctx.shared.snapshot_index(),
-        ready: ctx.is_ready() && !removed,
+        ready: readiness.is_ok(),
         durability: ctx.durability.clone(),
         batches: ctx.proposer.stats(),
         ledger,
@@ -51,6 +52,7 @@ pub fn status(ctx: &NodeCtx) -> NodeStatus {
         membership: crate::raft::membership::members(ctx),
         replies: ctx.replies.stats(),
         access: ctx.refusals.stats(),
+        not_ready: readiness.err(),
         pauses: ctx.shared.ledger.pauses(),
         snapshots: ctx.shared.snapshot_stats(),
     }

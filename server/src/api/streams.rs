@@ -2,12 +2,14 @@
 //! through the stream's outbox.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::Semaphore;
 
 use protocol::{ClientFrame, Op, OpResult, ServerError, ServerMessage};
 
 use super::{feed, ops, Caller, SMALL_FRAME_BYTES};
+use crate::metrics::{Operation, Outcome, Transport};
 use crate::node::NodeCtx;
 use crate::replies::{ConnectionReplies, Outbox};
 
@@ -71,10 +73,9 @@ pub(super) async fn serve_stream(
                 break;
             }
         };
+        let arrived = Instant::now();
         if ctx.replies.over_budget() {
-            ctx.replies.shed();
-            let results = vec![OpResult::Failed(ServerError::Busy); frame.ops.len()];
-            reply(&outbox, frame.id, results).await;
+            shed(&ctx, &outbox, &frame, arrived).await;
             continue;
         }
         if let Some(since) = frame.ops.iter().find_map(|op| match op {
@@ -83,10 +84,13 @@ pub(super) async fn serve_stream(
         }) {
             let op = Op::Subscribe { since };
             if let Err(refused) = ops::allowed(&ctx, &caller.principal, &op) {
+                let answered = [(Operation::Subscribe, Outcome::Forbidden)];
+                ctx.metrics
+                    .record_requests(Transport::Quic, answered, arrived.elapsed());
                 reply(&outbox, frame.id, vec![OpResult::Failed(refused)]).await;
                 continue;
             }
-            subscribed = feed::subscribe(&ctx, &outbox, frame, since, subscribed).await;
+            subscribed = feed::subscribe(&ctx, &outbox, frame, since, subscribed, arrived).await;
             continue;
         }
         let Ok(permit) = inflight.clone().acquire_owned().await else {
@@ -95,10 +99,14 @@ pub(super) async fn serve_stream(
         let (ctx, outbox, caller) = (ctx.clone(), outbox.clone(), caller.clone());
         tokio::spawn(async move {
             let per_op = len / frame.ops.len().max(1);
-            let ready = ops::handle_ops(&ctx, &caller, frame.ops, per_op).await;
+            let mut pending = ops::handle_ops(&ctx, &caller, frame.ops, per_op).await;
             // Room first, then the ledger: a reply that waits for room holds no memory.
             if let Some(room) = outbox.room().await {
-                let results = ready.into_iter().map(|r| r.answer(&ctx)).collect();
+                for p in &mut pending {
+                    p.answer(&ctx);
+                }
+                record(&ctx, &pending, arrived);
+                let results = pending.into_iter().map(|p| p.into_result(&ctx)).collect();
                 let id = frame.id;
                 outbox.send(room, &ServerMessage::Reply { id, results });
             }
@@ -108,6 +116,28 @@ pub(super) async fn serve_stream(
     let _ = recv.stop(0u32.into());
     drop(outbox);
     let _ = writer.await;
+}
+
+/// Answers every operation of `frame` `busy`: the node holds too many unread replies.
+async fn shed(ctx: &NodeCtx, outbox: &Outbox, frame: &ClientFrame, arrived: Instant) {
+    ctx.replies.shed();
+    let results = vec![OpResult::Failed(ServerError::Busy); frame.ops.len()];
+    let answered = frame
+        .ops
+        .iter()
+        .map(|op| (Operation::of_op(op), Outcome::Busy));
+    ctx.metrics
+        .record_requests(Transport::Quic, answered, arrived.elapsed());
+    reply(outbox, frame.id, results).await;
+}
+
+/// Records a frame's answered operations, each taking the time since the frame `arrived`.
+fn record(ctx: &NodeCtx, pending: &[ops::Pending], arrived: Instant) {
+    let answered = pending
+        .iter()
+        .filter_map(|p| p.outcome().map(|outcome| (p.operation, outcome)));
+    ctx.metrics
+        .record_requests(Transport::Quic, answered, arrived.elapsed());
 }
 
 /// Reads and decodes a stream's next frame and its length in bytes; `Ok(None)` at a clean end

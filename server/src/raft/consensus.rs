@@ -123,6 +123,16 @@ pub struct ConsensusView {
     pub membership_index: u64,
 }
 
+/// How far behind the leader's log one follower or learner is, as the leader sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerLag {
+    /// The follower's node id.
+    pub id: NodeId,
+    /// Entries of the leader's log it is not known to hold: the leader's last log index minus
+    /// the last index it acknowledged (all of them if it acknowledged none).
+    pub entries: u64,
+}
+
 /// The Raft handle of a node.
 #[derive(Clone)]
 pub struct Consensus {
@@ -272,6 +282,24 @@ impl Consensus {
             last_log_index: metrics.last_log_index.unwrap_or(0),
             membership_index: metrics.membership_config.log_id().map_or(0, |l| l.index),
         }
+    }
+
+    /// On the leader, each other member's lag behind its log (empty on other nodes).
+    pub fn replication_lag(&self) -> Vec<FollowerLag> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let Some(replication) = metrics.replication.as_ref() else {
+            return Vec::new();
+        };
+        let last = metrics.last_log_index.unwrap_or(0);
+        replication
+            .iter()
+            .filter(|(id, _)| **id != self.id)
+            .map(|(id, matched)| FollowerLag {
+                id: *id,
+                entries: last.saturating_sub(matched.map_or(0, |m| m.index)),
+            })
+            .collect()
     }
 
     /// Whether openraft holds this node leader although its log cannot be written: it

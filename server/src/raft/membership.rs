@@ -519,6 +519,7 @@ mod tests {
             membership: Vec::new(),
             replies: protocol::ReplyStats::default(),
             access: protocol::AccessStats::default(),
+            not_ready: None,
             pauses: Default::default(),
             snapshots: Default::default(),
         }

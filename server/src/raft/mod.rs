@@ -12,6 +12,7 @@ pub mod log_store;
 pub mod membership;
 pub mod network;
 pub mod proposer;
+pub mod quiet;
 pub mod snapshot_data;
 pub mod snapshot_file;
 pub mod snapshots;

@@ -7,10 +7,10 @@
 //! [`Faults`] lets tests cut a node off: an isolated node sends no RPC and answers none, which
 //! is what a network partition looks like to Raft.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use openraft::error::{
@@ -133,6 +133,10 @@ pub struct Network {
     config: quinn::ClientConfig,
     faults: Arc<Faults>,
     connections: Arc<Mutex<HashMap<NodeId, quinn::Connection>>>,
+    /// Peers whose last RPC got no answer: a peer that stops answering is logged once (a
+    /// warning), and once more when it answers again. openraft's own error per failed RPC is
+    /// not logged (`crate::logging`): a leader would log ten a second per dead follower.
+    silent: Arc<Mutex<HashSet<NodeId>>>,
 }
 
 impl Network {
@@ -147,6 +151,24 @@ impl Network {
             config,
             faults,
             connections: Arc::default(),
+            silent: Arc::default(),
+        }
+    }
+
+    /// Notes whether `target` answered an RPC, logging when that changes.
+    fn heard<T, E: std::fmt::Display>(&self, target: NodeId, addr: &str, result: &Result<T, E>) {
+        let mut silent = self.silent.lock().unwrap_or_else(PoisonError::into_inner);
+        match result {
+            Ok(_) if silent.remove(&target) => {
+                tracing::info!(peer = target, addr, "node {target} answers again");
+            }
+            Err(e) if silent.insert(target) => tracing::warn!(
+                peer = target,
+                addr,
+                error = %e,
+                "node {target} does not answer raft messages (logged again once it answers)"
+            ),
+            _ => {}
         }
     }
 }
@@ -265,8 +287,18 @@ impl PeerClient {
             .map_err(|e| SendError::Network(e.to_string()))
     }
 
-    /// Sends `request` within the RPC's hard deadline.
+    /// Sends `request` within the RPC's hard deadline; notes whether the peer answered.
     async fn send<E: std::error::Error>(
+        &self,
+        request: PeerRequest,
+        option: &RPCOption,
+    ) -> Result<PeerReply, RPCError<NodeId, BasicNode, E>> {
+        let result = self.send_once(request, option).await;
+        self.network.heard(self.target, &self.addr, &result);
+        result
+    }
+
+    async fn send_once<E: std::error::Error>(
         &self,
         request: PeerRequest,
         option: &RPCOption,

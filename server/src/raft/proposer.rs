@@ -22,6 +22,7 @@ use engine::{Author, Authors, Outcome, Request};
 use protocol::{BatchStats, NodeAddr, ServerError};
 
 use crate::clock::Clock;
+use crate::metrics::Metrics;
 use crate::raft::state_machine::Shared;
 use crate::raft::{Batch, NodeId, Raft};
 
@@ -95,10 +96,13 @@ pub fn not_leader(raft: &Raft, leader_id: Option<NodeId>) -> ServerError {
 pub struct Proposer {
     tx: mpsc::Sender<PendingWrite>,
     stats: Arc<Stats>,
+    /// Entries in flight: the proposer task takes a permit per entry until it is applied.
+    inflight: Arc<Semaphore>,
 }
 
 impl Proposer {
     /// Starts the proposer task of node `id`; it stops when every handle is dropped.
+    /// Writes per proposed entry go to the node's metrics (`shared.metrics()`).
     pub fn start(
         id: NodeId,
         consensus: &super::consensus::Consensus,
@@ -108,9 +112,36 @@ impl Proposer {
         let raft = consensus.raft().clone();
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_MAX);
         let stats = Arc::new(Stats::default());
-        let consensus = consensus.clone();
-        tokio::spawn(run(id, rx, (raft, consensus), shared, clock, stats.clone()));
-        Proposer { tx, stats }
+        let inflight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT_MAX));
+        let batcher = Batcher {
+            id,
+            raft,
+            consensus: consensus.clone(),
+            metrics: shared.metrics().clone(),
+            shared,
+            clock,
+            stats: stats.clone(),
+            tick_pending: Arc::new(AtomicBool::new(false)),
+            last_ts: 0,
+            last_stamp: None,
+            clock_distrusted: false,
+        };
+        tokio::spawn(run(batcher, rx, inflight.clone()));
+        Proposer {
+            tx,
+            stats,
+            inflight,
+        }
+    }
+
+    /// Writes waiting in the queue for a batch.
+    pub fn queued(&self) -> usize {
+        WRITE_QUEUE_MAX - self.tx.capacity()
+    }
+
+    /// Entries proposed and not yet applied (at most [`BATCHES_IN_FLIGHT_MAX`]).
+    pub fn in_flight(&self) -> usize {
+        BATCHES_IN_FLIGHT_MAX - self.inflight.available_permits()
     }
 
     /// Queues a write (`bytes`: its approximate encoded size). A full queue answers `busy`.
@@ -151,6 +182,8 @@ struct Batcher {
     shared: Arc<Shared>,
     clock: Arc<Clock>,
     stats: Arc<Stats>,
+    /// Where writes per entry are recorded.
+    metrics: Arc<Metrics>,
     /// A tick (an empty batch that only moves time) is in flight: no second one.
     tick_pending: Arc<AtomicBool>,
     /// The last batch's timestamp: batches never go back in time (SPEC section 4).
@@ -164,27 +197,7 @@ struct Batcher {
 /// Takes queued writes into batches of at most [`engine::limits::BATCH_REQUESTS_MAX`] writes
 /// and [`BATCH_BYTES_MAX`] bytes, at most [`BATCHES_IN_FLIGHT_MAX`] in flight; proposes a tick
 /// when a deadline is due and nothing else is. Ends when every [`Proposer`] is dropped.
-async fn run(
-    id: NodeId,
-    mut rx: mpsc::Receiver<PendingWrite>,
-    (raft, consensus): (Raft, super::consensus::Consensus),
-    shared: Arc<Shared>,
-    clock: Arc<Clock>,
-    stats: Arc<Stats>,
-) {
-    let inflight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT_MAX));
-    let mut batcher = Batcher {
-        id,
-        raft,
-        consensus,
-        shared,
-        clock,
-        stats,
-        tick_pending: Arc::new(AtomicBool::new(false)),
-        last_ts: 0,
-        last_stamp: None,
-        clock_distrusted: false,
-    };
+async fn run(mut batcher: Batcher, mut rx: mpsc::Receiver<PendingWrite>, inflight: Arc<Semaphore>) {
     loop {
         let Ok(permit) = inflight.clone().acquire_owned().await else {
             return;
@@ -317,6 +330,7 @@ impl Batcher {
         stats.entries.fetch_add(1, Ordering::Relaxed);
         stats.writes.fetch_add(writes as u64, Ordering::Relaxed);
         stats.writes_max.fetch_max(writes as u64, Ordering::Relaxed);
+        self.metrics.record_entry_writes(writes);
     }
 }
 
@@ -402,6 +416,11 @@ impl ReadBarrier {
         let (tx, rx) = mpsc::channel(READ_QUEUE_MAX);
         tokio::spawn(run_barrier(rx, raft));
         ReadBarrier { tx }
+    }
+
+    /// Linearizable reads waiting for a leadership round.
+    pub fn queued(&self) -> usize {
+        READ_QUEUE_MAX - self.tx.capacity()
     }
 
     /// Waits until this node has confirmed its leadership with a quorum after this call began

@@ -22,6 +22,8 @@ use tokio::sync::watch;
 use engine::{BatchHeader, Frozen, Ledger};
 use protocol::{SnapshotBuilding, SnapshotBuilt, SnapshotStats};
 
+use crate::metrics::Metrics;
+
 use super::ledger_lock::LedgerLock;
 use super::network::Faults;
 use super::snapshot_data::SnapshotBytes;
@@ -89,6 +91,8 @@ pub struct Shared {
     stopping: AtomicBool,
     /// The test hook that holds builds before encoding.
     faults: Arc<Faults>,
+    /// Where apply and snapshot times are recorded.
+    metrics: Arc<Metrics>,
 }
 
 impl Shared {
@@ -116,6 +120,12 @@ impl Shared {
     /// The applied log index now.
     pub fn applied_index(&self) -> u64 {
         *self.applied.borrow()
+    }
+
+    /// The node's metrics (the state machine records apply and snapshot times, the proposer
+    /// the writes per entry).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The index of the newest snapshot, 0 if none.
@@ -214,8 +224,13 @@ pub struct StateMachine {
 impl StateMachine {
     /// Opens the state machine of a node: the newest valid snapshot in `dir`, if any, restored
     /// into a ledger. Invalid or unreadable snapshot files are skipped with a warning.
-    /// `faults` holds snapshot builds for tests ([`Faults::hold_snapshots`]).
-    pub fn open(dir: &Path, faults: Arc<Faults>) -> Result<StateMachine, std::io::Error> {
+    /// `faults` holds snapshot builds for tests ([`Faults::hold_snapshots`]); apply and
+    /// snapshot times go to `metrics`.
+    pub fn open(
+        dir: &Path,
+        faults: Arc<Faults>,
+        metrics: Arc<Metrics>,
+    ) -> Result<StateMachine, std::io::Error> {
         std::fs::create_dir_all(dir)?;
         let mut files = snapshot_file::snapshot_files(dir)?;
         files.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
@@ -258,6 +273,7 @@ impl StateMachine {
             builds: Mutex::new(Builds::default()),
             stopping: AtomicBool::new(false),
             faults,
+            metrics,
         });
         Ok(StateMachine { shared })
     }
@@ -356,6 +372,9 @@ impl SnapshotBuilder {
         let mut builds = lock(&self.shared.builds);
         builds.building = None;
         if let Some(bytes) = built {
+            self.shared
+                .metrics
+                .record_snapshot_build(self.started.elapsed());
             builds.built_total += 1;
             builds.last = Some(SnapshotBuilt {
                 index: self.meta.last_log_id.map_or(0, |l| l.index),
@@ -431,6 +450,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             // most, and a pause is one batch's apply.
             let mut ledger = self.shared.ledger.write();
             let mut meta = lock(&self.shared.meta);
+            let started = Instant::now();
             let log_index = entry.log_id.index;
             let outcomes = match entry.payload {
                 EntryPayload::Blank => Vec::new(),
@@ -449,6 +469,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             };
             meta.last_applied = Some(entry.log_id);
             last = Some(log_index);
+            self.shared.metrics.record_apply(started.elapsed());
             replies.push(BatchReply {
                 log_index,
                 outcomes,
@@ -469,6 +490,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             (ledger.freeze(), lock(&self.shared.meta).clone())
         };
         let freeze_us = micros(started.elapsed());
+        // The freeze is the only pause a snapshot causes.
+        self.shared.metrics.record_pause(started.elapsed());
         let index = meta.last_applied.map_or(0, |l| l.index);
         debug_assert!(
             frozen.applied_index() <= index,
@@ -493,6 +516,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<SnapshotBytes>,
     ) -> Result<(), StorageError> {
+        let started = Instant::now();
         let data = snapshot.into_inner();
         let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
         let was_ready = self.shared.is_ready();
@@ -523,6 +547,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .applied
             .send_replace(meta.last_log_id.map_or(0, |l| l.index));
         self.shared.set_ready(was_ready);
+        self.shared
+            .metrics
+            .record_snapshot_install(started.elapsed());
         tracing::info!(
             index = meta.last_log_id.map_or(0, |l| l.index),
             "snapshot installed"
@@ -572,7 +599,7 @@ mod tests {
             snapshot_id: "3-42".to_owned(),
         };
         snapshot_file::persist_snapshot(&dir, &meta, &data).expect("persist");
-        let sm = StateMachine::open(&dir, Arc::default()).expect("open");
+        let sm = StateMachine::open(&dir, Arc::default(), Arc::default()).expect("open");
         assert_eq!(sm.shared().applied_index(), 42);
         assert_eq!(sm.shared().snapshot_index(), 42);
         let path = dir.join("snapshot-42.bin");
@@ -580,7 +607,8 @@ mod tests {
         let middle = bytes.len() / 2;
         bytes[middle] ^= 1;
         std::fs::write(&path, bytes).expect("write");
-        let sm = StateMachine::open(&dir, Arc::default()).expect("open skips the bad file");
+        let sm = StateMachine::open(&dir, Arc::default(), Arc::default())
+            .expect("open skips the bad file");
         assert_eq!(sm.shared().applied_index(), 0);
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -249,6 +249,7 @@ mod tests {
             membership: Vec::new(),
             replies: Default::default(),
             access: Default::default(),
+            not_ready: None,
             pauses: Default::default(),
             snapshots: Default::default(),
         }

@@ -7,6 +7,7 @@ mod deadlines;
 mod failover;
 mod feed;
 mod membership;
+mod observability;
 mod partition;
 mod protocol_errors;
 mod restart;

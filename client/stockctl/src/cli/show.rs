@@ -388,6 +388,11 @@ pub fn status(node: &str, s: &NodeStatus) -> String {
         .leader
         .as_ref()
         .map_or_else(|| "none".to_owned(), |l| format!("{} ({})", l.id, l.addr));
+    let ready = match (s.ready, s.not_ready) {
+        (true, _) => "true".to_owned(),
+        (false, Some(why)) => format!("false ({why})"),
+        (false, None) => "false".to_owned(),
+    };
     let members = s
         .members
         .iter()
@@ -402,7 +407,7 @@ pub fn status(node: &str, s: &NodeStatus) -> String {
          frames_shed={}",
         s.node.id,
         s.term,
-        s.ready,
+        ready,
         s.applied_index,
         s.last_log_index,
         s.snapshot_index,
