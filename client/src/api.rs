@@ -1223,6 +1223,8 @@ mod tests {
             replies: protocol::ReplyStats::default(),
             access: protocol::AccessStats::default(),
             not_ready: None,
+            pauses: Default::default(),
+            snapshots: Default::default(),
         }
     }
 

@@ -122,6 +122,12 @@ impl Frozen {
     pub fn encode(&self) -> Vec<u8> {
         encode(&self.state)
     }
+
+    /// [`Ledger::digest`] of the frozen state: a caller that must not hold the ledger while
+    /// the whole state is encoded freezes it and takes the digest of the view.
+    pub fn digest(&self) -> String {
+        blake3::hash(&self.encode()).to_hex().to_string()
+    }
 }
 
 /// Appends postcard encodings to a buffer, part by part: the body is the concatenation of its
@@ -247,7 +253,7 @@ impl Ledger {
     /// BLAKE3 digest of [`Ledger::snapshot`], hex: equal on every replica that applied the same
     /// log.
     pub fn digest(&self) -> String {
-        blake3::hash(&self.snapshot()).to_hex().to_string()
+        self.freeze().digest()
     }
 
     /// Rebuilds a ledger from [`Ledger::snapshot`] bytes, checking every invariant. Another

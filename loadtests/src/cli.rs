@@ -108,6 +108,14 @@ struct ClusterArgs {
     /// Raft entries between snapshots on the local cluster (default: the server's, 100,000).
     #[arg(long)]
     snapshot_every: Option<u64>,
+    /// MiB of log that also trigger a snapshot on the local cluster (default: the server's,
+    /// 256).
+    #[arg(long)]
+    snapshot_log_mib: Option<u64>,
+    /// Seconds since the last snapshot that also trigger one on the local cluster (default:
+    /// the server's, 600).
+    #[arg(long)]
+    snapshot_interval_s: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -271,6 +279,8 @@ impl ClusterArgs {
             runtime: self.cluster_runtime,
             durability: durability(self.durability),
             snapshot_every: self.snapshot_every,
+            snapshot_log_mib: self.snapshot_log_mib,
+            snapshot_interval_s: self.snapshot_interval_s,
         })
     }
 }

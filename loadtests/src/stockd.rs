@@ -65,6 +65,10 @@ pub struct ClusterOptions {
     pub durability: Durability,
     /// Raft entries between snapshots (`None`: the server's default).
     pub snapshot_every: Option<u64>,
+    /// MiB of log that also trigger a snapshot (`None`: the server's default).
+    pub snapshot_log_mib: Option<u64>,
+    /// Seconds since the last snapshot that also trigger one (`None`: the server's default).
+    pub snapshot_interval_s: Option<u64>,
 }
 
 impl Default for ClusterOptions {
@@ -75,6 +79,8 @@ impl Default for ClusterOptions {
             runtime: RuntimeKind::Multi,
             durability: Durability::default(),
             snapshot_every: None,
+            snapshot_log_mib: None,
+            snapshot_interval_s: None,
         }
     }
 }
@@ -87,6 +93,12 @@ impl LocalCluster {
         let mut timings = RaftTimings::default();
         if let Some(every) = options.snapshot_every {
             timings.snapshot_every = every.max(1);
+        }
+        if let Some(mib) = options.snapshot_log_mib {
+            timings.snapshot_log_bytes = mib.max(1).saturating_mul(1 << 20);
+        }
+        if let Some(seconds) = options.snapshot_interval_s {
+            timings.snapshot_interval_ms = seconds.max(1).saturating_mul(1_000);
         }
         let config = ClusterConfig {
             nodes: options.nodes.clamp(1, 7),

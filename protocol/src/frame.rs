@@ -371,6 +371,11 @@ pub struct NodeStatus {
     /// Why the node is not ready (`None` when `ready`): the first reason that holds, in the
     /// order of [`NotReady`]'s variants.
     pub not_ready: Option<NotReady>,
+    /// How long the ledger stopped applying or reading, since the node started (SPEC section
+    /// 4, "No stalls").
+    pub pauses: PauseStats,
+    /// The snapshot being built, the last one built, and failures writing them.
+    pub snapshots: SnapshotStats,
 }
 
 /// Why a node is not ready (SPEC section 6, `/readyz`: ready means its state is rebuilt and a
@@ -412,6 +417,75 @@ impl std::fmt::Display for NotReady {
             NotReady::NoLeader => "no live leader known",
         })
     }
+}
+
+/// The node's own measurement of its ledger's pauses (SPEC section 4, "No stalls": at most 5
+/// ms). Maxima in microseconds, since the node started, and per second for the last
+/// [`crate::PAUSE_SECONDS_REPORTED`] seconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PauseStats {
+    /// Longest time the ledger was write-locked, counted from the moment the lock was asked
+    /// for until it was released: one batch's apply or a snapshot install, including any wait
+    /// for reads or a snapshot's freeze to let go. µs.
+    pub apply_pause_max_us: u64,
+    /// Longest time a read of the ledger (a query, an authorization lookup, a status, a
+    /// snapshot's freeze) waited for the ledger, µs.
+    pub read_wait_max_us: u64,
+    /// The same two maxima per second of the node's clock, oldest first, for the seconds in
+    /// the last [`crate::PAUSE_SECONDS_REPORTED`] in which the ledger was locked at all; a benchmark
+    /// that asks at least that often sees the longest pause of each of its phases.
+    pub recent: Vec<PauseSecond>,
+}
+
+/// The longest pauses within one second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PauseSecond {
+    /// Start of the second, ms since the Unix epoch (the node's clock).
+    pub start_ms: u64,
+    /// As [`PauseStats::apply_pause_max_us`], within this second (0: none). µs.
+    pub apply_pause_max_us: u64,
+    /// As [`PauseStats::read_wait_max_us`], within this second (0: none waited). µs.
+    pub read_wait_max_us: u64,
+}
+
+/// Snapshots this node built since it started. A build freezes the ledger (the only step
+/// that holds its lock: pointer copies), then encodes, checksums and writes the file on a
+/// background thread while apply and reads go on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotStats {
+    /// The build in progress, if any.
+    pub building: Option<SnapshotBuilding>,
+    /// The last build that finished.
+    pub last: Option<SnapshotBuilt>,
+    /// Builds finished since the node started.
+    pub built_total: u64,
+    /// The error writing the snapshot being built, while it is retried (the node keeps
+    /// serving; its log is not compacted meanwhile).
+    pub write_error: Option<String>,
+    /// Failed attempts to write a built snapshot since the node started (each retried).
+    pub write_failures_total: u64,
+}
+
+/// A snapshot build in progress.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotBuilding {
+    /// Log index of the frozen state it encodes.
+    pub index: u64,
+    /// Time since the freeze, ms.
+    pub elapsed_ms: u64,
+}
+
+/// A finished snapshot build.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotBuilt {
+    /// Log index of the snapshot.
+    pub index: u64,
+    /// Time the freeze held the ledger, µs.
+    pub freeze_us: u64,
+    /// Freeze to durable file (encoding, checksum, write, fsync, retries), ms.
+    pub build_ms: u64,
+    /// Bytes of the ledger's encoding in the file.
+    pub bytes: u64,
 }
 
 /// What a node refused for identity or role since it started (SPEC section 7).

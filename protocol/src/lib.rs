@@ -45,6 +45,8 @@ pub const STREAMS_PER_CONNECTION_MAX: u32 = 64;
 /// Frames a node processes concurrently on one stream (pipelining depth); further frames wait
 /// in the stream's flow control.
 pub const FRAMES_IN_FLIGHT_PER_STREAM_MAX: usize = 256;
+/// Seconds of per-second pause maxima a status reports ([`PauseStats::recent`]).
+pub const PAUSE_SECONDS_REPORTED: usize = 60;
 /// Idle timeout of every QUIC connection, ms; clients send keep-alives at a third of it.
 pub const IDLE_TIMEOUT_MS: u64 = 30_000;
 /// Idle timeout of node-to-node connections, ms: short, so that a peer that died without

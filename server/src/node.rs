@@ -20,7 +20,7 @@ use crate::raft::election::{Election, ElectionTimings};
 use crate::raft::log_store::{Durability, LogStore};
 use crate::raft::network::{Faults, Network};
 use crate::raft::proposer::{Proposer, ReadBarrier};
-use crate::raft::snapshots::SnapshotPolicy;
+use crate::raft::snapshots::{SnapshotPolicy, SnapshotThresholds};
 use crate::raft::state_machine::{Shared, StateMachine};
 use crate::raft::NodeId;
 
@@ -349,14 +349,18 @@ struct Storage {
 }
 
 impl Storage {
-    async fn open(config: &NodeConfig, metrics: Arc<Metrics>) -> Result<Storage, StartError> {
+    async fn open(
+        config: &NodeConfig,
+        faults: Arc<Faults>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Storage, StartError> {
         let storage_err = |what| {
             move |e: &dyn std::fmt::Display| StartError::Storage {
                 what,
                 error: e.to_string(),
             }
         };
-        let state_machine = StateMachine::open(&config.data_dir.join("snapshots"), metrics)
+        let state_machine = StateMachine::open(&config.data_dir.join("snapshots"), faults, metrics)
             .map_err(|e| storage_err("snapshots")(&e))?;
         let log_dir = config.data_dir.join("log");
         let log = if config.initial_members.is_empty() {
@@ -416,11 +420,11 @@ impl Node {
         check_config(&config)?;
         let data_dir_lock = lock_data_dir(&config.data_dir)?;
         let tls = NodeTls::load_or_issue(&config)?;
+        let faults = Arc::new(Faults::default());
         let metrics = Arc::new(Metrics::new());
-        let storage = Storage::open(&config, metrics.clone()).await?;
+        let storage = Storage::open(&config, faults.clone(), metrics.clone()).await?;
         let shared = storage.state_machine.shared();
         let (endpoint, local_addr) = bind(&tls, config.listen)?;
-        let faults = Arc::new(Faults::default());
         let peer = pki::peer_client_config(&tls.identity, &tls.ca).map_err(files_err("TLS"))?;
         let network = Network::new(endpoint.clone(), peer.clone(), faults.clone());
         let log = storage.log.clone();
@@ -528,13 +532,24 @@ impl Node {
         &self.ctx.metrics
     }
 
-    /// The digest of this node's ledger and the index it reflects.
+    /// The digest of this node's ledger and the index it reflects (the ledger is frozen under
+    /// its lock and encoded outside it).
     pub fn digest(&self) -> LedgerDigest {
-        let ledger = self.ctx.shared.ledger.read().expect("ledger lock poisoned");
+        let (frozen, applied_index) = {
+            let ledger = self.ctx.shared.ledger.read().expect("ledger lock poisoned");
+            (ledger.freeze(), self.ctx.shared.applied_index())
+        };
         LedgerDigest {
-            applied_index: self.ctx.shared.applied_index(),
-            digest: ledger.digest(),
+            applied_index,
+            digest: frozen.digest(),
         }
+    }
+
+    /// Asks Raft to build a snapshot now, whatever the snapshot policy says (tests,
+    /// benchmarks); `false` if Raft has stopped. Raft ignores the request while a build is in
+    /// progress.
+    pub async fn trigger_snapshot(&self) -> bool {
+        self.ctx.consensus.trigger_snapshot().await
     }
 
     /// Initialises a new cluster with these voters (this node must be pristine).
@@ -549,6 +564,7 @@ impl Node {
     /// closed. Waits at most a few seconds for connections to drain.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        self.ctx.shared.stop();
         let _ = self.accept.await;
         let limit = Duration::from_millis(RAFT_SHUTDOWN_MS_MAX);
         self.ctx
@@ -567,7 +583,11 @@ fn spawn_tasks(ctx: &Arc<NodeCtx>, network: Network, shutdown: &watch::Receiver<
         .spawn_elections(ctx.election.clone(), network, shutdown.clone());
     let policy = SnapshotPolicy {
         id: ctx.id,
-        every: ctx.timings.snapshot_every,
+        thresholds: SnapshotThresholds {
+            entries: ctx.timings.snapshot_every,
+            log_bytes: ctx.timings.snapshot_log_bytes,
+            interval_ms: ctx.timings.snapshot_interval_ms,
+        },
         consensus: ctx.consensus.clone(),
         shared: ctx.shared.clone(),
         log: ctx.log.clone(),

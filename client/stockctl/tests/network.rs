@@ -238,6 +238,20 @@ fn stockctl_operates_a_ledger_in_display_units() {
     let replies = "\n  replies: queued_bytes=0 connections_closed_unread=0 subscribers_cut=0 \
                    frames_shed=0";
     assert!(status.stdout.contains(replies), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("\n  pauses: apply_max="),
+        "{}",
+        status.stdout
+    );
+    let json = stockctl(&cluster, &["status", "--json"]);
+    let nodes: serde_json::Value = serde_json::from_str(json.stdout.trim()).expect("JSON");
+    let status = &nodes[0]["status"];
+    assert!(
+        status["pauses"]["apply_pause_max_us"].is_u64()
+            && status["pauses"]["recent"].is_array()
+            && status["snapshots"]["built_total"].is_u64(),
+        "{status}"
+    );
     check(
         &stockctl(&cluster, &["digest"]),
         0,

@@ -220,6 +220,8 @@ pub fn status(id: u64, role: Role, leader: Option<NodeAddr>) -> Box<NodeStatus> 
         replies: protocol::ReplyStats::default(),
         access: protocol::AccessStats::default(),
         not_ready: None,
+        pauses: Default::default(),
+        snapshots: Default::default(),
         ledger: LedgerStatus {
             applied_index: 0,
             now_ms: 0,

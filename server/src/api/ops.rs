@@ -159,11 +159,21 @@ async fn handle_op(ctx: &Arc<NodeCtx>, op: Op) -> Ready {
             if !ctx.is_ready() {
                 return failed(ServerError::NotReady);
             }
-            let ledger = ctx.shared.ledger.read().expect("ledger lock poisoned");
-            Ready::Done(OpResult::Digest {
-                applied_index: ctx.shared.applied_index(),
-                digest: ledger.digest(),
-            })
+            // The whole ledger is encoded for its digest: from a frozen view, on a blocking
+            // thread, so that neither apply nor this runtime waits for it.
+            let (frozen, applied_index) = {
+                let ledger = ctx.shared.ledger.read().expect("ledger lock poisoned");
+                (ledger.freeze(), ctx.shared.applied_index())
+            };
+            match tokio::task::spawn_blocking(move || frozen.digest()).await {
+                Ok(digest) => Ready::Done(OpResult::Digest {
+                    applied_index,
+                    digest,
+                }),
+                Err(e) => failed(ServerError::Internal {
+                    message: format!("digest: {e}"),
+                }),
+            }
         }
         Op::Admin(admin) => Ready::Done(crate::raft::membership::admin(ctx, admin).await),
         Op::Write(_) | Op::Status | Op::Subscribe { .. } => failed(ServerError::Internal {

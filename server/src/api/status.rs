@@ -53,5 +53,7 @@ pub fn status(ctx: &NodeCtx) -> NodeStatus {
         replies: ctx.replies.stats(),
         access: ctx.refusals.stats(),
         not_ready: readiness.err(),
+        pauses: ctx.shared.ledger.pauses(),
+        snapshots: ctx.shared.snapshot_stats(),
     }
 }

@@ -22,8 +22,6 @@
 
 pub mod access;
 
-use std::sync::RwLock;
-
 use engine::{Answer, ChannelId, Command, Ledger, LocationId, OrderId, OrderSource, Query};
 use engine::{ReservationId, Target, TransferId};
 use pki::{ClientRole, Principal};
@@ -172,7 +170,12 @@ fn store(p: &Principal, command: &Command) -> Access {
 /// in the replicated ledger, so every node refuses it once it applied the revocation) is
 /// refused, then [`authorize`], then a lookup in the ledger (read-locked for the lookup only)
 /// if one is needed. `Err` is the `forbidden` text.
-pub fn decide(p: &Principal, op: &Op, ledger: &RwLock<Ledger>, now_ms: u64) -> Result<(), String> {
+pub fn decide(
+    p: &Principal,
+    op: &Op,
+    ledger: &crate::raft::ledger_lock::LedgerLock,
+    now_ms: u64,
+) -> Result<(), String> {
     if p.expires_at_ms <= now_ms {
         return Err(format!("the credential of {} has expired", p.name));
     }

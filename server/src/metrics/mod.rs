@@ -190,7 +190,7 @@ impl Metrics {
         self.timings.apply.observe_duration(elapsed);
     }
 
-    /// Records a snapshot build (copy, encode, write).
+    /// Records a snapshot build (freeze, encode, write).
     pub fn record_snapshot_build(&self, elapsed: Duration) {
         self.timings.snapshot_build.observe_duration(elapsed);
     }
@@ -200,9 +200,9 @@ impl Metrics {
         self.timings.snapshot_install.observe_duration(elapsed);
     }
 
-    /// Records a pause of the apply loop or of reads caused by upkeep (a snapshot's copy of
-    /// the ledger today): `stockd_pause_max_seconds` keeps the longest (SPEC section 4: at
-    /// most 5 ms).
+    /// Records a pause of the apply loop or of reads caused by upkeep (a snapshot's freeze):
+    /// `stockd_pause_max_seconds` keeps the longest of these and of the node's own measured
+    /// apply pause and read wait (SPEC section 4: at most 5 ms).
     pub fn record_pause(&self, elapsed: Duration) {
         let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.pause_max_ns.fetch_max(ns, Ordering::Relaxed);
@@ -269,7 +269,7 @@ impl Timings {
             ),
             snapshot_build: histogram(
                 "snapshot_build_duration",
-                "Time to build a snapshot: copy the ledger, encode it and write the file",
+                "Time to build a snapshot: freeze the ledger, encode it and write the file (off the apply path)",
                 histogram::SNAPSHOT_SECONDS,
                 Some(Unit::Seconds),
             ),

@@ -39,8 +39,13 @@ pub struct RaftTimings {
     pub election_min_ms: u64,
     /// Election timeout, upper bound.
     pub election_max_ms: u64,
-    /// Entries between snapshots.
+    /// Entries between snapshots (before the stagger of `raft::snapshots::due`).
     pub snapshot_every: u64,
+    /// Bytes of unpurged log that trigger a snapshot (before stagger).
+    pub snapshot_log_bytes: u64,
+    /// Time since the last snapshot that triggers one if anything was applied, ms (before
+    /// stagger).
+    pub snapshot_interval_ms: u64,
     /// Entries kept in the log behind a snapshot.
     pub log_kept: u64,
     /// How long `add-node` waits for a learner to catch up before answering with its state
@@ -55,6 +60,8 @@ impl Default for RaftTimings {
             election_min_ms: 400,
             election_max_ms: 800,
             snapshot_every: super::snapshots::SNAPSHOT_EVERY_ENTRIES_DEFAULT,
+            snapshot_log_bytes: super::snapshots::SNAPSHOT_LOG_BYTES_DEFAULT,
+            snapshot_interval_ms: super::snapshots::SNAPSHOT_INTERVAL_MS_DEFAULT,
             log_kept: super::snapshots::LOG_KEPT_BEHIND_SNAPSHOT,
             add_node_catch_up_ms: super::membership::ADD_NODE_WAIT_MS_DEFAULT,
         }

@@ -7,17 +7,18 @@
 
 pub mod consensus;
 pub mod election;
+pub mod ledger_lock;
 pub mod log_store;
 pub mod membership;
 pub mod network;
 pub mod proposer;
 pub mod quiet;
+pub mod snapshot_data;
+pub mod snapshot_file;
 pub mod snapshots;
 pub mod state_machine;
 
 pub use log_store::{Durability, LogStore};
-
-use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
@@ -52,14 +53,14 @@ pub struct BatchReply {
 
 openraft::declare_raft_types!(
     /// stockd's Raft types: batches in, outcomes out, u64 node ids, nodes addressed by
-    /// `host:port`, snapshots as bytes.
+    /// `host:port`, snapshots as shared bytes.
     pub TypeConfig:
         D = Batch,
         R = BatchReply,
         NodeId = NodeId,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = snapshot_data::SnapshotBytes,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

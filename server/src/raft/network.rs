@@ -64,11 +64,17 @@ pub enum PeerReply {
 pub type StatusFn = Arc<dyn Fn() -> protocol::NodeStatus + Send + Sync>;
 
 /// Fault injection for tests (and for operators draining a node): while `isolated`, the node
-/// neither sends nor answers Raft RPCs.
+/// neither sends nor answers Raft RPCs; while snapshots are held, a snapshot build waits after
+/// its freeze, before encoding.
 #[derive(Debug, Default)]
 pub struct Faults {
     isolated: AtomicBool,
+    snapshots_held: std::sync::Mutex<bool>,
+    snapshots_released: std::sync::Condvar,
 }
+
+/// How often a held snapshot build looks whether its node stops, ms.
+const SNAPSHOT_HOLD_CHECK_MS: u64 = 100;
 
 impl Faults {
     /// Cuts the node off from its peers, or reconnects it.
@@ -79,6 +85,32 @@ impl Faults {
     /// Whether the node is cut off.
     pub fn is_isolated(&self) -> bool {
         self.isolated.load(Ordering::SeqCst)
+    }
+
+    /// Holds every snapshot build of this node between its freeze and its encoding (a test
+    /// shows that nothing else waits for an encoder), or lets them go on. A node that stops
+    /// lets its held build go (and the build gives up).
+    pub fn hold_snapshots(&self, held: bool) {
+        *self
+            .snapshots_held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = held;
+        self.snapshots_released.notify_all();
+    }
+
+    /// Blocks the calling (blocking) thread while snapshots are held and `stopping()` is false.
+    pub(crate) fn wait_while_snapshots_held(&self, stopping: impl Fn() -> bool) {
+        let mut held = self
+            .snapshots_held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *held && !stopping() {
+            held = self
+                .snapshots_released
+                .wait_timeout(held, Duration::from_millis(SNAPSHOT_HOLD_CHECK_MS))
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
     }
 }
 

@@ -1,34 +1,36 @@
 //! The Raft state machine: decodes entries and hands batches to the engine; builds, stores and
 //! installs snapshots of the ledger.
 //!
-//! The ledger sits behind a `std::sync::RwLock` shared with the read path: apply takes the write
-//! lock once per call (for all entries openraft hands over), reads take the read lock for the
-//! duration of one query. Neither is held across an `.await`.
+//! The ledger sits behind a [`LedgerLock`] shared with the read path: apply takes the write
+//! lock once per entry (one batch), reads take the read lock for the duration of one query. Neither is held across an `.await`.
 //!
-//! Snapshots are files `snapshot-<index>.bin` in the node's snapshot directory:
-//! `b"STKDSNAP"`, a u32 LE length and the postcard-encoded [`SnapshotMeta`], the engine's snapshot
-//! bytes, then a 32-byte BLAKE3 of everything before. The newest valid file is loaded at startup;
-//! older ones are deleted once a newer one is durable.
+//! A snapshot holds the lock only to freeze the ledger (`Ledger::freeze`: pointer copies, tens
+//! of µs at 10 M balances). openraft asks for a builder on its state machine task, between two
+//! applies, so the frozen view and the applied log id agree; it then runs the build in a task
+//! of its own, which encodes, checksums and writes the file ([`super::snapshot_file`]) on a
+//! thread of its own, at a low CPU priority, while apply and reads go on. openraft starts one build at a time.
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
 use tokio::sync::watch;
 
-use engine::{BatchHeader, Ledger};
+use engine::{BatchHeader, Frozen, Ledger};
+use protocol::{SnapshotBuilding, SnapshotBuilt, SnapshotStats};
 
 use crate::metrics::Metrics;
 
+use super::ledger_lock::LedgerLock;
+use super::network::Faults;
+use super::snapshot_data::SnapshotBytes;
+use super::snapshot_file::{self, Stopped};
 use super::{
     io_error, BatchReply, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
-
-/// First bytes of a snapshot file.
-const SNAPSHOT_FILE_MAGIC: &[u8; 8] = b"STKDSNAP";
 
 /// What the state machine knows besides the ledger.
 #[derive(Debug, Clone, Default)]
@@ -44,21 +46,51 @@ struct StoredSnapshot {
     data: Arc<Vec<u8>>,
 }
 
+/// Snapshot builds since the node started (`status`: [`SnapshotStats`]).
+#[derive(Debug, Default)]
+struct Builds {
+    /// The build in progress: the index it freezes and when it froze.
+    building: Option<(u64, Instant)>,
+    last: Option<SnapshotBuilt>,
+    built_total: u64,
+    write_error: Option<String>,
+    write_failures_total: u64,
+}
+
+/// Which path stores a snapshot: it decides where a write failure is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Built here, off the apply path: the node keeps serving while the write is retried.
+    Build,
+    /// Received from the leader: apply waits for it, so the node is not ready meanwhile.
+    Install,
+}
+
 /// State shared between the Raft state machine and the node's read path.
 #[derive(Debug)]
 pub struct Shared {
-    /// The ledger. Write-locked by apply and snapshot install; read-locked by queries.
-    pub ledger: RwLock<Ledger>,
+    /// The ledger. Write-locked by apply and snapshot install; read-locked by queries and
+    /// by a snapshot's freeze.
+    pub ledger: LedgerLock,
     meta: Mutex<Meta>,
+    /// The newest snapshot. Taken with `store` held: a build that finishes after an install
+    /// of a newer snapshot must not replace it.
     current: Mutex<Option<StoredSnapshot>>,
+    /// Orders the writes of snapshot files (a build's and an install's may overlap).
+    store: Mutex<()>,
     dir: PathBuf,
     /// Last applied log index (including blank and membership entries), for `AtLeast` reads,
     /// subscriptions and readiness.
     applied: watch::Sender<u64>,
     /// False while the state is being rebuilt (startup replay, snapshot install).
     ready: AtomicBool,
-    /// The error writing a snapshot file, while the writer retries it.
+    /// The error writing an installed snapshot's file, while it is retried (apply waits).
     snapshot_error: Mutex<Option<String>>,
+    builds: Mutex<Builds>,
+    /// Set when the node stops: a held or failing snapshot build gives up.
+    stopping: AtomicBool,
+    /// The test hook that holds builds before encoding.
+    faults: Arc<Faults>,
     /// Where apply and snapshot times are recorded.
     metrics: Arc<Metrics>,
 }
@@ -74,8 +106,8 @@ impl Shared {
         self.ready.store(ready, Ordering::Release);
     }
 
-    /// The error that keeps a snapshot from being written right now, if any (the node is not
-    /// ready meanwhile: apply waits for the snapshot).
+    /// The error that keeps a received snapshot from being written right now, if any (the
+    /// node is not ready meanwhile: apply waits for the snapshot).
     pub fn snapshot_error(&self) -> Option<String> {
         lock(&self.snapshot_error).clone()
     }
@@ -103,6 +135,73 @@ impl Shared {
             .and_then(|s| s.meta.last_log_id)
             .map_or(0, |l| l.index)
     }
+
+    /// Snapshot builds: in progress, the last one, write failures.
+    pub fn snapshot_stats(&self) -> SnapshotStats {
+        let builds = lock(&self.builds);
+        SnapshotStats {
+            building: builds.building.map(|(index, since)| SnapshotBuilding {
+                index,
+                elapsed_ms: u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX),
+            }),
+            last: builds.last,
+            built_total: builds.built_total,
+            write_error: builds.write_error.clone(),
+            write_failures_total: builds.write_failures_total,
+        }
+    }
+
+    /// The node stops: a snapshot build that is held or failing to write gives up.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Writes a snapshot's file (retrying failures) and makes it the current one, unless a
+    /// newer one is already current (then `Ok(false)`: its file would only be deleted).
+    fn store_snapshot(
+        &self,
+        meta: &SnapshotMeta,
+        data: Arc<Vec<u8>>,
+        origin: Origin,
+    ) -> Result<bool, Stopped> {
+        let _order = lock(&self.store);
+        let index = meta.last_log_id.map_or(0, |l| l.index);
+        let newest = lock(&self.current)
+            .as_ref()
+            .map(|s| s.meta.last_log_id.map_or(0, |l| l.index));
+        if origin == Origin::Build && newest.is_some_and(|newest| newest >= index) {
+            return Ok(false);
+        }
+        let failed = |error: String| match origin {
+            Origin::Build => {
+                let mut builds = lock(&self.builds);
+                builds.write_error = Some(error);
+                builds.write_failures_total += 1;
+            }
+            Origin::Install => *lock(&self.snapshot_error) = Some(error),
+        };
+        let stopping = || origin == Origin::Build && self.is_stopping();
+        snapshot_file::persist_with_retry(&self.dir, meta, &data, failed, stopping)?;
+        let recovered = match origin {
+            Origin::Build => lock(&self.builds).write_error.take().is_some(),
+            Origin::Install => lock(&self.snapshot_error).take().is_some(),
+        };
+        if recovered {
+            tracing::warn!(dir = %self.dir.display(), index, "snapshot written after failures");
+        }
+        let replaced = lock(&self.current).replace(StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        });
+        // The previous snapshot's bytes (150 MB at 1 M balances) are freed after the lock is
+        // released: openraft reads `current` on its state machine task.
+        drop(replaced);
+        Ok(true)
+    }
 }
 
 /// Locks a mutex, treating poisoning as fatal (a panic while holding ledger state means a bug:
@@ -110,6 +209,10 @@ impl Shared {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock()
         .expect("state machine lock poisoned: a previous apply panicked")
+}
+
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// The state machine handed to openraft (cheap to clone: all clones share one [`Shared`]).
@@ -120,15 +223,20 @@ pub struct StateMachine {
 
 impl StateMachine {
     /// Opens the state machine of a node: the newest valid snapshot in `dir`, if any, restored
-    /// into a ledger. Invalid or unreadable snapshot files are skipped with a warning. Apply
-    /// and snapshot times go to `metrics`.
-    pub fn open(dir: &Path, metrics: Arc<Metrics>) -> Result<StateMachine, std::io::Error> {
+    /// into a ledger. Invalid or unreadable snapshot files are skipped with a warning.
+    /// `faults` holds snapshot builds for tests ([`Faults::hold_snapshots`]); apply and
+    /// snapshot times go to `metrics`.
+    pub fn open(
+        dir: &Path,
+        faults: Arc<Faults>,
+        metrics: Arc<Metrics>,
+    ) -> Result<StateMachine, std::io::Error> {
         std::fs::create_dir_all(dir)?;
-        let mut files = snapshot_files(dir)?;
+        let mut files = snapshot_file::snapshot_files(dir)?;
         files.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
         let mut loaded = None;
         for (_, path) in files {
-            match read_snapshot_file(&path) {
+            match snapshot_file::read_snapshot_file(&path) {
                 Ok(found) => {
                     loaded = Some(found);
                     break;
@@ -139,28 +247,32 @@ impl StateMachine {
             }
         }
         let (ledger, meta, current) = match loaded {
-            Some((meta, data, ledger)) => (
-                ledger,
+            Some(found) => (
+                found.ledger,
                 Meta {
-                    last_applied: meta.last_log_id,
-                    membership: meta.last_membership.clone(),
+                    last_applied: found.meta.last_log_id,
+                    membership: found.meta.last_membership.clone(),
                 },
                 Some(StoredSnapshot {
-                    meta,
-                    data: Arc::new(data),
+                    meta: found.meta,
+                    data: Arc::new(found.data),
                 }),
             ),
             None => (Ledger::default(), Meta::default(), None),
         };
         let applied = meta.last_applied.map_or(0, |l| l.index);
         let shared = Arc::new(Shared {
-            ledger: RwLock::new(ledger),
+            ledger: LedgerLock::new(ledger),
             meta: Mutex::new(meta),
             current: Mutex::new(current),
+            store: Mutex::new(()),
             dir: dir.to_path_buf(),
             applied: watch::channel(applied).0,
             ready: AtomicBool::new(false),
             snapshot_error: Mutex::new(None),
+            builds: Mutex::new(Builds::default()),
+            stopping: AtomicBool::new(false),
+            faults,
             metrics,
         });
         Ok(StateMachine { shared })
@@ -172,160 +284,153 @@ impl StateMachine {
     }
 }
 
-fn snapshot_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, std::io::Error> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if let Some(index) = name
-            .strip_prefix("snapshot-")
-            .and_then(|n| n.strip_suffix(".bin"))
-            .and_then(|n| n.parse::<u64>().ok())
-        {
-            out.push((index, path));
+/// The snapshot metadata of a state machine at `meta`.
+fn snapshot_meta(meta: &Meta) -> SnapshotMeta {
+    let last = meta.last_applied;
+    SnapshotMeta {
+        last_log_id: last,
+        last_membership: meta.membership.clone(),
+        snapshot_id: format!(
+            "{}-{}",
+            last.map_or(0, |l| l.leader_id.term),
+            last.map_or(0, |l| l.index)
+        ),
+    }
+}
+
+/// A snapshot being built: the ledger frozen between two applies, and its metadata.
+pub struct SnapshotBuilder {
+    shared: Arc<Shared>,
+    /// Taken by the build (a builder builds once).
+    frozen: Option<Frozen>,
+    meta: SnapshotMeta,
+    /// When the freeze started, and how long it held the ledger.
+    started: Instant,
+    freeze_us: u64,
+}
+
+/// The nice value of a snapshot encoder's thread (0 is normal, 19 the lowest priority). The
+/// encoder is background work that takes a core for seconds at 10 M balances; where cores are
+/// shared (several nodes on one host, a busy host), it should yield to apply, replication and
+/// client traffic rather than compete with them as an equal; at 10 it still gets about a tenth
+/// of a contended core, so a build on a saturated node still ends.
+pub const SNAPSHOT_ENCODER_NICE: i32 = 10;
+
+/// Lowers the calling thread's CPU priority to [`SNAPSHOT_ENCODER_NICE`] (Linux: the nice
+/// value is per thread). A failure only costs priority: it is logged, not returned.
+fn lower_own_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) =
+        rustix::process::setpriority_process(Some(rustix::thread::gettid()), SNAPSHOT_ENCODER_NICE)
+    {
+        tracing::warn!(error = %e, "the snapshot encoder runs at normal priority");
+    }
+}
+
+/// Runs [`encode_and_store`] on a thread of its own at a low priority (not a pooled blocking
+/// thread: a thread's priority cannot be raised again, and the pool's threads also restore
+/// received snapshots, which apply waits for).
+fn spawn_encoder(
+    shared: Arc<Shared>,
+    frozen: Frozen,
+    meta: SnapshotMeta,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<Result<Arc<Vec<u8>>, Stopped>>> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("snapshot-encoder".to_owned())
+        .spawn(move || {
+            lower_own_priority();
+            let _ = done.send(encode_and_store(&shared, frozen, &meta));
+        })?;
+    Ok(result)
+}
+
+/// Encodes a frozen view, then writes it (the ledger is not locked meanwhile).
+fn encode_and_store(
+    shared: &Shared,
+    frozen: Frozen,
+    meta: &SnapshotMeta,
+) -> Result<Arc<Vec<u8>>, Stopped> {
+    shared
+        .faults
+        .wait_while_snapshots_held(|| shared.is_stopping());
+    if shared.is_stopping() {
+        return Err(Stopped);
+    }
+    let data = frozen.encode();
+    // While the view lives, the first write to each page it shares copies that page (the
+    // after-freeze cost on apply): let it go as soon as it is encoded.
+    drop(frozen);
+    let data = Arc::new(data);
+    shared.store_snapshot(meta, data.clone(), Origin::Build)?;
+    Ok(data)
+}
+
+impl SnapshotBuilder {
+    /// Records the end of this build in the node's statistics.
+    fn finish(&self, built: Option<u64>) {
+        let mut builds = lock(&self.shared.builds);
+        builds.building = None;
+        if let Some(bytes) = built {
+            self.shared
+                .metrics
+                .record_snapshot_build(self.started.elapsed());
+            builds.built_total += 1;
+            builds.last = Some(SnapshotBuilt {
+                index: self.meta.last_log_id.map_or(0, |l| l.index),
+                freeze_us: self.freeze_us,
+                build_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                bytes,
+            });
         }
     }
-    Ok(out)
 }
 
-/// Encodes a snapshot file.
-fn encode_snapshot_file(meta: &SnapshotMeta, data: &[u8]) -> Result<Vec<u8>, String> {
-    let meta_bytes = postcard::to_allocvec(meta).map_err(|e| e.to_string())?;
-    let mut out = Vec::with_capacity(8 + 4 + meta_bytes.len() + data.len() + 32);
-    out.extend_from_slice(SNAPSHOT_FILE_MAGIC);
-    out.extend_from_slice(&(meta_bytes.len() as u32).to_le_bytes());
-    out.extend_from_slice(&meta_bytes);
-    out.extend_from_slice(data);
-    let sum = blake3::hash(&out);
-    out.extend_from_slice(sum.as_bytes());
-    Ok(out)
-}
-
-/// Reads and checks a snapshot file: its meta, the engine bytes and the restored ledger.
-fn read_snapshot_file(path: &Path) -> Result<(SnapshotMeta, Vec<u8>, Ledger), String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    if bytes.len() < 8 + 4 + 32 || &bytes[..8] != SNAPSHOT_FILE_MAGIC {
-        return Err("not a snapshot file".to_owned());
-    }
-    let (body, sum) = bytes.split_at(bytes.len() - 32);
-    if blake3::hash(body).as_bytes() != sum {
-        return Err("checksum mismatch".to_owned());
-    }
-    let meta_len = u32::from_le_bytes(body[8..12].try_into().expect("4 bytes")) as usize;
-    let meta_end = 12usize
-        .checked_add(meta_len)
-        .filter(|end| *end <= body.len())
-        .ok_or("bad meta length")?;
-    let meta: SnapshotMeta =
-        postcard::from_bytes(&body[12..meta_end]).map_err(|e| e.to_string())?;
-    let data = body[meta_end..].to_vec();
-    let ledger = Ledger::restore(&data).map_err(|e| e.to_string())?;
-    Ok((meta, data, ledger))
-}
-
-/// [`persist_snapshot`] until it succeeds: a full or failing disk delays the snapshot (and
-/// apply, which waits for it) but never loses one nor stops the node. The error is reported in
-/// `shared` and logged once per [`crate::raft::log_store::IO_ERROR_LOG_INTERVAL_MS`]; the
-/// temporary file is removed between tries so that it does not hold the space.
-fn persist_with_retry(shared: &Shared, meta: &SnapshotMeta, data: &[u8]) {
-    use crate::raft::log_store::{IO_ERROR_LOG_INTERVAL_MS, IO_RETRY_MS_MAX, IO_RETRY_MS_MIN};
-    let mut wait = IO_RETRY_MS_MIN;
-    let mut logged: Option<std::time::Instant> = None;
-    loop {
-        match persist_snapshot(&shared.dir, meta, data) {
-            Ok(()) => break,
-            Err(e) => {
-                let message = format!("writing a snapshot in {} failed: {e}", shared.dir.display());
-                if logged.is_none_or(|at| {
-                    at.elapsed().as_millis() >= u128::from(IO_ERROR_LOG_INTERVAL_MS)
-                }) {
-                    tracing::error!(error = %message, "apply waits until the snapshot is written; retrying");
-                    logged = Some(std::time::Instant::now());
-                }
-                *lock(&shared.snapshot_error) = Some(message);
-                let index = meta.last_log_id.map_or(0, |l| l.index);
-                let _ = std::fs::remove_file(shared.dir.join(format!("snapshot-{index}.tmp")));
-                std::thread::sleep(std::time::Duration::from_millis(wait));
-                wait = (wait * 2).min(IO_RETRY_MS_MAX);
-            }
+impl Drop for SnapshotBuilder {
+    fn drop(&mut self) {
+        if self.frozen.is_some() {
+            // Never built (openraft dropped it): no build is in progress any more.
+            self.finish(None);
         }
     }
-    if lock(&shared.snapshot_error).take().is_some() {
-        tracing::warn!(dir = %shared.dir.display(), "snapshot written after failures");
-    }
 }
 
-/// Writes a snapshot file durably (temp file, fsync, rename, fsync dir) and deletes older ones.
-fn persist_snapshot(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    let index = meta.last_log_id.map_or(0, |l| l.index);
-    let bytes = encode_snapshot_file(meta, data)?;
-    let tmp = dir.join(format!("snapshot-{index}.tmp"));
-    let path = dir.join(format!("snapshot-{index}.bin"));
-    let mut file = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
-    file.write_all(&bytes).map_err(|e| e.to_string())?;
-    file.sync_all().map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, &path).map_err(|e| e.to_string())?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| e.to_string())?;
-    for (old, old_path) in snapshot_files(dir).map_err(|e| e.to_string())? {
-        if old < index {
-            let _ = std::fs::remove_file(old_path);
-        }
-    }
-    Ok(())
-}
-
-impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let started = std::time::Instant::now();
-        // Copy the state under the lock, encode outside it: apply stalls only for the copy.
-        let (ledger, meta) = {
-            let ledger = self.shared.ledger.read().expect("ledger lock poisoned");
-            let meta = lock(&self.shared.meta).clone();
-            (ledger.clone(), meta)
+        let subject = || ErrorSubject::Snapshot(Some(self.meta.signature()));
+        let frozen = self
+            .frozen
+            .take()
+            .ok_or_else(|| io_error(subject(), ErrorVerb::Read, "snapshot builder used twice"))?;
+        let built = match spawn_encoder(self.shared.clone(), frozen, self.meta.clone()) {
+            Ok(encoder) => encoder.await.unwrap_or(Err(Stopped)),
+            Err(e) => {
+                self.finish(None);
+                return Err(io_error(subject(), ErrorVerb::Write, e));
+            }
         };
-        self.shared.metrics.record_pause(started.elapsed());
-        let shared = self.shared.clone();
-        let last = meta.last_applied;
-        let snapshot_meta = SnapshotMeta {
-            last_log_id: last,
-            last_membership: meta.membership.clone(),
-            snapshot_id: format!(
-                "{}-{}",
-                last.map_or(0, |l| l.leader_id.term),
-                last.map_or(0, |l| l.index)
-            ),
+        let Ok(data) = built else {
+            // The node stops (or the encoder panicked, which the log shows).
+            self.finish(None);
+            return Err(io_error(subject(), ErrorVerb::Write, "node stopping"));
         };
-        let meta_for_disk = snapshot_meta.clone();
-        let data = tokio::task::spawn_blocking(move || {
-            let data = ledger.snapshot();
-            persist_with_retry(&shared, &meta_for_disk, &data);
-            data
-        })
-        .await
-        .map_err(|e| io_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
-        let data = Arc::new(data);
-        *lock(&self.shared.current) = Some(StoredSnapshot {
-            meta: snapshot_meta.clone(),
-            data: data.clone(),
-        });
-        self.shared.metrics.record_snapshot_build(started.elapsed());
+        self.finish(Some(data.len() as u64));
         tracing::info!(
-            index = last.map_or(0, |l| l.index),
+            index = self.meta.last_log_id.map_or(0, |l| l.index),
             bytes = data.len(),
+            freeze_us = self.freeze_us,
+            build_ms = self.started.elapsed().as_millis() as u64,
             "snapshot built"
         );
         Ok(Snapshot {
-            meta: snapshot_meta,
-            snapshot: Box::new(Cursor::new(data.as_ref().clone())),
+            meta: self.meta.clone(),
+            snapshot: Box::new(SnapshotBytes::shared(data)),
         })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
-    type SnapshotBuilder = Self;
+    type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
         let meta = lock(&self.shared.meta);
@@ -339,35 +444,36 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut replies = Vec::new();
         let mut last = None;
-        {
-            let mut ledger = self.shared.ledger.write().expect("ledger lock poisoned");
+        for entry in entries {
+            // The lock is taken per entry, not for the whole run openraft hands over (which
+            // is thousands of entries when a node catches up): a read waits for one batch at
+            // most, and a pause is one batch's apply.
+            let mut ledger = self.shared.ledger.write();
             let mut meta = lock(&self.shared.meta);
-            for entry in entries {
-                let started = std::time::Instant::now();
-                let log_index = entry.log_id.index;
-                let outcomes = match entry.payload {
-                    EntryPayload::Blank => Vec::new(),
-                    EntryPayload::Normal(batch) => ledger.apply_by(
-                        BatchHeader {
-                            log_index,
-                            timestamp_ms: batch.timestamp_ms,
-                        },
-                        &batch.requests,
-                        &batch.authors,
-                    ),
-                    EntryPayload::Membership(membership) => {
-                        meta.membership = StoredMembership::new(Some(entry.log_id), membership);
-                        Vec::new()
-                    }
-                };
-                meta.last_applied = Some(entry.log_id);
-                last = Some(log_index);
-                self.shared.metrics.record_apply(started.elapsed());
-                replies.push(BatchReply {
-                    log_index,
-                    outcomes,
-                });
-            }
+            let started = Instant::now();
+            let log_index = entry.log_id.index;
+            let outcomes = match entry.payload {
+                EntryPayload::Blank => Vec::new(),
+                EntryPayload::Normal(batch) => ledger.apply_by(
+                    BatchHeader {
+                        log_index,
+                        timestamp_ms: batch.timestamp_ms,
+                    },
+                    &batch.requests,
+                    &batch.authors,
+                ),
+                EntryPayload::Membership(membership) => {
+                    meta.membership = StoredMembership::new(Some(entry.log_id), membership);
+                    Vec::new()
+                }
+            };
+            meta.last_applied = Some(entry.log_id);
+            last = Some(log_index);
+            self.shared.metrics.record_apply(started.elapsed());
+            replies.push(BatchReply {
+                log_index,
+                outcomes,
+            });
         }
         if let Some(index) = last {
             self.shared.applied.send_replace(index);
@@ -375,64 +481,68 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(replies)
     }
 
-    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        self.clone()
+    /// Freezes the ledger now, on openraft's state machine task (so no apply runs meanwhile
+    /// and the view matches `last_applied`); the build runs later, elsewhere.
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        let started = Instant::now();
+        let (frozen, meta) = {
+            let ledger = self.shared.ledger.read().expect("ledger lock poisoned");
+            (ledger.freeze(), lock(&self.shared.meta).clone())
+        };
+        let freeze_us = micros(started.elapsed());
+        // The freeze is the only pause a snapshot causes.
+        self.shared.metrics.record_pause(started.elapsed());
+        let index = meta.last_applied.map_or(0, |l| l.index);
+        debug_assert!(
+            frozen.applied_index() <= index,
+            "the view is of the applied state"
+        );
+        lock(&self.shared.builds).building = Some((index, started));
+        SnapshotBuilder {
+            shared: self.shared.clone(),
+            frozen: Some(frozen),
+            meta: snapshot_meta(&meta),
+            started,
+            freeze_us,
+        }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotBytes>, StorageError> {
+        Ok(Box::default())
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotBytes>,
     ) -> Result<(), StorageError> {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let data = snapshot.into_inner();
-        let signature = Some(meta.signature());
+        let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
         let was_ready = self.shared.is_ready();
         self.shared.set_ready(false);
         let (restored, data) = tokio::task::spawn_blocking(move || (Ledger::restore(&data), data))
             .await
-            .map_err(|e| {
-                io_error(
-                    ErrorSubject::Snapshot(signature.clone()),
-                    ErrorVerb::Read,
-                    e,
-                )
-            })?;
-        let ledger = restored.map_err(|e| {
-            io_error(
-                ErrorSubject::Snapshot(signature.clone()),
-                ErrorVerb::Read,
-                e,
-            )
-        })?;
-        {
-            let mut current = self.shared.ledger.write().expect("ledger lock poisoned");
-            *current = ledger;
+            .map_err(|e| io_error(subject(), ErrorVerb::Read, e))?;
+        let ledger = restored.map_err(|e| io_error(subject(), ErrorVerb::Read, e))?;
+        let replaced = {
+            let mut current = self.shared.ledger.write();
             let mut m = lock(&self.shared.meta);
             m.last_applied = meta.last_log_id;
             m.membership = meta.last_membership.clone();
-        }
+            std::mem::replace(&mut *current, ledger)
+        };
         let shared = self.shared.clone();
         let meta_copy = meta.clone();
-        let data = Arc::new(data);
-        let on_disk = data.clone();
-        tokio::task::spawn_blocking(move || persist_with_retry(&shared, &meta_copy, &on_disk))
-            .await
-            .map_err(|e| {
-                io_error(
-                    ErrorSubject::Snapshot(signature.clone()),
-                    ErrorVerb::Write,
-                    e,
-                )
-            })?;
-        *lock(&self.shared.current) = Some(StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        });
+        tokio::task::spawn_blocking(move || {
+            // The old ledger is dropped here, not under the lock (at 10 M balances that takes
+            // a while).
+            drop(replaced);
+            shared.store_snapshot(&meta_copy, data, Origin::Install)
+        })
+        .await
+        .map_err(|e| io_error(subject(), ErrorVerb::Write, e))?
+        .map_err(|Stopped| io_error(subject(), ErrorVerb::Write, "node stopping"))?;
         self.shared
             .applied
             .send_replace(meta.last_log_id.map_or(0, |l| l.index));
@@ -450,7 +560,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         Ok(lock(&self.shared.current).as_ref().map(|s| Snapshot {
             meta: s.meta.clone(),
-            snapshot: Box::new(Cursor::new(s.data.as_ref().clone())),
+            snapshot: Box::new(SnapshotBytes::shared(s.data.clone())),
         }))
     }
 }
@@ -459,36 +569,46 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 mod tests {
     use super::*;
 
+    #[cfg(target_os = "linux")]
     #[test]
-    fn snapshot_files_round_trip_and_reject_corruption() {
+    fn the_encoder_lowers_only_its_own_thread() {
+        let encoder = std::thread::spawn(|| {
+            lower_own_priority();
+            rustix::process::getpriority_process(Some(rustix::thread::gettid()))
+        });
+        let others = rustix::process::getpriority_process(Some(rustix::thread::gettid()));
+        assert_eq!(
+            encoder.join().expect("thread").ok(),
+            Some(SNAPSHOT_ENCODER_NICE)
+        );
+        assert_eq!(
+            rustix::process::getpriority_process(Some(rustix::thread::gettid())).ok(),
+            others.ok()
+        );
+    }
+
+    #[test]
+    fn the_newest_valid_snapshot_file_is_loaded_at_open() {
         let dir = std::env::temp_dir().join(format!("stockd-sm-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
-        let ledger = Ledger::default();
-        let data = ledger.snapshot();
+        let data = Ledger::default().snapshot();
         let meta = SnapshotMeta {
             last_log_id: Some(LogId::new(openraft::CommittedLeaderId::new(3, 1), 42)),
             last_membership: StoredMembership::default(),
             snapshot_id: "3-42".to_owned(),
         };
-        persist_snapshot(&dir, &meta, &data).expect("persist");
-        let path = dir.join("snapshot-42.bin");
-        let (read_meta, read_data, restored) = read_snapshot_file(&path).expect("read back");
-        assert_eq!(read_meta, meta);
-        assert_eq!(read_data, data);
-        assert_eq!(restored.snapshot(), data);
-        let sm = StateMachine::open(&dir, Arc::default()).expect("open");
+        snapshot_file::persist_snapshot(&dir, &meta, &data).expect("persist");
+        let sm = StateMachine::open(&dir, Arc::default(), Arc::default()).expect("open");
         assert_eq!(sm.shared().applied_index(), 42);
         assert_eq!(sm.shared().snapshot_index(), 42);
+        let path = dir.join("snapshot-42.bin");
         let mut bytes = std::fs::read(&path).expect("read");
         let middle = bytes.len() / 2;
         bytes[middle] ^= 1;
         std::fs::write(&path, bytes).expect("write");
-        assert_eq!(
-            read_snapshot_file(&path).err().as_deref(),
-            Some("checksum mismatch")
-        );
-        let sm = StateMachine::open(&dir, Arc::default()).expect("open skips the bad file");
+        let sm = StateMachine::open(&dir, Arc::default(), Arc::default())
+            .expect("open skips the bad file");
         assert_eq!(sm.shared().applied_index(), 0);
         std::fs::remove_dir_all(&dir).ok();
     }

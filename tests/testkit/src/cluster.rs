@@ -217,6 +217,27 @@ impl Cluster {
         wait::wait_converged(self, within).await
     }
 
+    /// Waits up to `within` until running node `id`'s status satisfies `ok` (`what` says what
+    /// that means, for the timeout); returns that status.
+    pub async fn wait_status(
+        &self,
+        id: u64,
+        what: &str,
+        within: Duration,
+        ok: impl Fn(&NodeStatus) -> bool,
+    ) -> Result<NodeStatus, WaitTimeout> {
+        let awaited = Awaited::Status {
+            id,
+            what: what.to_owned(),
+        };
+        let every = self.every(&awaited);
+        wait::poll(awaited, within, every, || {
+            let status = self.node(id).status();
+            std::future::ready(if ok(&status) { Ok(status) } else { Err(status) })
+        })
+        .await
+    }
+
     /// Stops node `id`; its directory and address stay, for [`Cluster::restart`].
     pub async fn kill(&mut self, id: u64) -> Result<(), Error> {
         let node = self.nodes.get_mut(index(id)).and_then(Option::take);

@@ -250,6 +250,8 @@ mod tests {
             replies: Default::default(),
             access: Default::default(),
             not_ready: None,
+            pauses: Default::default(),
+            snapshots: Default::default(),
         }
     }
 

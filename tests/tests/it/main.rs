@@ -12,3 +12,4 @@ mod partition;
 mod protocol_errors;
 mod restart;
 mod security;
+mod snapshot;

@@ -424,7 +424,56 @@ pub fn status(node: &str, s: &NodeStatus) -> String {
         s.replies.connections_closed,
         s.replies.subscribers_cut,
         s.replies.frames_shed,
-    ) + &health_line(&s.health)
+    ) + &pauses_line(&s.pauses)
+        + &snapshots_line(&s.snapshots)
+        + &health_line(&s.health)
+}
+
+/// µs as milliseconds with three decimals.
+fn ms(us: u64) -> String {
+    format!("{}.{:03}ms", us / 1_000, us % 1_000)
+}
+
+/// The longest pauses since start and within the seconds the status lists.
+fn pauses_line(p: &protocol::PauseStats) -> String {
+    let recent_apply = p.recent.iter().map(|s| s.apply_pause_max_us).max();
+    let recent_read = p.recent.iter().map(|s| s.read_wait_max_us).max();
+    format!(
+        "\n  pauses: apply_max={} read_wait_max={} (last {} s: apply_max={} read_wait_max={})",
+        ms(p.apply_pause_max_us),
+        ms(p.read_wait_max_us),
+        protocol::PAUSE_SECONDS_REPORTED,
+        ms(recent_apply.unwrap_or(0)),
+        ms(recent_read.unwrap_or(0)),
+    )
+}
+
+/// Snapshot builds: the one in progress, the last one, a write being retried.
+fn snapshots_line(s: &protocol::SnapshotStats) -> String {
+    let mut out = format!("\n  snapshots: built={}", s.built_total);
+    if let Some(b) = &s.building {
+        let _ = write!(out, " building=index {} for {}ms", b.index, b.elapsed_ms);
+    }
+    if let Some(l) = &s.last {
+        let _ = write!(
+            out,
+            " last=index {} freeze={} build={}ms bytes={}",
+            l.index,
+            ms(l.freeze_us),
+            l.build_ms,
+            l.bytes
+        );
+    }
+    if s.write_failures_total > 0 {
+        let _ = write!(out, " write_failures={}", s.write_failures_total);
+    }
+    if let Some(error) = &s.write_error {
+        let _ = write!(
+            out,
+            "\n  snapshot write failing (retrying, still serving): {error}"
+        );
+    }
+    out
 }
 
 /// The health line of a status, empty when there is nothing to say.
@@ -519,6 +568,56 @@ mod tests {
         assert_eq!(when(1_767_225_600_000), "2026-01-01T00:00:00.000Z");
         assert_eq!(when(951_782_400_123), "2000-02-29T00:00:00.123Z");
         assert_eq!(when(1_767_225_599_999), "2025-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn pauses_and_snapshots_lines() {
+        let pauses = protocol::PauseStats {
+            apply_pause_max_us: 12_345,
+            read_wait_max_us: 7,
+            recent: vec![
+                protocol::PauseSecond {
+                    start_ms: 1_000,
+                    apply_pause_max_us: 900,
+                    read_wait_max_us: 0,
+                },
+                protocol::PauseSecond {
+                    start_ms: 2_000,
+                    apply_pause_max_us: 3_100,
+                    read_wait_max_us: 5,
+                },
+            ],
+        };
+        assert_eq!(
+            pauses_line(&pauses),
+            "\n  pauses: apply_max=12.345ms read_wait_max=0.007ms \
+             (last 60 s: apply_max=3.100ms read_wait_max=0.005ms)"
+        );
+        let snapshots = protocol::SnapshotStats {
+            building: Some(protocol::SnapshotBuilding {
+                index: 900,
+                elapsed_ms: 40,
+            }),
+            last: Some(protocol::SnapshotBuilt {
+                index: 500,
+                freeze_us: 29,
+                build_ms: 412,
+                bytes: 62_221_840,
+            }),
+            built_total: 2,
+            write_error: Some("disk full".to_owned()),
+            write_failures_total: 3,
+        };
+        assert_eq!(
+            snapshots_line(&snapshots),
+            "\n  snapshots: built=2 building=index 900 for 40ms last=index 500 freeze=0.029ms \
+             build=412ms bytes=62221840 write_failures=3\n  snapshot write failing (retrying, \
+             still serving): disk full"
+        );
+        assert_eq!(
+            snapshots_line(&protocol::SnapshotStats::default()),
+            "\n  snapshots: built=0"
+        );
     }
 
     #[test]

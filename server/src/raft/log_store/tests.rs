@@ -57,8 +57,12 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
         let dir = TempDir::new("suite");
         let open_error = |e: io::Error| io_error(ErrorSubject::Store, ErrorVerb::Read, e);
         let log = LogStore::open(&dir.log(), self.durability).map_err(open_error)?;
-        let sm =
-            StateMachine::open(&dir.0.join("sm"), std::sync::Arc::default()).map_err(open_error)?;
+        let sm = StateMachine::open(
+            &dir.0.join("sm"),
+            std::sync::Arc::default(),
+            std::sync::Arc::default(),
+        )
+        .map_err(open_error)?;
         Ok((dir, log, sm))
     }
 }
