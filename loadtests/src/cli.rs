@@ -291,6 +291,9 @@ impl ClusterArgs {
         if !self.connect.is_empty() || self.in_process {
             return self.demo_choice();
         }
+        if self.snapshot_every.is_some() {
+            eprintln!("stockd-load: --snapshot-every needs --in-process (stockd has no such flag); ignored");
+        }
         ClusterChoice::Processes(ProcessOptions {
             nodes: self.nodes,
             binary: self.stockd.clone(),
