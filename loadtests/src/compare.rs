@@ -371,9 +371,10 @@ impl PauseSource {
 /// The longest pause of a target during a fixed-rate run, ms, and what measures it.
 ///
 /// This is the seam for the node's own figure: once `NodeStatus` reports the longest apply
-/// pause and read wait since start (issue 10, item 1), stockd's value comes from the
-/// leader's status read after the phase (a `PauseSource` for it, and the status passed in
-/// here); Redis keeps the generator's gap, which is then the column to compare with.
+/// pause and read wait (issue 10, item 1: `NodeStatus::pauses`, `PauseStats::apply_pause_max_us`
+/// and `read_wait_max_us`, branch `snapshot-offpath`), stockd's value is the largest of every
+/// node's, read after the phase (a `PauseSource::Node`, and the statuses passed in here); Redis
+/// keeps the generator's gap, which is then the column to compare with.
 pub fn longest_pause(o: &RunOutcome) -> (f64, PauseSource) {
     (
         o.stats().longest_gap_us / 1_000.0,
