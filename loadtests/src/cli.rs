@@ -6,8 +6,14 @@
 //! - `demo`: starts a local 3-node cluster in this process, replays the real orders through
 //!   it with a progress bar, and checks the result against the engine replay.
 //! - `run`: one scenario against one target (stockd, redis or postgres), open loop at a rate,
-//!   closed loop, or a search for the maximum throughput.
+//!   closed loop, a search for the maximum throughput, or a soak (`--soak MINUTES`: a fixed
+//!   rate for long, pauses and each node's memory per window).
 //! - `compare`: every scenario against every target in turn, and a side-by-side table.
+//!
+//! `run`, `compare` and `streams` start the cluster as `stockd` processes by default
+//! ([`crate::processes`]); `--in-process` runs the nodes in this process instead, `--connect`
+//! uses an existing cluster. The demo keeps its cluster in this process (see `demo`). Ctrl-C or
+//! SIGTERM ends a command early and still stops the cluster and removes its data.
 //!
 //! Outputs of `run` and `compare` go to `--out` (default `target/stockd-load/<name>-<time>`):
 //! `summary.txt`, `record.json`, one `.hgrm` per target, scenario and operation, and SVG
@@ -24,8 +30,9 @@ use crate::cluster::{Cluster, ClusterChoice};
 use crate::compare::{self, CompareRequest};
 use crate::connect::{TargetKind, TargetSettings};
 use crate::demo::{self, DemoRequest, EngineReplayRequest};
-use crate::drive::{self, DriveMode, LoadSettings, RunRequest};
+use crate::drive::{self, DriveMode, LoadSettings, RunRequest, Soak};
 use crate::mix::CheckoutMix;
+use crate::processes::ProcessOptions;
 use crate::scenario::{Kind, ScenarioConfig};
 use crate::stockd::{ClusterOptions, RuntimeKind};
 
@@ -67,8 +74,8 @@ enum Cmd {
         #[arg(long)]
         store_share_percent: Option<i64>,
     },
-    /// The demo: a local 3-node cluster replays a year of real orders, checked against the
-    /// engine.
+    /// The demo: a local 3-node cluster (in this process) replays a year of real orders,
+    /// checked against the engine.
     Demo(DemoArgs),
     /// One scenario against one target.
     Run(RunArgs),
@@ -90,7 +97,7 @@ struct StreamsArgs {
 #[derive(Args, Clone)]
 struct ClusterArgs {
     /// Nodes of an existing cluster (`host:port`, comma-separated); default: start a local
-    /// cluster in this process.
+    /// cluster of `stockd` processes (the demo: nodes in this process).
     #[arg(long, value_delimiter = ',')]
     connect: Vec<String>,
     /// The existing cluster's CA certificate (its `ca.pem`).
@@ -99,13 +106,22 @@ struct ClusterArgs {
     /// Nodes of the local cluster.
     #[arg(long, default_value_t = 3)]
     nodes: u64,
-    /// Runtime of the local cluster's nodes.
+    /// Run the local cluster's nodes in this process (on a runtime of their own) instead of
+    /// as `stockd` processes.
+    #[arg(long)]
+    in_process: bool,
+    /// The `stockd` binary of the local processes (default: built by cargo when run by cargo,
+    /// else the one next to stockd-load).
+    #[arg(long, conflicts_with = "in_process")]
+    stockd: Option<PathBuf>,
+    /// Runtime of the in-process cluster's nodes.
     #[arg(long, value_enum, default_value_t = RuntimeKind::Multi)]
     cluster_runtime: RuntimeKind,
     /// Log durability of the local cluster.
     #[arg(long, value_enum, default_value_t = DurabilityArg::Replicated)]
     durability: DurabilityArg,
-    /// Raft entries between snapshots on the local cluster (default: the server's, 100,000).
+    /// Raft entries between snapshots on the in-process cluster (default: the server's; a
+    /// `stockd` process has no such flag).
     #[arg(long)]
     snapshot_every: Option<u64>,
     /// MiB of log that also trigger a snapshot on the local cluster (default: the server's,
@@ -228,6 +244,14 @@ struct RunArgs {
     /// Closed loop: outstanding requests.
     #[arg(long, default_value_t = 256)]
     concurrency: usize,
+    /// A soak: an open loop at `--rate` for this many minutes (instead of `--mode` and
+    /// `--duration`), reporting per window the rate achieved, the latency, the longest pause
+    /// and each node's memory.
+    #[arg(long)]
+    soak: Option<f64>,
+    /// Width of a soak's windows, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    soak_window: f64,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -253,6 +277,10 @@ struct CompareArgs {
     /// Fixed rate of the checkout's open-loop phase (default: half of stockd's maximum).
     #[arg(long)]
     rate: Option<f64>,
+    /// Measured seconds of the checkout's fixed-rate phase, right after the maximum (SPEC
+    /// section 5: 30 s at half of the maximum).
+    #[arg(long, default_value_t = 30.0)]
+    sustain: f64,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -265,8 +293,26 @@ fn durability(arg: DurabilityArg) -> server::raft::log_store::Durability {
 }
 
 impl ClusterArgs {
-    /// The cluster the flags name: `--connect`'s, else a local one.
+    /// The cluster the flags name: `--connect`'s, else a local one: `stockd` processes unless
+    /// `--in-process`.
     fn choice(&self) -> ClusterChoice {
+        if !self.connect.is_empty() || self.in_process {
+            return self.demo_choice();
+        }
+        if self.snapshot_every.is_some() {
+            eprintln!("stockd-load: --snapshot-every needs --in-process (stockd has no such flag); ignored");
+        }
+        ClusterChoice::Processes(ProcessOptions {
+            nodes: self.nodes,
+            binary: self.stockd.clone(),
+            durability: durability(self.durability),
+        })
+    }
+
+    /// The demo's cluster: `--connect`'s, else one in this process. The demo is the README's
+    /// one-command showcase of correctness on real data (`cargo run ... demo` builds only
+    /// stockd-load); its timings are not among SPEC section 5's goals.
+    fn demo_choice(&self) -> ClusterChoice {
         if !self.connect.is_empty() {
             return ClusterChoice::Existing {
                 nodes: self.connect.clone(),
@@ -331,6 +377,7 @@ impl LoadArgs {
                 pg_url: self.pg_url.clone(),
             },
             out: self.out.clone(),
+            window: None,
         }
     }
 }
@@ -372,7 +419,7 @@ pub fn main() -> ExitCode {
             config: plan_config(cover_days, opening_cover_days, store_share_percent),
         }),
         Cmd::Demo(args) => demo::demo(DemoRequest {
-            cluster: args.cluster.choice(),
+            cluster: args.cluster.demo_choice(),
             data: args.data,
             speed: args.speed,
             json: args.json,
@@ -384,21 +431,31 @@ pub fn main() -> ExitCode {
                 scenarios: args.scenarios.clone(),
                 targets: args.targets.clone(),
                 rate: args.rate,
+                sustain: secs(args.sustain),
             };
             let load = args.load.settings();
-            with_cluster(&args.load, &args.targets, |cluster| {
-                block_on(
-                    args.load.runtime,
-                    compare::compare_command(&req, &load, cluster),
-                )
-            })
+            Session::open(&args.load, &args.targets).map_or_else(
+                |code| code,
+                |session| {
+                    let code =
+                        session.run(compare::compare_command(&req, &load, session.cluster()));
+                    session.finish();
+                    code
+                },
+            )
         }
         Cmd::Streams(args) => {
             let load = args.load.settings();
-            with_cluster(&args.load, &[TargetKind::Stockd], |cluster| {
-                let command = crate::streams::command(&load, cluster, args.concurrency);
-                block_on(args.load.runtime, command)
-            })
+            Session::open(&args.load, &[TargetKind::Stockd]).map_or_else(
+                |code| code,
+                |session| {
+                    let command =
+                        crate::streams::command(&load, session.cluster(), args.concurrency);
+                    let code = session.run(command);
+                    session.finish();
+                    code
+                },
+            )
         }
     }
 }
@@ -410,41 +467,102 @@ fn run(args: &RunArgs) -> ExitCode {
         mode: args.mode,
         rate: args.rate,
         concurrency: args.concurrency,
+        soak: args.soak.map(|minutes| Soak {
+            duration: secs(minutes * 60.0),
+            window: secs(args.soak_window).max(Duration::from_secs(1)),
+        }),
     };
     let load = args.load.settings();
-    with_cluster(&args.load, &[args.target], |cluster| {
-        block_on(args.load.runtime, drive::run_command(req, &load, cluster))
-    })
+    let session = match Session::open(&args.load, &[args.target]) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let code = session.run(drive::run_command(req, &load, session.cluster()));
+    session.finish();
+    code
 }
 
-fn block_on(kind: RuntimeKind, f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
-    match kind.build() {
-        Ok(rt) => rt.block_on(f),
-        Err(e) => {
+/// A command's runtime (the generator's), its cluster, and the signals that end it early.
+/// Ctrl-C and SIGTERM are caught from the moment the session opens, so even one that comes
+/// while the cluster starts ends the command with the cluster stopped and its data removed.
+struct Session {
+    runtime: tokio::runtime::Runtime,
+    /// Set to the signal's name when one came.
+    stop: tokio::sync::watch::Receiver<Option<&'static str>>,
+    cluster: Option<Cluster>,
+}
+
+impl Session {
+    /// The runtime, the signal watch, and the cluster when stockd is among the targets
+    /// (started, or connected to); `Err` is the exit code after saying why on stderr.
+    fn open(load: &LoadArgs, targets: &[TargetKind]) -> Result<Session, ExitCode> {
+        let runtime = load.runtime.build().map_err(|e| {
             eprintln!("stockd-load: cannot start the runtime: {e}");
             ExitCode::from(2)
+        })?;
+        let stop = watch_signals(&runtime).map_err(|e| {
+            eprintln!("stockd-load: cannot watch for signals: {e}");
+            ExitCode::from(2)
+        })?;
+        let mut session = Session {
+            runtime,
+            stop,
+            cluster: None,
+        };
+        if targets.contains(&TargetKind::Stockd) {
+            let cluster = Cluster::open(load.cluster.choice(), !load.quiet).map_err(|e| {
+                eprintln!("stockd-load: cluster: {e}");
+                ExitCode::from(2)
+            })?;
+            session.cluster = Some(cluster);
+        }
+        Ok(session)
+    }
+
+    fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_ref()
+    }
+
+    /// Runs `command` on the runtime until it ends or a signal comes (exit code 130).
+    fn run(&self, command: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+        let mut stop = self.stop.clone();
+        self.runtime.block_on(async move {
+            tokio::select! {
+                code = command => code,
+                signal = stop.wait_for(Option::is_some) => {
+                    let name = signal.ok().and_then(|s| *s).unwrap_or("signal");
+                    eprintln!("stockd-load: {name}: stopping");
+                    ExitCode::from(130)
+                }
+            }
+        })
+    }
+
+    /// Stops a cluster we started (and removes its data).
+    fn finish(self) {
+        if let Some(cluster) = self.cluster {
+            cluster.stop();
         }
     }
 }
 
-/// Starts (or connects to) the cluster when stockd is among the targets, runs `f`, and stops
-/// a local cluster afterwards.
-fn with_cluster(
-    load: &LoadArgs,
-    targets: &[TargetKind],
-    f: impl FnOnce(Option<&Cluster>) -> ExitCode,
-) -> ExitCode {
-    if !targets.contains(&TargetKind::Stockd) {
-        return f(None);
-    }
-    let cluster = match Cluster::open(load.cluster.choice(), !load.quiet) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("stockd-load: cluster: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let code = f(Some(&cluster));
-    cluster.stop();
-    code
+/// Catches SIGINT and SIGTERM from now on (their default action, which would leave the
+/// cluster's processes and data behind, no longer applies) and reports the first on the
+/// returned watch.
+fn watch_signals(
+    runtime: &tokio::runtime::Runtime,
+) -> std::io::Result<tokio::sync::watch::Receiver<Option<&'static str>>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let _entered = runtime.enter();
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    runtime.spawn(async move {
+        let name = tokio::select! {
+            _ = interrupt.recv() => "interrupted",
+            _ = terminate.recv() => "terminated",
+        };
+        let _ = tx.send(Some(name));
+    });
+    Ok(rx)
 }

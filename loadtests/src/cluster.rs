@@ -1,10 +1,16 @@
-//! The stockd cluster a command runs against: one started in this process for the command
-//! (and stopped after it), or an existing one reached with its CA certificate.
+//! The stockd cluster a command runs against: `stockd` processes started for the command (the
+//! default of `run` and `compare`, as deployed: [`crate::processes`]), nodes started in this
+//! process (`--in-process`, the demo and the tests), or an existing cluster reached with its
+//! CA certificate (`--connect`). A cluster started for the command is stopped, and its data
+//! removed, after it.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use serde::Serialize;
+
+use crate::processes::{NodeMemory, NodeProcesses, ProcessError, ProcessOptions, StockdBinary};
 use crate::stockd::{ClusterOptions, LocalCluster};
 
 /// Which cluster to use.
@@ -18,6 +24,8 @@ pub enum ClusterChoice {
         /// The CA certificate.
         ca: Option<PathBuf>,
     },
+    /// `stockd` processes started for the command.
+    Processes(ProcessOptions),
     /// A local cluster started in this process.
     Local(ClusterOptions),
 }
@@ -32,6 +40,10 @@ pub enum ClusterError {
     Identity(String),
     /// The local cluster did not start, or its client settings could not be made.
     Local(testkit::Error),
+    /// The `stockd` processes did not start.
+    Processes(ProcessError),
+    /// The processes' client settings could not be made.
+    Client(client::ClientError),
 }
 
 impl fmt::Display for ClusterError {
@@ -40,18 +52,33 @@ impl fmt::Display for ClusterError {
             ClusterError::NoCa => write!(f, "--connect needs --ca (the cluster's ca.pem)"),
             ClusterError::Identity(e) => write!(f, "{e}"),
             ClusterError::Local(e) => write!(f, "{e}"),
+            ClusterError::Processes(e) => write!(f, "{e}"),
+            ClusterError::Client(e) => write!(f, "{e}"),
         }
     }
 }
 
 impl std::error::Error for ClusterError {}
 
-/// A cluster to test: a local one we started (and stop), or an existing one.
+/// A cluster to test: one we started (and stop), or an existing one.
 pub struct Cluster {
-    /// The local cluster, if we started it.
+    /// The in-process cluster, if we started one.
     pub local: Option<LocalCluster>,
+    /// The `stockd` processes, if we started them.
+    pub processes: Option<NodeProcesses>,
     /// How to reach the cluster.
     pub config: client::ClientConfig,
+}
+
+/// What a report says about the cluster it measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterInfo {
+    /// `processes`, `in-process` or `existing`.
+    pub kind: &'static str,
+    /// Node addresses.
+    pub nodes: Vec<String>,
+    /// The binary of a process cluster.
+    pub binary: Option<StockdBinary>,
 }
 
 impl Cluster {
@@ -68,9 +95,11 @@ impl Cluster {
                     .map_err(|e| ClusterError::Identity(e.to_string()))?;
                 return Ok(Cluster {
                     local: None,
+                    processes: None,
                     config,
                 });
             }
+            ClusterChoice::Processes(options) => return Cluster::start_processes(&options, say),
             ClusterChoice::Local(options) => options,
         };
         let started = Instant::now();
@@ -88,14 +117,66 @@ impl Cluster {
         let config = local.client_config().map_err(ClusterError::Local)?;
         Ok(Cluster {
             local: Some(local),
+            processes: None,
             config,
         })
     }
 
-    /// Stops the local cluster, if we started one (an existing cluster is left running).
+    fn start_processes(options: &ProcessOptions, say: bool) -> Result<Cluster, ClusterError> {
+        let started = Instant::now();
+        let nodes = NodeProcesses::start(options).map_err(ClusterError::Processes)?;
+        if say {
+            eprintln!(
+                "started {} stockd processes in {:.1} s: {} (pids {:?}; {}, {}; data and logs in {}, removed at the end)",
+                nodes.addrs().len(),
+                started.elapsed().as_secs_f64(),
+                nodes.addrs().join(" "),
+                nodes.pids(),
+                nodes.binary().path.display(),
+                nodes.binary().how,
+                nodes.root().display()
+            );
+        }
+        let dir = nodes.ca().parent().map(PathBuf::from).unwrap_or_default();
+        let config =
+            client::ClientConfig::admin_of(nodes.addrs(), &dir).map_err(ClusterError::Client)?;
+        Ok(Cluster {
+            local: None,
+            processes: Some(nodes),
+            config,
+        })
+    }
+
+    /// What the reports say about this cluster.
+    pub fn info(&self) -> ClusterInfo {
+        let kind = match (&self.processes, &self.local) {
+            (Some(_), _) => "processes",
+            (None, Some(_)) => "in-process",
+            (None, None) => "existing",
+        };
+        ClusterInfo {
+            kind,
+            nodes: self.config.nodes.clone(),
+            binary: self.processes.as_ref().map(|p| p.binary().clone()),
+        }
+    }
+
+    /// Each node's resident memory now: only for `stockd` processes we started (the nodes of
+    /// an in-process cluster share the generator's memory; an existing one may be elsewhere).
+    pub fn memory(&self) -> Vec<NodeMemory> {
+        self.processes
+            .as_ref()
+            .map(NodeProcesses::memory)
+            .unwrap_or_default()
+    }
+
+    /// Stops the cluster, if we started it (an existing cluster is left running).
     pub fn stop(self) {
         if let Some(local) = self.local {
             local.stop();
+        }
+        if let Some(processes) = self.processes {
+            processes.stop();
         }
     }
 }

@@ -39,6 +39,8 @@ pub struct LoadSettings {
     pub targets: TargetSettings,
     /// Where reports go (`None`: `target/stockd-load/<name>-<time>`).
     pub out: Option<PathBuf>,
+    /// Keep statistics per window of this width too (a soak); `None`: only per run.
+    pub window: Option<Duration>,
 }
 
 impl LoadSettings {
@@ -256,6 +258,7 @@ async fn scenario_generic<T: Target>(
         max_in_flight: load.max_in_flight,
         progress: !load.quiet,
         label: label.to_owned(),
+        window: load.window,
     };
     let (mode, description) = match drive {
         Drive::Open(rate) => (
@@ -399,6 +402,106 @@ pub struct RunRequest {
     pub rate: f64,
     /// Closed loop: outstanding requests.
     pub concurrency: usize,
+    /// A soak at `rate` instead of `mode`.
+    pub soak: Option<Soak>,
+}
+
+/// A soak: an open loop at a fixed rate for long, with statistics per window and each node's
+/// memory sampled once per window.
+#[derive(Debug, Clone, Copy)]
+pub struct Soak {
+    /// Measured time.
+    pub duration: Duration,
+    /// Width of a window.
+    pub window: Duration,
+}
+
+/// The nodes' memory at one moment of a soak.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemorySample {
+    /// Seconds since the soak's command started (loading the stock included).
+    pub at_s: f64,
+    /// Each node's resident memory.
+    pub nodes: Vec<crate::processes::NodeMemory>,
+}
+
+/// Runs `kind` on `target` as a soak and samples the cluster's memory meanwhile.
+async fn soak_on(
+    target: &AnyTarget,
+    kind: Kind,
+    load: &LoadSettings,
+    rate: f64,
+    soak: Soak,
+    cluster: Option<&Cluster>,
+    label: &str,
+) -> (Result<RunOutcome, DriveError>, Vec<MemorySample>) {
+    let load = LoadSettings {
+        duration: soak.duration,
+        window: Some(soak.window),
+        ..load.clone()
+    };
+    let (done, mut finished) = tokio::sync::oneshot::channel::<()>();
+    let run = async {
+        let outcome = scenario_on(target, kind, &load, Drive::Open(rate), label).await;
+        let _ = done.send(());
+        outcome
+    };
+    let started = Instant::now();
+    let sample = || MemorySample {
+        at_s: started.elapsed().as_secs_f64(),
+        nodes: cluster.map(Cluster::memory).unwrap_or_default(),
+    };
+    let sampler = async {
+        let mut samples = vec![sample()];
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(soak.window) => samples.push(sample()),
+                _ = &mut finished => break,
+            }
+        }
+        samples.push(sample());
+        samples
+    };
+    tokio::join!(run, sampler)
+}
+
+/// A soak's per-window table: the rate achieved, the primary operation's latency, the longest
+/// pause, then the nodes' memory over time.
+pub fn describe_soak(stats: &RunStats, memory: &[MemorySample]) -> String {
+    let ms = |us: f64| us / 1_000.0;
+    let mut o = format!(
+        "  {:>8} {:>12} {:>9} {:>9} {:>9} {:>17}\n",
+        "t (s)",
+        format!("{}/s", stats.primary),
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "longest pause ms"
+    );
+    for w in &stats.windows {
+        o.push_str(&format!(
+            "  {:>8.0} {:>12} {:>9.3} {:>9.3} {:>9.3} {:>17.3}\n",
+            w.start_s,
+            report::thousands(w.throughput),
+            ms(w.latency.p50_us),
+            ms(w.latency.p99_us),
+            ms(w.latency.max_us),
+            ms(w.longest_gap_us)
+        ));
+    }
+    o.push_str("  memory (VmRSS, MiB; t = seconds since the soak's command started):\n");
+    for m in memory {
+        let nodes: Vec<String> = m
+            .nodes
+            .iter()
+            .map(|n| match n.rss_bytes {
+                Some(b) => format!("n{} {:.1}", n.node, b as f64 / f64::from(1u32 << 20)),
+                None => format!("n{} -", n.node),
+            })
+            .collect();
+        o.push_str(&format!("  {:>8.0}  {}\n", m.at_s, nodes.join("  ")));
+    }
+    o
 }
 
 /// The `run` command: one scenario against one target, its summary, record and charts.
@@ -420,7 +523,17 @@ pub async fn run_command(
         DriveMode::Max => Drive::Max,
     };
     let name = format!("{}-{}", req.target.as_str(), req.scenario.as_str());
-    let outcome = match scenario_on(&target, req.scenario, load, drive, &name).await {
+    let (outcome, memory) = match req.soak {
+        Some(soak) => {
+            let label = format!("{name} soak");
+            soak_on(&target, req.scenario, load, req.rate, soak, cluster, &label).await
+        }
+        None => (
+            scenario_on(&target, req.scenario, load, drive, &name).await,
+            Vec::new(),
+        ),
+    };
+    let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
             eprintln!("stockd-load: {e}");
@@ -429,6 +542,9 @@ pub async fn run_command(
     };
     let batching = batch_stats(&target).await;
     let mut summary = describe_outcome(req.target.as_str(), req.scenario, &outcome);
+    if req.soak.is_some() {
+        summary.push_str(&describe_soak(outcome.stats(), &memory));
+    }
     if let Some(b) = &batching {
         summary.push_str(&format!("  {b}\n"));
     }
@@ -437,11 +553,13 @@ pub async fn run_command(
     let record = json!({
         "command": std::env::args().collect::<Vec<_>>(),
         "machine": outputs::machine(),
+        "cluster": cluster.map(Cluster::info),
         "scenario": req.scenario,
         "target": req.target,
-        "mode": req.mode,
+        "mode": if req.soak.is_some() { json!("Soak") } else { json!(req.mode) },
         "result": outcome,
         "batching": batching,
+        "memory": memory,
     });
     let runs = [NamedRun {
         name: &name,

@@ -8,7 +8,9 @@
 //!   (Zipf popularity, the checkout mix), open-loop pacing, and latency recording
 //!   (HdrHistogram) with its summaries.
 //! - [`target`]: the [`target::Target`] trait every system under test implements;
-//!   [`stockd`]: stockd through the client library, and an in-process local cluster.
+//!   [`stockd`]: stockd through the client library, and an in-process local cluster;
+//!   [`processes`]: the cluster as deployed, `stockd` processes; [`cluster`]: which of them
+//!   (or an existing cluster) a command uses.
 //! - [`scenario`]: `checkout`, `flash-sale`, `store-reads`; [`run`]: open and closed loops.
 //! - [`drive`]: one scenario against one target, driven open, closed or searching for the
 //!   maximum; [`compare`]: every scenario against every target, in phases; [`demo`]: the
@@ -35,6 +37,7 @@ pub mod drive;
 pub mod mix;
 pub mod outputs;
 pub mod pacing;
+pub mod processes;
 pub mod report;
 pub mod run;
 pub mod scenario;

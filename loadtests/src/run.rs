@@ -45,6 +45,8 @@ pub struct RunConfig {
     pub progress: bool,
     /// Label of the progress bar.
     pub label: String,
+    /// Keep statistics per window of this width too (a soak); `None`: only the whole run's.
+    pub window: Option<Duration>,
 }
 
 impl Default for RunConfig {
@@ -56,6 +58,7 @@ impl Default for RunConfig {
             max_in_flight: 100_000,
             progress: false,
             label: String::new(),
+            window: None,
         }
     }
 }
@@ -103,7 +106,10 @@ async fn measure<T: Target>(
     first: u64,
 ) -> (RunStats, u64) {
     let start = Instant::now() + Duration::from_millis(10);
-    let rec = Arc::new(Recorder::new(start, workload.primary()));
+    let rec = Arc::new(match config.window {
+        Some(width) => Recorder::with_windows(start, workload.primary(), width),
+        None => Recorder::new(start, workload.primary()),
+    });
     let issued = Arc::new(AtomicU64::new(0));
     let bar = progress_bar(config);
     let ticker = {

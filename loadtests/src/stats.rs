@@ -1,5 +1,7 @@
 //! Recording a run: one HdrHistogram of latencies (ns, 3 significant digits) per operation,
-//! outcomes by code, a throughput timeline, and the generator's own lateness.
+//! outcomes by code, a throughput timeline, the generator's own lateness, the longest gap
+//! between two completions (a pause as the generator sees it) and, for soaks, the same per
+//! window of time ([`WindowStats`]).
 //!
 //! Tasks record into a shared [`Recorder`] (a mutex held for a histogram increment); the
 //! summaries ([`LatencySummary`], [`RunStats`]) are plain data for the text, JSON, `.hgrm`
@@ -160,18 +162,76 @@ impl Default for OpRecord {
     }
 }
 
+/// One window of a windowed recording (a soak): the primary operation's latencies and the
+/// longest gap between completions that ended in it.
+#[derive(Clone)]
+struct WindowRecord {
+    latency: Histogram<u64>,
+    longest_gap: Duration,
+}
+
+impl Default for WindowRecord {
+    fn default() -> Self {
+        WindowRecord {
+            latency: histogram(),
+            longest_gap: Duration::ZERO,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     ops: BTreeMap<&'static str, OpRecord>,
     lateness: Option<Histogram<u64>>,
     timeline: Vec<u64>,
     dropped: u64,
+    /// The latest completion seen, of any operation.
+    last_done: Option<Instant>,
+    /// The longest time between two consecutive completions (any operation).
+    longest_gap: Duration,
+    /// Per-window records; empty unless the recorder was made with a window width.
+    windows: Vec<WindowRecord>,
+}
+
+impl Inner {
+    /// Notes `n` completions of `op` at `done`, each `ns` long: the timeline, the gap since the
+    /// previous completion and, if windowed, the window's record.
+    fn completed(&mut self, rec: &Recorder, op: &'static str, ns: u64, n: u64, done: Instant) {
+        let gap = self
+            .last_done
+            .map_or(Duration::ZERO, |last| done.saturating_duration_since(last));
+        self.longest_gap = self.longest_gap.max(gap);
+        self.last_done = Some(self.last_done.map_or(done, |last| last.max(done)));
+        let since = done.saturating_duration_since(rec.start);
+        if let Some(width) = rec.window {
+            let w = (since.as_nanos() / width.as_nanos().max(1)) as usize;
+            if self.windows.len() <= w {
+                self.windows.resize_with(w + 1, WindowRecord::default);
+            }
+            let window = &mut self.windows[w];
+            window.longest_gap = window.longest_gap.max(gap);
+            if op == rec.primary {
+                let _ = window.latency.record_n(ns, n);
+            }
+        }
+        if op == rec.primary {
+            rec.primary_done
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            let bucket = (since.as_millis() as u64 / TIMELINE_BUCKET_MS) as usize;
+            if self.timeline.len() <= bucket {
+                self.timeline.resize(bucket + 1, 0);
+            }
+            self.timeline[bucket] += n;
+        }
+    }
 }
 
 /// Collects a run's measurements from many tasks.
 pub struct Recorder {
     start: Instant,
     primary: &'static str,
+    /// Width of the windows of a soak; `None`: no windows.
+    window: Option<Duration>,
     primary_done: std::sync::atomic::AtomicU64,
     inner: Mutex<Inner>,
 }
@@ -183,8 +243,18 @@ impl Recorder {
         Recorder {
             start,
             primary,
+            window: None,
             primary_done: std::sync::atomic::AtomicU64::new(0),
             inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// A recorder as [`Recorder::new`] that also keeps a [`WindowStats`] per `width` of time
+    /// (at least 1 ms) from `start`.
+    pub fn with_windows(start: Instant, primary: &'static str, width: Duration) -> Recorder {
+        Recorder {
+            window: Some(width.max(Duration::from_millis(1))),
+            ..Recorder::new(start, primary)
         }
     }
 
@@ -214,16 +284,7 @@ impl Recorder {
                 rec.outcomes.insert(code.to_owned(), 1);
             }
         }
-        if op == self.primary {
-            self.primary_done
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let bucket = (done.saturating_duration_since(self.start).as_millis() as u64
-                / TIMELINE_BUCKET_MS) as usize;
-            if inner.timeline.len() <= bucket {
-                inner.timeline.resize(bucket + 1, 0);
-            }
-            inner.timeline[bucket] += 1;
-        }
+        inner.completed(self, op, ns, 1, done);
     }
 
     /// Records `n` operations that shared one round trip (a frame of many reservations).
@@ -245,16 +306,7 @@ impl Recorder {
         for (code, k) in codes {
             *rec.outcomes.entry(code.clone()).or_default() += k;
         }
-        if op == self.primary {
-            self.primary_done
-                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-            let bucket = (done.saturating_duration_since(self.start).as_millis() as u64
-                / TIMELINE_BUCKET_MS) as usize;
-            if inner.timeline.len() <= bucket {
-                inner.timeline.resize(bucket + 1, 0);
-            }
-            inner.timeline[bucket] += n;
-        }
+        inner.completed(self, op, ns, n, done);
     }
 
     /// Records how late the generator started a request (actual send - intended send).
@@ -311,8 +363,43 @@ impl Recorder {
                 .iter()
                 .map(|(name, rec)| ((*name).to_owned(), rec.latency.clone()))
                 .collect(),
+            longest_gap_us: inner.longest_gap.as_nanos() as f64 / 1_000.0,
+            windows: self.window_stats(&inner),
         }
     }
+
+    fn window_stats(&self, inner: &Inner) -> Vec<WindowStats> {
+        let Some(width) = self.window else {
+            return Vec::new();
+        };
+        let seconds = width.as_secs_f64();
+        (0u32..)
+            .zip(&inner.windows)
+            .map(|(i, w)| WindowStats {
+                start_s: seconds * f64::from(i),
+                seconds,
+                throughput: w.latency.len() as f64 / seconds,
+                latency: summarize(&w.latency),
+                longest_gap_us: w.longest_gap.as_nanos() as f64 / 1_000.0,
+            })
+            .collect()
+    }
+}
+
+/// One window of time of a soak: the primary operation's completions and latencies, and the
+/// longest gap between two completions (of any operation) that ended in it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WindowStats {
+    /// Start of the window, seconds after the run's start.
+    pub start_s: f64,
+    /// Width of the window, s.
+    pub seconds: f64,
+    /// Completions of the primary operation per second in the window.
+    pub throughput: f64,
+    /// Latencies of the primary operation that completed in the window.
+    pub latency: LatencySummary,
+    /// The longest gap between two consecutive completions ending in the window, µs.
+    pub longest_gap_us: f64,
 }
 
 /// One operation's summary.
@@ -353,6 +440,13 @@ pub struct RunStats {
     /// `curve`s carry the same percentiles).
     #[serde(skip)]
     pub histograms: BTreeMap<String, Histogram<u64>>,
+    /// The longest time between two consecutive completions (of any operation), µs: how long
+    /// the target answered nothing at all, as the generator sees it (a pause, a stall, or the
+    /// generator itself descheduled).
+    pub longest_gap_us: f64,
+    /// Per window of time, for soaks (empty otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<WindowStats>,
 }
 
 impl RunStats {
@@ -439,6 +533,30 @@ mod tests {
         assert_eq!(s.op("commit").map(|o| o.latency.count), Some(1));
         assert_eq!(s.lateness.as_ref().map(|l| l.max_us), Some(1.5));
         assert_eq!(s.dropped, 1);
+        assert!(s.windows.is_empty(), "windows only when asked for");
+    }
+
+    #[test]
+    fn the_longest_gap_between_completions_and_the_windows_of_a_soak() {
+        let start = Instant::now();
+        let r = Recorder::with_windows(start, "reserve", Duration::from_secs(1));
+        let at = |ms| start + Duration::from_millis(ms);
+        let us = Duration::from_micros;
+        r.record("reserve", us(100), "ok", at(100));
+        r.record("commit", us(100), "ok", at(150)); // any operation ends a gap: 50 ms
+        r.record("reserve", us(2_000), "ok", at(1_400)); // 1,250 ms without an answer
+        r.record("reserve", us(300), "ok", at(1_350)); // recorded late: no gap
+        r.record("reserve", us(100), "ok", at(2_500)); // 1,100 ms after the latest
+        let s = r.finish(Duration::from_secs(3));
+        assert_eq!(s.longest_gap_us, 1_250_000.0);
+        let gaps: Vec<f64> = s.windows.iter().map(|w| w.longest_gap_us).collect();
+        assert_eq!(gaps, [50_000.0, 1_250_000.0, 1_100_000.0]);
+        let rates: Vec<f64> = s.windows.iter().map(|w| w.throughput).collect();
+        assert_eq!(rates, [1.0, 2.0, 1.0], "reserves only");
+        let starts: Vec<f64> = s.windows.iter().map(|w| w.start_s).collect();
+        assert_eq!(starts, [0.0, 1.0, 2.0]);
+        let slowest = s.windows[1].latency.max_us;
+        assert!((2_000.0..2_002.0).contains(&slowest), "{slowest}");
     }
 
     #[test]

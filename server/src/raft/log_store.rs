@@ -88,10 +88,10 @@ use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use crossbeam_channel::{Sender, TrySendError};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader};
 
@@ -204,7 +204,7 @@ struct Inner {
     log: Mutex<MemLog>,
     shared: Arc<Shared>,
     /// The writer's queue; `None` only while dropping.
-    tx: Option<SyncSender<Command>>,
+    tx: Option<Sender<Command>>,
     writer: Option<JoinHandle<()>>,
 }
 
@@ -324,7 +324,7 @@ impl LogStore {
             recovered.segments,
             last_on_disk,
         )?;
-        let (tx, rx) = mpsc::sync_channel(WRITER_QUEUE_COMMANDS_MAX);
+        let (tx, rx) = crossbeam_channel::bounded(WRITER_QUEUE_COMMANDS_MAX);
         let handle = std::thread::Builder::new()
             .name("stockd-log-writer".to_owned())
             .spawn(move || writer.run(rx))?;

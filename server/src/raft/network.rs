@@ -7,12 +7,13 @@
 //! [`Faults`] lets tests cut a node off: an isolated node sends no RPC and answers none, which
 //! is what a network partition looks like to Raft.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use dashmap::DashMap;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -132,7 +133,10 @@ pub struct Network {
     endpoint: quinn::Endpoint,
     config: quinn::ClientConfig,
     faults: Arc<Faults>,
-    connections: Arc<Mutex<HashMap<NodeId, quinn::Connection>>>,
+    /// The open connection to each peer, read by every RPC of every replication, vote and
+    /// status task of this node: a concurrent map (one shard lock per entry's shard, never
+    /// held across an await) instead of one mutex over the whole table.
+    connections: Arc<DashMap<NodeId, quinn::Connection>>,
     /// Peers whose last RPC got no answer: a peer that stops answering is logged once (a
     /// warning), and once more when it answers again. openraft's own error per failed RPC is
     /// not logged (`crate::logging`): a leader would log ten a second per dead follower.
@@ -231,10 +235,8 @@ impl PeerClient {
         let cached = self
             .network
             .connections
-            .lock()
-            .expect("peer map lock")
             .get(&self.target)
-            .cloned();
+            .map(|conn| conn.value().clone());
         if let Some(conn) = cached {
             if conn.close_reason().is_none() {
                 return Ok(conn);
@@ -253,11 +255,7 @@ impl PeerClient {
         let conn = connecting
             .await
             .map_err(|e| SendError::Unreachable(e.to_string()))?;
-        self.network
-            .connections
-            .lock()
-            .expect("peer map lock")
-            .insert(self.target, conn.clone());
+        self.network.connections.insert(self.target, conn.clone());
         Ok(conn)
     }
 
@@ -309,11 +307,7 @@ impl PeerClient {
                 Err(RPCError::Unreachable(Unreachable::new(&PeerError(e))))
             }
             Ok(Err(SendError::Network(e))) => {
-                self.network
-                    .connections
-                    .lock()
-                    .expect("peer map lock")
-                    .remove(&self.target);
+                self.network.connections.remove(&self.target);
                 Err(RPCError::Network(NetworkError::new(&PeerError(e))))
             }
             Err(_) => Err({
@@ -321,11 +315,7 @@ impl PeerClient {
                 // Drop the cached connection so the next RPC dials again instead of waiting for
                 // the dead one's idle timeout: a restarted node would otherwise rejoin only
                 // after it, pushing the term up with elections meanwhile.
-                self.network
-                    .connections
-                    .lock()
-                    .expect("peer map lock")
-                    .remove(&self.target);
+                self.network.connections.remove(&self.target);
                 RPCError::Network(NetworkError::new(&PeerError(format!(
                     "no answer from node {} within {:?}",
                     self.target,
