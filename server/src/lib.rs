@@ -21,6 +21,7 @@ pub mod api;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod http;
 pub mod node;
 pub mod raft;
 pub mod replies;

@@ -109,6 +109,9 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             node.local_addr(),
             data_dir.display()
         );
+        if let Some(http) = node.http_addr() {
+            println!("stockd node {} HTTP/JSON on http://{http}", node.id());
+        }
         nodes.push(node);
     }
     if let Some(first) = nodes.first() {
@@ -118,6 +121,13 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             first.ca_fingerprint()
         );
         println!("try: stockctl --connect {} status", first.local_addr());
+        let token = first.ca_path().with_file_name(pki::ADMIN_TOKEN_FILE);
+        if let (Some(http), true) = (first.http_addr(), token.exists()) {
+            println!(
+                "or:  curl -H \"Authorization: Bearer $(cat {})\" http://{http}/v1/availability?sku=A",
+                token.display()
+            );
+        }
     }
     wait_for_signal().await;
     println!("stockd: shutting down");

@@ -25,6 +25,8 @@ use crate::raft::NodeId;
 
 /// Longest wait for Raft to stop at shutdown, ms (its last log writes included).
 pub const RAFT_SHUTDOWN_MS_MAX: u64 = 15_000;
+/// How long a stopping node lets HTTP requests in progress finish, s.
+pub const HTTP_DRAIN_S: u64 = 2;
 
 pub use crate::raft::consensus::RaftTimings;
 
@@ -53,6 +55,8 @@ pub struct NodeConfig {
     pub timings: RaftTimings,
     /// The clock stamping batches and reads (tests share one among a cluster's nodes).
     pub clock: Arc<Clock>,
+    /// TCP address of the HTTP/JSON front (port 0 picks a free one); `None`: no HTTP.
+    pub http: Option<SocketAddr>,
 }
 
 /// What a node's tasks share.
@@ -89,6 +93,8 @@ pub struct NodeCtx {
     pub membership: crate::raft::membership::Membership,
     /// What was refused for identity or role (SPEC section 7).
     pub refusals: crate::auth::access::Refusals,
+    /// Sends operations that only the leader runs to it (the HTTP front on a follower).
+    pub forwarder: crate::raft::forward::Forwarder,
 }
 
 impl NodeCtx {
@@ -118,6 +124,8 @@ pub struct Node {
     accept: tokio::task::JoinHandle<()>,
     ca_fingerprint: String,
     ca_path: PathBuf,
+    /// The HTTP/JSON front, if configured.
+    http: Option<crate::http::HttpServer>,
     /// Held for the node's life: see [`LOCK_FILE`].
     _data_dir_lock: std::fs::File,
 }
@@ -182,6 +190,8 @@ struct NodeTls {
     identity: pki::Identity,
     ca: Vec<pki::CertificateDer<'static>>,
     ca_path: PathBuf,
+    /// The administrator token written next to the CA, if this node has the CA's key.
+    admin_token: Option<pki::Token>,
 }
 
 impl NodeTls {
@@ -206,6 +216,14 @@ impl NodeTls {
             // the demo use it by default (SPEC section 7).
             pki::ensure_admin(&ca_dir).map_err(files_err("issuing the admin identity"))?;
         }
+        // And an administrator's bearer token for HTTP (the node proposes its grant).
+        let admin_token = if pki::TlsFiles::in_dir(&ca_dir).ca_key.exists() {
+            let (_, token) =
+                pki::ensure_admin_token(&ca_dir).map_err(files_err("writing the admin token"))?;
+            Some(token)
+        } else {
+            None
+        };
         let identity = pki::load_identity(&tls_dir).map_err(files_err("node certificate"))?;
         // The CA file to show clients: the cluster CA's own, else this node's copy.
         let ca_path = if ca_dir.join("ca.pem").exists() {
@@ -218,6 +236,7 @@ impl NodeTls {
             identity,
             ca,
             ca_path,
+            admin_token,
         })
     }
 }
@@ -424,7 +443,8 @@ impl Node {
             replies: Arc::default(),
             log,
             election,
-            membership: crate::raft::membership::Membership::new(endpoint.clone(), peer),
+            membership: crate::raft::membership::Membership::new(endpoint.clone(), peer.clone()),
+            forwarder: crate::raft::forward::Forwarder::new(endpoint.clone(), peer),
             refusals: crate::auth::access::Refusals::default(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -432,10 +452,23 @@ impl Node {
         let accept = tokio::spawn(crate::accept::accept_loop(
             endpoint.clone(),
             ctx.clone(),
-            shutdown_rx,
+            shutdown_rx.clone(),
         ));
+        if let Some(token) = tls.admin_token.clone() {
+            let task = crate::http::bootstrap_admin_token(ctx.clone(), token, shutdown_rx.clone());
+            tokio::spawn(task);
+        }
+        let http = match config.http {
+            None => None,
+            Some(listen) => {
+                let probes = Arc::new(crate::http::NodeProbes::new(ctx.clone()));
+                let server = crate::http::HttpServer::start(listen, ctx.clone(), probes).await;
+                Some(server.map_err(|e| StartError::Config(format!("HTTP on {listen}: {e}")))?)
+            }
+        };
         tracing::info!(id = config.id, addr = %local_addr, "node started");
         Ok(Node {
+            http,
             ctx,
             endpoint,
             local_addr,
@@ -472,6 +505,11 @@ impl Node {
         &self.ca_path
     }
 
+    /// The bound HTTP address, if the node serves HTTP.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(crate::http::HttpServer::local_addr)
+    }
+
     /// Fault injection (tests).
     pub fn faults(&self) -> Arc<Faults> {
         self.ctx.faults.clone()
@@ -503,6 +541,9 @@ impl Node {
     /// closed. Waits at most a few seconds for connections to drain.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        if let Some(http) = self.http {
+            http.stop(Duration::from_secs(HTTP_DRAIN_S)).await;
+        }
         let _ = self.accept.await;
         let limit = Duration::from_millis(RAFT_SHUTDOWN_MS_MAX);
         self.ctx

@@ -1,0 +1,79 @@
+//! Running a request's operations: here, through the client path (`api::run_ops`), and those
+//! that only the leader runs (writes, linearizable reads) at the leader when this node is not
+//! it (`raft::forward`: the leader authorizes them and records the caller as their author).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pki::Principal;
+use protocol::{Op, OpResult, ServerError};
+
+use crate::api::{run_ops, Caller};
+use crate::node::NodeCtx;
+use crate::raft::forward::{Forwarded, ForwardedPrincipal};
+
+/// Forwarding attempts for one request: a leader that stepped down meanwhile answers
+/// `not_leader` with its successor, which gets the next attempt.
+pub const FORWARD_ATTEMPTS_MAX: usize = 3;
+/// Wait before another attempt when no leader is known (an election takes about a second), ms.
+pub const NO_LEADER_WAIT_MS: u64 = 300;
+
+/// The leader named by a `not_leader` answer among `results`, if any answered so.
+fn leader_hint(results: &[OpResult]) -> Option<Option<protocol::NodeAddr>> {
+    results.iter().find_map(|r| match r {
+        OpResult::Failed(ServerError::NotLeader { leader }) => Some(leader.clone()),
+        _ => None,
+    })
+}
+
+fn not_leader_at(results: &[OpResult]) -> Vec<usize> {
+    let not_leader = |r: &OpResult| matches!(r, OpResult::Failed(ServerError::NotLeader { .. }));
+    (0..results.len())
+        .filter(|&i| not_leader(&results[i]))
+        .collect()
+}
+
+/// Runs `ops` for `principal`: one result per operation, in order.
+pub async fn run(ctx: &Arc<NodeCtx>, principal: &Principal, ops: Vec<Op>) -> Vec<OpResult> {
+    let caller = Caller::new(principal.clone());
+    let keep = ops.clone();
+    let mut results = run_ops(ctx, &caller, ops).await;
+    for _ in 0..FORWARD_ATTEMPTS_MAX {
+        let Some(hint) = leader_hint(&results) else {
+            break;
+        };
+        let leader = match hint {
+            Some(leader) if leader.id != ctx.id => leader,
+            _ => {
+                // No leader known yet: ask again here after a moment (the election may end).
+                tokio::time::sleep(Duration::from_millis(NO_LEADER_WAIT_MS)).await;
+                let again: Vec<usize> = not_leader_at(&results);
+                let ops = again.iter().map(|&i| keep[i].clone()).collect();
+                let answers = run_ops(ctx, &caller, ops).await;
+                for (i, answer) in again.into_iter().zip(answers) {
+                    results[i] = answer;
+                }
+                continue;
+            }
+        };
+        let pending = not_leader_at(&results);
+        let forwarded = Forwarded {
+            principal: ForwardedPrincipal::from(principal),
+            ops: pending.iter().map(|&i| keep[i].clone()).collect(),
+        };
+        match ctx.forwarder.forward(&leader.addr, &forwarded).await {
+            Ok(answers) => {
+                for (i, answer) in pending.into_iter().zip(answers) {
+                    results[i] = answer;
+                }
+            }
+            Err(e) => {
+                for i in pending {
+                    results[i] = OpResult::Failed(e.clone());
+                }
+                break;
+            }
+        }
+    }
+    results
+}
