@@ -165,6 +165,17 @@ pub async fn changes(
     }
 }
 
+/// One server-sent event of the stream, as its fields arrive.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StreamEvent {
+    /// Always `change`.
+    pub event: String,
+    /// The change's sequence number (send it back as `Last-Event-ID` to resume after it).
+    pub id: String,
+    /// The change as JSON text (a `ChangeJson`).
+    pub data: String,
+}
+
 /// `GET /v1/changes/stream` parameters.
 #[derive(Debug, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -189,7 +200,7 @@ fn start(headers: &HeaderMap, since: Option<u64>) -> u64 {
 #[utoipa::path(get, path = "/v1/changes/stream", tag = "feed",
     params(StreamParams, ("Last-Event-ID" = Option<String>, Header, description = "resume after this sequence number")),
     responses(
-        (status = 200, description = "server-sent events, `data:` a change as JSON", content_type = "text/event-stream", body = String),
+        (status = 200, description = "server-sent events, `data:` a change as JSON", content_type = "text/event-stream", body = StreamEvent),
         (status = "4XX", description = "refused", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]

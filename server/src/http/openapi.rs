@@ -40,7 +40,10 @@ impl Modify for Bearer {
         feed::changes, feed::stream,
         router::healthz, router::readyz, router::metrics, router::openapi_document,
     ),
-    components(schemas(problem::Problem, writes::WriteOp, writes::WriteResult))
+    components(schemas(
+        problem::Problem, writes::WriteOp, writes::WriteResult, queries::ConsistencyJson,
+        feed::ChangeJson,
+    ))
 )]
 struct ApiDoc;
 
