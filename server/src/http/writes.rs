@@ -211,10 +211,10 @@ pub struct ExtendBody {
 pub enum FulfilmentJson {
     /// Shipped from its location.
     Ship,
-    /// Handed over at a store that offers pickup by the deadline.
+    /// Handed over at a store that offers pickup, within a window.
     Pickup {
-        /// Collection deadline, ms since the epoch.
-        deadline_ms: u64,
+        /// Collection window, ms from placement (the answer carries the deadline).
+        window_ms: u64,
     },
 }
 
@@ -406,7 +406,9 @@ fn place_order(o: PlaceOrder) -> Result<Command, Problem> {
     };
     let fulfilment = match o.fulfilment {
         None | Some(FulfilmentJson::Ship) => Fulfilment::Ship,
-        Some(FulfilmentJson::Pickup { deadline_ms }) => Fulfilment::Pickup { deadline_ms },
+        Some(FulfilmentJson::Pickup { window_ms }) => Fulfilment::Pickup {
+            deadline_ms: window_ms,
+        },
     };
     Ok(Command::PlaceOrder {
         order: OrderId(o.order),

@@ -163,7 +163,7 @@ async fn every_operation_over_http_including_writes_sent_to_a_follower() {
         ("/v1/returns", json!({"rma": "m1", "order": "o1", "lines": [
             {"sku": "A", "qty": 1, "received_at": "s1", "disposition": "restock"}]})),
         ("/v1/orders", json!({"order": "o2", "channel": "web", "lines": [{"sku": "A", "location": "s1", "qty": 1}],
-            "fulfilment": {"kind": "pickup", "deadline_ms": cluster.clock().now_ms() + 86_400_000}})),
+            "fulfilment": {"kind": "pickup", "window_ms": 86_400_000}})),
         ("/v1/orders/o2/ready-for-pickup", json!({})),
         ("/v1/orders/o2/picked-up", json!({})),
         ("/v1/transfers", json!({"transfer": "t1", "sku": "A", "from": "w1", "to": "s1", "qty": 5})),
