@@ -223,6 +223,17 @@ fn parse_http(s: &str) -> Result<HttpArg, String> {
         .map_err(|_| format!("{s:?}: expected HOST:PORT or off"))
 }
 
+/// Where a node serves HTTP: as asked, else on the default address for the embedded
+/// default only (a configured cluster serves HTTP where it says).
+fn http_addr(asked: Option<HttpArg>, embedded: bool) -> Option<SocketAddr> {
+    match asked {
+        Some(HttpArg::Off) => None,
+        Some(HttpArg::At(addr)) => Some(addr),
+        None if embedded => Some(default_http()),
+        None => None,
+    }
+}
+
 /// The HTTP address of the embedded default.
 pub fn default_http() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], crate::http::DEFAULT_HTTP_PORT))
@@ -351,12 +362,7 @@ impl NodeArgs {
         };
         let join = self.join || file.join;
         let embedded = self.config.is_none() && peers.is_empty() && !join;
-        let http = match self.http.or(file.http) {
-            Some(HttpArg::Off) => None,
-            Some(HttpArg::At(addr)) => Some(addr),
-            None if embedded => Some(default_http()),
-            None => None,
-        };
+        let http = http_addr(self.http.or(file.http), embedded);
         if join {
             if !members.is_empty() {
                 return Err(ConfigError::JoinWithPeers);

@@ -114,6 +114,17 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         nodes.push(node);
     }
+    print_started(&nodes);
+    wait_for_signal().await;
+    println!("stockd: shutting down");
+    for node in nodes {
+        node.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Where to reach the started nodes.
+fn print_started(nodes: &[Node]) {
     if let Some(first) = nodes.first() {
         println!("cluster CA certificate: {}", first.ca_path().display());
         println!(
@@ -129,12 +140,6 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
-    wait_for_signal().await;
-    println!("stockd: shutting down");
-    for node in nodes {
-        node.shutdown().await;
-    }
-    Ok(())
 }
 
 async fn wait_for_signal() {

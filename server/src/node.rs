@@ -454,18 +454,7 @@ impl Node {
             ctx.clone(),
             shutdown_rx.clone(),
         ));
-        if let Some(token) = tls.admin_token.clone() {
-            let task = crate::http::bootstrap_admin_token(ctx.clone(), token, shutdown_rx.clone());
-            tokio::spawn(task);
-        }
-        let http = match config.http {
-            None => None,
-            Some(listen) => {
-                let probes = Arc::new(crate::http::NodeProbes::new(ctx.clone()));
-                let server = crate::http::HttpServer::start(listen, ctx.clone(), probes).await;
-                Some(server.map_err(|e| StartError::Config(format!("HTTP on {listen}: {e}")))?)
-            }
-        };
+        let http = start_http(&config, &tls, &ctx, &shutdown_rx).await?;
         tracing::info!(id = config.id, addr = %local_addr, "node started");
         Ok(Node {
             http,
@@ -554,6 +543,27 @@ impl Node {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         tracing::info!(id = self.ctx.id, "node stopped");
     }
+}
+
+/// Starts the HTTP front if configured, and the admin token's bootstrap if this node wrote
+/// one.
+async fn start_http(
+    config: &NodeConfig,
+    tls: &NodeTls,
+    ctx: &Arc<NodeCtx>,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Option<crate::http::HttpServer>, StartError> {
+    if let Some(token) = tls.admin_token.clone() {
+        let task = crate::http::bootstrap_admin_token(ctx.clone(), token, shutdown.clone());
+        tokio::spawn(task);
+    }
+    let Some(listen) = config.http else {
+        return Ok(None);
+    };
+    let probes = Arc::new(crate::http::NodeProbes::new(ctx.clone()));
+    let server = crate::http::HttpServer::start(listen, ctx.clone(), probes).await;
+    let server = server.map_err(|e| StartError::Config(format!("HTTP on {listen}: {e}")))?;
+    Ok(Some(server))
 }
 
 /// Starts a node's background tasks: elections, the snapshot policy and the removal watch.

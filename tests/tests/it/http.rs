@@ -135,40 +135,97 @@ async fn issue(cluster: &Cluster, name: &str, role: &str, channels: &[&str]) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operation_over_http_including_writes_sent_to_a_follower() {
     let (cluster, token) = cluster().await;
-    let leader = cluster.wait_leader(Duration::from_secs(10)).await.expect("leader");
+    let leader = cluster
+        .wait_leader(Duration::from_secs(10))
+        .await
+        .expect("leader");
     let http = Http::new(&cluster, follower(&cluster, leader), &token);
     let writes: Vec<(&str, Value)> = vec![
-        ("/v1/locations", json!({"location": "w1", "kind": "warehouse"})),
-        ("/v1/locations", json!({"location": "s1", "kind": "store", "pickup": true,
-            "coordinates": {"lat_e6": 48_856_600, "lon_e6": 2_352_200}})),
-        ("/v1/groups", json!({"group": "online", "locations": ["w1", "s1"]})),
+        (
+            "/v1/locations",
+            json!({"location": "w1", "kind": "warehouse"}),
+        ),
+        (
+            "/v1/locations",
+            json!({"location": "s1", "kind": "store", "pickup": true,
+            "coordinates": {"lat_e6": 48_856_600, "lon_e6": 2_352_200}}),
+        ),
+        (
+            "/v1/groups",
+            json!({"group": "online", "locations": ["w1", "s1"]}),
+        ),
         ("/v1/skus", json!({"sku": "FABRIC", "scale": 2})),
-        ("/v1/stock/counts", json!({"sku": "FABRIC", "location": "w1", "qty": 10_000, "reason": "count"})),
-        ("/v1/stock/adjustments", json!({"sku": "A", "location": "s1", "delta": 20, "reason": "receipt"})),
-        ("/v1/stock/adjustments", json!({"sku": "A", "location": "w1", "delta": 20, "reason": "receipt"})),
-        ("/v1/stock/safety", json!({"sku": "A", "location": "s1", "qty": 1})),
-        ("/v1/stock/unavailable", json!({"sku": "A", "location": "s1", "qty": 2, "reason": "damaged"})),
-        ("/v1/stock/available", json!({"sku": "A", "location": "s1", "qty": 1, "reason": "repaired"})),
+        (
+            "/v1/stock/counts",
+            json!({"sku": "FABRIC", "location": "w1", "qty": 10_000, "reason": "count"}),
+        ),
+        (
+            "/v1/stock/adjustments",
+            json!({"sku": "A", "location": "s1", "delta": 20, "reason": "receipt"}),
+        ),
+        (
+            "/v1/stock/adjustments",
+            json!({"sku": "A", "location": "w1", "delta": 20, "reason": "receipt"}),
+        ),
+        (
+            "/v1/stock/safety",
+            json!({"sku": "A", "location": "s1", "qty": 1}),
+        ),
+        (
+            "/v1/stock/unavailable",
+            json!({"sku": "A", "location": "s1", "qty": 2, "reason": "damaged"}),
+        ),
+        (
+            "/v1/stock/available",
+            json!({"sku": "A", "location": "s1", "qty": 1, "reason": "repaired"}),
+        ),
         ("/v1/sales", json!({"sku": "A", "location": "s1", "qty": 1})),
-        ("/v1/reservations", json!({"reservation": "r1", "channel": "web", "ttl_ms": 600_000,
-            "lines": [{"sku": "FABRIC", "group": "online", "qty": 275}]})),
+        (
+            "/v1/reservations",
+            json!({"reservation": "r1", "channel": "web", "ttl_ms": 600_000,
+            "lines": [{"sku": "FABRIC", "group": "online", "qty": 275}]}),
+        ),
         ("/v1/reservations/r1/extend", json!({"ttl_ms": 900_000})),
         ("/v1/reservations/r1/release", json!({})),
-        ("/v1/reservations", json!({"reservation": "r2", "channel": "web", "ttl_ms": 600_000,
-            "lines": [{"sku": "A", "location": "w1", "qty": 3}]})),
+        (
+            "/v1/reservations",
+            json!({"reservation": "r2", "channel": "web", "ttl_ms": 600_000,
+            "lines": [{"sku": "A", "location": "w1", "qty": 3}]}),
+        ),
         ("/v1/orders", json!({"order": "o1", "reservation": "r2"})),
-        ("/v1/orders/o1/fulfilments", json!({"lines": [{"sku": "A", "location": "w1", "qty": 2}]})),
-        ("/v1/orders/o1/reallocations", json!({"sku": "A", "from": "w1", "to": "s1", "qty": 1})),
+        (
+            "/v1/orders/o1/fulfilments",
+            json!({"lines": [{"sku": "A", "location": "w1", "qty": 2}]}),
+        ),
+        (
+            "/v1/orders/o1/reallocations",
+            json!({"sku": "A", "from": "w1", "to": "s1", "qty": 1}),
+        ),
         ("/v1/orders/o1/cancellations", json!({})),
-        ("/v1/returns", json!({"rma": "m1", "order": "o1", "lines": [
-            {"sku": "A", "qty": 1, "received_at": "s1", "disposition": "restock"}]})),
-        ("/v1/orders", json!({"order": "o2", "channel": "web", "lines": [{"sku": "A", "location": "s1", "qty": 1}],
-            "fulfilment": {"kind": "pickup", "window_ms": 86_400_000}})),
+        (
+            "/v1/returns",
+            json!({"rma": "m1", "order": "o1", "lines": [
+            {"sku": "A", "qty": 1, "received_at": "s1", "disposition": "restock"}]}),
+        ),
+        (
+            "/v1/orders",
+            json!({"order": "o2", "channel": "web", "lines": [{"sku": "A", "location": "s1", "qty": 1}],
+            "fulfilment": {"kind": "pickup", "window_ms": 86_400_000}}),
+        ),
         ("/v1/orders/o2/ready-for-pickup", json!({})),
         ("/v1/orders/o2/picked-up", json!({})),
-        ("/v1/transfers", json!({"transfer": "t1", "sku": "A", "from": "w1", "to": "s1", "qty": 5})),
-        ("/v1/transfers/t1/receipts", json!({"received": 4, "damaged": 0})),
-        ("/v1/credentials/revocations", json!({"credential": "abcdef", "until_ms": cluster.clock().now_ms() + 60_000})),
+        (
+            "/v1/transfers",
+            json!({"transfer": "t1", "sku": "A", "from": "w1", "to": "s1", "qty": 5}),
+        ),
+        (
+            "/v1/transfers/t1/receipts",
+            json!({"received": 4, "damaged": 0}),
+        ),
+        (
+            "/v1/credentials/revocations",
+            json!({"credential": "abcdef", "until_ms": cluster.clock().now_ms() + 60_000}),
+        ),
     ];
     for (path, body) in writes {
         let answer = http.post(path, Some(&key()), body).await;
@@ -190,54 +247,142 @@ async fn every_operation_over_http_including_writes_sent_to_a_follower() {
         check(&http.get(path).await, 200, None);
     }
     let fabric = http.get("/v1/availability?sku=FABRIC&at=w1").await;
-    assert_eq!(fabric.body["skus"][0]["rows"][0]["balance"]["on_hand"], json!({"units": 10_000, "display": "100.00"}));
+    assert_eq!(
+        fabric.body["skus"][0]["rows"][0]["balance"]["on_hand"],
+        json!({"units": 10_000, "display": "100.00"})
+    );
     let transfer = http.get("/v1/transfers/t1").await;
     assert_eq!(transfer.body["lost"]["units"], 1);
     let order = http.get("/v1/orders/o2?consistency=local").await;
     assert_eq!(order.body["state"], "fulfilled", "{:#}", order.body);
     // The follower forwarded the writes: the leader recorded the caller as their author.
     let changes = http.get("/v1/changes?since=0&max=1").await;
-    assert_eq!(changes.body["events"][0]["author"], json!({"name": "admin", "role": "admin"}));
+    assert_eq!(
+        changes.body["events"][0]["author"],
+        json!({"name": "admin", "role": "admin"})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_answers_the_original_status_and_body_and_every_error_has_its_status() {
     let (cluster, token) = cluster().await;
-    let leader = cluster.wait_leader(Duration::from_secs(10)).await.expect("leader");
+    let leader = cluster
+        .wait_leader(Duration::from_secs(10))
+        .await
+        .expect("leader");
     let http = Http::new(&cluster, follower(&cluster, leader), &token);
     let w1 = json!({"location": "w1", "kind": "warehouse"});
-    check(&http.post("/v1/locations", Some(&key()), w1).await, 200, None);
+    check(
+        &http.post("/v1/locations", Some(&key()), w1).await,
+        200,
+        None,
+    );
     let count = json!({"sku": "A", "location": "w1", "qty": 5, "reason": "count"});
-    check(&http.post("/v1/stock/counts", Some(&key()), count).await, 200, None);
-    let hold = |id: &str, qty: i64| json!({"reservation": id, "channel": "web", "ttl_ms": 60_000,
-        "lines": [{"sku": "A", "location": "w1", "qty": qty}]});
+    check(
+        &http.post("/v1/stock/counts", Some(&key()), count).await,
+        200,
+        None,
+    );
+    let hold = |id: &str, qty: i64| {
+        json!({"reservation": id, "channel": "web", "ttl_ms": 60_000,
+        "lines": [{"sku": "A", "location": "w1", "qty": qty}]})
+    };
     let k = key();
     let first = http.post("/v1/reservations", Some(&k), hold("r1", 2)).await;
     let again = http.post("/v1/reservations", Some(&k), hold("r1", 2)).await;
     check(&first, 200, None);
     assert_eq!((again.status, &again.body), (first.status, &first.body));
     let k = key();
-    let short = http.post("/v1/reservations", Some(&k), hold("r2", 50)).await;
+    let short = http
+        .post("/v1/reservations", Some(&k), hold("r2", 50))
+        .await;
     check(&short, 409, Some("insufficient_stock"));
     assert_eq!(short.body["facts"]["available"], 3);
-    let replayed = http.post("/v1/reservations", Some(&k), hold("r2", 50)).await;
-    assert_eq!((replayed.status, &replayed.body), (short.status, &short.body));
+    let replayed = http
+        .post("/v1/reservations", Some(&k), hold("r2", 50))
+        .await;
+    assert_eq!(
+        (replayed.status, &replayed.body),
+        (short.status, &short.body)
+    );
 
-    check(&http.post("/v1/reservations", None, hold("r3", 1)).await, 400, Some("missing_idempotency_key"));
-    check(&http.post("/v1/reservations", Some("nope"), hold("r3", 1)).await, 400, Some("missing_idempotency_key"));
-    check(&http.post("/v1/reservations", Some(&key()), json!({"reservation": 1})).await, 400, Some("bad_request"));
-    check(&http.post("/v1/reservations/nope/release", Some(&key()), json!({})).await, 404, Some("not_found"));
-    check(&http.post("/v1/reservations", Some(&key()), hold("r1", 1)).await, 409, Some("already_exists"));
-    check(&http.post("/v1/reservations", Some(&key()), hold("bad id!", 1)).await, 422, Some("invalid"));
+    check(
+        &http.post("/v1/reservations", None, hold("r3", 1)).await,
+        400,
+        Some("missing_idempotency_key"),
+    );
+    check(
+        &http
+            .post("/v1/reservations", Some("nope"), hold("r3", 1))
+            .await,
+        400,
+        Some("missing_idempotency_key"),
+    );
+    check(
+        &http
+            .post("/v1/reservations", Some(&key()), json!({"reservation": 1}))
+            .await,
+        400,
+        Some("bad_request"),
+    );
+    check(
+        &http
+            .post("/v1/reservations/nope/release", Some(&key()), json!({}))
+            .await,
+        404,
+        Some("not_found"),
+    );
+    check(
+        &http
+            .post("/v1/reservations", Some(&key()), hold("r1", 1))
+            .await,
+        409,
+        Some("already_exists"),
+    );
+    check(
+        &http
+            .post("/v1/reservations", Some(&key()), hold("bad id!", 1))
+            .await,
+        422,
+        Some("invalid"),
+    );
     check(&http.get("/v1/orders/none").await, 404, Some("not_found"));
-    check(&http.get("/v1/no-such-route").await, 404, Some("not_found_route"));
-    check(&http.get("/v1/reservations").await, 405, Some("method_not_allowed"));
-    check(&http.get("/v1/availability?sku=A&consistency=at_least").await, 400, Some("bad_request"));
+    check(
+        &http.get("/v1/no-such-route").await,
+        404,
+        Some("not_found_route"),
+    );
+    check(
+        &http.get("/v1/reservations").await,
+        405,
+        Some("method_not_allowed"),
+    );
+    check(
+        &http
+            .get("/v1/availability?sku=A&consistency=at_least")
+            .await,
+        400,
+        Some("bad_request"),
+    );
     let huge = json!({"location": "x".repeat(server::http::BODY_BYTES_MAX), "kind": "store"});
-    check(&http.post("/v1/locations", Some(&key()), huge).await, 413, Some("payload_too_large"));
+    check(
+        &http.post("/v1/locations", Some(&key()), huge).await,
+        413,
+        Some("payload_too_large"),
+    );
     // A hold past its deadline: `expired` (410). The shared clock moves; no sleeping.
     cluster.clock().advance(120_000);
-    check(&http.post("/v1/reservations/r1/extend", Some(&key()), json!({"ttl_ms": 1_000})).await, 410, Some("expired"));
+    check(
+        &http
+            .post(
+                "/v1/reservations/r1/extend",
+                Some(&key()),
+                json!({"ttl_ms": 1_000}),
+            )
+            .await,
+        410,
+        Some("expired"),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,9 +391,17 @@ async fn tokens_decide_who_may_do_what_and_a_revoked_one_is_refused() {
     let hold = json!({"reservation": "r1", "channel": "pos", "ttl_ms": 60_000,
         "lines": [{"sku": "A", "location": "w1", "qty": 1}]});
     let mut anonymous = Http::new(&cluster, 1, "");
-    check(&anonymous.get("/v1/availability?sku=A").await, 401, Some("unauthorized"));
+    check(
+        &anonymous.get("/v1/availability?sku=A").await,
+        401,
+        Some("unauthorized"),
+    );
     anonymous.token = pki::Token::generate().expect("token").text();
-    check(&anonymous.get("/v1/availability?sku=A").await, 401, Some("unauthorized"));
+    check(
+        &anonymous.get("/v1/availability?sku=A").await,
+        401,
+        Some("unauthorized"),
+    );
     for open in ["/healthz", "/readyz", "/openapi.json"] {
         check(&anonymous.get(open).await, 200, None);
     }
@@ -257,34 +410,91 @@ async fn tokens_decide_who_may_do_what_and_a_revoked_one_is_refused() {
     let as_web = Http::new(&cluster, 2, &web.text());
     let as_reader = Http::new(&cluster, 3, &reader.text());
     let waited = eventually(Duration::from_secs(5), || async {
-        as_web.get("/v1/availability?sku=A&consistency=local").await.status == StatusCode::OK
+        as_web
+            .get("/v1/availability?sku=A&consistency=local")
+            .await
+            .status
+            == StatusCode::OK
             && as_reader.get("/v1/changes?consistency=local").await.status == StatusCode::OK
     })
     .await;
     assert!(waited, "the tokens never reached the followers");
-    check(&as_web.post("/v1/reservations", Some(&key()), hold.clone()).await, 403, Some("forbidden"));
+    check(
+        &as_web
+            .post("/v1/reservations", Some(&key()), hold.clone())
+            .await,
+        403,
+        Some("forbidden"),
+    );
     let w1 = json!({"location": "w1", "kind": "warehouse"});
-    check(&as_reader.post("/v1/locations", Some(&key()), w1.clone()).await, 403, Some("forbidden"));
-    check(&Http::new(&cluster, 1, &admin).post("/v1/locations", Some(&key()), w1).await, 200, None);
-    let revoke = json!({"credential": reader.id, "until_ms": cluster.clock().now_ms() + 86_400_000});
+    check(
+        &as_reader
+            .post("/v1/locations", Some(&key()), w1.clone())
+            .await,
+        403,
+        Some("forbidden"),
+    );
+    check(
+        &Http::new(&cluster, 1, &admin)
+            .post("/v1/locations", Some(&key()), w1)
+            .await,
+        200,
+        None,
+    );
+    let revoke =
+        json!({"credential": reader.id, "until_ms": cluster.clock().now_ms() + 86_400_000});
     let as_admin = Http::new(&cluster, 1, &admin);
-    check(&as_admin.post("/v1/credentials/revocations", Some(&key()), revoke).await, 200, None);
+    check(
+        &as_admin
+            .post("/v1/credentials/revocations", Some(&key()), revoke)
+            .await,
+        200,
+        None,
+    );
     let refused = eventually(Duration::from_secs(1), || async {
-        as_reader.get("/v1/availability?sku=A&consistency=local").await.status == StatusCode::FORBIDDEN
+        as_reader
+            .get("/v1/availability?sku=A&consistency=local")
+            .await
+            .status
+            == StatusCode::FORBIDDEN
     })
     .await;
     assert!(refused, "a revoked token still reads after a second");
-    check(&as_web.post("/v1/credentials/revocations", Some(&key()), json!({"credential": "ab", "until_ms": 1})).await, 403, Some("forbidden"));
+    check(
+        &as_web
+            .post(
+                "/v1/credentials/revocations",
+                Some(&key()),
+                json!({"credential": "ab", "until_ms": 1}),
+            )
+            .await,
+        403,
+        Some("forbidden"),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_change_feed_streams_as_server_sent_events_resuming_after_the_last_event_id() {
     let (cluster, token) = cluster().await;
     let http = Http::new(&cluster, 2, &token);
-    check(&http.post("/v1/locations", Some(&key()), json!({"location": "w1", "kind": "warehouse"})).await, 200, None);
+    check(
+        &http
+            .post(
+                "/v1/locations",
+                Some(&key()),
+                json!({"location": "w1", "kind": "warehouse"}),
+            )
+            .await,
+        200,
+        None,
+    );
     for qty in 1..=3 {
         let count = json!({"sku": "A", "location": "w1", "qty": qty, "reason": "count"});
-        check(&http.post("/v1/stock/counts", Some(&key()), count).await, 200, None);
+        check(
+            &http.post("/v1/stock/counts", Some(&key()), count).await,
+            200,
+            None,
+        );
     }
     let events = |last: Option<u64>| {
         let mut request = http
@@ -297,13 +507,23 @@ async fn the_change_feed_streams_as_server_sent_events_resuming_after_the_last_e
         request
     };
     let first = read_events(events(None), 3).await;
-    assert_eq!(first.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(
+        first.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
     assert_eq!(first[2].1["balance"]["on_hand"]["units"], 3);
     // Resume after event 1: events 2 and 3 come again, then a new one as it applies.
     let count = json!({"sku": "A", "location": "w1", "qty": 9, "reason": "count"});
-    check(&http.post("/v1/stock/counts", Some(&key()), count).await, 200, None);
+    check(
+        &http.post("/v1/stock/counts", Some(&key()), count).await,
+        200,
+        None,
+    );
     let resumed = read_events(events(Some(1)), 3).await;
-    assert_eq!(resumed.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [2, 3, 4]);
+    assert_eq!(
+        resumed.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        [2, 3, 4]
+    );
     assert_eq!(resumed[2].1["cause"], "set_on_hand");
 }
 
@@ -354,13 +574,34 @@ async fn the_fuzzer_finds_no_server_error_and_no_response_outside_the_schema() {
     };
     let (cluster, token) = cluster().await;
     let http = Http::new(&cluster, 1, &token);
-    check(&http.post("/v1/locations", Some(&key()), json!({"location": "w1", "kind": "warehouse"})).await, 200, None);
+    check(
+        &http
+            .post(
+                "/v1/locations",
+                Some(&key()),
+                json!({"location": "w1", "kind": "warehouse"}),
+            )
+            .await,
+        200,
+        None,
+    );
     let count = json!({"sku": "A", "location": "w1", "qty": 5, "reason": "count"});
-    check(&http.post("/v1/stock/counts", Some(&key()), count).await, 200, None);
+    check(
+        &http.post("/v1/stock/counts", Some(&key()), count).await,
+        200,
+        None,
+    );
     let schema = format!("{}/openapi.json", http.base);
     let auth = format!("Authorization: Bearer {token}");
     let run = tokio::process::Command::new(fuzzer)
-        .args(["run", &schema, "-H", &auth, "--checks", "not_a_server_error,response_schema_conformance"])
+        .args([
+            "run",
+            &schema,
+            "-H",
+            &auth,
+            "--checks",
+            "not_a_server_error,response_schema_conformance",
+        ])
         .args(["--max-examples", "15", "--workers", "1", "--no-color"])
         .kill_on_drop(true)
         .output();
@@ -369,7 +610,11 @@ async fn the_fuzzer_finds_no_server_error_and_no_response_outside_the_schema() {
         .expect("the fuzzer ends within 10 minutes")
         .expect("the fuzzer runs");
     let report = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{report}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// The `schemathesis` executable, if installed (on PATH or in ~/.local/bin).

@@ -91,25 +91,9 @@ pub(super) async fn execute(
             action: CredentialsCmd::List,
         } => revoked(client, out).await,
         Cmd::Whoami => Err(Fail::Usage("whoami runs without a runtime")),
-        Cmd::Token {
-            action:
-                TokenCmd::Create {
-                    name,
-                    role,
-                    channel,
-                    location,
-                    days,
-                },
-        } => {
+        Cmd::Token { action } => {
             let request_id = request_id.unwrap_or_else(new_request_id);
-            let grant = TokenAsk {
-                name,
-                role,
-                channels: channel,
-                locations: location,
-                days,
-            };
-            token_create(client, out, request_id, grant).await
+            token_create(client, out, request_id, TokenAsk::from(action)).await
         }
         write => {
             let request_id = request_id.unwrap_or_else(new_request_id);
@@ -182,6 +166,25 @@ struct TokenAsk {
     channels: Vec<String>,
     locations: Vec<String>,
     days: u32,
+}
+
+impl From<TokenCmd> for TokenAsk {
+    fn from(action: TokenCmd) -> TokenAsk {
+        let TokenCmd::Create {
+            name,
+            role,
+            channel,
+            location,
+            days,
+        } = action;
+        TokenAsk {
+            name,
+            role,
+            channels: channel,
+            locations: location,
+            days,
+        }
+    }
 }
 
 /// `token create`: a new token whose grant (principal, SHA-256 of the secret) goes to the
