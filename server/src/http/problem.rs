@@ -57,6 +57,9 @@ pub enum HttpCode {
     NotFoundRoute,
     /// The route exists, the method does not: 405.
     MethodNotAllowed,
+    /// A `consistency=at_least` read whose `min_index` this node did not reach within the read
+    /// deadline: 409 (the request's precondition is not met; the node itself is fine).
+    IndexNotReached,
 }
 
 impl HttpCode {
@@ -79,6 +82,11 @@ impl HttpCode {
                 "Request body too large",
             ),
             HttpCode::NotFoundRoute => (StatusCode::NOT_FOUND, "not_found_route", "No such route"),
+            HttpCode::IndexNotReached => (
+                StatusCode::CONFLICT,
+                "index_not_reached",
+                "The index asked for was not reached",
+            ),
             HttpCode::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",

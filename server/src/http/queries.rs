@@ -77,6 +77,19 @@ pub(super) async fn read(
             applied_index,
         }) => Ok((answer, applied_index)),
         Some(OpResult::Read { answer: Err(r), .. }) => Err(Problem::rejection(&r)),
+        Some(OpResult::Failed(protocol::ServerError::Timeout))
+            if matches!(consistency, Consistency::AtLeast(_)) =>
+        {
+            // The node is up and answering; the index asked for is not in its state (a
+            // `min_index` no write produced, or one this node has not received): the
+            // request's precondition, not the node, failed.
+            let applied = app.ctx.shared.applied_index();
+            let detail = format!(
+                "this node has not applied the index asked for within {} ms (applied: {applied})",
+                crate::raft::proposer::READ_TIMEOUT_MS
+            );
+            Err(Problem::http(HttpCode::IndexNotReached, detail))
+        }
         Some(OpResult::Failed(e)) => Err(Problem::server(&e)),
         _ => Err(Problem::server(&protocol::ServerError::Internal {
             message: "a read answered with something else".to_owned(),
