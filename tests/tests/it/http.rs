@@ -364,6 +364,8 @@ async fn a_replay_answers_the_original_status_and_body_and_every_error_has_its_s
         400,
         Some("bad_request"),
     );
+    let unreached = "/v1/availability?sku=A&consistency=at_least&min_index=999999999";
+    check(&http.get(unreached).await, 409, Some("index_not_reached"));
     let huge = json!({"location": "x".repeat(server::http::BODY_BYTES_MAX), "kind": "store"});
     check(
         &http.post("/v1/locations", Some(&key()), huge).await,
