@@ -26,6 +26,11 @@ pub const AUTHOR_BYTES_MAX: usize = 64;
 pub const REVOKED_MAX: usize = 10_000;
 /// Bytes of a credential id (a certificate serial or token id, hex).
 pub const CREDENTIAL_BYTES_MAX: usize = 64;
+/// Live bearer tokens kept at once (each forgotten at its expiry); more is a `limit`
+/// rejection. A token costs about 200 bytes, so the table stays under a few MiB.
+pub const TOKENS_MAX: usize = 10_000;
+/// Channels or locations one token may name (the same bound as a client certificate's).
+pub const TOKEN_SCOPE_MAX: usize = 64;
 
 /// Who made a write: the principal's name and role, as the server authenticated them.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -64,13 +69,51 @@ pub struct RevokedView {
     pub revocation: Revocation,
 }
 
-/// What the ledger keeps of access: interned authors and the deny list.
+/// What a bearer token grants: the principal it stands for, as `stockctl token create` asked
+/// (the server reads the role and scope exactly like a client certificate's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenGrant {
+    /// The principal's name, 1..=[`AUTHOR_BYTES_MAX`] bytes.
+    pub name: String,
+    /// Its role (`reader`, `checkout`, `store`, `ops`, `admin`), 1..=[`AUTHOR_BYTES_MAX`] bytes.
+    pub role: String,
+    /// Channels of a `checkout` principal, at most [`TOKEN_SCOPE_MAX`].
+    pub channels: Vec<String>,
+    /// Locations of a `store` principal, at most [`TOKEN_SCOPE_MAX`].
+    pub locations: Vec<String>,
+    /// End of validity, ms since the epoch: the ledger forgets the token then.
+    pub expires_at_ms: u64,
+    /// BLAKE3 hash of the token's secret: the secret itself never reaches the cluster.
+    pub secret_hash: [u8; 32],
+}
+
+/// A token to issue: its id (the credential id, hex) and what it grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenDef {
+    /// The credential id, 1..=[`CREDENTIAL_BYTES_MAX`] hex digits (lowercase).
+    pub id: String,
+    /// The principal and the secret's hash.
+    pub grant: TokenGrant,
+}
+
+/// What the ledger keeps of access: interned authors, the deny list and the bearer tokens.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct AccessState {
     /// Author handle `h` (from 1) is `authors[h - 1]`; 0 means none.
     pub authors: Arc<Vec<Author>>,
     /// Revoked credentials by id.
     pub revoked: Arc<BTreeMap<String, Revocation>>,
+    /// Live bearer tokens by id.
+    pub tokens: Arc<BTreeMap<String, TokenGrant>>,
+}
+
+fn valid_grant(g: &TokenGrant) -> bool {
+    let ok = |s: &String| !s.is_empty() && s.len() <= AUTHOR_BYTES_MAX;
+    ok(&g.name)
+        && ok(&g.role)
+        && g.channels.len() <= TOKEN_SCOPE_MAX
+        && g.locations.len() <= TOKEN_SCOPE_MAX
+        && g.channels.iter().chain(&g.locations).all(ok)
 }
 
 fn valid_credential(id: &str) -> bool {
@@ -130,8 +173,44 @@ impl Ledger {
         Ok(Reply::Done)
     }
 
-    /// Drops revocations whose credential has expired (at most once per expiry time, so a
-    /// batch costs nothing while none is due).
+    /// `create_token`: keeps a token's grant by id until its expiry.
+    pub(crate) fn create_token(&mut self, token: &TokenDef) -> Outcome {
+        if !valid_credential(&token.id) {
+            return invalid(InvalidReason::BadId {
+                field: "token".to_owned(),
+            });
+        }
+        if !valid_grant(&token.grant) {
+            return invalid(InvalidReason::BadId {
+                field: "token principal".to_owned(),
+            });
+        }
+        if token.grant.expires_at_ms <= self.state.now_ms {
+            return invalid(InvalidReason::BadDuration);
+        }
+        let tokens = &mut self.state.access.tokens;
+        if tokens.contains_key(&token.id) {
+            return Err(Rejection::AlreadyExists {
+                kind: crate::outcome::ObjectKind::Token,
+                id: token.id.clone(),
+            });
+        }
+        if tokens.len() >= TOKENS_MAX {
+            return Err(Rejection::limit("TOKENS_MAX"));
+        }
+        Arc::make_mut(tokens).insert(token.id.clone(), token.grant.clone());
+        let until = token.grant.expires_at_ms;
+        self.ix.revoked_next_expiry = self.ix.revoked_next_expiry.min(until);
+        Ok(Reply::Done)
+    }
+
+    /// The grant of the live token `id`, if any.
+    pub fn token(&self, id: &str) -> Option<&TokenGrant> {
+        self.state.access.tokens.get(id)
+    }
+
+    /// Drops revocations whose credential has expired and expired tokens (at most once per
+    /// expiry time, so a batch costs nothing while none is due).
     pub(crate) fn expire_revocations(&mut self) {
         let now = self.state.now_ms;
         if self.ix.revoked_next_expiry > now {
@@ -139,11 +218,19 @@ impl Ledger {
         }
         let revoked = Arc::make_mut(&mut self.state.access.revoked);
         revoked.retain(|_, r| r.until_ms > now);
-        self.ix.revoked_next_expiry = revoked
-            .values()
-            .map(|r| r.until_ms)
-            .min()
-            .unwrap_or(u64::MAX);
+        let tokens = &mut self.state.access.tokens;
+        if tokens.values().any(|t| t.expires_at_ms <= now) {
+            Arc::make_mut(tokens).retain(|_, t| t.expires_at_ms > now);
+        }
+        self.ix.revoked_next_expiry = self.next_credential_expiry();
+    }
+
+    /// The earliest expiry among revocations and tokens (`u64::MAX` if none).
+    fn next_credential_expiry(&self) -> u64 {
+        let access = &self.state.access;
+        let revoked = access.revoked.values().map(|r| r.until_ms);
+        let tokens = access.tokens.values().map(|t| t.expires_at_ms);
+        revoked.chain(tokens).min().unwrap_or(u64::MAX)
     }
 
     /// Whether `credential` is on the deny list.
@@ -174,8 +261,7 @@ impl Ledger {
             .enumerate()
             .map(|(i, a)| (a.clone(), i as u32 + 1))
             .collect();
-        let next = self.state.access.revoked.values().map(|r| r.until_ms).min();
-        self.ix.revoked_next_expiry = next.unwrap_or(u64::MAX);
+        self.ix.revoked_next_expiry = self.next_credential_expiry();
     }
 }
 
@@ -280,5 +366,52 @@ mod tests {
         assert!(!ledger.is_revoked("0a1b"), "expired with its credential");
         assert!(ledger.is_revoked("ff"));
         assert_eq!(ledger.revoked().len(), 1);
+    }
+
+    #[test]
+    fn tokens_are_kept_hashed_until_they_expire_and_are_bounded_by_id() {
+        let mut ledger = Ledger::new(Config::default());
+        let token = |id: &str, expires_at_ms| {
+            Command::CreateToken(TokenDef {
+                id: id.to_owned(),
+                grant: TokenGrant {
+                    name: "shop".to_owned(),
+                    role: "checkout".to_owned(),
+                    channels: vec!["web".to_owned()],
+                    locations: Vec::new(),
+                    expires_at_ms,
+                    secret_hash: [7; 32],
+                },
+            })
+        };
+        let header = |i, t| BatchHeader {
+            log_index: i,
+            timestamp_ms: t,
+        };
+        let outcomes = ledger.apply(
+            header(1, 1_000),
+            &[
+                request(1, token("0a", 5_000)),
+                request(2, token("0a", 9_000)),
+                request(3, token("zz", 9_000)),
+                request(4, token("0b", 1_000)),
+                request(5, token("0c", 9_000)),
+            ],
+        );
+        let codes: Vec<&str> = outcomes
+            .iter()
+            .map(|o| o.as_ref().map_or_else(|r| r.code().as_str(), |_| "ok"))
+            .collect();
+        assert_eq!(
+            codes,
+            ["ok", "already_exists", "invalid", "invalid", "ok"],
+            "{outcomes:?}"
+        );
+        assert_eq!(ledger.token("0a").map(|g| g.secret_hash), Some([7; 32]));
+        let copy = Ledger::restore(&ledger.snapshot()).expect("restores");
+        assert_eq!(copy.token("0c"), ledger.token("0c"));
+        ledger.apply(header(2, 5_000), &[]);
+        assert!(ledger.token("0a").is_none(), "forgotten at its expiry");
+        assert!(ledger.token("0c").is_some());
     }
 }

@@ -385,6 +385,12 @@ pub enum Command {
         /// When the credential expires anyway, ms since the epoch.
         until_ms: u64,
     },
+    /// Issue a bearer token for the HTTP interface (SPEC section 7, `stockctl token create`):
+    /// the ledger keeps only the token's hash and its principal, until its expiry. The token's
+    /// id is its credential id (`RevokeCredential` names it). A second token with an id already
+    /// issued is `already_exists`; more than [`crate::access::TOKENS_MAX`] live tokens is a
+    /// `limit` rejection.
+    CreateToken(crate::access::TokenDef),
 }
 
 impl Command {
@@ -413,6 +419,7 @@ impl Command {
             Command::ShipTransfer { .. } => "ship_transfer",
             Command::ReceiveTransfer { .. } => "receive_transfer",
             Command::RevokeCredential { .. } => "revoke_credential",
+            Command::CreateToken(_) => "create_token",
         }
     }
 }

@@ -341,6 +341,7 @@ impl Ledger {
                 credential,
                 until_ms,
             } => self.revoke_credential(credential, *until_ms),
+            Command::CreateToken(token) => self.create_token(token),
             Command::DefineLocation(def) => self.define_location(def),
             Command::DefineGroup { group, locations } => self.define_group(group, locations),
             Command::DefineSku { sku, scale } => self.define_sku(sku, *scale),
@@ -595,6 +596,15 @@ impl Ledger {
             kind: crate::outcome::ObjectKind::Location,
             id: id.0.clone(),
         })
+    }
+
+    /// The decimal scale of `sku` (SPEC section 2), `None` for a SKU the ledger does not know:
+    /// how a front end turns base units into display strings.
+    pub fn sku_scale(&self, sku: &SkuId) -> Option<u8> {
+        match self.lookup_sku(sku) {
+            Ok(Some(s)) => Some(self.sku(s).scale),
+            _ => None,
+        }
     }
 
     /// Resolves a SKU for a check: its index if known.

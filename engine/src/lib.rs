@@ -44,7 +44,10 @@ mod view;
 
 pub mod access;
 
-pub use access::{Author, Authors, Revocation, RevokedView, AUTHORS_MAX, REVOKED_MAX};
+pub use access::{
+    Author, Authors, Revocation, RevokedView, TokenDef, TokenGrant, AUTHORS_MAX, REVOKED_MAX,
+    TOKENS_MAX,
+};
 pub use balance::Balance;
 pub use command::{
     Command, Coordinates, Disposition, Fulfilment, Line, LocatedLine, LocationDef, LocationKind,

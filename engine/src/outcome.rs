@@ -150,6 +150,8 @@ pub enum ObjectKind {
     Rma,
     /// A transfer.
     Transfer,
+    /// A bearer token (HTTP).
+    Token,
 }
 
 impl ObjectKind {
@@ -163,6 +165,7 @@ impl ObjectKind {
             ObjectKind::Order => "order",
             ObjectKind::Rma => "rma",
             ObjectKind::Transfer => "transfer",
+            ObjectKind::Token => "token",
         }
     }
 }

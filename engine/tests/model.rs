@@ -572,7 +572,9 @@ impl Model {
         match command {
             Command::DefineLocation(_) | Command::DefineGroup { .. } => Ok(MReply::Done),
             Command::DefineSku { .. } => unreachable!("not generated"),
-            Command::RevokeCredential { .. } => unreachable!("not generated"),
+            Command::RevokeCredential { .. } | Command::CreateToken(_) => {
+                unreachable!("not generated")
+            }
             Command::SetOnHand {
                 sku,
                 location,

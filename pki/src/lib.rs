@@ -29,12 +29,14 @@ pub use rustls::pki_types::CertificateDer;
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 mod client;
+pub mod token;
 
 pub use client::{
     ensure_admin, issue_client, load_client_identity, principal_of, ClientCertRequest, ClientRole,
     IssuedClient, Principal, CLIENT_DAYS_DEFAULT, CLIENT_DAYS_MAX, DEFAULT_ADMIN, NAME_BYTES_MAX,
     SCOPE_ENTRIES_MAX, URN_PREFIX,
 };
+pub use token::{ensure_admin_token, token_principal, Token, ADMIN_TOKEN_FILE};
 
 use protocol::{
     ALPN_CLIENT, ALPN_PEER, IDLE_TIMEOUT_MS, KEEP_ALIVE_MS, PEER_IDLE_TIMEOUT_MS,

@@ -9,6 +9,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::auth::access::{self, AddressCounts, HANDSHAKES_BEFORE_RETRY};
 use crate::metrics::ConnectionKind;
 use crate::node::NodeCtx;
+use crate::raft::forward::ForwardFn;
 use crate::raft::network::StatusFn;
 
 /// Client and peer connections a node accepts at once; more are refused.
@@ -85,8 +86,12 @@ async fn serve(conn: quinn::Connection, ctx: Arc<NodeCtx>) {
                 let (faults, election) = (ctx.faults.clone(), ctx.election.clone());
                 let node = ctx.clone();
                 let status: StatusFn = Arc::new(move || crate::api::status(&node));
+                let node = ctx.clone();
+                let forward: ForwardFn = Arc::new(move |forwarded| {
+                    Box::pin(crate::api::run_forwarded(node.clone(), forwarded))
+                });
                 ctx.consensus
-                    .serve_peer(conn, faults, election, status)
+                    .serve_peer(conn, faults, election, status, forward)
                     .await;
             }
             Err(why) => refuse(&conn, &ctx, &why),

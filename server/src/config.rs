@@ -30,6 +30,8 @@ use crate::raft::log_store::{Durability, FLUSH_INTERVAL_MS_DEFAULT};
 pub const DEFAULT_PORT: u16 = 7400;
 /// The default data directory (relative to the working directory).
 pub const DEFAULT_DATA_DIR: &str = "stockd-data";
+/// `dev` node i serves HTTP on base_port + this + i - 1 (7480.. for the default base port).
+pub const DEV_HTTP_OFFSET: u16 = 80;
 /// Most nodes `stockd dev` starts.
 pub const DEV_NODES_MAX: u16 = 9;
 
@@ -206,6 +208,52 @@ pub struct NodeArgs {
     /// 600; staggered the same way).
     #[arg(long)]
     pub snapshot_interval_s: Option<u64>,
+    /// TCP address of the HTTP/JSON API, or `off` (default: 127.0.0.1:7480 for the embedded
+    /// default, off when `--peer` or a config file describes a cluster).
+    #[arg(long, value_parser = parse_http)]
+    pub http: Option<HttpArg>,
+}
+
+/// `--http`: an address or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum HttpArg {
+    /// No HTTP.
+    Off,
+    /// Serve HTTP here.
+    At(SocketAddr),
+}
+
+impl TryFrom<String> for HttpArg {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        parse_http(&s)
+    }
+}
+
+fn parse_http(s: &str) -> Result<HttpArg, String> {
+    if s == "off" {
+        return Ok(HttpArg::Off);
+    }
+    s.parse()
+        .map(HttpArg::At)
+        .map_err(|_| format!("{s:?}: expected HOST:PORT or off"))
+}
+
+/// Where a node serves HTTP: as asked, else on the default address for the embedded
+/// default only (a configured cluster serves HTTP where it says).
+fn http_addr(asked: Option<HttpArg>, embedded: bool) -> Option<SocketAddr> {
+    match asked {
+        Some(HttpArg::Off) => None,
+        Some(HttpArg::At(addr)) => Some(addr),
+        None if embedded => Some(default_http()),
+        None => None,
+    }
+}
+
+/// The HTTP address of the embedded default.
+pub fn default_http() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], crate::http::DEFAULT_HTTP_PORT))
 }
 
 /// The TOML file's keys (all optional).
@@ -227,6 +275,7 @@ struct FileConfig {
     snapshot_every: Option<u64>,
     snapshot_log_mib: Option<u64>,
     snapshot_interval_s: Option<u64>,
+    http: Option<HttpArg>,
 }
 
 /// Why a configuration (flags, TOML file, `dev` arguments) was refused.
@@ -337,6 +386,8 @@ impl NodeArgs {
             addr: advertise.clone().unwrap_or_else(|| listen.to_string()),
         };
         let join = self.join || file.join;
+        let embedded = self.config.is_none() && peers.is_empty() && !join;
+        let http = http_addr(self.http.or(file.http), embedded);
         if join {
             if !members.is_empty() {
                 return Err(ConfigError::JoinWithPeers);
@@ -366,6 +417,7 @@ impl NodeArgs {
             initial_members: members,
             timings,
             clock: Arc::default(),
+            http,
         })
     }
 
@@ -410,7 +462,7 @@ pub fn dev_cluster(
     if nodes == 0 || nodes > DEV_NODES_MAX {
         return Err(ConfigError::DevNodes(nodes));
     }
-    if u32::from(base_port) + u32::from(nodes) > u32::from(u16::MAX) {
+    if u32::from(base_port) + u32::from(DEV_HTTP_OFFSET + nodes) > u32::from(u16::MAX) {
         return Err(ConfigError::DevBasePort(base_port));
     }
     let members: Vec<NodeAddr> = (1..=nodes)
@@ -433,6 +485,10 @@ pub fn dev_cluster(
                 initial_members: if i == 1 { members.clone() } else { Vec::new() },
                 timings: RaftTimings::default(),
                 clock: Arc::default(),
+                http: Some(SocketAddr::from((
+                    [127, 0, 0, 1],
+                    base_port + DEV_HTTP_OFFSET + i - 1,
+                ))),
             }
         })
         .collect())
@@ -447,6 +503,7 @@ mod tests {
         let config = NodeArgs::default().resolve().expect("defaults resolve");
         assert_eq!(config.id, 1);
         assert_eq!(config.listen.to_string(), "127.0.0.1:7400");
+        assert_eq!(config.http, Some(default_http()));
         assert_eq!(config.data_dir, PathBuf::from("stockd-data"));
         assert_eq!(
             config.initial_members,
@@ -500,6 +557,10 @@ mod tests {
         };
         let config = args.resolve().expect("resolves");
         assert_eq!((config.id, config.durability), (2, Durability::Fsync));
+        assert_eq!(
+            config.http, None,
+            "a configured cluster serves HTTP only if asked"
+        );
         assert_eq!(config.initial_members.len(), 2);
         let args = NodeArgs {
             config: Some(path.clone()),
@@ -577,6 +638,7 @@ mod tests {
         assert_eq!(configs.len(), 3);
         assert_eq!(configs[2].listen.to_string(), "127.0.0.1:7402");
         assert_eq!(configs[2].data_dir, PathBuf::from("d/dev/n3"));
+        assert_eq!(configs[2].http.map(|a| a.port()), Some(7482));
         assert_eq!(configs[0].initial_members.len(), 3);
         assert!(configs[1].initial_members.is_empty());
         assert!(dev_cluster(0, 7400, std::path::Path::new("d"), DurabilityArg::Fsync).is_err());

@@ -63,8 +63,22 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             node.local_addr(),
             data_dir.display()
         );
+        if let Some(http) = node.http_addr() {
+            println!("stockd node {} HTTP/JSON on http://{http}", node.id());
+        }
         nodes.push(node);
     }
+    print_started(&nodes);
+    wait_for_signal().await;
+    println!("stockd: shutting down");
+    for node in nodes {
+        node.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Where to reach the started nodes.
+fn print_started(nodes: &[Node]) {
     if let Some(first) = nodes.first() {
         println!("cluster CA certificate: {}", first.ca_path().display());
         println!(
@@ -72,13 +86,14 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             first.ca_fingerprint()
         );
         println!("try: stockctl --connect {} status", first.local_addr());
+        let token = first.ca_path().with_file_name(pki::ADMIN_TOKEN_FILE);
+        if let (Some(http), true) = (first.http_addr(), token.exists()) {
+            println!(
+                "or:  curl -H \"Authorization: Bearer $(cat {})\" http://{http}/v1/availability?sku=A",
+                token.display()
+            );
+        }
     }
-    wait_for_signal().await;
-    println!("stockd: shutting down");
-    for node in nodes {
-        node.shutdown().await;
-    }
-    Ok(())
 }
 
 /// `stockd certs`: ensures the CA and the admin identity, then issues a node certificate or

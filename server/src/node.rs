@@ -26,6 +26,8 @@ use crate::raft::NodeId;
 
 /// Longest wait for Raft to stop at shutdown, ms (its last log writes included).
 pub const RAFT_SHUTDOWN_MS_MAX: u64 = 15_000;
+/// How long a stopping node lets HTTP requests in progress finish, s.
+pub const HTTP_DRAIN_S: u64 = 2;
 
 pub use crate::raft::consensus::RaftTimings;
 
@@ -54,6 +56,8 @@ pub struct NodeConfig {
     pub timings: RaftTimings,
     /// The clock stamping batches and reads (tests share one among a cluster's nodes).
     pub clock: Arc<Clock>,
+    /// TCP address of the HTTP/JSON front (port 0 picks a free one); `None`: no HTTP.
+    pub http: Option<SocketAddr>,
 }
 
 /// What a node's tasks share.
@@ -92,6 +96,8 @@ pub struct NodeCtx {
     pub refusals: crate::auth::access::Refusals,
     /// The node's metrics (`/metrics`): every front records its requests here.
     pub metrics: Arc<Metrics>,
+    /// Sends operations that only the leader runs to it (the HTTP front on a follower).
+    pub forwarder: crate::raft::forward::Forwarder,
 }
 
 impl NodeCtx {
@@ -147,6 +153,8 @@ pub struct Node {
     accept: tokio::task::JoinHandle<()>,
     ca_fingerprint: String,
     ca_path: PathBuf,
+    /// The HTTP/JSON front, if configured.
+    http: Option<crate::http::HttpServer>,
     /// Held for the node's life: see [`LOCK_FILE`].
     _data_dir_lock: std::fs::File,
 }
@@ -211,6 +219,8 @@ struct NodeTls {
     identity: pki::Identity,
     ca: Vec<pki::CertificateDer<'static>>,
     ca_path: PathBuf,
+    /// The administrator token written next to the CA, if this node has the CA's key.
+    admin_token: Option<pki::Token>,
 }
 
 impl NodeTls {
@@ -235,6 +245,14 @@ impl NodeTls {
             // the demo use it by default (SPEC section 7).
             pki::ensure_admin(&ca_dir).map_err(files_err("issuing the admin identity"))?;
         }
+        // And an administrator's bearer token for HTTP (the node proposes its grant).
+        let admin_token = if pki::TlsFiles::in_dir(&ca_dir).ca_key.exists() {
+            let (_, token) =
+                pki::ensure_admin_token(&ca_dir).map_err(files_err("writing the admin token"))?;
+            Some(token)
+        } else {
+            None
+        };
         let identity = pki::load_identity(&tls_dir).map_err(files_err("node certificate"))?;
         // The CA file to show clients: the cluster CA's own, else this node's copy.
         let ca_path = if ca_dir.join("ca.pem").exists() {
@@ -247,6 +265,7 @@ impl NodeTls {
             identity,
             ca,
             ca_path,
+            admin_token,
         })
     }
 }
@@ -462,7 +481,8 @@ impl Node {
             replies: Arc::default(),
             log,
             election,
-            membership: crate::raft::membership::Membership::new(endpoint.clone(), peer),
+            membership: crate::raft::membership::Membership::new(endpoint.clone(), peer.clone()),
+            forwarder: crate::raft::forward::Forwarder::new(endpoint.clone(), peer),
             refusals: crate::auth::access::Refusals::default(),
             metrics,
         });
@@ -472,10 +492,12 @@ impl Node {
         let accept = tokio::spawn(crate::accept::accept_loop(
             endpoint.clone(),
             ctx.clone(),
-            shutdown_rx,
+            shutdown_rx.clone(),
         ));
+        let http = start_http(&config, &tls, &ctx, &shutdown_rx).await?;
         tracing::info!(id = config.id, addr = %local_addr, "node started");
         Ok(Node {
+            http,
             ctx,
             endpoint,
             local_addr,
@@ -510,6 +532,11 @@ impl Node {
     /// Path of the cluster CA certificate (what clients may trust with `--ca`).
     pub fn ca_path(&self) -> &std::path::Path {
         &self.ca_path
+    }
+
+    /// The bound HTTP address, if the node serves HTTP.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(crate::http::HttpServer::local_addr)
     }
 
     /// Fault injection (tests).
@@ -565,6 +592,9 @@ impl Node {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         self.ctx.shared.stop();
+        if let Some(http) = self.http {
+            http.stop(Duration::from_secs(HTTP_DRAIN_S)).await;
+        }
         let _ = self.accept.await;
         let limit = Duration::from_millis(RAFT_SHUTDOWN_MS_MAX);
         self.ctx
@@ -575,6 +605,27 @@ impl Node {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         tracing::info!(id = self.ctx.id, "node stopped");
     }
+}
+
+/// Starts the HTTP front if configured, and the admin token's bootstrap if this node wrote
+/// one.
+async fn start_http(
+    config: &NodeConfig,
+    tls: &NodeTls,
+    ctx: &Arc<NodeCtx>,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Option<crate::http::HttpServer>, StartError> {
+    if let Some(token) = tls.admin_token.clone() {
+        let task = crate::http::bootstrap_admin_token(ctx.clone(), token, shutdown.clone());
+        tokio::spawn(task);
+    }
+    let Some(listen) = config.http else {
+        return Ok(None);
+    };
+    let probes = Arc::new(crate::http::NodeProbes::new(ctx.clone()));
+    let server = crate::http::HttpServer::start(listen, ctx.clone(), probes).await;
+    let server = server.map_err(|e| StartError::Config(format!("HTTP on {listen}: {e}")))?;
+    Ok(Some(server))
 }
 
 /// Starts a node's background tasks: elections, the snapshot policy and the removal watch.

@@ -17,6 +17,7 @@ mod status;
 mod streams;
 
 pub use feed::{EVENTS_PER_MESSAGE_MAX, SUBSCRIPTION_CHECK_MS};
+pub(crate) use ops::allowed;
 pub use status::status;
 
 use std::sync::Arc;
@@ -24,6 +25,9 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 use pki::Principal;
+use protocol::{Op, OpResult, ServerError};
+
+use crate::raft::forward::Forwarded;
 
 use crate::node::NodeCtx;
 use crate::replies::ConnectionReplies;
@@ -58,6 +62,33 @@ pub async fn serve_client(conn: quinn::Connection, ctx: Arc<NodeCtx>, principal:
     // Whatever still waits for this connection's room gives up; its queues go with its
     // streams' writers, which fail now that the connection is closed.
     replies.close(verdict.is_some());
+}
+
+/// Runs operations of `caller` on this node through the client path (authorization, the
+/// proposer, reads at their consistency) and answers each: the HTTP front and operations
+/// forwarded by followers use it. Replies are not under the QUIC reply budgets (those bound
+/// what a stream keeps unread); their size is bounded by the HTTP front's limits on a request
+/// (operations per request, SKUs per query, events per page).
+pub async fn run_ops(ctx: &Arc<NodeCtx>, caller: &Caller, ops: Vec<Op>) -> Vec<OpResult> {
+    let bytes_per_op = FORWARDED_BYTES_PER_OP;
+    let pending = ops::handle_ops(ctx, caller, ops, bytes_per_op).await;
+    pending.into_iter().map(|p| p.into_result(ctx)).collect()
+}
+
+/// The size the proposer counts for an operation whose frame it did not see (HTTP or
+/// forwarded), bytes: a typical one-line reservation.
+pub const FORWARDED_BYTES_PER_OP: usize = 128;
+
+/// Runs operations a follower forwarded (`raft::forward`) as its caller; an unknown role is
+/// `forbidden` for each operation.
+pub async fn run_forwarded(ctx: Arc<NodeCtx>, forwarded: Forwarded) -> Vec<OpResult> {
+    let Some(principal) = forwarded.principal.principal() else {
+        let refused = ServerError::Forbidden {
+            message: format!("unknown role {:?}", forwarded.principal.role),
+        };
+        return vec![OpResult::Failed(refused); forwarded.ops.len()];
+    };
+    run_ops(&ctx, &Caller::new(principal), forwarded.ops).await
 }
 
 /// Who is on a connection: the principal its certificate names, and the author its writes

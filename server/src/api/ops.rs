@@ -66,7 +66,7 @@ impl Pending {
 
 /// Whether `principal` may run `op` now (`auth::decide`); a refusal is counted, logged (rate
 /// limited) and answered `forbidden`.
-pub(super) fn allowed(ctx: &NodeCtx, principal: &Principal, op: &Op) -> Result<(), ServerError> {
+pub(crate) fn allowed(ctx: &NodeCtx, principal: &Principal, op: &Op) -> Result<(), ServerError> {
     crate::auth::decide(principal, op, &ctx.shared.ledger, ctx.clock.now_ms()).map_err(|message| {
         ctx.refusals.denied(&principal.name, &message);
         ctx.metrics.denied(principal.role);

@@ -66,8 +66,13 @@ pub fn authorize(p: &Principal, op: &Op) -> Access {
         Op::Admin(_) => denied(p, "change cluster membership"),
         Op::Write(request) => match p.role {
             ClientRole::Admin => Access::Allowed,
-            ClientRole::Ops if matches!(request.command, Command::RevokeCredential { .. }) => {
-                denied(p, "revoke credentials")
+            ClientRole::Ops
+                if matches!(
+                    request.command,
+                    Command::RevokeCredential { .. } | Command::CreateToken(_)
+                ) =>
+            {
+                denied(p, "issue or revoke credentials")
             }
             ClientRole::Ops => Access::Allowed,
             ClientRole::Reader => denied(p, "write"),

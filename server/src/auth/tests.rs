@@ -300,6 +300,21 @@ fn table() -> Vec<(&'static str, Op, &'static str)> {
             }),
             "DDDDA",
         ),
+        (
+            "create_token",
+            write(Command::CreateToken(engine::TokenDef {
+                id: "ab".to_owned(),
+                grant: engine::TokenGrant {
+                    name: "t".to_owned(),
+                    role: "reader".to_owned(),
+                    channels: Vec::new(),
+                    locations: Vec::new(),
+                    expires_at_ms: 1,
+                    secret_hash: [0; 32],
+                },
+            })),
+            "DDDDA",
+        ),
     ]
 }
 
@@ -338,7 +353,7 @@ fn the_table_covers_every_command() {
         "restore_unavailable",
         "define_group",
     ];
-    assert_eq!(named.len() + same_rule.len(), 22, "{named:?}");
+    assert_eq!(named.len() + same_rule.len(), 23, "{named:?}");
 }
 
 fn apply(ledger: &mut Ledger, index: u64, commands: Vec<Command>) {

@@ -59,6 +59,7 @@ pub enum Operation {
     ShipTransfer,
     ReceiveTransfer,
     RevokeCredential,
+    CreateToken,
     Availability,
     Nearby,
     Reservation,
@@ -106,6 +107,7 @@ impl Operation {
             Command::ShipTransfer { .. } => Operation::ShipTransfer,
             Command::ReceiveTransfer { .. } => Operation::ReceiveTransfer,
             Command::RevokeCredential { .. } => Operation::RevokeCredential,
+            Command::CreateToken(_) => Operation::CreateToken,
         }
     }
 
@@ -165,6 +167,7 @@ impl Operation {
             Operation::ShipTransfer => "ship_transfer",
             Operation::ReceiveTransfer => "receive_transfer",
             Operation::RevokeCredential => "revoke_credential",
+            Operation::CreateToken => "create_token",
             Operation::Availability => "availability",
             Operation::Nearby => "nearby",
             Operation::Reservation => "reservation",
@@ -362,6 +365,7 @@ const OPERATIONS: [Operation; Operation::COUNT] = [
     Operation::ShipTransfer,
     Operation::ReceiveTransfer,
     Operation::RevokeCredential,
+    Operation::CreateToken,
     Operation::Availability,
     Operation::Nearby,
     Operation::Reservation,

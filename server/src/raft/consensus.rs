@@ -222,8 +222,10 @@ impl Consensus {
         faults: Arc<Faults>,
         election: Arc<Election>,
         status: super::network::StatusFn,
+        forward: super::forward::ForwardFn,
     ) {
-        super::network::serve_peer(conn, self.raft.clone(), faults, election, status).await;
+        let raft = self.raft.clone();
+        super::network::serve_peer(conn, raft, faults, election, status, forward).await;
     }
 
     /// The leader this node knows, if any. Never this node while its log cannot be written:

@@ -7,6 +7,7 @@
 
 pub mod consensus;
 pub mod election;
+pub mod forward;
 pub mod ledger_lock;
 pub mod log_store;
 pub mod membership;

@@ -42,6 +42,8 @@ pub enum PeerRequest {
     /// The node's status: how `add-node` checks a newcomer and how a node asks its peers
     /// whether it was removed (answered even while isolated: it is not Raft traffic).
     Status,
+    /// Client operations a follower forwards to the leader (`forward`).
+    Forward(super::forward::Forwarded),
 }
 
 /// The answer to a [`PeerRequest`].
@@ -59,6 +61,8 @@ pub enum PeerReply {
     PreVote(PreVoteResponse),
     /// The node's status.
     Status(Box<protocol::NodeStatus>),
+    /// The results of forwarded operations, one per operation.
+    Forwarded(Vec<protocol::OpResult>),
 }
 
 /// How a node reports its status to a peer that asks.
@@ -432,6 +436,7 @@ pub async fn serve_peer(
     faults: Arc<Faults>,
     election: Arc<Election>,
     status: StatusFn,
+    forward: super::forward::ForwardFn,
 ) {
     loop {
         let (mut send, mut recv) = match conn.accept_bi().await {
@@ -442,6 +447,7 @@ pub async fn serve_peer(
         let faults = faults.clone();
         let election = election.clone();
         let status = status.clone();
+        let forward = forward.clone();
         tokio::spawn(async move {
             let Ok(Some(frame)) =
                 protocol::read_frame_limit(&mut recv, protocol::PEER_FRAME_BYTES_MAX).await
@@ -464,6 +470,7 @@ pub async fn serve_peer(
             }
             let reply = match request {
                 PeerRequest::Status => PeerReply::Status(Box::new(status())),
+                PeerRequest::Forward(forwarded) => PeerReply::Forwarded(forward(forwarded).await),
                 PeerRequest::Append(rpc) => {
                     let summary = AppendSummary::of(&rpc);
                     let response = raft.append_entries(rpc).await;

@@ -131,6 +131,8 @@ impl Cluster {
             initial_members: Vec::new(),
             timings: self.config.timings,
             clock: self.clock.clone(),
+            // Every node serves HTTP on a free port (`Cluster::http_addr`).
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         }
     }
 
@@ -174,6 +176,23 @@ impl Cluster {
     /// seeded with `nodes`.
     pub fn client_config(&self, nodes: Vec<String>) -> Result<ClientConfig, Error> {
         crate::fixtures::admin_config(nodes, &self.ca_path())
+    }
+
+    /// The HTTP base URL of node `id` (`http://127.0.0.1:PORT`), which must be running.
+    pub fn http_url(&self, id: u64) -> String {
+        match self.node(id).http_addr() {
+            Some(addr) => format!("http://{addr}"),
+            None => panic!("node {id} serves no HTTP"),
+        }
+    }
+
+    /// The administrator's bearer token written next to the CA (its grant reaches the
+    /// ledger once a leader proposed it: wait for a token-protected route to answer).
+    pub fn admin_token(&self) -> Result<String, Error> {
+        let dir = self.ca_dir();
+        let (_, token) =
+            pki::ensure_admin_token(&dir).map_err(|source| Error::Ca { path: dir, source })?;
+        Ok(token.text())
     }
 
     /// The directory of the cluster CA (where `stockd certs --client` writes identities).

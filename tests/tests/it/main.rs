@@ -6,6 +6,7 @@ mod cases;
 mod deadlines;
 mod failover;
 mod feed;
+mod http;
 mod membership;
 mod observability;
 mod partition;

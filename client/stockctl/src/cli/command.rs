@@ -438,6 +438,12 @@ pub enum Cmd {
         #[command(subcommand)]
         action: CredentialsCmd,
     },
+    /// Bearer tokens for the HTTP API (admin).
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        action: TokenCmd,
+    },
     /// The identity this stockctl presents (from --cert, or the default admin identity):
     /// name, role, scope, credential id and expiry. Reads the certificate only.
     Whoami,
@@ -447,6 +453,30 @@ pub enum Cmd {
         /// `.case` files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+}
+
+/// `stockctl token` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Issue a token: it is printed once (the cluster stores only its hash); its id is the
+    /// credential id that `stockctl credentials revoke` takes.
+    Create {
+        /// The principal's name (default: token).
+        #[arg(long, default_value = "token")]
+        name: String,
+        /// The role: reader, checkout, store, ops or admin.
+        #[arg(long)]
+        role: String,
+        /// A channel a `checkout` token sells on (repeat for several).
+        #[arg(long)]
+        channel: Vec<String>,
+        /// A location a `store` token acts at (repeat for several).
+        #[arg(long)]
+        location: Vec<String>,
+        /// Validity, days.
+        #[arg(long, default_value_t = pki::CLIENT_DAYS_DEFAULT)]
+        days: u32,
     },
 }
 

@@ -10,7 +10,7 @@ use protocol::{Consistency, MemberState, NodeAddr};
 use serde_json::{json, Value};
 
 use super::build::{build, BuildError};
-use super::command::CredentialsCmd;
+use super::command::{CredentialsCmd, TokenCmd};
 use super::facts::{facts, needs, Needs};
 use super::show::{self, ReplyContext, Scales};
 use super::{Cmd, Exit, Fail};
@@ -91,6 +91,10 @@ pub(super) async fn execute(
             action: CredentialsCmd::List,
         } => revoked(client, out).await,
         Cmd::Whoami => Err(Fail::Usage("whoami runs without a runtime")),
+        Cmd::Token { action } => {
+            let request_id = request_id.unwrap_or_else(new_request_id);
+            token_create(client, out, request_id, TokenAsk::from(action)).await
+        }
         write => {
             let request_id = request_id.unwrap_or_else(new_request_id);
             write_command(client, out, request_id, write).await
@@ -153,6 +157,87 @@ async fn members(client: &Client, out: &Out) -> Result<Exit, Fail> {
 /// `credentials list`: the deny list as the leader holds it.
 async fn revoked(client: &Client, out: &Out) -> Result<Exit, Fail> {
     query(client, out, Query::Revoked, Consistency::Linearizable).await
+}
+
+/// What `token create` asks for.
+struct TokenAsk {
+    name: String,
+    role: String,
+    channels: Vec<String>,
+    locations: Vec<String>,
+    days: u32,
+}
+
+impl From<TokenCmd> for TokenAsk {
+    fn from(action: TokenCmd) -> TokenAsk {
+        let TokenCmd::Create {
+            name,
+            role,
+            channel,
+            location,
+            days,
+        } = action;
+        TokenAsk {
+            name,
+            role,
+            channels: channel,
+            locations: location,
+            days,
+        }
+    }
+}
+
+/// `token create`: a new token whose grant (principal, SHA-256 of the secret) goes to the
+/// cluster; the token itself is printed once, here, and nowhere else.
+async fn token_create(
+    client: &Client,
+    out: &Out,
+    request_id: RequestId,
+    ask: TokenAsk,
+) -> Result<Exit, Fail> {
+    if pki::ClientRole::parse(&ask.role).is_none() {
+        return Err(Fail::Usage("--role: reader, checkout, store, ops or admin"));
+    }
+    if ask.days == 0 || ask.days > pki::CLIENT_DAYS_MAX {
+        return Err(Fail::Usage("--days: 1..=3650"));
+    }
+    let token = pki::Token::generate().map_err(|_| Fail::Usage("no random source"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let expires_at_ms = now + u64::from(ask.days) * 86_400_000;
+    let grant = engine::TokenGrant {
+        name: ask.name,
+        role: ask.role,
+        channels: ask.channels,
+        locations: ask.locations,
+        expires_at_ms,
+        secret_hash: token.secret_hash(),
+    };
+    let command = engine::Command::CreateToken(engine::TokenDef {
+        id: token.id.clone(),
+        grant,
+    });
+    let request = engine::Request {
+        request_id,
+        command,
+    };
+    let result = client.write_with_id(request).await?;
+    if result.outcome.is_err() {
+        return Ok(print_outcome(out, &result, &ReplyContext::default()));
+    }
+    out.print(
+        || {
+            format!(
+                "token {} (expires in {} days; shown once, keep it secret):\n{}",
+                token.id,
+                ask.days,
+                token.text()
+            )
+        },
+        || json!({"code": "ok", "id": token.id, "token": token.text(), "expires_at_ms": expires_at_ms}),
+    );
+    Ok(Exit::Ok)
 }
 
 /// `init`: a new cluster of `members`, sent to `first_node`.

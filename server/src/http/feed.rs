@@ -1,0 +1,295 @@
+//! The change feed (SPEC section 3: the audit trail): pages with `GET /v1/changes` and a live
+//! stream of server-sent events with `GET /v1/changes/stream`.
+//!
+//! The stream sends each event with `id:` its sequence number, so a client that reconnects
+//! with `Last-Event-ID: N` (what browsers' `EventSource` does by itself) resumes at `N + 1`;
+//! `since` does the same for a first connection. Like a QUIC subscription it reads this
+//! node's feed as entries apply and is paced by the client: the next page is read only once
+//! the previous one was taken by the connection. Every burst re-checks the principal
+//! (`auth::decide`), so a revoked token's stream ends within one poll.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query as QueryParams, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use futures_util::stream::Stream;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use engine::query::ChangeEvent;
+use engine::{Answer, Query};
+use pki::Principal;
+use protocol::Op;
+
+use super::json::{balance, qty, time, BalanceJson, Qty, Time};
+use super::problem::Problem;
+use super::queries::{read, respond, unexpected, ReadParams};
+use super::router::App;
+use super::views::snake;
+use super::CHANGES_PAGE_MAX;
+
+/// How often an idle stream checks for new events and for its principal's revocation, ms.
+pub const STREAM_POLL_MS: u64 = 1_000;
+/// Keep-alive comment interval of an idle stream, s (proxies close silent connections).
+pub const KEEP_ALIVE_S: u64 = 15;
+
+/// Who made a change.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuthorJson {
+    /// The principal's name.
+    pub name: String,
+    /// Its role.
+    pub role: String,
+}
+
+/// One balance change.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ChangeJson {
+    /// Gapless sequence number (the server-sent event id).
+    pub seq: u64,
+    /// The log entry that made it.
+    pub log_index: u64,
+    /// When (batch time).
+    pub at: Time,
+    /// The write's request id (32 hex digits); absent for expiries.
+    pub request_id: Option<String>,
+    /// What caused it (`reserve`, `expire`, `fulfil`...).
+    pub cause: String,
+    /// The SKU.
+    pub sku: String,
+    /// The location.
+    pub location: String,
+    /// The balance after the change.
+    pub balance: BalanceJson,
+    /// Units short after a count below reserved + allocated.
+    pub shortfall: Qty,
+    /// Who made the write.
+    pub author: Option<AuthorJson>,
+}
+
+/// A page of the change feed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ChangesJson {
+    /// The events, oldest first.
+    pub events: Vec<ChangeJson>,
+    /// The sequence number to ask for next.
+    pub next: u64,
+    /// The oldest sequence number still kept.
+    pub oldest: u64,
+    /// Whether events between `since` and `oldest` were dropped (retention).
+    pub truncated: bool,
+}
+
+/// `GET /v1/changes` parameters.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ChangesParams {
+    /// First sequence number wanted (default 0).
+    pub since: Option<u64>,
+    /// Most events (default and at most 1,000).
+    pub max: Option<u32>,
+    /// `linearizable` (default), `local` or `at_least`.
+    pub consistency: Option<super::queries::ConsistencyJson>,
+    /// For `at_least`: the log index to wait for.
+    pub min_index: Option<u64>,
+}
+
+fn change_json(ledger: &engine::Ledger, e: ChangeEvent) -> ChangeJson {
+    let scale = ledger.sku_scale(&e.sku).unwrap_or(0);
+    ChangeJson {
+        seq: e.seq,
+        log_index: e.log_index,
+        at: time(e.timestamp_ms),
+        request_id: e.request_id.map(|r| format!("{:032x}", r.0)),
+        cause: snake(&e.cause),
+        balance: balance(&e.balance, scale),
+        shortfall: qty(e.shortfall, scale),
+        sku: e.sku.0,
+        location: e.location.0,
+        author: e.author.map(|a| AuthorJson {
+            name: a.name,
+            role: a.role,
+        }),
+    }
+}
+
+fn page_json(app: &App, page: engine::query::ChangesPage) -> ChangesJson {
+    let ledger = app
+        .ctx
+        .shared
+        .ledger
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    ChangesJson {
+        events: page
+            .events
+            .into_iter()
+            .map(|e| change_json(&ledger, e))
+            .collect(),
+        next: page.next,
+        oldest: page.oldest,
+        truncated: page.truncated,
+    }
+}
+
+/// A page of the change feed from `since`.
+#[utoipa::path(get, path = "/v1/changes", tag = "feed", params(ChangesParams),
+    responses(
+        (status = 200, description = "a page of events", body = ChangesJson),
+        (status = "4XX", description = "refused", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "not now", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn changes(
+    State(app): State<App>,
+    Extension(principal): Extension<Principal>,
+    QueryParams(p): QueryParams<ChangesParams>,
+) -> Response {
+    let query = Query::Changes {
+        since: p.since.unwrap_or(0),
+        max: p.max.unwrap_or(CHANGES_PAGE_MAX).min(CHANGES_PAGE_MAX),
+    };
+    let params = ReadParams {
+        consistency: p.consistency,
+        min_index: p.min_index,
+    };
+    match read(&app, &principal, &params, query).await {
+        Ok((Answer::Changes(page), index)) => respond(page_json(&app, page), index),
+        Ok(_) => unexpected(),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// One server-sent event of the stream, as its fields arrive.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StreamEvent {
+    /// Always `change`.
+    pub event: String,
+    /// The change's sequence number (send it back as `Last-Event-ID` to resume after it).
+    pub id: String,
+    /// The change as JSON text (a `ChangeJson`).
+    pub data: String,
+}
+
+/// `GET /v1/changes/stream` parameters.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StreamParams {
+    /// First sequence number wanted (default 0); `Last-Event-ID` wins.
+    pub since: Option<u64>,
+}
+
+/// Where a stream starts: after the `Last-Event-ID` the client saw, else at `since`.
+fn start(headers: &HeaderMap, since: Option<u64>) -> u64 {
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match last {
+        Some(seen) => seen.saturating_add(1),
+        None => since.unwrap_or(0),
+    }
+}
+
+/// The change feed as server-sent events (`event: change`, `id:` the sequence number).
+#[utoipa::path(get, path = "/v1/changes/stream", tag = "feed",
+    params(StreamParams, ("Last-Event-ID" = Option<String>, Header, description = "resume after this sequence number")),
+    responses(
+        (status = 200, description = "server-sent events, `data:` a change as JSON", content_type = "text/event-stream", body = StreamEvent),
+        (status = "4XX", description = "refused", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+pub async fn stream(
+    State(app): State<App>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+    QueryParams(p): QueryParams<StreamParams>,
+) -> Response {
+    let since = start(&headers, p.since);
+    if let Err(problem) = allowed(&app, &principal, since) {
+        return problem.into_response();
+    }
+    let keep_alive = KeepAlive::new().interval(Duration::from_secs(KEEP_ALIVE_S));
+    Sse::new(events(app, Arc::new(principal), since))
+        .keep_alive(keep_alive)
+        .into_response()
+}
+
+fn allowed(app: &App, principal: &Principal, since: u64) -> Result<(), Problem> {
+    let op = Op::Subscribe { since };
+    crate::api::allowed(&app.ctx, principal, &op).map_err(|e| Problem::server(&e))
+}
+
+/// The events from `since` on, in bursts of at most a page, waiting for applies in between.
+fn events(
+    app: App,
+    principal: Arc<Principal>,
+    since: u64,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let state = (app, principal, since, Vec::<Event>::new().into_iter());
+    futures_util::stream::unfold(
+        state,
+        |(app, principal, mut since, mut queued)| async move {
+            loop {
+                if let Some(event) = queued.next() {
+                    return Some((Ok(event), (app, principal, since, queued)));
+                }
+                if *app.stopping.borrow() || allowed(&app, &principal, since).is_err() {
+                    return None;
+                }
+                // Taken before the read: an apply after it wakes the wait below.
+                let mut applied = app.ctx.shared.applied();
+                let page = {
+                    let ledger = app
+                        .ctx
+                        .shared
+                        .ledger
+                        .read()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let query = Query::Changes {
+                        since,
+                        max: CHANGES_PAGE_MAX,
+                    };
+                    match ledger.query(&query, app.ctx.clock.now_ms()) {
+                        Ok(Answer::Changes(page)) => page,
+                        _ => return None,
+                    }
+                };
+                since = page.next;
+                if page.events.is_empty() {
+                    let wait = Duration::from_millis(STREAM_POLL_MS);
+                    let _ = tokio::time::timeout(wait, applied.changed()).await;
+                    continue;
+                }
+                let burst: Vec<Event> = page_json(&app, page)
+                    .events
+                    .into_iter()
+                    .filter_map(|e| {
+                        let id = e.seq.to_string();
+                        Event::default().event("change").id(id).json_data(&e).ok()
+                    })
+                    .collect();
+                queued = burst.into_iter();
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_resumes_after_the_last_event_id() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(start(&headers, Some(7)), 7);
+        assert_eq!(start(&headers, None), 0);
+        headers.insert("last-event-id", "41".parse().expect("header"));
+        assert_eq!(start(&headers, Some(7)), 42);
+    }
+}
