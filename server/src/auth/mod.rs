@@ -84,7 +84,7 @@ pub fn authorize(p: &Principal, op: &Op) -> Access {
 
 fn checkout(p: &Principal, command: &Command) -> Access {
     let channel = |c: &ChannelId| {
-        if p.channels.iter().any(|own| *own == c.0) {
+        if p.channels.contains(&c.0) {
             Access::Allowed
         } else {
             denied(p, format_args!("sell on channel {}", c.0))
@@ -109,7 +109,7 @@ fn checkout(p: &Principal, command: &Command) -> Access {
 }
 
 fn store(p: &Principal, command: &Command) -> Access {
-    let own = |l: &LocationId| p.locations.iter().any(|o| *o == l.0);
+    let own = |l: &LocationId| p.locations.contains(&l.0);
     let at = |locations: &[&LocationId]| match locations.iter().find(|l| !own(l)) {
         None => Access::Allowed,
         Some(l) => denied(p, format_args!("act at location {}", l.0)),
@@ -209,12 +209,12 @@ pub fn check_lookup(
     ledger: &Ledger,
     now_ms: u64,
 ) -> Result<(), String> {
-    let own_location = |l: &LocationId| p.locations.iter().any(|o| *o == l.0);
+    let own_location = |l: &LocationId| p.locations.contains(&l.0);
     let refuse = |what: String| Err(format!("{} (role {}) may not {what}", p.name, p.role));
     let answer = |query: Query| ledger.query(&query, now_ms).ok();
     match lookup {
         Lookup::HoldChannel(id) => match answer(Query::Reservation(id.clone())) {
-            Some(Answer::Reservation(hold)) if !p.channels.iter().any(|c| *c == hold.channel.0) => {
+            Some(Answer::Reservation(hold)) if !p.channels.contains(&hold.channel.0) => {
                 refuse(format!("act on a hold of channel {}", hold.channel.0))
             }
             _ => Ok(()),
