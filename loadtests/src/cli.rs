@@ -120,8 +120,7 @@ struct ClusterArgs {
     /// Log durability of the local cluster.
     #[arg(long, value_enum, default_value_t = DurabilityArg::Replicated)]
     durability: DurabilityArg,
-    /// Raft entries between snapshots on the in-process cluster (default: the server's; a
-    /// `stockd` process has no such flag).
+    /// Raft entries between snapshots on the local cluster (default: the server's, 100,000).
     #[arg(long)]
     snapshot_every: Option<u64>,
     /// MiB of log that also trigger a snapshot on the local cluster (default: the server's,
@@ -299,13 +298,13 @@ impl ClusterArgs {
         if !self.connect.is_empty() || self.in_process {
             return self.demo_choice();
         }
-        if self.snapshot_every.is_some() {
-            eprintln!("stockd-load: --snapshot-every needs --in-process (stockd has no such flag); ignored");
-        }
         ClusterChoice::Processes(ProcessOptions {
             nodes: self.nodes,
             binary: self.stockd.clone(),
             durability: durability(self.durability),
+            snapshot_every: self.snapshot_every,
+            snapshot_log_mib: self.snapshot_log_mib,
+            snapshot_interval_s: self.snapshot_interval_s,
         })
     }
 

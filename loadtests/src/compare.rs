@@ -2,7 +2,7 @@
 //! side-by-side table, the record and the charts.
 
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::json;
@@ -71,6 +71,9 @@ pub struct TargetRun {
     pub target: TargetKind,
     /// What it produced.
     pub outcome: RunOutcome,
+    /// The nodes' own longest pause during the run (stockd's fixed-rate phase only; `None`
+    /// elsewhere, or when no node answered).
+    pub node_pause: Option<NodePause>,
 }
 
 /// One phase of one scenario, on every target that ran it.
@@ -155,9 +158,14 @@ async fn measure(
                     Ok(outcome) => {
                         print!("{}", describe_outcome(kind.as_str(), scenario, &outcome));
                         m.failed |= outcome.failed();
+                        let node_pause = match phase {
+                            Phase::Rate => read_node_pause(target, &outcome).await,
+                            _ => None,
+                        };
                         runs.push(TargetRun {
                             target: *kind,
                             outcome,
+                            node_pause,
                         });
                     }
                     Err(e) => {
@@ -202,6 +210,13 @@ pub async fn compare_command(
         for run in &r.runs {
             let who = format!("{} [{}]", run.target.as_str(), r.phase.as_str());
             summary.push_str(&describe_outcome(&who, r.scenario, &run.outcome));
+            if let Some(p) = run.node_pause {
+                summary.push_str(&format!(
+                    "{who}: longest pause {:.2} {}\n",
+                    p.pause_us as f64 / 1_000.0,
+                    p.source.unit()
+                ));
+            }
         }
     }
     for (kind, target) in &targets {
@@ -260,7 +275,11 @@ fn write_reports(
         "targets": names,
         "results": m.results.iter().map(|r| json!({
             "scenario": r.scenario, "phase": r.phase,
-            "runs": r.runs.iter().map(|run| json!({"target": run.target, "result": run.outcome})).collect::<Vec<_>>(),
+            "runs": r.runs.iter().map(|run| json!({
+                "target": run.target, "result": run.outcome,
+                "node_pause_us": run.node_pause.map(|p| p.pause_us),
+                "node_pause_source": run.node_pause.map(|p| p.source.unit()),
+            })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "table": table,
     });
@@ -355,6 +374,14 @@ pub enum PauseSource {
     /// The longest gap between two consecutive completions the generator saw during the
     /// fixed-rate phase: a pause of the target, but also of the generator or the network.
     GeneratorGap,
+    /// The longest time any node's ledger was write-locked (apply pause) or a read waited for
+    /// it, as the nodes report per second (`NodeStatus::pauses.recent`), over the seconds that
+    /// overlap the fixed-rate phase's measured time.
+    Node,
+    /// As [`PauseSource::Node`], but since the nodes started: the phase was longer than the
+    /// seconds a node reports ([`protocol::PAUSE_SECONDS_REPORTED`]), so the maximum phase
+    /// before it counts too.
+    NodeSinceStart,
 }
 
 impl PauseSource {
@@ -364,22 +391,116 @@ impl PauseSource {
             PauseSource::GeneratorGap => {
                 "ms; the generator's longest gap between completions, fixed-rate phase"
             }
+            PauseSource::Node => {
+                "ms; stockd: the nodes' longest apply pause or read wait, fixed-rate phase; \
+                 others: the generator's longest gap between completions"
+            }
+            PauseSource::NodeSinceStart => {
+                "ms; stockd: the nodes' longest apply pause or read wait SINCE THEY STARTED \
+                 (the fixed-rate phase outlasted their per-second report); others: the \
+                 generator's longest gap between completions"
+            }
         }
     }
 }
 
-/// The longest pause of a target during a fixed-rate run, ms, and what measures it.
-///
-/// This is the seam for the node's own figure: once `NodeStatus` reports the longest apply
-/// pause and read wait (issue 10, item 1: `NodeStatus::pauses`, `PauseStats::apply_pause_max_us`
-/// and `read_wait_max_us`, branch `snapshot-offpath`), stockd's value is the largest of every
-/// node's, read after the phase (a `PauseSource::Node`, and the statuses passed in here); Redis
-/// keeps the generator's gap, which is then the column to compare with.
-pub fn longest_pause(o: &RunOutcome) -> (f64, PauseSource) {
-    (
-        o.stats().longest_gap_us / 1_000.0,
-        PauseSource::GeneratorGap,
-    )
+/// The nodes' longest pause over a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodePause {
+    /// The longest apply pause or read wait, µs.
+    pub pause_us: u64,
+    /// Over the window's seconds ([`PauseSource::Node`]) or since the nodes started
+    /// ([`PauseSource::NodeSinceStart`]).
+    pub source: PauseSource,
+}
+
+/// A span of wall-clock time, ms since the Unix epoch (the nodes' clocks are taken to agree
+/// with the generator's: true of a local cluster).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PauseWindow {
+    /// When the measured run began.
+    pub start_ms: u64,
+    /// When the statuses were read (after the run).
+    pub end_ms: u64,
+}
+
+/// The longest apply pause or read wait of any node in the seconds that overlap `window`
+/// (`recent`); when the window is longer than the seconds a node reports (less the oldest,
+/// partial one), the maximum since the nodes started instead. `pauses`: each node's
+/// `NodeStatus::pauses`, read at `window.end_ms`. `None` without any.
+pub fn node_pause(pauses: &[protocol::PauseStats], window: PauseWindow) -> Option<NodePause> {
+    if pauses.is_empty() {
+        return None;
+    }
+    let reported_ms = (protocol::PAUSE_SECONDS_REPORTED as u64).saturating_sub(1) * 1_000;
+    if window.end_ms.saturating_sub(window.start_ms) > reported_ms {
+        let pause_us = pauses
+            .iter()
+            .map(|p| p.apply_pause_max_us.max(p.read_wait_max_us))
+            .max()
+            .unwrap_or(0);
+        return Some(NodePause {
+            pause_us,
+            source: PauseSource::NodeSinceStart,
+        });
+    }
+    let pause_us = pauses
+        .iter()
+        .flat_map(|p| &p.recent)
+        .filter(|second| {
+            second.start_ms + 1_000 > window.start_ms && second.start_ms < window.end_ms
+        })
+        .map(|second| second.apply_pause_max_us.max(second.read_wait_max_us))
+        .max()
+        .unwrap_or(0);
+    Some(NodePause {
+        pause_us,
+        source: PauseSource::Node,
+    })
+}
+
+/// Now, ms since the Unix epoch.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Right after a run on stockd: every node's status, and their longest pause over the run's
+/// measured time (which ended just now). `None` for another target or if no node answered.
+async fn read_node_pause(target: &AnyTarget, outcome: &RunOutcome) -> Option<NodePause> {
+    #[allow(irrefutable_let_patterns)] // stockd is the only target without `baselines`
+    let AnyTarget::Stockd(t) = target
+    else {
+        return None;
+    };
+    let ran_ms = (outcome.stats().seconds.max(0.0) * 1_000.0).ceil() as u64;
+    let start_ms = now_ms().saturating_sub(ran_ms);
+    let pauses: Vec<protocol::PauseStats> = t
+        .client()
+        .status()
+        .await
+        .into_iter()
+        .filter_map(|r| r.status.ok().map(|s| s.pauses))
+        .collect();
+    let window = PauseWindow {
+        start_ms,
+        end_ms: now_ms(),
+    };
+    node_pause(&pauses, window)
+}
+
+/// The longest pause of a target during a fixed-rate run, ms, and what measures it: the
+/// nodes' own figure when they gave one (stockd), else the generator's longest gap between
+/// completions (Redis, Postgres), which is then the column to compare with.
+pub fn longest_pause(run: &TargetRun) -> (f64, PauseSource) {
+    match run.node_pause {
+        Some(p) => (p.pause_us as f64 / 1_000.0, p.source),
+        None => (
+            run.outcome.stats().longest_gap_us / 1_000.0,
+            PauseSource::GeneratorGap,
+        ),
+    }
 }
 
 /// Rows of one phase: throughput, then the latency percentiles.
@@ -429,8 +550,16 @@ pub fn compare_table(names: &[String], results: &[PhaseResult], frame: usize) ->
         .iter()
         .find(|r| r.scenario == Kind::Checkout && r.phase == Phase::Rate);
     if let Some(r) = rate {
-        let source = r.runs.first().map(|run| longest_pause(&run.outcome).1);
-        let values = column(names, r, |o| Some(longest_pause(o).0));
+        let source = r.runs.first().map(|run| longest_pause(run).1);
+        let values = names
+            .iter()
+            .map(|n| {
+                r.runs
+                    .iter()
+                    .find(|run| run.target.as_str() == n)
+                    .map(|run| longest_pause(run).0)
+            })
+            .collect();
         let unit = source.unwrap_or(PauseSource::GeneratorGap).unit();
         t.row("longest pause", unit, false, values);
     }
@@ -483,6 +612,7 @@ mod tests {
                 concurrency: 16,
                 stats: stats(throughput, p50_us),
             }),
+            node_pause: None,
         }
     }
 
@@ -547,6 +677,7 @@ mod tests {
                     ..stats(throughput, p50_us)
                 },
             },
+            node_pause: None,
         }
     }
 
@@ -602,5 +733,99 @@ mod tests {
         assert_eq!(values(12), [Some(7.5), Some(1.25)], "longest gap, ms");
         assert_eq!(t.rows[12].unit, PauseSource::GeneratorGap.unit());
         assert!(t.rows[12].unit.contains("generator"));
+    }
+
+    fn second(start_ms: u64, apply_us: u64, read_us: u64) -> protocol::PauseSecond {
+        protocol::PauseSecond {
+            start_ms,
+            apply_pause_max_us: apply_us,
+            read_wait_max_us: read_us,
+        }
+    }
+
+    /// Two nodes; the maximum phase's big pause (second 100) is before the window.
+    fn two_nodes() -> Vec<protocol::PauseStats> {
+        vec![
+            protocol::PauseStats {
+                apply_pause_max_us: 90_000,
+                read_wait_max_us: 500,
+                recent: vec![
+                    second(100_000, 90_000, 0),
+                    second(110_000, 2_000, 300),
+                    second(115_000, 1_000, 3_500),
+                ],
+            },
+            protocol::PauseStats {
+                apply_pause_max_us: 4_000,
+                read_wait_max_us: 4_000,
+                recent: vec![second(112_000, 2_500, 0), second(130_000, 4_000, 4_000)],
+            },
+        ]
+    }
+
+    #[test]
+    fn the_node_pause_is_the_largest_apply_pause_or_read_wait_in_the_window() {
+        let window = PauseWindow {
+            start_ms: 100_500,
+            end_ms: 120_000,
+        };
+        let p = node_pause(&two_nodes(), window).expect("statuses");
+        // Second 100 overlaps the window's start (its last half) and counts.
+        assert_eq!(p.pause_us, 90_000);
+        assert_eq!(p.source, PauseSource::Node);
+        let later = PauseWindow {
+            start_ms: 101_000,
+            end_ms: 120_000,
+        };
+        let p = node_pause(&two_nodes(), later).expect("statuses");
+        assert_eq!(p.pause_us, 3_500, "a read wait, node 1, second 115");
+        let none_inside = PauseWindow {
+            start_ms: 116_000,
+            end_ms: 129_999,
+        };
+        let p = node_pause(&two_nodes(), none_inside).expect("statuses");
+        assert_eq!(p.pause_us, 0, "no second in the window: no pause");
+        assert_eq!(node_pause(&[], later), None);
+    }
+
+    #[test]
+    fn a_window_longer_than_the_reported_seconds_falls_back_to_since_start() {
+        let reported = (protocol::PAUSE_SECONDS_REPORTED as u64 - 1) * 1_000;
+        let at_limit = PauseWindow {
+            start_ms: 200_000 - reported,
+            end_ms: 200_000,
+        };
+        let p = node_pause(&two_nodes(), at_limit).expect("statuses");
+        assert_eq!(p.source, PauseSource::Node);
+        let longer = PauseWindow {
+            start_ms: at_limit.start_ms - 1,
+            ..at_limit
+        };
+        let p = node_pause(&two_nodes(), longer).expect("statuses");
+        assert_eq!(p.source, PauseSource::NodeSinceStart);
+        assert_eq!(p.pause_us, 90_000);
+        assert!(p.source.unit().contains("SINCE THEY STARTED"));
+    }
+
+    #[test]
+    fn stockds_longest_pause_row_is_the_nodes_figure_and_redis_keeps_the_gap() {
+        let names = vec!["stockd".to_owned(), "redis".to_owned()];
+        let mut stockd = open(TargetKind::Stockd, 200.0, 500.0, 7_500.0);
+        stockd.node_pause = Some(NodePause {
+            pause_us: 2_250,
+            source: PauseSource::Node,
+        });
+        let results = vec![PhaseResult {
+            scenario: Kind::Checkout,
+            phase: Phase::Rate,
+            runs: vec![stockd, open(TargetKind::Redis, 200.0, 250.0, 1_250.0)],
+        }];
+        let t = compare_table(&names, &results, 1);
+        let row = t.rows.last().expect("rows");
+        assert_eq!(row.label, "longest pause");
+        let values: Vec<Option<f64>> = row.cells.iter().map(|c| c.value).collect();
+        assert_eq!(values, [Some(2.25), Some(1.25)]);
+        assert_eq!(row.unit, PauseSource::Node.unit());
+        assert!(row.unit.contains("apply pause") && row.unit.contains("generator"));
     }
 }

@@ -32,6 +32,15 @@ pub struct ProcessOptions {
     pub binary: Option<PathBuf>,
     /// Log durability (`stockd --durability`).
     pub durability: Durability,
+    /// Raft entries between snapshots (`stockd --snapshot-every`; `None`: the server's
+    /// default; 0 counts as 1, as on the in-process cluster, since stockd refuses 0).
+    pub snapshot_every: Option<u64>,
+    /// MiB of log that also trigger a snapshot (`stockd --snapshot-log-mib`; `None`: the
+    /// server's default; 0 counts as 1).
+    pub snapshot_log_mib: Option<u64>,
+    /// Seconds since the last snapshot that also trigger one (`stockd --snapshot-interval-s`;
+    /// `None`: the server's default; 0 counts as 1).
+    pub snapshot_interval_s: Option<u64>,
 }
 
 impl Default for ProcessOptions {
@@ -40,7 +49,34 @@ impl Default for ProcessOptions {
             nodes: 3,
             binary: None,
             durability: Durability::default(),
+            snapshot_every: None,
+            snapshot_log_mib: None,
+            snapshot_interval_s: None,
         }
+    }
+}
+
+impl ProcessOptions {
+    /// The flags every `stockd` process is started with: `--durability` and the snapshot
+    /// thresholds that were given.
+    pub fn stockd_flags(&self) -> Vec<String> {
+        let durability = match self.durability {
+            Durability::Fsync => "fsync",
+            Durability::Replicated { .. } => "replicated",
+        };
+        let mut flags = vec!["--durability".to_owned(), durability.to_owned()];
+        let thresholds = [
+            ("--snapshot-every", self.snapshot_every),
+            ("--snapshot-log-mib", self.snapshot_log_mib),
+            ("--snapshot-interval-s", self.snapshot_interval_s),
+        ];
+        for (flag, value) in thresholds {
+            if let Some(value) = value {
+                flags.push(flag.to_owned());
+                flags.push(value.max(1).to_string());
+            }
+        }
+        flags
     }
 }
 
@@ -217,12 +253,9 @@ impl NodeProcesses {
     pub fn start(options: &ProcessOptions) -> Result<NodeProcesses, ProcessError> {
         let binary = find_stockd(options.binary.as_deref())?;
         let nodes = options.nodes.clamp(1, NODES_MAX);
-        let durability = match options.durability {
-            Durability::Fsync => "fsync",
-            Durability::Replicated { .. } => "replicated",
-        };
-        let config =
-            ProcessConfig::new(&binary.path, "load", nodes).flags(&["--durability", durability]);
+        let flags = options.stockd_flags();
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let config = ProcessConfig::new(&binary.path, "load", nodes).flags(&flags);
         let cluster = ProcessCluster::start(config).map_err(ProcessError::Cluster)?;
         wait_leader(&cluster)?;
         Ok(NodeProcesses {
@@ -323,6 +356,32 @@ mod tests {
         );
         let bin = Path::new("/t/target/release/stockd-load");
         assert_eq!(profile_dir(bin), Some(PathBuf::from("/t/target/release")));
+    }
+
+    #[test]
+    fn snapshot_thresholds_become_stockd_flags_only_when_given() {
+        let defaults = ProcessOptions::default();
+        assert_eq!(defaults.stockd_flags(), ["--durability", "replicated"]);
+        let given = ProcessOptions {
+            durability: Durability::Fsync,
+            snapshot_every: Some(500),
+            snapshot_log_mib: Some(0),
+            snapshot_interval_s: Some(30),
+            ..ProcessOptions::default()
+        };
+        assert_eq!(
+            given.stockd_flags(),
+            [
+                "--durability",
+                "fsync",
+                "--snapshot-every",
+                "500",
+                "--snapshot-log-mib",
+                "1",
+                "--snapshot-interval-s",
+                "30"
+            ]
+        );
     }
 
     #[test]

@@ -95,16 +95,20 @@ fn out_dir(name: &str) -> PathBuf {
 #[test]
 fn a_soak_starts_three_stockd_processes_samples_their_memory_and_leaves_none_behind() {
     let out = out_dir("soak");
-    // 3 s at 100 checkouts/s, windows of 1 s.
+    // 3 s at 100 checkouts/s, windows of 1 s; the snapshot thresholds are stockd's own flags
+    // (a misspelt one would stop the processes from starting).
     let output = stockd_load(
         &["--rate", "100", "--soak", "0.05", "--soak-window", "1"],
         &out,
     )
     .args(["--warmup", "0.2"])
+    .args(["--snapshot-every", "200", "--snapshot-log-mib", "64"])
+    .args(["--snapshot-interval-s", "1"])
     .output()
     .expect("stockd-load runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("ignored"), "{stderr}");
     let started = stderr
         .lines()
         .find_map(parse_started)
