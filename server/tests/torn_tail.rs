@@ -224,7 +224,11 @@ async fn random_crashes_with_torn_tails_lose_no_acknowledged_write() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(rand::random::<u64>);
-    let durability = if seed.is_multiple_of(2) { "replicated" } else { "fsync" };
+    let durability = if seed.is_multiple_of(2) {
+        "replicated"
+    } else {
+        "fsync"
+    };
     println!("seed {seed}: {rounds} rounds, {durability}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut cluster = ProcessCluster::start(
