@@ -6,18 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use engine::{Command as Write, LocationId, Reason, SkuId};
 use protocol::Role;
 use testkit::{ProcessCluster, ProcessConfig};
-
-fn receipt() -> Write {
-    Write::Adjust {
-        sku: SkuId::from("A"),
-        location: LocationId::from("wh"),
-        delta: 1,
-        reason: Reason::from("receipt"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_follower_rejoins_within_seconds_without_election_storms() {
@@ -34,7 +24,7 @@ async fn a_killed_follower_rejoins_within_seconds_without_election_storms() {
         .expect("ok");
     for _ in 0..20 {
         client
-            .write(receipt())
+            .write(testkit::receipt("A", "wh"))
             .await
             .expect("write")
             .outcome
@@ -57,7 +47,7 @@ async fn a_killed_follower_rejoins_within_seconds_without_election_storms() {
     cluster.kill(victim);
     for _ in 0..20 {
         client
-            .write(receipt())
+            .write(testkit::receipt("A", "wh"))
             .await
             .expect("write while a follower is down")
             .outcome

@@ -10,7 +10,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use client::Client;
-use engine::{Command as Write, LocationId, Reason, SkuId};
 use testkit::{ProcessCluster, ProcessConfig, TempDir};
 
 /// A tmpfs mounted for the test, unmounted (lazily: a killed node may still hold it) on drop.
@@ -58,27 +57,19 @@ const WRITES_RESUME_WITHIN: Duration = Duration::from_secs(10);
 /// A receipt that must be acknowledged within [`WRITES_RESUME_WITHIN`].
 async fn timed_receipt(client: &Client, what: &str) {
     let start = Instant::now();
-    let acked = tokio::time::timeout(WRITES_RESUME_WITHIN, receipt(client)).await;
-    assert!(
-        acked.is_ok(),
-        "{what}: a write was not acknowledged within {WRITES_RESUME_WITHIN:?} (started {:?} ago)",
-        start.elapsed()
-    );
-}
-
-async fn receipt(client: &Client) {
-    let write = Write::Adjust {
-        sku: SkuId::from("A"),
-        location: LocationId::from("wh"),
-        delta: 1,
-        reason: Reason::from("receipt"),
-    };
-    client
-        .write(write)
-        .await
-        .expect("write")
-        .outcome
-        .expect("ok");
+    let acked = tokio::time::timeout(
+        WRITES_RESUME_WITHIN,
+        testkit::acknowledged_receipt(client, "A", "wh"),
+    )
+    .await;
+    match acked {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => panic!("{what}: the receipt failed: {e}"),
+        Err(_) => panic!(
+            "{what}: a write was not acknowledged within {WRITES_RESUME_WITHIN:?} (started {:?} ago)",
+            start.elapsed()
+        ),
+    }
 }
 
 async fn full_disk(test: &str, victim_is_leader: bool) {
@@ -106,7 +97,9 @@ async fn full_disk(test: &str, victim_is_leader: bool) {
         .expect("ok");
     let mut acked = 0u64;
     for _ in 0..20 {
-        receipt(&client).await;
+        testkit::acknowledged_receipt(&client, "A", "wh")
+            .await
+            .expect("receipt acknowledged");
         acked += 1;
     }
     if victim_is_leader {
@@ -155,7 +148,9 @@ async fn full_disk(test: &str, victim_is_leader: bool) {
         .await
         .expect("node 2 recovers");
     for _ in 0..10 {
-        receipt(&client).await;
+        testkit::acknowledged_receipt(&client, "A", "wh")
+            .await
+            .expect("receipt acknowledged");
         acked += 1;
     }
     cluster

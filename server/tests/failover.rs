@@ -8,7 +8,6 @@
 
 use std::time::{Duration, Instant};
 
-use engine::{Command as Write, LocationId, Reason, SkuId};
 use protocol::Role;
 use testkit::{ProcessCluster as Cluster, ProcessConfig};
 
@@ -34,21 +33,6 @@ fn error_lines(cluster: &Cluster) -> Vec<String> {
                 .collect::<Vec<_>>()
         })
         .collect()
-}
-
-async fn receipt(client: &client::Client) {
-    let write = Write::Adjust {
-        sku: SkuId::from("A"),
-        location: LocationId::from("wh"),
-        delta: 1,
-        reason: Reason::from("receipt"),
-    };
-    client
-        .write(write)
-        .await
-        .expect("write")
-        .outcome
-        .expect("ok");
 }
 
 /// The highest term any live node reports.
@@ -101,11 +85,15 @@ async fn a_killed_leader_costs_one_election() {
             .await
             .expect("a leader");
         for _ in 0..10 {
-            receipt(&client).await;
+            testkit::acknowledged_receipt(&client, "A", "wh")
+                .await
+                .expect("receipt acknowledged");
         }
         cluster.kill(old);
         let killed = Instant::now();
-        receipt(&client).await;
+        testkit::acknowledged_receipt(&client, "A", "wh")
+            .await
+            .expect("receipt acknowledged");
         let new = cluster
             .leader(Duration::from_secs(20))
             .await

@@ -3,24 +3,8 @@
 
 use std::time::Duration;
 
-use engine::{Command as Write, LocationId, Reason, SkuId};
 use protocol::Role;
 use testkit::{ProcessCluster, ProcessConfig};
-
-async fn receipt(client: &client::Client) {
-    let write = Write::Adjust {
-        sku: SkuId::from("A"),
-        location: LocationId::from("wh"),
-        delta: 1,
-        reason: Reason::from("receipt"),
-    };
-    client
-        .write(write)
-        .await
-        .expect("write")
-        .outcome
-        .expect("ok");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_follower_resumes_without_an_election() {
@@ -43,12 +27,16 @@ async fn a_paused_follower_resumes_without_an_election() {
     let follower = leader % 3 + 1;
     cluster.signal(follower, "STOP").expect("signal sent");
     for _ in 0..20 {
-        receipt(&client).await;
+        testkit::acknowledged_receipt(&client, "A", "wh")
+            .await
+            .expect("receipt acknowledged");
     }
     tokio::time::sleep(Duration::from_secs(6)).await;
     cluster.signal(follower, "CONT").expect("signal sent");
     for _ in 0..20 {
-        receipt(&client).await;
+        testkit::acknowledged_receipt(&client, "A", "wh")
+            .await
+            .expect("receipt acknowledged");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for id in 1..=3 {

@@ -49,6 +49,33 @@ pub fn count(sku: &str, location: &str, qty: i64) -> engine::Command {
     }
 }
 
+/// A receipt: on_hand of `sku` at `location` += 1 (reason `receipt`).
+pub fn receipt(sku: &str, location: &str) -> engine::Command {
+    engine::Command::Adjust {
+        sku: engine::SkuId::from(sku),
+        location: engine::LocationId::from(location),
+        delta: 1,
+        reason: engine::Reason::from("receipt"),
+    }
+}
+
+/// Writes [`receipt`] through `client` and returns its log index; a rejection by the ledger is
+/// [`Error::UnexpectedAnswer`], a client failure [`Error::Client`].
+pub async fn acknowledged_receipt(
+    client: &Client,
+    sku: &str,
+    location: &str,
+) -> Result<u64, Error> {
+    let written = client.write(receipt(sku, location)).await?;
+    match written.outcome {
+        Ok(_) => Ok(written.log_index),
+        Err(rejection) => Err(Error::UnexpectedAnswer {
+            asked: "a receipt of one unit",
+            got: format!("{rejection:?}"),
+        }),
+    }
+}
+
 /// Units on hand of `sku` at `location` (channel `web`), read linearizably.
 pub async fn on_hand(client: &Client, sku: &str, location: &str) -> Result<i64, Error> {
     let query = engine::Query::Availability {
