@@ -6,7 +6,8 @@
 //! sequence number), channels, locations, groups (by id), SKUs (with their balance lists),
 //! balances, the reservation, order, RMA and transfer slabs (free-list head, every slot), the
 //! retirement queue and the dedup log (clean-up cursor, head, entries from the cursor), the
-//! change feed (head, live events). The body is the state whole, clean-up backlog included, so
+//! change feed (head, live events), the access state, the purchase-limit counts (slab) and
+//! the sweep's cursor (format 6: kits and limits). The body is the state whole, clean-up backlog included, so
 //! two ledgers that applied the same batches produce byte-identical snapshots whatever their
 //! snapshot history (SPEC section 4, Determinism). Indexes that can be derived (id tables,
 //! deadlines, counters) are rebuilt on restore, never stored.
@@ -57,7 +58,7 @@ struct Tally {
 /// First bytes of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"STOCKD\x00S";
 /// Version of the snapshot layout; bumped on any change to it.
-pub const SNAPSHOT_VERSION: u32 = 5;
+pub const SNAPSHOT_VERSION: u32 = 6;
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,6 +189,8 @@ fn encode(state: &State) -> Vec<u8> {
     w.put(&state.feed.head());
     w.seq(state.feed.len(), state.feed.iter_from(state.feed.head()));
     w.put(&state.access);
+    w.slab(&state.counts);
+    w.put(&state.count_sweep);
     w.0
 }
 
@@ -326,6 +329,7 @@ impl Ledger {
             return Err(bad("duplicate ids"));
         }
         rebuild_objects(state, ix)?;
+        rebuild_kits_and_counts(state, ix)?;
         let dedup = &state.dedup;
         for pos in dedup.clean()..dedup.end() {
             let id = dedup.get(pos).request_id;
@@ -616,6 +620,8 @@ fn read_state(r: &mut Reader) -> Result<State, SnapshotError> {
     let feed_head: u64 = r.take()?;
     let feed = Fifo::from_parts(feed_head, feed_head, r.seq()?).ok_or_else(|| bad("feed"))?;
     let access = r.take()?;
+    let counts = r.slab()?;
+    let count_sweep = r.take()?;
     Ok(State {
         config,
         now_ms,
@@ -634,6 +640,8 @@ fn read_state(r: &mut Reader) -> Result<State, SnapshotError> {
         dedup,
         feed,
         access,
+        counts,
+        count_sweep,
     })
 }
 
@@ -673,5 +681,49 @@ fn rebuild_objects(state: &State, ix: &mut Indexes) -> Result<(), SnapshotError>
         .iter()
         .filter(|(_, t)| t.state == TransferState::Shipped)
         .count();
+    Ok(())
+}
+
+/// Rebuilds the derived kit and purchase-limit counters: components named by kits, kits in
+/// use (active holds' kit lines, orders' kit lines with unfulfilled units), limited SKUs and
+/// the counted records' index and totals.
+fn rebuild_kits_and_counts(state: &State, ix: &mut Indexes) -> Result<(), SnapshotError> {
+    for (i, sku) in state.skus.iter_from(0).enumerate() {
+        let Some(extra) = &sku.extra else { continue };
+        for part in extra.kit.iter().flat_map(|c| c.iter()) {
+            *ix.component_of.entry(part.sku).or_default() += 1;
+        }
+        if extra.limit.is_some() {
+            ix.limited_skus += 1;
+        }
+        if extra.kit.is_some() && !sku.balances.is_empty() {
+            return Err(bad(&format!("kit {i} has balances")));
+        }
+    }
+    let mut use_kit = |kit: SkuIdx| *ix.kit_uses.entry(kit).or_default() += 1;
+    for (_, r) in state.reservations.iter() {
+        if r.state == ReservationState::Active {
+            r.extra
+                .iter()
+                .flat_map(|e| &e.kits)
+                .for_each(|k| use_kit(k.kit));
+        }
+    }
+    for (_, o) in state.orders.iter() {
+        for (k, kit) in o.kits().iter().enumerate() {
+            let (ordered, fulfilled, cancelled) = o.kit_units(k as u16);
+            if ordered > fulfilled + cancelled {
+                use_kit(kit.kit);
+            }
+        }
+    }
+    for (slot, record) in state.counts.iter() {
+        let key = (record.sku, record.customer.clone());
+        if ix.count.insert(key, slot).is_some() {
+            return Err(bad("duplicate purchase-limit records"));
+        }
+        ix.counted_entries += 1 + record.orders.len();
+        *ix.customers.entry(record.sku).or_default() += 1;
+    }
     Ok(())
 }
