@@ -104,6 +104,12 @@ fn checkout(p: &Principal, command: &Command) -> Access {
             reservation: id, ..
         }
         | Command::Release { reservation: id } => Access::Lookup(Lookup::HoldChannel(id.clone())),
+        // A customer's reserve or place_order: decided as the write it wraps (one level: the
+        // engine refuses anything deeper).
+        Command::AsCustomer { command, .. } if !matches!(**command, Command::AsCustomer { .. }) => {
+            checkout(p, command)
+        }
+        // An exchange is a return too, which checkout does not do (SPEC section 7).
         other => denied(p, other.name()),
     }
 }
@@ -166,6 +172,16 @@ fn store(p: &Principal, command: &Command) -> Access {
         Command::ShipTransfer { from, .. } => at(&[from]),
         Command::ReceiveTransfer { transfer, .. } => {
             Access::Lookup(Lookup::TransferTo(transfer.clone()))
+        }
+        Command::AsCustomer { command, .. } if !matches!(**command, Command::AsCustomer { .. }) => {
+            store(p, command)
+        }
+        // An exchange is a return and a direct order: both must be the store's own.
+        Command::Exchange(x) => {
+            match at(&x.returns.iter().map(|l| &l.received_at).collect::<Vec<_>>()) {
+                Access::Allowed => sale(&x.channel, x.lines.iter().map(|l| &l.target).collect()),
+                refused => refused,
+            }
         }
         other => denied(p, other.name()),
     }
