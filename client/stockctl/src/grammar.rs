@@ -185,6 +185,26 @@ impl LineText {
     }
 }
 
+/// `COMPONENT:QTY`: one component of a kit definition (QTY in the component's display units).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartText {
+    /// The component SKU id (may contain `:`).
+    pub sku: String,
+    /// Display units of the component per kit.
+    pub qty: Qty,
+}
+
+impl PartText {
+    /// Parses `COMPONENT:QTY`: the quantity follows the last `:`.
+    pub fn parse(text: &str) -> Result<PartText, GrammarError> {
+        let (sku, qty) = last_colon(text, text, "COMPONENT:QTY")?;
+        Ok(PartText {
+            sku: sku.to_owned(),
+            qty: Qty::parse(qty)?,
+        })
+    }
+}
+
 /// `SKU@RECEIVED_AT:QTY:DISPOSITION`: a return line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReturnText {
