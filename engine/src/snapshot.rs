@@ -356,6 +356,8 @@ impl Ledger {
         let expected = self.check_objects()?;
         self.check_balances(expected)?;
         self.check_logs()?;
+        self.check_kits()?;
+        self.check_counts()?;
         let state = &self.state;
         for group in state.groups.values() {
             if group.iter().any(|&l| u64::from(l) >= state.locations.end()) {
@@ -600,6 +602,97 @@ impl Ledger {
                     "retirement queue entry {pos} names no retired object"
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+impl Ledger {
+    /// Kits move together: in every active hold and every order, each kit line has, per
+    /// location, the same number of kits in every component (`units = kits x part qty`, in
+    /// ordered, fulfilled and cancelled alike).
+    fn check_kits(&self) -> Result<(), String> {
+        for (_, r) in self.state.reservations.iter() {
+            let Some(extra) = &r.extra else { continue };
+            if r.state != ReservationState::Active {
+                continue;
+            }
+            for k in &extra.kits {
+                let first = k.composition[0];
+                for h in r
+                    .held
+                    .iter()
+                    .filter(|h| h.line == k.line && h.sku == first.sku)
+                {
+                    let kits = h.qty / first.qty;
+                    for part in k.composition.iter() {
+                        let held = r
+                            .held
+                            .iter()
+                            .find(|o| o.line == k.line && o.sku == part.sku && o.loc == h.loc);
+                        if held.map(|o| o.qty) != Some(kits * part.qty) {
+                            return Err(format!("hold {:?} kit line {} apart", r.id, k.line));
+                        }
+                    }
+                }
+            }
+        }
+        for (_, o) in self.state.orders.iter() {
+            for (k, kit) in o.kits().iter().enumerate() {
+                let (ordered, fulfilled, cancelled) = o.kit_units(k as u16);
+                for part in kit.composition.iter() {
+                    let line = o.component_line(k as u16, part.sku);
+                    let units = line.map(|l| (l.ordered, l.fulfilled, l.cancelled));
+                    let want = (
+                        ordered * part.qty,
+                        fulfilled * part.qty,
+                        cancelled * part.qty,
+                    );
+                    if units != Some(want) || line.is_some_and(|l| l.loc != kit.loc) {
+                        return Err(format!("order {:?} kit line {k} apart", o.id));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every purchase-limit record counts, under its generation, exactly the units its
+    /// customer's active holds counted; records and their entries match the derived totals.
+    fn check_counts(&self) -> Result<(), String> {
+        let mut held: FxHashMap<(SkuIdx, &str, u64), i64> = FxHashMap::default();
+        for (_, r) in self.state.reservations.iter() {
+            let Some(extra) = &r.extra else { continue };
+            let (Some(customer), ReservationState::Active) = (&extra.customer, r.state) else {
+                continue;
+            };
+            for c in &extra.counted {
+                *held
+                    .entry((c.sku, customer.as_str(), c.generation))
+                    .or_default() += c.units;
+            }
+        }
+        let mut entries = 0;
+        for (_, record) in self.state.counts.iter() {
+            entries += 1 + record.orders.len();
+            let live = (record.sku, record.customer.as_str(), record.generation);
+            if held.get(&live).copied().unwrap_or(0) != record.held {
+                return Err(format!(
+                    "limit record {:?} holds {}",
+                    record.customer, record.held
+                ));
+            }
+            if record.orders.iter().any(|o| o.units <= 0) {
+                return Err(format!(
+                    "limit record {:?} has an empty order",
+                    record.customer
+                ));
+            }
+        }
+        if entries != self.ix.counted_entries
+            || self.ix.count.len() != self.state.counts.iter().count()
+        {
+            return Err("limit counters disagree".to_owned());
         }
         Ok(())
     }
