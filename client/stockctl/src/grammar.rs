@@ -205,6 +205,13 @@ impl PartText {
     }
 }
 
+/// Splits the words of an `exchange` line at `->`: the return's words before, the new order's
+/// after; `None` without an arrow.
+pub fn split_exchange<'a, 'w>(words: &'a [&'w str]) -> Option<(&'a [&'w str], &'a [&'w str])> {
+    let arrow = words.iter().position(|w| *w == "->")?;
+    Some((&words[..arrow], &words[arrow + 1..]))
+}
+
 /// `SKU@RECEIVED_AT:QTY:DISPOSITION`: a return line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReturnText {

@@ -61,7 +61,11 @@ fn denied(p: &Principal, what: impl std::fmt::Display) -> Access {
 /// Decides an operation from what it names (module documentation).
 pub fn authorize(p: &Principal, op: &Op) -> Access {
     match op {
-        Op::Read { .. } | Op::Status | Op::Digest | Op::Subscribe { .. } => Access::Allowed,
+        Op::Read { .. }
+        | Op::Status
+        | Op::Digest
+        | Op::Subscribe { .. }
+        | Op::SubscribeAt { .. } => Access::Allowed,
         Op::Admin(_) if p.role == ClientRole::Admin => Access::Allowed,
         Op::Admin(_) => denied(p, "change cluster membership"),
         Op::Write(request) => match p.role {

@@ -145,7 +145,7 @@ impl Operation {
             Op::Read { query, .. } => Operation::of_query(query),
             Op::Status => Operation::Status,
             Op::Digest => Operation::Digest,
-            Op::Subscribe { .. } => Operation::Subscribe,
+            Op::Subscribe { .. } | Op::SubscribeAt { .. } => Operation::Subscribe,
             Op::Admin(AdminOp::Init { .. }) => Operation::Init,
             Op::Admin(AdminOp::AddNode(_)) => Operation::AddNode,
             Op::Admin(AdminOp::RemoveNode { .. }) => Operation::RemoveNode,

@@ -441,13 +441,9 @@ impl Runner<'_> {
             command: "exchange".into(),
             what,
         };
-        let arrow = w
-            .positional
-            .iter()
-            .position(|p| *p == "->")
+        let (before, after) = grammar::split_exchange(&w.positional)
             .ok_or_else(|| missing("`->` between the return and the new order"))?;
-        let returns = self.return_lines(w.positional.get(2..arrow).unwrap_or(&[]))?;
-        let after = &w.positional[arrow + 1..];
+        let returns = self.return_lines(before.get(2..).unwrap_or(&[]))?;
         let [new_order, channel, lines @ .., last] = after else {
             return Err(missing("NEWORD CHANNEL LINE... ship|pickup").into());
         };
