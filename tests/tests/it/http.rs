@@ -247,6 +247,30 @@ async fn every_operation_over_http_including_writes_sent_to_a_follower() {
             "/v1/credentials/revocations",
             json!({"credential": "abcdef", "until_ms": cluster.clock().now_ms() + 60_000}),
         ),
+        (
+            "/v1/kits",
+            json!({"kit": "KIT", "components": [{"sku": "A", "qty": 2}]}),
+        ),
+        (
+            "/v1/limits",
+            json!({"sku": "KIT", "qty_max": 1, "window_ms": 3_600_000, "strict": true}),
+        ),
+        (
+            "/v1/stock/counts",
+            json!({"sku": "A", "location": "w1", "qty": 20, "reason": "count"}),
+        ),
+        (
+            "/v1/reservations",
+            json!({"reservation": "r3", "channel": "web", "ttl_ms": 600_000, "customer": "ann",
+            "lines": [{"sku": "KIT", "location": "w1", "qty": 1}]}),
+        ),
+        (
+            "/v1/exchanges",
+            json!({"rma": "m2", "order": "o2", "returns": [
+                {"sku": "A", "qty": 1, "received_at": "s1", "disposition": "restock"}],
+            "new_order": "o3", "channel": "pos",
+            "lines": [{"sku": "A", "location": "s1", "qty": 1}]}),
+        ),
     ];
     for (path, body) in writes {
         let answer = http.post(path, Some(&key()), body).await;
