@@ -284,12 +284,15 @@ impl Ledger {
         let void = limit.is_none();
         if let Some(limit) = limit {
             let horizon = now.saturating_sub(limit.window_ms);
-            let record = self.state.counts.get_mut(slot).expect("in use");
-            let before = record.orders.len();
-            if now >= limit.window_ms {
-                record.orders.retain(|o| o.placed_at_ms > horizon);
+            let passed = |o: &OrderCount| now >= limit.window_ms && o.placed_at_ms <= horizon;
+            // Written only when something is dropped: the sweep reads most records, and a
+            // write would copy their page after a freeze.
+            if record.orders.iter().any(passed) {
+                let record = self.state.counts.get_mut(slot).expect("in use");
+                let before = record.orders.len();
+                record.orders.retain(|o| !passed(o));
+                self.ix.counted_entries -= before - record.orders.len();
             }
-            self.ix.counted_entries -= before - record.orders.len();
         }
         let record = self.count(slot);
         if void || (record.held == 0 && record.orders.is_empty()) {
@@ -391,5 +394,148 @@ impl Ledger {
         {
             entry.extra = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{
+        BatchHeader, Command, Config, CustomerId, Fulfilment, Ledger, Line, LocationDef,
+        LocationId, LocationKind, OrderId, OrderSource, Reason, Request, RequestId, SkuId, Target,
+    };
+
+    /// Applies one command per batch at `at_ms`.
+    fn apply(ledger: &mut Ledger, at_ms: u64, command: Command) -> crate::Outcome {
+        let index = ledger.applied_index() + 1;
+        let header = BatchHeader {
+            log_index: index,
+            timestamp_ms: at_ms,
+        };
+        let request = Request {
+            request_id: RequestId(u128::from(index)),
+            command,
+        };
+        ledger.apply(header, &[request]).remove(0)
+    }
+
+    fn limited_ledger() -> Ledger {
+        let mut ledger = Ledger::new(Config::default());
+        let setup = [
+            Command::DefineLocation(LocationDef {
+                location: LocationId::from("wh"),
+                kind: LocationKind::Warehouse,
+                pickup: false,
+                coordinates: None,
+                channels: None,
+            }),
+            Command::SetOnHand {
+                sku: SkuId::from("A"),
+                location: LocationId::from("wh"),
+                qty: 100,
+                reason: Reason::from("count"),
+                expected: None,
+            },
+            Command::SetPurchaseLimit {
+                sku: SkuId::from("A"),
+                qty_max: 5,
+                window_ms: 60_000,
+                strict: false,
+            },
+        ];
+        for command in setup {
+            apply(&mut ledger, 1_000, command).expect("setup");
+        }
+        ledger
+    }
+
+    fn order(customer: &str, id: &str) -> Command {
+        Command::AsCustomer {
+            customer: CustomerId::from(customer),
+            command: Box::new(Command::PlaceOrder {
+                order: OrderId::from(id),
+                source: OrderSource::Lines {
+                    channel: "web".into(),
+                    lines: vec![Line {
+                        sku: SkuId::from("A"),
+                        target: Target::Location(LocationId::from("wh")),
+                        qty: 1,
+                    }],
+                },
+                fulfilment: Fulfilment::Ship,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_customer_with_nothing_counted_is_forgotten_by_the_sweep() {
+        let mut ledger = limited_ledger();
+        for c in 0..50 {
+            apply(
+                &mut ledger,
+                2_000,
+                order(&format!("c{c}"), &format!("o{c}")),
+            )
+            .expect("ok");
+        }
+        assert_eq!(ledger.ix.count.len(), 50);
+        assert_eq!(ledger.ix.counted_entries, 100);
+        // The window passes; any batch sweeps (bounded per batch) and forgets them all.
+        apply(
+            &mut ledger,
+            62_001,
+            Command::DefineSku {
+                sku: SkuId::from("B"),
+                scale: 0,
+            },
+        )
+        .expect("ok");
+        assert_eq!(ledger.ix.count.len(), 0);
+        assert_eq!(ledger.ix.counted_entries, 0);
+        assert_eq!(ledger.state.counts.iter().count(), 0);
+        ledger.check_invariants().expect("invariants");
+    }
+
+    #[test]
+    fn removing_a_limit_voids_its_counts_and_the_sweep_drops_them() {
+        let mut ledger = limited_ledger();
+        apply(&mut ledger, 2_000, order("ann", "o1")).expect("ok");
+        let remove = Command::SetPurchaseLimit {
+            sku: SkuId::from("A"),
+            qty_max: 0,
+            window_ms: 0,
+            strict: false,
+        };
+        apply(&mut ledger, 3_000, remove).expect("ok");
+        apply(&mut ledger, 4_000, order("bob", "o2")).expect("not limited now");
+        assert_eq!(ledger.ix.count.len(), 0, "no limit: nothing counted");
+        assert_eq!(ledger.ix.limited_skus, 0);
+        ledger.check_invariants().expect("invariants");
+    }
+
+    #[test]
+    fn a_full_table_is_a_typed_rejection_not_a_panic() {
+        let mut ledger = limited_ledger();
+        ledger.ix.counted_entries = crate::limits::LIMIT_COUNTED_ENTRIES_MAX - 1;
+        let refused = apply(&mut ledger, 2_000, order("ann", "o1"));
+        assert_eq!(
+            refused,
+            Err(crate::Rejection::limit("LIMIT_COUNTED_ENTRIES_MAX"))
+        );
+        ledger.ix.counted_entries = 0;
+        *ledger.ix.customers.entry(0).or_default() = crate::limits::LIMIT_CUSTOMERS_PER_SKU_MAX;
+        let sku = ledger
+            .lookup_sku(&SkuId::from("A"))
+            .expect("ok")
+            .expect("known");
+        ledger.ix.customers.clear();
+        ledger
+            .ix
+            .customers
+            .insert(sku, crate::limits::LIMIT_CUSTOMERS_PER_SKU_MAX);
+        let refused = apply(&mut ledger, 2_000, order("bob", "o2"));
+        assert_eq!(
+            refused,
+            Err(crate::Rejection::limit("LIMIT_CUSTOMERS_PER_SKU_MAX"))
+        );
     }
 }
