@@ -97,6 +97,9 @@ pub struct ChangesParams {
     pub consistency: Option<super::queries::ConsistencyJson>,
     /// For `at_least`: the log index to wait for.
     pub min_index: Option<u64>,
+    /// Only events at these locations (comma-separated): a store's alerts. The page scans at
+    /// most 100,000 events, so it may be empty and still move `next` on.
+    pub at: Option<String>,
 }
 
 fn change_json(ledger: &engine::Ledger, e: ChangeEvent) -> ChangeJson {
@@ -150,9 +153,17 @@ pub async fn changes(
     Extension(principal): Extension<Principal>,
     QueryParams(p): QueryParams<ChangesParams>,
 ) -> Response {
-    let query = Query::Changes {
-        since: p.since.unwrap_or(0),
-        max: p.max.unwrap_or(CHANGES_PAGE_MAX).min(CHANGES_PAGE_MAX),
+    let (since, max) = (
+        p.since.unwrap_or(0),
+        p.max.unwrap_or(CHANGES_PAGE_MAX).min(CHANGES_PAGE_MAX),
+    );
+    let query = match p.at.as_deref() {
+        None => Query::Changes { since, max },
+        Some(at) => Query::ChangesAt {
+            since,
+            max,
+            locations: at.split(',').map(engine::LocationId::from).collect(),
+        },
     };
     let params = ReadParams {
         consistency: p.consistency,

@@ -287,10 +287,21 @@ async fn every_operation_over_http_including_writes_sent_to_a_follower() {
         "/v1/transfers/t1",
         "/v1/locations/s1",
         "/v1/changes?since=0&max=5",
+        "/v1/changes?since=0&max=5&at=s1",
+        "/v1/orders/o3",
     ];
     for path in reads {
         check(&http.get(path).await, 200, None);
     }
+    let at_s1 = http.get("/v1/changes?since=0&max=1000&at=s1").await;
+    let events = at_s1.body["events"].as_array().expect("events");
+    assert!(!events.is_empty());
+    assert!(events.iter().all(|e| e["location"] == "s1"), "{events:?}");
+    check(
+        &http.get("/v1/changes?at=nowhere").await,
+        404,
+        Some("not_found"),
+    );
     let fabric = http.get("/v1/availability?sku=FABRIC&at=w1").await;
     assert_eq!(
         fabric.body["skus"][0]["rows"][0]["balance"]["on_hand"],
