@@ -427,6 +427,27 @@ pub enum Command {
     },
 }
 
+impl Exchange {
+    /// The exchange's two halves as the writes they are received and placed as: the `Return`
+    /// and the direct `PlaceOrder` (for deciding who may make it, as those two writes).
+    pub fn halves(&self) -> (Command, Command) {
+        let back = Command::Return {
+            rma: self.rma.clone(),
+            order: self.order.clone(),
+            lines: self.returns.clone(),
+        };
+        let new = Command::PlaceOrder {
+            order: self.new_order.clone(),
+            source: OrderSource::Lines {
+                channel: self.channel.clone(),
+                lines: self.lines.clone(),
+            },
+            fulfilment: self.fulfilment,
+        };
+        (back, new)
+    }
+}
+
 /// One component of a kit definition: `qty` base units of `sku` per kit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KitComponent {

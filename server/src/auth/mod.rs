@@ -180,14 +180,18 @@ fn store(p: &Principal, command: &Command) -> Access {
         Command::AsCustomer { command, .. } if !matches!(**command, Command::AsCustomer { .. }) => {
             store(p, command)
         }
-        // An exchange is a return and a direct order: both must be the store's own.
-        Command::Exchange(x) => {
-            match at(&x.returns.iter().map(|l| &l.received_at).collect::<Vec<_>>()) {
-                Access::Allowed => sale(&x.channel, x.lines.iter().map(|l| &l.target).collect()),
-                refused => refused,
-            }
-        }
+        Command::Exchange(x) => store_exchange(p, x),
         other => denied(p, other.name()),
+    }
+}
+
+/// An exchange for a store: a return and a direct order, decided as those two writes (both
+/// must be the store's own: received at its locations, sold on `pos` there).
+fn store_exchange(p: &Principal, x: &engine::Exchange) -> Access {
+    let halves = x.halves();
+    match store(p, &halves.0) {
+        Access::Allowed => store(p, &halves.1),
+        refused => refused,
     }
 }
 
