@@ -150,3 +150,42 @@ impl Ledger {
             .unwrap_or(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{BatchHeader, Command, Config, KitComponent, Ledger, Request, RequestId, SkuId};
+
+    /// A snapshot whose kit has no parts (corrupt, or written by a buggy build) is refused on
+    /// restore with a typed error, not a panic in the invariant check.
+    #[test]
+    fn a_snapshot_with_an_empty_composition_is_refused() {
+        let mut ledger = Ledger::new(Config::default());
+        let define = Command::DefineKit {
+            kit: SkuId::from("K"),
+            components: vec![KitComponent {
+                sku: SkuId::from("A"),
+                qty: 1,
+            }],
+        };
+        let header = BatchHeader {
+            log_index: 1,
+            timestamp_ms: 1_000,
+        };
+        let request = Request {
+            request_id: RequestId(1),
+            command: define,
+        };
+        ledger.apply(header, &[request]).remove(0).expect("defined");
+        let kit = ledger
+            .lookup_sku(&SkuId::from("K"))
+            .expect("ok")
+            .expect("known");
+        ledger.sku_extra(kit).kit = Some(Vec::new().into());
+        let restored = Ledger::restore(&ledger.snapshot());
+        assert!(
+            matches!(restored, Err(crate::SnapshotError::Inconsistent(_))),
+            "{:?}",
+            restored.map(|_| ())
+        );
+    }
+}

@@ -781,6 +781,7 @@ fn rebuild_objects(state: &State, ix: &mut Indexes) -> Result<(), SnapshotError>
 /// use (active holds' kit lines, orders' kit lines with unfulfilled units), limited SKUs and
 /// the counted records' index and totals.
 fn rebuild_kits_and_counts(state: &State, ix: &mut Indexes) -> Result<(), SnapshotError> {
+    check_compositions(state)?;
     for (i, sku) in state.skus.iter_from(0).enumerate() {
         let Some(extra) = &sku.extra else { continue };
         for part in extra.kit.iter().flat_map(|c| c.iter()) {
@@ -817,6 +818,45 @@ fn rebuild_kits_and_counts(state: &State, ix: &mut Indexes) -> Result<(), Snapsh
         }
         ix.counted_entries += 1 + record.orders.len();
         *ix.customers.entry(record.sku).or_default() += 1;
+    }
+    Ok(())
+}
+
+/// Every composition a snapshot holds (kits, holds' kit lines, orders' kit lines) is 1..=16
+/// parts of known SKUs with positive quantities, and every order line names an existing kit
+/// line or none: what the rest of the engine indexes without checking.
+fn check_compositions(state: &State) -> Result<(), SnapshotError> {
+    let valid = |c: &crate::state::Composition| {
+        !c.is_empty()
+            && c.len() <= crate::limits::KIT_COMPONENTS_MAX
+            && c.iter()
+                .all(|p| p.qty > 0 && u64::from(p.sku) < state.skus.end())
+    };
+    for sku in state.skus.iter_from(0) {
+        if let Some(c) = sku.extra.as_ref().and_then(|e| e.kit.as_ref()) {
+            if !valid(c) {
+                return Err(bad("kit composition"));
+            }
+        }
+    }
+    for (_, r) in state.reservations.iter() {
+        if r.extra
+            .iter()
+            .flat_map(|e| &e.kits)
+            .any(|k| !valid(&k.composition))
+        {
+            return Err(bad("hold kit line"));
+        }
+    }
+    for (_, o) in state.orders.iter() {
+        let kits = o.kits();
+        if kits.iter().any(|k| !valid(&k.composition))
+            || o.lines
+                .iter()
+                .any(|l| l.kit != crate::state::NO_KIT && usize::from(l.kit) >= kits.len())
+        {
+            return Err(bad("order kit line"));
+        }
     }
     Ok(())
 }
