@@ -366,6 +366,15 @@ impl Ledger {
             return Ok(Vec::new());
         };
         let pending = self.pending(now);
+        if let Some(composition) = self.kit_of(s) {
+            let balance = |part: u32, loc: LocIdx| {
+                let k = Ledger::component_key(part, loc);
+                self.balance_at(k, self.bal_of(part, loc), pending.as_ref())
+            };
+            let mut rows = self.kit_nearby(composition, center, radius_km, qty, chan, balance);
+            sort_nearby(&mut rows);
+            return Ok(rows);
+        }
         let radius_m = u64::from(radius_km) * 1000;
         let mut rows = Vec::new();
         for &(loc, bal) in &self.sku(s).balances {
@@ -393,12 +402,7 @@ impl Ledger {
                 });
             }
         }
-        rows.sort_by(|a, b| {
-            a.distance_m
-                .cmp(&b.distance_m)
-                .then_with(|| a.location.cmp(&b.location))
-        });
-        rows.truncate(limits::NEARBY_RESULTS_MAX);
+        sort_nearby(&mut rows);
         Ok(rows)
     }
 
@@ -503,9 +507,19 @@ impl Ledger {
     }
 }
 
+/// Nearest first (ties by location id), at most `NEARBY_RESULTS_MAX`.
+fn sort_nearby(rows: &mut Vec<NearbyRow>) {
+    rows.sort_by(|a, b| {
+        a.distance_m
+            .cmp(&b.distance_m)
+            .then_with(|| a.location.cmp(&b.location))
+    });
+    rows.truncate(limits::NEARBY_RESULTS_MAX);
+}
+
 /// Great-circle distance in metres (haversine). A read-only computation for `nearby`: floating
 /// point here never reaches the ledger's state.
-fn distance_m(a: Coordinates, b: Coordinates) -> u64 {
+pub(crate) fn distance_m(a: Coordinates, b: Coordinates) -> u64 {
     const EARTH_RADIUS_M: f64 = 6_371_000.0;
     let rad = |e6: i32| f64::from(e6) / 1e6 * std::f64::consts::PI / 180.0;
     let (lat1, lat2) = (rad(a.lat_e6), rad(b.lat_e6));

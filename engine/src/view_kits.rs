@@ -4,12 +4,14 @@
 use smallvec::SmallVec;
 
 use crate::balance::Balance;
+use crate::command::Coordinates;
 use crate::ids::{LocationId, RequestId, SkuId};
 use crate::ledger::{key, ChanIdx, Ledger, LocIdx, SkuIdx};
 use crate::limits;
 use crate::outcome::{InvalidReason, Rejection};
 use crate::query::{
-    AvailabilityRow, ChangeEvent, ChangesPage, HeldLineView, OrderLineView, SkuAvailability,
+    AvailabilityRow, ChangeEvent, ChangesPage, HeldLineView, NearbyRow, OrderLineView,
+    SkuAvailability,
 };
 use crate::state::{unkey, Composition, EventRecord, Order, Reservation};
 
@@ -193,5 +195,42 @@ impl Ledger {
                 }
             })
             .collect()
+    }
+
+    /// Locations within `radius_km` of `center` with at least `qty` kits for `chan` (a kit's
+    /// ATS there from its components, `balance` as of the query time); unsorted.
+    pub(crate) fn kit_nearby(
+        &self,
+        composition: &Composition,
+        center: Coordinates,
+        radius_km: u32,
+        qty: i64,
+        chan: Option<ChanIdx>,
+        balance: impl Fn(SkuIdx, LocIdx) -> Balance,
+    ) -> Vec<NearbyRow> {
+        let radius_m = u64::from(radius_km) * 1000;
+        let first = self.sku(composition[0].sku);
+        let mut rows = Vec::new();
+        for &(loc, _) in &first.balances {
+            let entry = self.loc(loc);
+            let Some(coords) = entry.def.coordinates else {
+                continue;
+            };
+            let distance_m = crate::view::distance_m(center, coords);
+            if !self.channel_allowed(loc, chan) || distance_m > radius_m {
+                continue;
+            }
+            let ats = self.kit_ats(composition, loc, Ledger::is_pos(chan), &balance);
+            if ats >= qty {
+                rows.push(NearbyRow {
+                    location: entry.def.location.clone(),
+                    kind: entry.def.kind,
+                    pickup: entry.def.pickup,
+                    distance_m,
+                    ats,
+                });
+            }
+        }
+        rows
     }
 }

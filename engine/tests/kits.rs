@@ -388,3 +388,50 @@ fn another_snapshot_version_is_refused_by_name() {
         other => panic!("{:?}", other.map(|_| ())),
     }
 }
+
+#[test]
+fn nearby_finds_stores_with_whole_kits() {
+    let mut h = Harness::new();
+    let near = |lat_e6, lon_e6| engine::Coordinates { lat_e6, lon_e6 };
+    for (id, coordinates) in [
+        ("p1", near(48_850_000, 2_350_000)),
+        ("p2", near(48_860_000, 2_350_000)),
+    ] {
+        h.ok(Command::DefineLocation(LocationDef {
+            location: loc(id),
+            kind: LocationKind::Store,
+            pickup: true,
+            coordinates: Some(coordinates),
+            channels: None,
+        }));
+    }
+    h.ok(kit("K", &[("A", 1), ("B", 2)]));
+    // p1 has 3 A and 3 B (1 kit); p2 has 4 A and 8 B (4 kits).
+    for (s, at, qty) in [
+        ("A", "p1", 3),
+        ("B", "p1", 3),
+        ("A", "p2", 4),
+        ("B", "p2", 8),
+    ] {
+        h.ok(stock(s, at, qty));
+    }
+    let ask = |qty| Query::Nearby {
+        sku: sku("K"),
+        center: near(48_850_000, 2_350_000),
+        radius_km: 10,
+        qty,
+        channel: "web".into(),
+    };
+    let rows = |answer: Answer| match answer {
+        Answer::Nearby(rows) => rows
+            .into_iter()
+            .map(|r| (r.location.0, r.ats))
+            .collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        rows(h.query(ask(1))),
+        vec![("p1".to_owned(), 1), ("p2".to_owned(), 4)]
+    );
+    assert_eq!(rows(h.query(ask(2))), vec![("p2".to_owned(), 4)]);
+}
