@@ -583,6 +583,36 @@ async fn the_change_feed_streams_as_server_sent_events_resuming_after_the_last_e
         [2, 3, 4]
     );
     assert_eq!(resumed[2].1["cause"], "set_on_hand");
+    // A store's stream: only its events (the 4 counts above were at w1).
+    check(
+        &http
+            .post(
+                "/v1/locations",
+                Some(&key()),
+                json!({"location": "s1", "kind": "store"}),
+            )
+            .await,
+        200,
+        None,
+    );
+    let count = json!({"sku": "A", "location": "s1", "qty": 2, "reason": "count"});
+    check(
+        &http.post("/v1/stock/counts", Some(&key()), count).await,
+        200,
+        None,
+    );
+    let store = http
+        .client
+        .get(format!("{}/v1/changes/stream?at=s1", http.base))
+        .bearer_auth(&http.token);
+    let at_s1 = read_events(store, 1).await;
+    assert_eq!(at_s1[0].0, 5);
+    assert_eq!(at_s1[0].1["location"], "s1");
+    check(
+        &http.get("/v1/changes/stream?at=nowhere").await,
+        404,
+        Some("not_found"),
+    );
 }
 
 /// Reads `n` events (`id`, parsed `data`) from a server-sent event stream, within 10 s.
