@@ -522,9 +522,20 @@ impl Client {
     /// Subscribes to the change feed from sequence number `since` (0: the oldest retained).
     /// The subscription resumes by itself after a broken connection, without duplicates.
     pub async fn subscribe(&self, since: u64) -> Result<Subscription, ClientError> {
-        let (channel, events) = self.open_subscription(since).await?;
+        self.subscribe_at(since, Vec::new()).await
+    }
+
+    /// [`Client::subscribe`] to the events of balances at `locations` only (a store's live
+    /// alerts; empty: every event). Unknown locations are refused (`invalid_op`).
+    pub async fn subscribe_at(
+        &self,
+        since: u64,
+        locations: Vec<engine::LocationId>,
+    ) -> Result<Subscription, ClientError> {
+        let (channel, events) = self.open_subscription(since, &locations).await?;
         Ok(Subscription {
             client: self.clone(),
+            locations,
             next: since,
             buffer: VecDeque::new(),
             events,
@@ -862,7 +873,16 @@ impl Client {
     async fn open_subscription(
         &self,
         since: u64,
+        locations: &[engine::LocationId],
     ) -> Result<(Arc<Channel>, mpsc::Receiver<Feed>), ClientError> {
+        let op = if locations.is_empty() {
+            Op::Subscribe { since }
+        } else {
+            Op::SubscribeAt {
+                since,
+                locations: locations.to_vec(),
+            }
+        };
         let start = Instant::now();
         let mut attempt = 0;
         loop {
@@ -873,7 +893,7 @@ impl Client {
                 let channel = conn.subscription_channel(tx).await?;
                 let results = channel
                     .call_queued(
-                        &[Op::Subscribe { since }],
+                        std::slice::from_ref(&op),
                         self.inner.timeout,
                         self.inner.timeout,
                     )
@@ -969,6 +989,8 @@ impl LeaderSearch {
 /// A live change-feed subscription ([`Client::subscribe`]).
 pub struct Subscription {
     client: Client,
+    /// The locations followed (empty: all), asked again on every resubscription.
+    locations: Vec<engine::LocationId>,
     /// Next sequence number wanted: events below it are duplicates after a resubscription.
     next: u64,
     buffer: VecDeque<ChangeEvent>,
@@ -1007,7 +1029,10 @@ impl Subscription {
                     })
                 }
                 None => {
-                    let (channel, events) = self.client.open_subscription(self.next).await?;
+                    let (channel, events) = self
+                        .client
+                        .open_subscription(self.next, &self.locations)
+                        .await?;
                     self._channel = channel;
                     self.events = events;
                 }

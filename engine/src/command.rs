@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{
-    ChannelId, GroupId, LocationId, OrderId, Reason, RequestId, ReservationId, RmaId, SkuId,
-    TransferId,
+    ChannelId, CustomerId, GroupId, LocationId, OrderId, Reason, RequestId, ReservationId, RmaId,
+    SkuId, TransferId,
 };
 
 /// One write with its client-chosen idempotency key.
@@ -391,6 +391,92 @@ pub enum Command {
     /// issued is `already_exists`; more than [`crate::access::TOKENS_MAX`] live tokens is a
     /// `limit` rejection.
     CreateToken(crate::access::TokenDef),
+    /// Define (or redefine) a kit: a SKU with no stock of its own, counted in whole kits,
+    /// made of 1..=[`crate::limits::KIT_COMPONENTS_MAX`] distinct component SKUs (SPEC
+    /// section 3, Kits). No nesting (`invalid`); a SKU any stock write touched, or a kit with
+    /// live holds or unfulfilled order units, cannot be (re)defined (`invalid_state`).
+    DefineKit {
+        /// The kit's SKU.
+        kit: SkuId,
+        /// What one kit is made of.
+        components: Vec<KitComponent>,
+    },
+    /// A `Reserve` or a direct `PlaceOrder` (from lines) made for a customer, whose units count
+    /// against the purchase limits of their SKUs (SPEC section 3, purchase limits). Any other
+    /// inner command is `invalid`.
+    AsCustomer {
+        /// Who buys.
+        customer: CustomerId,
+        /// The reserve or direct place_order.
+        command: Box<Command>,
+    },
+    /// A return and a direct order in one all-or-nothing write (SPEC section 3, exchange).
+    Exchange(Box<Exchange>),
+    /// Set, change (`qty_max > 0`) or remove (`qty_max = 0`) the purchase limit of a SKU.
+    SetPurchaseLimit {
+        /// The limited SKU (a kit or a stocked SKU).
+        sku: SkuId,
+        /// Units a customer may hold plus buy within the window; 0 removes the limit and what
+        /// it counted.
+        qty_max: i64,
+        /// The rolling window, ms
+        /// ([`crate::limits::LIMIT_WINDOW_MS_MIN`]..=[`crate::limits::LIMIT_WINDOW_MS_MAX`]).
+        window_ms: u64,
+        /// Lines without a customer are `invalid` (else they are not limited).
+        strict: bool,
+    },
+}
+
+impl Exchange {
+    /// The exchange's two halves as the writes they are received and placed as: the `Return`
+    /// and the direct `PlaceOrder` (for deciding who may make it, as those two writes).
+    pub fn halves(&self) -> (Command, Command) {
+        let back = Command::Return {
+            rma: self.rma.clone(),
+            order: self.order.clone(),
+            lines: self.returns.clone(),
+        };
+        let new = Command::PlaceOrder {
+            order: self.new_order.clone(),
+            source: OrderSource::Lines {
+                channel: self.channel.clone(),
+                lines: self.lines.clone(),
+            },
+            fulfilment: self.fulfilment,
+        };
+        (back, new)
+    }
+}
+
+/// One component of a kit definition: `qty` base units of `sku` per kit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KitComponent {
+    /// The component SKU (declared at scale 0 if never seen).
+    pub sku: SkuId,
+    /// Base units of the component in one kit, > 0.
+    pub qty: i64,
+}
+
+/// An exchange (SPEC section 3): the return is received exactly as `Return` would, then the
+/// new order placed exactly as a direct `PlaceOrder` would (it may use the units the return
+/// restocked). Either half rejected: nothing changes, the answer is that half's code (the
+/// return's if both).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exchange {
+    /// The RMA's id.
+    pub rma: RmaId,
+    /// The original order (the new one belongs to its customer, if any).
+    pub order: OrderId,
+    /// What comes back.
+    pub returns: Vec<ReturnLine>,
+    /// The new order's id.
+    pub new_order: OrderId,
+    /// The new order's channel.
+    pub channel: ChannelId,
+    /// The new order's lines.
+    pub lines: Vec<Line>,
+    /// Ship or pickup, for every line of the new order.
+    pub fulfilment: Fulfilment,
 }
 
 impl Command {
@@ -420,6 +506,13 @@ impl Command {
             Command::ReceiveTransfer { .. } => "receive_transfer",
             Command::RevokeCredential { .. } => "revoke_credential",
             Command::CreateToken(_) => "create_token",
+            Command::DefineKit { .. } => "define_kit",
+            Command::AsCustomer { command, .. } => match **command {
+                Command::AsCustomer { .. } => "as_customer",
+                ref inner => inner.name(),
+            },
+            Command::Exchange(_) => "exchange",
+            Command::SetPurchaseLimit { .. } => "set_purchase_limit",
         }
     }
 }

@@ -116,6 +116,11 @@ string_id!(
     TransferId, "transfer"
 );
 string_id!(
+    /// A customer, as the caller resolved it (loyalty card, hashed e-mail): opaque to the
+    /// ledger, which only counts their units against purchase limits (SPEC section 3).
+    CustomerId, "customer"
+);
+string_id!(
     /// Why stock moved (`cycle-count`, `damaged`, `receipt`...): recorded in the change feed.
     Reason, "reason"
 );

@@ -229,6 +229,7 @@ impl Ledger {
         self.expire_revocations();
         self.advance_retention();
         self.clean_up(limits::CLEANUP_STEPS_PER_BATCH);
+        self.sweep_counts(limits::LIMIT_SWEEP_PER_BATCH);
         if requests.len() > limits::BATCH_REQUESTS_MAX {
             let rejection = Rejection::limit("BATCH_REQUESTS_MAX");
             return requests.iter().map(|_| Err(rejection.clone())).collect();
@@ -307,34 +308,32 @@ impl Ledger {
     }
 
     fn execute(&mut self, command: &Command) -> Remembered {
-        let outcome = match command {
+        let remembered = match command {
             Command::Reserve {
                 reservation,
                 channel,
                 lines,
                 ttl_ms,
-            } => {
-                return self
-                    .reserve(reservation, channel, lines, *ttl_ms)
-                    .unwrap_or_else(|r| Remembered::Other(Box::new(Err(r))));
-            }
+            } => self.reserve(reservation, channel, lines, *ttl_ms, None),
             Command::PlaceOrder {
                 order,
                 source,
                 fulfilment,
-            } => {
-                return self
-                    .place_order(order, source, *fulfilment)
-                    .unwrap_or_else(|r| Remembered::Other(Box::new(Err(r))));
+            } => self.place_order(order, source, *fulfilment, None),
+            Command::AsCustomer { customer, command } => self.as_customer(customer, command),
+            Command::Exchange(exchange) => self.exchange(exchange),
+            other => {
+                return match self.execute_other(other) {
+                    Ok(Reply::Done) => Remembered::Done,
+                    Ok(Reply::Balance(balance)) => Remembered::Balance(balance),
+                    outcome => Remembered::Other(Box::new(outcome)),
+                }
             }
-            other => other,
         };
-        match self.execute_other(outcome) {
-            Ok(Reply::Done) => Remembered::Done,
-            Ok(Reply::Balance(balance)) => Remembered::Balance(balance),
-            outcome => Remembered::Other(Box::new(outcome)),
-        }
+        remembered.unwrap_or_else(|r| Remembered::Other(Box::new(Err(r))))
     }
+
+    /// The writes that define things: locations, groups, SKUs, kits, limits, credentials.
     fn execute_other(&mut self, command: &Command) -> Outcome {
         match command {
             Command::RevokeCredential {
@@ -345,6 +344,20 @@ impl Ledger {
             Command::DefineLocation(def) => self.define_location(def),
             Command::DefineGroup { group, locations } => self.define_group(group, locations),
             Command::DefineSku { sku, scale } => self.define_sku(sku, *scale),
+            Command::DefineKit { kit, components } => self.define_kit(kit, components),
+            Command::SetPurchaseLimit {
+                sku,
+                qty_max,
+                window_ms,
+                strict,
+            } => self.set_purchase_limit(sku, *qty_max, *window_ms, *strict),
+            other => self.execute_stock(other),
+        }
+    }
+
+    /// The stock writes: counts, adjustments, safety stock, unavailable units, counter sales.
+    fn execute_stock(&mut self, command: &Command) -> Outcome {
+        match command {
             Command::SetOnHand {
                 sku,
                 location,
@@ -374,9 +387,14 @@ impl Ledger {
                 reason,
             } => self.restore_unavailable(sku, location, *qty, reason),
             Command::Sell { sku, location, qty } => self.sell(sku, location, *qty),
-            Command::Reserve { .. } | Command::PlaceOrder { .. } => {
-                unreachable!("handled by execute")
-            }
+            other => self.execute_flow(other),
+        }
+    }
+
+    /// The writes on holds, orders, returns and transfers (reserve, place_order, exchange and
+    /// the customer's writes remember a compact reply: `execute` runs them).
+    fn execute_flow(&mut self, command: &Command) -> Outcome {
+        match command {
             Command::Extend {
                 reservation,
                 ttl_ms,
@@ -406,6 +424,7 @@ impl Ledger {
                 received,
                 damaged,
             } => self.receive_transfer(transfer, *received, *damaged),
+            _ => unreachable!("execute runs the writes with compact replies"),
         }
     }
 
@@ -639,6 +658,7 @@ impl Ledger {
             id: crate::state::IdBuf::new(sku.as_str()),
             scale,
             balances: Vec::new(),
+            extra: None,
         }) as SkuIdx;
         self.ix.sku.set(hash_str(sku.as_str()), idx, |_| false);
         idx

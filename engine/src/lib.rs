@@ -25,22 +25,27 @@
 pub mod balance;
 pub mod command;
 mod deadlines;
+mod exchange;
 mod fifo;
 mod holds;
 pub mod ids;
+mod kits;
 mod ledger;
 pub mod limits;
 mod orders;
 pub mod outcome;
 mod pages;
+mod purchase;
 pub mod query;
 mod returns;
 mod slab;
 mod snapshot;
+mod sourcing;
 mod state;
 mod stock;
 pub mod units;
 mod view;
+mod view_kits;
 
 pub mod access;
 
@@ -50,12 +55,12 @@ pub use access::{
 };
 pub use balance::Balance;
 pub use command::{
-    Command, Coordinates, Disposition, Fulfilment, Line, LocatedLine, LocationDef, LocationKind,
-    OrderSource, Request, ReturnLine, Target,
+    Command, Coordinates, Disposition, Exchange, Fulfilment, KitComponent, Line, LocatedLine,
+    LocationDef, LocationKind, OrderSource, Request, ReturnLine, Target,
 };
 pub use ids::{
-    ChannelId, GroupId, LocationId, OrderId, Reason, RequestId, ReservationId, RmaId, SkuId,
-    TransferId,
+    ChannelId, CustomerId, GroupId, LocationId, OrderId, Reason, RequestId, ReservationId, RmaId,
+    SkuId, TransferId,
 };
 pub use ledger::{BatchHeader, Config, Ledger};
 pub use outcome::{

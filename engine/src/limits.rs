@@ -81,6 +81,16 @@ pub const NEARBY_RADIUS_KM_MAX: u32 = 20_000;
 /// Change-feed events returned by one `changes` query.
 pub const CHANGES_PER_QUERY_MAX: u32 = 10_000;
 
+/// Locations one filtered `changes` query names.
+pub const CHANGES_LOCATIONS_MAX: usize = 64;
+
+/// Events one filtered `changes` query scans (matching or not): its cost is bounded whatever
+/// the share of the feed its locations have.
+pub const CHANGES_SCANNED_PER_QUERY_MAX: u64 = 100_000;
+
+/// Held lines of one request after sourcing (kit lines count one per component and location).
+pub const HELD_LINES_MAX: usize = 4_096;
+
 /// Default retention limits, overridable (downwards) per ledger through
 /// [`crate::Config`]. The dedup window: a replayed request id older than this, or beyond this
 /// many newer requests, is treated as new.
@@ -101,6 +111,31 @@ pub const RETIRED_ENTRIES_DEFAULT: usize = 10_000_000;
 /// "No stalls"). Above what one batch can add, so a backlog always drains.
 pub const CLEANUP_STEPS_PER_BATCH: usize = 4 * BATCH_REQUESTS_MAX;
 
+/// Distinct components of one kit (SPEC section 3: 1..=16).
+pub const KIT_COMPONENTS_MAX: usize = 16;
+
+/// Shortest purchase-limit window, in ms (SPEC section 3: 1 min).
+pub const LIMIT_WINDOW_MS_MIN: u64 = 60_000;
+
+/// Longest purchase-limit window, in ms (SPEC section 3: 90 days).
+pub const LIMIT_WINDOW_MS_MAX: u64 = 90 * 24 * 3_600_000;
+
+/// SKUs with a purchase limit at the same time.
+pub const LIMITED_SKUS_MAX: usize = 100_000;
+
+/// Customers with something counted for one limited SKU at the same time (a flash sale of one
+/// SKU to a large crowd). A new customer past it is a `limit` rejection naming this constant.
+pub const LIMIT_CUSTOMERS_PER_SKU_MAX: usize = 1_000_000;
+
+/// Counted entries of all purchase limits together: one per (SKU, customer) with something
+/// counted plus one per counted order in it. A write that would pass it is a `limit`
+/// rejection naming this constant (bounded state whatever the traffic).
+pub const LIMIT_COUNTED_ENTRIES_MAX: usize = 8_000_000;
+
+/// Counted (SKU, customer) records visited per batch to forget those with nothing counted any
+/// more (window passed, limit removed): bounded work per batch, every record visited in turn.
+pub const LIMIT_SWEEP_PER_BATCH: usize = 1_024;
+
 // Relations between limits, checked at compile time.
 const _: () = assert!(
     QTY_MAX as i128 * 8 < i64::MAX as i128,
@@ -117,3 +152,10 @@ const _: () = assert!(TIMESTAMP_MS_MAX
 const _: () = assert!(PICKUP_DEADLINE_MS_MAX >= TTL_MS_MAX);
 const _: () = assert!(LINES_PER_REQUEST_MAX <= u16::MAX as usize);
 const _: () = assert!(CLEANUP_STEPS_PER_BATCH > 2 * BATCH_REQUESTS_MAX);
+const _: () = assert!(LIMIT_WINDOW_MS_MIN < LIMIT_WINDOW_MS_MAX);
+const _: () = assert!(LIMIT_WINDOW_MS_MAX <= RETIRED_MS_DEFAULT);
+const _: () = assert!(LIMIT_CUSTOMERS_PER_SKU_MAX <= LIMIT_COUNTED_ENTRIES_MAX);
+const _: () = assert!(LIMIT_COUNTED_ENTRIES_MAX < u32::MAX as usize);
+const _: () = assert!((KIT_COMPONENTS_MAX * LINES_PER_REQUEST_MAX) <= u16::MAX as usize);
+const _: () = assert!(HELD_LINES_MAX < u16::MAX as usize);
+const _: () = assert!(CHANGES_SCANNED_PER_QUERY_MAX >= CHANGES_PER_QUERY_MAX as u64);

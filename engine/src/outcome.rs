@@ -84,11 +84,13 @@ pub enum Code {
     ChannelNotAllowed,
     /// `already_exists`: an id reused by a different request.
     AlreadyExists,
+    /// `limit_exceeded`: a customer's purchase limit for a SKU would be passed.
+    LimitExceeded,
 }
 
 impl Code {
     /// Every code, in declaration order.
-    pub const ALL: [Code; 12] = [
+    pub const ALL: [Code; 13] = [
         Code::Ok,
         Code::InsufficientStock,
         Code::Expired,
@@ -101,6 +103,7 @@ impl Code {
         Code::NothingToCancel,
         Code::ChannelNotAllowed,
         Code::AlreadyExists,
+        Code::LimitExceeded,
     ];
 
     /// The code's stable snake_case name.
@@ -118,6 +121,7 @@ impl Code {
             Code::NothingToCancel => "nothing_to_cancel",
             Code::ChannelNotAllowed => "channel_not_allowed",
             Code::AlreadyExists => "already_exists",
+            Code::LimitExceeded => "limit_exceeded",
         }
     }
 
@@ -152,6 +156,8 @@ pub enum ObjectKind {
     Transfer,
     /// A bearer token (HTTP).
     Token,
+    /// A kit (a SKU made of components).
+    Kit,
 }
 
 impl ObjectKind {
@@ -166,6 +172,7 @@ impl ObjectKind {
             ObjectKind::Rma => "rma",
             ObjectKind::Transfer => "transfer",
             ObjectKind::Token => "token",
+            ObjectKind::Kit => "kit",
         }
     }
 }
@@ -217,6 +224,35 @@ pub enum InvalidReason {
         /// Units shipped.
         shipped: i64,
     },
+    /// A stock write, counter sale, transfer or reallocation names a kit, which has no stock
+    /// of its own (a counter sale of a bundle is a POS order).
+    KitHasNoStock {
+        /// The kit.
+        sku: SkuId,
+    },
+    /// A kit definition that nests kits: a component that is a kit, a kit naming itself, or a
+    /// SKU that a kit's current definition names becoming a kit.
+    KitNesting {
+        /// The offending SKU.
+        sku: SkuId,
+    },
+    /// A kit definition naming a component twice.
+    DuplicateComponent {
+        /// The component.
+        sku: SkuId,
+    },
+    /// A kit must be counted in whole units: its SKU is declared with another scale.
+    KitScale {
+        /// The kit.
+        sku: SkuId,
+    },
+    /// A line without a customer on a SKU whose purchase limit is strict.
+    CustomerRequired {
+        /// The SKU.
+        sku: SkuId,
+    },
+    /// Only `reserve` and a direct `place_order` may be made for a customer.
+    NotForCustomer,
 }
 
 impl fmt::Display for InvalidReason {
@@ -243,6 +279,19 @@ impl fmt::Display for InvalidReason {
             InvalidReason::NameTaken => f.write_str("id already names a location or `all`"),
             InvalidReason::OverReceived { shipped } => {
                 write!(f, "received + damaged exceeds the {shipped} units shipped")
+            }
+            InvalidReason::KitHasNoStock { sku } => write!(f, "{sku} is a kit: it has no stock"),
+            InvalidReason::KitNesting { sku } => write!(f, "kits do not nest ({sku})"),
+            InvalidReason::DuplicateComponent { sku } => write!(f, "component {sku} named twice"),
+            InvalidReason::KitScale { sku } => write!(f, "kit {sku} must have scale 0"),
+            InvalidReason::CustomerRequired { sku } => {
+                write!(
+                    f,
+                    "{sku} has a strict purchase limit: a customer is required"
+                )
+            }
+            InvalidReason::NotForCustomer => {
+                f.write_str("only reserve and a direct place_order take a customer")
             }
         }
     }
@@ -326,6 +375,13 @@ pub enum Rejection {
         /// Its id.
         id: String,
     },
+    /// The customer's purchase limit for the SKU would be passed.
+    LimitExceeded {
+        /// The limited SKU.
+        sku: SkuId,
+        /// Units the customer may still hold or buy now (never below 0).
+        allowed: i64,
+    },
 }
 
 impl Rejection {
@@ -343,6 +399,7 @@ impl Rejection {
             Rejection::NothingToCancel { .. } => Code::NothingToCancel,
             Rejection::ChannelNotAllowed { .. } => Code::ChannelNotAllowed,
             Rejection::AlreadyExists { .. } => Code::AlreadyExists,
+            Rejection::LimitExceeded { .. } => Code::LimitExceeded,
         }
     }
 
@@ -399,6 +456,9 @@ impl fmt::Display for Rejection {
             }
             Rejection::AlreadyExists { kind, id } => {
                 write!(f, "{} {id} already exists", kind.as_str())
+            }
+            Rejection::LimitExceeded { sku, allowed } => {
+                write!(f, "{sku}: {allowed} more allowed for this customer")
             }
         }
     }

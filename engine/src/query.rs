@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::balance::Balance;
 use crate::command::{Coordinates, Disposition, LocationKind, Target};
 use crate::ids::{
-    ChannelId, LocationId, OrderId, RequestId, ReservationId, RmaId, SkuId, TransferId,
+    ChannelId, CustomerId, LocationId, OrderId, RequestId, ReservationId, RmaId, SkuId, TransferId,
 };
 
 /// A read.
@@ -57,6 +57,18 @@ pub enum Query {
     Location(LocationId),
     /// The revoked credentials (SPEC section 7).
     Revoked,
+    /// The change feed from `since` (inclusive), only the events of balances at `locations`
+    /// (SPEC section 3, `changes(since, locations?)`: a store's live alerts). Scans at most
+    /// [`crate::limits::CHANGES_SCANNED_PER_QUERY_MAX`] events; `next` continues after the
+    /// last one scanned, so a page may be empty and still move on.
+    ChangesAt {
+        /// First sequence number wanted (0 = the oldest retained).
+        since: u64,
+        /// At most this many events (1..=[`crate::limits::CHANGES_PER_QUERY_MAX`]).
+        max: u32,
+        /// 1..=[`crate::limits::CHANGES_LOCATIONS_MAX`] locations.
+        locations: Vec<LocationId>,
+    },
 }
 
 /// The answer to a [`Query`].
@@ -180,6 +192,8 @@ pub struct ReservationView {
     pub created_at_ms: u64,
     /// Its deadline, ms since the epoch.
     pub expires_at_ms: u64,
+    /// The customer it was made for, if any.
+    pub customer: Option<CustomerId>,
 }
 
 /// State of an order (FORMAT.md).
@@ -258,6 +272,10 @@ pub struct OrderView {
     pub ready_for_pickup: bool,
     /// When it was placed, ms since the epoch.
     pub created_at_ms: u64,
+    /// The customer it was placed for, if any.
+    pub customer: Option<CustomerId>,
+    /// The RMA of the exchange that placed it, if any.
+    pub exchange_of: Option<RmaId>,
 }
 
 /// One line of a received return.
@@ -284,6 +302,8 @@ pub struct RmaView {
     pub lines: Vec<RmaLineView>,
     /// When received, ms since the epoch.
     pub received_at_ms: u64,
+    /// The new order of the exchange this return was part of, if any.
+    pub exchange_of: Option<OrderId>,
 }
 
 /// State of a transfer.

@@ -5,21 +5,26 @@ use crate::holds::check_line_count;
 use crate::ids::{LocationId, OrderId, RmaId, SkuId, TransferId};
 use crate::ledger::{
     check_field, check_id, check_non_negative, check_positive, hash_str, index_record, invalid,
-    Ledger, LocIdx, Retired, SkuIdx,
+    Ledger, LocIdx, ObjIdx, Retired, SkuIdx,
 };
 use crate::limits;
 use crate::outcome::{InvalidReason, ObjectKind, Outcome, Rejection, Reply};
 use crate::query::{Cause, TransferState};
-use crate::state::{Order, Rma, RmaLine, Transfer};
+use crate::state::{Order, Rma, RmaLine, Transfer, NO_KIT};
 
 /// A return's lines after their checks, before anything changes.
 struct ReturnPlan<'a> {
     /// The lines whose SKU exists, in request order (all of them once the over-return check
-    /// passed: a SKU that exists nowhere was never fulfilled).
+    /// passed: a SKU that exists nowhere was never fulfilled). A kit line stays one line.
     lines: Vec<RmaLine>,
+    /// What reaches stock: plain lines as they are, a kit line as its components (with the
+    /// composition the order was placed with: its components come back only this way).
+    stock: Vec<RmaLine>,
     /// The units asked back per SKU, in first-seen order: the over-return check must see the
     /// sum of a SKU's lines, not each line alone.
     per_sku: Vec<SkuReturn<'a>>,
+    /// Component units of returned kits (in `stock` too), per line of `stock` they came from.
+    kit_parts: Vec<(SkuIdx, i64)>,
 }
 
 /// The units of one SKU a return asks back.
@@ -37,6 +42,51 @@ struct Incoming {
     qty: i64,
 }
 
+/// A return that passed every check: what its commit does.
+pub(crate) struct CheckedReturn {
+    order_slot: ObjIdx,
+    lines: Vec<RmaLine>,
+    stock: Vec<RmaLine>,
+    /// Units returned per SKU (kits in kit units).
+    per_sku: Vec<(SkuIdx, i64)>,
+    /// Component units of the returned kits, per component.
+    kit_parts: Vec<(SkuIdx, i64)>,
+}
+
+impl CheckedReturn {
+    /// Units the return puts back on hand as sellable, per balance key (an exchange's new
+    /// order may use them).
+    pub(crate) fn restocked(&self) -> Vec<(u64, i64)> {
+        let mut out: Vec<(u64, i64)> = Vec::new();
+        for l in self
+            .stock
+            .iter()
+            .filter(|l| l.disposition == Disposition::Restock)
+        {
+            let k = crate::state::key(l.sku, l.loc);
+            match out.iter_mut().find(|(o, _)| *o == k) {
+                Some(entry) => entry.1 += l.qty,
+                None => out.push((k, l.qty)),
+            }
+        }
+        out
+    }
+
+    /// Units returned per SKU as purchase limits see them: a kit's units for the kit and,
+    /// times their component quantities, for each component (an exchange's netting).
+    pub(crate) fn returned_units(&self) -> crate::purchase::Demand {
+        let mut out = crate::purchase::Demand::new();
+        let mut add = |sku: SkuIdx, qty: i64| match out.iter_mut().find(|(s, _)| *s == sku) {
+            Some(entry) => entry.1 += qty,
+            None => out.push((sku, qty)),
+        };
+        for &(sku, qty) in self.per_sku.iter().chain(&self.kit_parts) {
+            add(sku, qty);
+        }
+        out
+    }
+}
+
 impl Ledger {
     /// Receives RMA `id` against a fulfilled order, all or nothing (SPEC section 3, Returns):
     /// checks, then restocks by disposition, counts the returned units on the order and keeps
@@ -47,6 +97,18 @@ impl Ledger {
         order_id: &OrderId,
         lines: &[ReturnLine],
     ) -> Outcome {
+        let checked = self.check_return(id, order_id, lines)?;
+        self.commit_return(id, order_id, checked, None);
+        Ok(Reply::Done)
+    }
+
+    /// Every check of a return, in order; changes nothing.
+    pub(crate) fn check_return(
+        &self,
+        id: &RmaId,
+        order_id: &OrderId,
+        lines: &[ReturnLine],
+    ) -> Result<CheckedReturn, Rejection> {
         check_id(id.as_str(), "rma")?;
         check_line_count(lines.len())?;
         if self.rma_slot(id.as_str()).is_some() {
@@ -56,51 +118,94 @@ impl Ledger {
             });
         }
         let order_slot = self.order(order_id)?;
-        let plan = self.plan_return(lines)?;
-        check_returnable(self.ord(order_slot), &plan.per_sku)?;
+        let order = self.ord(order_slot);
+        let plan = self.plan_return(lines, order)?;
+        check_returnable(order, &plan.per_sku)?;
         // Every SKU was fulfilled on the order, so every line resolved.
         assert_eq!(plan.lines.len(), lines.len());
-        self.check_restock_room(&plan.lines)?;
-        // Checks done: commit.
-        self.restock(&plan.lines);
-        let order = self.ord_mut(order_slot);
-        for r in &plan.per_sku {
-            let sku = r.sku.expect("resolved");
-            match order.returned.iter_mut().find(|(s, _)| *s == sku) {
-                Some(entry) => entry.1 += r.asked,
-                None => order.returned.push((sku, r.asked)),
-            }
-        }
-        self.keep_rma(id, order_id, plan.lines);
-        Ok(Reply::Done)
+        self.check_restock_room(&plan.stock)?;
+        Ok(CheckedReturn {
+            order_slot,
+            lines: plan.lines,
+            stock: plan.stock,
+            per_sku: plan
+                .per_sku
+                .iter()
+                .map(|r| (r.sku.expect("resolved"), r.asked))
+                .collect(),
+            kit_parts: plan.kit_parts,
+        })
     }
 
-    /// Checks every line of a return (quantity, SKU, location) and sums what it asks per SKU.
-    fn plan_return<'a>(&self, lines: &'a [ReturnLine]) -> Result<ReturnPlan<'a>, Rejection> {
+    /// Commits a checked return: restock, returned units on the order, the RMA kept (naming
+    /// the exchange's new order, if any).
+    pub(crate) fn commit_return(
+        &mut self,
+        id: &RmaId,
+        order_id: &OrderId,
+        checked: CheckedReturn,
+        exchange_of: Option<OrderId>,
+    ) {
+        self.restock(&checked.stock);
+        let order = self.ord_mut(checked.order_slot);
+        for &(sku, asked) in &checked.per_sku {
+            match order.returned.iter_mut().find(|(s, _)| *s == sku) {
+                Some(entry) => entry.1 += asked,
+                None => order.returned.push((sku, asked)),
+            }
+        }
+        self.keep_rma(id, order_id, checked.lines, exchange_of);
+    }
+
+    /// Checks every line of a return (quantity, SKU, location) and sums what it asks per SKU;
+    /// a kit line (a kit the order has) comes back as its components.
+    fn plan_return<'a>(
+        &self,
+        lines: &'a [ReturnLine],
+        order: &Order,
+    ) -> Result<ReturnPlan<'a>, Rejection> {
         let mut plan = ReturnPlan {
             lines: Vec::with_capacity(lines.len()),
+            stock: Vec::with_capacity(lines.len()),
             per_sku: Vec::new(),
+            kit_parts: Vec::new(),
         };
         for line in lines {
             check_positive(line.qty)?;
             let sku = self.lookup_sku(&line.sku)?;
             let loc = self.location(&line.received_at)?;
             match plan.per_sku.iter_mut().find(|r| *r.id == line.sku) {
-                Some(entry) => entry.asked += line.qty,
+                Some(entry) => entry.asked = entry.asked.saturating_add(line.qty),
                 None => plan.per_sku.push(SkuReturn {
                     id: &line.sku,
                     sku,
                     asked: line.qty,
                 }),
             }
-            if let Some(sku) = sku {
-                plan.lines.push(RmaLine {
-                    sku,
-                    qty: line.qty,
-                    loc,
-                    disposition: line.disposition,
-                });
+            let Some(sku) = sku else { continue };
+            let rma_line = RmaLine {
+                sku,
+                qty: line.qty,
+                loc,
+                disposition: line.disposition,
+            };
+            match order.kits().iter().find(|k| k.kit == sku) {
+                None => plan.stock.push(rma_line.clone()),
+                Some(kit) => {
+                    for part in kit.composition.iter() {
+                        let qty = line.qty.checked_mul(part.qty).unwrap_or(i64::MAX);
+                        check_field(qty)?;
+                        plan.stock.push(RmaLine {
+                            sku: part.sku,
+                            qty,
+                            loc,
+                            disposition: line.disposition,
+                        });
+                        plan.kit_parts.push((part.sku, qty));
+                    }
+                }
             }
+            plan.lines.push(rma_line);
         }
         Ok(plan)
     }
@@ -149,13 +254,20 @@ impl Ledger {
 
     /// Stores a received RMA, indexed by id, and queues it for retirement (an RMA is done
     /// once received).
-    fn keep_rma(&mut self, id: &RmaId, order_id: &OrderId, lines: Vec<RmaLine>) {
+    fn keep_rma(
+        &mut self,
+        id: &RmaId,
+        order_id: &OrderId,
+        lines: Vec<RmaLine>,
+        exchange_of: Option<OrderId>,
+    ) {
         let slot = self.state.rmas.insert(Rma {
             id: id.clone(),
             order: order_id.clone(),
             lines,
             received_at_ms: self.state.now_ms,
             retired_pos: None,
+            exchange_of,
         });
         index_record(
             &mut self.ix.rma,
@@ -180,6 +292,7 @@ impl Ledger {
         check_id(id.as_str(), "transfer")?;
         check_positive(qty)?;
         let sku_idx = self.lookup_sku(sku)?;
+        self.check_not_kit(sku_idx, sku)?;
         let from_loc = self.location(from)?;
         let to_loc = self.location(to)?;
         if from_loc == to_loc {
@@ -293,12 +406,19 @@ impl Ledger {
 fn check_returnable(order: &Order, per_sku: &[SkuReturn]) -> Result<(), Rejection> {
     for r in per_sku {
         let fulfilled: i64 = r.sku.map_or(0, |s| {
-            order
+            // A kit's fulfilled kits, or a plain SKU's fulfilled units outside kits (a kit's
+            // components come back only by returning the kit).
+            let kits: i64 = (0..order.kits().len())
+                .filter(|&k| order.kits()[k].kit == s)
+                .map(|k| order.kit_units(k as u16).1)
+                .sum();
+            let plain: i64 = order
                 .lines
                 .iter()
-                .filter(|l| l.sku == s)
+                .filter(|l| l.sku == s && l.kit == NO_KIT)
                 .map(|l| l.fulfilled)
-                .sum()
+                .sum();
+            kits + plain
         });
         let returned = r.sku.map_or(0, |s| {
             order

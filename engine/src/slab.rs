@@ -95,6 +95,11 @@ impl<T: Clone> Slab<T> {
         }
     }
 
+    /// One past the highest slot ever used (free or not).
+    pub(crate) fn end(&self) -> u32 {
+        self.slots.end() as u32
+    }
+
     /// Every object in use with its slot, in slot order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &T)> + '_ {
         self.slots

@@ -6,7 +6,8 @@
 //! sequence number), channels, locations, groups (by id), SKUs (with their balance lists),
 //! balances, the reservation, order, RMA and transfer slabs (free-list head, every slot), the
 //! retirement queue and the dedup log (clean-up cursor, head, entries from the cursor), the
-//! change feed (head, live events). The body is the state whole, clean-up backlog included, so
+//! change feed (head, live events), the access state, the purchase-limit counts (slab) and
+//! the sweep's cursor (format 6: kits and limits). The body is the state whole, clean-up backlog included, so
 //! two ledgers that applied the same batches produce byte-identical snapshots whatever their
 //! snapshot history (SPEC section 4, Determinism). Indexes that can be derived (id tables,
 //! deadlines, counters) are rebuilt on restore, never stored.
@@ -57,7 +58,7 @@ struct Tally {
 /// First bytes of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"STOCKD\x00S";
 /// Version of the snapshot layout; bumped on any change to it.
-pub const SNAPSHOT_VERSION: u32 = 5;
+pub const SNAPSHOT_VERSION: u32 = 6;
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,6 +189,8 @@ fn encode(state: &State) -> Vec<u8> {
     w.put(&state.feed.head());
     w.seq(state.feed.len(), state.feed.iter_from(state.feed.head()));
     w.put(&state.access);
+    w.slab(&state.counts);
+    w.put(&state.count_sweep);
     w.0
 }
 
@@ -326,6 +329,7 @@ impl Ledger {
             return Err(bad("duplicate ids"));
         }
         rebuild_objects(state, ix)?;
+        rebuild_kits_and_counts(state, ix)?;
         let dedup = &state.dedup;
         for pos in dedup.clean()..dedup.end() {
             let id = dedup.get(pos).request_id;
@@ -352,6 +356,8 @@ impl Ledger {
         let expected = self.check_objects()?;
         self.check_balances(expected)?;
         self.check_logs()?;
+        self.check_kits()?;
+        self.check_counts()?;
         let state = &self.state;
         for group in state.groups.values() {
             if group.iter().any(|&l| u64::from(l) >= state.locations.end()) {
@@ -601,6 +607,97 @@ impl Ledger {
     }
 }
 
+impl Ledger {
+    /// Kits move together: in every active hold and every order, each kit line has, per
+    /// location, the same number of kits in every component (`units = kits x part qty`, in
+    /// ordered, fulfilled and cancelled alike).
+    fn check_kits(&self) -> Result<(), String> {
+        for (_, r) in self.state.reservations.iter() {
+            let Some(extra) = &r.extra else { continue };
+            if r.state != ReservationState::Active {
+                continue;
+            }
+            for k in &extra.kits {
+                let first = k.composition[0];
+                for h in r
+                    .held
+                    .iter()
+                    .filter(|h| h.line == k.line && h.sku == first.sku)
+                {
+                    let kits = h.qty / first.qty;
+                    for part in k.composition.iter() {
+                        let held = r
+                            .held
+                            .iter()
+                            .find(|o| o.line == k.line && o.sku == part.sku && o.loc == h.loc);
+                        if held.map(|o| o.qty) != Some(kits * part.qty) {
+                            return Err(format!("hold {:?} kit line {} apart", r.id, k.line));
+                        }
+                    }
+                }
+            }
+        }
+        for (_, o) in self.state.orders.iter() {
+            for (k, kit) in o.kits().iter().enumerate() {
+                let (ordered, fulfilled, cancelled) = o.kit_units(k as u16);
+                for part in kit.composition.iter() {
+                    let line = o.component_line(k as u16, part.sku);
+                    let units = line.map(|l| (l.ordered, l.fulfilled, l.cancelled));
+                    let want = (
+                        ordered * part.qty,
+                        fulfilled * part.qty,
+                        cancelled * part.qty,
+                    );
+                    if units != Some(want) || line.is_some_and(|l| l.loc != kit.loc) {
+                        return Err(format!("order {:?} kit line {k} apart", o.id));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every purchase-limit record counts, under its generation, exactly the units its
+    /// customer's active holds counted; records and their entries match the derived totals.
+    fn check_counts(&self) -> Result<(), String> {
+        let mut held: FxHashMap<(SkuIdx, &str, u64), i64> = FxHashMap::default();
+        for (_, r) in self.state.reservations.iter() {
+            let Some(extra) = &r.extra else { continue };
+            let (Some(customer), ReservationState::Active) = (&extra.customer, r.state) else {
+                continue;
+            };
+            for c in &extra.counted {
+                *held
+                    .entry((c.sku, customer.as_str(), c.generation))
+                    .or_default() += c.units;
+            }
+        }
+        let mut entries = 0;
+        for (_, record) in self.state.counts.iter() {
+            entries += 1 + record.orders.len();
+            let live = (record.sku, record.customer.as_str(), record.generation);
+            if held.get(&live).copied().unwrap_or(0) != record.held {
+                return Err(format!(
+                    "limit record {:?} holds {}",
+                    record.customer, record.held
+                ));
+            }
+            if record.orders.iter().any(|o| o.units <= 0) {
+                return Err(format!(
+                    "limit record {:?} has an empty order",
+                    record.customer
+                ));
+            }
+        }
+        if entries != self.ix.counted_entries
+            || self.ix.count.len() != self.state.counts.iter().count()
+        {
+            return Err("limit counters disagree".to_owned());
+        }
+        Ok(())
+    }
+}
+
 /// Reads a state in [`encode`]'s order.
 fn read_state(r: &mut Reader) -> Result<State, SnapshotError> {
     let config: Config = r.take()?;
@@ -616,6 +713,8 @@ fn read_state(r: &mut Reader) -> Result<State, SnapshotError> {
     let feed_head: u64 = r.take()?;
     let feed = Fifo::from_parts(feed_head, feed_head, r.seq()?).ok_or_else(|| bad("feed"))?;
     let access = r.take()?;
+    let counts = r.slab()?;
+    let count_sweep = r.take()?;
     Ok(State {
         config,
         now_ms,
@@ -634,6 +733,8 @@ fn read_state(r: &mut Reader) -> Result<State, SnapshotError> {
         dedup,
         feed,
         access,
+        counts,
+        count_sweep,
     })
 }
 
@@ -673,5 +774,89 @@ fn rebuild_objects(state: &State, ix: &mut Indexes) -> Result<(), SnapshotError>
         .iter()
         .filter(|(_, t)| t.state == TransferState::Shipped)
         .count();
+    Ok(())
+}
+
+/// Rebuilds the derived kit and purchase-limit counters: components named by kits, kits in
+/// use (active holds' kit lines, orders' kit lines with unfulfilled units), limited SKUs and
+/// the counted records' index and totals.
+fn rebuild_kits_and_counts(state: &State, ix: &mut Indexes) -> Result<(), SnapshotError> {
+    check_compositions(state)?;
+    for (i, sku) in state.skus.iter_from(0).enumerate() {
+        let Some(extra) = &sku.extra else { continue };
+        for part in extra.kit.iter().flat_map(|c| c.iter()) {
+            *ix.component_of.entry(part.sku).or_default() += 1;
+        }
+        if extra.limit.is_some() {
+            ix.limited_skus += 1;
+        }
+        if extra.kit.is_some() && !sku.balances.is_empty() {
+            return Err(bad(&format!("kit {i} has balances")));
+        }
+    }
+    let mut use_kit = |kit: SkuIdx| *ix.kit_uses.entry(kit).or_default() += 1;
+    for (_, r) in state.reservations.iter() {
+        if r.state == ReservationState::Active {
+            r.extra
+                .iter()
+                .flat_map(|e| &e.kits)
+                .for_each(|k| use_kit(k.kit));
+        }
+    }
+    for (_, o) in state.orders.iter() {
+        for (k, kit) in o.kits().iter().enumerate() {
+            let (ordered, fulfilled, cancelled) = o.kit_units(k as u16);
+            if ordered > fulfilled + cancelled {
+                use_kit(kit.kit);
+            }
+        }
+    }
+    for (slot, record) in state.counts.iter() {
+        let key = (record.sku, record.customer.clone());
+        if ix.count.insert(key, slot).is_some() {
+            return Err(bad("duplicate purchase-limit records"));
+        }
+        ix.counted_entries += 1 + record.orders.len();
+        *ix.customers.entry(record.sku).or_default() += 1;
+    }
+    Ok(())
+}
+
+/// Every composition a snapshot holds (kits, holds' kit lines, orders' kit lines) is 1..=16
+/// parts of known SKUs with positive quantities, and every order line names an existing kit
+/// line or none: what the rest of the engine indexes without checking.
+fn check_compositions(state: &State) -> Result<(), SnapshotError> {
+    let valid = |c: &crate::state::Composition| {
+        !c.is_empty()
+            && c.len() <= crate::limits::KIT_COMPONENTS_MAX
+            && c.iter()
+                .all(|p| p.qty > 0 && u64::from(p.sku) < state.skus.end())
+    };
+    for sku in state.skus.iter_from(0) {
+        if let Some(c) = sku.extra.as_ref().and_then(|e| e.kit.as_ref()) {
+            if !valid(c) {
+                return Err(bad("kit composition"));
+            }
+        }
+    }
+    for (_, r) in state.reservations.iter() {
+        if r.extra
+            .iter()
+            .flat_map(|e| &e.kits)
+            .any(|k| !valid(&k.composition))
+        {
+            return Err(bad("hold kit line"));
+        }
+    }
+    for (_, o) in state.orders.iter() {
+        let kits = o.kits();
+        if kits.iter().any(|k| !valid(&k.composition))
+            || o.lines
+                .iter()
+                .any(|l| l.kit != crate::state::NO_KIT && usize::from(l.kit) >= kits.len())
+        {
+            return Err(bad("order kit line"));
+        }
+    }
     Ok(())
 }

@@ -16,7 +16,7 @@ use smallvec::SmallVec;
 use crate::balance::Balance;
 use crate::command::{Disposition, LocationDef};
 use crate::fifo::Fifo;
-use crate::ids::{ChannelId, GroupId, LocationId, OrderId, RmaId, SkuId, TransferId};
+use crate::ids::{ChannelId, CustomerId, GroupId, LocationId, OrderId, RmaId, SkuId, TransferId};
 use crate::ledger::Config;
 use crate::outcome::Outcome;
 use crate::pages::Pages;
@@ -146,6 +146,40 @@ pub(crate) struct SkuEntry {
     pub scale: u8,
     /// (location, balance handle) of every balance of this SKU, by location ascending.
     pub balances: Vec<(LocIdx, BalIdx)>,
+    /// A kit definition and/or a purchase limit: boxed, so the millions of plain SKUs pay one
+    /// pointer for them.
+    pub extra: Option<Box<SkuExtra>>,
+}
+
+/// What few SKUs have: a kit definition, a purchase limit (SPEC section 3).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SkuExtra {
+    /// The kit's current composition (`None`: not a kit).
+    pub kit: Option<Composition>,
+    /// The SKU's purchase limit, if any.
+    pub limit: Option<PurchaseLimit>,
+}
+
+/// One component of a kit: `qty` base units of `sku` per kit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Part {
+    pub sku: SkuIdx,
+    pub qty: i64,
+}
+
+/// A kit's composition, shared by the kit and by the holds and orders placed with it (orders
+/// keep the composition they were placed with).
+pub(crate) type Composition = Arc<[Part]>;
+
+/// A SKU's purchase limit (SPEC section 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PurchaseLimit {
+    pub qty_max: i64,
+    pub window_ms: u64,
+    pub strict: bool,
+    /// Which setting of the limit counts: a new limit (none before) takes a new generation, so
+    /// the counts of a removed one are void without visiting them (the sweep drops them).
+    pub generation: u64,
 }
 
 impl SkuEntry {
@@ -205,6 +239,92 @@ pub(crate) struct Reservation {
     pub state: ReservationState,
     pub held: HeldVec,
     pub retired_pos: Option<u64>,
+    /// Kit lines, customer and counted units (`None` for a plain hold).
+    pub extra: Option<Box<HoldExtra>>,
+}
+
+/// A kit line of a hold: its held lines numbered `line` are the kit's components.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct KitLine {
+    pub line: u16,
+    pub kit: SkuIdx,
+    pub composition: Composition,
+}
+
+/// Units counted against a purchase limit by a hold or an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Counted {
+    pub sku: SkuIdx,
+    /// The limit generation they count under.
+    pub generation: u64,
+    pub units: i64,
+}
+
+/// What few holds have: kit lines, a customer, units counted against limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HoldExtra {
+    pub customer: Option<CustomerId>,
+    pub kits: Vec<KitLine>,
+    pub counted: Vec<Counted>,
+}
+
+/// A kit line of an order at one location; the order lines whose `kit` is its index are its
+/// components (they move together: every component line has `kits * part qty` units in each
+/// state).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct OrderKit {
+    pub kit: SkuIdx,
+    pub loc: LocIdx,
+    pub composition: Composition,
+}
+
+/// What few orders have: kit lines, a customer, counted units, the exchange they came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct OrderExtra {
+    pub customer: Option<CustomerId>,
+    pub kits: Vec<OrderKit>,
+    pub counted: Vec<Counted>,
+    /// The RMA of the exchange that placed this order.
+    pub exchange_of: Option<RmaId>,
+}
+
+/// `OrderLine::kit` of a line that belongs to no kit.
+pub(crate) const NO_KIT: u16 = u16::MAX;
+
+/// What one customer has counted against one SKU's purchase limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CustomerCount {
+    pub sku: SkuIdx,
+    pub customer: CustomerId,
+    /// The limit generation this counts under (another one: void).
+    pub generation: u64,
+    /// Units in the customer's live holds.
+    pub held: i64,
+    /// Units of the customer's orders, by placement (time order).
+    pub orders: SmallVec<[OrderCount; 1]>,
+}
+
+/// Units of one order counted against a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct OrderCount {
+    pub order_seq: u64,
+    pub placed_at_ms: u64,
+    pub units: i64,
+}
+
+impl CustomerCount {
+    /// Units counted at `now` under `limit`: live holds plus orders placed less than the window
+    /// ago. Saturating: any sum above the limit means the same.
+    pub fn counted(&self, limit: &PurchaseLimit, now: u64) -> i64 {
+        if self.generation != limit.generation {
+            return 0;
+        }
+        let horizon = now.saturating_sub(limit.window_ms);
+        self.orders
+            .iter()
+            .filter(|o| o.placed_at_ms > horizon || now < limit.window_ms)
+            .fold(self.held, |sum, o| sum.saturating_add(o.units))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,6 +336,8 @@ pub(crate) struct OrderLine {
     pub ordered: i64,
     pub fulfilled: i64,
     pub cancelled: i64,
+    /// Index of the order's kit line this component line belongs to, or [`NO_KIT`].
+    pub kit: u16,
 }
 
 impl OrderLine {
@@ -238,6 +360,8 @@ pub(crate) struct Order {
     pub pickup_expired: bool,
     pub ready: bool,
     pub retired_pos: Option<u64>,
+    /// Kit lines, customer, counted units, exchange (`None` for a plain order).
+    pub extra: Option<Box<OrderExtra>>,
 }
 
 impl Order {
@@ -245,12 +369,42 @@ impl Order {
         self.lines.iter().map(OrderLine::unfulfilled).sum()
     }
 
+    /// The plain (not kit component) line of (sku, loc).
     pub fn line_mut(&mut self, sku: SkuIdx, loc: LocIdx) -> Option<&mut OrderLine> {
-        self.lines.iter_mut().find(|l| l.sku == sku && l.loc == loc)
+        self.lines
+            .iter_mut()
+            .find(|l| l.sku == sku && l.loc == loc && l.kit == NO_KIT)
     }
 
+    /// The plain (not kit component) line of (sku, loc).
     pub fn line(&self, sku: SkuIdx, loc: LocIdx) -> Option<&OrderLine> {
-        self.lines.iter().find(|l| l.sku == sku && l.loc == loc)
+        self.lines
+            .iter()
+            .find(|l| l.sku == sku && l.loc == loc && l.kit == NO_KIT)
+    }
+
+    /// The kit lines (empty for most orders).
+    pub fn kits(&self) -> &[OrderKit] {
+        self.extra.as_ref().map_or(&[], |e| &e.kits)
+    }
+
+    /// The component line of `sku` in kit line `k`.
+    pub fn component_line(&self, k: u16, sku: SkuIdx) -> Option<&OrderLine> {
+        self.lines.iter().find(|l| l.kit == k && l.sku == sku)
+    }
+
+    /// Kit units of kit line `k`: (ordered, fulfilled, cancelled), read from its first
+    /// component (they move together).
+    pub fn kit_units(&self, k: u16) -> (i64, i64, i64) {
+        let kit = &self.kits()[usize::from(k)];
+        let part = kit.composition[0];
+        self.component_line(k, part.sku).map_or((0, 0, 0), |l| {
+            (
+                l.ordered / part.qty,
+                l.fulfilled / part.qty,
+                l.cancelled / part.qty,
+            )
+        })
     }
 }
 
@@ -269,6 +423,8 @@ pub(crate) struct Rma {
     pub lines: Vec<RmaLine>,
     pub received_at_ms: u64,
     pub retired_pos: Option<u64>,
+    /// The new order of the exchange this RMA was part of.
+    pub exchange_of: Option<OrderId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -433,6 +589,10 @@ pub(crate) struct State {
     pub feed: Fifo<EventRecord>,
     /// Authors of writes and revoked credentials (`access`).
     pub access: crate::access::AccessState,
+    /// What customers have counted against purchase limits, one record per (SKU, customer).
+    pub counts: Slab<CustomerCount>,
+    /// Next slot of `counts` the forgetting sweep visits.
+    pub count_sweep: u32,
 }
 
 impl State {
@@ -455,6 +615,8 @@ impl State {
             dedup: Fifo::default(),
             feed: Fifo::default(),
             access: crate::access::AccessState::default(),
+            counts: Slab::default(),
+            count_sweep: 0,
         }
     }
 
@@ -490,6 +652,19 @@ pub(crate) struct Indexes {
     pub author: FxHashMap<crate::access::Author, u32>,
     /// The earliest expiry on the deny list (`u64::MAX` if empty).
     pub revoked_next_expiry: u64,
+    /// (SKU, customer) -> slot of their record in `State::counts`.
+    pub count: FxHashMap<(SkuIdx, CustomerId), ObjIdx>,
+    /// Counted entries of all limits (records + their order entries), against
+    /// `LIMIT_COUNTED_ENTRIES_MAX`.
+    pub counted_entries: usize,
+    /// SKUs with a purchase limit, against `LIMITED_SKUS_MAX`.
+    pub limited_skus: usize,
+    /// Records per limited SKU, against `LIMIT_CUSTOMERS_PER_SKU_MAX`.
+    pub customers: FxHashMap<SkuIdx, usize>,
+    /// Kits with live holds or unfulfilled order units: kit -> holds + open order kit lines.
+    pub kit_uses: FxHashMap<SkuIdx, u32>,
+    /// SKUs named by a kit's current definition -> how many kits name them.
+    pub component_of: FxHashMap<SkuIdx, u32>,
 }
 
 /// The slot of the retained record with id `id` (hashed `hash`), if any.

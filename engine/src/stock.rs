@@ -101,6 +101,9 @@ impl Ledger {
         }
         match self.lookup_sku(sku)? {
             Some(idx) => {
+                if scale != 0 && self.kit_of(idx).is_some() {
+                    return invalid(InvalidReason::KitScale { sku: sku.clone() });
+                }
                 let entry = self.sku(idx);
                 if entry.scale != scale && !entry.balances.is_empty() {
                     return Err(Rejection::InvalidState {
@@ -128,6 +131,7 @@ impl Ledger {
         location: &LocationId,
     ) -> Result<(Option<SkuIdx>, LocIdx, Balance), Rejection> {
         let sku_idx = self.lookup_sku(sku)?;
+        self.check_not_kit(sku_idx, sku)?;
         let loc = self.location(location)?;
         self.sku_room(sku_idx)?;
         self.balance_room(sku_idx, loc)?;
@@ -258,6 +262,7 @@ impl Ledger {
     pub(crate) fn sell(&mut self, sku: &SkuId, location: &LocationId, qty: i64) -> Outcome {
         check_positive(qty)?;
         let sku_idx = self.lookup_sku(sku)?;
+        self.check_not_kit(sku_idx, sku)?;
         let loc = self.location(location)?;
         if !self.channel_allowed(loc, Some(0)) {
             return Err(Rejection::ChannelNotAllowed {

@@ -9,16 +9,17 @@ use rustc_hash::FxHashMap;
 
 use crate::balance::Balance;
 use crate::command::{Coordinates, Target};
-use crate::ids::{ChannelId, RequestId, ReservationId, RmaId, SkuId, TransferId};
+use crate::ids::{ChannelId, ReservationId, RmaId, SkuId, TransferId};
 use crate::ledger::{check_id, check_positive, invalid, key, ChanIdx, Deadline, Ledger, LocIdx};
 use crate::limits;
 use crate::outcome::{InvalidReason, ObjectKind, Rejection};
 use crate::query::{
-    Answer, AvailabilityRow, ChangeEvent, ChangesPage, HeldLineView, LedgerStatus, NearbyRow,
-    OrderLineView, OrderState, OrderView, Query, ReservationState, ReservationView, RmaLineView,
-    RmaView, SkuAvailability, TransferView,
+    Answer, AvailabilityRow, ChangeEvent, ChangesPage, LedgerStatus, NearbyRow, OrderLineView,
+    OrderState, OrderView, Query, ReservationState, ReservationView, RmaLineView, RmaView,
+    SkuAvailability, TransferView,
 };
-use crate::state::{unkey, BalIdx, Order};
+use crate::state::{BalIdx, Order, NO_KIT};
+use crate::view_kits::KitScope;
 
 /// Holds and pickups past their deadline at the query time but not yet released.
 #[derive(Default)]
@@ -78,6 +79,13 @@ impl Ledger {
             Query::Rma(id) => self.rma_view(id).map(Answer::Rma),
             Query::Transfer(id) => self.transfer_view(id).map(Answer::Transfer),
             Query::Changes { since, max } => self.changes(*since, *max).map(Answer::Changes),
+            Query::ChangesAt {
+                since,
+                max,
+                locations,
+            } => self
+                .changes_at(*since, *max, locations)
+                .map(Answer::Changes),
             Query::Status => Ok(Answer::Status(self.status(now))),
             Query::Revoked => Ok(Answer::Revoked(self.revoked())),
             Query::Location(id) => {
@@ -106,18 +114,10 @@ impl Ledger {
             id: id.clone(),
             state,
             channel: self.state.channels[r.channel as usize].clone(),
-            lines: r
-                .held
-                .iter()
-                .map(|h| HeldLineView {
-                    line: h.line,
-                    sku: self.sku(h.sku).sku_id(),
-                    location: self.loc(h.loc).def.location.clone(),
-                    qty: h.qty,
-                })
-                .collect(),
+            lines: self.held_line_views(r),
             created_at_ms: r.created_at_ms,
             expires_at_ms: r.expires_at_ms,
+            customer: r.extra.as_ref().and_then(|e| e.customer.clone()),
         })
     }
 
@@ -145,6 +145,7 @@ impl Ledger {
                 })
                 .collect(),
             received_at_ms: rma.received_at_ms,
+            exchange_of: rma.exchange_of.clone(),
         })
     }
 
@@ -279,6 +280,18 @@ impl Ledger {
             }
             return Ok(out);
         };
+        if let Some(composition) = self.kit_of(s) {
+            let scope = match scope {
+                Scope::Location(loc) => KitScope::Location(loc),
+                Scope::Group(group) => KitScope::Group(group),
+                Scope::All => KitScope::All,
+            };
+            let balance = |part: u32, loc: LocIdx| {
+                let k = Ledger::component_key(part, loc);
+                self.balance_at(k, self.bal_of(part, loc), pending)
+            };
+            return Ok(self.kit_availability(sku, composition, scope, chan, balance));
+        }
         let entry = self.sku(s);
         // A single location shows a row even without a balance; a group or `all` only the
         // locations that have one.
@@ -353,6 +366,15 @@ impl Ledger {
             return Ok(Vec::new());
         };
         let pending = self.pending(now);
+        if let Some(composition) = self.kit_of(s) {
+            let balance = |part: u32, loc: LocIdx| {
+                let k = Ledger::component_key(part, loc);
+                self.balance_at(k, self.bal_of(part, loc), pending.as_ref())
+            };
+            let mut rows = self.kit_nearby(composition, center, radius_km, qty, chan, balance);
+            sort_nearby(&mut rows);
+            return Ok(rows);
+        }
         let radius_m = u64::from(radius_km) * 1000;
         let mut rows = Vec::new();
         for &(loc, bal) in &self.sku(s).balances {
@@ -380,21 +402,17 @@ impl Ledger {
                 });
             }
         }
-        rows.sort_by(|a, b| {
-            a.distance_m
-                .cmp(&b.distance_m)
-                .then_with(|| a.location.cmp(&b.location))
-        });
-        rows.truncate(limits::NEARBY_RESULTS_MAX);
+        sort_nearby(&mut rows);
         Ok(rows)
     }
 
     fn order_view(&self, id: &crate::ids::OrderId, order: &Order, now: u64) -> OrderView {
         // A pickup past its deadline shows its uncollected units as cancelled.
         let lapsed = !order.pickup_expired && order.pickup_deadline_ms.is_some_and(|d| d <= now);
-        let lines: Vec<OrderLineView> = order
+        let mut lines: Vec<OrderLineView> = order
             .lines
             .iter()
+            .filter(|l| l.kit == NO_KIT)
             .map(|l| {
                 let lapsed_units = if lapsed && l.pickup {
                     l.unfulfilled()
@@ -411,6 +429,7 @@ impl Ledger {
                 }
             })
             .collect();
+        lines.extend(self.kit_line_views(order, lapsed));
         let state = OrderState::from_totals(
             lines.iter().map(|l| l.ordered).sum(),
             lines.iter().map(|l| l.fulfilled).sum(),
@@ -429,6 +448,8 @@ impl Ledger {
             pickup_deadline_ms: order.pickup_deadline_ms,
             ready_for_pickup: order.ready,
             created_at_ms: order.created_at_ms,
+            customer: order.extra.as_ref().and_then(|e| e.customer.clone()),
+            exchange_of: order.extra.as_ref().and_then(|e| e.exchange_of.clone()),
         }
     }
 
@@ -444,21 +465,7 @@ impl Ledger {
             .iter_from(start - 1)
             .take(max as usize)
             .enumerate()
-            .map(|(i, e)| {
-                let (sku, loc) = unkey(e.key);
-                ChangeEvent {
-                    seq: start + i as u64,
-                    log_index: e.log_index,
-                    timestamp_ms: e.timestamp_ms,
-                    request_id: (e.request_id != 0).then_some(RequestId(e.request_id)),
-                    cause: e.cause,
-                    sku: self.sku(sku).sku_id(),
-                    location: self.loc(loc).def.location.clone(),
-                    balance: e.balance,
-                    shortfall: e.shortfall,
-                    author: self.author(e.author),
-                }
-            })
+            .map(|(i, e)| self.change_event(start + i as u64, e))
             .collect();
         let next = events
             .last()
@@ -500,9 +507,19 @@ impl Ledger {
     }
 }
 
+/// Nearest first (ties by location id), at most `NEARBY_RESULTS_MAX`.
+fn sort_nearby(rows: &mut Vec<NearbyRow>) {
+    rows.sort_by(|a, b| {
+        a.distance_m
+            .cmp(&b.distance_m)
+            .then_with(|| a.location.cmp(&b.location))
+    });
+    rows.truncate(limits::NEARBY_RESULTS_MAX);
+}
+
 /// Great-circle distance in metres (haversine). A read-only computation for `nearby`: floating
 /// point here never reaches the ledger's state.
-fn distance_m(a: Coordinates, b: Coordinates) -> u64 {
+pub(crate) fn distance_m(a: Coordinates, b: Coordinates) -> u64 {
     const EARTH_RADIUS_M: f64 = 6_371_000.0;
     let rad = |e6: i32| f64::from(e6) / 1e6 * std::f64::consts::PI / 180.0;
     let (lat1, lat2) = (rad(a.lat_e6), rad(b.lat_e6));

@@ -575,6 +575,10 @@ impl Model {
             Command::RevokeCredential { .. } | Command::CreateToken(_) => {
                 unreachable!("not generated")
             }
+            Command::DefineKit { .. }
+            | Command::AsCustomer { .. }
+            | Command::Exchange(_)
+            | Command::SetPurchaseLimit { .. } => unreachable!("not generated"),
             Command::SetOnHand {
                 sku,
                 location,

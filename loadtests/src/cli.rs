@@ -9,6 +9,7 @@
 //!   closed loop, a search for the maximum throughput, or a soak (`--soak MINUTES`: a fixed
 //!   rate for long, pauses and each node's memory per window).
 //! - `compare`: every scenario against every target in turn, and a side-by-side table.
+//! - `limited-sale`: a flash sale under a per-customer purchase limit ([`crate::limited_sale`]).
 //!
 //! `run`, `compare` and `streams` start the cluster as `stockd` processes by default
 //! ([`crate::processes`]); `--in-process` runs the nodes in this process instead, `--connect`
@@ -77,6 +78,10 @@ enum Cmd {
     /// The demo: a local 3-node cluster (in this process) replays a year of real orders,
     /// checked against the engine.
     Demo(DemoArgs),
+    /// A sneaker drop with a per-customer purchase limit: N customers (single holds,
+    /// retriers, several concurrent holds each) over several connections; checks that exactly
+    /// min(stock, sum of the limits) units are granted and no customer passes the limit.
+    LimitedSale(LimitedSaleArgs),
     /// One scenario against one target.
     Run(RunArgs),
     /// Every scenario against every target in turn, side by side.
@@ -156,6 +161,30 @@ struct DemoArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+#[derive(Args)]
+struct LimitedSaleArgs {
+    /// Customers.
+    #[arg(long, default_value_t = 3_000)]
+    customers: u64,
+    /// Units on sale.
+    #[arg(long, default_value_t = 1_000)]
+    units: i64,
+    /// Units each customer may hold or buy (the purchase limit).
+    #[arg(long, default_value_t = 1)]
+    limit: i64,
+    /// Holds a greedy customer sends at once.
+    #[arg(long, default_value_t = 3)]
+    greedy_holds: u64,
+    /// Client connections the customers are spread over.
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// Print the report as JSON too.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
@@ -424,6 +453,17 @@ pub fn main() -> ExitCode {
             json: args.json,
             quiet: args.quiet,
         }),
+        Cmd::LimitedSale(args) => {
+            crate::limited_sale::limited_sale(crate::limited_sale::LimitedSaleRequest {
+                cluster: args.cluster.demo_choice(),
+                customers: args.customers,
+                units: args.units,
+                limit: args.limit,
+                greedy_holds: args.greedy_holds,
+                connections: args.connections,
+                json: args.json,
+            })
+        }
         Cmd::Run(args) => run(&args),
         Cmd::Compare(args) => {
             let req = CompareRequest {

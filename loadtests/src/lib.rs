@@ -34,6 +34,7 @@ pub mod compare;
 pub mod connect;
 pub mod demo;
 pub mod drive;
+pub mod limited_sale;
 pub mod mix;
 pub mod outputs;
 pub mod pacing;

@@ -47,6 +47,14 @@ pub enum Op {
         /// First feed sequence number wanted.
         since: u64,
     },
+    /// [`Op::Subscribe`] to the events of balances at `locations` only (SPEC section 3,
+    /// `changes(since, locations)`: a store's live alerts); 1..=64 locations, each known.
+    SubscribeAt {
+        /// First feed sequence number wanted.
+        since: u64,
+        /// The locations whose events are wanted.
+        locations: Vec<engine::LocationId>,
+    },
 }
 
 /// Read consistency (SPEC section 4, Reads).

@@ -185,6 +185,33 @@ impl LineText {
     }
 }
 
+/// `COMPONENT:QTY`: one component of a kit definition (QTY in the component's display units).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartText {
+    /// The component SKU id (may contain `:`).
+    pub sku: String,
+    /// Display units of the component per kit.
+    pub qty: Qty,
+}
+
+impl PartText {
+    /// Parses `COMPONENT:QTY`: the quantity follows the last `:`.
+    pub fn parse(text: &str) -> Result<PartText, GrammarError> {
+        let (sku, qty) = last_colon(text, text, "COMPONENT:QTY")?;
+        Ok(PartText {
+            sku: sku.to_owned(),
+            qty: Qty::parse(qty)?,
+        })
+    }
+}
+
+/// Splits the words of an `exchange` line at `->`: the return's words before, the new order's
+/// after; `None` without an arrow.
+pub fn split_exchange<'a, 'w>(words: &'a [&'w str]) -> Option<(&'a [&'w str], &'a [&'w str])> {
+    let arrow = words.iter().position(|w| *w == "->")?;
+    Some((&words[..arrow], &words[arrow + 1..]))
+}
+
 /// `SKU@RECEIVED_AT:QTY:DISPOSITION`: a return line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReturnText {

@@ -56,7 +56,7 @@ fn the_same_words_make_the_same_write() {
         object_skus: vec![],
     };
     let setup = "sku C scale=2\ngroup eu:online eu:par";
-    let pairs: [(&str, &[&str]); 7] = [
+    let pairs: [(&str, &[&str]); 13] = [
         (
             "reserve r1 web A@eu:par:2 C@eu:online:0.5 ttl=15m",
             &[
@@ -80,6 +80,57 @@ fn the_same_words_make_the_same_write() {
         (
             "return m1 o1 C@eu:par:0.5:damaged",
             &["return", "m1", "o1", "C@eu:par:0.5:damaged"],
+        ),
+        ("kit K C:0.5 A:2", &["kit", "K", "C:0.5", "A:2"]),
+        (
+            "limit C 1.5 window=1d strict",
+            &["limit", "C", "1.5", "--window", "1d", "--strict"],
+        ),
+        ("limit C 0", &["limit", "C", "0"]),
+        (
+            "reserve r1 web A@all:1 ttl=15m customer=ann",
+            &[
+                "reserve",
+                "r1",
+                "web",
+                "A@all:1",
+                "--ttl",
+                "15m",
+                "--customer",
+                "ann",
+            ],
+        ),
+        (
+            "order o1 pos C@eu:par:1 pickup deadline=2h customer=ann",
+            &[
+                "place-order",
+                "o1",
+                "--channel",
+                "pos",
+                "C@eu:par:1",
+                "--pickup",
+                "--deadline",
+                "2h",
+                "--customer",
+                "ann",
+            ],
+        ),
+        (
+            "exchange m2 o1 C@eu:par:0.5:restock A@eu:par:1:scrap -> o2 pos C@eu:online:1 ship",
+            &[
+                "exchange",
+                "m2",
+                "o1",
+                "--return",
+                "C@eu:par:0.5:restock",
+                "--return",
+                "A@eu:par:1:scrap",
+                "--new-order",
+                "o2",
+                "--channel",
+                "pos",
+                "C@eu:online:1",
+            ],
         ),
     ];
     for (line, argv) in pairs {

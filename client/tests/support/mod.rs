@@ -328,7 +328,7 @@ impl LedgerNode {
                 applied_index: *next_index - 1,
                 digest: ledger.digest(),
             },
-            Op::Subscribe { .. } => OpResult::Subscribed,
+            Op::Subscribe { .. } | Op::SubscribeAt { .. } => OpResult::Subscribed,
             Op::Admin(protocol::AdminOp::AddNode(node)) => OpResult::NodeAdded(added(node.id)),
             Op::Admin(_) => OpResult::AdminDone,
         }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
-use engine::{Answer, Query};
+use engine::{Answer, LocationId, Query};
 use protocol::{ClientFrame, OpResult, ServerError, ServerMessage};
 
 use super::streams::reply;
@@ -19,13 +19,22 @@ pub const SUBSCRIPTION_CHECK_MS: u64 = 1_000;
 /// Events per message of a change-feed subscription.
 pub const EVENTS_PER_MESSAGE_MAX: u32 = 1_000;
 
-/// Answers a `Subscribe` frame (which `arrived` then): starts the stream's subscription
-/// unless it has one or the frame carries more; returns whether the stream is subscribed now.
+/// Where a subscription starts, and which locations it follows (none: all).
+pub(super) struct From {
+    /// First feed sequence number wanted.
+    pub since: u64,
+    /// Only events at these locations (`Op::SubscribeAt`); empty for the whole feed.
+    pub locations: Vec<LocationId>,
+}
+
+/// Answers a `Subscribe` or `SubscribeAt` frame (which `arrived` then): starts the stream's
+/// subscription unless it has one or the frame carries more; returns whether the stream is
+/// subscribed now.
 pub(super) async fn subscribe(
     ctx: &Arc<NodeCtx>,
     outbox: &Outbox,
     frame: ClientFrame,
-    since: u64,
+    from: From,
     subscribed: bool,
     arrived: Instant,
 ) -> bool {
@@ -47,6 +56,25 @@ pub(super) async fn subscribe(
         answer(OpResult::Failed(removed)).await;
         return subscribed;
     }
+    if !from.locations.is_empty() {
+        // Unknown locations and too many of them are refused now, not on the first page.
+        let probe = Query::ChangesAt {
+            since: u64::MAX,
+            max: 1,
+            locations: from.locations.clone(),
+        };
+        let checked = {
+            let ledger = ctx.shared.ledger.read().expect("ledger lock poisoned");
+            ledger.query(&probe, ctx.clock.now_ms())
+        };
+        if let Err(rejection) = checked {
+            let refused = OpResult::Failed(ServerError::InvalidOp {
+                message: format!("subscribe: {rejection}"),
+            });
+            answer(refused).await;
+            return subscribed;
+        }
+    }
     // The room for the message that ends a cut subscription is kept from the start, so the
     // subscriber always learns where to resume.
     let Some(last) = outbox.small_room().await else {
@@ -54,7 +82,7 @@ pub(super) async fn subscribe(
     };
     // `Subscribed` is queued before the first events.
     answer(OpResult::Subscribed).await;
-    tokio::spawn(subscription(since, ctx.clone(), outbox.clone(), last));
+    tokio::spawn(subscription(from, ctx.clone(), outbox.clone(), last));
     true
 }
 
@@ -65,7 +93,8 @@ pub(super) async fn subscribe(
 /// resume_from }` in the room `last` kept for it. It never holds the ledger lock while it waits,
 /// so it never slows apply or other clients. A subscriber slower than the feed's retention
 /// sees a gap in sequence numbers (and `truncated` on a `changes` read).
-async fn subscription(mut since: u64, ctx: Arc<NodeCtx>, outbox: Outbox, last: Room) {
+async fn subscription(from: From, ctx: Arc<NodeCtx>, outbox: Outbox, last: Room) {
+    let (mut since, locations) = (from.since, from.locations);
     let queue = Arc::new(Semaphore::new(
         crate::replies::SUBSCRIBER_QUEUE_KIB_MAX as usize,
     ));
@@ -79,16 +108,30 @@ async fn subscription(mut since: u64, ctx: Arc<NodeCtx>, outbox: Outbox, last: R
         };
         let page = {
             let ledger = ctx.shared.ledger.read().expect("ledger lock poisoned");
-            let page = Query::Changes {
-                since,
-                max: EVENTS_PER_MESSAGE_MAX,
+            let page = if locations.is_empty() {
+                Query::Changes {
+                    since,
+                    max: EVENTS_PER_MESSAGE_MAX,
+                }
+            } else {
+                Query::ChangesAt {
+                    since,
+                    max: EVENTS_PER_MESSAGE_MAX,
+                    locations: locations.clone(),
+                }
             };
             ledger.query(&page, ctx.clock.now_ms())
         };
         let Ok(Answer::Changes(page)) = page else {
             return;
         };
+        // A filtered page may scan events without matching any: go on at once while it moves.
+        let moved = page.next > since;
         since = page.next;
+        if page.events.is_empty() && moved && !locations.is_empty() {
+            drop(room);
+            continue;
+        }
         if page.events.is_empty() {
             drop(room);
             // Wake on new entries, and now and then to notice a removal (a removed node applies

@@ -176,9 +176,11 @@ async fn handle_op(ctx: &Arc<NodeCtx>, op: Op) -> Ready {
             }
         }
         Op::Admin(admin) => Ready::Done(crate::raft::membership::admin(ctx, admin).await),
-        Op::Write(_) | Op::Status | Op::Subscribe { .. } => failed(ServerError::Internal {
-            message: "operation routed wrongly".to_owned(),
-        }),
+        Op::Write(_) | Op::Status | Op::Subscribe { .. } | Op::SubscribeAt { .. } => {
+            failed(ServerError::Internal {
+                message: "operation routed wrongly".to_owned(),
+            })
+        }
     }
 }
 

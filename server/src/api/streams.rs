@@ -78,8 +78,9 @@ pub(super) async fn serve_stream(
             shed(&ctx, &outbox, &frame, arrived).await;
             continue;
         }
-        if let Some(since) = frame.ops.iter().find_map(|op| match op {
-            Op::Subscribe { since } => Some(*since),
+        if let Some((since, locations)) = frame.ops.iter().find_map(|op| match op {
+            Op::Subscribe { since } => Some((*since, Vec::new())),
+            Op::SubscribeAt { since, locations } => Some((*since, locations.clone())),
             _ => None,
         }) {
             let op = Op::Subscribe { since };
@@ -90,7 +91,8 @@ pub(super) async fn serve_stream(
                 reply(&outbox, frame.id, vec![OpResult::Failed(refused)]).await;
                 continue;
             }
-            subscribed = feed::subscribe(&ctx, &outbox, frame, since, subscribed, arrived).await;
+            let from = feed::From { since, locations };
+            subscribed = feed::subscribe(&ctx, &outbox, frame, from, subscribed, arrived).await;
             continue;
         }
         let Ok(permit) = inflight.clone().acquire_owned().await else {

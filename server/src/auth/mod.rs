@@ -61,7 +61,11 @@ fn denied(p: &Principal, what: impl std::fmt::Display) -> Access {
 /// Decides an operation from what it names (module documentation).
 pub fn authorize(p: &Principal, op: &Op) -> Access {
     match op {
-        Op::Read { .. } | Op::Status | Op::Digest | Op::Subscribe { .. } => Access::Allowed,
+        Op::Read { .. }
+        | Op::Status
+        | Op::Digest
+        | Op::Subscribe { .. }
+        | Op::SubscribeAt { .. } => Access::Allowed,
         Op::Admin(_) if p.role == ClientRole::Admin => Access::Allowed,
         Op::Admin(_) => denied(p, "change cluster membership"),
         Op::Write(request) => match p.role {
@@ -104,6 +108,12 @@ fn checkout(p: &Principal, command: &Command) -> Access {
             reservation: id, ..
         }
         | Command::Release { reservation: id } => Access::Lookup(Lookup::HoldChannel(id.clone())),
+        // A customer's reserve or place_order: decided as the write it wraps (one level: the
+        // engine refuses anything deeper).
+        Command::AsCustomer { command, .. } if !matches!(**command, Command::AsCustomer { .. }) => {
+            checkout(p, command)
+        }
+        // An exchange is a return too, which checkout does not do (SPEC section 7).
         other => denied(p, other.name()),
     }
 }
@@ -167,7 +177,21 @@ fn store(p: &Principal, command: &Command) -> Access {
         Command::ReceiveTransfer { transfer, .. } => {
             Access::Lookup(Lookup::TransferTo(transfer.clone()))
         }
+        Command::AsCustomer { command, .. } if !matches!(**command, Command::AsCustomer { .. }) => {
+            store(p, command)
+        }
+        Command::Exchange(x) => store_exchange(p, x),
         other => denied(p, other.name()),
+    }
+}
+
+/// An exchange for a store: a return and a direct order, decided as those two writes (both
+/// must be the store's own: received at its locations, sold on `pos` there).
+fn store_exchange(p: &Principal, x: &engine::Exchange) -> Access {
+    let halves = x.halves();
+    match store(p, &halves.0) {
+        Access::Allowed => store(p, &halves.1),
+        refused => refused,
     }
 }
 

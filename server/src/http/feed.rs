@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use engine::query::ChangeEvent;
-use engine::{Answer, Query};
+use engine::{Answer, LocationId, Query};
 use pki::Principal;
 use protocol::Op;
 
@@ -97,6 +97,9 @@ pub struct ChangesParams {
     pub consistency: Option<super::queries::ConsistencyJson>,
     /// For `at_least`: the log index to wait for.
     pub min_index: Option<u64>,
+    /// Only events at these locations (comma-separated): a store's alerts. The page scans at
+    /// most 100,000 events, so it may be empty and still move `next` on.
+    pub at: Option<String>,
 }
 
 fn change_json(ledger: &engine::Ledger, e: ChangeEvent) -> ChangeJson {
@@ -150,9 +153,17 @@ pub async fn changes(
     Extension(principal): Extension<Principal>,
     QueryParams(p): QueryParams<ChangesParams>,
 ) -> Response {
-    let query = Query::Changes {
-        since: p.since.unwrap_or(0),
-        max: p.max.unwrap_or(CHANGES_PAGE_MAX).min(CHANGES_PAGE_MAX),
+    let (since, max) = (
+        p.since.unwrap_or(0),
+        p.max.unwrap_or(CHANGES_PAGE_MAX).min(CHANGES_PAGE_MAX),
+    );
+    let query = match p.at.as_deref() {
+        None => Query::Changes { since, max },
+        Some(at) => Query::ChangesAt {
+            since,
+            max,
+            locations: at.split(',').map(engine::LocationId::from).collect(),
+        },
     };
     let params = ReadParams {
         consistency: p.consistency,
@@ -182,6 +193,8 @@ pub struct StreamEvent {
 pub struct StreamParams {
     /// First sequence number wanted (default 0); `Last-Event-ID` wins.
     pub since: Option<u64>,
+    /// Only events at these locations (comma-separated): a store's live alerts.
+    pub at: Option<String>,
 }
 
 /// Where a stream starts: after the `Last-Event-ID` the client saw, else at `since`.
@@ -214,8 +227,15 @@ pub async fn stream(
     if let Err(problem) = allowed(&app, &principal, since) {
         return problem.into_response();
     }
+    let locations: Vec<LocationId> =
+        p.at.as_deref()
+            .map(|at| at.split(',').map(LocationId::from).collect())
+            .unwrap_or_default();
+    if let Err(problem) = known(&app, &locations) {
+        return problem.into_response();
+    }
     let keep_alive = KeepAlive::new().interval(Duration::from_secs(KEEP_ALIVE_S));
-    Sse::new(events(app, Arc::new(principal), since))
+    Sse::new(events(app, Arc::new(principal), since, Arc::new(locations)))
         .keep_alive(keep_alive)
         .into_response()
 }
@@ -225,59 +245,104 @@ fn allowed(app: &App, principal: &Principal, since: u64) -> Result<(), Problem> 
     crate::api::allowed(&app.ctx, principal, &op).map_err(|e| Problem::server(&e))
 }
 
-/// The events from `since` on, in bursts of at most a page, waiting for applies in between.
+/// Refuses a stream of unknown locations (or too many) before it starts, as the feed would.
+fn known(app: &App, locations: &[LocationId]) -> Result<(), Problem> {
+    if locations.is_empty() {
+        return Ok(());
+    }
+    let probe = Query::ChangesAt {
+        since: u64::MAX,
+        max: 1,
+        locations: locations.to_vec(),
+    };
+    let ledger = app
+        .ctx
+        .shared
+        .ledger
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match ledger.query(&probe, app.ctx.clock.now_ms()) {
+        Ok(_) => Ok(()),
+        Err(rejection) => Err(Problem::rejection(&rejection)),
+    }
+}
+
+/// The feed page from `since`: every event, or those at `locations`.
+fn page_query(since: u64, locations: &[LocationId]) -> Query {
+    if locations.is_empty() {
+        Query::Changes {
+            since,
+            max: CHANGES_PAGE_MAX,
+        }
+    } else {
+        Query::ChangesAt {
+            since,
+            max: CHANGES_PAGE_MAX,
+            locations: locations.to_vec(),
+        }
+    }
+}
+
+/// The events from `since` on (at `locations`, if any), in bursts of at most a page, waiting
+/// for applies in between.
 fn events(
     app: App,
     principal: Arc<Principal>,
     since: u64,
+    locations: Arc<Vec<LocationId>>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    let state = (app, principal, since, Vec::<Event>::new().into_iter());
-    futures_util::stream::unfold(
-        state,
-        |(app, principal, mut since, mut queued)| async move {
-            loop {
-                if let Some(event) = queued.next() {
-                    return Some((Ok(event), (app, principal, since, queued)));
-                }
-                if *app.stopping.borrow() || allowed(&app, &principal, since).is_err() {
-                    return None;
-                }
-                // Taken before the read: an apply after it wakes the wait below.
-                let mut applied = app.ctx.shared.applied();
-                let page = {
-                    let ledger = app
-                        .ctx
-                        .shared
-                        .ledger
-                        .read()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    let query = Query::Changes {
-                        since,
-                        max: CHANGES_PAGE_MAX,
-                    };
-                    match ledger.query(&query, app.ctx.clock.now_ms()) {
-                        Ok(Answer::Changes(page)) => page,
-                        _ => return None,
-                    }
-                };
-                since = page.next;
-                if page.events.is_empty() {
-                    let wait = Duration::from_millis(STREAM_POLL_MS);
-                    let _ = tokio::time::timeout(wait, applied.changed()).await;
-                    continue;
-                }
-                let burst: Vec<Event> = page_json(&app, page)
-                    .events
-                    .into_iter()
-                    .filter_map(|e| {
-                        let id = e.seq.to_string();
-                        Event::default().event("change").id(id).json_data(&e).ok()
-                    })
-                    .collect();
-                queued = burst.into_iter();
+    let state = (
+        app,
+        (principal, locations),
+        since,
+        Vec::<Event>::new().into_iter(),
+    );
+    futures_util::stream::unfold(state, |(app, who, mut since, mut queued)| async move {
+        loop {
+            if let Some(event) = queued.next() {
+                return Some((Ok(event), (app, who, since, queued)));
             }
-        },
-    )
+            let (principal, locations) = &who;
+            if *app.stopping.borrow() || allowed(&app, principal, since).is_err() {
+                return None;
+            }
+            // Taken before the read: an apply after it wakes the wait below.
+            let mut applied = app.ctx.shared.applied();
+            let page = {
+                let ledger = app
+                    .ctx
+                    .shared
+                    .ledger
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let query = page_query(since, locations);
+                match ledger.query(&query, app.ctx.clock.now_ms()) {
+                    Ok(Answer::Changes(page)) => page,
+                    _ => return None,
+                }
+            };
+            // A filtered page may scan events without matching any: go on while it moves.
+            let moved = page.next > since;
+            since = page.next;
+            if page.events.is_empty() && moved && !locations.is_empty() {
+                continue;
+            }
+            if page.events.is_empty() {
+                let wait = Duration::from_millis(STREAM_POLL_MS);
+                let _ = tokio::time::timeout(wait, applied.changed()).await;
+                continue;
+            }
+            let burst: Vec<Event> = page_json(&app, page)
+                .events
+                .into_iter()
+                .filter_map(|e| {
+                    let id = e.seq.to_string();
+                    Event::default().event("change").id(id).json_data(&e).ok()
+                })
+                .collect();
+            queued = burst.into_iter();
+        }
+    })
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ mod feed;
 mod idempotency;
 mod identity;
 mod json;
+mod kit_writes;
 mod openapi;
 mod problem;
 mod queries;

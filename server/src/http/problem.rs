@@ -110,7 +110,8 @@ pub fn status_of_rejection(code: Code) -> StatusCode {
         | Code::OverFulfil
         | Code::OverReturn
         | Code::NothingToCancel
-        | Code::AlreadyExists => StatusCode::CONFLICT,
+        | Code::AlreadyExists
+        | Code::LimitExceeded => StatusCode::CONFLICT,
         // Not a rejection; never reaches here (kept total for the compiler).
         Code::Ok => StatusCode::OK,
     }
@@ -236,6 +237,7 @@ mod tests {
             (Code::NothingToCancel, 409),
             (Code::ChannelNotAllowed, 422),
             (Code::AlreadyExists, 409),
+            (Code::LimitExceeded, 409),
         ];
         assert_eq!(table, expect);
         let busy = status_of_server_error(&ServerError::Busy);

@@ -22,6 +22,7 @@ use pki::Principal;
 use protocol::{Op, OpResult};
 
 use super::json::{balance, qty, time, BalanceJson, Qty, Time};
+use super::kit_writes;
 use super::problem::{HttpCode, Problem};
 use super::router::{App, JsonBody};
 use super::{exec, idempotency};
@@ -195,6 +196,8 @@ pub struct Reserve {
     pub lines: Vec<LineJson>,
     /// Time to live, ms.
     pub ttl_ms: u64,
+    /// The customer the hold is for (counted against purchase limits).
+    pub customer: Option<String>,
 }
 
 /// `extend` a hold: its deadline becomes now + `ttl_ms`.
@@ -232,6 +235,8 @@ pub struct PlaceOrder {
     pub lines: Option<Vec<LineJson>>,
     /// Ship (default) or pickup.
     pub fulfilment: Option<FulfilmentJson>,
+    /// The customer a direct order is for (an order from a hold takes the hold's).
+    pub customer: Option<String>,
 }
 
 /// Lines of an order (`fulfil`).
@@ -350,7 +355,7 @@ fn bad(detail: &str) -> Problem {
     Problem::http(HttpCode::BadRequest, detail)
 }
 
-fn line(l: LineJson) -> Result<Line, Problem> {
+pub(super) fn line(l: LineJson) -> Result<Line, Problem> {
     let target = match (l.location, l.group) {
         (Some(_), Some(_)) => return Err(bad("a line names a location or a group, not both")),
         (Some(location), None) => Target::Location(loc(location)),
@@ -364,7 +369,7 @@ fn line(l: LineJson) -> Result<Line, Problem> {
     })
 }
 
-fn lines(ls: Vec<LineJson>) -> Result<Vec<Line>, Problem> {
+pub(super) fn lines(ls: Vec<LineJson>) -> Result<Vec<Line>, Problem> {
     ls.into_iter().map(line).collect()
 }
 
@@ -404,17 +409,32 @@ fn place_order(o: PlaceOrder) -> Result<Command, Problem> {
         },
         _ => return Err(bad("an order names a reservation, or a channel and lines")),
     };
-    let fulfilment = match o.fulfilment {
+    let place = Command::PlaceOrder {
+        order: OrderId(o.order),
+        source,
+        fulfilment: fulfilment(o.fulfilment),
+    };
+    Ok(kit_writes::for_customer(o.customer, place))
+}
+
+/// Ship (the default) or pickup within a window.
+pub(super) fn fulfilment(f: Option<FulfilmentJson>) -> Fulfilment {
+    match f {
         None | Some(FulfilmentJson::Ship) => Fulfilment::Ship,
         Some(FulfilmentJson::Pickup { window_ms }) => Fulfilment::Pickup {
             deadline_ms: window_ms,
         },
-    };
-    Ok(Command::PlaceOrder {
-        order: OrderId(o.order),
-        source,
-        fulfilment,
-    })
+    }
+}
+
+/// A return line as the engine's.
+pub(super) fn return_line(l: ReturnLineJson) -> ReturnLine {
+    ReturnLine {
+        sku: sku(l.sku),
+        qty: l.qty,
+        received_at: loc(l.received_at),
+        disposition: disposition(l.disposition),
+    }
 }
 
 fn define_location(d: DefineLocation) -> Command {
@@ -434,16 +454,7 @@ fn return_command(r: Return) -> Command {
     Command::Return {
         rma: RmaId(r.rma),
         order: OrderId(r.order),
-        lines: r
-            .lines
-            .into_iter()
-            .map(|l| ReturnLine {
-                sku: sku(l.sku),
-                qty: l.qty,
-                received_at: loc(l.received_at),
-                disposition: disposition(l.disposition),
-            })
-            .collect(),
+        lines: r.lines.into_iter().map(return_line).collect(),
     }
 }
 
@@ -538,6 +549,12 @@ pub enum WriteOp {
     },
     /// `POST /v1/credentials/revocations`.
     RevokeCredential(Revoke),
+    /// `POST /v1/kits`.
+    DefineKit(kit_writes::DefineKit),
+    /// `POST /v1/exchanges`.
+    Exchange(kit_writes::ExchangeJson),
+    /// `POST /v1/limits`.
+    SetPurchaseLimit(kit_writes::SetPurchaseLimit),
 }
 
 impl WriteOp {
@@ -554,13 +571,19 @@ impl WriteOp {
                 scale: d.scale,
             },
             WriteOp::PlaceOrder(o) => place_order(o)?,
-            WriteOp::Reserve(r) => Command::Reserve {
-                reservation: ReservationId(r.reservation),
-                channel: ChannelId(r.channel),
-                lines: lines(r.lines)?,
-                ttl_ms: r.ttl_ms,
-            },
+            WriteOp::Reserve(r) => kit_writes::for_customer(
+                r.customer,
+                Command::Reserve {
+                    reservation: ReservationId(r.reservation),
+                    channel: ChannelId(r.channel),
+                    lines: lines(r.lines)?,
+                    ttl_ms: r.ttl_ms,
+                },
+            ),
             WriteOp::Return(r) => return_command(r),
+            WriteOp::DefineKit(d) => kit_writes::define_kit(d),
+            WriteOp::Exchange(x) => kit_writes::exchange(x)?,
+            WriteOp::SetPurchaseLimit(l) => kit_writes::set_purchase_limit(l),
             other => other.stock_or_order_command(),
         })
     }
@@ -753,7 +776,13 @@ pub(super) struct Context {
 
 pub(super) fn context(command: &Command) -> Context {
     let skus = |ls: &[Line]| ls.iter().map(|l| l.sku.clone()).collect();
+    // A customer's write answers as the write it wraps (one level: the engine refuses more).
+    let command = match command {
+        Command::AsCustomer { command, .. } => command,
+        other => other,
+    };
     let (line_skus, stock, hold) = match command {
+        Command::Exchange(x) => (skus(&x.lines), None, None),
         Command::Reserve { lines, .. }
         | Command::PlaceOrder {
             source: OrderSource::Lines { lines, .. },
@@ -1234,3 +1263,24 @@ fn item(a: Answered) -> super::router::BatchItem {
         problem,
     }
 }
+write_route!(
+    define_kit_route,
+    "/v1/kits",
+    kit_writes::DefineKit,
+    WriteOp::DefineKit,
+    "Defines (or redefines) a kit: a SKU made of components, with no stock of its own."
+);
+write_route!(
+    exchange_route,
+    "/v1/exchanges",
+    kit_writes::ExchangeJson,
+    WriteOp::Exchange,
+    "A return and a new order in one all-or-nothing write; answers as the new order."
+);
+write_route!(
+    purchase_limit_route,
+    "/v1/limits",
+    kit_writes::SetPurchaseLimit,
+    WriteOp::SetPurchaseLimit,
+    "Sets, changes or (qty_max 0) removes a SKU's per-customer purchase limit."
+);

@@ -76,11 +76,14 @@ pub enum Operation {
     Init,
     AddNode,
     RemoveNode,
+    DefineKit,
+    Exchange,
+    SetPurchaseLimit,
 }
 
 impl Operation {
     /// How many operations there are.
-    pub const COUNT: usize = Operation::RemoveNode as usize + 1;
+    pub const COUNT: usize = Operation::SetPurchaseLimit as usize + 1;
 
     /// The operation of a write.
     pub fn of_command(command: &Command) -> Operation {
@@ -108,6 +111,14 @@ impl Operation {
             Command::ReceiveTransfer { .. } => Operation::ReceiveTransfer,
             Command::RevokeCredential { .. } => Operation::RevokeCredential,
             Command::CreateToken(_) => Operation::CreateToken,
+            Command::DefineKit { .. } => Operation::DefineKit,
+            // A customer's write is counted as the reserve or place_order it wraps.
+            Command::AsCustomer { command, .. } => match **command {
+                Command::AsCustomer { .. } => Operation::Reserve,
+                ref inner => Operation::of_command(inner),
+            },
+            Command::Exchange(_) => Operation::Exchange,
+            Command::SetPurchaseLimit { .. } => Operation::SetPurchaseLimit,
         }
     }
 
@@ -120,7 +131,7 @@ impl Operation {
             Query::Order(_) => Operation::Order,
             Query::Rma(_) => Operation::Rma,
             Query::Transfer(_) => Operation::Transfer,
-            Query::Changes { .. } => Operation::Changes,
+            Query::Changes { .. } | Query::ChangesAt { .. } => Operation::Changes,
             Query::Status => Operation::LedgerStatus,
             Query::Location(_) => Operation::Location,
             Query::Revoked => Operation::Revoked,
@@ -134,7 +145,7 @@ impl Operation {
             Op::Read { query, .. } => Operation::of_query(query),
             Op::Status => Operation::Status,
             Op::Digest => Operation::Digest,
-            Op::Subscribe { .. } => Operation::Subscribe,
+            Op::Subscribe { .. } | Op::SubscribeAt { .. } => Operation::Subscribe,
             Op::Admin(AdminOp::Init { .. }) => Operation::Init,
             Op::Admin(AdminOp::AddNode(_)) => Operation::AddNode,
             Op::Admin(AdminOp::RemoveNode { .. }) => Operation::RemoveNode,
@@ -184,6 +195,9 @@ impl Operation {
             Operation::Init => "init",
             Operation::AddNode => "add_node",
             Operation::RemoveNode => "remove_node",
+            Operation::DefineKit => "define_kit",
+            Operation::Exchange => "exchange",
+            Operation::SetPurchaseLimit => "set_purchase_limit",
         }
     }
 
@@ -382,6 +396,9 @@ const OPERATIONS: [Operation; Operation::COUNT] = [
     Operation::Init,
     Operation::AddNode,
     Operation::RemoveNode,
+    Operation::DefineKit,
+    Operation::Exchange,
+    Operation::SetPurchaseLimit,
 ];
 
 #[cfg(test)]

@@ -70,3 +70,45 @@ async fn a_subscriber_sees_every_change_in_order() {
     client.close();
     cluster.shutdown().await;
 }
+
+/// A store associate's alerts (SPEC section 3, `changes(since, locations)`): a subscription to
+/// one store sees only that store's balances, in order, and an unknown store is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_subscription_sees_only_its_store() {
+    let cluster = Cluster::replicated(3).await.expect("cluster starts");
+    let client = cluster.client().await.expect("client connects");
+    for define in [testkit::warehouse("wh"), testkit::warehouse("store-1")] {
+        client
+            .write(define)
+            .await
+            .expect("define")
+            .outcome
+            .expect("ok");
+    }
+    let mut alerts = client
+        .subscribe_at(1, vec![LocationId::from("store-1")])
+        .await
+        .expect("subscribe");
+    for (at, qty) in [("wh", 5), ("store-1", 3), ("wh", 6), ("store-1", 2)] {
+        let counted = client.write(testkit::count("A", at, qty)).await;
+        counted.expect("count").outcome.expect("ok");
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let event = tokio::time::timeout(Duration::from_secs(5), alerts.next())
+            .await
+            .expect("event in time")
+            .expect("event");
+        seen.push((event.seq, event.location.0.clone(), event.balance.on_hand));
+    }
+    assert_eq!(
+        seen,
+        vec![(2, "store-1".to_owned(), 3), (4, "store-1".to_owned(), 2)]
+    );
+    let unknown = client
+        .subscribe_at(1, vec![LocationId::from("nowhere")])
+        .await;
+    assert!(unknown.is_err(), "an unknown store is refused");
+    client.close();
+    cluster.shutdown().await;
+}

@@ -247,6 +247,30 @@ async fn every_operation_over_http_including_writes_sent_to_a_follower() {
             "/v1/credentials/revocations",
             json!({"credential": "abcdef", "until_ms": cluster.clock().now_ms() + 60_000}),
         ),
+        (
+            "/v1/kits",
+            json!({"kit": "KIT", "components": [{"sku": "A", "qty": 2}]}),
+        ),
+        (
+            "/v1/limits",
+            json!({"sku": "KIT", "qty_max": 1, "window_ms": 3_600_000, "strict": true}),
+        ),
+        (
+            "/v1/stock/counts",
+            json!({"sku": "A", "location": "w1", "qty": 20, "reason": "count"}),
+        ),
+        (
+            "/v1/reservations",
+            json!({"reservation": "r3", "channel": "web", "ttl_ms": 600_000, "customer": "ann",
+            "lines": [{"sku": "KIT", "location": "w1", "qty": 1}]}),
+        ),
+        (
+            "/v1/exchanges",
+            json!({"rma": "m2", "order": "o2", "returns": [
+                {"sku": "A", "qty": 1, "received_at": "s1", "disposition": "restock"}],
+            "new_order": "o3", "channel": "pos",
+            "lines": [{"sku": "A", "location": "s1", "qty": 1}]}),
+        ),
     ];
     for (path, body) in writes {
         let answer = http.post(path, Some(&key()), body).await;
@@ -263,10 +287,21 @@ async fn every_operation_over_http_including_writes_sent_to_a_follower() {
         "/v1/transfers/t1",
         "/v1/locations/s1",
         "/v1/changes?since=0&max=5",
+        "/v1/changes?since=0&max=5&at=s1",
+        "/v1/orders/o3",
     ];
     for path in reads {
         check(&http.get(path).await, 200, None);
     }
+    let at_s1 = http.get("/v1/changes?since=0&max=1000&at=s1").await;
+    let events = at_s1.body["events"].as_array().expect("events");
+    assert!(!events.is_empty());
+    assert!(events.iter().all(|e| e["location"] == "s1"), "{events:?}");
+    check(
+        &http.get("/v1/changes?at=nowhere").await,
+        404,
+        Some("not_found"),
+    );
     let fabric = http.get("/v1/availability?sku=FABRIC&at=w1").await;
     assert_eq!(
         fabric.body["skus"][0]["rows"][0]["balance"]["on_hand"],
@@ -548,6 +583,36 @@ async fn the_change_feed_streams_as_server_sent_events_resuming_after_the_last_e
         [2, 3, 4]
     );
     assert_eq!(resumed[2].1["cause"], "set_on_hand");
+    // A store's stream: only its events (the 4 counts above were at w1).
+    check(
+        &http
+            .post(
+                "/v1/locations",
+                Some(&key()),
+                json!({"location": "s1", "kind": "store"}),
+            )
+            .await,
+        200,
+        None,
+    );
+    let count = json!({"sku": "A", "location": "s1", "qty": 2, "reason": "count"});
+    check(
+        &http.post("/v1/stock/counts", Some(&key()), count).await,
+        200,
+        None,
+    );
+    let store = http
+        .client
+        .get(format!("{}/v1/changes/stream?at=s1", http.base))
+        .bearer_auth(&http.token);
+    let at_s1 = read_events(store, 1).await;
+    assert_eq!(at_s1[0].0, 5);
+    assert_eq!(at_s1[0].1["location"], "s1");
+    check(
+        &http.get("/v1/changes/stream?at=nowhere").await,
+        404,
+        Some("not_found"),
+    );
 }
 
 /// Reads `n` events (`id`, parsed `data`) from a server-sent event stream, within 10 s.

@@ -4,15 +4,15 @@
 use std::collections::BTreeMap;
 
 use engine::{
-    ChannelId, Command, Fulfilment, GroupId, InvalidReason, Line, LocatedLine, LocationDef,
-    LocationId, OrderId, OrderSource, Outcome, Reason, Rejection, ReservationId, ReturnLine, RmaId,
-    SkuId, Target, TransferId,
+    ChannelId, Command, CustomerId, Fulfilment, GroupId, InvalidReason, KitComponent, Line,
+    LocatedLine, LocationDef, LocationId, OrderId, OrderSource, Outcome, Reason, Rejection,
+    ReservationId, ReturnLine, RmaId, SkuId, Target, TransferId,
 };
 
 use super::runner::Runner;
 use super::CaseError;
 use crate::grammar::{
-    self, FromTo, GrammarError, LineText, Qty, ReturnText, SkuAt, DEFAULT_PICKUP_MS,
+    self, FromTo, GrammarError, LineText, PartText, Qty, ReturnText, SkuAt, DEFAULT_PICKUP_MS,
 };
 
 /// Why a line produced no write.
@@ -128,6 +128,9 @@ impl Runner<'_> {
             }),
             "return" => self.return_units(w),
             "receive_transfer" => self.receive_transfer(w),
+            "kit" => self.kit(w),
+            "exchange" => self.exchange(w),
+            "limit" => self.limit(w),
             other => Err(CaseError::UnknownCommand(other.to_owned()).into()),
         }
     }
@@ -256,10 +259,21 @@ impl Runner<'_> {
         })
     }
 
-    /// `reserve RES CHANNEL LINE... ttl=DURATION`.
+    /// A write for `customer=CUST`, if the line names one (namespaced like every id).
+    fn for_customer(&self, w: &Words, command: Command) -> Command {
+        match w.option("customer") {
+            None => command,
+            Some(customer) => Command::AsCustomer {
+                customer: CustomerId(self.ns(customer)),
+                command: Box::new(command),
+            },
+        }
+    }
+
+    /// `reserve RES CHANNEL LINE... ttl=DURATION [customer=CUST]`.
     fn reserve(&self, w: &Words) -> Result<Command, Unsent> {
         let ttl_ms = grammar::duration_ms(w.required("ttl", "ttl=")?)?;
-        Ok(Command::Reserve {
+        let reserve = Command::Reserve {
             reservation: ReservationId(self.ns(w.arg(0, "a reservation")?)),
             channel: ChannelId::from(w.arg(1, "a channel")?),
             // No lines is for the ledger to reject.
@@ -269,30 +283,15 @@ impl Runner<'_> {
                 .map(|l| self.line(l))
                 .collect::<Result<_, _>>()?,
             ttl_ms,
-        })
+        };
+        Ok(self.for_customer(w, reserve))
     }
 
     /// `order ORD from RES ship|pickup` or `order ORD CHANNEL LINE... ship|pickup`, with
-    /// `deadline=DURATION` for a pickup.
+    /// `deadline=DURATION` for a pickup and `customer=CUST` for a customer's order.
     fn order(&self, w: &Words) -> Result<Command, Unsent> {
         let order = OrderId(self.ns(w.arg(0, "an id")?));
-        let fulfilment = match w.positional.last().copied() {
-            Some("ship") => Fulfilment::Ship,
-            Some("pickup") => Fulfilment::Pickup {
-                deadline_ms: w
-                    .option("deadline")
-                    .map(grammar::duration_ms)
-                    .transpose()?
-                    .unwrap_or(DEFAULT_PICKUP_MS),
-            },
-            _ => {
-                return Err(CaseError::Missing {
-                    command: "order".into(),
-                    what: "ship|pickup last",
-                }
-                .into())
-            }
-        };
+        let fulfilment = self.fulfilment(w, w.positional.last().copied())?;
         // Between the id and ship|pickup: `from RES`, or a channel and lines.
         let middle = w
             .positional
@@ -315,10 +314,32 @@ impl Runner<'_> {
                 .into())
             }
         };
-        Ok(Command::PlaceOrder {
+        let place = Command::PlaceOrder {
             order,
             source,
             fulfilment,
+        };
+        Ok(self.for_customer(w, place))
+    }
+
+    /// `ship` or `pickup` (with `deadline=DURATION`, default 48 h), the last positional word.
+    fn fulfilment(&self, w: &Words, last: Option<&str>) -> Result<Fulfilment, Unsent> {
+        Ok(match last {
+            Some("ship") => Fulfilment::Ship,
+            Some("pickup") => Fulfilment::Pickup {
+                deadline_ms: w
+                    .option("deadline")
+                    .map(grammar::duration_ms)
+                    .transpose()?
+                    .unwrap_or(DEFAULT_PICKUP_MS),
+            },
+            _ => {
+                return Err(CaseError::Missing {
+                    command: w.command.into(),
+                    what: "ship|pickup last",
+                }
+                .into())
+            }
         })
     }
 
@@ -374,8 +395,17 @@ impl Runner<'_> {
 
     /// `return RMA ORD SKU@RECEIVED_AT:QTY:DISPOSITION ...`.
     fn return_units(&self, w: &Words) -> Result<Command, Unsent> {
+        Ok(Command::Return {
+            rma: RmaId(self.ns(w.arg(0, "an RMA")?)),
+            order: OrderId(self.ns(w.arg(1, "an order")?)),
+            lines: self.return_lines(w.rest(2))?,
+        })
+    }
+
+    /// `SKU@RECEIVED_AT:QTY:DISPOSITION` words as return lines.
+    fn return_lines(&self, words: &[&str]) -> Result<Vec<ReturnLine>, Unsent> {
         let mut lines = Vec::new();
-        for text in w.rest(2) {
+        for text in words {
             let line = ReturnText::parse(text)?;
             lines.push(ReturnLine {
                 sku: SkuId(self.ns(&line.sku)),
@@ -384,10 +414,73 @@ impl Runner<'_> {
                 disposition: line.disposition,
             });
         }
-        Ok(Command::Return {
+        Ok(lines)
+    }
+
+    /// `kit KIT COMP:QTY ...` (QTY in the component's display units).
+    fn kit(&self, w: &Words) -> Result<Command, Unsent> {
+        let kit = w.arg(0, "a kit")?;
+        let mut components = Vec::new();
+        for text in w.rest(1) {
+            let part = PartText::parse(text)?;
+            components.push(KitComponent {
+                sku: SkuId(self.ns(&part.sku)),
+                qty: part.qty.to_base(self.scale(&part.sku))?,
+            });
+        }
+        Ok(Command::DefineKit {
+            kit: SkuId(self.ns(kit)),
+            components,
+        })
+    }
+
+    /// `exchange RMA ORD RETURN-LINE... -> NEWORD CHANNEL LINE... ship|pickup
+    /// [deadline=DURATION]`.
+    fn exchange(&self, w: &Words) -> Result<Command, Unsent> {
+        let missing = |what| CaseError::Missing {
+            command: "exchange".into(),
+            what,
+        };
+        let (before, after) = grammar::split_exchange(&w.positional)
+            .ok_or_else(|| missing("`->` between the return and the new order"))?;
+        let returns = self.return_lines(before.get(2..).unwrap_or(&[]))?;
+        let [new_order, channel, lines @ .., last] = after else {
+            return Err(missing("NEWORD CHANNEL LINE... ship|pickup").into());
+        };
+        Ok(Command::Exchange(Box::new(engine::Exchange {
             rma: RmaId(self.ns(w.arg(0, "an RMA")?)),
             order: OrderId(self.ns(w.arg(1, "an order")?)),
-            lines,
+            returns,
+            new_order: OrderId(self.ns(new_order)),
+            channel: ChannelId::from(*channel),
+            lines: lines
+                .iter()
+                .map(|l| self.line(l))
+                .collect::<Result<_, _>>()?,
+            fulfilment: self.fulfilment(w, Some(last))?,
+        })))
+    }
+
+    /// `limit SKU QTY window=DURATION [strict]` (QTY in the SKU's display units; 0 removes).
+    fn limit(&self, w: &Words) -> Result<Command, Unsent> {
+        let sku = w.arg(0, "a SKU")?;
+        let qty_max = self.qty(sku, w.arg(1, "a quantity")?)?;
+        let window_ms = match w.option("window") {
+            Some(text) => grammar::duration_ms(text)?,
+            None if qty_max == 0 => 0,
+            None => {
+                return Err(CaseError::Missing {
+                    command: "limit".into(),
+                    what: "window=",
+                }
+                .into())
+            }
+        };
+        Ok(Command::SetPurchaseLimit {
+            sku: SkuId(self.ns(sku)),
+            qty_max,
+            window_ms,
+            strict: w.rest(2).contains(&"strict"),
         })
     }
 

@@ -3,15 +3,16 @@
 //! `all`). One function per family of commands.
 
 use engine::{
-    ChannelId, Command, Fulfilment, GroupId, Line, LocatedLine, LocationDef, LocationId, OrderId,
-    OrderSource, Reason, ReservationId, ReturnLine, RmaId, SkuId, TransferId,
+    ChannelId, Command, CustomerId, Exchange, Fulfilment, GroupId, KitComponent, Line, LocatedLine,
+    LocationDef, LocationId, OrderId, OrderSource, Reason, ReservationId, ReturnLine, RmaId, SkuId,
+    TransferId,
 };
 
 use super::command::CredentialsCmd;
 use super::facts::Facts;
 use super::show::ReplyContext;
 use super::Cmd;
-use crate::grammar::{self, GrammarError, LineText, Qty, SkuAt, DEFAULT_PICKUP_MS};
+use crate::grammar::{self, GrammarError, LineText, Qty, ReturnText, SkuAt, DEFAULT_PICKUP_MS};
 
 /// A write ready to send, with what its reply refers to.
 #[derive(Debug)]
@@ -59,6 +60,7 @@ pub fn build(cmd: &Cmd, facts: &Facts) -> Result<Built, BuildError> {
         Cmd::Credentials {
             action: CredentialsCmd::Revoke { id, cert },
         } => revocation(id, cert.as_deref())?,
+        Cmd::Kit { .. } | Cmd::Exchange { .. } | Cmd::Limit { .. } => kits_and_limits(cmd, facts)?,
         _ => return Err(BuildError::Usage("not a write")),
     };
     Ok(Built {
@@ -106,7 +108,9 @@ fn context(cmd: &Cmd, facts: &Facts) -> ReplyContext {
         Cmd::ReceiveTransfer { .. } => context.sku = facts.object_skus.first().cloned(),
         // An order from a reservation has the reservation's lines.
         Cmd::PlaceOrder { from: Some(_), .. } => context.line_skus = facts.object_skus.clone(),
-        Cmd::Reserve { lines, .. } | Cmd::PlaceOrder { lines, .. } => {
+        Cmd::Reserve { lines, .. }
+        | Cmd::PlaceOrder { lines, .. }
+        | Cmd::Exchange { lines, .. } => {
             context.line_skus = lines.iter().map(|l| l.sku.clone()).collect();
         }
         _ => {}
@@ -227,15 +231,19 @@ fn hold(cmd: &Cmd, facts: &Facts) -> Result<Command, GrammarError> {
             channel,
             lines,
             ttl,
-        } => Command::Reserve {
-            reservation: ReservationId(reservation.clone()),
-            channel: ChannelId(channel.clone()),
-            lines: lines
-                .iter()
-                .map(|l| line(facts, l))
-                .collect::<Result<_, _>>()?,
-            ttl_ms: *ttl,
-        },
+            customer,
+        } => for_customer(
+            customer.as_deref(),
+            Command::Reserve {
+                reservation: ReservationId(reservation.clone()),
+                channel: ChannelId(channel.clone()),
+                lines: lines
+                    .iter()
+                    .map(|l| line(facts, l))
+                    .collect::<Result<_, _>>()?,
+                ttl_ms: *ttl,
+            },
+        ),
         Cmd::Extend { reservation, ttl } => Command::Extend {
             reservation: ReservationId(reservation.clone()),
             ttl_ms: *ttl,
@@ -256,6 +264,7 @@ fn place_order(cmd: &Cmd, facts: &Facts) -> Result<Command, BuildError> {
         channel,
         pickup,
         deadline,
+        customer,
     } = cmd
     else {
         unreachable!("build dispatches only place-order here")
@@ -275,17 +284,105 @@ fn place_order(cmd: &Cmd, facts: &Facts) -> Result<Command, BuildError> {
             ))
         }
     };
-    let fulfilment = if *pickup {
+    let place = Command::PlaceOrder {
+        order: OrderId(order.clone()),
+        source,
+        fulfilment: fulfilment(*pickup, *deadline),
+    };
+    Ok(for_customer(customer.as_deref(), place))
+}
+
+/// Ship, or pickup within `deadline` (default 2 d).
+fn fulfilment(pickup: bool, deadline: Option<u64>) -> Fulfilment {
+    if pickup {
         Fulfilment::Pickup {
             deadline_ms: deadline.unwrap_or(DEFAULT_PICKUP_MS),
         }
     } else {
         Fulfilment::Ship
-    };
-    Ok(Command::PlaceOrder {
-        order: OrderId(order.clone()),
-        source,
-        fulfilment,
+    }
+}
+
+/// A write made for `customer`, if one is given (`--customer`).
+fn for_customer(customer: Option<&str>, command: Command) -> Command {
+    match customer {
+        None => command,
+        Some(c) => Command::AsCustomer {
+            customer: CustomerId::from(c),
+            command: Box::new(command),
+        },
+    }
+}
+
+/// A return line at its SKU's scale.
+fn return_line(facts: &Facts, l: &ReturnText) -> Result<ReturnLine, GrammarError> {
+    Ok(ReturnLine {
+        sku: SkuId(l.sku.clone()),
+        qty: base(facts, &l.sku, &l.qty)?,
+        received_at: LocationId(l.received_at.clone()),
+        disposition: l.disposition,
+    })
+}
+
+/// `kit`, `exchange`, `limit`.
+fn kits_and_limits(cmd: &Cmd, facts: &Facts) -> Result<Command, BuildError> {
+    Ok(match cmd {
+        Cmd::Kit { kit, components } => Command::DefineKit {
+            kit: SkuId(kit.clone()),
+            components: components
+                .iter()
+                .map(|c| {
+                    Ok(KitComponent {
+                        sku: SkuId(c.sku.clone()),
+                        qty: base(facts, &c.sku, &c.qty)?,
+                    })
+                })
+                .collect::<Result<_, GrammarError>>()?,
+        },
+        Cmd::Exchange {
+            rma,
+            order,
+            returns,
+            new_order,
+            channel,
+            lines,
+            pickup,
+            deadline,
+        } => Command::Exchange(Box::new(Exchange {
+            rma: RmaId(rma.clone()),
+            order: OrderId(order.clone()),
+            returns: returns
+                .iter()
+                .map(|r| return_line(facts, r))
+                .collect::<Result<_, _>>()?,
+            new_order: OrderId(new_order.clone()),
+            channel: ChannelId(channel.clone()),
+            lines: lines
+                .iter()
+                .map(|l| line(facts, l))
+                .collect::<Result<_, _>>()?,
+            fulfilment: fulfilment(*pickup, *deadline),
+        })),
+        Cmd::Limit {
+            sku,
+            qty,
+            window,
+            strict,
+        } => {
+            let qty_max = base(facts, sku, qty)?;
+            let window_ms = match (window, qty_max) {
+                (Some(w), _) => *w,
+                (None, 0) => 0,
+                (None, _) => return Err(BuildError::Usage("limit needs --window unless QTY is 0")),
+            };
+            Command::SetPurchaseLimit {
+                sku: SkuId(sku.clone()),
+                qty_max,
+                window_ms,
+                strict: *strict,
+            }
+        }
+        _ => unreachable!("build dispatches only kits, exchanges and limits here"),
     })
 }
 
@@ -339,14 +436,7 @@ fn returns_and_transfers(cmd: &Cmd, facts: &Facts) -> Result<Command, GrammarErr
             order: OrderId(order.clone()),
             lines: lines
                 .iter()
-                .map(|l| {
-                    Ok(ReturnLine {
-                        sku: SkuId(l.sku.clone()),
-                        qty: base(facts, &l.sku, &l.qty)?,
-                        received_at: LocationId(l.received_at.clone()),
-                        disposition: l.disposition,
-                    })
-                })
+                .map(|l| return_line(facts, l))
                 .collect::<Result<_, GrammarError>>()?,
         },
         Cmd::ShipTransfer {

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use engine::{LocationKind, RequestId};
 use protocol::{Consistency, NodeAddr};
 
-use crate::grammar::{self, LineText, Qty, ReturnText, SkuAt};
+use crate::grammar::{self, LineText, PartText, Qty, ReturnText, SkuAt};
 
 /// Default node address.
 pub const DEFAULT_CONNECT: &str = "127.0.0.1:7400";
@@ -203,6 +203,9 @@ pub enum Cmd {
         /// Time to live.
         #[arg(long, value_parser = grammar::duration_ms)]
         ttl: u64,
+        /// The customer the hold is for (counted against purchase limits).
+        #[arg(long)]
+        customer: Option<String>,
     },
     /// Set a hold's deadline to now + TTL.
     Extend {
@@ -236,6 +239,57 @@ pub enum Cmd {
         /// Collection window of a pickup order [default: 2d].
         #[arg(long, value_parser = grammar::duration_ms, requires = "pickup")]
         deadline: Option<u64>,
+        /// The customer a direct order is for (counted against purchase limits; an order
+        /// from a reservation takes the reservation's).
+        #[arg(long, conflicts_with = "from")]
+        customer: Option<String>,
+    },
+    /// Define (or redefine) a kit: a SKU made of components, with no stock of its own.
+    Kit {
+        /// The kit's SKU id.
+        kit: String,
+        /// COMPONENT:QTY per kit, in the component's display units.
+        #[arg(required = true, value_parser = PartText::parse)]
+        components: Vec<PartText>,
+    },
+    /// A return and a new order in one all-or-nothing write (a size exchange).
+    Exchange {
+        /// RMA id of the return.
+        rma: String,
+        /// The original order.
+        order: String,
+        /// SKU@RECEIVED_AT:QTY:restock|damaged|scrap (repeatable).
+        #[arg(long = "return", required = true, value_parser = ReturnText::parse)]
+        returns: Vec<ReturnText>,
+        /// The new order's id.
+        #[arg(long)]
+        new_order: String,
+        /// The new order's channel.
+        #[arg(long)]
+        channel: String,
+        /// The new order's SKU@LOC:QTY lines; LOC may be a group or `all`.
+        #[arg(required = true, value_parser = LineText::parse)]
+        lines: Vec<LineText>,
+        /// Collected at the line's store instead of shipped.
+        #[arg(long)]
+        pickup: bool,
+        /// Collection window of a pickup order [default: 2d].
+        #[arg(long, value_parser = grammar::duration_ms, requires = "pickup")]
+        deadline: Option<u64>,
+    },
+    /// Set (or change, or with 0 remove) a SKU's per-customer purchase limit.
+    Limit {
+        /// SKU id.
+        sku: String,
+        /// Units a customer may hold plus buy within the window (0 removes the limit).
+        #[arg(value_parser = Qty::parse)]
+        qty: Qty,
+        /// Rolling window (1m..=90d); required unless QTY is 0.
+        #[arg(long, value_parser = grammar::duration_ms)]
+        window: Option<u64>,
+        /// Lines without a customer are refused (`invalid`).
+        #[arg(long)]
+        strict: bool,
     },
     /// Record shipped or handed-over units.
     Fulfil {
@@ -393,6 +447,9 @@ pub enum Cmd {
         /// Keep printing new events until interrupted.
         #[arg(long)]
         follow: bool,
+        /// Only events at these locations (repeatable or comma-separated): a store's alerts.
+        #[arg(long, value_delimiter = ',', value_name = "LOCATION")]
+        at: Vec<String>,
         /// linearizable | local | at-least=INDEX
         #[arg(long, value_parser = grammar::consistency, default_value = "linearizable")]
         consistency: Consistency,

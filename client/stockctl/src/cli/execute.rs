@@ -78,8 +78,9 @@ pub(super) async fn execute(
             since,
             max,
             follow,
+            at,
             consistency,
-        } => changes(client, out, since, max, follow, consistency).await,
+        } => changes(client, out, since, max, follow, &at, consistency).await,
         Cmd::Status => status(client, out).await,
         Cmd::Members => members(client, out).await,
         Cmd::Digest { node } => digest(client, out, node).await,
@@ -502,12 +503,26 @@ async fn changes(
     since: u64,
     max: u32,
     follow: bool,
+    at: &[String],
     consistency: Consistency,
 ) -> Result<Exit, Fail> {
+    let locations: Vec<engine::LocationId> = at
+        .iter()
+        .map(|l| engine::LocationId::from(l.as_str()))
+        .collect();
     if !follow {
-        return query(client, out, Query::Changes { since, max }, consistency).await;
+        let page = if locations.is_empty() {
+            Query::Changes { since, max }
+        } else {
+            Query::ChangesAt {
+                since,
+                max,
+                locations,
+            }
+        };
+        return query(client, out, page, consistency).await;
     }
-    let mut subscription = client.subscribe(since).await?;
+    let mut subscription = client.subscribe_at(since, locations).await?;
     loop {
         match subscription.next().await {
             Ok(event) => out.print(|| show::event(&event), || event_json(&event)),

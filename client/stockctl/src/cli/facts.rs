@@ -112,6 +112,17 @@ pub fn needs(cmd: &Cmd) -> Needs {
             transfer: Some(transfer.clone()),
             ..Needs::default()
         },
+        Cmd::Kit { components, .. } => {
+            Needs::skus(components.iter().map(|c| c.sku.clone()).collect(), None)
+        }
+        Cmd::Limit { sku, .. } => Needs::skus(vec![sku.clone()], None),
+        Cmd::Exchange {
+            returns, lines: l, ..
+        } => {
+            let mut needs = lines(l, true);
+            needs.skus.extend(returns.iter().map(|r| r.sku.clone()));
+            needs
+        }
         _ => Needs::default(),
     }
 }
