@@ -641,6 +641,7 @@ impl Ledger {
             balances: Vec::new(),
         }) as SkuIdx;
         self.ix.sku.set(hash_str(sku.as_str()), idx, |_| false);
+        crate::search::index_sku(&mut self.ix, sku.as_str(), idx);
         idx
     }
 

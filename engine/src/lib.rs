@@ -35,6 +35,7 @@ pub mod outcome;
 mod pages;
 pub mod query;
 mod returns;
+mod search;
 mod slab;
 mod snapshot;
 mod state;

@@ -81,6 +81,12 @@ pub const NEARBY_RADIUS_KM_MAX: u32 = 20_000;
 /// Change-feed events returned by one `changes` query.
 pub const CHANGES_PER_QUERY_MAX: u32 = 10_000;
 
+/// SKUs returned by one prefix search (the store page lists them; a longer prefix narrows).
+pub const SKU_SEARCH_RESULTS_MAX: u32 = 100;
+
+/// Pickup orders returned by one `pickups` query (a store's counter list).
+pub const PICKUPS_PER_QUERY_MAX: u32 = 1_000;
+
 /// Default retention limits, overridable (downwards) per ledger through
 /// [`crate::Config`]. The dedup window: a replayed request id older than this, or beyond this
 /// many newer requests, is treated as new.
