@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{feed, problem, queries, router, views, writes};
+use super::{feed, problem, queries, router, store, views, writes};
 
 /// Declares the bearer scheme the routes name.
 struct Bearer;
@@ -35,7 +35,7 @@ impl Modify for Bearer {
         writes::reallocate_route, writes::ready_route, writes::picked_up_route,
         writes::return_route, writes::ship_transfer_route, writes::receive_route,
         writes::revoke_route, router::batch,
-        queries::availability, queries::nearby,
+        queries::availability, queries::nearby, store::sku_search, store::pickups,
         views::reservation, views::order, views::rma, views::transfer, views::location,
         feed::changes, feed::stream,
         router::healthz, router::readyz, router::metrics, router::openapi_document,
@@ -66,6 +66,8 @@ mod tests {
             "/v1/availability",
             "/v1/changes/stream",
             "/v1/batch",
+            "/v1/skus",
+            "/v1/locations/{id}/pickups",
         ] {
             assert!(paths.contains_key(route), "{route} missing");
         }
