@@ -43,7 +43,8 @@ impl Driver {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let profile = std::env::temp_dir().join(format!("stockd-browser-{}-{port}", std::process::id()));
+        let profile =
+            std::env::temp_dir().join(format!("stockd-browser-{}-{port}", std::process::id()));
         let child = Command::new(chromedriver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -142,7 +143,9 @@ impl Api {
     }
 
     async fn get(&self, path: &str) -> Value {
-        let (status, body) = self.call(self.client.get(format!("{}{path}", self.base))).await;
+        let (status, body) = self
+            .call(self.client.get(format!("{}{path}", self.base)))
+            .await;
         assert_eq!(status, 200, "GET {path}: {body:#}");
         body
     }
@@ -154,10 +157,15 @@ async fn scene(api: &Api) {
         json!({"location": id, "kind": "store", "pickup": true,
                "coordinates": {"lat_e6": lat_e6, "lon_e6": lon_e6}})
     };
-    api.post("/v1/locations", store("store-1", 48_856_600, 2_352_200)).await;
-    api.post("/v1/locations", store("store-2", 48_870_000, 2_330_000)).await;
-    api.post("/v1/locations", json!({"location": "w1", "kind": "warehouse"}))
+    api.post("/v1/locations", store("store-1", 48_856_600, 2_352_200))
         .await;
+    api.post("/v1/locations", store("store-2", 48_870_000, 2_330_000))
+        .await;
+    api.post(
+        "/v1/locations",
+        json!({"location": "w1", "kind": "warehouse"}),
+    )
+    .await;
     for (sku, location, qty) in [
         ("TSHIRT-M", "store-1", 10),
         ("TSHIRT-M", "store-2", 4),
@@ -171,7 +179,8 @@ async fn scene(api: &Api) {
     let safety = json!({"sku": "TSHIRT-M", "location": "store-1", "qty": 1});
     api.post("/v1/stock/safety", safety).await;
     let line = json!([{"sku": "TSHIRT-M", "location": "store-1", "qty": 2}]);
-    let hold = json!({"reservation": "web-hold", "channel": "web", "lines": line, "ttl_ms": 3_600_000});
+    let hold =
+        json!({"reservation": "web-hold", "channel": "web", "lines": line, "ttl_ms": 3_600_000});
     api.post("/v1/reservations", hold).await;
     let line = json!([{"sku": "TSHIRT-M", "location": "store-1", "qty": 1}]);
     let order = json!({"order": "pickup-1", "channel": "web", "lines": line,
@@ -266,8 +275,16 @@ async fn a_store_associate_finds_stock_sees_pickups_and_holds_in_a_real_browser(
     };
     // The admin token reaches the ledger once a leader proposed it.
     let deadline = tokio::time::Instant::now() + WAIT;
-    while admin.call(admin.client.get(format!("{}/v1/changes", admin.base))).await.0 != 200 {
-        assert!(tokio::time::Instant::now() < deadline, "the admin token never worked");
+    while admin
+        .call(admin.client.get(format!("{}/v1/changes", admin.base)))
+        .await
+        .0
+        != 200
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the admin token never worked"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     scene(&admin).await;
@@ -287,9 +304,14 @@ async fn use_the_page(c: &Client, api: &Api, token: &str) {
     // The page and its files are open and carry the policy; the API is not.
     let page = reqwest::get(format!("{}/", api.base)).await.expect("page");
     assert_eq!(page.status(), 200);
-    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("a text header")
+        .to_owned();
     assert!(csp.contains("script-src 'self'"), "{csp}");
-    let open = reqwest::get(format!("{}/v1/skus?prefix=T", api.base)).await.expect("api");
+    let open = reqwest::get(format!("{}/v1/skus?prefix=T", api.base))
+        .await
+        .expect("api");
     assert_eq!(open.status(), 401);
 
     c.goto(&format!("{}/", api.base)).await.expect("goto");
@@ -300,10 +322,15 @@ async fn use_the_page(c: &Client, api: &Api, token: &str) {
 
     // A pickup due here, with its deadline.
     let order = api.get("/v1/orders/pickup-1").await;
-    let deadline_ms = order["pickup_deadline"]["ms"].as_u64().expect("a pickup deadline");
+    let deadline_ms = order["pickup_deadline"]["ms"]
+        .as_u64()
+        .expect("a pickup deadline");
     text_is(c, "tr[data-order='pickup-1'] .pickup-order", "pickup-1").await;
     let pickups = api.get("/v1/locations/store-1/pickups").await;
-    assert_eq!(pickups["pickups"][0]["deadline"]["ms"].as_u64(), Some(deadline_ms));
+    assert_eq!(
+        pickups["pickups"][0]["deadline"]["ms"].as_u64(),
+        Some(deadline_ms)
+    );
     let shown_deadline = c
         .execute(
             "return document.querySelector(\"tr[data-order='pickup-1'] td\").title",
@@ -312,35 +339,69 @@ async fn use_the_page(c: &Client, api: &Api, token: &str) {
         .await
         .expect("deadline cell");
     assert_eq!(shown_deadline, pickups["pickups"][0]["deadline"]["rfc3339"]);
-    text_until(c, "tr[data-order='pickup-1']", |t| t.contains("TSHIRT-M × 1")).await;
+    text_until(c, "tr[data-order='pickup-1']", |t| {
+        t.contains("TSHIRT-M × 1")
+    })
+    .await;
 
     // A malformed prefix: the problem's words, not a blank page.
     type_into(c, "#search-input", "T SHIRT").await;
     click(c, "#search-submit").await;
-    text_until(c, "#error", |t| t.contains("bad sku id") && t.contains("(invalid)")).await;
+    text_until(c, "#error", |t| {
+        t.contains("bad sku id") && t.contains("(invalid)")
+    })
+    .await;
 
-    // Search by prefix, open a SKU: the numbers are the ledger's.
+    find_a_sku(c, api).await;
+    hold_for_a_customer(c, api).await;
+}
+
+/// Search by prefix, open a SKU: the numbers here, nearby and in the network are the ledger's.
+async fn find_a_sku(c: &Client, api: &Api) {
     type_into(c, "#search-input", "TSHIRT").await;
     click(c, "#search-submit").await;
     text_is(c, "button[data-sku='TSHIRT-L']", "TSHIRT-L").await;
     click(c, "button[data-sku='TSHIRT-M']").await;
     let here = availability(api, "TSHIRT-M", "store-1", "pos").await;
     let balance = &here["rows"][0]["balance"];
-    text_is(c, "#here-on-hand", balance["on_hand"]["display"].as_str().unwrap()).await;
+    text_is(
+        c,
+        "#here-on-hand",
+        balance["on_hand"]["display"]
+            .as_str()
+            .expect("a display string"),
+    )
+    .await;
     assert_eq!(balance["on_hand"]["units"], 10);
     text_is(c, "#here-reserved", "2").await;
     assert_eq!(balance["reserved"]["units"], 2);
     text_is(c, "#here-allocated", "1").await;
-    text_is(c, "#here-ats", here["rows"][0]["ats_pos"]["display"].as_str().unwrap()).await;
+    text_is(
+        c,
+        "#here-ats",
+        here["rows"][0]["ats_pos"]["display"]
+            .as_str()
+            .expect("a display string"),
+    )
+    .await;
     assert_eq!(here["rows"][0]["ats_pos"]["units"], 7);
     let network = availability(api, "TSHIRT-M", "all", "web").await;
-    text_is(c, "#network-ats", network["ats"]["display"].as_str().unwrap()).await;
+    text_is(
+        c,
+        "#network-ats",
+        network["ats"]["display"]
+            .as_str()
+            .expect("a display string"),
+    )
+    .await;
     assert_eq!(network["ats"]["units"], 110);
     let nearby = text_until(c, "tr[data-location='store-2']", |t| !t.is_empty()).await;
     assert!(nearby.contains("km"), "{nearby}");
     text_is(c, "tr[data-location='store-2'] .nearby-ats", "4").await;
+}
 
-    // A hold the shelf cannot serve: the refusal's facts.
+/// A hold the shelf cannot serve shows the refusal's facts; one it can is in the ledger.
+async fn hold_for_a_customer(c: &Client, api: &Api) {
     type_into(c, "#hold-qty", "50").await;
     click(c, "#hold-submit").await;
     text_until(c, "#error", |t| t.contains("insufficient_stock")).await;
@@ -350,7 +411,10 @@ async fn use_the_page(c: &Client, api: &Api, token: &str) {
     click(c, "#hold-submit").await;
     text_until(c, "#hold-result", |t| t.starts_with("Held 2 × TSHIRT-M")).await;
     let id = c
-        .execute("return document.getElementById('hold-result').dataset.reservation", vec![])
+        .execute(
+            "return document.getElementById('hold-result').dataset.reservation",
+            vec![],
+        )
         .await
         .expect("reservation id");
     let id = id.as_str().expect("a reservation id").to_owned();
@@ -365,7 +429,12 @@ async fn use_the_page(c: &Client, api: &Api, token: &str) {
     text_is(c, "#here-reserved", "4").await;
     text_is(c, "#here-ats", "5").await;
     assert!(
-        !c.find(Locator::Css("#error")).await.unwrap().is_displayed().await.unwrap(),
+        !c.find(Locator::Css("#error"))
+            .await
+            .expect("the error box")
+            .is_displayed()
+            .await
+            .expect("its visibility"),
         "no error left after the hold"
     );
 }
