@@ -661,6 +661,7 @@ impl Ledger {
             extra: None,
         }) as SkuIdx;
         self.ix.sku.set(hash_str(sku.as_str()), idx, |_| false);
+        crate::search::index_sku(&mut self.ix, sku.as_str(), idx);
         idx
     }
 

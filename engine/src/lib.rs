@@ -38,6 +38,7 @@ mod pages;
 mod purchase;
 pub mod query;
 mod returns;
+mod search;
 mod slab;
 mod snapshot;
 mod sourcing;

@@ -91,6 +91,12 @@ pub const CHANGES_SCANNED_PER_QUERY_MAX: u64 = 100_000;
 /// Held lines of one request after sourcing (kit lines count one per component and location).
 pub const HELD_LINES_MAX: usize = 4_096;
 
+/// SKUs returned by one prefix search (the store page lists them; a longer prefix narrows).
+pub const SKU_SEARCH_RESULTS_MAX: u32 = 100;
+
+/// Pickup orders returned by one `pickups` query (a store's counter list).
+pub const PICKUPS_PER_QUERY_MAX: u32 = 1_000;
+
 /// Default retention limits, overridable (downwards) per ledger through
 /// [`crate::Config`]. The dedup window: a replayed request id older than this, or beyond this
 /// many newer requests, is treated as new.

@@ -274,6 +274,7 @@ impl Ledger {
             self.ix
                 .deadlines
                 .insert(deadline, seq, Deadline::Pickup(slot));
+            self.index_pickups(slot);
         }
         self.ix.open_orders += 1;
         slot
@@ -321,6 +322,7 @@ impl Ledger {
         if let Some(deadline) = order.pickup_deadline_ms {
             let seq = order.seq;
             self.ix.deadlines.remove(deadline, seq);
+            self.unindex_pickups(slot);
         }
         self.ix.open_orders -= 1;
         let pos = self.retire(Retired::Order(slot));
@@ -587,6 +589,9 @@ impl Ledger {
         };
         self.shift(&moved(from_loc, from_bal), 0, -qty, Cause::Reallocate);
         self.shift(&moved(to_loc, to_bal), 0, qty, Cause::Reallocate);
+        if pickup {
+            self.index_pickups(slot);
+        }
     }
 
     /// The order `id` if it has pickup lines still to collect, or the rejection for its state.
@@ -674,6 +679,7 @@ impl Ledger {
         for (i, qty) in pickup_plan(order) {
             self.cancel_units(slot, i, qty, Cause::PickupExpired);
         }
+        self.unindex_pickups(slot);
         self.ord_mut(slot).pickup_expired = true;
         self.close_if_done(slot, was_open);
     }

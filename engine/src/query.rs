@@ -69,6 +69,22 @@ pub enum Query {
         /// 1..=[`crate::limits::CHANGES_LOCATIONS_MAX`] locations.
         locations: Vec<LocationId>,
     },
+    /// SKUs whose id starts with `prefix`, in byte order of their ids (a store associate types
+    /// the start of a code). At most `max` (1..=[`crate::limits::SKU_SEARCH_RESULTS_MAX`]).
+    SkuSearch {
+        /// The start of the id: 1..=64 bytes of `[A-Za-z0-9._:/-]` (a whole id also matches).
+        prefix: SkuId,
+        /// At most this many SKUs.
+        max: u32,
+    },
+    /// Pickups still to collect at a location, earliest collection deadline first (SPEC
+    /// section 6, the store page). At most `max` (1..=[`crate::limits::PICKUPS_PER_QUERY_MAX`]).
+    Pickups {
+        /// The store.
+        location: LocationId,
+        /// At most this many pickup orders.
+        max: u32,
+    },
 }
 
 /// The answer to a [`Query`].
@@ -94,6 +110,63 @@ pub enum Answer {
     Location(crate::command::LocationDef),
     /// The revoked credentials, by id.
     Revoked(Vec<crate::access::RevokedView>),
+    /// SKUs matching a prefix.
+    SkuSearch(SkuMatches),
+    /// Pickups due at a location.
+    Pickups(PickupsDue),
+}
+
+/// One SKU found by [`Query::SkuSearch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkuMatch {
+    /// The SKU.
+    pub sku: SkuId,
+    /// Its decimal scale (quantities are base units).
+    pub scale: u8,
+}
+
+/// The answer to [`Query::SkuSearch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkuMatches {
+    /// Matching SKUs in byte order of their ids.
+    pub skus: Vec<SkuMatch>,
+    /// Whether more SKUs match than were returned (ask with a longer prefix).
+    pub more: bool,
+}
+
+/// One SKU of a pickup order still to hand over at the asked location.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PickupLineView {
+    /// The SKU.
+    pub sku: SkuId,
+    /// Units still to hand over here, base units.
+    pub qty: i64,
+}
+
+/// A pickup order with units still to collect at the asked location.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PickupView {
+    /// The order.
+    pub order: OrderId,
+    /// The selling channel.
+    pub channel: ChannelId,
+    /// Collection deadline, ms since the epoch (always after the query time).
+    pub deadline_ms: u64,
+    /// Whether `ready_for_pickup` was recorded.
+    pub ready_for_pickup: bool,
+    /// Its uncollected lines at this location.
+    pub lines: Vec<PickupLineView>,
+}
+
+/// The answer to [`Query::Pickups`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PickupsDue {
+    /// The location.
+    pub location: LocationId,
+    /// Pickup orders by (deadline, creation order).
+    pub pickups: Vec<PickupView>,
+    /// Whether more pickups are due here than were returned.
+    pub more: bool,
 }
 
 /// One location's row of an availability answer.

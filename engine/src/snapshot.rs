@@ -322,6 +322,7 @@ impl Ledger {
                 return Err(bad("duplicate SKU ids"));
             }
             ix.sku.set(hash, i as u32, |_| false);
+            crate::search::index_sku(ix, sku.id.as_str(), i as u32);
         }
         if ix.location.len() as u64 != state.locations.end()
             || ix.channel.len() != state.channels.len()
@@ -767,6 +768,7 @@ fn rebuild_objects(state: &State, ix: &mut Indexes) -> Result<(), SnapshotError>
             if let (Some(deadline), false) = (o.pickup_deadline_ms, o.pickup_expired) {
                 ix.deadlines.insert(deadline, o.seq, Deadline::Pickup(slot));
             }
+            crate::search::index_pickups(state, ix, slot);
         }
     }
     ix.open_transfers = state

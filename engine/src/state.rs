@@ -113,7 +113,8 @@ impl IdTable {
 /// An id stored once, inline up to `N` bytes (48 for reservation and order ids: a UUID is 36;
 /// 24 for SKU ids, which are short and one per SKU entry), so storing one usually allocates
 /// nothing and comparing one reads no other memory. Longer ids spill to the heap.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Ordered by bytes (for ASCII ids, the order of the strings): the sorted SKU index.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub(crate) struct IdBuf<const N: usize = 48>(SmallVec<[u8; N]>);
 
 impl<const N: usize> IdBuf<N> {
@@ -645,6 +646,11 @@ pub(crate) struct Indexes {
     /// positions; see [`Fifo::full_position`]); equality reads the dedup log.
     pub dedup: IdTable,
     pub deadlines: crate::deadlines::Deadlines,
+    /// SKU ids in byte order -> handle, for prefix search (`search.rs`).
+    pub sku_sorted: std::collections::BTreeMap<IdBuf<24>, SkuIdx>,
+    /// (location, deadline, seq, slot) of every open pickup order with a pickup line at that
+    /// location and a deadline not yet passed by a batch (`search.rs`).
+    pub pickups: std::collections::BTreeSet<(LocIdx, u64, u64, ObjIdx)>,
     pub live_reservations: usize,
     pub open_orders: usize,
     pub open_transfers: usize,

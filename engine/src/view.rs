@@ -88,6 +88,12 @@ impl Ledger {
                 .map(Answer::Changes),
             Query::Status => Ok(Answer::Status(self.status(now))),
             Query::Revoked => Ok(Answer::Revoked(self.revoked())),
+            Query::SkuSearch { prefix, max } => {
+                self.sku_search(prefix, *max).map(Answer::SkuSearch)
+            }
+            Query::Pickups { location, max } => {
+                self.pickups_due(location, *max, now).map(Answer::Pickups)
+            }
             Query::Location(id) => {
                 let loc = self.location(id)?;
                 Ok(Answer::Location(self.loc(loc).def.clone()))

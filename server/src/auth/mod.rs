@@ -10,7 +10,8 @@
 //! would to anyone allowed to write.
 //!
 //! Scope rules, per role:
-//! - `reader`: queries, the change feed, status and digests; no write.
+//! - `reader`: queries (including the store page's SKU search and pickups due, at any
+//!   location: reads are not scoped), the change feed, status and digests; no write.
 //! - `checkout`: reader + `reserve`, `extend`, `release` and `place_order` whose channel (the
 //!   request's, or the hold's) is one of its channels.
 //! - `store`: reader + stock writes, `sell`, holds and orders on channel `pos`, fulfilment,

@@ -122,6 +122,28 @@ fn table() -> Vec<(&'static str, Op, &'static str)> {
             },
             "AAAAA",
         ),
+        (
+            "sku search",
+            Op::Read {
+                query: Query::SkuSearch {
+                    prefix: sku(),
+                    max: 10,
+                },
+                consistency: Consistency::Local,
+            },
+            "AAAAA",
+        ),
+        (
+            "pickups due",
+            Op::Read {
+                query: Query::Pickups {
+                    location: loc("store-2"),
+                    max: 10,
+                },
+                consistency: Consistency::Local,
+            },
+            "AAAAA",
+        ),
         ("status", Op::Status, "AAAAA"),
         ("digest", Op::Digest, "AAAAA"),
         ("subscribe", Op::Subscribe { since: 0 }, "AAAAA"),

@@ -18,6 +18,8 @@
 //! - `problem`: outcomes to statuses and problem+json bodies.
 //! - `idempotency`: the `Idempotency-Key` header to a request id.
 //! - `openapi`: the OpenAPI document, generated from the handlers' types.
+//! - `store`: the store page (`/`, `/app.js`, `/app.css`, files in `page/`) and the two
+//!   queries it needs beyond the others (SKUs by prefix, pickups due at a store).
 
 // A problem is the error of a request and is built once per failed request, on its way to the
 // client: its size on the stack costs nothing that boxing would save.
@@ -33,6 +35,7 @@ mod openapi;
 mod problem;
 mod queries;
 mod router;
+mod store;
 mod views;
 mod writes;
 

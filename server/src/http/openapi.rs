@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{feed, problem, queries, router, views, writes};
+use super::{feed, problem, queries, router, store, views, writes};
 
 /// Declares the bearer scheme the routes name.
 struct Bearer;
@@ -36,7 +36,7 @@ impl Modify for Bearer {
         writes::return_route, writes::ship_transfer_route, writes::receive_route,
         writes::revoke_route, writes::define_kit_route, writes::exchange_route,
         writes::purchase_limit_route, router::batch,
-        queries::availability, queries::nearby,
+        queries::availability, queries::nearby, store::sku_search, store::pickups,
         views::reservation, views::order, views::rma, views::transfer, views::location,
         feed::changes, feed::stream,
         router::healthz, router::readyz, router::metrics, router::openapi_document,
@@ -67,6 +67,8 @@ mod tests {
             "/v1/availability",
             "/v1/changes/stream",
             "/v1/batch",
+            "/v1/skus",
+            "/v1/locations/{id}/pickups",
         ] {
             assert!(paths.contains_key(route), "{route} missing");
         }

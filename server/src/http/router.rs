@@ -1,6 +1,7 @@
 //! The routes, the identity check in front of the protected ones, body limits and fallbacks.
 //!
-//! Open without identity (SPEC section 7): `/healthz`, `/readyz`, `/openapi.json`. Every
+//! Open without identity (SPEC section 7): `/healthz`, `/readyz`, `/openapi.json` and the
+//! store page's static files (`/`, `/app.js`, `/app.css`). Every
 //! other route needs a bearer token (`identity`); a request without a usable one is a 401
 //! problem before any handler runs.
 
@@ -21,7 +22,7 @@ use utoipa::ToSchema;
 
 use super::problem::{HttpCode, Problem};
 use super::{
-    feed, identity, openapi, queries, views, writes, Probes, BATCH_OPS_MAX, BODY_BYTES_MAX,
+    feed, identity, openapi, queries, store, views, writes, Probes, BATCH_OPS_MAX, BODY_BYTES_MAX,
 };
 use crate::node::NodeCtx;
 
@@ -74,8 +75,12 @@ pub fn router(app: App) -> Router {
     let protected = Router::new()
         .route("/v1/locations", post(writes::define_location_route))
         .route("/v1/locations/{id}", get(views::location))
+        .route("/v1/locations/{id}/pickups", get(store::pickups))
         .route("/v1/groups", post(writes::define_group_route))
-        .route("/v1/skus", post(writes::define_sku_route))
+        .route(
+            "/v1/skus",
+            post(writes::define_sku_route).get(store::sku_search),
+        )
         .route("/v1/stock/counts", post(writes::set_on_hand_route))
         .route("/v1/stock/adjustments", post(writes::adjust_route))
         .route("/v1/stock/safety", post(writes::safety_stock_route))
@@ -125,6 +130,9 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi_document))
+        .route("/", get(store::page))
+        .route("/app.js", get(store::page_js))
+        .route("/app.css", get(store::page_css))
         .merge(protected)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -70,6 +70,8 @@ pub enum Operation {
     LedgerStatus,
     Location,
     Revoked,
+    SkuSearch,
+    Pickups,
     Status,
     Digest,
     Subscribe,
@@ -135,6 +137,8 @@ impl Operation {
             Query::Status => Operation::LedgerStatus,
             Query::Location(_) => Operation::Location,
             Query::Revoked => Operation::Revoked,
+            Query::SkuSearch { .. } => Operation::SkuSearch,
+            Query::Pickups { .. } => Operation::Pickups,
         }
     }
 
@@ -189,6 +193,8 @@ impl Operation {
             Operation::LedgerStatus => "ledger_status",
             Operation::Location => "location",
             Operation::Revoked => "revoked",
+            Operation::SkuSearch => "sku_search",
+            Operation::Pickups => "pickups",
             Operation::Status => "status",
             Operation::Digest => "digest",
             Operation::Subscribe => "subscribe",
@@ -390,6 +396,8 @@ const OPERATIONS: [Operation; Operation::COUNT] = [
     Operation::LedgerStatus,
     Operation::Location,
     Operation::Revoked,
+    Operation::SkuSearch,
+    Operation::Pickups,
     Operation::Status,
     Operation::Digest,
     Operation::Subscribe,

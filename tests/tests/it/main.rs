@@ -14,3 +14,4 @@ mod protocol_errors;
 mod restart;
 mod security;
 mod snapshot;
+mod store_page;
