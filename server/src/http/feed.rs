@@ -3,10 +3,14 @@
 //!
 //! The stream sends each event with `id:` its sequence number, so a client that reconnects
 //! with `Last-Event-ID: N` (what browsers' `EventSource` does by itself) resumes at `N + 1`;
-//! `since` does the same for a first connection. Like a QUIC subscription it reads this
-//! node's feed as entries apply and is paced by the client: the next page is read only once
-//! the previous one was taken by the connection. Every burst re-checks the principal
-//! (`auth::decide`), so a revoked token's stream ends within one poll.
+//! `since` does the same for a first connection. Like a QUIC subscription (`api::feed`) it
+//! reads the answering node's own applied feed, on a follower as on the leader (every node
+//! applies the same entries, so sequence numbers are the same everywhere), as entries apply,
+//! and is paced by the client: the next page is read only once the previous one was taken by
+//! the connection. Every burst re-checks the principal (`auth::decide`), so a revoked token's
+//! stream ends within one poll; and, as a QUIC subscription, a node removed from the cluster
+//! refuses a stream (503 `removed`) and ends those it serves, so the client resumes on a
+//! member.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -24,7 +28,7 @@ use utoipa::{IntoParams, ToSchema};
 use engine::query::ChangeEvent;
 use engine::{Answer, Query};
 use pki::Principal;
-use protocol::Op;
+use protocol::{Op, OpResult, ServerError};
 
 use super::json::{balance, qty, time, BalanceJson, Qty, Time};
 use super::problem::Problem;
@@ -32,6 +36,7 @@ use super::queries::{read, respond, unexpected, ReadParams};
 use super::router::App;
 use super::views::snake;
 use super::CHANGES_PAGE_MAX;
+use crate::metrics::{Operation, Outcome, Transport};
 
 /// How often an idle stream checks for new events and for its principal's revocation, ms.
 pub const STREAM_POLL_MS: u64 = 1_000;
@@ -210,9 +215,19 @@ pub async fn stream(
     headers: HeaderMap,
     QueryParams(p): QueryParams<StreamParams>,
 ) -> Response {
+    let arrived = std::time::Instant::now();
     let since = start(&headers, p.since);
-    if let Err(problem) = allowed(&app, &principal, since) {
-        return problem.into_response();
+    let refused = refusal(&app, &principal, since);
+    let result = match &refused {
+        None => OpResult::Subscribed,
+        Some(e) => OpResult::Failed(e.clone()),
+    };
+    let answered = [(Operation::Subscribe, Outcome::of_result(&result))];
+    app.ctx
+        .metrics
+        .record_requests(Transport::Http, answered, arrived.elapsed());
+    if let Some(e) = refused {
+        return Problem::server(&e).into_response();
     }
     let keep_alive = KeepAlive::new().interval(Duration::from_secs(KEEP_ALIVE_S));
     Sse::new(events(app, Arc::new(principal), since))
@@ -220,9 +235,14 @@ pub async fn stream(
         .into_response()
 }
 
-fn allowed(app: &App, principal: &Principal, since: u64) -> Result<(), Problem> {
+/// Why a stream from `since` may not start or go on: the node was removed from the cluster
+/// (its feed stopped where the cluster left it), or the principal may not read the feed.
+fn refusal(app: &App, principal: &Principal, since: u64) -> Option<ServerError> {
+    if let Some(removed) = app.ctx.membership.removed_error() {
+        return Some(removed);
+    }
     let op = Op::Subscribe { since };
-    crate::api::allowed(&app.ctx, principal, &op).map_err(|e| Problem::server(&e))
+    crate::api::allowed(&app.ctx, principal, &op).err()
 }
 
 /// The events from `since` on, in bursts of at most a page, waiting for applies in between.
@@ -239,7 +259,7 @@ fn events(
                 if let Some(event) = queued.next() {
                     return Some((Ok(event), (app, principal, since, queued)));
                 }
-                if *app.stopping.borrow() || allowed(&app, &principal, since).is_err() {
+                if *app.stopping.borrow() || refusal(&app, &principal, since).is_some() {
                     return None;
                 }
                 // Taken before the read: an apply after it wakes the wait below.
