@@ -108,6 +108,14 @@ struct ClusterArgs {
     /// The existing cluster's CA certificate (its `ca.pem`).
     #[arg(long)]
     ca: Option<PathBuf>,
+    /// The existing cluster's HTTP base URLs (`http://host:port`, comma-separated, in the
+    /// order of --connect), for the `stockd-http` target.
+    #[arg(long, value_delimiter = ',', requires = "connect")]
+    connect_http: Vec<String>,
+    /// The bearer token of the `stockd-http` target, in a file (default: the `admin.token`
+    /// next to --ca, which the embedded default and `dev` write).
+    #[arg(long, requires = "connect")]
+    token_file: Option<PathBuf>,
     /// Nodes of the local cluster.
     #[arg(long, default_value_t = 3)]
     nodes: u64,
@@ -209,6 +217,10 @@ struct LoadArgs {
     /// stockd: retries of a request without a final answer (busy, timeout).
     #[arg(long, default_value_t = 3)]
     retries: u32,
+    /// stockd-http: HTTP/2 (h2c) over --connections connections, requests multiplexed,
+    /// instead of HTTP/1.1 with keep-alive (a connection per request in flight).
+    #[arg(long)]
+    http2: bool,
     /// SKUs in the catalogue.
     #[arg(long, default_value_t = 10_000)]
     skus: usize,
@@ -345,6 +357,8 @@ impl ClusterArgs {
             return ClusterChoice::Existing {
                 nodes: self.connect.clone(),
                 ca: self.ca.clone(),
+                http: self.connect_http.clone(),
+                token_file: self.token_file.clone(),
             };
         }
         ClusterChoice::Local(ClusterOptions {
@@ -401,6 +415,7 @@ impl LoadArgs {
                 connections: self.connections,
                 streams: self.streams,
                 retries: self.retries,
+                http2: self.http2,
                 redis_url: self.redis_url.clone(),
                 pg_url: self.pg_url.clone(),
             },
@@ -548,7 +563,7 @@ impl Session {
             stop,
             cluster: None,
         };
-        if targets.contains(&TargetKind::Stockd) {
+        if targets.iter().any(|t| t.is_stockd()) {
             let cluster = Cluster::open(load.cluster.choice(), !load.quiet).map_err(|e| {
                 eprintln!("stockd-load: cluster: {e}");
                 ExitCode::from(2)

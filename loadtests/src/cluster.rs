@@ -23,6 +23,12 @@ pub enum ClusterChoice {
         nodes: Vec<String>,
         /// The CA certificate.
         ca: Option<PathBuf>,
+        /// The nodes' HTTP base URLs (`http://host:port`), in the order of `nodes`, for the
+        /// `stockd-http` target.
+        http: Vec<String>,
+        /// The bearer token's file for the `stockd-http` target (`None`: the `admin.token`
+        /// next to the CA certificate).
+        token_file: Option<PathBuf>,
     },
     /// `stockd` processes started for the command.
     Processes(ProcessOptions),
@@ -68,6 +74,18 @@ pub struct Cluster {
     pub processes: Option<NodeProcesses>,
     /// How to reach the cluster.
     pub config: client::ClientConfig,
+    /// Every node's HTTP base URL (`http://host:port`), in the order of `config.nodes`; empty
+    /// for an existing cluster without `--connect-http`.
+    pub http: Vec<String>,
+    /// Where the `stockd-http` target reads its bearer token: `--token-file`, else the
+    /// administrator token the cluster wrote next to its CA (`admin.token`).
+    pub token_file: PathBuf,
+}
+
+/// The administrator token file next to the CA certificate `ca`.
+fn token_beside(ca: &std::path::Path) -> PathBuf {
+    let dir = ca.parent().unwrap_or(std::path::Path::new("."));
+    dir.join(pki::ADMIN_TOKEN_FILE)
 }
 
 /// What a report says about the cluster it measured.
@@ -86,7 +104,12 @@ impl Cluster {
     /// stderr.
     pub fn open(choice: ClusterChoice, say: bool) -> Result<Cluster, ClusterError> {
         let options = match choice {
-            ClusterChoice::Existing { nodes, ca } => {
+            ClusterChoice::Existing {
+                nodes,
+                ca,
+                http,
+                token_file,
+            } => {
                 let path = ca.ok_or(ClusterError::NoCa)?;
                 // The administrator identity that the cluster wrote beside its CA (`stockd`'s
                 // embedded default and `dev`), as stockctl uses by default.
@@ -97,6 +120,8 @@ impl Cluster {
                     local: None,
                     processes: None,
                     config,
+                    http,
+                    token_file: token_file.unwrap_or_else(|| token_beside(&path)),
                 });
             }
             ClusterChoice::Processes(options) => return Cluster::start_processes(&options, say),
@@ -115,10 +140,14 @@ impl Cluster {
             );
         }
         let config = local.client_config().map_err(ClusterError::Local)?;
+        let http = local.http_urls().to_vec();
+        let token_file = token_beside(local.ca_path());
         Ok(Cluster {
             local: Some(local),
             processes: None,
             config,
+            http,
+            token_file,
         })
     }
 
@@ -142,6 +171,8 @@ impl Cluster {
             client::ClientConfig::admin_of(nodes.addrs(), &dir).map_err(ClusterError::Client)?;
         Ok(Cluster {
             local: None,
+            http: nodes.http_urls(),
+            token_file: token_beside(&nodes.ca()),
             processes: Some(nodes),
             config,
         })

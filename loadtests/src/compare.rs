@@ -469,15 +469,10 @@ fn now_ms() -> u64 {
 /// Right after a run on stockd: every node's status, and their longest pause over the run's
 /// measured time (which ended just now). `None` for another target or if no node answered.
 async fn read_node_pause(target: &AnyTarget, outcome: &RunOutcome) -> Option<NodePause> {
-    #[allow(irrefutable_let_patterns)] // stockd is the only target without `baselines`
-    let AnyTarget::Stockd(t) = target
-    else {
-        return None;
-    };
+    let client = target.stockd_client()?;
     let ran_ms = (outcome.stats().seconds.max(0.0) * 1_000.0).ceil() as u64;
     let start_ms = now_ms().saturating_sub(ran_ms);
-    let pauses: Vec<protocol::PauseStats> = t
-        .client()
+    let pauses: Vec<protocol::PauseStats> = client
         .status()
         .await
         .into_iter()

@@ -1,5 +1,6 @@
 //! The systems under test by name ([`TargetKind`]) and connected ([`AnyTarget`]): stockd
-//! through the client library, and (feature `baselines`) Redis and PostgreSQL.
+//! through the client library (QUIC) or over HTTP/JSON, and (feature `baselines`) Redis and
+//! PostgreSQL.
 
 use std::fmt;
 
@@ -9,6 +10,7 @@ use serde::Serialize;
 use crate::baseline_targets::{PostgresTarget, RedisTarget};
 use crate::cluster::Cluster;
 use crate::stockd::{StockdOptions, StockdTarget};
+use crate::stockd_http::{HttpCluster, HttpOptions, StockdHttpTarget};
 use crate::target::OpError;
 
 /// A system under test, as named on the command line.
@@ -16,6 +18,8 @@ use crate::target::OpError;
 pub enum TargetKind {
     /// stockd through the client library.
     Stockd,
+    /// stockd over HTTP/JSON (keep-alive, a pool of connections, a bearer token).
+    StockdHttp,
     /// Redis with a Lua script per operation.
     Redis,
     /// PostgreSQL with a transaction per operation.
@@ -23,10 +27,16 @@ pub enum TargetKind {
 }
 
 impl TargetKind {
+    /// Whether this target needs a stockd cluster.
+    pub fn is_stockd(self) -> bool {
+        matches!(self, TargetKind::Stockd | TargetKind::StockdHttp)
+    }
+
     /// The name on the command line and in reports.
     pub fn as_str(self) -> &'static str {
         match self {
             TargetKind::Stockd => "stockd",
+            TargetKind::StockdHttp => "stockd-http",
             TargetKind::Redis => "redis",
             TargetKind::Postgres => "postgres",
         }
@@ -42,6 +52,9 @@ pub struct TargetSettings {
     pub streams: usize,
     /// stockd: retries of a request without a final answer.
     pub retries: u32,
+    /// stockd-http: HTTP/2 (h2c) over `connections` connections instead of HTTP/1.1 with
+    /// keep-alive.
+    pub http2: bool,
     /// Redis URL (`None`: `$STOCKD_REDIS_URL`).
     pub redis_url: Option<String>,
     /// PostgreSQL URL (`None`: `$STOCKD_PG_URL`).
@@ -53,12 +66,27 @@ pub struct TargetSettings {
 pub enum AnyTarget {
     /// stockd.
     Stockd(StockdTarget),
+    /// stockd over HTTP.
+    StockdHttp(StockdHttpTarget),
     /// Redis.
     #[cfg(feature = "baselines")]
     Redis(RedisTarget),
     /// PostgreSQL.
     #[cfg(feature = "baselines")]
     Postgres(PostgresTarget),
+}
+
+impl AnyTarget {
+    /// A QUIC client of the stockd cluster behind a stockd target (for node statuses, outside
+    /// the measurement); `None` for a baseline.
+    pub fn stockd_client(&self) -> Option<&client::Client> {
+        match self {
+            AnyTarget::Stockd(t) => Some(t.client()),
+            AnyTarget::StockdHttp(t) => Some(t.client()),
+            #[cfg(feature = "baselines")]
+            _ => None,
+        }
+    }
 }
 
 /// Why a target could not be connected.
@@ -68,6 +96,9 @@ pub enum ConnectError {
     NoCluster,
     /// stockd's client did not connect.
     Stockd(client::ClientError),
+    /// stockd's HTTP front could not be used: no HTTP addresses, no token, or the token was
+    /// not accepted.
+    StockdHttp(OpError),
     /// No URL for a baseline (neither the flag nor the environment variable).
     NoUrl(TargetKind),
     /// A baseline did not connect.
@@ -91,6 +122,7 @@ impl fmt::Display for ConnectError {
         match self {
             ConnectError::NoCluster => write!(f, "no cluster"),
             ConnectError::Stockd(e) => write!(f, "stockd: {e}"),
+            ConnectError::StockdHttp(e) => write!(f, "stockd-http: {e}"),
             ConnectError::NoUrl(kind) => {
                 let (flag, var) = url_source(*kind);
                 let name = kind.as_str();
@@ -136,6 +168,9 @@ pub async fn connect_target(
         TargetKind::Stockd => connect_stockd(settings, cluster)
             .await
             .map(AnyTarget::Stockd),
+        TargetKind::StockdHttp => connect_stockd_http(settings, cluster)
+            .await
+            .map(AnyTarget::StockdHttp),
         TargetKind::Redis | TargetKind::Postgres => connect_baseline(kind, settings).await,
     }
 }
@@ -155,6 +190,37 @@ pub async fn connect_stockd(
     StockdTarget::connect(cluster.config.clone(), &options)
         .await
         .map_err(ConnectError::Stockd)
+}
+
+/// Connects to stockd's HTTP front in the `cluster`: its nodes' HTTP addresses and its
+/// token file ([`Cluster::token_file`]).
+pub async fn connect_stockd_http(
+    settings: &TargetSettings,
+    cluster: Option<&Cluster>,
+) -> Result<StockdHttpTarget, ConnectError> {
+    let cluster = cluster.ok_or(ConnectError::NoCluster)?;
+    if cluster.http.is_empty() {
+        let detail = "no HTTP address of the nodes (with --connect, give --connect-http)";
+        return Err(ConnectError::StockdHttp(OpError::new("config", detail)));
+    }
+    let token = std::fs::read_to_string(&cluster.token_file).map_err(|e| {
+        let detail = format!("{}: {e} (give --token-file)", cluster.token_file.display());
+        ConnectError::StockdHttp(OpError::new("config", detail))
+    })?;
+    let options = HttpOptions {
+        retries: settings.retries,
+        http2: settings.http2,
+        connections: settings.connections.max(1),
+        ..HttpOptions::default()
+    };
+    let http = HttpCluster {
+        quic: cluster.config.clone(),
+        urls: cluster.http.clone(),
+        token: token.trim().to_owned(),
+    };
+    StockdHttpTarget::connect(http, &options)
+        .await
+        .map_err(ConnectError::StockdHttp)
 }
 
 #[cfg(feature = "baselines")]

@@ -198,6 +198,7 @@ pub async fn scenario_on(
 ) -> Result<RunOutcome, DriveError> {
     match target {
         AnyTarget::Stockd(t) => scenario_generic(t, kind, load, drive, label).await,
+        AnyTarget::StockdHttp(t) => scenario_generic(t, kind, load, drive, label).await,
         #[cfg(feature = "baselines")]
         AnyTarget::Redis(t) => scenario_generic(t, kind, load, drive, label).await,
         #[cfg(feature = "baselines")]
@@ -365,12 +366,7 @@ pub fn describe_outcome(target: &str, kind: Kind, o: &RunOutcome) -> String {
 
 /// The leader's batching counters (Raft entries, writes, most writes per entry), for stockd.
 pub async fn batch_stats(target: &AnyTarget) -> Option<String> {
-    #[allow(irrefutable_let_patterns)] // stockd is the only target without `baselines`
-    let AnyTarget::Stockd(t) = target
-    else {
-        return None;
-    };
-    let reports = t.client().status().await;
+    let reports = target.stockd_client()?.status().await;
     let leader = reports.iter().find_map(|r| {
         r.status
             .as_ref()

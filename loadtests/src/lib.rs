@@ -9,6 +9,7 @@
 //!   (HdrHistogram) with its summaries.
 //! - [`target`]: the [`target::Target`] trait every system under test implements;
 //!   [`stockd`]: stockd through the client library, and an in-process local cluster;
+//!   [`stockd_http`]: stockd over HTTP/JSON;
 //!   [`processes`]: the cluster as deployed, `stockd` processes; [`cluster`]: which of them
 //!   (or an existing cluster) a command uses.
 //! - [`scenario`]: `checkout`, `flash-sale`, `store-reads`; [`run`]: open and closed loops.
@@ -44,5 +45,6 @@ pub mod run;
 pub mod scenario;
 pub mod stats;
 pub mod stockd;
+pub mod stockd_http;
 pub mod streams;
 pub mod target;

@@ -255,7 +255,10 @@ impl NodeProcesses {
         let nodes = options.nodes.clamp(1, NODES_MAX);
         let flags = options.stockd_flags();
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        let config = ProcessConfig::new(&binary.path, "load", nodes).flags(&flags);
+        // Every node serves HTTP too, for the `stockd-http` target.
+        let config = ProcessConfig::new(&binary.path, "load", nodes)
+            .flags(&flags)
+            .with_http();
         let cluster = ProcessCluster::start(config).map_err(ProcessError::Cluster)?;
         wait_leader(&cluster)?;
         Ok(NodeProcesses {
@@ -270,7 +273,12 @@ impl NodeProcesses {
         self.cluster.addrs()
     }
 
-    /// The cluster CA certificate (the admin identity is beside it).
+    /// Every node's HTTP base URL (`http://127.0.0.1:PORT`), by node id.
+    pub fn http_urls(&self) -> Vec<String> {
+        self.cluster.http_urls()
+    }
+
+    /// The cluster CA certificate (the admin identity and token are beside it).
     pub fn ca(&self) -> PathBuf {
         self.cluster.ca()
     }

@@ -1,5 +1,5 @@
 //! Smoke runs of every scenario against a local 3-node cluster (in process, on loopback), a
-//! second or so each, and of the replay of real orders (the first days of the data) through
+//! second or so each, through the client library (QUIC) and over HTTP/JSON, and of the replay of real orders (the first days of the data) through
 //! the cluster, checked against the engine. Kept short for CI's two cores.
 
 use std::path::Path;
@@ -11,6 +11,7 @@ use loadtests::mix::CheckoutMix;
 use loadtests::run::{self, Mode, RunConfig};
 use loadtests::scenario::{self, Kind, ScenarioConfig, Workload};
 use loadtests::stockd::{ClusterOptions, LocalCluster, StockdOptions, StockdTarget};
+use loadtests::stockd_http::{HttpCluster, HttpOptions, StockdHttpTarget};
 use loadtests::target::Target;
 
 #[cfg(feature = "baselines")]
@@ -98,7 +99,7 @@ fn short(mode: Mode) -> RunConfig {
     }
 }
 
-async fn loaded(target: &StockdTarget, kind: Kind, config: ScenarioConfig) -> Arc<Workload> {
+async fn loaded<T: Target>(target: &T, kind: Kind, config: ScenarioConfig) -> Arc<Workload> {
     let workload = Arc::new(Workload::new(kind, config));
     target
         .load_stock(workload.stock())
@@ -161,6 +162,77 @@ fn every_scenario_runs_against_a_local_cluster() {
 
         // flash-sale: exactly K of N.
         let w = loaded(&target, Kind::FlashSale, small("fs:")).await;
+        let report = scenario::flash_sale(&target, &w).await;
+        assert!(report.exact, "{report:?}");
+        assert_eq!(report.granted, 40);
+        assert_eq!(report.outcomes.get("insufficient_stock"), Some(&260));
+        assert_eq!((report.reserved_after, report.on_hand_after), (40, 40));
+    });
+    cluster.stop();
+}
+
+#[test]
+fn every_scenario_runs_over_http_against_a_local_cluster() {
+    let cluster = LocalCluster::start(ClusterOptions::default()).expect("cluster starts");
+    let token_file = cluster
+        .ca_path()
+        .parent()
+        .expect("the CA's directory")
+        .join(pki::ADMIN_TOKEN_FILE);
+    let http = HttpCluster {
+        quic: cluster.client_config().expect("client config"),
+        urls: cluster.http_urls().to_vec(),
+        token: std::fs::read_to_string(token_file).expect("the admin token"),
+    };
+    assert_eq!(http.urls.len(), 3);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let target = StockdHttpTarget::connect(http, &HttpOptions::default())
+            .await
+            .expect("connects");
+
+        // checkout, open loop: every intended reservation is answered `ok`, and the holds are
+        // committed (an order, then its fulfilment) or released.
+        let w = loaded(&target, Kind::Checkout, small("ho:")).await;
+        let (stats, _) = run::run(&target, &w, &short(Mode::Open { rate: 100.0 }), 0).await;
+        let reserve = stats.op("reserve").expect("reservations");
+        assert_eq!(reserve.latency.count, 100, "{stats:?}");
+        assert_eq!(
+            reserve.outcomes.get("ok"),
+            Some(&100),
+            "{:?}",
+            reserve.outcomes
+        );
+        let commits = stats.op("commit").expect("commits");
+        let releases = stats.op("release").expect("releases");
+        assert!(commits.latency.count > releases.latency.count);
+        assert_eq!(commits.outcomes.keys().collect::<Vec<_>>(), ["ok"]);
+        assert_eq!(releases.outcomes.keys().collect::<Vec<_>>(), ["ok"]);
+
+        // A gateway's frames of 20 holds, each frame one `POST /v1/batch`.
+        let framed = ScenarioConfig {
+            frame: 20,
+            ..small("hf:")
+        };
+        let w = loaded(&target, Kind::Checkout, framed).await;
+        let (stats, _) = run::run(&target, &w, &short(Mode::Closed { concurrency: 2 }), 0).await;
+        let reserve = stats.op("reserve").expect("reservations");
+        assert!(reserve.latency.count > 0);
+        assert_eq!(reserve.latency.count % 20, 0);
+        assert!(stats.rejections().keys().all(|c| c == "insufficient_stock"));
+
+        // store-reads: 50-SKU pages from every node.
+        let w = loaded(&target, Kind::StoreReads, small("hr:")).await;
+        let (stats, _) = run::run(&target, &w, &short(Mode::Closed { concurrency: 4 }), 0).await;
+        let reads = stats.op("read").expect("reads");
+        assert!(reads.latency.count > 0);
+        assert_eq!(reads.outcomes.keys().collect::<Vec<_>>(), ["ok"]);
+
+        // flash-sale: exactly K of N, the others refused `insufficient_stock` (a 409 problem).
+        let w = loaded(&target, Kind::FlashSale, small("hs:")).await;
         let report = scenario::flash_sale(&target, &w).await;
         assert!(report.exact, "{report:?}");
         assert_eq!(report.granted, 40);

@@ -368,6 +368,32 @@ struct Storage {
 }
 
 impl Storage {
+    /// Starts Raft on this storage, forms the cluster of `config.initial_members` if the node
+    /// is pristine, and has the node become ready once it applied what was committed before
+    /// this start (`ready_after`).
+    async fn start_raft(
+        self,
+        config: &NodeConfig,
+        network: Network,
+    ) -> Result<Consensus, StartError> {
+        let shared = self.state_machine.shared();
+        let consensus = Consensus::start(ConsensusParts {
+            id: config.id,
+            timings: config.timings,
+            network,
+            log: self.log,
+            state_machine: self.state_machine,
+        })
+        .await
+        .map_err(StartError::Consensus)?;
+        consensus
+            .initialize_if_pristine(&config.initial_members)
+            .await
+            .map_err(StartError::Consensus)?;
+        ready_after(&shared, self.committed);
+        Ok(consensus)
+    }
+
     async fn open(
         config: &NodeConfig,
         faults: Arc<Faults>,
@@ -447,20 +473,7 @@ impl Node {
         let peer = pki::peer_client_config(&tls.identity, &tls.ca).map_err(files_err("TLS"))?;
         let network = Network::new(endpoint.clone(), peer.clone(), faults.clone());
         let log = storage.log.clone();
-        let consensus = Consensus::start(ConsensusParts {
-            id: config.id,
-            timings: config.timings,
-            network: network.clone(),
-            log: storage.log,
-            state_machine: storage.state_machine,
-        })
-        .await
-        .map_err(StartError::Consensus)?;
-        consensus
-            .initialize_if_pristine(&config.initial_members)
-            .await
-            .map_err(StartError::Consensus)?;
-        ready_after(&shared, storage.committed);
+        let consensus = storage.start_raft(&config, network.clone()).await?;
 
         let election = Election::new(config.id, log.clone(), election_timings(&config.timings));
         let ctx = Arc::new(NodeCtx {

@@ -50,14 +50,23 @@ pub async fn run(ctx: &Arc<NodeCtx>, principal: &Principal, ops: Vec<Op>) -> Vec
 }
 
 /// Runs `ops` here, and those answered `not_leader` at the leader (forwarded).
+///
+/// Running consumes the operations, so a copy to forward is kept, but only on a follower,
+/// where `not_leader` answers are expected: on the leader (where a load balancer aware of
+/// roles, or a client that found it, sends its writes) nothing is copied. A leader that
+/// steps down while it runs them answers `not_leader` (503 with `Retry-After`; the client
+/// retries with the same key), as it does to a QUIC frame.
 async fn here_or_at_leader(
     ctx: &Arc<NodeCtx>,
     principal: &Principal,
     ops: Vec<Op>,
 ) -> Vec<OpResult> {
     let caller = Caller::new(principal.clone());
-    let keep = ops.clone();
+    let keep = (!ctx.consensus.is_leader()).then(|| ops.clone());
     let mut results = run_ops(ctx, &caller, ops).await;
+    let Some(keep) = keep else {
+        return results;
+    };
     for _ in 0..FORWARD_ATTEMPTS_MAX {
         let Some(hint) = leader_hint(&results) else {
             break;

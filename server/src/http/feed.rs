@@ -3,10 +3,14 @@
 //!
 //! The stream sends each event with `id:` its sequence number, so a client that reconnects
 //! with `Last-Event-ID: N` (what browsers' `EventSource` does by itself) resumes at `N + 1`;
-//! `since` does the same for a first connection. Like a QUIC subscription it reads this
-//! node's feed as entries apply and is paced by the client: the next page is read only once
-//! the previous one was taken by the connection. Every burst re-checks the principal
-//! (`auth::decide`), so a revoked token's stream ends within one poll.
+//! `since` does the same for a first connection. Like a QUIC subscription (`api::feed`) it
+//! reads the answering node's own applied feed, on a follower as on the leader (every node
+//! applies the same entries, so sequence numbers are the same everywhere), as entries apply,
+//! and is paced by the client: the next page is read only once the previous one was taken by
+//! the connection. Every burst re-checks the principal (`auth::decide`), so a revoked token's
+//! stream ends within one poll; and, as a QUIC subscription, a node removed from the cluster
+//! refuses a stream (503 `removed`) and ends those it serves, so the client resumes on a
+//! member.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -24,7 +28,7 @@ use utoipa::{IntoParams, ToSchema};
 use engine::query::ChangeEvent;
 use engine::{Answer, LocationId, Query};
 use pki::Principal;
-use protocol::Op;
+use protocol::{Op, OpResult, ServerError};
 
 use super::json::{balance, qty, time, BalanceJson, Qty, Time};
 use super::problem::Problem;
@@ -32,6 +36,7 @@ use super::queries::{read, respond, unexpected, ReadParams};
 use super::router::App;
 use super::views::snake;
 use super::CHANGES_PAGE_MAX;
+use crate::metrics::{Operation, Outcome, Transport};
 
 /// How often an idle stream checks for new events and for its principal's revocation, ms.
 pub const STREAM_POLL_MS: u64 = 1_000;
@@ -223,9 +228,19 @@ pub async fn stream(
     headers: HeaderMap,
     QueryParams(p): QueryParams<StreamParams>,
 ) -> Response {
+    let arrived = std::time::Instant::now();
     let since = start(&headers, p.since);
-    if let Err(problem) = allowed(&app, &principal, since) {
-        return problem.into_response();
+    let refused = refusal(&app, &principal, since);
+    let result = match &refused {
+        None => OpResult::Subscribed,
+        Some(e) => OpResult::Failed(e.clone()),
+    };
+    let answered = [(Operation::Subscribe, Outcome::of_result(&result))];
+    app.ctx
+        .metrics
+        .record_requests(Transport::Http, answered, arrived.elapsed());
+    if let Some(e) = refused {
+        return Problem::server(&e).into_response();
     }
     let locations: Vec<LocationId> =
         p.at.as_deref()
@@ -240,9 +255,14 @@ pub async fn stream(
         .into_response()
 }
 
-fn allowed(app: &App, principal: &Principal, since: u64) -> Result<(), Problem> {
+/// Why a stream from `since` may not start or go on: the node was removed from the cluster
+/// (its feed stopped where the cluster left it), or the principal may not read the feed.
+fn refusal(app: &App, principal: &Principal, since: u64) -> Option<ServerError> {
+    if let Some(removed) = app.ctx.membership.removed_error() {
+        return Some(removed);
+    }
     let op = Op::Subscribe { since };
-    crate::api::allowed(&app.ctx, principal, &op).map_err(|e| Problem::server(&e))
+    crate::api::allowed(&app.ctx, principal, &op).err()
 }
 
 /// Refuses a stream of unknown locations (or too many) before it starts, as the feed would.
@@ -303,7 +323,7 @@ fn events(
                 return Some((Ok(event), (app, who, since, queued)));
             }
             let (principal, locations) = &who;
-            if *app.stopping.borrow() || allowed(&app, principal, since).is_err() {
+            if *app.stopping.borrow() || refusal(&app, principal, since).is_some() {
                 return None;
             }
             // Taken before the read: an apply after it wakes the wait below.

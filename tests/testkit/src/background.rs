@@ -15,6 +15,7 @@ use crate::wait::{Digest, WaitTimeout};
 /// the cluster's. Stops, and removes its directory, when stopped or dropped.
 pub struct BackgroundCluster {
     addrs: Vec<String>,
+    http_urls: Vec<String>,
     ca_path: PathBuf,
     root: PathBuf,
     handle: tokio::runtime::Handle,
@@ -34,6 +35,7 @@ enum Request {
 /// What the thread reports once the cluster has a leader.
 struct Started {
     addrs: Vec<String>,
+    http_urls: Vec<String>,
     ca_path: PathBuf,
     root: PathBuf,
 }
@@ -63,6 +65,7 @@ impl BackgroundCluster {
         };
         Ok(BackgroundCluster {
             addrs: started.addrs,
+            http_urls: started.http_urls,
             ca_path: started.ca_path,
             root: started.root,
             handle,
@@ -74,6 +77,12 @@ impl BackgroundCluster {
     /// Node addresses, `host:port`.
     pub fn addrs(&self) -> &[String] {
         &self.addrs
+    }
+
+    /// Every node's HTTP base URL (`http://127.0.0.1:PORT`), by node id: every node of a
+    /// [`Cluster`] serves HTTP.
+    pub fn http_urls(&self) -> &[String] {
+        &self.http_urls
     }
 
     /// The cluster CA certificate file.
@@ -142,6 +151,11 @@ async fn serve(
     };
     let started = Started {
         addrs: cluster.addrs(),
+        http_urls: cluster
+            .running()
+            .into_iter()
+            .map(|id| cluster.http_url(id))
+            .collect(),
         ca_path: cluster.ca_path(),
         root: cluster.root().to_owned(),
     };

@@ -1,7 +1,7 @@
 //! Real `stockd` processes on loopback, for the crash tests.
 
 use std::collections::BTreeMap;
-use std::net::UdpSocket;
+use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -27,6 +27,9 @@ pub struct ProcessConfig {
     pub flags: Vec<String>,
     /// Data directories placed elsewhere than under the root (e.g. on a small file system).
     pub data_dirs: BTreeMap<u64, PathBuf>,
+    /// Whether every node also serves HTTP (`--http`) on a free loopback port of its own
+    /// ([`ProcessCluster::http_url`]).
+    pub http: bool,
 }
 
 impl ProcessConfig {
@@ -38,7 +41,14 @@ impl ProcessConfig {
             nodes,
             flags: Vec::new(),
             data_dirs: BTreeMap::new(),
+            http: false,
         }
+    }
+
+    /// Has every node serve HTTP too, each on a free loopback port.
+    pub fn with_http(mut self) -> ProcessConfig {
+        self.http = true;
+        self
     }
 
     /// Adds `flags` to every node's command line.
@@ -63,6 +73,8 @@ impl ProcessConfig {
 pub struct ProcessCluster {
     dir: TempDir,
     ports: Vec<u16>,
+    /// Each node's HTTP port (empty when the nodes serve no HTTP).
+    http_ports: Vec<u16>,
     children: Vec<Option<Child>>,
     config: ProcessConfig,
 }
@@ -73,6 +85,12 @@ fn free_port() -> Result<u16, Error> {
     Ok(socket.local_addr().map_err(Error::Runtime)?.port())
 }
 
+/// A free TCP port on loopback, for a node's HTTP (bound by the node right after, as above).
+fn free_tcp_port() -> Result<u16, Error> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(Error::Runtime)?;
+    Ok(listener.local_addr().map_err(Error::Runtime)?.port())
+}
+
 impl ProcessCluster {
     /// Issues every node a certificate from a new CA (`stockd certs`), then starts the nodes.
     pub fn start(config: ProcessConfig) -> Result<ProcessCluster, Error> {
@@ -80,9 +98,14 @@ impl ProcessCluster {
         let ports = (0..config.nodes)
             .map(|_| free_port())
             .collect::<Result<_, _>>()?;
+        let http_nodes = if config.http { config.nodes } else { 0 };
+        let http_ports = (0..http_nodes)
+            .map(|_| free_tcp_port())
+            .collect::<Result<_, _>>()?;
         let mut cluster = ProcessCluster {
             dir,
             ports,
+            http_ports,
             children: (0..config.nodes).map(|_| None).collect(),
             config,
         };
@@ -163,6 +186,9 @@ impl ProcessCluster {
             .arg("--ca-dir")
             .arg(self.ca_dir())
             .args(&self.config.flags);
+        if let Some(port) = self.http_ports.get(index(id)) {
+            command.arg("--http").arg(format!("127.0.0.1:{port}"));
+        }
         for (peer, port) in (1..).zip(&self.ports) {
             command
                 .arg("--peer")
@@ -215,6 +241,20 @@ impl ProcessCluster {
     /// Every node's address.
     pub fn addrs(&self) -> Vec<String> {
         (1..=self.config.nodes).map(|id| self.addr(id)).collect()
+    }
+
+    /// The HTTP base URL of node `id` (`http://127.0.0.1:PORT`), if the nodes serve HTTP
+    /// ([`ProcessConfig::with_http`]).
+    pub fn http_url(&self, id: u64) -> Option<String> {
+        let port = self.http_ports.get(index(id))?;
+        Some(format!("http://127.0.0.1:{port}"))
+    }
+
+    /// Every node's HTTP base URL, by node id (empty when the nodes serve no HTTP).
+    pub fn http_urls(&self) -> Vec<String> {
+        (1..=self.config.nodes)
+            .filter_map(|id| self.http_url(id))
+            .collect()
     }
 
     /// The cluster CA certificate file.

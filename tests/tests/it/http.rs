@@ -1,8 +1,9 @@
 //! The HTTP/JSON front on a live 3-node cluster (SPEC section 6, docs/HTTP.md): every
 //! operation, writes sent to a follower (forwarded to the leader, authored by the caller),
 //! replays with the same status and body, every error status, bearer tokens (none, unknown,
-//! another role, revoked), the change feed as server-sent events resuming from an index, and
-//! a schema-driven fuzzer run against the OpenAPI document.
+//! another role, revoked), the change feed as server-sent events resuming from an index, on a
+//! follower as a QUIC subscription (its own applied feed; refused and ended once the node is
+//! removed), and a schema-driven fuzzer run against the OpenAPI document.
 
 use std::time::Duration;
 
@@ -615,11 +616,91 @@ async fn the_change_feed_streams_as_server_sent_events_resuming_after_the_last_e
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_streams_the_writes_made_through_the_leader_until_it_is_removed() {
+    let (cluster, token) = cluster().await;
+    let leader = cluster
+        .wait_leader(Duration::from_secs(10))
+        .await
+        .expect("a leader");
+    let follower = follower(&cluster, leader);
+    let at_leader = Http::new(&cluster, leader, &token);
+    let at_follower = Http::new(&cluster, follower, &token);
+    let stream = |since: u64| {
+        at_follower
+            .client
+            .get(format!(
+                "{}/v1/changes/stream?since={since}",
+                at_follower.base
+            ))
+            .bearer_auth(&token)
+    };
+    // The stream is open on the follower before the writes reach the leader.
+    let response = stream(0).send().await.expect("stream");
+    assert_eq!(response.status(), StatusCode::OK);
+    let location = json!({"location": "w1", "kind": "warehouse"});
+    let defined = at_leader
+        .post("/v1/locations", Some(&key()), location)
+        .await;
+    check(&defined, 200, None);
+    let mut last_index = 0;
+    for qty in [5, 7] {
+        let count = json!({"sku": "A", "location": "w1", "qty": qty, "reason": "count"});
+        let counted = at_leader
+            .post("/v1/stock/counts", Some(&key()), count)
+            .await;
+        check(&counted, 200, None);
+        last_index = counted.log_index.expect("the write's log index");
+    }
+    let events = events_of(response, 2).await;
+    assert_eq!(events.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(events[1].1["balance"]["on_hand"]["units"], 7);
+    assert_eq!(events[1].1["log_index"], last_index);
+    assert_eq!(events[1].1["author"]["role"], "admin");
+    // A page from the follower: linearizable by default (answered by the leader, as a QUIC
+    // read), or its own applied feed once it applied the write: the same events.
+    let page = at_follower.get("/v1/changes").await;
+    check(&page, 200, None);
+    let local = at_follower
+        .get(&format!(
+            "/v1/changes?consistency=at_least&min_index={last_index}"
+        ))
+        .await;
+    check(&local, 200, None);
+    assert_eq!(page.body["events"], local.body["events"]);
+    assert_eq!(page.body["next"], 3);
+
+    // Removed from the cluster, the follower ends its stream and refuses a new one (503
+    // `removed`), as it refuses a QUIC subscription: the client resumes on a member.
+    let open = stream(3).send().await.expect("stream");
+    assert_eq!(open.status(), StatusCode::OK);
+    let client = cluster.client().await.expect("client");
+    client.remove_node(follower).await.expect("removed");
+    let ended = tokio::time::timeout(Duration::from_secs(15), async {
+        use futures_util::StreamExt;
+        let mut bytes = open.bytes_stream();
+        while let Some(Ok(_)) = bytes.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the removed node's stream did not end");
+    let refused = at_follower.send(stream(3)).await;
+    check(&refused, 503, Some("removed"));
+    let members = refused.body["facts"]["members"]
+        .as_array()
+        .expect("members");
+    assert_eq!(members.len(), 2, "{:#}", refused.body);
+}
+
 /// Reads `n` events (`id`, parsed `data`) from a server-sent event stream, within 10 s.
 async fn read_events(request: reqwest::RequestBuilder, n: usize) -> Vec<(u64, Value)> {
-    use futures_util::StreamExt;
     let response = request.send().await.expect("stream");
     assert_eq!(response.status(), StatusCode::OK);
+    events_of(response, n).await
+}
+
+/// Reads `n` events (`id`, parsed `data`) from an open server-sent event stream, within 10 s.
+async fn events_of(response: reqwest::Response, n: usize) -> Vec<(u64, Value)> {
+    use futures_util::StreamExt;
     let mut bytes = response.bytes_stream();
     let mut text = String::new();
     let mut events = Vec::new();
