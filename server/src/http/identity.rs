@@ -36,13 +36,10 @@ pub fn principal(ctx: &NodeCtx, headers: &HeaderMap) -> Result<Principal, Proble
         return Err(unauthorized("only Bearer tokens are accepted over HTTP"));
     }
     let token = Token::parse(credentials).ok_or_else(|| unauthorized("not a stockd token"))?;
-    let ledger = ctx
-        .shared
-        .ledger
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // The node's copy of the ledger's tokens: no ledger lock per request.
+    let credentials = ctx.shared.credentials.load();
     let unknown = || unauthorized(&format!("unknown or expired token {}", token.id));
-    let grant = ledger.token(&token.id).ok_or_else(unknown)?;
+    let grant = credentials.token(&token.id).ok_or_else(unknown)?;
     if !token.verify(&grant.secret_hash) {
         return Err(unknown());
     }
@@ -81,14 +78,7 @@ pub async fn bootstrap_admin_token(
     });
     let days = u64::from(pki::CLIENT_DAYS_MAX);
     loop {
-        let held = {
-            let ledger = ctx
-                .shared
-                .ledger
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            ledger.token(&token.id).is_some()
-        };
+        let held = ctx.shared.credentials.load().token(&token.id).is_some();
         if held || *shutdown.borrow() {
             return;
         }
