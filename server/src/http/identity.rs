@@ -2,7 +2,8 @@
 //!
 //! A token names its grant by id; the grant (principal and the SHA-256 of the secret) is in
 //! the replicated ledger (`Command::CreateToken`), so every node knows every token once it has
-//! applied its creation. The presented secret's hash is compared with the stored one in
+//! applied its creation. It is read from the node's copy of the ledger's credential tables
+//! (`auth::CredentialCopy`), without taking the ledger's lock. The presented secret's hash is compared with the stored one in
 //! constant time (`pki::Token::verify`). What the principal may do, whether its credential was
 //! revoked or has expired, is then `auth::decide`'s, as for a certificate: the same check, the
 //! same `forbidden` answers and counters, the same author on the change feed.
