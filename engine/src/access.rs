@@ -83,7 +83,8 @@ pub struct TokenGrant {
     pub locations: Vec<String>,
     /// End of validity, ms since the epoch: the ledger forgets the token then.
     pub expires_at_ms: u64,
-    /// SHA-256 of the token's secret (`pki::Token::secret_hash`): the secret itself never reaches the cluster.
+    /// SHA-256 of the token's secret (`pki::Token::secret_hash`): the secret itself never
+    /// reaches the cluster.
     pub secret_hash: [u8; 32],
 }
 
