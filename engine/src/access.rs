@@ -83,7 +83,8 @@ pub struct TokenGrant {
     pub locations: Vec<String>,
     /// End of validity, ms since the epoch: the ledger forgets the token then.
     pub expires_at_ms: u64,
-    /// BLAKE3 hash of the token's secret: the secret itself never reaches the cluster.
+    /// SHA-256 of the token's secret (`pki::Token::secret_hash`): the secret itself never
+    /// reaches the cluster.
     pub secret_hash: [u8; 32],
 }
 
@@ -105,6 +106,37 @@ pub(crate) struct AccessState {
     pub revoked: Arc<BTreeMap<String, Revocation>>,
     /// Live bearer tokens by id.
     pub tokens: Arc<BTreeMap<String, TokenGrant>>,
+}
+
+/// The ledger's credential tables (the deny list and the live tokens), shared with it rather
+/// than copied: what a node keeps beside the ledger so that checking a credential takes no
+/// lock (`server::auth::credentials`).
+///
+/// While a `Credentials` holds a table, the ledger's next change to that table copies it first
+/// (`Arc::make_mut`), so a changed table is always a new allocation:
+/// [`Credentials::same_tables`] tells whether anything changed by comparing pointers.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    revoked: Arc<BTreeMap<String, Revocation>>,
+    tokens: Arc<BTreeMap<String, TokenGrant>>,
+}
+
+impl Credentials {
+    /// Whether `credential` (a certificate serial or token id) is on the deny list.
+    pub fn is_revoked(&self, credential: &str) -> bool {
+        self.revoked.contains_key(credential)
+    }
+
+    /// The grant of the live token `id`, if any.
+    pub fn token(&self, id: &str) -> Option<&TokenGrant> {
+        self.tokens.get(id)
+    }
+
+    /// Whether both tables are the very ones `other` holds (so neither changed in between,
+    /// as long as one of the two was held meanwhile: see the type's documentation).
+    pub fn same_tables(&self, other: &Credentials) -> bool {
+        Arc::ptr_eq(&self.revoked, &other.revoked) && Arc::ptr_eq(&self.tokens, &other.tokens)
+    }
 }
 
 fn valid_grant(g: &TokenGrant) -> bool {
@@ -216,8 +248,12 @@ impl Ledger {
         if self.ix.revoked_next_expiry > now {
             return;
         }
-        let revoked = Arc::make_mut(&mut self.state.access.revoked);
-        revoked.retain(|_, r| r.until_ms > now);
+        // A table is copied only if something in it expires: a node's copy of the tables
+        // (`Credentials`) is swapped whenever a table is a new one.
+        let revoked = &mut self.state.access.revoked;
+        if revoked.values().any(|r| r.until_ms <= now) {
+            Arc::make_mut(revoked).retain(|_, r| r.until_ms > now);
+        }
         let tokens = &mut self.state.access.tokens;
         if tokens.values().any(|t| t.expires_at_ms <= now) {
             Arc::make_mut(tokens).retain(|_, t| t.expires_at_ms > now);
@@ -236,6 +272,14 @@ impl Ledger {
     /// Whether `credential` is on the deny list.
     pub fn is_revoked(&self, credential: &str) -> bool {
         self.state.access.revoked.contains_key(credential)
+    }
+
+    /// The credential tables as they are now, shared with the ledger (two reference counts).
+    pub fn credentials(&self) -> Credentials {
+        Credentials {
+            revoked: self.state.access.revoked.clone(),
+            tokens: self.state.access.tokens.clone(),
+        }
     }
 
     /// The deny list, by credential id.
@@ -366,6 +410,35 @@ mod tests {
         assert!(!ledger.is_revoked("0a1b"), "expired with its credential");
         assert!(ledger.is_revoked("ff"));
         assert_eq!(ledger.revoked().len(), 1);
+    }
+
+    #[test]
+    fn a_held_copy_of_the_credential_tables_sees_every_change_as_new_tables() {
+        let mut ledger = Ledger::new(Config::default());
+        let header = |i, t| BatchHeader {
+            log_index: i,
+            timestamp_ms: t,
+        };
+        ledger.apply(header(1, 1_000), &[]);
+        let held = ledger.credentials();
+        ledger.apply(header(2, 1_000), &[]);
+        assert!(ledger.credentials().same_tables(&held), "nothing changed");
+        let revoke = Command::RevokeCredential {
+            credential: "0a".to_owned(),
+            until_ms: 5_000,
+        };
+        ledger.apply(header(3, 1_000), &[request(1, revoke)]);
+        let revoked = ledger.credentials();
+        assert!(!revoked.same_tables(&held) && revoked.is_revoked("0a"));
+        assert!(
+            !held.is_revoked("0a"),
+            "the held copy is not changed in place"
+        );
+        ledger.apply(header(4, 5_000), &[]);
+        assert!(!ledger.credentials().same_tables(&revoked), "expired");
+        assert!(!ledger.credentials().is_revoked("0a"));
+        let restored = Ledger::restore(&ledger.snapshot()).expect("restores");
+        assert!(!restored.credentials().same_tables(&ledger.credentials()));
     }
 
     #[test]

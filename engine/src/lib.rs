@@ -51,8 +51,8 @@ mod view_kits;
 pub mod access;
 
 pub use access::{
-    Author, Authors, Revocation, RevokedView, TokenDef, TokenGrant, AUTHORS_MAX, REVOKED_MAX,
-    TOKENS_MAX,
+    Author, Authors, Credentials, Revocation, RevokedView, TokenDef, TokenGrant, AUTHORS_MAX,
+    REVOKED_MAX, TOKENS_MAX,
 };
 pub use balance::Balance;
 pub use command::{

@@ -32,8 +32,19 @@ use crate::raft::forward::Forwarded;
 use crate::node::NodeCtx;
 use crate::replies::ConnectionReplies;
 
-/// Serves a client connection of `principal` until it closes, or until its watchdog closes it for not
-/// reading its replies (then with [`protocol::CLOSE_REPLIES_NOT_READ`] and the reason).
+/// Why the node ends a client connection itself.
+enum Ending {
+    /// Its watchdog found it not reading its replies.
+    RepliesNotRead(crate::replies::Verdict),
+    /// Its credential was revoked or expired (SPEC section 7: enforced on open connections).
+    Credential(crate::auth::Forbidden),
+}
+
+/// Serves a client connection of `principal` until it closes, or until the node closes it:
+/// with [`protocol::CLOSE_REPLIES_NOT_READ`] when its watchdog finds it not reading its
+/// replies, with [`protocol::CLOSE_IDENTITY_REFUSED`] once its credential is revoked (the
+/// revocation applied on this node) or expired (`auth::credential_ends`); the reason says
+/// which. A connection whose credential is already revoked is closed as soon as it is served.
 pub async fn serve_client(conn: quinn::Connection, ctx: Arc<NodeCtx>, principal: Principal) {
     let caller = Arc::new(Caller::new(principal));
     let budget = Arc::new(Semaphore::new(CONNECTION_FRAME_KIB_MAX));
@@ -50,18 +61,32 @@ pub async fn serve_client(conn: quinn::Connection, ctx: Arc<NodeCtx>, principal:
             tokio::spawn(stream);
         }
     };
-    let verdict = tokio::select! {
+    let credential = &ctx.shared.credentials;
+    let ending = tokio::select! {
         () = accept => None,
-        verdict = crate::replies::watch(&replies) => Some(verdict),
+        verdict = crate::replies::watch(&replies) => Some(Ending::RepliesNotRead(verdict)),
+        ended = crate::auth::credential_ends(credential, &ctx.clock, &caller.principal) => {
+            Some(Ending::Credential(ended))
+        }
     };
-    if let Some(verdict) = &verdict {
-        tracing::warn!(peer = %conn.remote_address(), "closing a client connection: {verdict}");
-        let reason = verdict.to_string();
-        conn.close(protocol::CLOSE_REPLIES_NOT_READ.into(), reason.as_bytes());
+    let peer = conn.remote_address();
+    match &ending {
+        None => {}
+        Some(Ending::RepliesNotRead(verdict)) => {
+            tracing::warn!(%peer, "closing a client connection: {verdict}");
+            let reason = verdict.to_string();
+            conn.close(protocol::CLOSE_REPLIES_NOT_READ.into(), reason.as_bytes());
+        }
+        Some(Ending::Credential(ended)) => {
+            tracing::info!(%peer, principal = %ended.principal, "closing a client connection: {ended}");
+            ctx.refusals.refused_connection();
+            let reason = ended.close_reason();
+            conn.close(protocol::CLOSE_IDENTITY_REFUSED.into(), reason.as_bytes());
+        }
     }
     // Whatever still waits for this connection's room gives up; its queues go with its
     // streams' writers, which fail now that the connection is closed.
-    replies.close(verdict.is_some());
+    replies.close(matches!(ending, Some(Ending::RepliesNotRead(_))));
 }
 
 /// Runs operations of `caller` on this node through the client path (authorization, the

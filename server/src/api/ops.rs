@@ -67,11 +67,16 @@ impl Pending {
 /// Whether `principal` may run `op` now (`auth::decide`); a refusal is counted, logged (rate
 /// limited) and answered `forbidden`.
 pub(crate) fn allowed(ctx: &NodeCtx, principal: &Principal, op: &Op) -> Result<(), ServerError> {
-    crate::auth::decide(principal, op, &ctx.shared.ledger, ctx.clock.now_ms()).map_err(|message| {
-        ctx.refusals.denied(&principal.name, &message);
-        ctx.metrics.denied(principal.role);
-        ServerError::Forbidden { message }
-    })
+    let shared = &ctx.shared;
+    let now_ms = ctx.clock.now_ms();
+    crate::auth::decide(principal, op, &shared.credentials, &shared.ledger, now_ms).map_err(
+        |refused| {
+            let message = refused.to_string();
+            ctx.refusals.denied(&principal.name, &message);
+            ctx.metrics.denied(principal.role);
+            ServerError::Forbidden { message }
+        },
+    )
 }
 
 /// Runs a frame's operations concurrently: writes go to the proposer together (so they share

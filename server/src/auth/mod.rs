@@ -22,6 +22,11 @@
 //! - `ops`: every ledger write but credentials. `admin`: ops + membership and credentials.
 
 pub mod access;
+pub mod credentials;
+pub mod forbidden;
+
+pub use credentials::{credential_ends, standing, CredentialCopy};
+pub use forbidden::{Forbidden, ForbiddenReason};
 
 use engine::{Answer, ChannelId, Command, Ledger, LocationId, OrderId, OrderSource, Query};
 use engine::{ReservationId, Target, TransferId};
@@ -36,8 +41,8 @@ pub const STORE_CHANNEL: &str = "pos";
 pub enum Access {
     /// It may.
     Allowed,
-    /// It may not, and why (the text of the `forbidden` answer).
-    Denied(String),
+    /// It may not, and why.
+    Denied(Forbidden),
     /// It may if the named object passes [`check_lookup`].
     Lookup(Lookup),
 }
@@ -55,8 +60,8 @@ pub enum Lookup {
     TransferTo(TransferId),
 }
 
-fn denied(p: &Principal, what: impl std::fmt::Display) -> Access {
-    Access::Denied(format!("{} (role {}) may not {what}", p.name, p.role))
+fn denied(p: &Principal, reason: ForbiddenReason) -> Access {
+    Access::Denied(Forbidden::new(p, reason))
 }
 
 /// Decides an operation from what it names (module documentation).
@@ -68,7 +73,7 @@ pub fn authorize(p: &Principal, op: &Op) -> Access {
         | Op::Subscribe { .. }
         | Op::SubscribeAt { .. } => Access::Allowed,
         Op::Admin(_) if p.role == ClientRole::Admin => Access::Allowed,
-        Op::Admin(_) => denied(p, "change cluster membership"),
+        Op::Admin(_) => denied(p, ForbiddenReason::Membership),
         Op::Write(request) => match p.role {
             ClientRole::Admin => Access::Allowed,
             ClientRole::Ops
@@ -77,10 +82,10 @@ pub fn authorize(p: &Principal, op: &Op) -> Access {
                     Command::RevokeCredential { .. } | Command::CreateToken(_)
                 ) =>
             {
-                denied(p, "issue or revoke credentials")
+                denied(p, ForbiddenReason::Credentials)
             }
             ClientRole::Ops => Access::Allowed,
-            ClientRole::Reader => denied(p, "write"),
+            ClientRole::Reader => denied(p, ForbiddenReason::Write),
             ClientRole::Checkout => checkout(p, &request.command),
             ClientRole::Store => store(p, &request.command),
         },
@@ -92,7 +97,7 @@ fn checkout(p: &Principal, command: &Command) -> Access {
         if p.channels.contains(&c.0) {
             Access::Allowed
         } else {
-            denied(p, format_args!("sell on channel {}", c.0))
+            denied(p, ForbiddenReason::Channel(c.0.clone()))
         }
     };
     match command {
@@ -115,7 +120,7 @@ fn checkout(p: &Principal, command: &Command) -> Access {
             checkout(p, command)
         }
         // An exchange is a return too, which checkout does not do (SPEC section 7).
-        other => denied(p, other.name()),
+        other => denied(p, ForbiddenReason::Operation(other.name())),
     }
 }
 
@@ -123,22 +128,17 @@ fn store(p: &Principal, command: &Command) -> Access {
     let own = |l: &LocationId| p.locations.contains(&l.0);
     let at = |locations: &[&LocationId]| match locations.iter().find(|l| !own(l)) {
         None => Access::Allowed,
-        Some(l) => denied(p, format_args!("act at location {}", l.0)),
+        Some(l) => denied(p, ForbiddenReason::Location(l.0.clone())),
     };
     let sale = |c: &ChannelId, targets: Vec<&Target>| {
         if c.0 != STORE_CHANNEL {
-            return denied(
-                p,
-                format_args!("sell on channel {} (stores sell on pos)", c.0),
-            );
+            return denied(p, ForbiddenReason::StoreChannel(c.0.clone()));
         }
         let mut located = Vec::new();
         for target in targets {
             match target {
                 Target::Location(l) => located.push(l),
-                Target::Group(_) | Target::All => {
-                    return denied(p, "source from a group or all locations")
-                }
+                Target::Group(_) | Target::All => return denied(p, ForbiddenReason::GroupSource),
             }
         }
         at(&located)
@@ -182,7 +182,7 @@ fn store(p: &Principal, command: &Command) -> Access {
             store(p, command)
         }
         Command::Exchange(x) => store_exchange(p, x),
-        other => denied(p, other.name()),
+        other => denied(p, ForbiddenReason::Operation(other.name())),
     }
 }
 
@@ -196,58 +196,53 @@ fn store_exchange(p: &Principal, x: &engine::Exchange) -> Access {
     }
 }
 
-/// Decides one operation of `p` at `now_ms`: an expired or revoked credential (the deny list
-/// in the replicated ledger, so every node refuses it once it applied the revocation) is
-/// refused, then [`authorize`], then a lookup in the ledger (read-locked for the lookup only)
-/// if one is needed. `Err` is the `forbidden` text.
+/// Decides one operation of `p` at `now_ms`: a credential that no longer stands (expired,
+/// or on the deny list: `credentials`, the node's lock-free copy of the ledger's, so every
+/// node refuses it once it applied the revocation) is refused first, then [`authorize`], then
+/// [`check_lookup`] if the operation names only an object: the one case that read-locks
+/// `ledger`, for the lookup only.
 pub fn decide(
     p: &Principal,
     op: &Op,
+    credentials: &CredentialCopy,
     ledger: &crate::raft::ledger_lock::LedgerLock,
     now_ms: u64,
-) -> Result<(), String> {
-    if p.expires_at_ms <= now_ms {
-        return Err(format!("the credential of {} has expired", p.name));
-    }
-    let ledger = || {
-        ledger
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    };
-    if ledger().is_revoked(&p.credential_id) {
-        return Err(format!(
-            "the credential of {} ({}) was revoked",
-            p.name, p.credential_id
-        ));
-    }
+) -> Result<(), Forbidden> {
+    standing(p, &credentials.load(), now_ms)?;
     match authorize(p, op) {
         Access::Allowed => Ok(()),
-        Access::Denied(why) => Err(why),
-        Access::Lookup(lookup) => check_lookup(p, &lookup, &ledger(), now_ms),
+        Access::Denied(forbidden) => Err(forbidden),
+        Access::Lookup(lookup) => {
+            let ledger = ledger
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            check_lookup(p, &lookup, &ledger, now_ms)
+        }
     }
 }
 
-/// Decides a [`Lookup`] from the ledger as of `now_ms`; `Err` is the `forbidden` text.
+/// Decides a [`Lookup`] from the ledger as of `now_ms`. An object the ledger does not hold is
+/// allowed through (the engine answers `not_found`).
 pub fn check_lookup(
     p: &Principal,
     lookup: &Lookup,
     ledger: &Ledger,
     now_ms: u64,
-) -> Result<(), String> {
+) -> Result<(), Forbidden> {
     let own_location = |l: &LocationId| p.locations.contains(&l.0);
-    let refuse = |what: String| Err(format!("{} (role {}) may not {what}", p.name, p.role));
+    let refuse = |reason| Err(Forbidden::new(p, reason));
     let answer = |query: Query| ledger.query(&query, now_ms).ok();
     match lookup {
         Lookup::HoldChannel(id) => match answer(Query::Reservation(id.clone())) {
             Some(Answer::Reservation(hold)) if !p.channels.contains(&hold.channel.0) => {
-                refuse(format!("act on a hold of channel {}", hold.channel.0))
+                refuse(ForbiddenReason::HoldChannel(hold.channel.0))
             }
             _ => Ok(()),
         },
         Lookup::HoldLocations(id) => match answer(Query::Reservation(id.clone())) {
             Some(Answer::Reservation(hold)) => {
-                match hold.lines.iter().find(|l| !own_location(&l.location)) {
-                    Some(line) => refuse(format!("act on a hold at location {}", line.location.0)),
+                match hold.lines.into_iter().find(|l| !own_location(&l.location)) {
+                    Some(line) => refuse(ForbiddenReason::HoldLocation(line.location.0)),
                     None => Ok(()),
                 }
             }
@@ -255,11 +250,8 @@ pub fn check_lookup(
         },
         Lookup::OrderLocations(id) => match answer(Query::Order(id.clone())) {
             Some(Answer::Order(order)) => {
-                match order.lines.iter().find(|l| !own_location(&l.location)) {
-                    Some(line) => refuse(format!(
-                        "act on an order line at location {}",
-                        line.location.0
-                    )),
+                match order.lines.into_iter().find(|l| !own_location(&l.location)) {
+                    Some(line) => refuse(ForbiddenReason::OrderLocation(line.location.0)),
                     None => Ok(()),
                 }
             }
@@ -267,7 +259,7 @@ pub fn check_lookup(
         },
         Lookup::TransferTo(id) => match answer(Query::Transfer(id.clone())) {
             Some(Answer::Transfer(t)) if !own_location(&t.to) => {
-                refuse(format!("receive a transfer to location {}", t.to.0))
+                refuse(ForbiddenReason::TransferTo(t.to.0))
             }
             _ => Ok(()),
         },

@@ -526,4 +526,78 @@ fn lookups_decide_by_the_object() {
         check(ClientRole::Store, Lookup::HoldLocations(id("missing"))),
         "not_found is the engine's"
     );
+    let refused = |role, lookup| {
+        check_lookup(&principal(role), &lookup, &ledger, 1_000)
+            .expect_err("refused")
+            .to_string()
+    };
+    assert_eq!(
+        refused(ClientRole::Checkout, Lookup::HoldChannel(id("pos-2"))),
+        "checkout-1 (role checkout) may not act on a hold of channel pos"
+    );
+    assert_eq!(
+        refused(ClientRole::Store, Lookup::HoldLocations(id("pos-2"))),
+        "store-1 (role store) may not act on a hold at location store-2"
+    );
+}
+
+/// The refusal of `command` written by `role`, as its `forbidden` text.
+#[track_caller]
+fn check_refusal(role: ClientRole, command: Command, expected: &str) {
+    match authorize(&principal(role), &write(command)) {
+        Access::Denied(refused) => assert_eq!(refused.to_string(), expected),
+        other => panic!("{role}: {other:?}, expected a refusal"),
+    }
+}
+
+#[test]
+fn refusals_say_who_and_why_in_the_words_of_the_forbidden_answer() {
+    use ClientRole::{Checkout, Ops, Reader, Store};
+    check_refusal(
+        Reader,
+        stock("store-1"),
+        "reader-1 (role reader) may not write",
+    );
+    check_refusal(
+        Checkout,
+        reserve("pos", Target::Location(loc("store-1"))),
+        "checkout-1 (role checkout) may not sell on channel pos",
+    );
+    check_refusal(
+        Checkout,
+        stock("store-1"),
+        "checkout-1 (role checkout) may not adjust",
+    );
+    check_refusal(
+        Store,
+        stock("store-2"),
+        "store-1 (role store) may not act at location store-2",
+    );
+    check_refusal(
+        Store,
+        reserve("web", Target::Location(loc("store-1"))),
+        "store-1 (role store) may not sell on channel web (stores sell on pos)",
+    );
+    check_refusal(
+        Store,
+        reserve("pos", Target::All),
+        "store-1 (role store) may not source from a group or all locations",
+    );
+    let revoke = Command::RevokeCredential {
+        credential: "0a".to_owned(),
+        until_ms: 1,
+    };
+    check_refusal(
+        Ops,
+        revoke,
+        "ops-1 (role ops) may not issue or revoke credentials",
+    );
+    let membership = Op::Admin(AdminOp::RemoveNode { id: 2 });
+    match authorize(&principal(Ops), &membership) {
+        Access::Denied(refused) => assert_eq!(
+            refused.to_string(),
+            "ops-1 (role ops) may not change cluster membership"
+        ),
+        other => panic!("{other:?}"),
+    }
 }

@@ -2,7 +2,8 @@
 //!
 //! A token names its grant by id; the grant (principal and the SHA-256 of the secret) is in
 //! the replicated ledger (`Command::CreateToken`), so every node knows every token once it has
-//! applied its creation. The presented secret's hash is compared with the stored one in
+//! applied its creation. It is read from the node's copy of the ledger's credential tables
+//! (`auth::CredentialCopy`), without taking the ledger's lock. The presented secret's hash is compared with the stored one in
 //! constant time (`pki::Token::verify`). What the principal may do, whether its credential was
 //! revoked or has expired, is then `auth::decide`'s, as for a certificate: the same check, the
 //! same `forbidden` answers and counters, the same author on the change feed.
@@ -36,13 +37,10 @@ pub fn principal(ctx: &NodeCtx, headers: &HeaderMap) -> Result<Principal, Proble
         return Err(unauthorized("only Bearer tokens are accepted over HTTP"));
     }
     let token = Token::parse(credentials).ok_or_else(|| unauthorized("not a stockd token"))?;
-    let ledger = ctx
-        .shared
-        .ledger
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // The node's copy of the ledger's tokens: no ledger lock per request.
+    let credentials = ctx.shared.credentials.load();
     let unknown = || unauthorized(&format!("unknown or expired token {}", token.id));
-    let grant = ledger.token(&token.id).ok_or_else(unknown)?;
+    let grant = credentials.token(&token.id).ok_or_else(unknown)?;
     if !token.verify(&grant.secret_hash) {
         return Err(unknown());
     }
@@ -81,14 +79,7 @@ pub async fn bootstrap_admin_token(
     });
     let days = u64::from(pki::CLIENT_DAYS_MAX);
     loop {
-        let held = {
-            let ledger = ctx
-                .shared
-                .ledger
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            ledger.token(&token.id).is_some()
-        };
+        let held = ctx.shared.credentials.load().token(&token.id).is_some();
         if held || *shutdown.borrow() {
             return;
         }

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use engine::{BatchHeader, Frozen, Ledger};
 use protocol::{SnapshotBuilding, SnapshotBuilt, SnapshotStats};
 
+use crate::auth::CredentialCopy;
 use crate::metrics::Metrics;
 
 use super::ledger_lock::LedgerLock;
@@ -72,6 +73,9 @@ pub struct Shared {
     /// The ledger. Write-locked by apply and snapshot install; read-locked by queries and
     /// by a snapshot's freeze.
     pub ledger: LedgerLock,
+    /// The ledger's credential tables, read without a lock by every access check; swapped
+    /// (under the ledger's write lock) when an entry or a snapshot changes them.
+    pub credentials: CredentialCopy,
     meta: Mutex<Meta>,
     /// The newest snapshot. Taken with `store` held: a build that finishes after an install
     /// of a newer snapshot must not replace it.
@@ -262,6 +266,7 @@ impl StateMachine {
         };
         let applied = meta.last_applied.map_or(0, |l| l.index);
         let shared = Arc::new(Shared {
+            credentials: CredentialCopy::new(&ledger),
             ledger: LedgerLock::new(ledger),
             meta: Mutex::new(meta),
             current: Mutex::new(current),
@@ -467,6 +472,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     Vec::new()
                 }
             };
+            // Before the write lock is released: no reader sees a revocation in the ledger
+            // that the access check does not.
+            self.shared.credentials.follow(&ledger);
             meta.last_applied = Some(entry.log_id);
             last = Some(log_index);
             self.shared.metrics.record_apply(started.elapsed());
@@ -530,7 +538,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut m = lock(&self.shared.meta);
             m.last_applied = meta.last_log_id;
             m.membership = meta.last_membership.clone();
-            std::mem::replace(&mut *current, ledger)
+            let replaced = std::mem::replace(&mut *current, ledger);
+            self.shared.credentials.follow(&current);
+            replaced
         };
         let shared = self.shared.clone();
         let meta_copy = meta.clone();
@@ -585,6 +595,65 @@ mod tests {
             rustix::process::getpriority_process(Some(rustix::thread::gettid())).ok(),
             others.ok()
         );
+    }
+
+    fn entry(index: u64, requests: Vec<engine::Request>) -> Entry {
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(super::super::Batch {
+                timestamp_ms: 1_000,
+                requests: Arc::new(requests),
+                authors: Arc::default(),
+            }),
+        }
+    }
+
+    fn revoked(sm: &StateMachine, credential: &str) -> bool {
+        sm.shared().credentials.load().is_revoked(credential)
+    }
+
+    #[tokio::test]
+    async fn the_credential_copy_follows_apply_snapshot_install_and_restart() {
+        let dir = std::env::temp_dir().join(format!("stockd-sm-deny-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let open = |name: &str| {
+            StateMachine::open(&dir.join(name), Arc::default(), Arc::default()).expect("open")
+        };
+        let mut sm = open("a");
+        sm.apply(vec![entry(1, Vec::new())]).await.expect("apply");
+        assert_eq!(
+            sm.shared().credentials.revision(),
+            0,
+            "no credential changed"
+        );
+        let revoke = engine::Request {
+            request_id: engine::RequestId(1),
+            command: engine::Command::RevokeCredential {
+                credential: "0a".to_owned(),
+                until_ms: u64::MAX,
+            },
+        };
+        sm.apply(vec![entry(2, vec![revoke])]).await.expect("apply");
+        assert!(revoked(&sm, "0a"), "apply");
+        assert_eq!(sm.shared().credentials.revision(), 1);
+
+        let snapshot = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("built");
+        let mut follower = open("b");
+        assert!(!revoked(&follower, "0a"));
+        follower
+            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .expect("installed");
+        assert!(revoked(&follower, "0a"), "snapshot install");
+
+        drop(sm);
+        assert!(revoked(&open("a"), "0a"), "restart from the snapshot file");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

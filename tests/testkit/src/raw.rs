@@ -56,10 +56,19 @@ impl RawConnection {
     /// Connects to `addr` trusting the CA in `ca_path` and presenting the admin identity
     /// beside it.
     pub async fn connect(addr: &str, ca_path: &Path) -> Result<RawConnection, RawError> {
-        let ca = pki::load_certs(ca_path).map_err(RawError::Tls)?;
         let identity = crate::fixtures::admin_identity(ca_path).map_err(RawError::Tls)?;
+        RawConnection::connect_as(addr, ca_path, &identity).await
+    }
+
+    /// Connects to `addr` trusting the CA in `ca_path` and presenting `identity`.
+    pub async fn connect_as(
+        addr: &str,
+        ca_path: &Path,
+        identity: &pki::Identity,
+    ) -> Result<RawConnection, RawError> {
+        let ca = pki::load_certs(ca_path).map_err(RawError::Tls)?;
         let config =
-            pki::client_config_with(&Trust::Ca(ca), Some(&identity)).map_err(RawError::Tls)?;
+            pki::client_config_with(&Trust::Ca(ca), Some(identity)).map_err(RawError::Tls)?;
         let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))
             .map_err(RawError::Endpoint)?;
         endpoint.set_default_client_config(config);

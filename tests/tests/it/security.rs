@@ -8,8 +8,8 @@ use client::{Client, ClientConfig, ClientError};
 use engine::query::Query;
 use engine::{ChannelId, Command, Line, LocationId, ReservationId, SkuId, Target};
 use pki::{ClientCertRequest, ClientRole, Trust};
-use protocol::{Consistency, ServerError};
-use testkit::Cluster as TestCluster;
+use protocol::{Consistency, Op, OpResult, ServerError, ServerMessage};
+use testkit::{Cluster as TestCluster, RawConnection, RawError};
 
 /// A client of `cluster` presenting a new identity of `role` with this scope.
 async fn client_as(
@@ -18,6 +18,20 @@ async fn client_as(
     role: ClientRole,
     scope: (&[&str], &[&str]),
 ) -> (Client, pki::Principal) {
+    let (identity, principal) = issue(cluster, name, role, scope);
+    let config =
+        quick(cluster.client_config(cluster.addrs()).expect("config")).with_identity(identity);
+    let client = Client::connect(config).await.expect("connects");
+    (client, principal)
+}
+
+/// A new client identity of `role` with this scope, issued by `cluster`'s CA (valid 2 days).
+fn issue(
+    cluster: &TestCluster,
+    name: &str,
+    role: ClientRole,
+    scope: (&[&str], &[&str]),
+) -> (pki::Identity, pki::Principal) {
     let request = ClientCertRequest {
         name: name.to_owned(),
         role,
@@ -28,10 +42,7 @@ async fn client_as(
     let dir = cluster.root().join("clients");
     let issued = pki::issue_client(&cluster.ca_dir(), &dir, &request).expect("issued");
     let identity = pki::load_client_identity(&issued.cert, &issued.key).expect("identity");
-    let config =
-        quick(cluster.client_config(cluster.addrs()).expect("config")).with_identity(identity);
-    let client = Client::connect(config).await.expect("connects");
-    (client, issued.principal)
+    (identity, issued.principal)
 }
 
 /// Refusals are final, but a failed dial is retried: keep the calls short.
@@ -228,6 +239,104 @@ async fn revoked_and_expired_credentials_are_refused_on_open_connections() {
     assert!(
         forbidden(&read),
         "an expired credential on an open connection"
+    );
+    cluster.shutdown().await;
+}
+
+/// How long a test waits for a node to close a connection before it fails: a bound on a
+/// broken test, not a measure (a node closes it as soon as it has applied the revocation).
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// The close code and reason of `conn`, once its node closed it.
+async fn closed_by_node(conn: &quinn::Connection) -> (u32, String) {
+    match tokio::time::timeout(CLOSE_WAIT, conn.closed()).await {
+        Ok(quinn::ConnectionError::ApplicationClosed(close)) => (
+            u32::try_from(u64::from(close.error_code)).expect("a u32 code"),
+            String::from_utf8_lossy(&close.reason).into_owned(),
+        ),
+        other => panic!("not closed by the node: {other:?}"),
+    }
+}
+
+/// A raw connection to node `id` presenting `identity`, and that it is served.
+async fn served_raw(cluster: &TestCluster, id: u64, identity: &pki::Identity) -> RawConnection {
+    let addr = cluster.addr(id);
+    let raw = RawConnection::connect_as(&addr, &cluster.ca_path(), identity)
+        .await
+        .expect("connects");
+    match raw.call(vec![Op::Status], CLOSE_WAIT).await {
+        Ok(ServerMessage::Reply { results, .. }) => {
+            assert!(matches!(results[..], [OpResult::Status(_)]), "{results:?}");
+        }
+        other => panic!("status on node {id}: {other:?}"),
+    }
+    raw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_connections_of_a_revoked_or_expired_credential_are_closed() {
+    let cluster = TestCluster::replicated(3).await.expect("cluster starts");
+    let admin = cluster.client().await.expect("client connects");
+    let (identity, principal) = issue(&cluster, "tablet-9", ClientRole::Reader, (&[], &[]));
+    let mut open = Vec::new();
+    for id in 1..=3 {
+        open.push(served_raw(&cluster, id, &identity).await);
+    }
+    let revoke = Command::RevokeCredential {
+        credential: principal.credential_id.clone(),
+        until_ms: principal.expires_at_ms,
+    };
+    admin
+        .write(revoke)
+        .await
+        .expect("revoke")
+        .outcome
+        .expect("ok");
+    // Every node closes its own connection once it applied the revocation.
+    let revoked = format!("credential revoked: tablet-9 ({})", principal.credential_id);
+    for raw in &open {
+        let (code, reason) = closed_by_node(&raw.connection).await;
+        assert_eq!(code, protocol::CLOSE_IDENTITY_REFUSED);
+        assert_eq!(reason, revoked);
+    }
+    // A new connection with the same identity is closed as soon as it is served.
+    match RawConnection::connect_as(&cluster.addr(2), &cluster.ca_path(), &identity).await {
+        Ok(raw) => assert_eq!(
+            closed_by_node(&raw.connection).await,
+            (protocol::CLOSE_IDENTITY_REFUSED, revoked.clone())
+        ),
+        Err(RawError::Connection(quinn::ConnectionError::ApplicationClosed(close))) => {
+            assert_eq!(close.reason.as_ref(), revoked.as_bytes())
+        }
+        Err(other) => panic!("a new connection of a revoked credential: {other}"),
+    }
+    // The client library, which redials transparently, reports it as final: `forbidden`.
+    let config = quick(cluster.client_config(cluster.addrs()).expect("config"))
+        .with_identity(identity.clone());
+    let refused = match Client::connect(config).await {
+        Ok(client) => client
+            .read(Query::Status, Consistency::Local)
+            .await
+            .map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match refused {
+        Err(ClientError::Server(ServerError::Forbidden { message })) => {
+            assert!(message.contains("revoked"), "{message}");
+        }
+        other => panic!("a revoked credential through the client library: {other:?}"),
+    }
+
+    // Expiry: the node's clock passes the end of validity of an open connection's certificate.
+    let (identity, _) = issue(&cluster, "tablet-10", ClientRole::Reader, (&[], &[]));
+    let raw = served_raw(&cluster, 1, &identity).await;
+    cluster.clock().advance(3 * 86_400_000);
+    assert_eq!(
+        closed_by_node(&raw.connection).await,
+        (
+            protocol::CLOSE_IDENTITY_REFUSED,
+            "credential expired: tablet-10".to_owned()
+        )
     );
     cluster.shutdown().await;
 }
