@@ -10,7 +10,7 @@
 
 use crate::command::{Command, Exchange, OrderSource};
 use crate::ids::CustomerId;
-use crate::ledger::{check_id, invalid, Ledger, Remembered};
+use crate::ledger::{invalid, Ledger, Remembered};
 use crate::orders::Placement;
 use crate::outcome::{InvalidReason, Rejection};
 use crate::sourcing::SourcingRules;
@@ -58,7 +58,11 @@ impl Ledger {
         customer: &CustomerId,
         command: &Command,
     ) -> Result<Remembered, Rejection> {
-        check_id(customer.as_str(), "customer")?;
+        if !crate::ids::is_valid_customer_id(customer.as_str()) {
+            return invalid(crate::InvalidReason::BadId {
+                field: "customer".to_owned(),
+            });
+        }
         match command {
             Command::Reserve {
                 reservation,

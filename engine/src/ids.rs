@@ -16,6 +16,14 @@ pub fn is_valid_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= ID_BYTES_MAX && s.bytes().all(|b| ID_BYTE[usize::from(b)])
 }
 
+/// Whether `s` is a well-formed customer id: 1..=[`ID_BYTES_MAX`] bytes with no control
+/// character. A customer id is opaque to the ledger (SPEC section 3: a loyalty card, a hashed
+/// e-mail in base64 or hex), so it is not held to the alphabet of the ledger's own ids; control
+/// characters are refused because the id appears in logs and the change feed.
+pub fn is_valid_customer_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= ID_BYTES_MAX && !s.chars().any(char::is_control)
+}
+
 /// Which bytes may appear in an id (a table: this check runs for every id of every request).
 const ID_BYTE: [bool; 256] = {
     let mut table = [false; 256];

@@ -302,8 +302,10 @@ fn customer_writes_are_only_reserve_and_direct_orders() {
         for_customer("bob", order("o1", vec![line("A", "wh1", 1)])),
     );
     assert_eq!(h.code(nested), Code::Invalid);
-    let bad_id = for_customer("no spaces", order("o1", vec![line("A", "wh1", 1)]));
-    assert_eq!(h.code(bad_id), Code::Invalid);
+    for bad in ["", &"c".repeat(65), "tab\there"] {
+        let bad_id = for_customer(bad, order("o1", vec![line("A", "wh1", 1)]));
+        assert_eq!(h.code(bad_id), Code::Invalid, "customer id {bad:?}");
+    }
     let from_hold = Command::PlaceOrder {
         order: OrderId("o1".to_owned()),
         source: OrderSource::Reservation(ReservationId("r1".to_owned())),
@@ -434,4 +436,23 @@ fn nearby_finds_stores_with_whole_kits() {
         vec![("p1".to_owned(), 1), ("p2".to_owned(), 4)]
     );
     assert_eq!(rows(h.query(ask(2))), vec![("p2".to_owned(), 4)]);
+}
+
+/// SPEC section 3: a customer id is opaque (1..=64 bytes the caller resolved, such as a hashed
+/// e-mail in base64), not limited to the alphabet of the ledger's own ids.
+#[test]
+fn a_customer_id_is_opaque_bytes_not_an_id_of_the_ledger() {
+    let mut h = Harness::new();
+    h.ok(stock("A", "wh1", 5));
+    let base64 = "q83vEjRWeJA+/w==";
+    h.ok(for_customer(base64, order("o1", vec![line("A", "wh1", 1)])));
+    h.ok(for_customer(
+        "Ann Smith #42",
+        order("o2", vec![line("A", "wh1", 1)]),
+    ));
+    let widest = "\u{e9}".repeat(32);
+    h.ok(for_customer(
+        &widest,
+        order("o3", vec![line("A", "wh1", 1)]),
+    ));
 }
