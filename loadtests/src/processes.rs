@@ -132,6 +132,10 @@ pub struct StockdBinary {
     pub how: &'static str,
 }
 
+/// Where a test binary has cargo build `stockd`, inside the target directory (see
+/// `build_with_cargo`).
+const TEST_STOCKD_TARGET_DIR: &str = "stockd-for-tests";
+
 /// The cargo profile whose output directory is `dir` (`target/<dir>`): `debug` is `dev`'s.
 fn profile_of(dir: &Path) -> Option<String> {
     let name = dir.file_name()?.to_str()?;
@@ -160,6 +164,20 @@ fn build_with_cargo(profile_dir: &Path) -> Result<Option<PathBuf>, ProcessError>
     let (Some(profile), Some(target_dir)) = (profile_of(profile_dir), profile_dir.parent()) else {
         return Ok(None);
     };
+    // A test binary (in `deps/`) builds stockd into a target directory of its own: `cargo
+    // test` resolves features with dev-dependencies, this build without them, and a second
+    // feature variant of a library in the same `deps/` makes rustdoc's doctests of that run
+    // fail to pick one ("can't find crate").
+    let under_test = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.ends_with("deps")))
+        .unwrap_or(false);
+    let target_dir = if under_test {
+        target_dir.join(TEST_STOCKD_TARGET_DIR)
+    } else {
+        target_dir.to_owned()
+    };
+    let built = target_dir.join(profile_dir.file_name().unwrap_or_default());
     let mut command = Command::new(cargo);
     // `-p loadtests` too: cargo resolves features over the packages named, so this is the
     // feature set stockd-load was built with, and the server's dependencies are not built a
@@ -170,7 +188,7 @@ fn build_with_cargo(profile_dir: &Path) -> Result<Option<PathBuf>, ProcessError>
         .arg("--manifest-path")
         .arg(Path::new(&manifest_dir).join("Cargo.toml"))
         .arg("--target-dir")
-        .arg(target_dir);
+        .arg(&target_dir);
     let described = format!("{command:?}");
     eprintln!("building stockd (cargo, profile {profile}) ...");
     let status = command.status().map_err(|e| ProcessError::Build {
@@ -183,7 +201,7 @@ fn build_with_cargo(profile_dir: &Path) -> Result<Option<PathBuf>, ProcessError>
             error: status.to_string(),
         });
     }
-    Ok(Some(profile_dir.join("stockd")))
+    Ok(Some(built.join("stockd")))
 }
 
 /// Finds (or has cargo build) the `stockd` binary; see the module doc for the order.
