@@ -127,12 +127,7 @@ fn change_json(ledger: &engine::Ledger, e: ChangeEvent) -> ChangeJson {
 }
 
 fn page_json(app: &App, page: engine::query::ChangesPage) -> ChangesJson {
-    let ledger = app
-        .ctx
-        .shared
-        .ledger
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let ledger = app.ledger();
     ChangesJson {
         events: page
             .events
@@ -275,13 +270,7 @@ fn known(app: &App, locations: &[LocationId]) -> Result<(), Problem> {
         max: 1,
         locations: locations.to_vec(),
     };
-    let ledger = app
-        .ctx
-        .shared
-        .ledger
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    match ledger.query(&probe, app.ctx.clock.now_ms()) {
+    match app.query_here(&probe) {
         Ok(_) => Ok(()),
         Err(rejection) => Err(Problem::rejection(&rejection)),
     }
@@ -328,18 +317,9 @@ fn events(
             }
             // Taken before the read: an apply after it wakes the wait below.
             let mut applied = app.ctx.shared.applied();
-            let page = {
-                let ledger = app
-                    .ctx
-                    .shared
-                    .ledger
-                    .read()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let query = page_query(since, locations);
-                match ledger.query(&query, app.ctx.clock.now_ms()) {
-                    Ok(Answer::Changes(page)) => page,
-                    _ => return None,
-                }
+            let page = match app.query_here(&page_query(since, locations)) {
+                Ok(Answer::Changes(page)) => page,
+                _ => return None,
             };
             // A filtered page may scan events without matching any: go on while it moves.
             let moved = page.next > since;

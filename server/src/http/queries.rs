@@ -162,13 +162,7 @@ fn target(app: &App, at: Option<&str>) -> Target {
         return Target::All;
     };
     let id = engine::LocationId(at.to_owned());
-    let ledger = app
-        .ctx
-        .shared
-        .ledger
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    match ledger.query(&Query::Location(id.clone()), app.ctx.clock.now_ms()) {
+    match app.query_here(&Query::Location(id.clone())) {
         Ok(_) => Target::Location(id),
         Err(_) => Target::Group(engine::GroupId(at.to_owned())),
     }
@@ -329,11 +323,6 @@ pub async fn nearby(
 
 /// The scale of `sku` on this node (0 if unknown).
 pub fn scale_of(app: &App, sku: &SkuId) -> u8 {
-    let ledger = app
-        .ctx
-        .shared
-        .ledger
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let ledger = app.ledger();
     ledger.sku_scale(sku).unwrap_or(0)
 }

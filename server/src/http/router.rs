@@ -37,6 +37,23 @@ pub struct App {
     pub stopping: watch::Receiver<bool>,
 }
 
+impl App {
+    /// This node's ledger, read-locked (a poisoned lock still reads: an apply that panicked
+    /// stops the node, and until then its state is what the node serves).
+    pub fn ledger(&self) -> std::sync::RwLockReadGuard<'_, engine::Ledger> {
+        self.ctx
+            .shared
+            .ledger
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `query` answered from this node's ledger as of the node's clock now.
+    pub fn query_here(&self, query: &engine::Query) -> Result<engine::Answer, engine::Rejection> {
+        self.ledger().query(query, self.ctx.clock.now_ms())
+    }
+}
+
 /// A JSON body whose failures are problems: 413 above [`BODY_BYTES_MAX`], 400 if it does not
 /// parse (an empty body reads as `{}`). The `Content-Type` is not checked.
 pub struct JsonBody<T>(pub T);

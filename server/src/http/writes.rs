@@ -812,12 +812,7 @@ pub(super) fn context(command: &Command) -> Context {
 
 /// Builds the JSON of `reply` from the local ledger (scales, a hold's lines).
 fn reply_json(app: &App, cx: &Context, reply: engine::Reply) -> WriteReply {
-    let ledger = app
-        .ctx
-        .shared
-        .ledger
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let ledger = app.ledger();
     let scale = |s: &SkuId| ledger.sku_scale(s).unwrap_or(0);
     let mut line_skus = cx.line_skus.clone();
     if let Some(hold) = &cx.hold {
