@@ -229,21 +229,11 @@ impl StockdTarget {
         consistency: Consistency,
     ) -> Result<Vec<engine::query::SkuAvailability>, OpError> {
         let mut out = Vec::with_capacity(keys.len());
-        // One query per location run (a listing page asks one location for many SKUs).
-        let mut k = 0;
-        while k < keys.len() {
-            let location = &keys[k].1;
-            let mut skus = Vec::new();
-            while k < keys.len()
-                && keys[k].1 == *location
-                && skus.len() < engine::limits::QUERY_SKUS_MAX
-            {
-                skus.push(SkuId::from(keys[k].0.as_str()));
-                k += 1;
-            }
+        for (location, skus) in crate::target::location_runs(keys) {
+            let skus = skus.into_iter().map(SkuId::from).collect();
             let query = Query::Availability {
                 skus,
-                target: engine::Target::Location(LocationId::from(location.as_str())),
+                target: engine::Target::Location(LocationId::from(location)),
                 channel: self.channel.clone(),
             };
             let client = if consistency == Consistency::Linearizable {

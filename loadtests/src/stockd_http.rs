@@ -376,18 +376,7 @@ impl StockdHttpTarget {
         linearizable: bool,
     ) -> Result<Vec<SkuRows>, OpError> {
         let mut out = Vec::with_capacity(keys.len());
-        let mut k = 0;
-        // One query per location run (a listing page asks one location for many SKUs).
-        while k < keys.len() {
-            let location = &keys[k].1;
-            let mut skus = Vec::new();
-            while k < keys.len()
-                && keys[k].1 == *location
-                && skus.len() < engine::limits::QUERY_SKUS_MAX
-            {
-                skus.push(keys[k].0.as_str());
-                k += 1;
-            }
+        for (location, skus) in crate::target::location_runs(keys) {
             let base = if linearizable {
                 self.writer.as_str()
             } else {
@@ -397,7 +386,7 @@ impl StockdHttpTarget {
             let sku = skus.join(",");
             let params = [
                 ("sku", sku.as_str()),
-                ("at", location.as_str()),
+                ("at", location),
                 ("channel", &*self.channel),
                 ("consistency", consistency),
             ];
