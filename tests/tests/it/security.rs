@@ -81,6 +81,16 @@ async fn allowed(client: &Client, command: Command) -> bool {
     }
 }
 
+/// Connects with `config` and reads the status: how a refused identity shows to a client
+/// (the refusal may come at the handshake or on the first request).
+async fn status_as(config: ClientConfig) -> Result<(), ClientError> {
+    let client = Client::connect(config).await?;
+    client
+        .read(Query::Status, Consistency::Local)
+        .await
+        .map(|_| ())
+}
+
 fn forbidden<T: std::fmt::Debug>(result: &Result<T, ClientError>) -> bool {
     matches!(
         result,
@@ -313,13 +323,7 @@ async fn open_connections_of_a_revoked_or_expired_credential_are_closed() {
     // The client library, which redials transparently, reports it as final: `forbidden`.
     let config = quick(cluster.client_config(cluster.addrs()).expect("config"))
         .with_identity(identity.clone());
-    let refused = match Client::connect(config).await {
-        Ok(client) => client
-            .read(Query::Status, Consistency::Local)
-            .await
-            .map(|_| ()),
-        Err(e) => Err(e),
-    };
+    let refused = status_as(config).await;
     match refused {
         Err(ClientError::Server(ServerError::Forbidden { message })) => {
             assert!(message.contains("revoked"), "{message}");
@@ -348,27 +352,14 @@ async fn wrong_or_missing_identities_are_refused_with_a_reason() {
 
     // No certificate.
     let anonymous = ClientConfig::new(cluster.addrs(), Trust::Ca(ca.clone()));
-    let refused = Client::connect(quick(anonymous)).await;
-    let refused = match refused {
-        Ok(client) => client
-            .read(Query::Status, Consistency::Local)
-            .await
-            .map(|_| ()),
-        Err(e) => Err(e),
-    };
+    let refused = status_as(quick(anonymous)).await;
     assert!(forbidden(&refused), "no identity: {refused:?}");
 
     // A node's certificate on the client protocol.
     let node = pki::load_identity(&cluster.root().join("n1")).expect("node identity");
     let as_node =
         quick(ClientConfig::new(cluster.addrs(), Trust::Ca(ca.clone()))).with_identity(node);
-    let refused = match Client::connect(as_node).await {
-        Ok(client) => client
-            .read(Query::Status, Consistency::Local)
-            .await
-            .map(|_| ()),
-        Err(e) => Err(e),
-    };
+    let refused = status_as(as_node).await;
     assert!(forbidden(&refused), "a node certificate as a client");
 
     // A client certificate from another CA.
@@ -378,13 +369,7 @@ async fn wrong_or_missing_identities_are_refused_with_a_reason() {
     let stranger = pki::load_client_identity(&other.join("admin.pem"), &other.join("admin.key"))
         .expect("stranger");
     let config = quick(ClientConfig::new(cluster.addrs(), Trust::Ca(ca))).with_identity(stranger);
-    let refused = match Client::connect(config).await {
-        Ok(client) => client
-            .read(Query::Status, Consistency::Local)
-            .await
-            .map(|_| ()),
-        Err(e) => Err(e),
-    };
+    let refused = status_as(config).await;
     match refused {
         Err(ClientError::Server(ServerError::Forbidden { message })) => {
             assert!(message.contains("not from the cluster's CA"), "{message}");
