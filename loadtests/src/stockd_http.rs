@@ -287,11 +287,7 @@ impl StockdHttpTarget {
                     if !retryable(status) {
                         return Ok((status, body.to_vec()));
                     }
-                    let problem: Option<ProblemBody> = serde_json::from_slice(&body).ok();
-                    match problem {
-                        Some(p) => OpError::new(p.code, p.detail),
-                        None => OpError::new("http", status.to_string()),
-                    }
+                    problem_error(status, &body)
                 }
                 Err(e) => transport(&e),
             };
@@ -392,17 +388,22 @@ impl StockdHttpTarget {
             ];
             let (status, bytes) = self.send(|| self.http().get(&url).query(&params)).await?;
             if status != StatusCode::OK {
-                let problem: Option<ProblemBody> = serde_json::from_slice(&bytes).ok();
-                return Err(match problem {
-                    Some(p) => OpError::new(p.code, p.detail),
-                    None => OpError::new("http", status.to_string()),
-                });
+                return Err(problem_error(status, &bytes));
             }
             let answer: AvailabilityAnswer = serde_json::from_slice(&bytes)
                 .map_err(|e| OpError::new("unexpected", e.to_string()))?;
             out.extend(answer.skus);
         }
         Ok(out)
+    }
+}
+
+/// The error of a failed answer: the problem+json body's stable code and detail, or `http`
+/// with the status when the body is not a problem.
+fn problem_error(status: StatusCode, body: &[u8]) -> OpError {
+    match serde_json::from_slice::<ProblemBody>(body) {
+        Ok(p) => OpError::new(p.code, p.detail),
+        Err(_) => OpError::new("http", status.to_string()),
     }
 }
 
