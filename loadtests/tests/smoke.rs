@@ -99,6 +99,18 @@ fn short(mode: Mode) -> RunConfig {
     }
 }
 
+/// Every one of the `n` intended reservations of a run was answered `ok`.
+fn every_reservation_ok(stats: &loadtests::stats::RunStats, n: u64) {
+    let reserve = stats.op("reserve").expect("reservations");
+    assert_eq!(reserve.latency.count, n, "{stats:?}");
+    assert_eq!(
+        reserve.outcomes.get("ok"),
+        Some(&n),
+        "{:?}",
+        reserve.outcomes
+    );
+}
+
 async fn loaded<T: Target>(target: &T, kind: Kind, config: ScenarioConfig) -> Arc<Workload> {
     let workload = Arc::new(Workload::new(kind, config));
     target
@@ -124,14 +136,7 @@ fn every_scenario_runs_against_a_local_cluster() {
         // checkout, open loop: every intended request is answered, and the generator kept up.
         let w = loaded(&target, Kind::Checkout, small("so:")).await;
         let (stats, next) = run::run(&target, &w, &short(Mode::Open { rate: 100.0 }), 0).await;
-        let reserve = stats.op("reserve").expect("reservations");
-        assert_eq!(reserve.latency.count, 100, "{stats:?}");
-        assert_eq!(
-            reserve.outcomes.get("ok"),
-            Some(&100),
-            "{:?}",
-            reserve.outcomes
-        );
+        every_reservation_ok(&stats, 100);
         assert_eq!(next, 20 + 100, "warm-up indices come first");
         assert!(stats.lateness.is_some());
         let commits = stats.op("commit").map_or(0, |o| o.latency.count);
@@ -198,14 +203,7 @@ fn every_scenario_runs_over_http_against_a_local_cluster() {
         // committed (an order, then its fulfilment) or released.
         let w = loaded(&target, Kind::Checkout, small("ho:")).await;
         let (stats, _) = run::run(&target, &w, &short(Mode::Open { rate: 100.0 }), 0).await;
-        let reserve = stats.op("reserve").expect("reservations");
-        assert_eq!(reserve.latency.count, 100, "{stats:?}");
-        assert_eq!(
-            reserve.outcomes.get("ok"),
-            Some(&100),
-            "{:?}",
-            reserve.outcomes
-        );
+        every_reservation_ok(&stats, 100);
         let commits = stats.op("commit").expect("commits");
         let releases = stats.op("release").expect("releases");
         assert!(commits.latency.count > releases.latency.count);
