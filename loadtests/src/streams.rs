@@ -141,6 +141,41 @@ fn code_of(reply: Result<Option<Vec<u8>>, String>) -> String {
     }
 }
 
+/// Sends one frame and reads its reply: on the task's kept stream (opened on first use) for
+/// [`StreamMode::LongLived`], on a new stream for [`StreamMode::PerRequest`]; `None`: the
+/// stream ended before a reply.
+async fn exchange(
+    conn: &quinn::Connection,
+    mode: StreamMode,
+    kept: &mut Option<(quinn::SendStream, quinn::RecvStream)>,
+    bytes: &[u8],
+) -> Result<Option<Vec<u8>>, String> {
+    match mode {
+        StreamMode::LongLived => {
+            if kept.is_none() {
+                *kept = conn.open_bi().await.ok();
+            }
+            let Some((send, recv)) = kept.as_mut() else {
+                return Err("open".to_owned());
+            };
+            protocol::write_frame(send, bytes)
+                .await
+                .map_err(|e| e.to_string())?;
+            protocol::read_frame(recv).await.map_err(|e| e.to_string())
+        }
+        StreamMode::PerRequest => {
+            let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+            protocol::write_frame(&mut send, bytes)
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = send.finish();
+            protocol::read_frame(&mut recv)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
 /// Runs the comparison in one mode; latency from the send of each frame.
 pub async fn run(bench: &StreamBench, mode: StreamMode) -> Result<RunStats, StreamError> {
     let config =
@@ -169,36 +204,7 @@ pub async fn run(bench: &StreamBench, mode: StreamMode) -> Result<RunStats, Stre
                     return;
                 };
                 let sent = Instant::now();
-                let reply = match mode {
-                    StreamMode::LongLived => {
-                        if kept.is_none() {
-                            kept = conn.open_bi().await.ok();
-                        }
-                        match kept.as_mut() {
-                            Some((send, recv)) => match protocol::write_frame(send, &bytes).await {
-                                Ok(()) => {
-                                    protocol::read_frame(recv).await.map_err(|e| e.to_string())
-                                }
-                                Err(e) => Err(e.to_string()),
-                            },
-                            None => Err("open".to_owned()),
-                        }
-                    }
-                    StreamMode::PerRequest => match conn.open_bi().await {
-                        Ok((mut send, mut recv)) => {
-                            match protocol::write_frame(&mut send, &bytes).await {
-                                Ok(()) => {
-                                    let _ = send.finish();
-                                    protocol::read_frame(&mut recv)
-                                        .await
-                                        .map_err(|e| e.to_string())
-                                }
-                                Err(e) => Err(e.to_string()),
-                            }
-                        }
-                        Err(e) => Err(e.to_string()),
-                    },
-                };
+                let reply = exchange(&conn, mode, &mut kept, &bytes).await;
                 if reply.is_err() {
                     kept = None;
                 }
