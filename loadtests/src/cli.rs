@@ -127,7 +127,9 @@ struct ClusterArgs {
     /// else the one next to stockd-load).
     #[arg(long, conflicts_with = "in_process")]
     stockd: Option<PathBuf>,
-    /// Runtime of the in-process cluster's nodes.
+    /// Runtime of the cluster's nodes: `multi`, a worker per core (the server's default);
+    /// `current`, one thread per node (`stockd --runtime-threads 1` for processes; the
+    /// in-process cluster then runs all its nodes on one thread).
     #[arg(long, value_enum, default_value_t = RuntimeKind::Multi)]
     cluster_runtime: RuntimeKind,
     /// Log durability of the local cluster.
@@ -346,6 +348,10 @@ impl ClusterArgs {
             snapshot_every: self.snapshot_every,
             snapshot_log_mib: self.snapshot_log_mib,
             snapshot_interval_s: self.snapshot_interval_s,
+            runtime_threads: match self.cluster_runtime {
+                RuntimeKind::Current => Some(1),
+                RuntimeKind::Multi => None,
+            },
         })
     }
 

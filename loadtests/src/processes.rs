@@ -41,6 +41,10 @@ pub struct ProcessOptions {
     /// Seconds since the last snapshot that also trigger one (`stockd --snapshot-interval-s`;
     /// `None`: the server's default; 0 counts as 1).
     pub snapshot_interval_s: Option<u64>,
+    /// Threads of each node's runtime (`stockd --runtime-threads`; `None`: the server's
+    /// default, one per core; not passed then, so a `--stockd` binary older than the flag
+    /// still starts).
+    pub runtime_threads: Option<u16>,
 }
 
 impl Default for ProcessOptions {
@@ -52,13 +56,14 @@ impl Default for ProcessOptions {
             snapshot_every: None,
             snapshot_log_mib: None,
             snapshot_interval_s: None,
+            runtime_threads: None,
         }
     }
 }
 
 impl ProcessOptions {
-    /// The flags every `stockd` process is started with: `--durability` and the snapshot
-    /// thresholds that were given.
+    /// The flags every `stockd` process is started with: `--durability`, and the snapshot
+    /// thresholds and runtime threads that were given.
     pub fn stockd_flags(&self) -> Vec<String> {
         let durability = match self.durability {
             Durability::Fsync => "fsync",
@@ -75,6 +80,10 @@ impl ProcessOptions {
                 flags.push(flag.to_owned());
                 flags.push(value.max(1).to_string());
             }
+        }
+        if let Some(threads) = self.runtime_threads {
+            flags.push("--runtime-threads".to_owned());
+            flags.push(threads.to_string());
         }
         flags
     }
@@ -393,6 +402,7 @@ mod tests {
             snapshot_every: Some(500),
             snapshot_log_mib: Some(0),
             snapshot_interval_s: Some(30),
+            runtime_threads: Some(1),
             ..ProcessOptions::default()
         };
         assert_eq!(
@@ -405,7 +415,9 @@ mod tests {
                 "--snapshot-log-mib",
                 "1",
                 "--snapshot-interval-s",
-                "30"
+                "30",
+                "--runtime-threads",
+                "1"
             ]
         );
     }

@@ -90,7 +90,20 @@ pub struct Cli {
     /// Node options.
     #[command(flatten)]
     pub node: NodeArgs,
+    /// Threads of the async runtime that pumps QUIC, Raft, the proposer and the APIs: 1 runs
+    /// all of them on one thread (a wake-up between them is then a queue push, not a futex
+    /// between threads); N > 1 a work-stealing runtime of N threads; 0 one thread per core.
+    /// The log writer, the snapshot encoder and blocking work have threads of their own
+    /// either way. At most 256 ([`RUNTIME_THREADS_MAX`]).
+    #[arg(long, global = true, default_value_t = RUNTIME_THREADS_DEFAULT,
+          value_parser = clap::value_parser!(u16).range(0..=RUNTIME_THREADS_MAX as i64))]
+    pub runtime_threads: u16,
 }
+
+/// Default of `--runtime-threads` (see docs/BENCHMARKS.md, "Runtime threads").
+pub const RUNTIME_THREADS_DEFAULT: u16 = 0;
+/// Most `--runtime-threads` accepted.
+pub const RUNTIME_THREADS_MAX: u16 = 256;
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
@@ -497,6 +510,22 @@ pub fn dev_cluster(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runtime_threads_default_to_one_per_core_and_are_bounded() {
+        use clap::Parser as _;
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|cli| cli.runtime_threads);
+        assert_eq!(parse(&["stockd"]).expect("default"), RUNTIME_THREADS_DEFAULT);
+        assert_eq!(parse(&["stockd", "--runtime-threads", "1"]).expect("one"), 1);
+        let max = RUNTIME_THREADS_MAX.to_string();
+        assert_eq!(parse(&["stockd", "--runtime-threads", &max]).expect("max"), 256);
+        let over = (RUNTIME_THREADS_MAX + 1).to_string();
+        assert!(parse(&["stockd", "--runtime-threads", &over]).is_err());
+        assert!(parse(&["stockd", "--runtime-threads", "-1"]).is_err());
+        // Global: also after a subcommand (a load tester passes it to every invocation).
+        let dev = parse(&["stockd", "dev", "--nodes", "1", "--runtime-threads", "2"]);
+        assert_eq!(dev.expect("dev"), 2);
+    }
 
     #[test]
     fn no_arguments_is_a_single_node_cluster_in_stockd_data() {

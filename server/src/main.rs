@@ -21,10 +21,7 @@ fn main() -> ExitCode {
         default_hook(info);
         std::process::abort();
     }));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime_builder(cli.runtime_threads).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("stockd: cannot start the runtime: {e}");
@@ -36,6 +33,19 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("stockd: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// The runtime `--runtime-threads` asks for: one thread, N threads, or one per core (0).
+fn runtime_builder(threads: u16) -> tokio::runtime::Builder {
+    match threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        n => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(usize::from(n));
+            builder
         }
     }
 }
