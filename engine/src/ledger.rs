@@ -261,19 +261,21 @@ impl Ledger {
             return invalid(InvalidReason::ZeroRequestId);
         }
         let hash = hash_u128(id);
-        if let Some(pos) = self.remembered_at(hash, id) {
+        let indexed = self.indexed_at(hash, id);
+        if let Some(pos) = indexed.filter(|&pos| self.state.dedup.is_live(pos)) {
             return self.expand(&self.state.dedup.get(pos).reply);
         }
         self.current_request = id;
         let remembered = self.execute(&request.command);
         self.current_request = 0;
         let outcome = self.expand(&remembered);
-        self.remember(hash, id, remembered);
+        self.remember(hash, id, remembered, indexed.is_some());
         outcome
     }
 
-    /// The live dedup position of request `id` (hashed `hash`), if it is remembered.
-    fn remembered_at(&self, hash: u32, id: u128) -> Option<u64> {
+    /// The dedup position that the index gives for request `id` (hashed `hash`): remembered
+    /// if it is live, forgotten (its entry awaiting clean-up) if not.
+    fn indexed_at(&self, hash: u32, id: u128) -> Option<u64> {
         let dedup = &self.state.dedup;
         self.ix
             .dedup
@@ -281,7 +283,6 @@ impl Ledger {
                 dedup.get(dedup.full_position(low)).request_id == id
             })
             .map(|low| dedup.full_position(low))
-            .filter(|&pos| dedup.is_live(pos))
     }
 
     /// The outcome a remembered result stands for (the same value every time).
@@ -430,7 +431,9 @@ impl Ledger {
 
     // ---- dedup and retention ----
 
-    fn remember(&mut self, hash: u32, id: u128, reply: Remembered) {
+    /// Remembers the outcome of request `id`; `indexed` says whether the index still has an
+    /// entry of a forgotten earlier request with this id (else the entry is only inserted).
+    fn remember(&mut self, hash: u32, id: u128, reply: Remembered, indexed: bool) {
         let dedup = &mut self.state.dedup;
         if dedup.len() >= self.state.config.dedup_entries as u64 {
             dedup.advance_head(dedup.head() + 1);
@@ -440,8 +443,12 @@ impl Ledger {
             at_ms: self.state.now_ms,
             reply,
         });
+        if !indexed {
+            self.ix.dedup.insert_new(hash, pos as u32);
+            return;
+        }
         let dedup = &self.state.dedup;
-        // A forgotten entry of the same id may still be indexed (awaiting clean-up): reuse it.
+        // A forgotten entry of the same id is still indexed (awaiting clean-up): reuse it.
         self.ix.dedup.set(hash, pos as u32, |low| {
             dedup.get(dedup.full_position(low)).request_id == id
         });
