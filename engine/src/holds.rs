@@ -48,14 +48,15 @@ struct NewReservation {
 impl Ledger {
     /// The reply's view of remembered lines.
     pub(crate) fn allocations(&self, lines: &[RepLine]) -> Vec<Allocation> {
-        lines
-            .iter()
-            .map(|l| Allocation {
+        let mut out = Vec::with_capacity(lines.len());
+        for l in lines {
+            out.push(Allocation {
                 line: l.line,
                 location: self.loc(l.loc).def.location.clone(),
                 qty: l.qty,
-            })
-            .collect()
+            });
+        }
+        out
     }
 
     /// Places a hold on every line of the request, all or nothing (SPEC section 3, reserve):
