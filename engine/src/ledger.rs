@@ -596,11 +596,13 @@ impl Ledger {
     }
 
     /// The location entry of `loc`.
+    #[inline]
     pub(crate) fn loc(&self, loc: LocIdx) -> &LocationEntry {
         self.state.locations.get(u64::from(loc))
     }
 
     /// The SKU entry of `sku`.
+    #[inline]
     pub(crate) fn sku(&self, sku: SkuIdx) -> &SkuEntry {
         self.state.skus.get(u64::from(sku))
     }
@@ -693,6 +695,7 @@ impl Ledger {
     }
 
     /// The balance with handle `bal`.
+    #[inline]
     pub(crate) fn bal(&self, bal: BalIdx) -> Balance {
         *self.state.balances.get(u64::from(bal))
     }
@@ -869,11 +872,15 @@ impl Ledger {
 
 /// Lines of a reply to remember, from held lines.
 pub(crate) fn rep_lines(held: &[Held]) -> RepLines {
-    held.iter()
-        .map(|h| RepLine {
+    // A plain loop: `collect` into a SmallVec costs a generic reserve-and-extend per call,
+    // more than the copy of the one or three lines it usually holds.
+    let mut lines = RepLines::new();
+    for h in held {
+        lines.push(RepLine {
             line: h.line,
             loc: h.loc,
             qty: h.qty,
-        })
-        .collect()
+        });
+    }
+    lines
 }
