@@ -556,6 +556,12 @@ impl Ledger {
     /// Resolves a channel for a check: its index if known (an unknown channel is allowed only
     /// at locations that allow every channel), or an error if it is malformed.
     pub(crate) fn lookup_channel(&self, channel: &ChannelId) -> Result<Option<ChanIdx>, Rejection> {
+        // Most writes name the channel of the write before: one string compare instead of a
+        // hash and a probe.
+        let recent = self.ix.recent_channel;
+        if self.state.channels.get(usize::from(recent)) == Some(channel) {
+            return Ok(Some(recent));
+        }
         if let Some(idx) = self.ix.channel.get(channel) {
             // Only well-formed ids are ever interned.
             return Ok(Some(*idx));
@@ -577,10 +583,12 @@ impl Ledger {
         channel: &ChannelId,
         known: Option<ChanIdx>,
     ) -> ChanIdx {
-        match known {
+        let idx = match known {
             Some(idx) => idx,
             None => self.intern_checked_channel(channel),
-        }
+        };
+        self.ix.recent_channel = idx;
+        idx
     }
 
     /// Whether a new channel can still be interned (if `known` is `None`).

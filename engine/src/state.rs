@@ -643,6 +643,9 @@ pub(crate) struct Indexes {
     pub sku: IdTable,
     pub location: FxHashMap<LocationId, LocIdx>,
     pub channel: FxHashMap<ChannelId, ChanIdx>,
+    /// The channel of the last reserve or order committed (a hint for
+    /// `Ledger::lookup_channel`; `pos` after a restore). Never changes a result.
+    pub recent_channel: ChanIdx,
     /// Object id -> slot (equality reads the slab). May still name a slot whose record is
     /// behind the retirement head until the clean-up removes it.
     pub reservation: IdTable,
