@@ -55,6 +55,7 @@ impl<T> Fifo<T> {
     }
 
     /// Appends `value`; returns its position.
+    #[inline]
     pub(crate) fn push(&mut self, value: T) -> u64 {
         self.pages.push(value)
     }

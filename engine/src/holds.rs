@@ -4,7 +4,7 @@
 use crate::command::Line;
 use crate::ids::{ChannelId, CustomerId, ReservationId};
 use crate::ledger::{
-    check_id, find_record, hash_str, index_record, invalid, rep_lines, ChanIdx, Deadline, HeldVec,
+    check_id, hash_str, index_record, invalid, rep_lines, ChanIdx, Deadline, HeldVec,
     Ledger, ObjIdx, Remembered, RepLine, Retired,
 };
 use crate::limits;
@@ -41,19 +41,22 @@ struct NewReservation {
     hash: u32,
     /// Its channel's index if the channel is known (an unknown one is interned at commit).
     chan: Option<ChanIdx>,
+    /// Whether the id index still has an entry for a dropped hold of the same id.
+    stale: bool,
 }
 
 impl Ledger {
     /// The reply's view of remembered lines.
     pub(crate) fn allocations(&self, lines: &[RepLine]) -> Vec<Allocation> {
-        lines
-            .iter()
-            .map(|l| Allocation {
+        let mut out = Vec::with_capacity(lines.len());
+        for l in lines {
+            out.push(Allocation {
                 line: l.line,
                 location: self.loc(l.loc).def.location.clone(),
                 qty: l.qty,
-            })
-            .collect()
+            });
+        }
+        out
     }
 
     /// Places a hold on every line of the request, all or nothing (SPEC section 3, reserve):
@@ -99,15 +102,15 @@ impl Ledger {
         check_duration(ttl_ms, limits::TTL_MS_MAX)?;
         let hash = hash_str(id.as_str());
         let (state, ix) = (&self.state, &self.ix);
-        if find_record(
-            &ix.reservation,
-            &state.reservations,
-            state,
-            id.as_str(),
-            hash,
-        )
-        .is_some()
-        {
+        // The index entry of this id, if any: a retained hold, or a dropped one whose entry
+        // awaits clean-up (then the commit repoints it; without one, it only inserts).
+        let found = ix.reservation.find(hash, |slot| {
+            state.reservations.get(slot).is_some_and(|r| r.id.is(id.as_str()))
+        });
+        let retained = found
+            .and_then(|slot| state.reservations.get(slot))
+            .is_some_and(|r| state.retained(r));
+        if retained {
             return Err(Rejection::AlreadyExists {
                 kind: ObjectKind::Reservation,
                 id: id.0.clone(),
@@ -118,7 +121,11 @@ impl Ledger {
         }
         let chan = self.lookup_channel(channel)?;
         self.channel_room(chan)?;
-        Ok(NewReservation { hash, chan })
+        Ok(NewReservation {
+            hash,
+            chan,
+            stale: found.is_some(),
+        })
     }
 
     /// Commits a checked and sourced reservation: moves the held units to `reserved`, stores
@@ -162,12 +169,16 @@ impl Ledger {
             retired_pos: None,
             extra,
         });
-        index_record(
-            &mut self.ix.reservation,
-            &self.state.reservations,
-            slot,
-            new.hash,
-        );
+        if new.stale {
+            index_record(
+                &mut self.ix.reservation,
+                &self.state.reservations,
+                slot,
+                new.hash,
+            );
+        } else {
+            self.ix.reservation.insert_new(new.hash, slot);
+        }
         self.ix
             .deadlines
             .insert(expires_at_ms, seq, Deadline::Hold(slot));

@@ -261,19 +261,21 @@ impl Ledger {
             return invalid(InvalidReason::ZeroRequestId);
         }
         let hash = hash_u128(id);
-        if let Some(pos) = self.remembered_at(hash, id) {
+        let indexed = self.indexed_at(hash, id);
+        if let Some(pos) = indexed.filter(|&pos| self.state.dedup.is_live(pos)) {
             return self.expand(&self.state.dedup.get(pos).reply);
         }
         self.current_request = id;
         let remembered = self.execute(&request.command);
         self.current_request = 0;
         let outcome = self.expand(&remembered);
-        self.remember(hash, id, remembered);
+        self.remember(hash, id, remembered, indexed.is_some());
         outcome
     }
 
-    /// The live dedup position of request `id` (hashed `hash`), if it is remembered.
-    fn remembered_at(&self, hash: u32, id: u128) -> Option<u64> {
+    /// The dedup position that the index gives for request `id` (hashed `hash`): remembered
+    /// if it is live, forgotten (its entry awaiting clean-up) if not.
+    fn indexed_at(&self, hash: u32, id: u128) -> Option<u64> {
         let dedup = &self.state.dedup;
         self.ix
             .dedup
@@ -281,7 +283,6 @@ impl Ledger {
                 dedup.get(dedup.full_position(low)).request_id == id
             })
             .map(|low| dedup.full_position(low))
-            .filter(|&pos| dedup.is_live(pos))
     }
 
     /// The outcome a remembered result stands for (the same value every time).
@@ -430,7 +431,9 @@ impl Ledger {
 
     // ---- dedup and retention ----
 
-    fn remember(&mut self, hash: u32, id: u128, reply: Remembered) {
+    /// Remembers the outcome of request `id`; `indexed` says whether the index still has an
+    /// entry of a forgotten earlier request with this id (else the entry is only inserted).
+    fn remember(&mut self, hash: u32, id: u128, reply: Remembered, indexed: bool) {
         let dedup = &mut self.state.dedup;
         if dedup.len() >= self.state.config.dedup_entries as u64 {
             dedup.advance_head(dedup.head() + 1);
@@ -440,8 +443,12 @@ impl Ledger {
             at_ms: self.state.now_ms,
             reply,
         });
+        if !indexed {
+            self.ix.dedup.insert_new(hash, pos as u32);
+            return;
+        }
         let dedup = &self.state.dedup;
-        // A forgotten entry of the same id may still be indexed (awaiting clean-up): reuse it.
+        // A forgotten entry of the same id is still indexed (awaiting clean-up): reuse it.
         self.ix.dedup.set(hash, pos as u32, |low| {
             dedup.get(dedup.full_position(low)).request_id == id
         });
@@ -549,6 +556,12 @@ impl Ledger {
     /// Resolves a channel for a check: its index if known (an unknown channel is allowed only
     /// at locations that allow every channel), or an error if it is malformed.
     pub(crate) fn lookup_channel(&self, channel: &ChannelId) -> Result<Option<ChanIdx>, Rejection> {
+        // Most writes name the channel of the write before: one string compare instead of a
+        // hash and a probe.
+        let recent = self.ix.recent_channel;
+        if self.state.channels.get(usize::from(recent)) == Some(channel) {
+            return Ok(Some(recent));
+        }
         if let Some(idx) = self.ix.channel.get(channel) {
             // Only well-formed ids are ever interned.
             return Ok(Some(*idx));
@@ -570,10 +583,12 @@ impl Ledger {
         channel: &ChannelId,
         known: Option<ChanIdx>,
     ) -> ChanIdx {
-        match known {
+        let idx = match known {
             Some(idx) => idx,
             None => self.intern_checked_channel(channel),
-        }
+        };
+        self.ix.recent_channel = idx;
+        idx
     }
 
     /// Whether a new channel can still be interned (if `known` is `None`).
@@ -589,11 +604,13 @@ impl Ledger {
     }
 
     /// The location entry of `loc`.
+    #[inline]
     pub(crate) fn loc(&self, loc: LocIdx) -> &LocationEntry {
         self.state.locations.get(u64::from(loc))
     }
 
     /// The SKU entry of `sku`.
+    #[inline]
     pub(crate) fn sku(&self, sku: SkuIdx) -> &SkuEntry {
         self.state.skus.get(u64::from(sku))
     }
@@ -686,6 +703,7 @@ impl Ledger {
     }
 
     /// The balance with handle `bal`.
+    #[inline]
     pub(crate) fn bal(&self, bal: BalIdx) -> Balance {
         *self.state.balances.get(u64::from(bal))
     }
@@ -738,9 +756,14 @@ impl Ledger {
         balance: Balance,
         cause: Cause,
     ) {
-        balance.check();
         *self.state.balances.get_mut(u64::from(bal)) = balance;
-        let k = key(sku, loc);
+        self.record_change(key(sku, loc), balance, cause);
+    }
+
+    /// Checks a balance just written (key `k`) and records the change in the feed with
+    /// `cause`; a remaining shortfall after a stock write adds a `Shortage` event.
+    fn record_change(&mut self, k: u64, balance: Balance, cause: Cause) {
+        balance.check();
         self.push_event(cause, k, balance, 0);
         let shortfall = balance.shortfall();
         if shortfall > 0
@@ -775,10 +798,13 @@ impl Ledger {
     /// Adds `reserved` and `allocated` to the balance of a held line (holds and allocations
     /// only exist on existing balances) and records the change.
     pub(crate) fn shift(&mut self, h: &Held, reserved: i64, allocated: i64, cause: Cause) {
-        let mut b = self.bal(h.bal);
+        // Changed in place: one page access (and one copy-on-write check) instead of a read
+        // and a write.
+        let b = self.state.balances.get_mut(u64::from(h.bal));
         b.reserved += reserved;
         b.allocated += allocated;
-        self.put_bal(h.sku, h.loc, h.bal, b, cause);
+        let balance = *b;
+        self.record_change(key(h.sku, h.loc), balance, cause);
     }
 
     pub(crate) fn next_seq(&mut self) -> u64 {
@@ -854,11 +880,15 @@ impl Ledger {
 
 /// Lines of a reply to remember, from held lines.
 pub(crate) fn rep_lines(held: &[Held]) -> RepLines {
-    held.iter()
-        .map(|h| RepLine {
+    // A plain loop: `collect` into a SmallVec costs a generic reserve-and-extend per call,
+    // more than the copy of the one or three lines it usually holds.
+    let mut lines = RepLines::new();
+    for h in held {
+        lines.push(RepLine {
             line: h.line,
             loc: h.loc,
             qty: h.qty,
-        })
-        .collect()
+        });
+    }
+    lines
 }

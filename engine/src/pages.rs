@@ -135,21 +135,36 @@ impl<T> Pages<T> {
         }
     }
 
-    /// Appends `value`; returns its position.
+    /// Appends `value`; returns its position. Inlined, so the entry is written straight into
+    /// the tail; sealing a full page is out of line.
+    #[inline]
     pub(crate) fn push(&mut self, value: T) -> u64 {
         let pos = self.end();
+        if self.tail.capacity() == 0 {
+            // Every page is filled to exactly `PAGE_ENTRIES`: no growth (and its moves) while
+            // it fills, and sealing it copies one exact buffer.
+            self.tail.reserve_exact(PAGE_ENTRIES);
+        }
         self.tail.push(value);
         if self.tail.len() == PAGE_ENTRIES {
-            // `drain().collect()` moves the entries into one new allocation and keeps the tail's
-            // buffer for the next page.
-            let page: Page<T> = self.tail.drain(..).collect();
-            self.tail_dir.push(page);
-            if self.tail_dir.len() == DIR_PAGES {
-                let dir: Dir<T> = self.tail_dir.drain(..).collect();
-                self.dirs.push_back(dir);
-            }
+            self.seal_tail();
         }
         pos
+    }
+
+    /// Moves the full tail page into the tail directory, and a full tail directory into the
+    /// sealed ones.
+    #[cold]
+    #[inline(never)]
+    fn seal_tail(&mut self) {
+        // `Arc::from(Vec)` copies the full page with one `memcpy` (an element-by-element
+        // collect costs a loop step per entry); the next page gets a fresh buffer.
+        let full = std::mem::replace(&mut self.tail, Vec::with_capacity(PAGE_ENTRIES));
+        self.tail_dir.push(Page::<T>::from(full));
+        if self.tail_dir.len() == DIR_PAGES {
+            let dir = Dir::<T>::from(std::mem::take(&mut self.tail_dir));
+            self.dirs.push_back(dir);
+        }
     }
 
     /// Drops every sealed directory that ends at or before `pos` (a FIFO whose entries before

@@ -37,10 +37,14 @@ impl Ledger {
         self.sku(sku).extra.as_ref().and_then(|e| e.limit.as_ref())
     }
 
-    /// What held lines and kit lines ask of limited SKUs. Costs one SKU entry read per line
-    /// (already read by sourcing) when nothing is limited.
+    /// What held lines and kit lines ask of limited SKUs. Costs nothing when no SKU is
+    /// limited, else one SKU entry read per line (already read by sourcing).
     pub(crate) fn limited_demand(&self, held: &[Held], kits: &[KitLine]) -> Demand {
         let mut demand = Demand::new();
+        if self.ix.limited_skus == 0 {
+            // Nothing is limited (the usual case): no SKU entry to read again.
+            return demand;
+        }
         for h in held {
             if self.limit_of(h.sku).is_some() {
                 add(&mut demand, h.sku, h.qty);

@@ -63,6 +63,7 @@ impl<T: Clone> Slab<T> {
 
     /// Stores `value` in the most recently freed slot, or a new one; returns the slot. The
     /// callers' limits (`RESERVATIONS_LIVE_MAX` and retention) keep slots far below `u32::MAX`.
+    #[inline]
     pub(crate) fn insert(&mut self, value: T) -> u32 {
         if self.free_head == NONE {
             let slot = self.slots.push(Slot::Used(value));

@@ -170,6 +170,9 @@ impl Ledger {
         rules: SourcingRules,
         lines: &[Line],
     ) -> Result<Sourced, Rejection> {
+        if let Some(sourced) = self.source_direct_line(rules, lines)? {
+            return Ok(sourced);
+        }
         check_line_count(lines.len())?;
         let mut taken = Taken::default();
         // Pass 1: direct location lines first, so that group lines (pass 2) only take what
@@ -230,6 +233,40 @@ impl Ledger {
             return Err(Rejection::limit("HELD_LINES_MAX"));
         }
         Ok(out)
+    }
+
+    /// [`Ledger::source`] of a request of one plain (not kit) line at a location, the common
+    /// checkout: the same checks in the same order (pass 1 of the general path), without its
+    /// per-request tables. `None` for any other request (more lines, a kit, a group, `all`):
+    /// the general path sources it (checking the line again, which changes nothing).
+    #[inline]
+    fn source_direct_line(
+        &self,
+        rules: SourcingRules,
+        lines: &[Line],
+    ) -> Result<Option<Sourced>, Rejection> {
+        let [line] = lines else {
+            return Ok(None);
+        };
+        if !matches!(line.target, Target::Location(_)) {
+            return Ok(None);
+        }
+        let r = self.resolve_line(rules, line, &mut Taken::default())?;
+        let (Some(sku), Some(Direct { loc, bal }), None) = (r.sku, r.direct, r.kit) else {
+            return Ok(None);
+        };
+        let mut held = HeldVec::new();
+        held.push(Held {
+            line: 0,
+            sku,
+            loc,
+            bal,
+            qty: line.qty,
+        });
+        Ok(Some(Sourced {
+            held,
+            kits: Vec::new(),
+        }))
     }
 
     /// Pass 1 of sourcing for one line: checks it and its target, and serves a direct

@@ -99,6 +99,13 @@ impl IdTable {
         }
     }
 
+    /// Adds an entry for an id the caller just looked up and found no entry for (not even a
+    /// stale one): one probe instead of [`IdTable::set`]'s two.
+    pub(crate) fn insert_new(&mut self, hash: u32, handle: u32) {
+        self.0
+            .insert_unique(spread(hash), IdEntry { handle, hash }, |e| spread(e.hash));
+    }
+
     /// Removes the entry of `handle` (whose id hashes to `hash`), if there is one.
     pub(crate) fn remove(&mut self, hash: u32, handle: u32) {
         if let Ok(entry) = self
@@ -636,6 +643,9 @@ pub(crate) struct Indexes {
     pub sku: IdTable,
     pub location: FxHashMap<LocationId, LocIdx>,
     pub channel: FxHashMap<ChannelId, ChanIdx>,
+    /// The channel of the last reserve or order committed (a hint for
+    /// `Ledger::lookup_channel`; `pos` after a restore). Never changes a result.
+    pub recent_channel: ChanIdx,
     /// Object id -> slot (equality reads the slab). May still name a slot whose record is
     /// behind the retirement head until the clean-up removes it.
     pub reservation: IdTable,
