@@ -127,11 +127,13 @@ struct ClusterArgs {
     /// else the one next to stockd-load).
     #[arg(long, conflicts_with = "in_process")]
     stockd: Option<PathBuf>,
-    /// Runtime of the cluster's nodes: `multi`, a worker per core (the server's default);
-    /// `current`, one thread per node (`stockd --runtime-threads 1` for processes; the
-    /// in-process cluster then runs all its nodes on one thread).
-    #[arg(long, value_enum, default_value_t = RuntimeKind::Multi)]
-    cluster_runtime: RuntimeKind,
+    /// Runtime of the cluster's nodes: `current`, one thread per node (`stockd
+    /// --runtime-threads 1`); `multi`, a worker per core (`--runtime-threads 0`). Not given:
+    /// `stockd`'s own default for processes (one thread; no flag is passed, so an older
+    /// `--stockd` binary still starts) and `multi` for the in-process cluster (`current` runs
+    /// all its nodes on one thread).
+    #[arg(long, value_enum)]
+    cluster_runtime: Option<RuntimeKind>,
     /// Log durability of the local cluster.
     #[arg(long, value_enum, default_value_t = DurabilityArg::Replicated)]
     durability: DurabilityArg,
@@ -348,10 +350,10 @@ impl ClusterArgs {
             snapshot_every: self.snapshot_every,
             snapshot_log_mib: self.snapshot_log_mib,
             snapshot_interval_s: self.snapshot_interval_s,
-            runtime_threads: match self.cluster_runtime {
-                RuntimeKind::Current => Some(1),
-                RuntimeKind::Multi => None,
-            },
+            runtime_threads: self.cluster_runtime.map(|kind| match kind {
+                RuntimeKind::Current => 1,
+                RuntimeKind::Multi => 0,
+            }),
         })
     }
 
@@ -370,7 +372,7 @@ impl ClusterArgs {
         ClusterChoice::Local(ClusterOptions {
             nodes: self.nodes,
             dir: None,
-            runtime: self.cluster_runtime,
+            runtime: self.cluster_runtime.unwrap_or(RuntimeKind::Multi),
             durability: durability(self.durability),
             snapshot_every: self.snapshot_every,
             snapshot_log_mib: self.snapshot_log_mib,

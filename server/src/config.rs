@@ -90,9 +90,11 @@ pub struct Cli {
     /// Node options.
     #[command(flatten)]
     pub node: NodeArgs,
-    /// Threads of the async runtime that pumps QUIC, Raft, the proposer and the APIs: 1 runs
-    /// all of them on one thread (a wake-up between them is then a queue push, not a futex
-    /// between threads); N > 1 a work-stealing runtime of N threads; 0 one thread per core.
+    /// Threads of the async runtime that pumps QUIC, Raft, the proposer and the APIs: 1 (the
+    /// default) runs all of them on one thread (a wake-up between them is then a queue push,
+    /// not a futex between threads); N > 1 a work-stealing runtime of N threads; 0 one thread
+    /// per core, for a host where one core no longer keeps up (the node's process at 100% of
+    /// a core).
     /// The log writer, the snapshot encoder and blocking work have threads of their own
     /// either way. At most 256 ([`RUNTIME_THREADS_MAX`]).
     #[arg(long, global = true, default_value_t = RUNTIME_THREADS_DEFAULT,
@@ -101,7 +103,7 @@ pub struct Cli {
 }
 
 /// Default of `--runtime-threads` (see docs/BENCHMARKS.md, "Runtime threads").
-pub const RUNTIME_THREADS_DEFAULT: u16 = 0;
+pub const RUNTIME_THREADS_DEFAULT: u16 = 1;
 /// Most `--runtime-threads` accepted.
 pub const RUNTIME_THREADS_MAX: u16 = 256;
 
@@ -512,10 +514,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn runtime_threads_default_to_one_per_core_and_are_bounded() {
+    fn runtime_threads_default_to_one_and_are_bounded() {
         use clap::Parser as _;
         let parse = |args: &[&str]| Cli::try_parse_from(args).map(|cli| cli.runtime_threads);
-        assert_eq!(parse(&["stockd"]).expect("default"), RUNTIME_THREADS_DEFAULT);
+        assert_eq!(parse(&["stockd"]).expect("default"), 1);
         assert_eq!(parse(&["stockd", "--runtime-threads", "1"]).expect("one"), 1);
         let max = RUNTIME_THREADS_MAX.to_string();
         assert_eq!(parse(&["stockd", "--runtime-threads", &max]).expect("max"), 256);
