@@ -85,6 +85,12 @@ async fn a_store_subscription_sees_only_its_store() {
             .outcome
             .expect("ok");
     }
+    // A stream is served from the node it lands on, which may be a follower that has not yet
+    // applied the definition (docs/PROTOCOL.md, "Change feed"): subscribe once all have it.
+    cluster
+        .wait_converged(Duration::from_secs(10))
+        .await
+        .expect("replicas agree");
     let mut alerts = client
         .subscribe_at(1, vec![LocationId::from("store-1")])
         .await
