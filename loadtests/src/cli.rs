@@ -134,6 +134,10 @@ struct ClusterArgs {
     /// all its nodes on one thread).
     #[arg(long, value_enum)]
     cluster_runtime: Option<RuntimeKind>,
+    /// Each `stockd` process's memory budget, MiB (`stockd --memory-limit-mib`: above it new
+    /// holds are answered busy; 0 none; default stockd's, 80% of the host per node).
+    #[arg(long)]
+    memory_limit_mib: Option<u64>,
     /// Log durability of the local cluster.
     #[arg(long, value_enum, default_value_t = DurabilityArg::Replicated)]
     durability: DurabilityArg,
@@ -354,6 +358,7 @@ impl ClusterArgs {
                 RuntimeKind::Current => 1,
                 RuntimeKind::Multi => 0,
             }),
+            memory_limit_mib: self.memory_limit_mib,
         })
     }
 

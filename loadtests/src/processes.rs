@@ -45,6 +45,9 @@ pub struct ProcessOptions {
     /// default, one per core; not passed then, so a `--stockd` binary older than the flag
     /// still starts).
     pub runtime_threads: Option<u16>,
+    /// Each node's memory budget, MiB (`stockd --memory-limit-mib`; `None`: the server's
+    /// default, a share of the host for ONE node, so three nodes on one host want a third).
+    pub memory_limit_mib: Option<u64>,
 }
 
 impl Default for ProcessOptions {
@@ -57,6 +60,7 @@ impl Default for ProcessOptions {
             snapshot_log_mib: None,
             snapshot_interval_s: None,
             runtime_threads: None,
+            memory_limit_mib: None,
         }
     }
 }
@@ -84,6 +88,10 @@ impl ProcessOptions {
         if let Some(threads) = self.runtime_threads {
             flags.push("--runtime-threads".to_owned());
             flags.push(threads.to_string());
+        }
+        if let Some(mib) = self.memory_limit_mib {
+            flags.push("--memory-limit-mib".to_owned());
+            flags.push(mib.to_string());
         }
         flags
     }
@@ -403,6 +411,7 @@ mod tests {
             snapshot_log_mib: Some(0),
             snapshot_interval_s: Some(30),
             runtime_threads: Some(1),
+            memory_limit_mib: Some(7000),
             ..ProcessOptions::default()
         };
         assert_eq!(
@@ -417,7 +426,9 @@ mod tests {
                 "--snapshot-interval-s",
                 "30",
                 "--runtime-threads",
-                "1"
+                "1",
+                "--memory-limit-mib",
+                "7000"
             ]
         );
     }

@@ -106,6 +106,7 @@ impl LocalCluster {
             timings,
             dir: options.dir,
             leader_within: Duration::from_secs(20),
+            ..ClusterConfig::new(options.nodes.clamp(1, 7))
         };
         BackgroundCluster::start(runtime, config).map(LocalCluster)
     }

@@ -73,7 +73,8 @@ The same options in a TOML file (--config FILE; flags win):
   peers = [\"1=10.0.0.1:7400\", \"2=10.0.0.2:7400\", \"3=10.0.0.3:7400\"]
   tls_dir = \"/etc/stockd/node1\"  # node.pem, node.key, ca.pem
   join = false
-  snapshot_every = 100000         # entries; also snapshot_log_mib = 256, snapshot_interval_s = 600";
+  snapshot_every = 100000         # entries; also snapshot_log_mib = 256, snapshot_interval_s = 600
+  memory_limit_mib = 12000        # busy for new holds above it (default 80% of the host)";
 
 /// `stockd`: the stockd server.
 #[derive(Debug, Parser)]
@@ -223,6 +224,12 @@ pub struct NodeArgs {
     /// 600; staggered the same way).
     #[arg(long)]
     pub snapshot_interval_s: Option<u64>,
+    /// Resident memory, MiB, above which this node answers `busy` to new reservations,
+    /// orders, returns and transfers (0: no limit; default: 80% of the host's memory or of
+    /// its cgroup limit; a host running several nodes should give each its share;
+    /// docs/OPERATIONS.md, "Memory").
+    #[arg(long)]
+    pub memory_limit_mib: Option<u64>,
     /// TCP address of the HTTP/JSON API, or `off` (default: 127.0.0.1:7480 for the embedded
     /// default, off when `--peer` or a config file describes a cluster).
     #[arg(long, value_parser = parse_http)]
@@ -291,6 +298,7 @@ struct FileConfig {
     snapshot_log_mib: Option<u64>,
     snapshot_interval_s: Option<u64>,
     http: Option<HttpArg>,
+    memory_limit_mib: Option<u64>,
 }
 
 /// Why a configuration (flags, TOML file, `dev` arguments) was refused.
@@ -433,6 +441,7 @@ impl NodeArgs {
             timings,
             clock: Arc::default(),
             http,
+            memory_limit_mib: self.memory_limit_mib.or(file.memory_limit_mib),
         })
     }
 
@@ -504,6 +513,8 @@ pub fn dev_cluster(
                     [127, 0, 0, 1],
                     base_port + DEV_HTTP_OFFSET + i - 1,
                 ))),
+                // The nodes share this process: one node's budget would count all of them.
+                memory_limit_mib: Some(0),
             }
         })
         .collect())

@@ -15,6 +15,7 @@ use protocol::{NodeAddr, NotReady};
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
+use crate::memory::MemoryBudget;
 use crate::raft::consensus::{Consensus, ConsensusParts};
 use crate::raft::election::{Election, ElectionTimings};
 use crate::raft::log_store::{Durability, LogStore};
@@ -58,6 +59,9 @@ pub struct NodeConfig {
     pub clock: Arc<Clock>,
     /// TCP address of the HTTP/JSON front (port 0 picks a free one); `None`: no HTTP.
     pub http: Option<SocketAddr>,
+    /// Resident memory above which new objects are refused `busy`, MiB ([`crate::memory`]);
+    /// `Some(0)`: no budget; `None`: a share of the host's memory.
+    pub memory_limit_mib: Option<u64>,
 }
 
 /// What a node's tasks share.
@@ -94,6 +98,8 @@ pub struct NodeCtx {
     pub membership: crate::raft::membership::Membership,
     /// What was refused for identity or role (SPEC section 7).
     pub refusals: crate::auth::access::Refusals,
+    /// The memory budget and what it refused.
+    pub memory: Arc<crate::memory::MemoryBudget>,
     /// The node's metrics (`/metrics`): every front records its requests here.
     pub metrics: Arc<Metrics>,
     /// Sends operations that only the leader runs to it (the HTTP front on a follower).
@@ -476,13 +482,21 @@ impl Node {
         let consensus = storage.start_raft(&config, network.clone()).await?;
 
         let election = Election::new(config.id, log.clone(), election_timings(&config.timings));
+        let memory = Arc::new(MemoryBudget::for_config(config.memory_limit_mib));
+        crate::memory::start_sampler(&memory);
         let ctx = Arc::new(NodeCtx {
             id: config.id,
             addr: config
                 .advertise
                 .clone()
                 .unwrap_or_else(|| local_addr.to_string()),
-            proposer: Proposer::start(config.id, &consensus, shared.clone(), config.clock.clone()),
+            proposer: Proposer::start(
+                config.id,
+                &consensus,
+                shared.clone(),
+                config.clock.clone(),
+                memory.clone(),
+            ),
             reads: ReadBarrier::start(&consensus),
             consensus,
             shared,
@@ -497,6 +511,7 @@ impl Node {
             membership: crate::raft::membership::Membership::new(endpoint.clone(), peer.clone()),
             forwarder: crate::raft::forward::Forwarder::new(endpoint.clone(), peer),
             refusals: crate::auth::access::Refusals::default(),
+            memory,
             metrics,
         });
         ctx.metrics.attach(&ctx);

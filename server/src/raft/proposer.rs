@@ -96,18 +96,22 @@ pub fn not_leader(raft: &Raft, leader_id: Option<NodeId>) -> ServerError {
 pub struct Proposer {
     tx: mpsc::Sender<PendingWrite>,
     stats: Arc<Stats>,
+    /// The node's memory budget: over it, writes that create objects are answered `busy`.
+    memory: Arc<crate::memory::MemoryBudget>,
     /// Entries in flight: the proposer task takes a permit per entry until it is applied.
     inflight: Arc<Semaphore>,
 }
 
 impl Proposer {
     /// Starts the proposer task of node `id`; it stops when every handle is dropped.
-    /// Writes per proposed entry go to the node's metrics (`shared.metrics()`).
+    /// Writes per proposed entry go to the node's metrics (`shared.metrics()`); `memory` is
+    /// the node's budget ([`crate::memory`]).
     pub fn start(
         id: NodeId,
         consensus: &super::consensus::Consensus,
         shared: Arc<Shared>,
         clock: Arc<Clock>,
+        memory: Arc<crate::memory::MemoryBudget>,
     ) -> Proposer {
         let raft = consensus.raft().clone();
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_MAX);
@@ -130,6 +134,7 @@ impl Proposer {
         Proposer {
             tx,
             stats,
+            memory,
             inflight,
         }
     }
@@ -144,7 +149,8 @@ impl Proposer {
         BATCHES_IN_FLIGHT_MAX - self.inflight.available_permits()
     }
 
-    /// Queues a write (`bytes`: its approximate encoded size). A full queue answers `busy`.
+    /// Queues a write (`bytes`: its approximate encoded size). A full queue answers `busy`, and
+    /// so does a node over its memory budget to a write that creates an object.
     pub fn submit(
         &self,
         request: Request,
@@ -152,6 +158,10 @@ impl Proposer {
         bytes: usize,
     ) -> oneshot::Receiver<WriteResult> {
         let (reply, rx) = oneshot::channel();
+        if self.memory.refuses(&request.command) {
+            let _ = reply.send(Err(ServerError::Busy));
+            return rx;
+        }
         if let Err(e) = self.tx.try_send(PendingWrite {
             request,
             author,

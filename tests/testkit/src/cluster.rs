@@ -40,6 +40,9 @@ pub struct ClusterConfig {
     pub dir: Option<PathBuf>,
     /// How long [`Cluster::start`] waits for the first leader.
     pub leader_within: Duration,
+    /// Every node's memory budget, MiB (`NodeConfig::memory_limit_mib`). The nodes share
+    /// this process's memory, so the default is `Some(0)`, none.
+    pub memory_limit_mib: Option<u64>,
 }
 
 impl ClusterConfig {
@@ -54,6 +57,7 @@ impl ClusterConfig {
             timings: fast_timings(),
             dir: None,
             leader_within: Duration::from_secs(10),
+            memory_limit_mib: Some(0),
         }
     }
 }
@@ -133,6 +137,7 @@ impl Cluster {
             clock: self.clock.clone(),
             // Every node serves HTTP on a free port (`Cluster::http_addr`).
             http: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            memory_limit_mib: self.config.memory_limit_mib,
         }
     }
 

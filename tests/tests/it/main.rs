@@ -8,6 +8,7 @@ mod failover;
 mod feed;
 mod http;
 mod membership;
+mod memory;
 mod observability;
 mod partition;
 mod protocol_errors;

@@ -1,0 +1,204 @@
+//! The node's memory budget: above it the leader answers `busy` to writes that create new
+//! objects, instead of growing until the kernel kills the process (SPEC section 4: overload
+//! sheds load).
+//!
+//! What a node holds grows with traffic for minutes (the dedup window, the change feed and up
+//! to `engine::limits::RETIRED_ENTRIES_DEFAULT` finished objects of each kind; docs/
+//! OPERATIONS.md, "Memory"), and every replica holds the same state: a node killed for memory
+//! comes back to the same size on restore, and so do its peers. The budget is checked against
+//! the process's resident memory, sampled every [`MEMORY_SAMPLE_MS`]. It is an admission check
+//! on the leader before a write is proposed, never part of a log entry, so replicas stay
+//! identical whatever each one's memory is.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use engine::Command;
+
+/// How often the resident memory is read, ms.
+pub const MEMORY_SAMPLE_MS: u64 = 100;
+/// Default budget: this share of the host's memory (or of the cgroup's limit, if lower), in
+/// percent. A host that runs several nodes needs `--memory-limit-mib` per node.
+pub const MEMORY_LIMIT_DEFAULT_PERCENT: u64 = 80;
+
+/// The budget, what was last read, and what it refused.
+#[derive(Debug, Default)]
+pub struct MemoryBudget {
+    /// Resident bytes above which new objects are refused; 0: no budget.
+    limit_bytes: u64,
+    /// The process's resident bytes at the last sample.
+    resident_bytes: AtomicU64,
+    /// Whether the last sample was above the limit (for the log: once when crossing, once
+    /// when back under).
+    over: AtomicBool,
+    /// Writes answered `busy` for the budget.
+    refused: AtomicU64,
+}
+
+impl MemoryBudget {
+    /// A budget of `limit_bytes` resident bytes (0: none); reads the resident size once now.
+    pub fn new(limit_bytes: u64) -> MemoryBudget {
+        let budget = MemoryBudget {
+            limit_bytes,
+            ..MemoryBudget::default()
+        };
+        budget.sample();
+        budget
+    }
+
+    /// The budget for a node configured with `limit_mib`: `Some(0)` none, `Some(n)` n MiB,
+    /// `None` [`MEMORY_LIMIT_DEFAULT_PERCENT`] of what the host (or cgroup) allows, or none
+    /// where that cannot be read.
+    pub fn for_config(limit_mib: Option<u64>) -> MemoryBudget {
+        let limit = match limit_mib {
+            Some(mib) => mib.saturating_mul(1 << 20),
+            None => host_bytes().map_or(0, |b| b / 100 * MEMORY_LIMIT_DEFAULT_PERCENT),
+        };
+        MemoryBudget::new(limit)
+    }
+
+    /// The limit in bytes (0: none).
+    pub fn limit_bytes(&self) -> u64 {
+        self.limit_bytes
+    }
+
+    /// Resident bytes at the last sample (0 where it cannot be read).
+    pub fn resident_bytes(&self) -> u64 {
+        self.resident_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Writes refused for the budget since start.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Reads the resident size now, and logs a crossing of the limit.
+    pub fn sample(&self) {
+        let Some(resident) = resident_bytes() else {
+            return;
+        };
+        self.resident_bytes.store(resident, Ordering::Relaxed);
+        let over = self.limit_bytes > 0 && resident > self.limit_bytes;
+        if self.over.swap(over, Ordering::Relaxed) != over {
+            let (resident_mib, limit_mib) = (resident >> 20, self.limit_bytes >> 20);
+            if over {
+                tracing::warn!(resident_mib, limit_mib, "memory budget reached: new reservations, orders, returns and transfers are answered busy");
+            } else {
+                tracing::info!(resident_mib, limit_mib, "back under the memory budget");
+            }
+        }
+    }
+
+    /// Whether `command` must be refused now: it creates an object and the node is over its
+    /// budget. Counts the refusal.
+    pub fn refuses(&self, command: &Command) -> bool {
+        let refused = self.over.load(Ordering::Relaxed) && creates_object(command);
+        if refused {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        refused
+    }
+}
+
+/// Whether `command` creates an object the ledger keeps (a reservation, an order, an RMA, a
+/// transfer). What ends or moves existing objects (release, fulfil, cancel, pickups, receipts),
+/// stock writes and definitions stay allowed: they let a full node drain and keep its stock
+/// true.
+pub fn creates_object(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Reserve { .. }
+            | Command::PlaceOrder { .. }
+            | Command::Return { .. }
+            | Command::ShipTransfer { .. }
+            | Command::AsCustomer { .. }
+            | Command::Exchange(_)
+    )
+}
+
+/// Samples `budget` every [`MEMORY_SAMPLE_MS`] until the node drops it.
+pub async fn sample_while_alive(budget: Weak<MemoryBudget>) {
+    let mut every = tokio::time::interval(Duration::from_millis(MEMORY_SAMPLE_MS));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(budget) = budget.upgrade() else {
+            return;
+        };
+        budget.sample();
+    }
+}
+
+/// Starts the sampler of `budget` on the current runtime.
+pub fn start_sampler(budget: &Arc<MemoryBudget>) {
+    tokio::spawn(sample_while_alive(Arc::downgrade(budget)));
+}
+
+/// The process's resident bytes (`/proc/self/statm`, Linux); `None` elsewhere.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages.saturating_mul(PAGE_BYTES))
+}
+
+/// Page size of `/proc/self/statm` (4 KiB on the x86-64 and arm64 Linux hosts stockd runs on).
+const PAGE_BYTES: u64 = 4096;
+
+/// What the host allows this process: the smaller of the physical memory and a cgroup v2
+/// limit, in bytes; `None` where neither can be read.
+fn host_bytes() -> Option<u64> {
+    let physical = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib.saturating_mul(1024))
+        });
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|max| max.trim().parse::<u64>().ok());
+    match (physical, cgroup) {
+        (Some(p), Some(c)) => Some(p.min(c)),
+        (p, c) => p.or(c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::{ChannelId, ReservationId};
+
+    fn release() -> Command {
+        Command::Release {
+            reservation: ReservationId::from("r1"),
+        }
+    }
+
+    #[test]
+    fn over_the_budget_only_new_objects_are_refused_and_counted() {
+        let budget = MemoryBudget::new(1);
+        assert!(budget.resident_bytes() > 1, "this process has more than a byte resident");
+        let reserve = engine::Command::Reserve {
+            reservation: ReservationId::from("r1"),
+            channel: ChannelId::from("web"),
+            lines: Vec::new(),
+            ttl_ms: 1_000,
+        };
+        assert!(budget.refuses(&reserve));
+        assert!(!budget.refuses(&release()));
+        assert_eq!(budget.refused(), 1);
+    }
+
+    #[test]
+    fn no_budget_refuses_nothing_and_the_default_is_a_share_of_the_host() {
+        let none = MemoryBudget::for_config(Some(0));
+        assert_eq!(none.limit_bytes(), 0);
+        assert!(!none.refuses(&release()));
+        let mib = MemoryBudget::for_config(Some(3));
+        assert_eq!(mib.limit_bytes(), 3 << 20);
+        let host = host_bytes().expect("a Linux host tells its memory");
+        let default = MemoryBudget::for_config(None);
+        assert_eq!(default.limit_bytes(), host / 100 * MEMORY_LIMIT_DEFAULT_PERCENT);
+    }
+}
