@@ -8,7 +8,7 @@ use crate::ledger::{
     Ledger, ObjIdx, Remembered, RepLine, Retired,
 };
 use crate::limits;
-use crate::outcome::{Allocation, InvalidReason, ObjectKind, Outcome, Rejection, Reply};
+use crate::outcome::{Allocation, Allocations, InvalidReason, ObjectKind, Outcome, Rejection, Reply};
 use crate::purchase::Demand;
 use crate::query::{Cause, ReservationState};
 use crate::sourcing::{request_lines, SourcingRules};
@@ -47,12 +47,12 @@ struct NewReservation {
 
 impl Ledger {
     /// The reply's view of remembered lines.
-    pub(crate) fn allocations(&self, lines: &[RepLine]) -> Vec<Allocation> {
-        let mut out = Vec::with_capacity(lines.len());
+    pub(crate) fn allocations(&self, lines: &[RepLine]) -> Allocations {
+        let mut out = Allocations::with_capacity(lines.len());
         for l in lines {
             out.push(Allocation {
                 line: l.line,
-                location: self.loc(l.loc).def.location.clone(),
+                location: self.ix.location_names[l.loc as usize].clone(),
                 qty: l.qty,
             });
         }

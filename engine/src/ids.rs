@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 use crate::limits::ID_BYTES_MAX;
 
@@ -140,6 +141,63 @@ string_id!(
 impl ChannelId {
     /// The point-of-sale channel: counter sales at a store, which may sell safety stock.
     pub const POS: &'static str = "pos";
+}
+
+/// A location's id as a reply carries it ([`crate::Allocation::location`]): a reference to the
+/// ledger's one shared copy of the name, so building a reply costs a reference count instead of
+/// an allocation and a copy. Serialized exactly as [`LocationId`] (a string, through serde's
+/// `rc` feature): postcard, JSON and snapshot bytes are those of a `LocationId`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LocationName(Arc<str>);
+
+impl LocationName {
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id as an owned [`LocationId`] (copies the name).
+    pub fn to_location_id(&self) -> LocationId {
+        LocationId::from(self.as_str())
+    }
+}
+
+impl fmt::Debug for LocationName {
+    // Printed as the `LocationId` it stands for, so debug output of replies is unchanged.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LocationId({:?})", self.as_str())
+    }
+}
+
+impl fmt::Display for LocationName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for LocationName {
+    fn from(s: &str) -> Self {
+        Self(Arc::from(s))
+    }
+}
+
+impl From<&LocationId> for LocationName {
+    fn from(id: &LocationId) -> Self {
+        Self::from(id.as_str())
+    }
+}
+
+impl PartialEq<LocationId> for LocationName {
+    fn eq(&self, other: &LocationId) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl std::borrow::Borrow<str> for LocationName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
 }
 
 /// The client-chosen 128-bit idempotency key of a write (SPEC section 3). Zero is not a valid

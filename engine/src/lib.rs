@@ -60,12 +60,12 @@ pub use command::{
     LocationDef, LocationKind, OrderSource, Request, ReturnLine, Target,
 };
 pub use ids::{
-    ChannelId, CustomerId, GroupId, LocationId, OrderId, Reason, RequestId, ReservationId, RmaId,
+    ChannelId, CustomerId, GroupId, LocationId, LocationName, OrderId, Reason, RequestId, ReservationId, RmaId,
     SkuId, TransferId,
 };
 pub use ledger::{BatchHeader, Config, Ledger};
 pub use outcome::{
-    code_of, Allocation, Code, InvalidReason, ObjectKind, Outcome, Rejection, Reply,
+    code_of, Allocation, Allocations, Code, InvalidReason, ObjectKind, Outcome, Rejection, Reply,
 };
 pub use query::{Answer, Query};
 pub use snapshot::{Frozen, InvariantViolation, SnapshotError, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use crate::balance::Balance;
-use crate::ids::{ChannelId, LocationId, SkuId};
+use crate::ids::{ChannelId, LocationId, LocationName, SkuId};
 
 /// The result of one write.
 pub type Outcome = Result<Reply, Rejection>;
@@ -17,11 +17,16 @@ pub struct Allocation {
     /// Index of the request line (0-based) these units serve. A line sourced from a group may
     /// be split across several locations: one allocation each.
     pub line: u16,
-    /// The chosen location.
-    pub location: LocationId,
+    /// The chosen location (the ledger's shared copy of its id: no allocation per reply).
+    pub location: LocationName,
     /// Base units taken there.
     pub qty: i64,
 }
+
+/// The allocations of a reply, one per (line, location), in line order. Inline for one
+/// allocation (a one-line checkout at a location: no heap allocation); serialized as a
+/// sequence, exactly as a `Vec<Allocation>`.
+pub type Allocations = smallvec::SmallVec<[Allocation; 1]>;
 
 /// A successful write's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,7 +40,7 @@ pub enum Reply {
         /// Deadline, ms since the epoch (batch timestamp + ttl).
         expires_at_ms: u64,
         /// The location and quantity chosen for every line.
-        allocations: Vec<Allocation>,
+        allocations: Allocations,
     },
     /// A hold was extended.
     Extended {
@@ -45,7 +50,7 @@ pub enum Reply {
     /// An order was placed.
     OrderPlaced {
         /// The location and quantity allocated for every line.
-        allocations: Vec<Allocation>,
+        allocations: Allocations,
         /// Collection deadline of a pickup order, ms since the epoch.
         pickup_deadline_ms: Option<u64>,
     },
@@ -471,5 +476,60 @@ pub fn code_of(outcome: &Outcome) -> Code {
     match outcome {
         Ok(_) => Code::Ok,
         Err(rejection) => rejection.code(),
+    }
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use super::*;
+
+    /// The reply types as they were before `LocationName` and `Allocations`: the wire and
+    /// snapshot bytes must not change.
+    #[derive(Serialize)]
+    struct OldAllocation {
+        line: u16,
+        location: LocationId,
+        qty: i64,
+    }
+
+    #[derive(Serialize)]
+    #[allow(dead_code)]
+    enum OldReply {
+        Done,
+        Balance(Balance),
+        Reserved {
+            expires_at_ms: u64,
+            allocations: Vec<OldAllocation>,
+        },
+    }
+
+    #[test]
+    fn shared_location_names_encode_as_before() {
+        for n in 0..3u16 {
+            let old = OldReply::Reserved {
+                expires_at_ms: 1_767_226_500_000,
+                allocations: (0..n)
+                    .map(|i| OldAllocation {
+                        line: i,
+                        location: LocationId::from(format!("wh-{i}")),
+                        qty: 59 + i64::from(i),
+                    })
+                    .collect(),
+            };
+            let new = Reply::Reserved {
+                expires_at_ms: 1_767_226_500_000,
+                allocations: (0..n)
+                    .map(|i| Allocation {
+                        line: i,
+                        location: LocationName::from(format!("wh-{i}").as_str()),
+                        qty: 59 + i64::from(i),
+                    })
+                    .collect(),
+            };
+            let bytes = postcard::to_allocvec(&new).expect("encode");
+            assert_eq!(bytes, postcard::to_allocvec(&old).expect("encode"));
+            let back: Reply = postcard::from_bytes(&bytes).expect("decode");
+            assert_eq!(back, new);
+        }
     }
 }

@@ -19,7 +19,7 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::fifo::Fifo;
-use crate::ids::{ChannelId, GroupId};
+use crate::ids::{ChannelId, GroupId, LocationName};
 use crate::ledger::{Config, Ledger};
 use crate::pages::Pages;
 use crate::query::{ReservationState, TransferState};
@@ -313,6 +313,11 @@ impl Ledger {
             .iter_from(0)
             .enumerate()
             .map(|(i, l)| (l.def.location.clone(), i as u32))
+            .collect();
+        ix.location_names = state
+            .locations
+            .iter_from(0)
+            .map(|l| LocationName::from(&l.def.location))
             .collect();
         for (i, sku) in state.skus.iter_from(0).enumerate() {
             let skus = &state.skus;

@@ -642,6 +642,8 @@ pub(crate) struct Indexes {
     /// SKU id -> handle (equality reads the SKU arena).
     pub sku: IdTable,
     pub location: FxHashMap<LocationId, LocIdx>,
+    /// Location handle -> its id, shared with every reply that names it (`Allocation`).
+    pub location_names: Vec<crate::ids::LocationName>,
     pub channel: FxHashMap<ChannelId, ChanIdx>,
     /// The channel of the last reserve or order committed (a hint for
     /// `Ledger::lookup_channel`; `pos` after a restore). Never changes a result.

@@ -3,7 +3,7 @@
 
 use crate::balance::Balance;
 use crate::command::LocationDef;
-use crate::ids::{GroupId, LocationId, Reason, SkuId};
+use crate::ids::{GroupId, LocationId, LocationName, Reason, SkuId};
 use crate::ledger::{
     check_field, check_id, check_non_negative, check_positive, invalid, ChanIdx, Ledger, LocIdx,
     LocationEntry, SkuIdx,
@@ -63,6 +63,7 @@ impl Ledger {
             None => {
                 let idx = self.state.locations.push(entry) as LocIdx;
                 self.ix.location.insert(def.location.clone(), idx);
+                self.ix.location_names.push(LocationName::from(&def.location));
             }
         }
         Ok(Reply::Done)

@@ -824,7 +824,7 @@ fn reply_json(app: &App, cx: &Context, reply: engine::Reply) -> WriteReply {
             line_skus = v.lines.iter().map(|l| l.sku.clone()).collect();
         }
     }
-    let allocations = |allocs: Vec<engine::Allocation>| {
+    let allocations = |allocs: engine::Allocations| {
         allocs
             .into_iter()
             .map(|a| {
@@ -834,7 +834,7 @@ fn reply_json(app: &App, cx: &Context, reply: engine::Reply) -> WriteReply {
                     line: a.line,
                     qty: qty(a.qty, scale(&sku)),
                     sku: sku.0,
-                    location: a.location.0,
+                    location: a.location.as_str().to_owned(),
                 }
             })
             .collect()

@@ -560,7 +560,7 @@ pub fn members(s: &NodeStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use engine::{LocationId, SkuId};
+    use engine::SkuId;
 
     #[test]
     fn times_are_utc() {
@@ -653,15 +653,15 @@ mod tests {
             allocations: vec![
                 Allocation {
                     line: 0,
-                    location: LocationId::from("wh1"),
+                    location: "wh1".into(),
                     qty: 59,
                 },
                 Allocation {
                     line: 3,
-                    location: LocationId::from("wh2"),
+                    location: "wh2".into(),
                     qty: 7,
                 },
-            ],
+            ].into(),
         };
         assert_eq!(
             reply(&reserved, &ctx),
