@@ -224,10 +224,10 @@ pub struct NodeArgs {
     /// 600; staggered the same way).
     #[arg(long)]
     pub snapshot_interval_s: Option<u64>,
-    /// Resident memory, MiB, above which this node answers `busy` to new reservations,
-    /// orders, returns and transfers (0: no limit; default: 80% of the host's memory or of
-    /// its cgroup limit; a host running several nodes should give each its share;
-    /// docs/OPERATIONS.md, "Memory").
+    /// Resident memory, MiB, above which this node answers `busy` to new reservations and
+    /// direct orders (0: no limit; default: 80% of the host's memory or of its cgroup limit;
+    /// a host running several nodes should give each its share; docs/OPERATIONS.md,
+    /// "Memory").
     #[arg(long)]
     pub memory_limit_mib: Option<u64>,
     /// TCP address of the HTTP/JSON API, or `off` (default: 127.0.0.1:7480 for the embedded

@@ -1,5 +1,5 @@
-//! The node's memory budget: above it the leader answers `busy` to writes that create new
-//! objects, instead of growing until the kernel kills the process (SPEC section 4: overload
+//! The node's memory budget: above it the leader answers `busy` to new demand (reservations
+//! and direct orders), instead of growing until the kernel kills the process (SPEC section 4: overload
 //! sheds load).
 //!
 //! What a node holds grows with traffic for minutes (the dedup window, the change feed and up
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use engine::Command;
+use engine::{Command, OrderSource};
 
 /// How often the resident memory is read, ms.
 pub const MEMORY_SAMPLE_MS: u64 = 100;
@@ -25,7 +25,7 @@ pub const MEMORY_LIMIT_DEFAULT_PERCENT: u64 = 80;
 /// The budget, what was last read, and what it refused.
 #[derive(Debug, Default)]
 pub struct MemoryBudget {
-    /// Resident bytes above which new objects are refused; 0: no budget.
+    /// Resident bytes above which new demand is refused; 0: no budget.
     limit_bytes: u64,
     /// The process's resident bytes at the last sample.
     resident_bytes: AtomicU64,
@@ -83,14 +83,14 @@ impl MemoryBudget {
         if self.over.swap(over, Ordering::Relaxed) != over {
             let (resident_mib, limit_mib) = (resident >> 20, self.limit_bytes >> 20);
             if over {
-                tracing::warn!(resident_mib, limit_mib, "memory budget reached: new reservations, orders, returns and transfers are answered busy");
+                tracing::warn!(resident_mib, limit_mib, "memory budget reached: new reservations and direct orders are answered busy");
             } else {
                 tracing::info!(resident_mib, limit_mib, "back under the memory budget");
             }
         }
     }
 
-    /// Whether `command` must be refused now: it creates an object and the node is over its
+    /// Whether `command` must be refused now: it is new demand and the node is over its
     /// budget. Counts the refusal.
     pub fn refuses(&self, command: &Command) -> bool {
         let refused = self.over.load(Ordering::Relaxed) && creates_object(command);
@@ -101,20 +101,18 @@ impl MemoryBudget {
     }
 }
 
-/// Whether `command` creates an object the ledger keeps (a reservation, an order, an RMA, a
-/// transfer). What ends or moves existing objects (release, fulfil, cancel, pickups, receipts),
-/// stock writes and definitions stay allowed: they let a full node drain and keep its stock
-/// true.
+/// Whether `command` is new demand that creates an object the ledger keeps: a reservation, a
+/// direct order (also for a customer, or as an exchange's new half). Placing an order from a
+/// live hold (the customer has paid), what ends or moves existing objects (release, fulfil,
+/// cancel, pickups, receipts), returns and transfers (what physically happened must be
+/// recorded), stock writes and definitions stay allowed: a full node keeps its stock true and
+/// lets its holds drain.
 pub fn creates_object(command: &Command) -> bool {
-    matches!(
-        command,
-        Command::Reserve { .. }
-            | Command::PlaceOrder { .. }
-            | Command::Return { .. }
-            | Command::ShipTransfer { .. }
-            | Command::AsCustomer { .. }
-            | Command::Exchange(_)
-    )
+    match command {
+        Command::Reserve { .. } | Command::AsCustomer { .. } | Command::Exchange(_) => true,
+        Command::PlaceOrder { source, .. } => matches!(source, OrderSource::Lines { .. }),
+        _ => false,
+    }
 }
 
 /// Samples `budget` every [`MEMORY_SAMPLE_MS`] until the node drops it.
@@ -188,6 +186,25 @@ mod tests {
         assert!(budget.refuses(&reserve));
         assert!(!budget.refuses(&release()));
         assert_eq!(budget.refused(), 1);
+    }
+
+    /// A customer who holds stock and pays must get the order: placing an order from a live
+    /// hold only turns held units into allocated ones, so a full node still does it.
+    #[test]
+    fn over_the_budget_an_order_from_a_hold_is_placed_and_a_direct_order_is_not() {
+        let budget = MemoryBudget::new(1);
+        let order = |source| Command::PlaceOrder {
+            order: engine::OrderId::from("o1"),
+            source,
+            fulfilment: engine::Fulfilment::Ship,
+        };
+        let from_hold = order(engine::OrderSource::Reservation(ReservationId::from("r1")));
+        assert!(!budget.refuses(&from_hold));
+        let direct = order(engine::OrderSource::Lines {
+            channel: ChannelId::from("pos"),
+            lines: Vec::new(),
+        });
+        assert!(budget.refuses(&direct));
     }
 
     #[test]

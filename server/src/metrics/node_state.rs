@@ -147,7 +147,7 @@ fn queue_scalars(ctx: &NodeCtx) -> Vec<Scalar> {
         counter("connections_refused_identity", "Connections closed for their identity (no, another CA's, revoked or expired certificate; the wrong kind).", access.refused_connections_total),
         counter("connections_refused_limit", "Connection attempts refused or retried by the connection bounds.", access.connection_limit_total),
         bytes("memory_resident", "Resident memory of the node's process, sampled every 100 ms.", ctx.memory.resident_bytes()),
-        bytes("memory_limit", "Resident memory above which new reservations, orders, returns and transfers are answered busy (0: no limit).", ctx.memory.limit_bytes()),
+        bytes("memory_limit", "Resident memory above which new reservations and direct orders are answered busy (0: no limit).", ctx.memory.limit_bytes()),
         counter("memory_shed", "Writes answered busy because the node was over its memory limit.", ctx.memory.refused()),
     ]
 }

@@ -96,7 +96,7 @@ pub fn not_leader(raft: &Raft, leader_id: Option<NodeId>) -> ServerError {
 pub struct Proposer {
     tx: mpsc::Sender<PendingWrite>,
     stats: Arc<Stats>,
-    /// The node's memory budget: over it, writes that create objects are answered `busy`.
+    /// The node's memory budget: over it, new demand (reservations, direct orders) is answered `busy`.
     memory: Arc<crate::memory::MemoryBudget>,
     /// Entries in flight: the proposer task takes a permit per entry until it is applied.
     inflight: Arc<Semaphore>,
@@ -150,7 +150,7 @@ impl Proposer {
     }
 
     /// Queues a write (`bytes`: its approximate encoded size). A full queue answers `busy`, and
-    /// so does a node over its memory budget to a write that creates an object.
+    /// so does a node over its memory budget to new demand (a reservation or a direct order).
     pub fn submit(
         &self,
         request: Request,

@@ -1,5 +1,5 @@
 //! A node over its memory budget (`stockd --memory-limit-mib`, `server::memory`) answers
-//! `busy` to writes that create objects and serves everything else, instead of growing until
+//! `busy` to new demand (reservations, direct orders) and serves everything else, instead of growing until
 //! the kernel kills it (SPEC section 4: overload sheds load).
 
 use std::time::Duration;
