@@ -4,11 +4,13 @@
 use crate::command::Line;
 use crate::ids::{ChannelId, CustomerId, ReservationId};
 use crate::ledger::{
-    check_id, hash_str, index_record, invalid, rep_lines, ChanIdx, Deadline, HeldVec,
-    Ledger, ObjIdx, Remembered, RepLine, Retired,
+    check_id, hash_str, index_record, invalid, rep_lines, ChanIdx, Deadline, HeldVec, Ledger,
+    ObjIdx, Remembered, RepLine, Retired,
 };
 use crate::limits;
-use crate::outcome::{Allocation, Allocations, InvalidReason, ObjectKind, Outcome, Rejection, Reply};
+use crate::outcome::{
+    Allocation, Allocations, InvalidReason, ObjectKind, Outcome, Rejection, Reply,
+};
 use crate::purchase::Demand;
 use crate::query::{Cause, ReservationState};
 use crate::sourcing::{request_lines, SourcingRules};
@@ -105,7 +107,10 @@ impl Ledger {
         // The index entry of this id, if any: a retained hold, or a dropped one whose entry
         // awaits clean-up (then the commit repoints it; without one, it only inserts).
         let found = ix.reservation.find(hash, |slot| {
-            state.reservations.get(slot).is_some_and(|r| r.id.is(id.as_str()))
+            state
+                .reservations
+                .get(slot)
+                .is_some_and(|r| r.id.is(id.as_str()))
         });
         let retained = found
             .and_then(|slot| state.reservations.get(slot))

@@ -60,8 +60,8 @@ pub use command::{
     LocationDef, LocationKind, OrderSource, Request, ReturnLine, Target,
 };
 pub use ids::{
-    ChannelId, CustomerId, GroupId, LocationId, LocationName, OrderId, Reason, RequestId, ReservationId, RmaId,
-    SkuId, TransferId,
+    ChannelId, CustomerId, GroupId, LocationId, LocationName, OrderId, Reason, RequestId,
+    ReservationId, RmaId, SkuId, TransferId,
 };
 pub use ledger::{BatchHeader, Config, Ledger};
 pub use outcome::{

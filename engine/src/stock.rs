@@ -63,7 +63,9 @@ impl Ledger {
             None => {
                 let idx = self.state.locations.push(entry) as LocIdx;
                 self.ix.location.insert(def.location.clone(), idx);
-                self.ix.location_names.push(LocationName::from(&def.location));
+                self.ix
+                    .location_names
+                    .push(LocationName::from(&def.location));
             }
         }
         Ok(Reply::Done)

@@ -529,9 +529,15 @@ mod tests {
         use clap::Parser as _;
         let parse = |args: &[&str]| Cli::try_parse_from(args).map(|cli| cli.runtime_threads);
         assert_eq!(parse(&["stockd"]).expect("default"), 1);
-        assert_eq!(parse(&["stockd", "--runtime-threads", "1"]).expect("one"), 1);
+        assert_eq!(
+            parse(&["stockd", "--runtime-threads", "1"]).expect("one"),
+            1
+        );
         let max = RUNTIME_THREADS_MAX.to_string();
-        assert_eq!(parse(&["stockd", "--runtime-threads", &max]).expect("max"), 256);
+        assert_eq!(
+            parse(&["stockd", "--runtime-threads", &max]).expect("max"),
+            256
+        );
         let over = (RUNTIME_THREADS_MAX + 1).to_string();
         assert!(parse(&["stockd", "--runtime-threads", &over]).is_err());
         assert!(parse(&["stockd", "--runtime-threads", "-1"]).is_err());

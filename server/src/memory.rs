@@ -83,7 +83,11 @@ impl MemoryBudget {
         if self.over.swap(over, Ordering::Relaxed) != over {
             let (resident_mib, limit_mib) = (resident >> 20, self.limit_bytes >> 20);
             if over {
-                tracing::warn!(resident_mib, limit_mib, "memory budget reached: new reservations and direct orders are answered busy");
+                tracing::warn!(
+                    resident_mib,
+                    limit_mib,
+                    "memory budget reached: new reservations and direct orders are answered busy"
+                );
             } else {
                 tracing::info!(resident_mib, limit_mib, "back under the memory budget");
             }
@@ -176,7 +180,10 @@ mod tests {
     #[test]
     fn over_the_budget_only_new_objects_are_refused_and_counted() {
         let budget = MemoryBudget::new(1);
-        assert!(budget.resident_bytes() > 1, "this process has more than a byte resident");
+        assert!(
+            budget.resident_bytes() > 1,
+            "this process has more than a byte resident"
+        );
         let reserve = engine::Command::Reserve {
             reservation: ReservationId::from("r1"),
             channel: ChannelId::from("web"),
@@ -216,6 +223,9 @@ mod tests {
         assert_eq!(mib.limit_bytes(), 3 << 20);
         let host = host_bytes().expect("a Linux host tells its memory");
         let default = MemoryBudget::for_config(None);
-        assert_eq!(default.limit_bytes(), host / 100 * MEMORY_LIMIT_DEFAULT_PERCENT);
+        assert_eq!(
+            default.limit_bytes(),
+            host / 100 * MEMORY_LIMIT_DEFAULT_PERCENT
+        );
     }
 }

@@ -14,8 +14,8 @@ use tokio::sync::{watch, Semaphore};
 use protocol::{NodeAddr, NotReady};
 
 use crate::clock::Clock;
-use crate::metrics::Metrics;
 use crate::memory::MemoryBudget;
+use crate::metrics::Metrics;
 use crate::raft::consensus::{Consensus, ConsensusParts};
 use crate::raft::election::{Election, ElectionTimings};
 use crate::raft::log_store::{Durability, LogStore};

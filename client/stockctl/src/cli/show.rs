@@ -661,7 +661,8 @@ mod tests {
                     location: "wh2".into(),
                     qty: 7,
                 },
-            ].into(),
+            ]
+            .into(),
         };
         assert_eq!(
             reply(&reserved, &ctx),
