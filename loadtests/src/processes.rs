@@ -42,7 +42,7 @@ pub struct ProcessOptions {
     /// `None`: the server's default; 0 counts as 1).
     pub snapshot_interval_s: Option<u64>,
     /// Threads of each node's runtime (`stockd --runtime-threads`; `None`: the server's
-    /// default, one per core; not passed then, so a `--stockd` binary older than the flag
+    /// default, one thread; not passed then, so a `--stockd` binary older than the flag
     /// still starts).
     pub runtime_threads: Option<u16>,
     /// Each node's memory budget, MiB (`stockd --memory-limit-mib`; `None`: the server's

@@ -137,15 +137,14 @@ pub fn start_sampler(budget: &Arc<MemoryBudget>) {
     tokio::spawn(sample_while_alive(Arc::downgrade(budget)));
 }
 
-/// The process's resident bytes (`/proc/self/statm`, Linux); `None` elsewhere.
+/// The process's resident bytes (`VmRSS` of `/proc/self/status`, in KiB whatever the page
+/// size; Linux); `None` elsewhere.
 fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages.saturating_mul(PAGE_BYTES))
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
 }
-
-/// Page size of `/proc/self/statm` (4 KiB on the x86-64 and arm64 Linux hosts stockd runs on).
-const PAGE_BYTES: u64 = 4096;
 
 /// What the host allows this process: the smaller of the physical memory and a cgroup v2
 /// limit, in bytes; `None` where neither can be read.

@@ -59,7 +59,8 @@ pub struct NodeConfig {
     pub clock: Arc<Clock>,
     /// TCP address of the HTTP/JSON front (port 0 picks a free one); `None`: no HTTP.
     pub http: Option<SocketAddr>,
-    /// Resident memory above which new reservations and direct orders are refused `busy`, MiB ([`crate::memory`]);
+    /// Resident memory above which new reservations and direct orders are refused `busy`,
+    /// MiB ([`crate::memory`]);
     /// `Some(0)`: no budget; `None`: a share of the host's memory.
     pub memory_limit_mib: Option<u64>,
 }

@@ -96,7 +96,8 @@ pub fn not_leader(raft: &Raft, leader_id: Option<NodeId>) -> ServerError {
 pub struct Proposer {
     tx: mpsc::Sender<PendingWrite>,
     stats: Arc<Stats>,
-    /// The node's memory budget: over it, new demand (reservations, direct orders) is answered `busy`.
+    /// The node's memory budget: over it, new demand (reservations, direct orders) is
+    /// answered `busy`.
     memory: Arc<crate::memory::MemoryBudget>,
     /// Entries in flight: the proposer task takes a permit per entry until it is applied.
     inflight: Arc<Semaphore>,
