@@ -289,7 +289,9 @@ impl Pool {
         if let Some(endpoint) = slot {
             return Ok(endpoint.clone());
         }
-        let endpoint = quinn::Endpoint::client(bind)?;
+        // Larger kernel buffers than the default: the answers to a gateway's frames arrive
+        // in bursts (pki's `udp` module says why a dropped datagram costs so much).
+        let (endpoint, _) = pki::endpoint(bind, None)?;
         *slot = Some(endpoint.clone());
         Ok(endpoint)
     }

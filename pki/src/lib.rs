@@ -30,6 +30,7 @@ use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 mod client;
 pub mod token;
+mod udp;
 
 pub use client::{
     ensure_admin, issue_client, load_client_identity, principal_of, ClientCertRequest, ClientRole,
@@ -37,6 +38,7 @@ pub use client::{
     SCOPE_ENTRIES_MAX, URN_PREFIX,
 };
 pub use token::{ensure_admin_token, token_principal, Token, ADMIN_TOKEN_FILE};
+pub use udp::{endpoint, udp_socket, UdpBuffers, UDP_BUFFER_BYTES};
 
 use protocol::{
     ALPN_CLIENT, ALPN_PEER, IDLE_TIMEOUT_MS, KEEP_ALIVE_MS, PEER_IDLE_TIMEOUT_MS,

@@ -361,7 +361,16 @@ fn bind(tls: &NodeTls, listen: SocketAddr) -> Result<(quinn::Endpoint, SocketAdd
         addr: listen,
         error,
     };
-    let endpoint = quinn::Endpoint::server(server, listen).map_err(bind_err)?;
+    let (endpoint, buffers) = pki::endpoint(listen, Some(server)).map_err(bind_err)?;
+    if buffers.recv_capped() {
+        tracing::warn!(
+            granted = buffers.recv,
+            asked = pki::UDP_BUFFER_BYTES,
+            "the host caps UDP receive buffers (net.core.rmem_max): bursts of replication \
+             and client frames may be dropped and resent late (docs/OPERATIONS.md, \
+             \"Network buffers\")"
+        );
+    }
     let local_addr = endpoint.local_addr().map_err(bind_err)?;
     Ok((endpoint, local_addr))
 }
