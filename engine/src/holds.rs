@@ -49,6 +49,7 @@ struct NewReservation {
 
 impl Ledger {
     /// The reply's view of remembered lines.
+    #[inline]
     pub(crate) fn allocations(&self, lines: &[RepLine]) -> Allocations {
         let mut out = Allocations::with_capacity(lines.len());
         for l in lines {

@@ -150,7 +150,7 @@ impl Ledger {
 
     /// The ATS of balance `bal` (key `k`; none: no balance) for the rules' channel, with the
     /// units an exchange's return would restock there.
-    #[inline]
+    #[inline(always)]
     fn sourcing_ats(&self, rules: SourcingRules, k: u64, bal: Option<BalIdx>) -> i64 {
         let mut b = bal.map(|b| self.bal(b)).unwrap_or_default();
         if !rules.restocked.is_empty() {
@@ -432,6 +432,7 @@ impl Ledger {
     }
 
     /// Whether `rules` allow taking stock at `loc`, as a typed rejection.
+    #[inline]
     fn check_sellable_here(
         &self,
         loc: LocIdx,
