@@ -8,7 +8,12 @@
 //! map; a queue keeps the stale number until its deadline is reached, where it is skipped. Costs:
 //! insert O(1) plus O(log d) for a new distinct deadline; remove O(1); popping k due entries
 //! O(k + stale); memory is bounded by the entries created within the longest deadline.
+//!
+//! The queue last used (by an insert or a pop) is kept at hand, outside the map of queues: a
+//! batch's inserts almost all go to one deadline, and an expiry pops one deadline's entries in a
+//! row, so most inserts and pops find their queue without hashing its deadline.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, VecDeque};
 
 use std::hash::{BuildHasherDefault, Hasher};
@@ -52,6 +57,9 @@ pub(crate) struct Deadlines {
     /// included. A queue is sorted by sequence number when its deadline comes due (no entry is
     /// added to a due deadline: deadlines are always in the future when set).
     queues: FxHashMap<u64, VecDeque<(u64, u64)>>,
+    /// The deadline and queue last used, kept out of `queues` (each deadline's queue is in
+    /// exactly one of the two; see the module doc).
+    hot: Option<(u64, VecDeque<(u64, u64)>)>,
     /// The deadline whose queue was sorted for popping.
     sorted: Option<u64>,
     /// Live entries: sequence number -> (deadline, insertion token, what). A queue entry is live
@@ -67,12 +75,38 @@ impl Deadlines {
         let token = self.token;
         self.token += 1;
         self.live.insert(seq, (at_ms, token, what));
-        match self.queues.get_mut(&at_ms) {
-            Some(queue) => queue.push_back((seq, token)),
-            None => {
-                self.queues.insert(at_ms, VecDeque::from([(seq, token)]));
-                self.order.insert(at_ms);
-            }
+        self.queue_mut(at_ms).push_back((seq, token));
+    }
+
+    /// The queue of deadline `at_ms` (an empty one for a new deadline), made the hot one.
+    #[inline]
+    fn queue_mut(&mut self, at_ms: u64) -> &mut VecDeque<(u64, u64)> {
+        if !matches!(&self.hot, Some((at, _)) if *at == at_ms) {
+            self.make_hot(at_ms);
+        }
+        &mut self.hot.as_mut().expect("made hot").1
+    }
+
+    /// Puts the hot queue back into the map and takes out the queue of `at_ms` (a new one if
+    /// the deadline has none yet).
+    #[cold]
+    #[inline(never)]
+    fn make_hot(&mut self, at_ms: u64) {
+        if let Some((at, queue)) = self.hot.take() {
+            self.queues.insert(at, queue);
+        }
+        let queue = self.queues.remove(&at_ms).unwrap_or_else(|| {
+            self.order.insert(at_ms);
+            VecDeque::new()
+        });
+        self.hot = Some((at_ms, queue));
+    }
+
+    /// The queue of deadline `at_ms`, which has one.
+    fn queue(&self, at_ms: u64) -> &VecDeque<(u64, u64)> {
+        match &self.hot {
+            Some((at, queue)) if *at == at_ms => queue,
+            _ => &self.queues[&at_ms],
         }
     }
 
@@ -117,21 +151,22 @@ impl Deadlines {
             if at > now_ms {
                 return None;
             }
-            let queue = self
-                .queues
-                .get_mut(&at)
-                .expect("every ordered deadline has a queue");
-            if self.sorted != Some(at) {
+            let sort = self.sorted != Some(at);
+            self.sorted = Some(at);
+            let queue = self.queue_mut(at);
+            if sort {
                 queue.make_contiguous().sort_unstable();
-                self.sorted = Some(at);
             }
-            while let Some(entry) = self.queues.get_mut(&at).and_then(VecDeque::pop_front) {
-                if self.is_live(at, entry) {
-                    let (_, _, what) = self.live.remove(&entry.0).expect("checked live");
-                    return Some((at, what));
+            let Deadlines { hot, live, .. } = self;
+            let queue = &mut hot.as_mut().expect("made hot").1;
+            while let Some((seq, token)) = queue.pop_front() {
+                if let Entry::Occupied(entry) = live.entry(seq) {
+                    if entry.get().0 == at && entry.get().1 == token {
+                        return Some((at, entry.remove().2));
+                    }
                 }
             }
-            self.queues.remove(&at);
+            self.hot = None;
             self.order.remove(&at);
         }
     }
@@ -140,7 +175,7 @@ impl Deadlines {
     /// order within a deadline).
     pub(crate) fn due(&self, now_ms: u64) -> impl Iterator<Item = &Deadline> + '_ {
         self.order.range(..=now_ms).flat_map(move |at| {
-            self.queues[at]
+            self.queue(*at)
                 .iter()
                 .filter(move |entry| self.is_live(*at, **entry))
                 .filter_map(move |(seq, _)| self.get(*at, *seq))

@@ -49,6 +49,7 @@ struct NewReservation {
 
 impl Ledger {
     /// The reply's view of remembered lines.
+    #[inline]
     pub(crate) fn allocations(&self, lines: &[RepLine]) -> Allocations {
         let mut out = Allocations::with_capacity(lines.len());
         for l in lines {
@@ -258,6 +259,9 @@ impl Ledger {
         cause: Cause,
         allocated_share: i64,
     ) {
+        // Queued for retirement first, so that one access to the slot both ends it and records
+        // its position (nothing below reads the retirement queue).
+        let pos = self.retire(Retired::Reservation(slot));
         let r = self
             .state
             .reservations
@@ -265,8 +269,10 @@ impl Ledger {
             .expect("end_hold on a missing reservation");
         assert_eq!(r.state, ReservationState::Active);
         r.state = state;
+        r.retired_pos = Some(pos);
         let (expires_at, seq) = (r.expires_at_ms, r.seq);
-        let held = r.held.clone();
+        // Copied (the lines are `Copy`): a clone would extend element by element.
+        let held = HeldVec::from_slice(&r.held);
         let extra = r.extra.clone();
         for h in &held {
             self.shift(h, -h.qty, h.qty * allocated_share, cause);
@@ -285,10 +291,6 @@ impl Ledger {
             self.ix.deadlines.remove(expires_at, seq);
         }
         self.ix.live_reservations -= 1;
-        let pos = self.retire(Retired::Reservation(slot));
-        if let Some(r) = self.state.reservations.get_mut(slot) {
-            r.retired_pos = Some(pos);
-        }
     }
 
     /// Releases every hold and cancels every pickup whose deadline is <= now, in (deadline,

@@ -879,6 +879,7 @@ impl Ledger {
 }
 
 /// Lines of a reply to remember, from held lines.
+#[inline]
 pub(crate) fn rep_lines(held: &[Held]) -> RepLines {
     // A plain loop: `collect` into a SmallVec costs a generic reserve-and-extend per call,
     // more than the copy of the one or three lines it usually holds.

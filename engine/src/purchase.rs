@@ -38,13 +38,20 @@ impl Ledger {
     }
 
     /// What held lines and kit lines ask of limited SKUs. Costs nothing when no SKU is
-    /// limited, else one SKU entry read per line (already read by sourcing).
+    /// limited (inlined: no call either), else one SKU entry read per line (already read by
+    /// sourcing).
+    #[inline]
     pub(crate) fn limited_demand(&self, held: &[Held], kits: &[KitLine]) -> Demand {
-        let mut demand = Demand::new();
         if self.ix.limited_skus == 0 {
             // Nothing is limited (the usual case): no SKU entry to read again.
-            return demand;
+            return Demand::new();
         }
+        self.limited_demand_of(held, kits)
+    }
+
+    /// [`Ledger::limited_demand`] when some SKU is limited.
+    fn limited_demand_of(&self, held: &[Held], kits: &[KitLine]) -> Demand {
+        let mut demand = Demand::new();
         for h in held {
             if self.limit_of(h.sku).is_some() {
                 add(&mut demand, h.sku, h.qty);

@@ -150,7 +150,7 @@ impl Ledger {
 
     /// The ATS of balance `bal` (key `k`; none: no balance) for the rules' channel, with the
     /// units an exchange's return would restock there.
-    #[inline]
+    #[inline(always)]
     fn sourcing_ats(&self, rules: SourcingRules, k: u64, bal: Option<BalIdx>) -> i64 {
         let mut b = bal.map(|b| self.bal(b)).unwrap_or_default();
         if !rules.restocked.is_empty() {
@@ -235,10 +235,12 @@ impl Ledger {
         Ok(out)
     }
 
-    /// [`Ledger::source`] of a request of one plain (not kit) line at a location, the common
-    /// checkout: the same checks in the same order (pass 1 of the general path), without its
-    /// per-request tables. `None` for any other request (more lines, a kit, a group, `all`):
-    /// the general path sources it (checking the line again, which changes nothing).
+    /// [`Ledger::source`] of a request of one plain (not kit) line at a location of a known
+    /// SKU, the common checkout: the checks of pass 1 of the general path in the same order
+    /// with the same rejections, reading the SKU entry once and without the per-request
+    /// tables (one line has no earlier demand to sum). `None` for any other request (more
+    /// lines, a kit, a group, `all`, an unknown SKU): the general path sources it (checking the
+    /// line again, which changes nothing).
     #[inline]
     fn source_direct_line(
         &self,
@@ -248,19 +250,35 @@ impl Ledger {
         let [line] = lines else {
             return Ok(None);
         };
-        if !matches!(line.target, Target::Location(_)) {
-            return Ok(None);
-        }
-        let r = self.resolve_line(rules, line, &mut Taken::default())?;
-        let (Some(sku), Some(Direct { loc, bal }), None) = (r.sku, r.direct, r.kit) else {
+        let Target::Location(l) = &line.target else {
             return Ok(None);
         };
+        check_positive(line.qty)?;
+        let Some(sku) = self.lookup_sku(&line.sku)? else {
+            return Ok(None);
+        };
+        let entry = self.sku(sku);
+        if entry.extra.as_ref().is_some_and(|e| e.kit.is_some()) {
+            return Ok(None);
+        }
+        let loc = self.location(l)?;
+        self.check_sellable_here(loc, rules, l)?;
+        let bal = entry.balance_at(loc);
+        let available = self.sourcing_ats(rules, key(sku, loc), bal);
+        if line.qty > available {
+            return Err(Rejection::InsufficientStock {
+                sku: line.sku.clone(),
+                at: l.0.clone(),
+                requested: line.qty,
+                available,
+            });
+        }
         let mut held = HeldVec::new();
         held.push(Held {
             line: 0,
             sku,
             loc,
-            bal,
+            bal: bal.unwrap_or(NO_BAL),
             qty: line.qty,
         });
         Ok(Some(Sourced {
@@ -414,6 +432,7 @@ impl Ledger {
     }
 
     /// Whether `rules` allow taking stock at `loc`, as a typed rejection.
+    #[inline]
     fn check_sellable_here(
         &self,
         loc: LocIdx,

@@ -197,7 +197,15 @@ impl SkuEntry {
     }
 
     /// The balance handle at `loc`, if this SKU has a balance there.
+    #[inline]
     pub fn balance_at(&self, loc: LocIdx) -> Option<BalIdx> {
+        // A SKU stocked at every location up to `loc` has that balance at index `loc` (the
+        // list is sorted by distinct locations): one compare instead of a binary search.
+        if let Some(&(l, bal)) = self.balances.get(loc as usize) {
+            if l == loc {
+                return Some(bal);
+            }
+        }
         self.balances
             .binary_search_by_key(&loc, |(l, _)| *l)
             .ok()
