@@ -463,6 +463,36 @@ impl Client {
         }
     }
 
+    /// A `Local` read answered by exactly `node` (with retries), from what that node has
+    /// applied: to compare what each replica holds.
+    pub async fn read_at(&self, node: &str, query: Query) -> Result<ReadResult, ClientError> {
+        let consistency = Consistency::Local;
+        let op = Op::Read { query, consistency };
+        read_result(self.one(Route::Node(node.to_owned()), op).await?)
+    }
+
+    /// The retention settings in force, from the leader (a linearizable read): how long and
+    /// how many request ids, change-feed events and finished objects the cluster keeps.
+    pub async fn retention(&self) -> Result<engine::Config, ClientError> {
+        let read = self
+            .read(Query::Retention, Consistency::Linearizable)
+            .await?;
+        retention_of(read)
+    }
+
+    /// The retention settings as `node` has applied them ([`Client::read_at`]).
+    pub async fn retention_at(&self, node: &str) -> Result<engine::Config, ClientError> {
+        retention_of(self.read_at(node, Query::Retention).await?)
+    }
+
+    /// Replaces the retention settings (`set_retention`, a write with a fresh request id; the
+    /// principal must be `admin`, else `forbidden`). Each value must lie in its range of
+    /// `engine::limits` (`_MIN..=_DEFAULT`), else the outcome is an `invalid` rejection
+    /// naming the field. To change some values only, read them first ([`Client::retention`]).
+    pub async fn set_retention(&self, config: engine::Config) -> Result<WriteResult, ClientError> {
+        self.write(Command::SetRetention(config)).await
+    }
+
     /// The leader's status: its view of every member with how far each one's log goes
     /// ([`NodeStatus::membership`]). Fails if no node says it leads.
     pub async fn leader_status(&self) -> Result<NodeStatus, ClientError> {
@@ -1081,6 +1111,16 @@ fn admin_done(result: OpResult) -> Result<(), ClientError> {
     match result {
         OpResult::AdminDone => Ok(()),
         other => Err(unexpected("admin_done", &other)),
+    }
+}
+
+/// The settings a retention read answered (the query is never rejected).
+fn retention_of(read: ReadResult) -> Result<engine::Config, ClientError> {
+    match read.answer {
+        Ok(Answer::Retention(config)) => Ok(config),
+        other => Err(ClientError::Unexpected(format!(
+            "wanted the retention settings, got {other:?}"
+        ))),
     }
 }
 

@@ -425,6 +425,14 @@ pub enum Command {
         /// Lines without a customer are `invalid` (else they are not limited).
         strict: bool,
     },
+    /// Replace the retention settings (SPEC section 4: the dedup window, the change feed's
+    /// retention, finished objects) with these five values, on every replica alike: they are
+    /// replicated state, in every snapshot, changed only by this write. Each value must lie
+    /// between its `_MIN` and its `_DEFAULT` constant in [`crate::limits`] (else `invalid`,
+    /// [`crate::InvalidReason::RetentionOutOfRange`] naming the field). A lowered value drops
+    /// what it no longer retains at once for every read and write, oldest first; the memory is
+    /// given back over the following batches, a bounded amount per batch (`crate::retention`).
+    SetRetention(crate::ledger::Config),
 }
 
 impl Exchange {
@@ -513,6 +521,7 @@ impl Command {
             },
             Command::Exchange(_) => "exchange",
             Command::SetPurchaseLimit { .. } => "set_purchase_limit",
+            Command::SetRetention(_) => "set_retention",
         }
     }
 }

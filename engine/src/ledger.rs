@@ -5,8 +5,9 @@
 //! 2. every hold with `expires_at <= time` is released and every pickup with
 //!    `deadline <= time` cancelled, in (deadline, creation) order;
 //! 3. the heads of the dedup log and of the retirement queue move past what retention drops
-//!    (O(log n)), and at most [`limits::CLEANUP_STEPS_PER_BATCH`] dropped entries of each are
-//!    cleaned up (index entries removed, slots freed): no batch pays O(state) for retention;
+//!    (O(log n)), and at most [`limits::CLEANUP_STEPS_PER_BATCH`] dropped entries of each (and
+//!    of the change feed) are cleaned up (index entries removed, slots freed): no batch pays
+//!    O(state) for retention;
 //! 4. each request: a replayed request id returns its remembered outcome; otherwise the command
 //!    runs all-or-nothing (every check before any change) and its outcome is remembered.
 
@@ -28,8 +29,10 @@ pub(crate) use crate::state::{
 };
 
 /// Retention settings of a ledger. Part of the replicated state (and of snapshots): every
-/// replica must use the same. Each value is capped by its `_DEFAULT` constant in
-/// [`crate::limits`] being the default; tests lower them to exercise eviction.
+/// replica must use the same, so they change only through the log
+/// ([`Command::SetRetention`], checked by [`Config::check`]). Each value is capped by its
+/// `_DEFAULT` constant in [`crate::limits`], which is also the default; tests may build a
+/// ledger with smaller values ([`Ledger::new`]) to exercise eviction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
     /// A request id is remembered for this long, ms.
@@ -352,6 +355,7 @@ impl Ledger {
                 window_ms,
                 strict,
             } => self.set_purchase_limit(sku, *qty_max, *window_ms, *strict),
+            Command::SetRetention(config) => self.set_retention(config),
             other => self.execute_stock(other),
         }
     }
@@ -456,7 +460,7 @@ impl Ledger {
 
     /// Moves the heads of the dedup log and of the retirement queue past the entries that
     /// retention drops at the new time (binary searches: both are in time order).
-    fn advance_retention(&mut self) {
+    pub(crate) fn advance_retention(&mut self) {
         let state = &mut self.state;
         let horizon = state.now_ms.saturating_sub(state.config.dedup_window_ms);
         let head = state.dedup.live_partition_point(|e| e.at_ms < horizon);
@@ -466,9 +470,11 @@ impl Ledger {
         state.retired.advance_head(head);
     }
 
-    /// Cleans up at most `steps` dropped entries of the dedup log and of the retirement queue:
-    /// their index entries go and the dropped objects' slots are freed. Steps per batch exceed
-    /// what one batch can add, so the backlog of a burst drains within a few batches.
+    /// Cleans up at most `steps` dropped entries of the dedup log, of the retirement queue and
+    /// of the change feed: their index entries go, the dropped objects' slots are freed and
+    /// the directories behind go. Steps per batch exceed what one batch can add, so the
+    /// backlog of a burst (or of a lowered retention, `crate::retention`) drains within a few
+    /// batches.
     fn clean_up(&mut self, steps: usize) {
         let dedup = &mut self.state.dedup;
         let (from, to) = (
@@ -490,6 +496,8 @@ impl Ledger {
             self.drop_retired(what);
         }
         self.state.retired.cleaned_to(to);
+        let feed = &mut self.state.feed;
+        feed.cleaned_to(feed.head().min(feed.clean() + steps as u64));
     }
 
     /// Frees the slot of a retired object whose retention ended, and its index entry.
@@ -789,9 +797,10 @@ impl Ledger {
             shortfall,
         });
         if feed.len() > self.state.config.feed_events as u64 {
-            // Nothing indexes the feed: the dropped event is cleaned up at once.
+            // Nothing indexes the feed: the dropped event is cleaned up at once. Only one: a
+            // backlog behind the head (a lowered retention) drains in `clean_up`, bounded.
             feed.advance_head(feed.head() + 1);
-            feed.cleaned_to(feed.head());
+            feed.cleaned_to(feed.clean() + 1);
         }
     }
 

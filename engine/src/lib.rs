@@ -37,6 +37,7 @@ pub mod outcome;
 mod pages;
 mod purchase;
 pub mod query;
+mod retention;
 mod returns;
 mod search;
 mod slab;

@@ -97,9 +97,10 @@ pub const SKU_SEARCH_RESULTS_MAX: u32 = 100;
 /// Pickup orders returned by one `pickups` query (a store's counter list).
 pub const PICKUPS_PER_QUERY_MAX: u32 = 1_000;
 
-/// Default retention limits, overridable (downwards) per ledger through
-/// [`crate::Config`]. The dedup window: a replayed request id older than this, or beyond this
-/// many newer requests, is treated as new.
+/// Default retention limits, each also the largest value of its setting: a ledger starts
+/// with these, and `set_retention` ([`crate::Command::SetRetention`], a replicated write) lowers
+/// them within their `_MIN`..=`_DEFAULT` range. The dedup window: a replayed request id older
+/// than this, or beyond this many newer requests, is treated as new.
 pub const DEDUP_WINDOW_MS_DEFAULT: u64 = 24 * 3_600_000;
 /// See [`DEDUP_WINDOW_MS_DEFAULT`]: at most this many request outcomes are remembered.
 pub const DEDUP_ENTRIES_DEFAULT: usize = 4_000_000;
@@ -108,8 +109,34 @@ pub const FEED_EVENTS_DEFAULT: usize = 1_000_000;
 /// How long finished objects (released/expired/placed reservations, closed orders, received
 /// RMAs and transfers) stay queryable, in ms (90 days: the usual return window).
 pub const RETIRED_MS_DEFAULT: u64 = 90 * 24 * 3_600_000;
-/// At most this many finished objects of each kind are retained; the oldest go first.
+/// At most this many finished objects are retained, all kinds together (one retirement queue
+/// in finish order); the oldest go first.
 pub const RETIRED_ENTRIES_DEFAULT: usize = 10_000_000;
+
+/// Shortest dedup window `set_retention` accepts, in ms (1 min). A client retries a write
+/// with its original request id for as long as its call lasts (the client library's default
+/// call deadline is 30 s, `client::ClientConfig::deadline_ms`); a window shorter than that
+/// would let a late retry of an applied write apply it a second time (SPEC section 3: replays
+/// within the window change nothing). Twice that deadline leaves room for clock steps between
+/// leaders.
+pub const DEDUP_WINDOW_MS_MIN: u64 = 60_000;
+/// Fewest remembered request outcomes `set_retention` accepts: the requests of 32 full
+/// batches, as many as a leader keeps in flight at once (the server proposer's
+/// `BATCHES_IN_FLIGHT_MAX`). A smaller log could forget a write before its reply even left the
+/// leader, and the client's retry would apply it again. At a sustained rate, the log covers
+/// `dedup_entries / writes per second` seconds: keep that above the clients' retry horizon.
+pub const DEDUP_ENTRIES_MIN: usize = 32 * BATCH_REQUESTS_MAX;
+/// Fewest change-feed events `set_retention` accepts: one full `changes` page, so a consumer
+/// that reads pages as fast as it can is never truncated by retention alone.
+pub const FEED_EVENTS_MIN: usize = CHANGES_PER_QUERY_MAX as usize;
+/// Shortest time `set_retention` lets a finished object stay queryable, in ms (1 min): a
+/// client that just finished one (released a hold, placed an order, received a return) can
+/// still read it back within the client library's 30 s call deadline, and a `place_order`
+/// that comes just after its hold expired answers `expired`, not `not_found`.
+pub const RETIRED_MS_MIN: u64 = 60_000;
+/// Fewest finished objects `set_retention` keeps: one. Every finished object is kept by time
+/// too (`retired_ms`), whichever of the two drops it first; this count bounds memory alone.
+pub const RETIRED_ENTRIES_MIN: usize = 1;
 
 /// Dropped entries cleaned up per batch, for each of the dedup log and the retirement queue
 /// (index entries removed, slots freed). Retention moves a log's head in O(log n); the
@@ -165,3 +192,10 @@ const _: () = assert!(LIMIT_COUNTED_ENTRIES_MAX < u32::MAX as usize);
 const _: () = assert!((KIT_COMPONENTS_MAX * LINES_PER_REQUEST_MAX) <= u16::MAX as usize);
 const _: () = assert!(HELD_LINES_MAX < u16::MAX as usize);
 const _: () = assert!(CHANGES_SCANNED_PER_QUERY_MAX >= CHANGES_PER_QUERY_MAX as u64);
+const _: () = assert!(DEDUP_WINDOW_MS_MIN <= DEDUP_WINDOW_MS_DEFAULT);
+const _: () = assert!(DEDUP_ENTRIES_MIN <= DEDUP_ENTRIES_DEFAULT);
+const _: () = assert!(FEED_EVENTS_MIN <= FEED_EVENTS_DEFAULT);
+const _: () = assert!(RETIRED_MS_MIN <= RETIRED_MS_DEFAULT);
+const _: () = assert!(RETIRED_ENTRIES_MIN >= 1 && RETIRED_ENTRIES_MIN <= RETIRED_ENTRIES_DEFAULT);
+// A lowered dedup log still takes every request of a full batch.
+const _: () = assert!(DEDUP_ENTRIES_MIN >= BATCH_REQUESTS_MAX);

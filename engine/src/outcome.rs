@@ -258,6 +258,16 @@ pub enum InvalidReason {
     },
     /// Only `reserve` and a direct `place_order` may be made for a customer.
     NotForCustomer,
+    /// A retention setting outside its range: `min` is its `_MIN` constant, `max` its
+    /// `_DEFAULT` constant in `engine::limits` (ms for the `_ms` fields, entries for the others).
+    RetentionOutOfRange {
+        /// The setting, as [`crate::Config`] names it (`retired_entries`, `dedup_window_ms`...).
+        field: String,
+        /// Smallest value allowed.
+        min: u64,
+        /// Largest value allowed.
+        max: u64,
+    },
 }
 
 impl fmt::Display for InvalidReason {
@@ -297,6 +307,9 @@ impl fmt::Display for InvalidReason {
             }
             InvalidReason::NotForCustomer => {
                 f.write_str("only reserve and a direct place_order take a customer")
+            }
+            InvalidReason::RetentionOutOfRange { field, min, max } => {
+                write!(f, "retention {field} must be {min}..={max}")
             }
         }
     }

@@ -85,6 +85,9 @@ pub enum Query {
         /// At most this many pickup orders.
         max: u32,
     },
+    /// The retention settings in force ([`Command::SetRetention`](crate::Command) changes
+    /// them): the same on every replica that applied the same log.
+    Retention,
 }
 
 /// The answer to a [`Query`].
@@ -114,6 +117,8 @@ pub enum Answer {
     SkuSearch(SkuMatches),
     /// Pickups due at a location.
     Pickups(PickupsDue),
+    /// The retention settings in force.
+    Retention(crate::ledger::Config),
 }
 
 /// One SKU found by [`Query::SkuSearch`].

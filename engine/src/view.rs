@@ -88,6 +88,7 @@ impl Ledger {
                 .map(Answer::Changes),
             Query::Status => Ok(Answer::Status(self.status(now))),
             Query::Revoked => Ok(Answer::Revoked(self.revoked())),
+            Query::Retention => Ok(Answer::Retention(self.config())),
             Query::SkuSearch { prefix, max } => {
                 self.sku_search(prefix, *max).map(Answer::SkuSearch)
             }

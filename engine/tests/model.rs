@@ -578,7 +578,8 @@ impl Model {
             Command::DefineKit { .. }
             | Command::AsCustomer { .. }
             | Command::Exchange(_)
-            | Command::SetPurchaseLimit { .. } => unreachable!("not generated"),
+            | Command::SetPurchaseLimit { .. }
+            | Command::SetRetention(_) => unreachable!("not generated"),
             Command::SetOnHand {
                 sku,
                 location,

@@ -34,6 +34,7 @@ use crate::demo::{self, DemoRequest, EngineReplayRequest};
 use crate::drive::{self, DriveMode, LoadSettings, RunRequest, Soak};
 use crate::mix::CheckoutMix;
 use crate::processes::ProcessOptions;
+use crate::retention::{self, RetentionChange};
 use crate::scenario::{Kind, ScenarioConfig};
 use crate::stockd::{ClusterOptions, RuntimeKind};
 
@@ -271,6 +272,16 @@ struct LoadArgs {
     /// PostgreSQL URL (default: $STOCKD_PG_URL).
     #[arg(long)]
     pg_url: Option<String>,
+    /// stockd: finished objects the cluster keeps (`retired_entries`, 1..=10,000,000), set
+    /// once the cluster is up and before any load, so a soak's memory levels off.
+    #[arg(long, value_name = "N")]
+    retention_finished: Option<u64>,
+    /// stockd: request ids the cluster remembers (`dedup_entries`, 524,288..=4,000,000).
+    #[arg(long, value_name = "N")]
+    retention_dedup: Option<u64>,
+    /// stockd: change-feed events the cluster keeps (`feed_events`, 10,000..=1,000,000).
+    #[arg(long, value_name = "N")]
+    retention_feed: Option<u64>,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
@@ -413,6 +424,14 @@ impl LoadArgs {
             flash_units: self.flash_units.max(0),
             flash_contenders: self.flash_contenders,
             ..ScenarioConfig::default()
+        }
+    }
+
+    fn retention(&self) -> RetentionChange {
+        RetentionChange {
+            finished_entries: self.retention_finished,
+            dedup_entries: self.retention_dedup,
+            feed_events: self.retention_feed,
         }
     }
 
@@ -582,8 +601,33 @@ impl Session {
                 ExitCode::from(2)
             })?;
             session.cluster = Some(cluster);
+            if let Err(why) = session.set_retention(load) {
+                eprintln!("stockd-load: retention: {why}");
+                session.finish();
+                return Err(ExitCode::from(2));
+            }
         }
         Ok(session)
+    }
+
+    /// Sets the `--retention-*` values on the cluster (nothing if none is given).
+    fn set_retention(&self, load: &LoadArgs) -> Result<(), String> {
+        let (change, Some(cluster)) = (load.retention(), &self.cluster) else {
+            return Ok(());
+        };
+        if change.is_empty() {
+            return Ok(());
+        }
+        let config = self
+            .runtime
+            .block_on(retention::set(&cluster.config, change))?;
+        if !load.quiet {
+            eprintln!(
+                "stockd-load: retention set: retired_entries={} dedup_entries={} feed_events={}",
+                config.retired_entries, config.dedup_entries, config.feed_events
+            );
+        }
+        Ok(())
     }
 
     fn cluster(&self) -> Option<&Cluster> {

@@ -21,6 +21,7 @@
 //! - [`cli`]: the `stockd-load` command line (parsing and dispatch); [`streams`]: long-lived
 //!   QUIC streams against a stream per request, on the raw protocol.
 //! - [`report`]: text summary, JSON record, `.hgrm` files, SVG charts, the side-by-side table.
+//! - [`retention`]: the cluster's retention settings, set before the load (`--retention-*`).
 //! - [`cluster_replay`]: the retail replay's batches through the client against a live
 //!   cluster (the `retail::LedgerSink` implementation), checked against the engine replay.
 
@@ -41,6 +42,7 @@ pub mod outputs;
 pub mod pacing;
 pub mod processes;
 pub mod report;
+pub mod retention;
 pub mod run;
 pub mod scenario;
 pub mod stats;

@@ -19,6 +19,8 @@ pub enum ForbiddenReason {
     Membership,
     /// Issuing and revoking credentials is the admin's.
     Credentials,
+    /// Changing the retention settings (`set_retention`) is the admin's.
+    Retention,
     /// A reader writes nothing.
     Write,
     /// A write outside the role altogether (the command's name, as FORMAT.md spells it).
@@ -102,6 +104,7 @@ impl std::fmt::Display for Forbidden {
             R::Expired | R::Revoked { .. } => Ok(()),
             R::Membership => f.write_str("change cluster membership"),
             R::Credentials => f.write_str("issue or revoke credentials"),
+            R::Retention => f.write_str("change the retention settings"),
             R::Write => f.write_str("write"),
             R::Operation(name) => f.write_str(name),
             R::Channel(c) => write!(f, "sell on channel {c}"),

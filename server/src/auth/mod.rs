@@ -19,7 +19,9 @@
 //!   names or touches is one of its locations (a group or `all` is refused: the engine could
 //!   source elsewhere). A transfer is the two ends' joint work: the sending store ships
 //!   (`from` is its own), the receiving store receives (`to` is its own).
-//! - `ops`: every ledger write but credentials. `admin`: ops + membership and credentials.
+//! - `ops`: every ledger write but credentials and retention settings. `admin`: ops +
+//!   membership, credentials and retention settings (`set_retention`: how much the cluster
+//!   keeps, so how much memory every node needs, is the cluster's configuration).
 
 pub mod access;
 pub mod credentials;
@@ -83,6 +85,9 @@ pub fn authorize(p: &Principal, op: &Op) -> Access {
                 ) =>
             {
                 denied(p, ForbiddenReason::Credentials)
+            }
+            ClientRole::Ops if matches!(request.command, Command::SetRetention(_)) => {
+                denied(p, ForbiddenReason::Retention)
             }
             ClientRole::Ops => Access::Allowed,
             ClientRole::Reader => denied(p, ForbiddenReason::Write),

@@ -144,6 +144,14 @@ fn table() -> Vec<(&'static str, Op, &'static str)> {
             },
             "AAAAA",
         ),
+        (
+            "retention",
+            Op::Read {
+                query: Query::Retention,
+                consistency: Consistency::Linearizable,
+            },
+            "AAAAA",
+        ),
         ("status", Op::Status, "AAAAA"),
         ("digest", Op::Digest, "AAAAA"),
         ("subscribe", Op::Subscribe { since: 0 }, "AAAAA"),
@@ -409,6 +417,11 @@ fn table() -> Vec<(&'static str, Op, &'static str)> {
             })),
             "DDDDA",
         ),
+        (
+            "set_retention",
+            write(Command::SetRetention(Config::default())),
+            "DDDDA",
+        ),
     ]
 }
 
@@ -448,7 +461,7 @@ fn the_table_covers_every_command() {
         "restore_unavailable",
         "define_group",
     ];
-    assert_eq!(named.len() + same_rule.len(), 27, "{named:?}");
+    assert_eq!(named.len() + same_rule.len(), 28, "{named:?}");
 }
 
 fn apply(ledger: &mut Ledger, index: u64, commands: Vec<Command>) {

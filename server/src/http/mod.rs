@@ -18,6 +18,7 @@
 //! - `problem`: outcomes to statuses and problem+json bodies.
 //! - `idempotency`: the `Idempotency-Key` header to a request id.
 //! - `openapi`: the OpenAPI document, generated from the handlers' types.
+//! - `retention`: `GET` and `PUT /v1/retention`, the replicated retention settings.
 //! - `store`: the store page (`/`, `/app.js`, `/app.css`, files in `page/`) and the two
 //!   queries it needs beyond the others (SKUs by prefix, pickups due at a store).
 
@@ -34,6 +35,7 @@ mod kit_writes;
 mod openapi;
 mod problem;
 mod queries;
+mod retention;
 mod router;
 mod store;
 mod views;

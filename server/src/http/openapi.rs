@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{feed, problem, queries, router, store, views, writes};
+use super::{feed, problem, queries, retention, router, store, views, writes};
 
 /// Declares the bearer scheme the routes name.
 struct Bearer;
@@ -35,8 +35,9 @@ impl Modify for Bearer {
         writes::reallocate_route, writes::ready_route, writes::picked_up_route,
         writes::return_route, writes::ship_transfer_route, writes::receive_route,
         writes::revoke_route, writes::define_kit_route, writes::exchange_route,
-        writes::purchase_limit_route, router::batch,
+        writes::purchase_limit_route, retention::set_retention, router::batch,
         queries::availability, queries::nearby, store::sku_search, store::pickups,
+        retention::retention,
         views::reservation, views::order, views::rma, views::transfer, views::location,
         feed::changes, feed::stream,
         router::healthz, router::readyz, router::metrics, router::openapi_document,
@@ -69,6 +70,7 @@ mod tests {
             "/v1/batch",
             "/v1/skus",
             "/v1/locations/{id}/pickups",
+            "/v1/retention",
         ] {
             assert!(paths.contains_key(route), "{route} missing");
         }

@@ -22,7 +22,8 @@ use utoipa::ToSchema;
 
 use super::problem::{HttpCode, Problem};
 use super::{
-    feed, identity, openapi, queries, store, views, writes, Probes, BATCH_OPS_MAX, BODY_BYTES_MAX,
+    feed, identity, openapi, queries, retention, store, views, writes, Probes, BATCH_OPS_MAX,
+    BODY_BYTES_MAX,
 };
 use crate::node::NodeCtx;
 
@@ -132,10 +133,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/transfers", post(writes::ship_transfer_route))
         .route("/v1/transfers/{id}", get(views::transfer))
         .route("/v1/transfers/{id}/receipts", post(writes::receive_route))
-        .route("/v1/credentials/revocations", post(writes::revoke_route))
-        .route("/v1/kits", post(writes::define_kit_route))
-        .route("/v1/exchanges", post(writes::exchange_route))
-        .route("/v1/limits", post(writes::purchase_limit_route))
+        .merge(later_routes())
         .route("/v1/batch", post(batch))
         .route("/v1/availability", get(queries::availability))
         .route("/v1/nearby", get(queries::nearby))
@@ -155,6 +153,20 @@ pub fn router(app: App) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(app)
+}
+
+/// The routes added with kits, purchase limits, credentials and retention (behind the same
+/// identity check as the others: `router` merges them before its layer).
+fn later_routes() -> Router<App> {
+    Router::new()
+        .route("/v1/credentials/revocations", post(writes::revoke_route))
+        .route("/v1/kits", post(writes::define_kit_route))
+        .route("/v1/exchanges", post(writes::exchange_route))
+        .route("/v1/limits", post(writes::purchase_limit_route))
+        .route(
+            "/v1/retention",
+            get(retention::retention).put(retention::set_retention),
+        )
 }
 
 async fn not_found() -> Problem {

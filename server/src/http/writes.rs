@@ -555,6 +555,8 @@ pub enum WriteOp {
     Exchange(kit_writes::ExchangeJson),
     /// `POST /v1/limits`.
     SetPurchaseLimit(kit_writes::SetPurchaseLimit),
+    /// `PUT /v1/retention` (admin).
+    SetRetention(super::retention::RetentionJson),
 }
 
 impl WriteOp {
@@ -584,6 +586,7 @@ impl WriteOp {
             WriteOp::DefineKit(d) => kit_writes::define_kit(d),
             WriteOp::Exchange(x) => kit_writes::exchange(x)?,
             WriteOp::SetPurchaseLimit(l) => kit_writes::set_purchase_limit(l),
+            WriteOp::SetRetention(r) => Command::SetRetention(r.config()),
             other => other.stock_or_order_command(),
         })
     }

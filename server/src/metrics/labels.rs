@@ -81,11 +81,13 @@ pub enum Operation {
     DefineKit,
     Exchange,
     SetPurchaseLimit,
+    SetRetention,
+    Retention,
 }
 
 impl Operation {
     /// How many operations there are.
-    pub const COUNT: usize = Operation::SetPurchaseLimit as usize + 1;
+    pub const COUNT: usize = Operation::Retention as usize + 1;
 
     /// The operation of a write.
     pub fn of_command(command: &Command) -> Operation {
@@ -121,6 +123,7 @@ impl Operation {
             },
             Command::Exchange(_) => Operation::Exchange,
             Command::SetPurchaseLimit { .. } => Operation::SetPurchaseLimit,
+            Command::SetRetention(_) => Operation::SetRetention,
         }
     }
 
@@ -139,6 +142,7 @@ impl Operation {
             Query::Revoked => Operation::Revoked,
             Query::SkuSearch { .. } => Operation::SkuSearch,
             Query::Pickups { .. } => Operation::Pickups,
+            Query::Retention => Operation::Retention,
         }
     }
 
@@ -204,6 +208,8 @@ impl Operation {
             Operation::DefineKit => "define_kit",
             Operation::Exchange => "exchange",
             Operation::SetPurchaseLimit => "set_purchase_limit",
+            Operation::SetRetention => "set_retention",
+            Operation::Retention => "retention",
         }
     }
 
@@ -407,6 +413,8 @@ const OPERATIONS: [Operation; Operation::COUNT] = [
     Operation::DefineKit,
     Operation::Exchange,
     Operation::SetPurchaseLimit,
+    Operation::SetRetention,
+    Operation::Retention,
 ];
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ mod observability;
 mod partition;
 mod protocol_errors;
 mod restart;
+mod retention;
 mod security;
 mod snapshot;
 mod store_page;

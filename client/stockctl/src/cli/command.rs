@@ -501,6 +501,14 @@ pub enum Cmd {
         #[command(subcommand)]
         action: TokenCmd,
     },
+    /// The retention settings: how many finished objects, request ids and change-feed events
+    /// the cluster keeps, and for how long (replicated: the same on every node). `set` is
+    /// admin only.
+    Retention {
+        /// What to do.
+        #[command(subcommand)]
+        action: RetentionCmd,
+    },
     /// The identity this stockctl presents (from --cert, or the default admin identity):
     /// name, role, scope, credential id and expiry. Reads the certificate only.
     Whoami,
@@ -555,6 +563,42 @@ pub enum CredentialsCmd {
     List,
 }
 
+/// `stockctl retention ...`.
+#[derive(Subcommand, Debug)]
+pub enum RetentionCmd {
+    /// The settings in force (read from the leader).
+    Show,
+    /// Change some settings (admin): the current settings are read, the values given replace
+    /// theirs, and the whole set is written (one replicated write; a value outside its range is
+    /// rejected `invalid` naming the field, and nothing changes).
+    Set(RetentionChange),
+}
+
+/// The values `retention set` changes; each one left out keeps its current value. Ranges
+/// (docs/OPERATIONS.md, "Retention"): finished entries 1..=10,000,000, finished days
+/// 1..=90, dedup entries 524,288..=4,000,000, dedup window 60..=86,400 s, feed events
+/// 10,000..=1,000,000.
+#[derive(Args, Debug, Clone, Default, PartialEq, Eq)]
+#[group(required = true, multiple = true)]
+pub struct RetentionChange {
+    /// Finished reservations, orders, returns and transfers kept, all kinds together; the
+    /// oldest finished go first (`retired_entries`).
+    #[arg(long, value_name = "N")]
+    pub finished_entries: Option<u64>,
+    /// Days a finished object stays queryable at most (`retired_ms`).
+    #[arg(long, value_name = "D")]
+    pub finished_days: Option<u64>,
+    /// Request outcomes remembered for deduplication (`dedup_entries`).
+    #[arg(long, value_name = "N")]
+    pub dedup_entries: Option<u64>,
+    /// Seconds a request id is remembered (`dedup_window_ms`).
+    #[arg(long, value_name = "S")]
+    pub dedup_window_s: Option<u64>,
+    /// Change-feed events kept (`feed_events`).
+    #[arg(long, value_name = "N")]
+    pub feed_events: Option<u64>,
+}
+
 /// Whether a command is a write (`--request-id` applies to writes only).
 pub(super) fn is_write(cmd: &Cmd) -> bool {
     !matches!(
@@ -575,6 +619,9 @@ pub(super) fn is_write(cmd: &Cmd) -> bool {
             | Cmd::Case { .. }
             | Cmd::Credentials {
                 action: CredentialsCmd::List
+            }
+            | Cmd::Retention {
+                action: RetentionCmd::Show
             }
             | Cmd::Whoami
     )

@@ -23,7 +23,7 @@ pub(super) struct Out {
 }
 
 impl Out {
-    fn print(&self, text: impl FnOnce() -> String, json: impl FnOnce() -> Value) {
+    pub(super) fn print(&self, text: impl FnOnce() -> String, json: impl FnOnce() -> Value) {
         if self.json {
             println!("{}", json());
         } else {
@@ -92,6 +92,7 @@ pub(super) async fn execute(
             action: CredentialsCmd::List,
         } => revoked(client, out).await,
         Cmd::Whoami => Err(Fail::Usage("whoami runs without a runtime")),
+        Cmd::Retention { action } => super::retention::run(client, out, request_id, action).await,
         Cmd::Token { action } => {
             let request_id = request_id.unwrap_or_else(new_request_id);
             token_create(client, out, request_id, TokenAsk::from(action)).await
@@ -318,7 +319,7 @@ async fn write_command(
 }
 
 /// A write's outcome, with its request id and log index; the exit status it means.
-fn print_outcome(out: &Out, result: &WriteResult, context: &ReplyContext) -> Exit {
+pub(super) fn print_outcome(out: &Out, result: &WriteResult, context: &ReplyContext) -> Exit {
     let WriteResult {
         request_id,
         outcome,
@@ -390,7 +391,7 @@ async fn availability(
     Ok(print_read(client, out, result).await)
 }
 
-async fn query(
+pub(super) async fn query(
     client: &Client,
     out: &Out,
     query: Query,
@@ -472,6 +473,7 @@ async fn print_read(client: &Client, out: &Out, result: ReadResult) -> Exit {
         Answer::Transfer(v) => show::transfer(v, &scales),
         Answer::Changes(page) => show::changes(page),
         Answer::Revoked(rows) => show::revoked(rows),
+        Answer::Retention(config) => show::retention(config),
         other => format!("{other:?}"),
     };
     println!("{text}");

@@ -19,6 +19,7 @@ mod build;
 mod command;
 mod execute;
 mod facts;
+mod retention;
 pub mod show;
 
 use std::path::PathBuf;

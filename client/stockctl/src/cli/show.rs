@@ -358,6 +358,38 @@ pub fn revoked(rows: &[engine::RevokedView]) -> String {
     lines.join("\n")
 }
 
+/// The retention settings, one line per log: its count, its time (with the field's wire
+/// value, ms).
+pub fn retention(c: &engine::Config) -> String {
+    format!(
+        "finished objects: {} entries, {} (retired_ms={})\n\
+         dedup: {} entries, {} (dedup_window_ms={})\n\
+         change feed: {} events",
+        c.retired_entries,
+        span(c.retired_ms),
+        c.retired_ms,
+        c.dedup_entries,
+        span(c.dedup_window_ms),
+        c.dedup_window_ms,
+        c.feed_events
+    )
+}
+
+/// A duration in the largest unit that divides it (`90d`, `24h`, `90s`, `1500ms`): the
+/// grammar's own duration words.
+fn span(ms: u64) -> String {
+    let units = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "m"),
+        (1_000, "s"),
+    ];
+    match units.iter().find(|(unit, _)| ms >= *unit && ms.is_multiple_of(*unit)) {
+        Some((unit, name)) => format!("{}{name}", ms / unit),
+        None => format!("{ms}ms"),
+    }
+}
+
 /// A page of the change feed.
 pub fn changes(page: &ChangesPage) -> String {
     let mut out: Vec<String> = page.events.iter().map(event).collect();

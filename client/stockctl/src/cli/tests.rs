@@ -535,3 +535,48 @@ fn signed_quantities_parse_and_negative_counts_reach_the_ledger() {
     let cli = parse(&["set-on-hand", "A@wh1", "-1"]);
     assert!(matches!(&cli.command, Cmd::SetOnHand { qty, .. } if qty.as_str() == "-1"));
 }
+
+#[test]
+fn retention_set_takes_the_values_to_change_and_at_least_one() {
+    let cli = parse(&[
+        "retention",
+        "set",
+        "--finished-entries",
+        "1000",
+        "--dedup-window-s",
+        "600",
+    ]);
+    let Cmd::Retention {
+        action: command::RetentionCmd::Set(change),
+    } = cli.command
+    else {
+        panic!("{:?}", cli.command)
+    };
+    let expected = command::RetentionChange {
+        finished_entries: Some(1_000),
+        dedup_window_s: Some(600),
+        ..command::RetentionChange::default()
+    };
+    assert_eq!(change, expected);
+    let nothing = usage_error(&["retention", "set"]);
+    assert!(nothing.contains("--finished-entries"), "{nothing}");
+    assert!(is_write(
+        &parse(&["retention", "set", "--feed-events", "10000"]).command
+    ));
+    assert!(!is_write(&parse(&["retention", "show"]).command));
+}
+
+#[test]
+fn retention_shows_counts_and_times() {
+    let text = show::retention(&engine::Config {
+        retired_ms: 90 * 86_400_000,
+        dedup_window_ms: 90_000,
+        ..engine::Config::default()
+    });
+    assert_eq!(
+        text,
+        "finished objects: 10000000 entries, 90d (retired_ms=7776000000)\n\
+         dedup: 4000000 entries, 90s (dedup_window_ms=90000)\n\
+         change feed: 1000000 events"
+    );
+}
