@@ -10,6 +10,13 @@ use clap::Parser;
 use server::config::{dev_cluster, CertsArgs, Cli, Command};
 use server::node::Node;
 
+/// mimalloc instead of the system allocator: a node allocates and frees small objects on every
+/// request and entry (frames, replies, log records, ledger pages), and under frame-100 load
+/// glibc's malloc and free took about a tenth of a node's CPU (docs/BENCHMARKS.md,
+/// "Allocator"). Only the `stockd` binary: the library leaves the choice to its embedder.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Normal elections and peers that come and go are not errors (see `server::logging`).
