@@ -71,30 +71,72 @@ fn spread(hash: u32) -> u64 {
     u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
+/// Shards of an [`IdTable`] (a power of two; the top bits of an id's hash pick its shard).
+const ID_SHARD_BITS: u32 = 6;
+/// Number of shards of an [`IdTable`].
+const ID_SHARDS: usize = 1 << ID_SHARD_BITS;
+/// A shard smaller than this grows when hashbrown decides (growing it costs microseconds).
+const ID_SHARD_EARLY_GROWTH_MIN: usize = 1 << 12;
+
 /// Id -> handle, for ids kept in an arena: the table holds only handles and their ids' hashes
 /// (8 bytes an entry); equality reads the arena, and only when the hashes match. Keeping the
 /// hash means growing the table never reads the arena.
+///
+/// Split into [`ID_SHARDS`] hash tables so that no batch pays for growing a big one (SPEC
+/// section 4, "No stalls"): one table of 4 M dedup ids doubles in tens of ms, and the dedup and
+/// reservation tables, filled by the same writes, doubled in the same batch. Shards fill
+/// evenly, so each grows early, at a fill between 3/4 and 7/8 that depends on its position
+/// ([`grow_early`]), which spreads the shards' doublings over an eighth of the table's growth
+/// instead of letting them all fall on the same few writes.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct IdTable(HashTable<IdEntry>);
+pub(crate) struct IdTable {
+    /// Empty until the first insert (a table of a few ids costs nothing), then [`ID_SHARDS`].
+    shards: Vec<HashTable<IdEntry>>,
+}
+
+/// The shard of an id's hash.
+fn shard_of(hash: u32) -> usize {
+    (hash >> (32 - ID_SHARD_BITS)) as usize
+}
+
+/// Doubles shard `index` of an [`IdTable`] before hashbrown would (at 7/8 full), once it is
+/// `3/4 + index / (8 * ID_SHARDS)` full.
+fn grow_early(shard: &mut HashTable<IdEntry>, index: usize) {
+    let capacity = shard.capacity();
+    if capacity < ID_SHARD_EARLY_GROWTH_MIN {
+        return;
+    }
+    let threshold = capacity / 4 * 3 + capacity / 8 * index / ID_SHARDS;
+    if shard.len() >= threshold {
+        shard.reserve(capacity - shard.len() + 1, |e| spread(e.hash));
+    }
+}
 
 impl IdTable {
     /// The handle whose id hashes to `hash` and for which `is` holds.
     pub(crate) fn find(&self, hash: u32, is: impl Fn(u32) -> bool) -> Option<u32> {
-        self.0
+        self.shards
+            .get(shard_of(hash))?
             .find(spread(hash), |e| e.hash == hash && is(e.handle))
             .map(|e| e.handle)
     }
 
+    /// The shard of `hash`, the shards made if this is the first insert.
+    fn shard_mut(&mut self, hash: u32) -> &mut HashTable<IdEntry> {
+        if self.shards.is_empty() {
+            self.shards = (0..ID_SHARDS).map(|_| HashTable::new()).collect();
+        }
+        &mut self.shards[shard_of(hash)]
+    }
+
     /// Points the entry for which `same` holds at `handle`, or adds one.
     pub(crate) fn set(&mut self, hash: u32, handle: u32, same: impl Fn(u32) -> bool) {
-        match self
-            .0
-            .find_mut(spread(hash), |e| e.hash == hash && same(e.handle))
-        {
+        let shard = self.shard_mut(hash);
+        match shard.find_mut(spread(hash), |e| e.hash == hash && same(e.handle)) {
             Some(entry) => entry.handle = handle,
             None => {
-                self.0
-                    .insert_unique(spread(hash), IdEntry { handle, hash }, |e| spread(e.hash));
+                grow_early(shard, shard_of(hash));
+                shard.insert_unique(spread(hash), IdEntry { handle, hash }, |e| spread(e.hash));
             }
         }
     }
@@ -102,18 +144,26 @@ impl IdTable {
     /// Adds an entry for an id the caller just looked up and found no entry for (not even a
     /// stale one): one probe instead of [`IdTable::set`]'s two.
     pub(crate) fn insert_new(&mut self, hash: u32, handle: u32) {
-        self.0
-            .insert_unique(spread(hash), IdEntry { handle, hash }, |e| spread(e.hash));
+        let shard = self.shard_mut(hash);
+        grow_early(shard, shard_of(hash));
+        shard.insert_unique(spread(hash), IdEntry { handle, hash }, |e| spread(e.hash));
     }
 
     /// Removes the entry of `handle` (whose id hashes to `hash`), if there is one.
     pub(crate) fn remove(&mut self, hash: u32, handle: u32) {
-        if let Ok(entry) = self
-            .0
-            .find_entry(spread(hash), |e| e.hash == hash && e.handle == handle)
+        let Some(shard) = self.shards.get_mut(shard_of(hash)) else {
+            return;
+        };
+        if let Ok(entry) = shard.find_entry(spread(hash), |e| e.hash == hash && e.handle == handle)
         {
             entry.remove();
         }
+    }
+
+    /// Entries in the table.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(HashTable::len).sum()
     }
 }
 
@@ -724,4 +774,83 @@ pub(crate) fn index_record<R: Record + Clone>(
 /// Removes the entry of `slot` (holding `id`) from `table`, if it still points there.
 pub(crate) fn unindex_record(table: &mut IdTable, id: &str, slot: ObjIdx) {
     table.remove(hash_str(id), slot);
+}
+
+#[cfg(test)]
+mod id_table_tests {
+    use super::*;
+
+    /// The hashes of `n` distinct ids, spread as real ones are.
+    fn hashes(n: u32) -> impl Iterator<Item = (u32, u32)> {
+        (0..n).map(|handle| (hash_u128(u128::from(handle) * 0x9E37_79B9), handle))
+    }
+
+    #[test]
+    fn every_id_is_found_and_removed_across_shards() {
+        let mut table = IdTable::default();
+        assert_eq!(
+            table.find(7, |_| true),
+            None,
+            "an empty table has no shards"
+        );
+        table.remove(7, 1);
+        for (hash, handle) in hashes(200_000) {
+            table.insert_new(hash, handle);
+        }
+        assert_eq!(table.len(), 200_000);
+        for (hash, handle) in hashes(200_000) {
+            assert_eq!(table.find(hash, |h| h == handle), Some(handle));
+        }
+        for (hash, handle) in hashes(200_000).filter(|(_, h)| h % 2 == 0) {
+            table.remove(hash, handle);
+        }
+        assert_eq!(table.len(), 100_000);
+        for (hash, handle) in hashes(200_000) {
+            let expected = (handle % 2 == 1).then_some(handle);
+            assert_eq!(table.find(hash, |h| h == handle), expected);
+        }
+        let (hash, _) = hashes(2).last().expect("one");
+        table.set(hash, 99, |h| h == 1);
+        assert_eq!(
+            table.find(hash, |h| h == 99),
+            Some(99),
+            "set repoints an entry"
+        );
+    }
+
+    #[test]
+    fn shards_grow_one_at_a_time_not_all_in_the_same_writes() {
+        const WINDOW: u32 = 1_000;
+        let mut table = IdTable::default();
+        let mut capacities = vec![0; ID_SHARDS];
+        let mut growths_in_window = 0;
+        let mut most_in_a_window = 0;
+        let mut big_growths = 0;
+        for (hash, handle) in hashes(3_000_000) {
+            table.insert_new(hash, handle);
+            if handle % WINDOW == 0 {
+                most_in_a_window = most_in_a_window.max(growths_in_window);
+                growths_in_window = 0;
+            }
+            for (seen, shard) in capacities.iter_mut().zip(&table.shards) {
+                if shard.capacity() != *seen {
+                    if *seen >= ID_SHARD_EARLY_GROWTH_MIN {
+                        growths_in_window += 1;
+                        big_growths += 1;
+                    }
+                    *seen = shard.capacity();
+                }
+            }
+        }
+        assert!(
+            big_growths >= ID_SHARDS * 2,
+            "{big_growths} growths of big shards"
+        );
+        // Unstaggered, the 64 evenly filled shards would each double within a few thousand
+        // writes of one another.
+        assert!(
+            most_in_a_window <= 4,
+            "{most_in_a_window} big shards grew within {WINDOW} writes"
+        );
+    }
 }

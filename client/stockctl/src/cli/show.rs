@@ -384,7 +384,10 @@ fn span(ms: u64) -> String {
         (60_000, "m"),
         (1_000, "s"),
     ];
-    match units.iter().find(|(unit, _)| ms >= *unit && ms.is_multiple_of(*unit)) {
+    match units
+        .iter()
+        .find(|(unit, _)| ms >= *unit && ms.is_multiple_of(*unit))
+    {
         Some((unit, name)) => format!("{}{name}", ms / unit),
         None => format!("{ms}ms"),
     }
