@@ -17,7 +17,8 @@
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::Layer;
+use tracing_subscriber::layer::{Filter, Layer};
+use tracing_subscriber::filter::FilterExt;
 
 use crate::raft::quiet::{is_peer_rpc_failure, OPENRAFT_DIRECTIVES};
 
@@ -34,11 +35,17 @@ where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
+    // One filter, so that what `filter` never wants (openraft's and quinn's spans per message
+    // and per packet) is never created: a second `with_filter` would be asked about every
+    // callsite on its own and, with no level hint, enable them all in the registry.
+    let mut quiet = filter_fn(|event| !is_peer_rpc_failure(event));
+    if let Some(level) = Filter::<S>::max_level_hint(&filter) {
+        quiet = quiet.with_max_level_hint(level);
+    }
     tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(ansi)
-        .with_filter(filter)
-        .with_filter(filter_fn(|event| !is_peer_rpc_failure(event)))
+        .with_filter(filter.and(quiet))
 }
 
 /// Installs `stockd`'s log for the process: stderr, `RUST_LOG` or [`default_directives`].
@@ -48,4 +55,37 @@ pub fn init() {
     tracing_subscriber::registry()
         .with(layer(filter, std::io::stderr, ansi))
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{default_directives, layer};
+    use tracing::level_filters::LevelFilter;
+    use tracing::Subscriber;
+    use tracing_subscriber::filter::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    /// The subscriber `init` installs, writing nowhere.
+    fn subscriber() -> impl Subscriber + Send + Sync {
+        tracing_subscriber::registry().with(layer(
+            EnvFilter::new(default_directives()),
+            std::io::sink,
+            false,
+        ))
+    }
+
+    // openraft and quinn open a span per message and per packet at DEBUG and TRACE. If the log
+    // cannot say up front that it never wants them, each is created, entered and closed in the
+    // registry: a quarter of a node's CPU at 1,000 checkouts/s (docs/BENCHMARKS.md).
+    #[test]
+    fn the_log_says_up_front_it_wants_nothing_below_info() {
+        let subscriber = subscriber();
+        assert_eq!(subscriber.max_level_hint(), Some(LevelFilter::INFO));
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(!tracing::span_enabled!(target: "openraft::core", tracing::Level::DEBUG));
+            assert!(!tracing::span_enabled!(target: "quinn_proto::connection", tracing::Level::TRACE));
+            assert!(!tracing::enabled!(target: "openraft::replication", tracing::Level::WARN));
+            assert!(tracing::enabled!(target: "server::node", tracing::Level::INFO));
+        });
+    }
 }
