@@ -1,6 +1,13 @@
 //! `stockd-load`: load generators for stockd, the real-data demo, and baselines. See
 //! `loadtests::cli` (`stockd-load --help`).
 
+/// mimalloc, as the `stockd` binary: the generator allocates a request, its frame and its
+/// answer per call for every target, and on the system allocator its malloc and free took
+/// about a tenth of its CPU driving `local` reads (docs/BENCHMARKS.md, "Allocator"), CPU the
+/// generator then lacks to keep its rate.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     loadtests::cli::main()
 }
