@@ -14,11 +14,9 @@
 //!   RPC to a peer, recognised by target and fields. Its other errors (storage errors, a core
 //!   that quits, a failed state machine command) still log as errors.
 
-use tracing_subscriber::filter::{filter_fn, EnvFilter};
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::filter::{filter_fn, EnvFilter, FilterExt};
+use tracing_subscriber::layer::{Filter, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::layer::{Filter, Layer};
-use tracing_subscriber::filter::FilterExt;
 
 use crate::raft::quiet::{is_peer_rpc_failure, OPENRAFT_DIRECTIVES};
 
@@ -83,7 +81,9 @@ mod tests {
         assert_eq!(subscriber.max_level_hint(), Some(LevelFilter::INFO));
         tracing::subscriber::with_default(subscriber, || {
             assert!(!tracing::span_enabled!(target: "openraft::core", tracing::Level::DEBUG));
-            assert!(!tracing::span_enabled!(target: "quinn_proto::connection", tracing::Level::TRACE));
+            assert!(
+                !tracing::span_enabled!(target: "quinn_proto::connection", tracing::Level::TRACE)
+            );
             assert!(!tracing::enabled!(target: "openraft::replication", tracing::Level::WARN));
             assert!(tracing::enabled!(target: "server::node", tracing::Level::INFO));
         });

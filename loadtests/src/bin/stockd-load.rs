@@ -3,8 +3,8 @@
 
 /// mimalloc, as the `stockd` binary: the generator allocates a request, its frame and its
 /// answer per call for every target, and on the system allocator its malloc and free took
-/// about a tenth of its CPU driving `local` reads (docs/BENCHMARKS.md, "Allocator"), CPU the
-/// generator then lacks to keep its rate.
+/// about a seventh of its CPU driving `local` single-SKU reads (docs/BENCHMARKS.md, section
+/// "U"), CPU the generator then lacks to keep its rate.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
