@@ -462,7 +462,9 @@ async fn soak_on(
 }
 
 /// A soak's per-window table: the rate achieved, the primary operation's latency, the longest
-/// pause, then the nodes' memory over time.
+/// gap between two completions as the generator sees it (any stall on the way: network,
+/// replication, log, apply; not the nodes' own apply pause, which `stockctl status` reports),
+/// then the nodes' memory over time.
 pub fn describe_soak(stats: &RunStats, memory: &[MemorySample]) -> String {
     let ms = |us: f64| us / 1_000.0;
     let mut o = format!(
@@ -472,7 +474,7 @@ pub fn describe_soak(stats: &RunStats, memory: &[MemorySample]) -> String {
         "p50 ms",
         "p99 ms",
         "max ms",
-        "longest pause ms"
+        "longest gap ms"
     );
     for w in &stats.windows {
         o.push_str(&format!(
@@ -485,6 +487,9 @@ pub fn describe_soak(stats: &RunStats, memory: &[MemorySample]) -> String {
             ms(w.longest_gap_us)
         ));
     }
+    o.push_str(
+        "  (longest gap: the generator's longest wait between two completions in the window)\n",
+    );
     o.push_str("  memory (VmRSS, MiB; t = seconds since the soak's command started):\n");
     for m in memory {
         let nodes: Vec<String> = m
