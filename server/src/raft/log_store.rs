@@ -702,7 +702,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let purged: Vec<Entry> = {
+        let purged = {
             let mut log = lock(&self.inner.log);
             if log.last_purged.is_some_and(|p| log_id.index <= p.index) {
                 return Ok(());
@@ -712,18 +712,29 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .entries
                 .partition_point(|e| e.log_id.index <= log_id.index);
             let sized = n.min(log.sizes.len()); // the two lists have one item per entry
-            let freed: u64 = log.sizes.drain(..sized).map(u64::from).sum();
+                                                // Split off what stays (the entries since the snapshot: few) rather than draining
+                                                // what goes (everything since the previous snapshot: 100,000s of entries), so the
+                                                // lock is held for a copy of the short part.
+            let kept_sizes = log.sizes.split_off(sized);
+            let freed: u64 = std::mem::replace(&mut log.sizes, kept_sizes)
+                .iter()
+                .map(|&b| u64::from(b))
+                .sum();
             log.bytes -= freed;
-            log.entries.drain(..n).collect()
+            let kept = log.entries.split_off(n);
+            std::mem::replace(&mut log.entries, kept)
         };
-        // openraft awaits a purge on its core task, and a snapshot's purge drops everything
-        // since the previous one (tens of thousands of batches, a million requests with their
-        // strings after a bulk load: hundreds of ms of frees, which stalled the leader's
-        // replication). Nothing waits for the frees: they run on a blocking thread.
+        // openraft awaits a purge on its core task, so nothing slow may happen before this
+        // returns: a snapshot's purge frees everything since the previous one (hundreds of ms
+        // of frees after a bulk load), so the frees run on a blocking thread; and the writer's
+        // part (an fsync, the purge file, deleting segments: 200-300 ms with a snapshot being
+        // written beside it) is queued, not awaited. The purge needs no durability before
+        // openraft goes on: until the purge file is written, a restart keeps the older entries,
+        // which the snapshot already covers (openraft purges them again).
         if !purged.is_empty() {
             tokio::task::spawn_blocking(move || drop(purged));
         }
-        self.request(|reply| Command::Purge { log_id, reply })
+        self.send(Command::Purge { log_id })
             .await
             .map_err(|e| io_error(ErrorSubject::Log(log_id), ErrorVerb::Delete, e))
     }

@@ -384,6 +384,7 @@ fn purge_and_truncate_survive_reopen() {
     // A purge past the end (a snapshot installed from the leader) empties the log; the next
     // append starts after it.
     futures_lite(store.purge(log_id(3, 100))).expect("purge past the end");
+    futures_lite(store.flush()).expect("flush: the purge's disk work is done before it");
     assert!(segments_in(&dir.log()).is_empty());
     drop(store);
     let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512, false).expect("reopen");
@@ -686,6 +687,38 @@ fn a_failing_disk_delays_appends_until_it_works_and_loses_nothing() {
         let mut store = open(&dir.log(), durability);
         check(&mut store, None, &entries(1, 1..=5));
     }
+}
+
+/// openraft awaits `purge` on its core task (which also commits and replies), so a purge
+/// must not wait for the disk: while every write and fsync fails (the writer retrying), a
+/// purge still returns, and the log in memory is purged at once; the disk catches up once
+/// it works again.
+#[test]
+fn a_purge_does_not_wait_for_the_disk() {
+    let dir = TempDir::new("purge-no-wait");
+    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512, false).expect("open");
+    append(&mut store, entries(1, 1..=50));
+    futures_lite(store.flush()).expect("flush");
+    store.inject_io_failures(u32::MAX);
+    // Staged but not yet written: the purge's fsync of everything before it keeps failing.
+    let staged = append_watched(&store, entries(1, 51..=51));
+    let handle = store.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let purging = std::thread::spawn(move || {
+        let result = futures_lite(store.purge(log_id(1, 30)));
+        let _ = tx.send(result.is_ok());
+        store
+    });
+    let answered = rx.recv_timeout(Duration::from_secs(10));
+    handle.inject_io_failures(0); // lets a purge that waits for the disk finish (old code)
+    let mut store = purging.join().expect("purge thread");
+    assert_eq!(answered, Ok(true), "the purge waited for a failing disk");
+    check(&mut store, Some(log_id(1, 30)), &entries(1, 31..=51));
+    futures_lite(store.flush()).expect("flush once the disk works");
+    assert_eq!(staged.recv_timeout(Duration::from_secs(5)), Ok(true));
+    crash(store);
+    let mut store = LogStore::open_with(&dir.log(), Durability::Fsync, 512, false).expect("reopen");
+    check(&mut store, Some(log_id(1, 30)), &entries(1, 31..=51));
 }
 
 #[test]

@@ -81,8 +81,9 @@ pub(super) enum Command {
         last: Option<LogId>,
         reply: Reply,
     },
-    /// Record the purge point durably and delete the segments wholly at or below it.
-    Purge { log_id: LogId, reply: Reply },
+    /// Record the purge point durably and delete the segments wholly at or below it. Nobody
+    /// waits for it (see `LogStore::purge`); a failure that outlasts the retries is logged.
+    Purge { log_id: LogId },
     /// Write and fsync everything before.
     Flush { reply: Reply },
     /// The committed log id advanced: write its marker now rather than with the next append.
@@ -302,12 +303,14 @@ impl Writer {
                 });
                 answer(reply, result);
             }
-            Command::Purge { log_id, reply } => {
+            Command::Purge { log_id } => {
                 let result = self.retry(|w| {
                     w.sync()?;
                     w.purge(log_id)
                 });
-                answer(reply, result);
+                if let Err(e) = result {
+                    tracing::warn!(index = log_id.index, error = %e, "log purge not finished (a restart finishes it)");
+                }
             }
             Command::Flush { reply } => {
                 let result = self.retry(|w| {
