@@ -17,6 +17,8 @@ use crate::outputs::{self, NamedRun};
 use crate::report;
 use crate::run::{self, Mode, RunConfig};
 use crate::scenario::{self, FlashSaleReport, Kind, ScenarioConfig, Workload};
+pub use crate::soak::Soak;
+use crate::soak::{describe_soak, soak_on, SoakSamples};
 use crate::stats::RunStats;
 use crate::target::{OpError, Target};
 
@@ -402,109 +404,6 @@ pub struct RunRequest {
     pub soak: Option<Soak>,
 }
 
-/// A soak: an open loop at a fixed rate for long, with statistics per window and each node's
-/// memory sampled once per window.
-#[derive(Debug, Clone, Copy)]
-pub struct Soak {
-    /// Measured time.
-    pub duration: Duration,
-    /// Width of a window.
-    pub window: Duration,
-}
-
-/// The nodes' memory at one moment of a soak.
-#[derive(Debug, Clone, Serialize)]
-pub struct MemorySample {
-    /// Seconds since the soak's command started (loading the stock included).
-    pub at_s: f64,
-    /// Each node's resident memory.
-    pub nodes: Vec<crate::processes::NodeMemory>,
-}
-
-/// Runs `kind` on `target` as a soak and samples the cluster's memory meanwhile.
-async fn soak_on(
-    target: &AnyTarget,
-    kind: Kind,
-    load: &LoadSettings,
-    rate: f64,
-    soak: Soak,
-    cluster: Option<&Cluster>,
-    label: &str,
-) -> (Result<RunOutcome, DriveError>, Vec<MemorySample>) {
-    let load = LoadSettings {
-        duration: soak.duration,
-        window: Some(soak.window),
-        ..load.clone()
-    };
-    let (done, mut finished) = tokio::sync::oneshot::channel::<()>();
-    let run = async {
-        let outcome = scenario_on(target, kind, &load, Drive::Open(rate), label).await;
-        let _ = done.send(());
-        outcome
-    };
-    let started = Instant::now();
-    let sample = || MemorySample {
-        at_s: started.elapsed().as_secs_f64(),
-        nodes: cluster.map(Cluster::memory).unwrap_or_default(),
-    };
-    let sampler = async {
-        let mut samples = vec![sample()];
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(soak.window) => samples.push(sample()),
-                _ = &mut finished => break,
-            }
-        }
-        samples.push(sample());
-        samples
-    };
-    tokio::join!(run, sampler)
-}
-
-/// A soak's per-window table: the rate achieved, the primary operation's latency, the longest
-/// gap between two completions as the generator sees it (any stall on the way: network,
-/// replication, log, apply; not the nodes' own apply pause, which `stockctl status` reports),
-/// then the nodes' memory over time.
-pub fn describe_soak(stats: &RunStats, memory: &[MemorySample]) -> String {
-    let ms = |us: f64| us / 1_000.0;
-    let mut o = format!(
-        "  {:>8} {:>12} {:>9} {:>9} {:>9} {:>17}\n",
-        "t (s)",
-        format!("{}/s", stats.primary),
-        "p50 ms",
-        "p99 ms",
-        "max ms",
-        "longest gap ms"
-    );
-    for w in &stats.windows {
-        o.push_str(&format!(
-            "  {:>8.0} {:>12} {:>9.3} {:>9.3} {:>9.3} {:>17.3}\n",
-            w.start_s,
-            report::thousands(w.throughput),
-            ms(w.latency.p50_us),
-            ms(w.latency.p99_us),
-            ms(w.latency.max_us),
-            ms(w.longest_gap_us)
-        ));
-    }
-    o.push_str(
-        "  (longest gap: the generator's longest wait between two completions in the window)\n",
-    );
-    o.push_str("  memory (VmRSS, MiB; t = seconds since the soak's command started):\n");
-    for m in memory {
-        let nodes: Vec<String> = m
-            .nodes
-            .iter()
-            .map(|n| match n.rss_bytes {
-                Some(b) => format!("n{} {:.1}", n.node, b as f64 / f64::from(1u32 << 20)),
-                None => format!("n{} -", n.node),
-            })
-            .collect();
-        o.push_str(&format!("  {:>8.0}  {}\n", m.at_s, nodes.join("  ")));
-    }
-    o
-}
-
 /// The `run` command: one scenario against one target, its summary, record and charts.
 pub async fn run_command(
     req: RunRequest,
@@ -524,14 +423,14 @@ pub async fn run_command(
         DriveMode::Max => Drive::Max,
     };
     let name = format!("{}-{}", req.target.as_str(), req.scenario.as_str());
-    let (outcome, memory) = match req.soak {
+    let (outcome, samples) = match req.soak {
         Some(soak) => {
             let label = format!("{name} soak");
             soak_on(&target, req.scenario, load, req.rate, soak, cluster, &label).await
         }
         None => (
             scenario_on(&target, req.scenario, load, drive, &name).await,
-            Vec::new(),
+            SoakSamples::default(),
         ),
     };
     let outcome = match outcome {
@@ -544,7 +443,7 @@ pub async fn run_command(
     let batching = batch_stats(&target).await;
     let mut summary = describe_outcome(req.target.as_str(), req.scenario, &outcome);
     if req.soak.is_some() {
-        summary.push_str(&describe_soak(outcome.stats(), &memory));
+        summary.push_str(&describe_soak(outcome.stats(), &samples));
     }
     if let Some(b) = &batching {
         summary.push_str(&format!("  {b}\n"));
@@ -560,7 +459,8 @@ pub async fn run_command(
         "mode": if req.soak.is_some() { json!("Soak") } else { json!(req.mode) },
         "result": outcome,
         "batching": batching,
-        "memory": memory,
+        "memory": samples.memory,
+        "node_pause_ms_per_window": samples.node_pause_ms_per_window(outcome.stats()),
     });
     let runs = [NamedRun {
         name: &name,

@@ -14,7 +14,8 @@
 //!   (or an existing cluster) a command uses.
 //! - [`scenario`]: `checkout`, `flash-sale`, `store-reads`; [`run`]: open and closed loops.
 //! - [`drive`]: one scenario against one target, driven open, closed or searching for the
-//!   maximum; [`compare`]: every scenario against every target, in phases; [`demo`]: the
+//!   maximum; [`soak`]: a fixed rate for long, with memory and the nodes' pauses per window;
+//!   [`compare`]: every scenario against every target, in phases; [`demo`]: the
 //!   real-data demo and the engine replay commands.
 //! - `baseline_targets`, `baselines` (cargo feature `baselines`, on by default): the Redis and
 //!   PostgreSQL baselines as targets.
@@ -45,6 +46,7 @@ pub mod report;
 pub mod retention;
 pub mod run;
 pub mod scenario;
+pub mod soak;
 pub mod stats;
 pub mod stockd;
 pub mod stockd_http;
