@@ -293,16 +293,26 @@ impl Ledger {
         self.ix.live_reservations -= 1;
     }
 
-    /// Releases every hold and cancels every pickup whose deadline is <= now, in (deadline,
-    /// creation) order. Costs O(k) for k deadlines passed.
-    pub(crate) fn expire_deadlines(&mut self) {
-        while let Some((_, what)) = self.ix.deadlines.pop_due(self.state.now_ms) {
-            match what {
+    /// Releases holds and cancels pickups whose deadline is <= now, in (deadline, creation)
+    /// order, until `steps` are used (one per deadline entry looked at, plus one per line
+    /// beyond the first of what it expires); the rest stay due for the next batch. Costs
+    /// O(steps).
+    pub(crate) fn expire_deadlines(&mut self, mut steps: usize) {
+        while let Some((_, what)) = self.ix.deadlines.pop_due(self.state.now_ms, &mut steps) {
+            let lines = match what {
                 Deadline::Hold(slot) => {
+                    let lines = self.res(slot).held.len();
                     self.end_hold(slot, ReservationState::Expired, Cause::Expire, 0);
+                    lines
                 }
-                Deadline::Pickup(slot) => self.expire_pickup(slot),
-            }
+                Deadline::Pickup(slot) => {
+                    let lines = self.ord(slot).lines.len();
+                    self.expire_pickup(slot);
+                    lines
+                }
+            };
+            // The index entry took one step already.
+            steps = steps.saturating_sub(lines.saturating_sub(1));
         }
     }
 }

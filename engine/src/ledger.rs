@@ -228,7 +228,7 @@ impl Ledger {
             .state
             .now_ms
             .max(header.timestamp_ms.min(limits::TIMESTAMP_MS_MAX));
-        self.expire_deadlines();
+        self.expire_deadlines(usize::MAX);
         self.expire_revocations();
         self.advance_retention();
         self.clean_up(limits::CLEANUP_STEPS_PER_BATCH);
