@@ -193,7 +193,9 @@ impl Ledger {
     /// The earliest hold expiry or pickup deadline that may still be pending, ms since the
     /// epoch (never later than the earliest pending one): the leader proposes a batch (possibly
     /// empty) once its clock passes it, so deadlines fire on time even when no client writes
-    /// (the change feed then shows them at the right time).
+    /// (the change feed then shows them at the right time). While a backlog of expiries is
+    /// left for later batches ([`limits::EXPIRY_STEPS_PER_BATCH`]) it is at or before
+    /// [`Ledger::now_ms`], so the leader keeps proposing batches until the backlog is gone.
     pub fn next_deadline_ms(&self) -> Option<u64> {
         self.ix.deadlines.first_time()
     }
@@ -228,7 +230,7 @@ impl Ledger {
             .state
             .now_ms
             .max(header.timestamp_ms.min(limits::TIMESTAMP_MS_MAX));
-        self.expire_deadlines(usize::MAX);
+        self.expire_deadlines(limits::EXPIRY_STEPS_PER_BATCH);
         self.expire_revocations();
         self.advance_retention();
         self.clean_up(limits::CLEANUP_STEPS_PER_BATCH);
