@@ -27,6 +27,7 @@
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, BinaryHeap, VecDeque};
+use std::ops::Bound;
 
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -180,9 +181,12 @@ impl Deadlines {
             .map(|(_, _, what)| what)
     }
 
-    /// Whether a queue entry is the live one.
-    fn is_live(&self, at_ms: u64, (seq, token): (u64, u64)) -> bool {
-        matches!(self.live.get(&seq), Some((at, t, _)) if *at == at_ms && *t == token)
+    /// What a queue entry of deadline `at_ms` names, if it is the live entry (not stale).
+    fn live_entry(&self, at_ms: u64, (seq, token): (u64, u64)) -> Option<&Deadline> {
+        match self.live.get(&seq) {
+            Some((at, t, what)) if *at == at_ms && *t == token => Some(what),
+            _ => None,
+        }
     }
 
     /// Live entries.
@@ -229,15 +233,33 @@ impl Deadlines {
         None
     }
 
-    /// The live entries due at `now_ms`, each once, without removing them (in no particular
-    /// order within a deadline).
-    pub(crate) fn due(&self, now_ms: u64) -> impl Iterator<Item = &Deadline> + '_ {
-        self.order.range(..=now_ms).flat_map(move |at| {
-            self.queue(*at)
-                .iter()
-                .filter(move |entry| self.is_live(*at, **entry))
-                .filter_map(move |(seq, _)| self.get(*at, *seq))
-        })
+    /// Calls `f` with each live entry whose deadline is in `(after_ms, until_ms]` (nothing if
+    /// `until_ms <= after_ms`), each once, in no particular order, without removing it. Returns
+    /// how many index entries it looked at, stale ones too: O(log d) to find the range, then
+    /// only the entries of the deadlines in it, whatever lies before `after_ms` (a backlog of
+    /// due entries, say).
+    pub(crate) fn visit_due_in(
+        &self,
+        after_ms: u64,
+        until_ms: u64,
+        mut f: impl FnMut(&Deadline),
+    ) -> usize {
+        if until_ms <= after_ms {
+            return 0;
+        }
+        let mut looked_at = 0;
+        for &at in self
+            .order
+            .range((Bound::Excluded(after_ms), Bound::Included(until_ms)))
+        {
+            for &entry in self.queue(at).iter() {
+                looked_at += 1;
+                if let Some(what) = self.live_entry(at, entry) {
+                    f(what);
+                }
+            }
+        }
+        looked_at
     }
 }
 
@@ -246,6 +268,13 @@ mod tests {
     use super::*;
     fn hold(name: &str) -> Deadline {
         Deadline::Hold(u32::from(name.as_bytes()[0]))
+    }
+
+    /// The live entries due at `now_ms` (from the first deadline on), in no particular order.
+    fn due(d: &Deadlines, now_ms: u64) -> Vec<Deadline> {
+        let mut due = Vec::new();
+        d.visit_due_in(0, now_ms, |what| due.push(*what));
+        due
     }
 
     /// `pop_due` with no step limit.
@@ -269,10 +298,7 @@ mod tests {
         d.insert(30, 1, hold("a"));
         assert_eq!(d.len(), 3);
         assert_eq!(d.first_time(), Some(10));
-        assert_eq!(
-            d.due(20).cloned().collect::<Vec<_>>(),
-            vec![hold("b"), hold("c")]
-        );
+        assert_eq!(due(&d, 20), vec![hold("b"), hold("c")]);
         assert_eq!(pop(&mut d, 5), None);
         assert_eq!(pop(&mut d, 25), Some((10, hold("b"))));
         assert_eq!(pop(&mut d, 25), Some((20, hold("c"))));
@@ -291,7 +317,7 @@ mod tests {
         d.insert(10, 1, hold("a"));
         assert_eq!(d.remove(10, 1), Some(hold("a")));
         d.insert(10, 1, hold("a"));
-        assert_eq!(d.due(10).count(), 1);
+        assert_eq!(due(&d, 10).len(), 1);
         assert_eq!(pop(&mut d, 10), Some((10, hold("a"))));
         assert_eq!(pop(&mut d, 10), None);
     }
@@ -343,6 +369,34 @@ mod tests {
         // What was not reached is still due, in order.
         assert_eq!(d.first_time(), Some(10));
         assert_eq!(pop(&mut d, 10), Some((10, Deadline::Hold(6))));
-        assert_eq!(d.due(10).count(), 3);
+        assert_eq!(due(&d, 10).len(), 3);
+    }
+
+    #[test]
+    fn a_visit_looks_only_at_the_entries_of_its_range() {
+        let mut d = Deadlines::default();
+        // A backlog: many entries due at 10 (some stale), none looked at by a visit after 10.
+        for seq in 0..2_000 {
+            d.insert(10, seq, Deadline::Hold(seq as u32));
+        }
+        assert!(d.remove(10, 7).is_some());
+        d.insert(20, 2_000, hold("a"));
+        d.insert(20, 2_001, hold("b"));
+        assert!(d.remove(20, 2_001).is_some());
+        d.insert(30, 2_002, hold("c"));
+        let mut seen = Vec::new();
+        assert_eq!(
+            d.visit_due_in(10, 25, |what| seen.push(*what)),
+            2,
+            "one stale"
+        );
+        assert_eq!(seen, [hold("a")]);
+        assert_eq!(d.visit_due_in(10, 30, |_| {}), 3);
+        assert_eq!(d.visit_due_in(10, 19, |_| {}), 0);
+        // An empty or reversed range looks at nothing (and does not panic).
+        assert_eq!(d.visit_due_in(25, 25, |_| {}), 0);
+        assert_eq!(d.visit_due_in(30, 20, |_| {}), 0);
+        // From the start, the backlog's live entries are all there.
+        assert_eq!(due(&d, 10).len(), 1_999);
     }
 }

@@ -239,8 +239,12 @@ fn a_burst_beyond_one_batch_is_worked_off_over_later_batches_in_deadline_order()
         } else {
             restored = Some(Ledger::restore(&run.ledger.snapshot()).expect("restores"));
         }
-        // Every read already sees every hold expired.
-        assert_eq!(run.live_reservations(ts), 0);
+        // Every hold answers as expired at once; the counts, like the writes' figures, keep
+        // each overdue hold until it is swept.
+        assert_eq!(
+            run.live_reservations(ts),
+            (n + 4 - expired_skus.len()) as u64
+        );
         assert_eq!(
             run.hold_state(&format!("b{}", n - 1), ts),
             ReservationState::Expired
@@ -411,33 +415,64 @@ fn an_overdue_unswept_pickup_cannot_be_collected_fulfilled_or_moved() {
     );
 }
 
+/// The availability of one SKU at `wh` for `web`, as of `at`: (reserved, ATS).
+fn availability(run: &Run, sku: &str, at: u64) -> (i64, i64) {
+    let query = Query::Availability {
+        skus: vec![SkuId::from(sku)],
+        target: Target::Location(LocationId::from("wh")),
+        channel: ChannelId::from("web"),
+    };
+    match run.ledger.query(&query, at) {
+        Ok(Answer::Availability(skus)) => (skus[0].rows[0].balance.reserved, skus[0].ats),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
-fn writes_count_an_overdue_unswept_hold_until_it_is_swept_reads_do_not() {
+fn reads_count_an_overdue_unswept_hold_as_writes_do_until_it_is_swept() {
     let mut run = Run::new();
     burst(&mut run, EXPIRY_STEPS_PER_BATCH);
-    run.all_ok(T0, vec![count("Q", "wh", 1)]);
-    run.all_ok(T0, vec![reserve("q1", "Q", 1, BURST_TTL_MS)]);
-    let ats = |run: &Run, at: u64| {
-        let query = Query::Availability {
-            skus: vec![SkuId::from("Q")],
-            target: Target::Location(LocationId::from("wh")),
-            channel: ChannelId::from("web"),
-        };
-        match run.ledger.query(&query, at) {
-            Ok(Answer::Availability(rows)) => rows[0].ats,
-            other => panic!("{other:?}"),
-        }
-    };
-    let out = run.batch(DUE, vec![reserve("q2", "Q", 1, BURST_TTL_MS)]);
-    // The budget went on the burst: `q1` still holds its unit for writes (conservative)...
-    assert_eq!(
-        out[0].as_ref().err().map(Rejection::code),
-        Some(Code::InsufficientStock)
+    run.all_ok(T0, vec![count("Q", "wh", 2), count("W", "wh", 1)]);
+    // `q1` comes due with the burst, after it; `w1` two ms later.
+    run.all_ok(
+        T0,
+        vec![
+            reserve("q1", "Q", 1, BURST_TTL_MS),
+            reserve("w1", "W", 1, BURST_TTL_MS + 2),
+        ],
     );
-    // ...while reads, as of their time, already see it released.
-    assert_eq!(ats(&run, DUE), 1);
+    let out = run.batch(DUE, vec![reserve("q2", "Q", 2, BURST_TTL_MS)]);
+    // The budget went on the burst: `q1` is overdue but not swept, and still holds its unit
+    // for writes (conservative)...
+    assert!(run.backlog());
+    let seen = match &out[0] {
+        Err(Rejection::InsufficientStock { available, .. }) => *available,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(seen, 1);
+    // ...and for reads, at the batch's time and later: the figure a `reserve` is given.
+    for at in [DUE, DUE + 1, DUE + 3] {
+        assert_eq!(
+            availability(&run, "Q", at),
+            (1, seen),
+            "at DUE + {}",
+            at - DUE
+        );
+    }
+    // A deadline after the last batch's time is still subtracted as of the read's time.
+    assert_eq!(availability(&run, "W", DUE), (1, 0));
+    assert_eq!(availability(&run, "W", DUE + 3), (0, 1));
+    // Counters agree: `q1` is live until swept, `w1` lapses at its deadline.
+    assert_eq!(run.live_reservations(DUE), 2);
+    assert_eq!(run.live_reservations(DUE + 3), 1);
+    // The hold itself answers as expired, to reads as to writes.
     assert_eq!(run.hold_state("q1", DUE), ReservationState::Expired);
+
     assert_eq!(drain(&mut run, DUE + 1), [1]);
-    let out = run.batch(DUE + 10, vec![reserve("q2", "Q", 1, BURST_TTL_MS)]);
+    // Swept: both the read and a `reserve` see the released unit.
+    assert_eq!(availability(&run, "Q", DUE + 10), (0, 2));
+    let out = run.batch(DUE + 10, vec![reserve("q2", "Q", 2, BURST_TTL_MS)]);
     assert!(out[0].is_ok(), "{out:?}");
+    assert_eq!(availability(&run, "Q", DUE + 10), (2, 0));
+    run.ledger.check_invariants().expect("invariants");
 }
