@@ -164,10 +164,18 @@ pub const CLEANUP_STEPS_PER_BATCH: usize = 4 * BATCH_REQUESTS_MAX;
 ///
 /// 1,024 one-line holds take about 0.33 ms of apply time at 1 M balances and 0.1 ms at 10,000
 /// (median batch of `reserve_loop`'s expiry; docs/BENCHMARKS.md, "Expiry in bounded batches").
-/// A backlog shrinks in every batch in which fewer than this many deadlines come due; with no
-/// client writes the leader proposes an empty batch every few ms while one is left
+/// That is the budget before a batch's requests; after them, a batch sweeps as many more steps
+/// as its requests may have added to the index ([`EXPIRY_STEPS_PER_REQUEST`] each plus one per
+/// balance change they made), so a backlog shrinks by at least this many steps in every batch
+/// whatever the load, and the extra work is proportional to the requests' own. With no client
+/// writes the leader proposes an empty batch every few ms while a backlog is left
 /// ([`crate::Ledger::next_deadline_ms`]).
 pub const EXPIRY_STEPS_PER_BATCH: usize = 1_024;
+
+/// Expiry steps a batch sweeps after its requests, per request, on top of one per balance
+/// change they made (see [`EXPIRY_STEPS_PER_BATCH`]): an `extend` changes no balance but
+/// leaves its hold's old entry in the deadline index, one step when its deadline comes.
+pub const EXPIRY_STEPS_PER_REQUEST: usize = 1;
 
 /// Distinct components of one kit (SPEC section 3: 1..=16).
 pub const KIT_COMPONENTS_MAX: usize = 16;
@@ -211,6 +219,7 @@ const _: () = assert!(PICKUP_DEADLINE_MS_MAX >= TTL_MS_MAX);
 const _: () = assert!(LINES_PER_REQUEST_MAX <= u16::MAX as usize);
 const _: () = assert!(CLEANUP_STEPS_PER_BATCH > 2 * BATCH_REQUESTS_MAX);
 const _: () = assert!(EXPIRY_STEPS_PER_BATCH >= 1);
+const _: () = assert!(EXPIRY_STEPS_PER_REQUEST >= 1);
 const _: () = assert!(LIMIT_WINDOW_MS_MIN < LIMIT_WINDOW_MS_MAX);
 const _: () = assert!(LIMIT_WINDOW_MS_MAX <= RETIRED_MS_DEFAULT);
 const _: () = assert!(LIMIT_CUSTOMERS_PER_SKU_MAX <= LIMIT_COUNTED_ENTRIES_MAX);
