@@ -172,6 +172,25 @@ impl Driver {
         debug_assert!(out.is_empty());
     }
 
+    /// Applies empty batches, [`BATCH_STEP_MS`] apart, until no deadline that has passed is
+    /// left: a batch expires at most [`engine::limits::EXPIRY_STEPS_PER_BATCH`] holds, so a burst of them is
+    /// worked off over several. Returns how many batches it applied.
+    pub fn expire_due(&mut self) -> usize {
+        let mut batches = 0;
+        while self.expiry_backlog() {
+            self.advance(BATCH_STEP_MS);
+            batches += 1;
+        }
+        batches
+    }
+
+    /// Whether a deadline has passed that the ledger has not yet worked off.
+    pub fn expiry_backlog(&self) -> bool {
+        self.ledger
+            .next_deadline_ms()
+            .is_some_and(|at| at <= self.ledger.now_ms())
+    }
+
     /// The ledger's counters ([`Query::Status`]).
     pub fn status(&self) -> LedgerStatus {
         match self.ledger.query(&Query::Status, self.ledger.now_ms()) {
@@ -439,8 +458,10 @@ impl Session {
         match &self.base {
             Some(base) => self.driver = Driver::new(base.clone()),
             None => {
-                // First every hold expires (and is retired), then its retention passes.
+                // First every hold expires (and is retired), over as many batches as that
+                // takes, then its retention passes.
                 self.driver.advance(HOLD_TTL_MS + 1000);
+                self.driver.expire_due();
                 self.driver.advance(RETIRED_MS_DEFAULT + 1000);
                 // The engine cleans up what retention dropped (index entries, slots) a bounded
                 // number of entries per batch: let that backlog drain here, untimed, so that a

@@ -3,18 +3,31 @@
 //!
 //! Writes add a deadline on almost every request, so this is on the hot path. Most deadlines of
 //! one batch are equal (batch time + the same TTL), so the index groups them: an ordered set of
-//! distinct deadlines, and per deadline a queue of object sequence numbers in creation order.
-//! Removal (release, extend, placing an order) is lazy: it only drops the entry from the live
-//! map; a queue keeps the stale number until its deadline is reached, where it is skipped. Costs:
-//! insert O(1) plus O(log d) for a new distinct deadline; remove O(1); popping k due entries
-//! O(k + stale); memory is bounded by the entries created within the longest deadline.
+//! distinct deadlines, and per deadline a queue of object sequence numbers. Removal (release,
+//! extend, placing an order) is lazy: it only drops the entry from the live map; a queue keeps
+//! the stale number until its deadline is reached, where it is skipped. Costs: insert O(1) (O(log
+//! n) for one out of sequence order, below) plus O(log d) for a new distinct deadline; remove
+//! O(1); popping k due entries O(k + stale) and never more than the caller's step budget
+//! ([`Deadlines::pop_due`]); memory is bounded by the entries created within the longest
+//! deadline.
+//!
+//! Pops come in (deadline, sequence number) order whatever the insertion history (a restored
+//! ledger inserts in slot order, not in sequence order), without sorting a deadline's queue:
+//! an object gets its sequence number and its first deadline in the same request, and sequence
+//! numbers only grow, so entries almost always arrive in sequence order and are appended to a
+//! plain queue. The few that do not (a moved deadline keeps its object's older number; a
+//! restore) go to a per-deadline min-heap, and a pop takes the smaller head of the two. So no
+//! pop pays for the size of its deadline's queue, even when a million holds share one
+//! millisecond.
 //!
 //! The queue last used (by an insert or a pop) is kept at hand, outside the map of queues: a
 //! batch's inserts almost all go to one deadline, and an expiry pops one deadline's entries in a
 //! row, so most inserts and pops find their queue without hashing its deadline.
 
+use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
+use std::ops::Bound;
 
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -48,20 +61,62 @@ impl Hasher for SeqHasher {
 /// A map keyed by sequence numbers, laid out in sequence order.
 type SeqMap<V> = std::collections::HashMap<u64, V, BuildHasherDefault<SeqHasher>>;
 
+/// One deadline's entries: (object sequence number, insertion token), stale ones included.
+#[derive(Debug, Clone, Default)]
+struct Queue {
+    /// Entries that came in sequence order (non-decreasing numbers): almost all of them.
+    ordered: VecDeque<(u64, u64)>,
+    /// Entries that came with a number below the last of `ordered` (see the module doc).
+    late: BinaryHeap<Reverse<(u64, u64)>>,
+}
+
+impl Queue {
+    /// Adds an entry: appended if it keeps `ordered` in order, else to `late`.
+    #[inline]
+    fn push(&mut self, entry: (u64, u64)) {
+        match self.ordered.back() {
+            Some(last) if last.0 > entry.0 => self.late.push(Reverse(entry)),
+            _ => self.ordered.push_back(entry),
+        }
+    }
+
+    /// Removes and returns the entry with the smallest (sequence number, token).
+    #[inline]
+    fn pop_first(&mut self) -> Option<(u64, u64)> {
+        let late_first = match (self.ordered.front(), self.late.peek()) {
+            (Some(first), Some(Reverse(late))) => late < first,
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+        if late_first {
+            self.late.pop().map(|Reverse(entry)| entry)
+        } else {
+            self.ordered.pop_front()
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ordered.is_empty() && self.late.is_empty()
+    }
+
+    /// Every entry, in no particular order.
+    fn iter(&self) -> impl Iterator<Item = &(u64, u64)> + '_ {
+        self.ordered
+            .iter()
+            .chain(self.late.iter().map(|Reverse(entry)| entry))
+    }
+}
+
 /// Holds and pickups by deadline.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Deadlines {
     /// Distinct deadlines (ms) that may still have live entries.
     order: BTreeSet<u64>,
-    /// Per deadline, (object sequence number, insertion token) in insertion order, stale ones
-    /// included. A queue is sorted by sequence number when its deadline comes due (no entry is
-    /// added to a due deadline: deadlines are always in the future when set).
-    queues: FxHashMap<u64, VecDeque<(u64, u64)>>,
+    /// Per deadline, its entries (see [`Queue`]).
+    queues: FxHashMap<u64, Queue>,
     /// The deadline and queue last used, kept out of `queues` (each deadline's queue is in
     /// exactly one of the two; see the module doc).
-    hot: Option<(u64, VecDeque<(u64, u64)>)>,
-    /// The deadline whose queue was sorted for popping.
-    sorted: Option<u64>,
+    hot: Option<(u64, Queue)>,
     /// Live entries: sequence number -> (deadline, insertion token, what). A queue entry is live
     /// only if its token is the current one, so a re-inserted object appears once.
     live: SeqMap<(u64, u64, Deadline)>,
@@ -75,12 +130,12 @@ impl Deadlines {
         let token = self.token;
         self.token += 1;
         self.live.insert(seq, (at_ms, token, what));
-        self.queue_mut(at_ms).push_back((seq, token));
+        self.queue_mut(at_ms).push((seq, token));
     }
 
     /// The queue of deadline `at_ms` (an empty one for a new deadline), made the hot one.
     #[inline]
-    fn queue_mut(&mut self, at_ms: u64) -> &mut VecDeque<(u64, u64)> {
+    fn queue_mut(&mut self, at_ms: u64) -> &mut Queue {
         if !matches!(&self.hot, Some((at, _)) if *at == at_ms) {
             self.make_hot(at_ms);
         }
@@ -97,13 +152,13 @@ impl Deadlines {
         }
         let queue = self.queues.remove(&at_ms).unwrap_or_else(|| {
             self.order.insert(at_ms);
-            VecDeque::new()
+            Queue::default()
         });
         self.hot = Some((at_ms, queue));
     }
 
     /// The queue of deadline `at_ms`, which has one.
-    fn queue(&self, at_ms: u64) -> &VecDeque<(u64, u64)> {
+    fn queue(&self, at_ms: u64) -> &Queue {
         match &self.hot {
             Some((at, queue)) if *at == at_ms => queue,
             _ => &self.queues[&at_ms],
@@ -126,9 +181,12 @@ impl Deadlines {
             .map(|(_, _, what)| what)
     }
 
-    /// Whether a queue entry is the live one.
-    fn is_live(&self, at_ms: u64, (seq, token): (u64, u64)) -> bool {
-        matches!(self.live.get(&seq), Some((at, t, _)) if *at == at_ms && *t == token)
+    /// What a queue entry of deadline `at_ms` names, if it is the live entry (not stale).
+    fn live_entry(&self, at_ms: u64, (seq, token): (u64, u64)) -> Option<&Deadline> {
+        match self.live.get(&seq) {
+            Some((at, t, what)) if *at == at_ms && *t == token => Some(what),
+            _ => None,
+        }
     }
 
     /// Live entries.
@@ -144,42 +202,64 @@ impl Deadlines {
     }
 
     /// Removes and returns the next live entry due at `now_ms` (deadline <= now), in
-    /// (deadline, sequence number) order; drops stale entries on the way.
-    pub(crate) fn pop_due(&mut self, now_ms: u64) -> Option<(u64, Deadline)> {
-        loop {
+    /// (deadline, sequence number) order; drops stale entries on the way. Every entry looked
+    /// at, live or stale, takes one of `steps`: `None` once they are used up (what is still
+    /// due stays for the next call) or nothing is due.
+    pub(crate) fn pop_due(&mut self, now_ms: u64, steps: &mut usize) -> Option<(u64, Deadline)> {
+        while *steps > 0 {
             let at = *self.order.first()?;
             if at > now_ms {
                 return None;
             }
-            let sort = self.sorted != Some(at);
-            self.sorted = Some(at);
-            let queue = self.queue_mut(at);
-            if sort {
-                queue.make_contiguous().sort_unstable();
-            }
+            self.queue_mut(at);
             let Deadlines { hot, live, .. } = self;
             let queue = &mut hot.as_mut().expect("made hot").1;
-            while let Some((seq, token)) = queue.pop_front() {
+            while *steps > 0 {
+                let Some((seq, token)) = queue.pop_first() else {
+                    break;
+                };
+                *steps -= 1;
                 if let Entry::Occupied(entry) = live.entry(seq) {
                     if entry.get().0 == at && entry.get().1 == token {
                         return Some((at, entry.remove().2));
                     }
                 }
             }
-            self.hot = None;
-            self.order.remove(&at);
+            if queue.is_empty() {
+                self.hot = None;
+                self.order.remove(&at);
+            }
         }
+        None
     }
 
-    /// The live entries due at `now_ms`, each once, without removing them (in no particular
-    /// order within a deadline).
-    pub(crate) fn due(&self, now_ms: u64) -> impl Iterator<Item = &Deadline> + '_ {
-        self.order.range(..=now_ms).flat_map(move |at| {
-            self.queue(*at)
-                .iter()
-                .filter(move |entry| self.is_live(*at, **entry))
-                .filter_map(move |(seq, _)| self.get(*at, *seq))
-        })
+    /// Calls `f` with each live entry whose deadline is in `(after_ms, until_ms]` (nothing if
+    /// `until_ms <= after_ms`), each once, in no particular order, without removing it. Returns
+    /// how many index entries it looked at, stale ones too: O(log d) to find the range, then
+    /// only the entries of the deadlines in it, whatever lies before `after_ms` (a backlog of
+    /// due entries, say).
+    pub(crate) fn visit_due_in(
+        &self,
+        after_ms: u64,
+        until_ms: u64,
+        mut f: impl FnMut(&Deadline),
+    ) -> usize {
+        if until_ms <= after_ms {
+            return 0;
+        }
+        let mut looked_at = 0;
+        for &at in self
+            .order
+            .range((Bound::Excluded(after_ms), Bound::Included(until_ms)))
+        {
+            for &entry in self.queue(at).iter() {
+                looked_at += 1;
+                if let Some(what) = self.live_entry(at, entry) {
+                    f(what);
+                }
+            }
+        }
+        looked_at
     }
 }
 
@@ -188,6 +268,19 @@ mod tests {
     use super::*;
     fn hold(name: &str) -> Deadline {
         Deadline::Hold(u32::from(name.as_bytes()[0]))
+    }
+
+    /// The live entries due at `now_ms` (from the first deadline on), in no particular order.
+    fn due(d: &Deadlines, now_ms: u64) -> Vec<Deadline> {
+        let mut due = Vec::new();
+        d.visit_due_in(0, now_ms, |what| due.push(*what));
+        due
+    }
+
+    /// `pop_due` with no step limit.
+    fn pop(d: &mut Deadlines, now_ms: u64) -> Option<(u64, Deadline)> {
+        let mut steps = usize::MAX;
+        d.pop_due(now_ms, &mut steps)
     }
 
     #[test]
@@ -205,19 +298,16 @@ mod tests {
         d.insert(30, 1, hold("a"));
         assert_eq!(d.len(), 3);
         assert_eq!(d.first_time(), Some(10));
-        assert_eq!(
-            d.due(20).cloned().collect::<Vec<_>>(),
-            vec![hold("b"), hold("c")]
-        );
-        assert_eq!(d.pop_due(5), None);
-        assert_eq!(d.pop_due(25), Some((10, hold("b"))));
-        assert_eq!(d.pop_due(25), Some((20, hold("c"))));
-        assert_eq!(d.pop_due(25), None);
+        assert_eq!(due(&d, 20), vec![hold("b"), hold("c")]);
+        assert_eq!(pop(&mut d, 5), None);
+        assert_eq!(pop(&mut d, 25), Some((10, hold("b"))));
+        assert_eq!(pop(&mut d, 25), Some((20, hold("c"))));
+        assert_eq!(pop(&mut d, 25), None);
         assert_eq!(d.first_time(), Some(30));
-        assert_eq!(d.pop_due(30), Some((30, hold("a"))));
+        assert_eq!(pop(&mut d, 30), Some((30, hold("a"))));
         assert_eq!(d.len(), 0);
         // The emptied deadline is dropped at the next pop.
-        assert_eq!(d.pop_due(30), None);
+        assert_eq!(pop(&mut d, 30), None);
         assert_eq!(d.first_time(), None);
     }
 
@@ -227,8 +317,86 @@ mod tests {
         d.insert(10, 1, hold("a"));
         assert_eq!(d.remove(10, 1), Some(hold("a")));
         d.insert(10, 1, hold("a"));
-        assert_eq!(d.due(10).count(), 1);
-        assert_eq!(d.pop_due(10), Some((10, hold("a"))));
-        assert_eq!(d.pop_due(10), None);
+        assert_eq!(due(&d, 10).len(), 1);
+        assert_eq!(pop(&mut d, 10), Some((10, hold("a"))));
+        assert_eq!(pop(&mut d, 10), None);
+    }
+
+    #[test]
+    fn pops_in_sequence_order_whatever_the_insertion_order() {
+        let mut d = Deadlines::default();
+        // Appended in order, then a moved deadline (an older number) and a restore's
+        // out-of-order inserts.
+        for seq in [3, 5, 8] {
+            d.insert(10, seq, Deadline::Hold(seq as u32));
+        }
+        d.insert(20, 1, Deadline::Hold(1));
+        assert_eq!(d.remove(20, 1), Some(Deadline::Hold(1)));
+        d.insert(10, 1, Deadline::Hold(1));
+        for seq in [7, 2, 9, 4] {
+            d.insert(10, seq, Deadline::Hold(seq as u32));
+        }
+        let popped: Vec<u32> = std::iter::from_fn(|| pop(&mut d, 20))
+            .map(|(at, what)| match what {
+                Deadline::Hold(slot) | Deadline::Pickup(slot) if at == 10 => slot,
+                other => panic!("{other:?} at {at}"),
+            })
+            .collect();
+        assert_eq!(popped, [1, 2, 3, 4, 5, 7, 8, 9]);
+        assert_eq!(d.len(), 0);
+        // The deadline the hold moved away from only had a stale entry: dropped on the way.
+        assert_eq!(d.first_time(), None);
+    }
+
+    #[test]
+    fn a_pop_looks_at_no_more_entries_than_its_steps() {
+        let mut d = Deadlines::default();
+        for seq in 0..10 {
+            d.insert(10, seq, Deadline::Hold(seq as u32));
+        }
+        // Four stale entries first: they take steps too.
+        for seq in 0..4 {
+            assert!(d.remove(10, seq).is_some());
+        }
+        let mut steps = 3;
+        assert_eq!(d.pop_due(10, &mut steps), None, "three stale entries");
+        assert_eq!(steps, 0);
+        let mut steps = 3;
+        assert_eq!(d.pop_due(10, &mut steps), Some((10, Deadline::Hold(4))));
+        assert_eq!(steps, 1, "one stale, then the live one");
+        assert_eq!(d.pop_due(10, &mut steps), Some((10, Deadline::Hold(5))));
+        assert_eq!(d.pop_due(10, &mut steps), None);
+        // What was not reached is still due, in order.
+        assert_eq!(d.first_time(), Some(10));
+        assert_eq!(pop(&mut d, 10), Some((10, Deadline::Hold(6))));
+        assert_eq!(due(&d, 10).len(), 3);
+    }
+
+    #[test]
+    fn a_visit_looks_only_at_the_entries_of_its_range() {
+        let mut d = Deadlines::default();
+        // A backlog: many entries due at 10 (some stale), none looked at by a visit after 10.
+        for seq in 0..2_000 {
+            d.insert(10, seq, Deadline::Hold(seq as u32));
+        }
+        assert!(d.remove(10, 7).is_some());
+        d.insert(20, 2_000, hold("a"));
+        d.insert(20, 2_001, hold("b"));
+        assert!(d.remove(20, 2_001).is_some());
+        d.insert(30, 2_002, hold("c"));
+        let mut seen = Vec::new();
+        assert_eq!(
+            d.visit_due_in(10, 25, |what| seen.push(*what)),
+            2,
+            "one stale"
+        );
+        assert_eq!(seen, [hold("a")]);
+        assert_eq!(d.visit_due_in(10, 30, |_| {}), 3);
+        assert_eq!(d.visit_due_in(10, 19, |_| {}), 0);
+        // An empty or reversed range looks at nothing (and does not panic).
+        assert_eq!(d.visit_due_in(25, 25, |_| {}), 0);
+        assert_eq!(d.visit_due_in(30, 20, |_| {}), 0);
+        // From the start, the backlog's live entries are all there.
+        assert_eq!(due(&d, 10).len(), 1_999);
     }
 }

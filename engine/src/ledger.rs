@@ -144,6 +144,22 @@ pub(crate) fn check_field(value: i64) -> Result<(), Rejection> {
     }
 }
 
+/// The expiry steps that a batch of `requests` requests making `changes` balance changes (its
+/// change-feed events) may have added to the deadline index, and so sweeps after them: at most
+/// [`limits::EXPIRY_STEPS_PER_REQUEST`] per request plus one per balance change. A hold of `n`
+/// held lines costs `n` steps to expire and made `n` changes when it was granted (a pickup
+/// order alike); an extend makes no change but leaves one stale entry behind; a release or an
+/// order placed from a hold turns the hold's entry into one stale entry. So while a backlog of
+/// due deadlines is left, every batch sweeps all its own requests added plus
+/// [`limits::EXPIRY_STEPS_PER_BATCH`] more: no load can grow the backlog, and the extra work is
+/// at most proportional to what the batch's requests did themselves.
+fn expiry_steps_added(requests: usize, changes: u64) -> usize {
+    let changes = usize::try_from(changes).unwrap_or(usize::MAX);
+    requests
+        .saturating_mul(limits::EXPIRY_STEPS_PER_REQUEST)
+        .saturating_add(changes)
+}
+
 impl Ledger {
     /// An empty ledger with the given retention settings (each capped by its default).
     pub fn new(config: Config) -> Self {
@@ -193,12 +209,19 @@ impl Ledger {
     /// The earliest hold expiry or pickup deadline that may still be pending, ms since the
     /// epoch (never later than the earliest pending one): the leader proposes a batch (possibly
     /// empty) once its clock passes it, so deadlines fire on time even when no client writes
-    /// (the change feed then shows them at the right time).
+    /// (the change feed then shows them at the right time). While a backlog of expiries is
+    /// left for later batches ([`limits::EXPIRY_STEPS_PER_BATCH`]) it is at or before
+    /// [`Ledger::now_ms`], so the leader keeps proposing batches until the backlog is gone.
     pub fn next_deadline_ms(&self) -> Option<u64> {
         self.ix.deadlines.first_time()
     }
 
     /// Applies one batch of requests and returns one outcome per request, in order.
+    ///
+    /// Before the requests, the batch expires up to [`limits::EXPIRY_STEPS_PER_BATCH`] steps of
+    /// the deadlines its timestamp passed; after them, if some are still due, as many more steps
+    /// as its requests may have added ([`expiry_steps_added`]), so a backlog shrinks whatever
+    /// the load.
     ///
     /// The engine never panics on input: a malformed request gets `invalid`. It panics only on
     /// a caller bug (a log index that does not increase) or a broken ledger invariant: either
@@ -228,7 +251,7 @@ impl Ledger {
             .state
             .now_ms
             .max(header.timestamp_ms.min(limits::TIMESTAMP_MS_MAX));
-        self.expire_deadlines();
+        self.expire_deadlines(limits::EXPIRY_STEPS_PER_BATCH);
         self.expire_revocations();
         self.advance_retention();
         self.clean_up(limits::CLEANUP_STEPS_PER_BATCH);
@@ -242,7 +265,8 @@ impl Ledger {
             .iter()
             .map(|a| self.intern_author(a))
             .collect();
-        requests
+        let changes_before = self.state.feed.end();
+        let outcomes = requests
             .iter()
             .enumerate()
             .map(|(i, request)| {
@@ -255,7 +279,10 @@ impl Ledger {
                 self.current_author = 0;
                 outcome
             })
-            .collect()
+            .collect();
+        let changes = self.state.feed.end() - changes_before;
+        self.expire_deadlines(expiry_steps_added(requests.len(), changes));
+        outcomes
     }
 
     fn apply_one(&mut self, request: &Request) -> Outcome {

@@ -144,6 +144,39 @@ pub const RETIRED_ENTRIES_MIN: usize = 1;
 /// "No stalls"). Above what one batch can add, so a backlog always drains.
 pub const CLEANUP_STEPS_PER_BATCH: usize = 4 * BATCH_REQUESTS_MAX;
 
+/// Expiry work per batch, in steps: a batch releases the holds and cancels the pickups whose
+/// deadline passed, in (deadline, creation) order, until it has used this many steps; what is
+/// left stays due and the next batches work it off first (SPEC section 4, "No stalls": a burst
+/// of a million holds due in the same millisecond costs no batch more than this). A step is
+/// one entry of the deadline index looked at (a removed hold's stale entry too) plus one per
+/// line beyond the first of the hold or order it expires: a one-line hold is one step. The last
+/// object may overrun by its lines (at most [`HELD_LINES_MAX`] or [`ORDER_LINES_MAX`], what a
+/// single request may touch anyway).
+///
+/// Between its deadline and the batch that sweeps it, a hold or pickup answers every read and
+/// every write that names it as expired (`expired`; a pickup is expired on the spot when a
+/// write names its order). What still counts it are the totals: ATS (a `reserve` may be refused
+/// units that an overdue hold still holds), `shortage` events, purchase-limit counts, a kit's
+/// "in use", and the same figures in reads (balances, ATS, `nearby`, `status` counts: a read
+/// shows what a write would be given, and costs nothing per overdue hold; `view.rs`). That errs
+/// towards refusing, never towards overselling, and lasts until the backlog is worked off. A
+/// read still subtracts the deadlines that passed after the last batch's time.
+///
+/// 1,024 one-line holds take about 0.33 ms of apply time at 1 M balances and 0.1 ms at 10,000
+/// (median batch of `reserve_loop`'s expiry; docs/BENCHMARKS.md, "Expiry in bounded batches").
+/// That is the budget before a batch's requests; after them, a batch sweeps as many more steps
+/// as its requests may have added to the index ([`EXPIRY_STEPS_PER_REQUEST`] each plus one per
+/// balance change they made), so a backlog shrinks by at least this many steps in every batch
+/// whatever the load, and the extra work is proportional to the requests' own. With no client
+/// writes the leader proposes an empty batch every few ms while a backlog is left
+/// ([`crate::Ledger::next_deadline_ms`]).
+pub const EXPIRY_STEPS_PER_BATCH: usize = 1_024;
+
+/// Expiry steps a batch sweeps after its requests, per request, on top of one per balance
+/// change they made (see [`EXPIRY_STEPS_PER_BATCH`]): an `extend` changes no balance but
+/// leaves its hold's old entry in the deadline index, one step when its deadline comes.
+pub const EXPIRY_STEPS_PER_REQUEST: usize = 1;
+
 /// Distinct components of one kit (SPEC section 3: 1..=16).
 pub const KIT_COMPONENTS_MAX: usize = 16;
 
@@ -185,6 +218,8 @@ const _: () = assert!(TIMESTAMP_MS_MAX
 const _: () = assert!(PICKUP_DEADLINE_MS_MAX >= TTL_MS_MAX);
 const _: () = assert!(LINES_PER_REQUEST_MAX <= u16::MAX as usize);
 const _: () = assert!(CLEANUP_STEPS_PER_BATCH > 2 * BATCH_REQUESTS_MAX);
+const _: () = assert!(EXPIRY_STEPS_PER_BATCH >= 1);
+const _: () = assert!(EXPIRY_STEPS_PER_REQUEST >= 1);
 const _: () = assert!(LIMIT_WINDOW_MS_MIN < LIMIT_WINDOW_MS_MAX);
 const _: () = assert!(LIMIT_WINDOW_MS_MAX <= RETIRED_MS_DEFAULT);
 const _: () = assert!(LIMIT_CUSTOMERS_PER_SKU_MAX <= LIMIT_COUNTED_ENTRIES_MAX);

@@ -330,7 +330,7 @@ impl Ledger {
     }
 
     pub(crate) fn fulfil(&mut self, id: &OrderId, lines: &[LocatedLine]) -> Outcome {
-        let slot = self.order(id)?;
+        let slot = self.order_for_write(id)?;
         let order = self.ord(slot);
         let resolved = self.resolve_lines(lines)?;
         let mut plan = Plan::new();
@@ -439,7 +439,7 @@ impl Ledger {
     }
 
     pub(crate) fn cancel(&mut self, id: &OrderId, lines: Option<&[LocatedLine]>) -> Outcome {
-        let slot = self.order(id)?;
+        let slot = self.order_for_write(id)?;
         let order = self.ord(slot);
         let was_open = order.unfulfilled() > 0;
         let plan: Plan = match lines {
@@ -480,6 +480,7 @@ impl Ledger {
         to: &LocationId,
         qty: i64,
     ) -> Outcome {
+        self.expire_overdue_pickup(id);
         let plan = self.plan_reallocation(id, sku, from, to, qty)?;
         self.move_allocation(&plan);
         Ok(Reply::Done)
@@ -628,6 +629,7 @@ impl Ledger {
     }
 
     pub(crate) fn ready_for_pickup(&mut self, id: &OrderId) -> Outcome {
+        self.expire_overdue_pickup(id);
         let (slot, order) = self.pickup_order(id)?;
         if order.ready {
             return Err(Rejection::InvalidState {
@@ -640,6 +642,7 @@ impl Ledger {
     }
 
     pub(crate) fn picked_up(&mut self, id: &OrderId) -> Outcome {
+        self.expire_overdue_pickup(id);
         let (slot, order) = self.pickup_order(id)?;
         let plan = pickup_plan(order);
         let mut leaving: smallvec::SmallVec<[(SkuIdx, LocIdx, i64); 4]> = smallvec::SmallVec::new();
@@ -682,6 +685,43 @@ impl Ledger {
         self.unindex_pickups(slot);
         self.ord_mut(slot).pickup_expired = true;
         self.close_if_done(slot, was_open);
+    }
+
+    /// The slot of order `id` for a write on it, after [`Ledger::expire_overdue_pickup`].
+    fn order_for_write(&mut self, id: &OrderId) -> Result<ObjIdx, Rejection> {
+        let slot = self.order(id)?;
+        self.expire_if_overdue(slot);
+        Ok(slot)
+    }
+
+    /// Before a write on order `id`: if its pickup deadline passed and the batch's expiry did
+    /// not reach it yet (a backlog, [`limits::EXPIRY_STEPS_PER_BATCH`]), cancels its
+    /// uncollected pickup units now, exactly as that expiry would have (its change-feed events
+    /// name no request), so the write sees the expired pickup it answers for. Nothing for an
+    /// unknown order (the write's own checks answer for it, in their order).
+    fn expire_overdue_pickup(&mut self, id: &OrderId) {
+        if let Ok(slot) = self.order(id) {
+            self.expire_if_overdue(slot);
+        }
+    }
+
+    /// [`Ledger::expire_overdue_pickup`] of order `slot`.
+    fn expire_if_overdue(&mut self, slot: ObjIdx) {
+        let order = self.ord(slot);
+        let (Some(deadline), seq) = (order.pickup_deadline_ms, order.seq) else {
+            return;
+        };
+        if deadline > self.state.now_ms || order.pickup_expired {
+            return;
+        }
+        // An open pickup not yet expired has its entry; a closed order dropped it.
+        if self.ix.deadlines.remove(deadline, seq).is_none() {
+            return;
+        }
+        let (request, author) = (self.current_request, self.current_author);
+        (self.current_request, self.current_author) = (0, 0);
+        self.expire_pickup(slot);
+        (self.current_request, self.current_author) = (request, author);
     }
 }
 

@@ -1,9 +1,19 @@
 //! Queries, evaluated as of a time (SPEC section 3, Queries).
 //!
 //! Between batches, holds and pickups whose deadline has passed are still in the state (the
-//! next batch releases them). A query at time `now` first collects those pending deadlines
-//! (O(k log n) for k of them, nothing when none passed) and subtracts them from every balance
-//! and state it reports, so a passed deadline never shows as live in any read.
+//! next batch releases them). A query at time `now` first collects the deadlines in `(last
+//! batch's time, now]` (O(log d + k) for k of them, nothing when none passed; see
+//! [`Ledger::visit_lapsed`]) and subtracts them from every balance and count it reports.
+//!
+//! What a read does NOT subtract is the backlog: holds and pickups due at or before the last
+//! batch's time that the batches have not swept yet (a batch sweeps at most
+//! [`limits::EXPIRY_STEPS_PER_BATCH`] steps). Writes count them as held until they are swept,
+//! so reads do too: the balances, ATS and `nearby` rows, and the counts of `status`, are the
+//! figures a write at the read's time sees (a `reserve` of more than the ATS a read showed is
+//! refused with that ATS), and a read costs nothing per overdue hold, however long the
+//! backlog. What names one object answers as the object does to every write: a hold past its
+//! deadline is `expired`, a pickup past its deadline shows its units cancelled and is no longer
+//! due, swept or not.
 
 use rustc_hash::FxHashMap;
 
@@ -21,8 +31,7 @@ use crate::query::{
 use crate::state::{BalIdx, Order, NO_KIT};
 use crate::view_kits::KitScope;
 
-/// Holds and pickups past their deadline at the query time but not yet released.
-#[derive(Default)]
+/// Holds and pickups whose deadline passed after the last batch, as of the query time.
 struct Pending {
     /// Balance key -> (reserved, allocated) that no longer count.
     released: FxHashMap<u64, (i64, i64)>,
@@ -185,27 +194,31 @@ impl Ledger {
         })
     }
 
-    /// Deadlines in `(applied time, now]`: their units no longer count.
+    /// Calls `f` with every hold and pickup that a read at `now` no longer counts: those whose
+    /// deadline is after the last batch's time and at or before `now`. Overdue ones that the
+    /// batches have not swept yet (deadline at or before the last batch's time) still count,
+    /// as they do for writes, and are never looked at (see the module doc). Returns the number
+    /// of deadline index entries looked at: O(those in the range), never the backlog's.
+    pub(crate) fn visit_lapsed(&self, now: u64, f: impl FnMut(&Deadline)) -> usize {
+        self.ix.deadlines.visit_due_in(self.state.now_ms, now, f)
+    }
+
+    /// Deadlines in `(last batch's time, now]`: their units no longer count (none: `None`).
     fn pending(&self, now: u64) -> Option<Pending> {
-        if self.ix.deadlines.first_time()? > now {
-            return None;
-        }
-        let mut pending = Pending::default();
-        for deadline in self.ix.deadlines.due(now) {
-            match *deadline {
-                Deadline::Hold(slot) => {
-                    for h in &self.res(slot).held {
-                        pending.released.entry(key(h.sku, h.loc)).or_default().0 += h.qty;
-                    }
-                }
-                Deadline::Pickup(slot) => {
-                    for l in self.ord(slot).lines.iter().filter(|l| l.pickup) {
-                        pending.released.entry(key(l.sku, l.loc)).or_default().1 += l.unfulfilled();
-                    }
+        let mut released: FxHashMap<u64, (i64, i64)> = FxHashMap::default();
+        self.visit_lapsed(now, |deadline| match *deadline {
+            Deadline::Hold(slot) => {
+                for h in &self.res(slot).held {
+                    released.entry(key(h.sku, h.loc)).or_default().0 += h.qty;
                 }
             }
-        }
-        Some(pending)
+            Deadline::Pickup(slot) => {
+                for l in self.ord(slot).lines.iter().filter(|l| l.pickup) {
+                    released.entry(key(l.sku, l.loc)).or_default().1 += l.unfulfilled();
+                }
+            }
+        });
+        (!released.is_empty()).then_some(Pending { released })
     }
 
     /// The balance `bal` (of key `k`; none: zero) as of the query time.
@@ -485,21 +498,21 @@ impl Ledger {
         })
     }
 
-    /// Counters as of `now`: holds past their deadline are not live, and an order whose only
-    /// unfulfilled units are lapsed pickups is not open (SPEC section 3: "not in counts").
+    /// Counters as of `now`: holds whose deadline passed after the last batch are not live,
+    /// and an order whose only unfulfilled units are such lapsed pickups is not open (SPEC
+    /// section 3: "not in counts"). Overdue holds and pickups not yet swept still count, as
+    /// for writes (see the module doc).
     fn status(&self, now: u64) -> LedgerStatus {
         let (mut lapsed_holds, mut lapsed_orders) = (0u64, 0u64);
-        for deadline in self.ix.deadlines.due(now) {
-            match *deadline {
-                Deadline::Hold(_) => lapsed_holds += 1,
-                Deadline::Pickup(slot) => {
-                    let order = self.ord(slot);
-                    if order.lines.iter().all(|l| l.pickup || l.unfulfilled() == 0) {
-                        lapsed_orders += 1;
-                    }
+        self.visit_lapsed(now, |deadline| match *deadline {
+            Deadline::Hold(_) => lapsed_holds += 1,
+            Deadline::Pickup(slot) => {
+                let order = self.ord(slot);
+                if order.lines.iter().all(|l| l.pickup || l.unfulfilled() == 0) {
+                    lapsed_orders += 1;
                 }
             }
-        }
+        });
         LedgerStatus {
             applied_index: self.state.applied_index,
             now_ms: self.state.now_ms,
@@ -535,3 +548,6 @@ pub(crate) fn distance_m(a: Coordinates, b: Coordinates) -> u64 {
     let h = (dlat / 2.0).sin().powi(2) + lat1.cos() * lat2.cos() * (dlon / 2.0).sin().powi(2);
     (2.0 * EARTH_RADIUS_M * h.sqrt().min(1.0).asin()).round() as u64
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,8 +10,14 @@
 //! outcomes). `warm` runs the same window once untimed and lets time pass past every
 //! retention period before the timed window (the `warm` state of `benches/reserve.rs`).
 //!
-//! After the loop, one empty batch past every deadline expires all the holds it placed; its
-//! time is printed too.
+//! After the loop, empty batches past every deadline expire all the holds it placed (at most
+//! `EXPIRY_STEPS_PER_BATCH` a batch, so as many batches as that takes): their apply time, their
+//! number and the longest one are printed too, and so is the time of two reads, `status` and
+//! the availability of one SKU at all locations, made twice: before the first of those batches
+//! as of its time (every hold is past its deadline and none is swept: each read subtracts them
+//! all on the fly), and while the backlog is at its largest (after the first batch, as of
+//! `BATCH_STEP_MS` later: a read between two batches; overdue holds still count as held, and a
+//! read looks at none of them).
 //!
 //! To profile only the loop, give perf a control FIFO and name it in `PERF_CTL_FIFO` (and
 //! its ack FIFO in `PERF_ACK_FIFO`): the binary writes `enable` before the loop and `disable`
@@ -25,8 +31,8 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use benches::{load_stock, Driver, Reset, Session, Shape, Workload, HOLD_TTL_MS};
-use engine::{Config, Request};
+use benches::{load_stock, Driver, Reset, Session, Shape, Workload, BATCH_STEP_MS, HOLD_TTL_MS};
+use engine::{ChannelId, Config, Query, Request, Target};
 
 /// Sends a command to perf through the control FIFO named in `PERF_CTL_FIFO`, if any, and
 /// waits for its acknowledgement on `PERF_ACK_FIFO`.
@@ -122,24 +128,78 @@ fn run_window(driver: &mut Driver, requests: &[Vec<Request>], profile: bool) -> 
     Window { timed, rejected }
 }
 
-/// Expires every hold in one empty batch past all deadlines and prints its time.
+/// Expires every hold with empty batches past all deadlines and prints their apply time, and
+/// the time of two reads made before them and while the backlog is at its largest.
 fn expire_all(driver: &mut Driver, profile: bool) {
     let holds = driver.status().live_reservations;
+    let before = time_reads(driver, driver.ledger.now_ms() + HOLD_TTL_MS + 1000);
     if profile {
         perf_control("enable");
     }
     let start = Instant::now();
     driver.advance(HOLD_TTL_MS + 1000);
-    let expiry = start.elapsed();
+    let first = start.elapsed();
     if profile {
         perf_control("disable");
     }
-    assert_eq!(driver.status().live_reservations, 0);
+    let during = time_reads(driver, driver.ledger.now_ms() + BATCH_STEP_MS);
+    if profile {
+        perf_control("enable");
+    }
+    let mut batches = vec![first];
+    while driver.expiry_backlog() {
+        let start = Instant::now();
+        driver.advance(BATCH_STEP_MS);
+        batches.push(start.elapsed());
+    }
+    if profile {
+        perf_control("disable");
+    }
+    assert_eq!(driver.ledger.next_deadline_ms(), None, "every hold expired");
+    let total: Duration = batches.iter().sum();
+    let n = batches.len();
+    let (longest_at, _) = batches
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, d)| **d)
+        .expect("one batch at least");
+    batches.sort_unstable();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "expiry of {holds} holds in one batch: {:.3} s, {:.0} holds/s",
-        expiry.as_secs_f64(),
-        holds as f64 / expiry.as_secs_f64()
+        "expiry of {holds} holds in {n} batches: {:.3} s, {:.0} holds/s; per batch: first {:.3} ms, median {:.3} ms, longest {:.3} ms (batch {})",
+        total.as_secs_f64(),
+        holds as f64 / total.as_secs_f64(),
+        ms(first),
+        ms(batches[n / 2]),
+        ms(batches[n - 1]),
+        longest_at + 1
     );
+    println!(
+        "reads before the first expiry batch: status {:.3} ms, availability of one SKU {:.3} ms; during the backlog: status {:.3} ms, availability of one SKU {:.3} ms",
+        ms(before.0),
+        ms(before.1),
+        ms(during.0),
+        ms(during.1)
+    );
+}
+
+/// The time of a `status` query and of an availability query of one SKU at all locations,
+/// each as of `now`.
+fn time_reads(driver: &Driver, now: u64) -> (Duration, Duration) {
+    let start = Instant::now();
+    let status = driver.ledger.query(&Query::Status, now);
+    let status_took = start.elapsed();
+    assert!(status.is_ok());
+    let availability = Query::Availability {
+        skus: vec![benches::sku_id(0)],
+        target: Target::All,
+        channel: ChannelId::from("web"),
+    };
+    let start = Instant::now();
+    let answer = driver.ledger.query(&availability, now);
+    let availability_took = start.elapsed();
+    assert!(answer.is_ok(), "{answer:?}");
+    (status_took, availability_took)
 }
 
 fn main() {

@@ -1,4 +1,4 @@
-use crate::limits::{self, BATCH_REQUESTS_MAX, CLEANUP_STEPS_PER_BATCH};
+use crate::limits::{self, BATCH_REQUESTS_MAX, CLEANUP_STEPS_PER_BATCH, EXPIRY_STEPS_PER_BATCH};
 use crate::query::ReservationState;
 use crate::{
     Answer, BatchHeader, Code, Command, Config, InvalidReason, Ledger, Line, LocationDef,
@@ -304,7 +304,13 @@ fn a_big_reduction_is_worked_off_over_later_batches() {
     for chunk in ids.chunks(BATCH_REQUESTS_MAX) {
         run.batch(chunk.iter().map(|id| reserve(id, 1_000)).collect());
     }
-    run.batch(vec![]); // every hold expires: `holds` finished objects
+    // Every hold expires, at most EXPIRY_STEPS_PER_BATCH a batch (one step per one-line hold):
+    // `holds` finished objects.
+    while run.ledger.ix.live_reservations > 0 {
+        let live = run.ledger.ix.live_reservations;
+        run.batch(vec![]);
+        assert!(live - run.ledger.ix.live_reservations <= EXPIRY_STEPS_PER_BATCH);
+    }
     assert_eq!(run.hold("x0"), Some(ReservationState::Expired));
     let (retired, feed) = (&run.ledger.state.retired, &run.ledger.state.feed);
     assert_eq!((retired.clean(), retired.len()), (0, holds as u64));
