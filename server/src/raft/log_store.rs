@@ -546,6 +546,21 @@ impl LogStore {
     }
 }
 
+/// Purged entries freed per step of [`drop_in_steps`].
+const PURGE_DROP_STEP_ENTRIES: usize = 256;
+
+/// Frees purged entries on the runtime that allocated them, a step at a time with a yield
+/// between steps. Freed on another thread, they went to the allocating thread's heap as
+/// cross-thread frees, which mimalloc then collects in bulk inside whatever allocates next:
+/// an apply under the ledger lock.
+async fn drop_in_steps(mut purged: VecDeque<Entry>) {
+    while !purged.is_empty() {
+        let step = PURGE_DROP_STEP_ENTRIES.min(purged.len());
+        purged.drain(..step);
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Whether (and why) a node starts recovering after the way its previous process ended; an
 /// error for damage the durability mode cannot excuse.
 fn recovery_reason(
@@ -726,13 +741,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         };
         // openraft awaits a purge on its core task, so nothing slow may happen before this
         // returns: a snapshot's purge frees everything since the previous one (hundreds of ms
-        // of frees after a bulk load), so the frees run on a blocking thread; and the writer's
-        // part (an fsync, the purge file, deleting segments: 200-300 ms with a snapshot being
-        // written beside it) is queued, not awaited. The purge needs no durability before
-        // openraft goes on: until the purge file is written, a restart keeps the older entries,
-        // which the snapshot already covers (openraft purges them again).
+        // of frees after a bulk load), so the frees run in small steps in a task of their own
+        // (`drop_in_steps`); and the writer's part (an fsync, the purge file, deleting
+        // segments: 200-300 ms with a snapshot being written beside it) is queued, not
+        // awaited. The purge needs no durability before openraft goes on: until the purge file
+        // is written, a restart keeps the older entries, which the snapshot already covers
+        // (openraft purges them again).
         if !purged.is_empty() {
-            tokio::task::spawn_blocking(move || drop(purged));
+            tokio::spawn(drop_in_steps(purged));
         }
         self.send(Command::Purge { log_id })
             .await
