@@ -19,7 +19,7 @@ use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::{err, write_private, Identity, TlsError, TlsFiles};
+use crate::{err, with_setup_lock, write_private, write_public, Identity, TlsError, TlsFiles};
 
 /// URN prefix of the facts a client certificate carries.
 pub const URN_PREFIX: &str = "urn:stockd:";
@@ -232,8 +232,7 @@ pub fn issue_client(
         .map_err(|e| err("client certificate", e))?;
     std::fs::create_dir_all(out_dir).map_err(|e| err(out_dir.display(), e))?;
     write_private(&key_path, &key.serialize_pem())?;
-    std::fs::write(&cert_path, format!("{}{}", cert.pem(), ca_pem))
-        .map_err(|e| err(cert_path.display(), e))?;
+    write_public(&cert_path, &format!("{}{}", cert.pem(), ca_pem))?;
     let principal = principal_of(cert.der())?;
     Ok(IssuedClient {
         cert: cert_path,
@@ -244,17 +243,29 @@ pub fn issue_client(
 
 /// Writes the [`DEFAULT_ADMIN`] identity next to the CA in `ca_dir` unless it is there.
 pub fn ensure_admin(ca_dir: &Path) -> Result<(), TlsError> {
-    if ca_dir.join(format!("{DEFAULT_ADMIN}.pem")).exists() {
+    let cert_path = ca_dir.join(format!("{DEFAULT_ADMIN}.pem"));
+    if cert_path.exists() {
         return Ok(());
     }
-    let request = ClientCertRequest {
-        name: DEFAULT_ADMIN.to_owned(),
-        role: ClientRole::Admin,
-        channels: Vec::new(),
-        locations: Vec::new(),
-        days: CLIENT_DAYS_MAX,
-    };
-    issue_client(ca_dir, ca_dir, &request).map(|_| ())
+    // Under the setup lock: nodes started at once on one CA directory all get here.
+    with_setup_lock(ca_dir, || {
+        if cert_path.exists() {
+            return Ok(());
+        }
+        // A key without its certificate is what a crash between the two writes leaves.
+        let key_path = ca_dir.join(format!("{DEFAULT_ADMIN}.key"));
+        if key_path.exists() {
+            std::fs::remove_file(&key_path).map_err(|e| err(key_path.display(), e))?;
+        }
+        let request = ClientCertRequest {
+            name: DEFAULT_ADMIN.to_owned(),
+            role: ClientRole::Admin,
+            channels: Vec::new(),
+            locations: Vec::new(),
+            days: CLIENT_DAYS_MAX,
+        };
+        issue_client(ca_dir, ca_dir, &request).map(|_| ())
+    })
 }
 
 fn load_issuer(ca_dir: &Path) -> Result<(Issuer<'static, KeyPair>, String), TlsError> {

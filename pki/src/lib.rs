@@ -108,49 +108,95 @@ impl TlsFiles {
     }
 }
 
+/// Writes `contents` to `path`, readable by its owner only (mode 0600): for private keys and
+/// tokens. Whole or not at all, as [`write_whole`].
 fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
-    std::fs::write(path, contents).map_err(|e| err(path.display(), e))?;
+    write_whole(path, contents, true)
+}
+
+/// Writes a public file (a certificate) whole or not at all, as [`write_whole`].
+fn write_public(path: &Path, contents: &str) -> Result<(), TlsError> {
+    write_whole(path, contents, false)
+}
+
+/// Distinguishes the temporary files of threads of one process writing at once.
+static TEMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Writes `contents` to a temporary file beside `path`, syncs it and renames it over `path`, so
+/// that a reader (another node starting on the same CA directory, or this one after a crash)
+/// sees either no file or all of it, never a half-written key or token.
+fn write_whole(path: &Path, contents: &str, private: bool) -> Result<(), TlsError> {
+    use std::io::Write;
+    let seq = TEMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut temp_name = path.as_os_str().to_owned();
+    temp_name.push(format!(".tmp-{}-{seq}", std::process::id()));
+    let temp = std::path::PathBuf::from(temp_name);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| err(path.display(), e))?;
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(if private { 0o600 } else { 0o644 });
+    }
+    let written = options.open(&temp).and_then(|mut file| {
+        file.write_all(contents.as_bytes())?;
+        file.sync_all()
+    });
+    let renamed = written.and_then(|()| std::fs::rename(&temp, path));
+    if let Err(e) = renamed {
+        let _ = std::fs::remove_file(&temp);
+        return Err(err(path.display(), e));
     }
     Ok(())
+}
+
+/// File in a CA directory that serialises the creation of its shared files (the CA, the
+/// administrator's identity and token) between nodes started at once on it.
+const SETUP_LOCK_FILE: &str = "ca.lock";
+
+/// Runs `create` holding the exclusive setup lock of `dir` (created if missing). `create`
+/// checks again for what it is about to create: whoever held the lock before may have made it.
+fn with_setup_lock<T>(
+    dir: &Path,
+    create: impl FnOnce() -> Result<T, TlsError>,
+) -> Result<T, TlsError> {
+    std::fs::create_dir_all(dir).map_err(|e| err(dir.display(), e))?;
+    let lock_path = dir.join(SETUP_LOCK_FILE);
+    let lock = std::fs::File::create(&lock_path).map_err(|e| err(lock_path.display(), e))?;
+    lock.lock().map_err(|e| err(lock_path.display(), e))?;
+    let result = create();
+    drop(lock);
+    result
 }
 
 /// Creates a cluster CA in `dir` (`ca.pem`, `ca.key`) unless one is there.
 ///
 /// Nodes started at once on one CA directory (`--ca-dir` on one machine) must not each make
-/// their own CA: creation holds an exclusive lock on `ca.lock` there, and whoever comes second
-/// finds the first one's files.
+/// their own CA: creation holds the directory's setup lock, and whoever comes second finds the
+/// first one's files, each written whole.
 pub fn ensure_ca(dir: &Path) -> Result<(), TlsError> {
     let TlsFiles { ca_pem, ca_key, .. } = TlsFiles::in_dir(dir);
     if ca_pem.exists() && ca_key.exists() {
         return Ok(());
     }
-    std::fs::create_dir_all(dir).map_err(|e| err(dir.display(), e))?;
-    let lock_path = dir.join("ca.lock");
-    let lock = std::fs::File::create(&lock_path).map_err(|e| err(lock_path.display(), e))?;
-    lock.lock().map_err(|e| err(lock_path.display(), e))?;
-    if ca_pem.exists() && ca_key.exists() {
-        return Ok(());
-    }
-    let key = KeyPair::generate().map_err(|e| err("CA key", e))?;
-    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| err("CA", e))?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "stockd cluster CA");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let cert = params.self_signed(&key).map_err(|e| err("CA", e))?;
-    write_private(&ca_key, &key.serialize_pem())?;
-    std::fs::write(&ca_pem, cert.pem()).map_err(|e| err(ca_pem.display(), e))?;
-    drop(lock);
-    Ok(())
+    with_setup_lock(dir, || {
+        if ca_pem.exists() && ca_key.exists() {
+            return Ok(());
+        }
+        let key = KeyPair::generate().map_err(|e| err("CA key", e))?;
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| err("CA", e))?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "stockd cluster CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).map_err(|e| err("CA", e))?;
+        write_private(&ca_key, &key.serialize_pem())?;
+        write_public(&ca_pem, &cert.pem())
+    })
 }
 
 /// Issues a node certificate into `node_dir` (`node.pem`, `node.key`, and a copy of `ca.pem`),
@@ -190,11 +236,11 @@ pub fn ensure_node(ca_dir: &Path, node_dir: &Path, names: &[String]) -> Result<(
         .map_err(|e| err("node certificate", e))?;
     std::fs::create_dir_all(node_dir).map_err(|e| err(node_dir.display(), e))?;
     write_private(&node_key, &key.serialize_pem())?;
-    std::fs::write(&node_pem, format!("{}{}", cert.pem(), ca_cert_pem))
-        .map_err(|e| err(node_pem.display(), e))?;
     if ca_dir != node_dir {
-        std::fs::write(node_dir.join("ca.pem"), &ca_cert_pem).map_err(|e| err("ca.pem copy", e))?;
+        write_public(&node_dir.join("ca.pem"), &ca_cert_pem)?;
     }
+    // Last: its presence is what says the node's identity is complete.
+    write_public(&node_pem, &format!("{}{}", cert.pem(), ca_cert_pem))?;
     Ok(())
 }
 

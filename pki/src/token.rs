@@ -15,7 +15,7 @@ use ring::rand::SecureRandom;
 use subtle::ConstantTimeEq;
 
 use crate::client::{ClientRole, Principal, DEFAULT_ADMIN};
-use crate::{err, write_private, TlsError};
+use crate::{err, with_setup_lock, write_private, TlsError};
 
 /// What every token starts with (so a leaked one is easy to recognise and to scan for).
 pub const TOKEN_PREFIX: &str = "stockd_";
@@ -127,14 +127,28 @@ pub fn token_principal(
 /// with no extra step. The node proposes its grant to the cluster (only the hash is stored).
 pub fn ensure_admin_token(ca_dir: &Path) -> Result<(PathBuf, Token), TlsError> {
     let path = ca_dir.join(ADMIN_TOKEN_FILE);
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let token = Token::parse(&text)
-            .ok_or_else(|| TlsError(format!("{}: not a stockd token", path.display())))?;
+    let read = |path: &Path| -> Result<Option<Token>, TlsError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Token::parse(&text)
+                .map(Some)
+                .ok_or_else(|| TlsError(format!("{}: not a stockd token", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(err(path.display(), e)),
+        }
+    };
+    if let Some(token) = read(&path)? {
         return Ok((path, token));
     }
-    let token = Token::generate()?;
-    write_private(&path, &format!("{}\n", token.text()))?;
-    std::fs::read_to_string(&path).map_err(|e| err(path.display(), e))?;
+    // Under the setup lock, written whole: nodes started at once on one CA directory must all
+    // end with the one token in the file.
+    let token = with_setup_lock(ca_dir, || {
+        if let Some(token) = read(&path)? {
+            return Ok(token);
+        }
+        let token = Token::generate()?;
+        write_private(&path, &format!("{}\n", token.text()))?;
+        Ok(token)
+    })?;
     Ok((path, token))
 }
 

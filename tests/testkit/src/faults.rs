@@ -16,7 +16,12 @@ pub struct TornTail {
 /// never reached the disk. Never cuts into the 8-byte magic, since a segment cut to nothing
 /// is another case (a new segment).
 pub fn cut_tail(data_dir: &Path, bytes: u64) -> std::io::Result<TornTail> {
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(data_dir.join("log"))?
+    let log_dir = data_dir.join("log");
+    // Named in the error: a node that never started has no log directory.
+    let named =
+        |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", log_dir.display()));
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(&log_dir)
+        .map_err(named)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "seg"))
         .collect();
