@@ -735,6 +735,7 @@ mod tests {
             start_ms,
             apply_pause_max_us: apply_us,
             read_wait_max_us: read_us,
+            apply_cpu_max_us: 0,
         }
     }
 
@@ -744,6 +745,7 @@ mod tests {
             protocol::PauseStats {
                 apply_pause_max_us: 90_000,
                 read_wait_max_us: 500,
+                apply_cpu_max_us: 0,
                 recent: vec![
                     second(100_000, 90_000, 0),
                     second(110_000, 2_000, 300),
@@ -753,6 +755,7 @@ mod tests {
             protocol::PauseStats {
                 apply_pause_max_us: 4_000,
                 read_wait_max_us: 4_000,
+                apply_cpu_max_us: 0,
                 recent: vec![second(112_000, 2_500, 0), second(130_000, 4_000, 4_000)],
             },
         ]

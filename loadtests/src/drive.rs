@@ -404,6 +404,27 @@ pub struct RunRequest {
     pub soak: Option<Soak>,
 }
 
+/// `run`'s measurement: a soak (with its samples) or one drive of `req.mode`.
+async fn drive_run(
+    req: &RunRequest,
+    target: &AnyTarget,
+    load: &LoadSettings,
+    cluster: Option<&Cluster>,
+    name: &str,
+) -> (Result<RunOutcome, DriveError>, SoakSamples) {
+    if let Some(soak) = req.soak {
+        let label = format!("{name} soak");
+        return soak_on(target, req.scenario, load, req.rate, soak, cluster, &label).await;
+    }
+    let drive = match req.mode {
+        DriveMode::Open => Drive::Open(req.rate),
+        DriveMode::Closed => Drive::Closed(req.concurrency.max(1)),
+        DriveMode::Max => Drive::Max,
+    };
+    let outcome = scenario_on(target, req.scenario, load, drive, name).await;
+    (outcome, SoakSamples::default())
+}
+
 /// The `run` command: one scenario against one target, its summary, record and charts.
 pub async fn run_command(
     req: RunRequest,
@@ -417,22 +438,8 @@ pub async fn run_command(
             return ExitCode::from(2);
         }
     };
-    let drive = match req.mode {
-        DriveMode::Open => Drive::Open(req.rate),
-        DriveMode::Closed => Drive::Closed(req.concurrency.max(1)),
-        DriveMode::Max => Drive::Max,
-    };
     let name = format!("{}-{}", req.target.as_str(), req.scenario.as_str());
-    let (outcome, samples) = match req.soak {
-        Some(soak) => {
-            let label = format!("{name} soak");
-            soak_on(&target, req.scenario, load, req.rate, soak, cluster, &label).await
-        }
-        None => (
-            scenario_on(&target, req.scenario, load, drive, &name).await,
-            SoakSamples::default(),
-        ),
-    };
+    let (outcome, samples) = drive_run(&req, &target, load, cluster, &name).await;
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
@@ -461,6 +468,7 @@ pub async fn run_command(
         "batching": batching,
         "memory": samples.memory,
         "node_pause_ms_per_window": samples.node_pause_ms_per_window(outcome.stats()),
+        "node_apply_cpu_ms_per_window": samples.node_apply_cpu_ms_per_window(outcome.stats()),
     });
     let runs = [NamedRun {
         name: &name,

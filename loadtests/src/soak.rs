@@ -44,6 +44,9 @@ pub struct SoakSamples {
     /// so no second is missed while a window is shorter than that. Empty unless the target
     /// is stockd.
     pub node_pause_us: BTreeMap<u64, u64>,
+    /// As `node_pause_us`, the CPU time of the applying thread within its longest apply of
+    /// the second (`PauseSecond::apply_cpu_max_us`): the work, where the pause adds waiting.
+    pub node_apply_cpu_us: BTreeMap<u64, u64>,
     /// When the measured run ended, ms since the Unix epoch: with the run's length, where
     /// its windows lie on the nodes' clocks (one host: the clocks agree).
     pub run_end_ms: u64,
@@ -53,14 +56,28 @@ impl SoakSamples {
     /// The nodes' longest pause in `window` of a run of `run_seconds`, µs: the seconds of
     /// the nodes' clocks that overlap it. `None` when no node reported (not stockd).
     pub fn node_pause_in(&self, window: &WindowStats, run_seconds: f64) -> Option<u64> {
-        if self.node_pause_us.is_empty() {
+        self.largest_in(&self.node_pause_us, window, run_seconds)
+    }
+
+    /// As [`SoakSamples::node_pause_in`], the CPU time of the nodes' longest apply, µs.
+    pub fn node_apply_cpu_in(&self, window: &WindowStats, run_seconds: f64) -> Option<u64> {
+        self.largest_in(&self.node_apply_cpu_us, window, run_seconds)
+    }
+
+    fn largest_in(
+        &self,
+        per_second: &BTreeMap<u64, u64>,
+        window: &WindowStats,
+        run_seconds: f64,
+    ) -> Option<u64> {
+        if per_second.is_empty() {
             return None;
         }
         let run_start_ms = self.run_end_ms as f64 - run_seconds * 1_000.0;
         let start_ms = (run_start_ms + window.start_s * 1_000.0).max(0.0) as u64;
         let end_ms = (run_start_ms + (window.start_s + window.seconds) * 1_000.0).max(0.0) as u64;
         Some(
-            self.node_pause_us
+            per_second
                 .range(start_ms.saturating_sub(999)..end_ms)
                 .map(|(_, &us)| us)
                 .max()
@@ -80,12 +97,26 @@ impl SoakSamples {
             .collect()
     }
 
+    /// [`SoakSamples::node_apply_cpu_in`] for each window of `stats`, ms.
+    pub fn node_apply_cpu_ms_per_window(&self, stats: &RunStats) -> Vec<Option<f64>> {
+        stats
+            .windows
+            .iter()
+            .map(|w| {
+                self.node_apply_cpu_in(w, stats.seconds)
+                    .map(|us| us as f64 / 1_000.0)
+            })
+            .collect()
+    }
+
     /// Adds statuses' per-second pauses, keeping each second's largest.
     fn note_pauses(&mut self, pauses: &[protocol::PauseStats]) {
         for second in pauses.iter().flat_map(|p| &p.recent) {
             let us = second.apply_pause_max_us.max(second.read_wait_max_us);
             let slot = self.node_pause_us.entry(second.start_ms).or_insert(0);
             *slot = (*slot).max(us);
+            let cpu = self.node_apply_cpu_us.entry(second.start_ms).or_insert(0);
+            *cpu = (*cpu).max(second.apply_cpu_max_us);
         }
     }
 }
@@ -168,32 +199,33 @@ pub async fn soak_on(
 pub fn describe_soak(stats: &RunStats, samples: &SoakSamples) -> String {
     let ms = |us: f64| us / 1_000.0;
     let mut o = format!(
-        "  {:>8} {:>12} {:>9} {:>9} {:>9} {:>15} {:>14}\n",
+        "  {:>8} {:>12} {:>9} {:>9} {:>9} {:>15} {:>14} {:>13}\n",
         "t (s)",
         format!("{}/s", stats.primary),
         "p50 ms",
         "p99 ms",
         "max ms",
         "longest gap ms",
-        "node pause ms"
+        "node pause ms",
+        "apply cpu ms"
     );
+    let shown =
+        |us: Option<u64>| us.map_or_else(|| "-".to_owned(), |us| format!("{:.3}", ms(us as f64)));
     for w in &stats.windows {
-        let pause = samples
-            .node_pause_in(w, stats.seconds)
-            .map_or_else(|| "-".to_owned(), |us| format!("{:.3}", ms(us as f64)));
         o.push_str(&format!(
-            "  {:>8.0} {:>12} {:>9.3} {:>9.3} {:>9.3} {:>15.3} {:>14}\n",
+            "  {:>8.0} {:>12} {:>9.3} {:>9.3} {:>9.3} {:>15.3} {:>14} {:>13}\n",
             w.start_s,
             report::thousands(w.throughput),
             ms(w.latency.p50_us),
             ms(w.latency.p99_us),
             ms(w.latency.max_us),
             ms(w.longest_gap_us),
-            pause
+            shown(samples.node_pause_in(w, stats.seconds)),
+            shown(samples.node_apply_cpu_in(w, stats.seconds)),
         ));
     }
     o.push_str(
-        "  (longest gap: the generator's longest wait between two completions in the window;\n   node pause: the nodes' longest apply pause or read wait in it, from their statuses)\n",
+        "  (longest gap: the generator's longest wait between two completions in the window;\n   node pause: the nodes' longest apply pause or read wait in it, from their statuses;\n   apply cpu: the applying thread's CPU time in the longest apply, the rest of a pause is waiting)\n",
     );
     o.push_str("  memory (VmRSS, MiB; t = seconds since the soak's command started):\n");
     for m in &samples.memory {
@@ -233,6 +265,8 @@ mod tests {
                     start_ms,
                     apply_pause_max_us: apply,
                     read_wait_max_us: read,
+                    // Half of the pause worked, half waited.
+                    apply_cpu_max_us: apply / 2,
                 })
                 .collect(),
             ..protocol::PauseStats::default()
@@ -265,11 +299,26 @@ mod tests {
             Some(7_000)
         );
         assert_eq!(samples.node_pause_in(&window(0.0, 10.0), 30.0), Some(4_000));
+        // The CPU column is each window's own largest apply CPU: in [80, 90) that of the
+        // straddling second (2,000), not that of the window's largest pause (a read wait).
+        assert_eq!(
+            samples.node_apply_cpu_in(&window(0.0, 10.0), 30.0),
+            Some(2_000)
+        );
+        assert_eq!(
+            samples.node_apply_cpu_in(&window(10.0, 10.0), 30.0),
+            Some(2_000)
+        );
+        assert_eq!(
+            samples.node_apply_cpu_in(&window(20.0, 10.0), 30.0),
+            Some(0)
+        );
     }
 
     #[test]
     fn without_node_statuses_the_column_is_empty() {
         let samples = SoakSamples::default();
         assert_eq!(samples.node_pause_in(&window(0.0, 10.0), 30.0), None);
+        assert_eq!(samples.node_apply_cpu_in(&window(0.0, 10.0), 30.0), None);
     }
 }

@@ -439,7 +439,12 @@ pub struct PauseStats {
     /// Longest time a read of the ledger (a query, an authorization lookup, a status, a
     /// snapshot's freeze) waited for the ledger, µs.
     pub read_wait_max_us: u64,
-    /// The same two maxima per second of the node's clock, oldest first, for the seconds in
+    /// Longest CPU time the applying thread spent from asking for the write lock until it
+    /// released it (`CLOCK_THREAD_CPUTIME_ID`), µs: the work in a pause. What
+    /// [`PauseStats::apply_pause_max_us`] has beyond it is waiting, for the lock or for a core
+    /// (a node that shares its cores is descheduled while it holds the lock).
+    pub apply_cpu_max_us: u64,
+    /// The same maxima per second of the node's clock, oldest first, for the seconds in
     /// the last [`crate::PAUSE_SECONDS_REPORTED`] in which the ledger was locked at all; a benchmark
     /// that asks at least that often sees the longest pause of each of its phases.
     pub recent: Vec<PauseSecond>,
@@ -454,6 +459,8 @@ pub struct PauseSecond {
     pub apply_pause_max_us: u64,
     /// As [`PauseStats::read_wait_max_us`], within this second (0: none waited). µs.
     pub read_wait_max_us: u64,
+    /// As [`PauseStats::apply_cpu_max_us`], within this second. µs.
+    pub apply_cpu_max_us: u64,
 }
 
 /// Snapshots this node built since it started. A build freezes the ledger (the only step

@@ -91,6 +91,8 @@ pub struct Pauses {
     started_unix_ms: u64,
     apply: PauseMax,
     read: PauseMax,
+    /// The applying thread's CPU time within each apply pause.
+    apply_cpu: PauseMax,
 }
 
 impl Pauses {
@@ -103,6 +105,7 @@ impl Pauses {
             started_unix_ms,
             apply: PauseMax::new(),
             read: PauseMax::new(),
+            apply_cpu: PauseMax::new(),
         }
     }
 
@@ -128,12 +131,14 @@ impl Pauses {
                     .saturating_add(second.saturating_mul(1_000)),
                 apply_pause_max_us: self.apply.at(second),
                 read_wait_max_us: self.read.at(second),
+                apply_cpu_max_us: self.apply_cpu.at(second),
             })
             .filter(|s| s.apply_pause_max_us > 0 || s.read_wait_max_us > 0)
             .collect();
         PauseStats {
             apply_pause_max_us: self.apply.since_start_us.load(Ordering::Relaxed),
             read_wait_max_us: self.read.since_start_us.load(Ordering::Relaxed),
+            apply_cpu_max_us: self.apply_cpu.since_start_us.load(Ordering::Relaxed),
             recent,
         }
     }
@@ -178,6 +183,7 @@ impl LedgerLock {
     /// Panics if a previous apply panicked: a half-applied ledger must stop the node.
     pub(in crate::raft) fn write(&self) -> LedgerWrite<'_> {
         let asked = Instant::now();
+        let cpu_asked_ns = thread_cpu_ns();
         let guard = self
             .ledger
             .write()
@@ -185,6 +191,7 @@ impl LedgerLock {
         LedgerWrite {
             guard,
             asked,
+            cpu_asked_ns,
             pauses: &self.pauses,
         }
     }
@@ -199,7 +206,19 @@ impl LedgerLock {
 pub(in crate::raft) struct LedgerWrite<'a> {
     guard: RwLockWriteGuard<'a, Ledger>,
     asked: Instant,
+    /// This thread's CPU time when it asked for the lock (the guard is not `Send`: it is
+    /// dropped on the same thread).
+    cpu_asked_ns: u64,
     pauses: &'a Pauses,
+}
+
+/// The calling thread's CPU time, ns (`CLOCK_THREAD_CPUTIME_ID`: a system call, ~0.1-0.5 µs,
+/// twice per entry applied).
+fn thread_cpu_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    let secs = u64::try_from(t.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(t.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
 }
 
 impl std::ops::Deref for LedgerWrite<'_> {
@@ -219,8 +238,12 @@ impl Drop for LedgerWrite<'_> {
     fn drop(&mut self) {
         // The lock is released right after this (the guard field drops next): the few
         // nanoseconds in between are not worth a second clock read.
+        let done = Instant::now();
+        let cpu_us = thread_cpu_ns().saturating_sub(self.cpu_asked_ns) / 1_000;
+        self.pauses.record(&self.pauses.apply, self.asked, done);
         self.pauses
-            .record(&self.pauses.apply, self.asked, Instant::now());
+            .apply_cpu
+            .record(self.pauses.second_of(done), cpu_us);
     }
 }
 
@@ -267,6 +290,7 @@ mod tests {
                 start_ms: pauses.started_unix_ms + 70_000,
                 apply_pause_max_us: 9_000,
                 read_wait_max_us: 0,
+                apply_cpu_max_us: 0,
             }]
         );
         let early = pauses.stats(at(2_900));
@@ -311,5 +335,35 @@ mod tests {
             lock.pauses()
         );
         assert_eq!(lock.pauses().read_wait_max_us, 0, "the read never waited");
+        let cpu = lock.pauses().apply_cpu_max_us;
+        assert!(cpu < 10_000, "blocked on the lock is not CPU: {cpu} µs");
+    }
+
+    /// The CPU time of a pause counts the applying thread's work only: a thread holding the
+    /// lock while it is off the CPU (here asleep; in a node, descheduled) adds wall time, not
+    /// CPU time.
+    #[test]
+    fn the_cpu_of_an_apply_counts_work_not_waiting() {
+        let lock = LedgerLock::new(Ledger::default());
+        {
+            let _held = lock.write();
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        let slept = lock.pauses();
+        assert!(slept.apply_pause_max_us >= 30_000, "{slept:?}");
+        assert!(slept.apply_cpu_max_us < 10_000, "{slept:?}");
+        {
+            let _held = lock.write();
+            let start = thread_cpu_ns();
+            let mut spins = 0u64;
+            while thread_cpu_ns().saturating_sub(start) < 40_000_000 {
+                spins = std::hint::black_box(spins + 1);
+            }
+        }
+        let worked = lock.pauses();
+        assert!(worked.apply_cpu_max_us >= 40_000, "{worked:?}");
+        assert!(worked.apply_cpu_max_us <= worked.apply_pause_max_us.max(40_000) + 1_000);
+        let second = worked.recent.last().expect("this second");
+        assert!(second.apply_cpu_max_us >= 40_000, "{worked:?}");
     }
 }

@@ -473,12 +473,16 @@ fn ms(us: u64) -> String {
 fn pauses_line(p: &protocol::PauseStats) -> String {
     let recent_apply = p.recent.iter().map(|s| s.apply_pause_max_us).max();
     let recent_read = p.recent.iter().map(|s| s.read_wait_max_us).max();
+    let recent_cpu = p.recent.iter().map(|s| s.apply_cpu_max_us).max();
     format!(
-        "\n  pauses: apply_max={} read_wait_max={} (last {} s: apply_max={} read_wait_max={})",
+        "\n  pauses: apply_max={} apply_cpu_max={} read_wait_max={} \
+         (last {} s: apply_max={} apply_cpu_max={} read_wait_max={})",
         ms(p.apply_pause_max_us),
+        ms(p.apply_cpu_max_us),
         ms(p.read_wait_max_us),
         protocol::PAUSE_SECONDS_REPORTED,
         ms(recent_apply.unwrap_or(0)),
+        ms(recent_cpu.unwrap_or(0)),
         ms(recent_read.unwrap_or(0)),
     )
 }
@@ -610,23 +614,26 @@ mod tests {
         let pauses = protocol::PauseStats {
             apply_pause_max_us: 12_345,
             read_wait_max_us: 7,
+            apply_cpu_max_us: 2_000,
             recent: vec![
                 protocol::PauseSecond {
                     start_ms: 1_000,
                     apply_pause_max_us: 900,
                     read_wait_max_us: 0,
+                    apply_cpu_max_us: 800,
                 },
                 protocol::PauseSecond {
                     start_ms: 2_000,
                     apply_pause_max_us: 3_100,
                     read_wait_max_us: 5,
+                    apply_cpu_max_us: 600,
                 },
             ],
         };
         assert_eq!(
             pauses_line(&pauses),
-            "\n  pauses: apply_max=12.345ms read_wait_max=0.007ms \
-             (last 60 s: apply_max=3.100ms read_wait_max=0.005ms)"
+            "\n  pauses: apply_max=12.345ms apply_cpu_max=2.000ms read_wait_max=0.007ms \
+             (last 60 s: apply_max=3.100ms apply_cpu_max=0.800ms read_wait_max=0.005ms)"
         );
         let snapshots = protocol::SnapshotStats {
             building: Some(protocol::SnapshotBuilding {
