@@ -83,6 +83,9 @@ enum Cmd {
     /// retriers, several concurrent holds each) over several connections; checks that exactly
     /// min(stock, sum of the limits) units are granted and no customer passes the limit.
     LimitedSale(LimitedSaleArgs),
+    /// Many holds with one deadline: how long after it the cluster has released them all,
+    /// and its longest pause meanwhile (SPEC sections 3 and 4).
+    ExpiryBurst(ExpiryBurstArgs),
     /// One scenario against one target.
     Run(RunArgs),
     /// Every scenario against every target in turn, side by side.
@@ -202,6 +205,21 @@ struct LimitedSaleArgs {
     /// Print the report as JSON too.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+#[derive(Args)]
+struct ExpiryBurstArgs {
+    /// Holds placed, all with one deadline.
+    #[arg(long, default_value_t = 200_000)]
+    holds: u64,
+    /// SKUs the holds are spread over (one balance each).
+    #[arg(long, default_value_t = 10_000)]
+    skus: u64,
+    /// Seconds from the start of the placing to the deadline (enough to place every hold).
+    #[arg(long, default_value_t = 30)]
+    lead_s: u64,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
@@ -509,6 +527,14 @@ pub fn main() -> ExitCode {
                 greedy_holds: args.greedy_holds,
                 connections: args.connections,
                 json: args.json,
+            })
+        }
+        Cmd::ExpiryBurst(args) => {
+            crate::expiry_burst::expiry_burst(crate::expiry_burst::ExpiryBurstRequest {
+                cluster: args.cluster.choice(),
+                holds: args.holds,
+                skus: args.skus,
+                lead_s: args.lead_s,
             })
         }
         Cmd::Run(args) => run(&args),

@@ -37,6 +37,7 @@ pub mod compare;
 pub mod connect;
 pub mod demo;
 pub mod drive;
+pub mod expiry_burst;
 pub mod limited_sale;
 pub mod mix;
 pub mod outputs;

@@ -106,11 +106,13 @@ struct Window {
     /// Apply + dropping the outcomes, summed over the batches (request building excluded).
     timed: Duration,
     rejected: usize,
+    /// Each batch's apply + drop, in order.
+    batches: Vec<Duration>,
 }
 
 /// Applies every prepared batch, timing each apply and the drop of its outcomes only.
 fn run_window(driver: &mut Driver, requests: &[Vec<Request>], profile: bool) -> Window {
-    let mut timed = Duration::ZERO;
+    let mut batches = Vec::with_capacity(requests.len());
     let mut rejected = 0;
     if profile {
         perf_control("enable");
@@ -120,12 +122,34 @@ fn run_window(driver: &mut Driver, requests: &[Vec<Request>], profile: bool) -> 
         let outcomes = driver.apply(batch);
         rejected += outcomes.iter().filter(|o| o.is_err()).count();
         drop(outcomes);
-        timed += start.elapsed();
+        batches.push(start.elapsed());
     }
     if profile {
         perf_control("disable");
     }
-    Window { timed, rejected }
+    Window {
+        timed: batches.iter().sum(),
+        rejected,
+        batches,
+    }
+}
+
+/// The median batch and the longest ones of the loop, with their positions: a batch far
+/// above the median is work that does not scale with the batch (a table growing, pages copied).
+fn print_longest(times: &[Duration]) {
+    let mut by_time: Vec<(usize, Duration)> = times.iter().copied().enumerate().collect();
+    by_time.sort_unstable_by_key(|&(_, d)| std::cmp::Reverse(d));
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let median = by_time.get(by_time.len() / 2).map_or(0.0, |&(_, d)| ms(d));
+    let longest: Vec<String> = by_time
+        .iter()
+        .take(5)
+        .map(|&(i, d)| format!("{:.3} ms (batch {})", ms(d), i + 1))
+        .collect();
+    println!(
+        "per batch: median {median:.3} ms, longest {}",
+        longest.join(", ")
+    );
 }
 
 /// Expires every hold with empty batches past all deadlines and prints their apply time, and
@@ -215,7 +239,11 @@ fn main() {
         .map(|_| work.reserve_batch(batch_size, lines))
         .collect();
     let profile_expiry = std::env::var("PROFILE_PHASE").is_ok_and(|p| p == "expire");
-    let Window { timed, rejected } = run_window(&mut driver, &requests, !profile_expiry);
+    let Window {
+        timed,
+        rejected,
+        batches: times,
+    } = run_window(&mut driver, &requests, !profile_expiry);
     assert_eq!(rejected, 0, "some reservations were rejected");
     let n = (batches * batch_size) as f64;
     println!(
@@ -227,6 +255,7 @@ fn main() {
         n / timed.as_secs_f64(),
         timed.as_secs_f64() * 1e9 / n
     );
+    print_longest(&times);
     drop(requests);
     expire_all(&mut driver, profile_expiry);
 }
