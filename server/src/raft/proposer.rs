@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
 use engine::{Author, Authors, Outcome, Request};
 use protocol::{BatchStats, NodeAddr, ServerError};
@@ -138,6 +138,7 @@ impl Proposer {
             clock,
             stats: stats.clone(),
             tick_pending: Arc::new(AtomicBool::new(false)),
+            tick_applied: Arc::new(Notify::new()),
             last_ts: 0,
             last_stamp: None,
             clock_distrusted: false,
@@ -208,6 +209,11 @@ struct Batcher {
     metrics: Arc<Metrics>,
     /// A tick (an empty batch that only moves time) is in flight: no second one.
     tick_pending: Arc<AtomicBool>,
+    /// Signalled when a tick has applied: if deadlines are still due (an expiry backlog, which
+    /// a batch works off [`engine::limits::EXPIRY_STEPS_PER_BATCH`] steps at a time) the next
+    /// tick goes at once, not after [`TICK_CHECK_MS`], so overdue holds leave the counts at
+    /// the pace of Raft round trips (SPEC section 3: a passed deadline is not in counts).
+    tick_applied: Arc<Notify>,
     /// The last batch's timestamp: batches never go back in time (SPEC section 4).
     last_ts: u64,
     /// The last stamp and the monotonic clock then (see `clock::next_stamp`).
@@ -230,6 +236,7 @@ async fn run(mut batcher: Batcher, mut rx: mpsc::Receiver<PendingWrite>, infligh
                 None => return,
             },
             () = tokio::time::sleep(Duration::from_millis(TICK_CHECK_MS)) => None,
+            () = batcher.tick_applied.notified() => None,
         };
         let batch = match first {
             Some(first) => gather(first, &mut rx),
@@ -255,11 +262,16 @@ async fn run(mut batcher: Batcher, mut rx: mpsc::Receiver<PendingWrite>, infligh
             })
             .await;
         let answered = answer(proposed, batcher.raft.clone(), replies);
-        let tick_pending = batcher.tick_pending.clone();
+        let (tick_pending, tick_applied) =
+            (batcher.tick_pending.clone(), batcher.tick_applied.clone());
         tokio::spawn(async move {
-            answered.await;
+            let applied = answered.await;
             if tick {
                 tick_pending.store(false, Ordering::Release);
+                // Only after an applied tick: one that failed waits for the next check.
+                if applied {
+                    tick_applied.notify_one();
+                }
             }
             drop(permit);
         });
@@ -368,8 +380,13 @@ type Proposed = Result<
 >;
 
 /// Waits (at most [`WRITE_TIMEOUT_MS`]) for a proposed batch to be committed and applied, and
-/// answers each of its writers: its outcome and log index, or the batch's error.
-async fn answer(proposed: Proposed, raft: Raft, replies: Vec<oneshot::Sender<WriteResult>>) {
+/// answers each of its writers: its outcome and log index, or the batch's error. Returns
+/// whether the batch applied.
+async fn answer(
+    proposed: Proposed,
+    raft: Raft,
+    replies: Vec<oneshot::Sender<WriteResult>>,
+) -> bool {
     let result = match proposed {
         Err(fatal) => Err(ServerError::Unavailable {
             message: fatal.to_string(),
@@ -400,11 +417,13 @@ async fn answer(proposed: Proposed, raft: Raft, replies: Vec<oneshot::Sender<Wri
             for (tx, outcome) in replies.into_iter().zip(reply.outcomes) {
                 let _ = tx.send(Ok((outcome, reply.log_index)));
             }
+            true
         }
         Err(e) => {
             for tx in replies {
                 let _ = tx.send(Err(e.clone()));
             }
+            false
         }
     }
 }
