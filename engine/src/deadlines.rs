@@ -25,41 +25,11 @@
 //! row, so most inserts and pops find their queue without hashing its deadline.
 
 use std::cmp::Reverse;
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 use std::ops::Bound;
 
-use std::hash::{BuildHasherDefault, Hasher};
-
-use rustc_hash::FxHashMap;
-
+use crate::shard_map::{SeqKeys, SpreadKeys, U64Map};
 use crate::state::Deadline;
-
-/// Hashes a sequence number to itself (with its low bits copied to the top, where the hash
-/// table takes its per-slot tag): consecutive numbers land in consecutive slots, so inserting
-/// the deadlines of new objects walks memory in order instead of missing the cache once per
-/// write.
-#[derive(Default)]
-pub(crate) struct SeqHasher(u64);
-
-impl Hasher for SeqHasher {
-    fn finish(&self) -> u64 {
-        self.0 | (self.0 << 57)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-/// A map keyed by sequence numbers, laid out in sequence order.
-type SeqMap<V> = std::collections::HashMap<u64, V, BuildHasherDefault<SeqHasher>>;
 
 /// One deadline's entries: (object sequence number, insertion token), stale ones included.
 #[derive(Debug, Clone, Default)]
@@ -113,13 +83,13 @@ pub(crate) struct Deadlines {
     /// Distinct deadlines (ms) that may still have live entries.
     order: BTreeSet<u64>,
     /// Per deadline, its entries (see [`Queue`]).
-    queues: FxHashMap<u64, Queue>,
+    queues: U64Map<Queue, SpreadKeys>,
     /// The deadline and queue last used, kept out of `queues` (each deadline's queue is in
     /// exactly one of the two; see the module doc).
     hot: Option<(u64, Queue)>,
     /// Live entries: sequence number -> (deadline, insertion token, what). A queue entry is live
     /// only if its token is the current one, so a re-inserted object appears once.
-    live: SeqMap<(u64, u64, Deadline)>,
+    live: U64Map<(u64, u64, Deadline), SeqKeys>,
     /// The next insertion token.
     token: u64,
 }
@@ -150,7 +120,7 @@ impl Deadlines {
         if let Some((at, queue)) = self.hot.take() {
             self.queues.insert(at, queue);
         }
-        let queue = self.queues.remove(&at_ms).unwrap_or_else(|| {
+        let queue = self.queues.remove(at_ms).unwrap_or_else(|| {
             self.order.insert(at_ms);
             Queue::default()
         });
@@ -161,14 +131,17 @@ impl Deadlines {
     fn queue(&self, at_ms: u64) -> &Queue {
         match &self.hot {
             Some((at, queue)) if *at == at_ms => queue,
-            _ => &self.queues[&at_ms],
+            _ => self
+                .queues
+                .get(at_ms)
+                .expect("every deadline in the order has a queue"),
         }
     }
 
     /// Removes the deadline of object `seq` if it is `at_ms`; returns what it was.
     pub(crate) fn remove(&mut self, at_ms: u64, seq: u64) -> Option<Deadline> {
-        match self.live.get(&seq) {
-            Some((at, _, _)) if *at == at_ms => self.live.remove(&seq).map(|(_, _, what)| what),
+        match self.live.get(seq) {
+            Some((at, _, _)) if *at == at_ms => self.live.remove(seq).map(|(_, _, what)| what),
             _ => None,
         }
     }
@@ -176,14 +149,14 @@ impl Deadlines {
     /// The live entry of object `seq` at `at_ms`, if any.
     pub(crate) fn get(&self, at_ms: u64, seq: u64) -> Option<&Deadline> {
         self.live
-            .get(&seq)
+            .get(seq)
             .filter(|(at, _, _)| *at == at_ms)
             .map(|(_, _, what)| what)
     }
 
     /// What a queue entry of deadline `at_ms` names, if it is the live entry (not stale).
     fn live_entry(&self, at_ms: u64, (seq, token): (u64, u64)) -> Option<&Deadline> {
-        match self.live.get(&seq) {
+        match self.live.get(seq) {
             Some((at, t, what)) if *at == at_ms && *t == token => Some(what),
             _ => None,
         }
@@ -192,6 +165,14 @@ impl Deadlines {
     /// Live entries.
     pub(crate) fn len(&self) -> usize {
         self.live.len()
+    }
+
+    /// The capacity of the largest hash table in the index: what its costliest growth moves.
+    #[cfg(test)]
+    fn largest_table_capacity(&self) -> usize {
+        self.live
+            .largest_shard_capacity()
+            .max(self.queues.largest_shard_capacity())
     }
 
     /// The earliest deadline that may still have a live entry. It can be earlier than the
@@ -219,9 +200,9 @@ impl Deadlines {
                     break;
                 };
                 *steps -= 1;
-                if let Entry::Occupied(entry) = live.entry(seq) {
-                    if entry.get().0 == at && entry.get().1 == token {
-                        return Some((at, entry.remove().2));
+                if live.get(seq).is_some_and(|e| e.0 == at && e.1 == token) {
+                    if let Some((_, _, what)) = live.remove(seq) {
+                        return Some((at, what));
                     }
                 }
             }
@@ -281,6 +262,34 @@ mod tests {
     fn pop(d: &mut Deadlines, now_ms: u64) -> Option<(u64, Deadline)> {
         let mut steps = usize::MAX;
         d.pop_due(now_ms, &mut steps)
+    }
+
+    /// A batch never pays for growing a table of every live hold (SPEC section 4): with a
+    /// million holds over 100,000 deadlines, no table of the index holds more than a shard's
+    /// share.
+    #[test]
+    fn no_table_of_the_index_grows_with_every_hold() {
+        let mut d = Deadlines::default();
+        let holds = 1_000_000u64;
+        for seq in 1..=holds {
+            d.insert(1_000 + seq / 10, seq, Deadline::Hold(seq as u32));
+        }
+        assert_eq!(d.len(), holds as usize);
+        let share = 4 * holds as usize / crate::shard_map::MAP_SHARDS;
+        assert!(
+            d.largest_table_capacity() <= share,
+            "a table of {} entries for {holds} holds",
+            d.largest_table_capacity()
+        );
+        let mut steps = usize::MAX;
+        let mut popped = 0u64;
+        let mut last = (0, 0);
+        while let Some((at, Deadline::Hold(slot))) = d.pop_due(u64::MAX, &mut steps) {
+            assert!((at, slot) > last, "in (deadline, creation) order");
+            last = (at, slot);
+            popped += 1;
+        }
+        assert_eq!(popped, holds);
     }
 
     #[test]

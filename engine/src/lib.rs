@@ -40,6 +40,7 @@ pub mod query;
 mod retention;
 mod returns;
 mod search;
+mod shard_map;
 mod slab;
 mod snapshot;
 mod sourcing;

@@ -71,12 +71,10 @@ fn spread(hash: u32) -> u64 {
     u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-/// Shards of an [`IdTable`] (a power of two; the top bits of an id's hash pick its shard).
-const ID_SHARD_BITS: u32 = 6;
+/// Bits of an [`IdTable`]'s shard index (the top bits of an id's 32-bit hash pick its shard).
+const ID_SHARD_BITS: u32 = crate::shard_map::MAP_SHARD_BITS;
 /// Number of shards of an [`IdTable`].
-const ID_SHARDS: usize = 1 << ID_SHARD_BITS;
-/// A shard smaller than this grows when hashbrown decides (growing it costs microseconds).
-const ID_SHARD_EARLY_GROWTH_MIN: usize = 1 << 12;
+const ID_SHARDS: usize = crate::shard_map::MAP_SHARDS;
 
 /// Id -> handle, for ids kept in an arena: the table holds only handles and their ids' hashes
 /// (8 bytes an entry); equality reads the arena, and only when the hashes match. Keeping the
@@ -86,7 +84,7 @@ const ID_SHARD_EARLY_GROWTH_MIN: usize = 1 << 12;
 /// section 4, "No stalls"): one table of 4 M dedup ids doubles in tens of ms, and the dedup and
 /// reservation tables, filled by the same writes, doubled in the same batch. Shards fill
 /// evenly, so each grows early, at a fill between 3/4 and 7/8 that depends on its position
-/// ([`grow_early`]), which spreads the shards' doublings over an eighth of the table's growth
+/// ([`crate::shard_map::grow_early`]), which spreads the shards' doublings over an eighth of the table's growth
 /// instead of letting them all fall on the same few writes.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct IdTable {
@@ -97,19 +95,6 @@ pub(crate) struct IdTable {
 /// The shard of an id's hash.
 fn shard_of(hash: u32) -> usize {
     (hash >> (32 - ID_SHARD_BITS)) as usize
-}
-
-/// Doubles shard `index` of an [`IdTable`] before hashbrown would (at 7/8 full), once it is
-/// `3/4 + index / (8 * ID_SHARDS)` full.
-fn grow_early(shard: &mut HashTable<IdEntry>, index: usize) {
-    let capacity = shard.capacity();
-    if capacity < ID_SHARD_EARLY_GROWTH_MIN {
-        return;
-    }
-    let threshold = capacity / 4 * 3 + capacity / 8 * index / ID_SHARDS;
-    if shard.len() >= threshold {
-        shard.reserve(capacity - shard.len() + 1, |e| spread(e.hash));
-    }
 }
 
 impl IdTable {
@@ -135,7 +120,7 @@ impl IdTable {
         match shard.find_mut(spread(hash), |e| e.hash == hash && same(e.handle)) {
             Some(entry) => entry.handle = handle,
             None => {
-                grow_early(shard, shard_of(hash));
+                crate::shard_map::grow_early(shard, shard_of(hash), |e| spread(e.hash));
                 shard.insert_unique(spread(hash), IdEntry { handle, hash }, |e| spread(e.hash));
             }
         }
@@ -145,7 +130,7 @@ impl IdTable {
     /// stale one): one probe instead of [`IdTable::set`]'s two.
     pub(crate) fn insert_new(&mut self, hash: u32, handle: u32) {
         let shard = self.shard_mut(hash);
-        grow_early(shard, shard_of(hash));
+        crate::shard_map::grow_early(shard, shard_of(hash), |e| spread(e.hash));
         shard.insert_unique(spread(hash), IdEntry { handle, hash }, |e| spread(e.hash));
     }
 
@@ -834,7 +819,7 @@ mod id_table_tests {
             }
             for (seen, shard) in capacities.iter_mut().zip(&table.shards) {
                 if shard.capacity() != *seen {
-                    if *seen >= ID_SHARD_EARLY_GROWTH_MIN {
+                    if *seen >= crate::shard_map::SHARD_EARLY_GROWTH_MIN {
                         growths_in_window += 1;
                         big_growths += 1;
                     }

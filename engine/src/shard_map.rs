@@ -1,0 +1,239 @@
+//! Maps keyed by `u64` (sequence numbers, deadlines) split into [`MAP_SHARDS`] hash tables
+//! that grow one at a time (SPEC section 4, "No stalls").
+//!
+//! One hash table doubles all at once, under the ledger's lock: the deadline index's map of
+//! live holds, one table, took 24 ms of one batch when it doubled at ~920,000 holds
+//! (`reserve_loop 1000 1024 1 cold 10000`, docs/BENCHMARKS.md). Split in 64, each shard holds
+//! 1/64 of the entries, and the shards double early, at staggered fills ([`grow_early`]), so
+//! their doublings fall on different writes: a batch pays for at most one or two shards.
+
+use std::marker::PhantomData;
+
+use hashbrown::HashTable;
+
+/// Bits of a key's shard index.
+pub(crate) const MAP_SHARD_BITS: u32 = 6;
+/// Shards of a sharded table (here and in `state::IdTable`).
+pub(crate) const MAP_SHARDS: usize = 1 << MAP_SHARD_BITS;
+/// A shard smaller than this grows when hashbrown decides (growing it costs microseconds).
+pub(crate) const SHARD_EARLY_GROWTH_MIN: usize = 1 << 12;
+
+/// Doubles shard `index` of a sharded table before hashbrown would (at 7/8 full), once it is
+/// `3/4 + index / (8 * MAP_SHARDS)` full. Shards fill evenly, so without this they would all
+/// double within a few writes of one another; with it their doublings spread over an eighth
+/// of the table's growth.
+pub(crate) fn grow_early<T>(shard: &mut HashTable<T>, index: usize, hasher: impl Fn(&T) -> u64) {
+    let capacity = shard.capacity();
+    if capacity < SHARD_EARLY_GROWTH_MIN {
+        return;
+    }
+    let threshold = capacity / 4 * 3 + capacity / 8 * index / MAP_SHARDS;
+    if shard.len() >= threshold {
+        shard.reserve(capacity - shard.len() + 1, hasher);
+    }
+}
+
+/// How a key picks its shard and its hash within the shard. The shard must not come from a
+/// hash's top 7 bits: hashbrown keeps those as the entry's tag, and a shard whose entries all
+/// shared them would compare every entry it probes.
+pub(crate) trait KeyLayout {
+    /// The key's shard, below [`MAP_SHARDS`].
+    fn shard(key: u64) -> usize;
+    /// The key's hash within its shard.
+    fn hash(key: u64) -> u64;
+}
+
+/// Bits of a run of consecutive sequence numbers that share a shard.
+const SEQ_RUN_BITS: u32 = 10;
+
+/// Keys that are sequence numbers (they only grow): runs of 1,024 consecutive numbers share a
+/// shard and lie in order within it (the hash is the number with the shard bits taken out,
+/// its low bits copied into the tag), so the inserts of a batch and the pops of an expiry walk
+/// memory in order instead of missing the cache once per entry.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SeqKeys;
+
+impl KeyLayout for SeqKeys {
+    #[inline]
+    fn shard(key: u64) -> usize {
+        (key >> SEQ_RUN_BITS) as usize & (MAP_SHARDS - 1)
+    }
+
+    #[inline]
+    fn hash(key: u64) -> u64 {
+        let run = key >> (SEQ_RUN_BITS + MAP_SHARD_BITS);
+        let within = run << SEQ_RUN_BITS | (key & ((1 << SEQ_RUN_BITS) - 1));
+        within | (within << 57)
+    }
+}
+
+/// Other keys (deadlines in ms): spread by a multiplication; bits 32-37 pick the shard.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SpreadKeys;
+
+impl KeyLayout for SpreadKeys {
+    #[inline]
+    fn shard(key: u64) -> usize {
+        (Self::hash(key) >> 32) as usize & (MAP_SHARDS - 1)
+    }
+
+    #[inline]
+    fn hash(key: u64) -> u64 {
+        key.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+}
+
+/// A map from `u64` keys to `V` in [`MAP_SHARDS`] hash tables (module doc).
+#[derive(Debug, Clone)]
+pub(crate) struct U64Map<V, L> {
+    /// Empty until the first insert (a small map costs nothing), then [`MAP_SHARDS`].
+    shards: Vec<HashTable<(u64, V)>>,
+    len: usize,
+    layout: PhantomData<L>,
+}
+
+impl<V, L> Default for U64Map<V, L> {
+    fn default() -> Self {
+        U64Map {
+            shards: Vec::new(),
+            len: 0,
+            layout: PhantomData,
+        }
+    }
+}
+
+impl<V, L: KeyLayout> U64Map<V, L> {
+    /// The value of `key`.
+    #[inline]
+    pub(crate) fn get(&self, key: u64) -> Option<&V> {
+        self.shards
+            .get(L::shard(key))?
+            .find(L::hash(key), |e| e.0 == key)
+            .map(|e| &e.1)
+    }
+
+    /// Sets the value of `key`; returns the one it replaces.
+    #[inline]
+    pub(crate) fn insert(&mut self, key: u64, value: V) -> Option<V> {
+        if self.shards.is_empty() {
+            self.shards = (0..MAP_SHARDS).map(|_| HashTable::new()).collect();
+        }
+        let index = L::shard(key);
+        let shard = &mut self.shards[index];
+        if let Some(entry) = shard.find_mut(L::hash(key), |e| e.0 == key) {
+            return Some(std::mem::replace(&mut entry.1, value));
+        }
+        grow_early(shard, index, |e| L::hash(e.0));
+        shard.insert_unique(L::hash(key), (key, value), |e| L::hash(e.0));
+        self.len += 1;
+        None
+    }
+
+    /// Removes `key`; returns its value.
+    #[inline]
+    pub(crate) fn remove(&mut self, key: u64) -> Option<V> {
+        let shard = self.shards.get_mut(L::shard(key))?;
+        let entry = shard.find_entry(L::hash(key), |e| e.0 == key).ok()?;
+        self.len -= 1;
+        Some(entry.remove().0 .1)
+    }
+
+    /// Entries in the map.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The capacity of the largest shard: what the costliest doubling moves.
+    #[cfg(test)]
+    pub(crate) fn largest_shard_capacity(&self) -> usize {
+        self.shards
+            .iter()
+            .map(HashTable::capacity)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Each shard's capacity.
+    #[cfg(test)]
+    fn capacities(&self) -> Vec<usize> {
+        self.shards.iter().map(HashTable::capacity).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_key_is_found_replaced_and_removed<L: KeyLayout>(keys: impl Fn(u64) -> u64) {
+        let mut map: U64Map<u64, L> = U64Map::default();
+        assert_eq!(map.get(7), None);
+        assert_eq!(map.remove(7), None, "an empty map has no shards");
+        for i in 0..200_000 {
+            assert_eq!(map.insert(keys(i), i), None);
+        }
+        assert_eq!(map.len(), 200_000);
+        assert_eq!(map.insert(keys(5), 55), Some(5), "insert replaces");
+        assert_eq!(map.len(), 200_000);
+        for i in (0..200_000).filter(|i| i % 2 == 0) {
+            assert!(map.remove(keys(i)).is_some());
+        }
+        assert_eq!(map.len(), 100_000);
+        for i in 0..200_000 {
+            let expected = match i {
+                5 => Some(55),
+                i if i % 2 == 1 => Some(i),
+                _ => None,
+            };
+            assert_eq!(map.get(keys(i)).copied(), expected, "key {}", keys(i));
+        }
+    }
+
+    #[test]
+    fn sequence_numbers_and_deadlines_are_found_replaced_and_removed() {
+        every_key_is_found_replaced_and_removed::<SeqKeys>(|i| i + 1);
+        every_key_is_found_replaced_and_removed::<SeqKeys>(|i| i * 3 + (1 << 40));
+        every_key_is_found_replaced_and_removed::<SpreadKeys>(|i| 1_767_225_600_000 + i * 7);
+    }
+
+    /// Counts, per window of `WINDOW` inserts, how many big shards doubled.
+    fn most_doublings_in_a_window<L: KeyLayout>(keys: impl Fn(u64) -> u64) -> (usize, usize) {
+        const WINDOW: u64 = 1_000;
+        let mut map: U64Map<(), L> = U64Map::default();
+        let mut seen = vec![0; MAP_SHARDS];
+        let (mut in_window, mut most, mut big) = (0, 0, 0);
+        for i in 0..3_000_000 {
+            map.insert(keys(i), ());
+            if i % WINDOW == 0 {
+                most = most.max(in_window);
+                in_window = 0;
+            }
+            for (seen, capacity) in seen.iter_mut().zip(map.capacities()) {
+                if capacity != *seen {
+                    if *seen >= SHARD_EARLY_GROWTH_MIN {
+                        in_window += 1;
+                        big += 1;
+                    }
+                    *seen = capacity;
+                }
+            }
+        }
+        assert!(
+            map.largest_shard_capacity() <= 4 * 3_000_000 / MAP_SHARDS,
+            "shards fill evenly"
+        );
+        (most, big)
+    }
+
+    #[test]
+    fn shards_double_one_at_a_time_not_all_in_the_same_writes() {
+        for (most, big) in [
+            most_doublings_in_a_window::<SeqKeys>(|i| i + 1),
+            most_doublings_in_a_window::<SpreadKeys>(|i| 1_767_225_600_000 + i),
+        ] {
+            assert!(big >= MAP_SHARDS * 2, "{big} doublings of big shards");
+            // Unstaggered, the 64 evenly filled shards would each double within a few
+            // thousand inserts of one another.
+            assert!(most <= 4, "{most} big shards doubled within 1,000 inserts");
+        }
+    }
+}
