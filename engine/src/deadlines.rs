@@ -215,14 +215,15 @@ impl Deadlines {
     }
 
     /// Calls `f` with each live entry whose deadline is in `(after_ms, until_ms]` (nothing if
-    /// `until_ms <= after_ms`), each once, in no particular order, without removing it. Returns
-    /// how many index entries it looked at, stale ones too: O(log d) to find the range, then
-    /// only the entries of the deadlines in it, whatever lies before `after_ms` (a backlog of
-    /// due entries, say).
+    /// `until_ms <= after_ms`), each once, in deadline order (within a deadline in no particular
+    /// order), without removing it, until it has looked at `max_entries` index entries. Returns
+    /// how many it looked at, stale ones too: O(log d) to find the range, then only the entries
+    /// of the deadlines in it, whatever lies before `after_ms` (a backlog of due entries, say).
     pub(crate) fn visit_due_in(
         &self,
         after_ms: u64,
         until_ms: u64,
+        max_entries: usize,
         mut f: impl FnMut(&Deadline),
     ) -> usize {
         if until_ms <= after_ms {
@@ -234,6 +235,9 @@ impl Deadlines {
             .range((Bound::Excluded(after_ms), Bound::Included(until_ms)))
         {
             for &entry in self.queue(at).iter() {
+                if looked_at == max_entries {
+                    return looked_at;
+                }
                 looked_at += 1;
                 if let Some(what) = self.live_entry(at, entry) {
                     f(what);
@@ -254,7 +258,7 @@ mod tests {
     /// The live entries due at `now_ms` (from the first deadline on), in no particular order.
     fn due(d: &Deadlines, now_ms: u64) -> Vec<Deadline> {
         let mut due = Vec::new();
-        d.visit_due_in(0, now_ms, |what| due.push(*what));
+        d.visit_due_in(0, now_ms, usize::MAX, |what| due.push(*what));
         due
     }
 
@@ -395,16 +399,20 @@ mod tests {
         d.insert(30, 2_002, hold("c"));
         let mut seen = Vec::new();
         assert_eq!(
-            d.visit_due_in(10, 25, |what| seen.push(*what)),
+            d.visit_due_in(10, 25, usize::MAX, |what| seen.push(*what)),
             2,
             "one stale"
         );
         assert_eq!(seen, [hold("a")]);
-        assert_eq!(d.visit_due_in(10, 30, |_| {}), 3);
-        assert_eq!(d.visit_due_in(10, 19, |_| {}), 0);
+        assert_eq!(d.visit_due_in(10, 30, usize::MAX, |_| {}), 3);
+        // A cap stops the visit: the stale entry first, then one live one of deadline 30.
+        let mut capped = Vec::new();
+        assert_eq!(d.visit_due_in(10, 30, 2, |what| capped.push(*what)), 2);
+        assert_eq!(capped, [hold("a")]);
+        assert_eq!(d.visit_due_in(10, 19, usize::MAX, |_| {}), 0);
         // An empty or reversed range looks at nothing (and does not panic).
-        assert_eq!(d.visit_due_in(25, 25, |_| {}), 0);
-        assert_eq!(d.visit_due_in(30, 20, |_| {}), 0);
+        assert_eq!(d.visit_due_in(25, 25, usize::MAX, |_| {}), 0);
+        assert_eq!(d.visit_due_in(30, 20, usize::MAX, |_| {}), 0);
         // From the start, the backlog's live entries are all there.
         assert_eq!(due(&d, 10).len(), 1_999);
     }

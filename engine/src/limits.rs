@@ -172,6 +172,15 @@ pub const CLEANUP_STEPS_PER_BATCH: usize = 4 * BATCH_REQUESTS_MAX;
 /// ([`crate::Ledger::next_deadline_ms`]).
 pub const EXPIRY_STEPS_PER_BATCH: usize = 1_024;
 
+/// Deadline index entries a read looks at, at most, to subtract the holds and pickups that
+/// lapsed after the last batch's time (`view.rs`). A read holds the ledger's read lock, which
+/// stops apply (SPEC section 4, "No stalls"): a million holds due in the millisecond after a
+/// batch took a single-SKU read 44-84 ms to subtract. It subtracts the first of them in
+/// (deadline, creation) order and counts the rest as held until a batch sweeps them, as for a
+/// backlog ([`EXPIRY_STEPS_PER_BATCH`]): towards refusing, never towards overselling. The same
+/// as a batch's expiry budget, so a read costs at most what one batch's expiry does.
+pub const READ_LAPSED_STEPS_MAX: usize = EXPIRY_STEPS_PER_BATCH;
+
 /// Expiry steps a batch sweeps after its requests, per request, on top of one per balance
 /// change they made (see [`EXPIRY_STEPS_PER_BATCH`]): an `extend` changes no balance but
 /// leaves its hold's old entry in the deadline index, one step when its deadline comes.

@@ -2,8 +2,10 @@
 //!
 //! Between batches, holds and pickups whose deadline has passed are still in the state (the
 //! next batch releases them). A query at time `now` first collects the deadlines in `(last
-//! batch's time, now]` (O(log d + k) for k of them, nothing when none passed; see
-//! [`Ledger::visit_lapsed`]) and subtracts them from every balance and count it reports.
+//! batch's time, now]` (O(log d + k) for k of them, nothing when none passed, k at most
+//! [`limits::READ_LAPSED_STEPS_MAX`]; see [`Ledger::visit_lapsed`]) and subtracts them from
+//! every balance and count it reports. Beyond that limit (a burst due in one millisecond), the
+//! rest count as held until a batch sweeps them, like a backlog.
 //!
 //! What a read does NOT subtract is the backlog: holds and pickups due at or before the last
 //! batch's time that the batches have not swept yet (a batch sweeps at most
@@ -195,12 +197,15 @@ impl Ledger {
     }
 
     /// Calls `f` with every hold and pickup that a read at `now` no longer counts: those whose
-    /// deadline is after the last batch's time and at or before `now`. Overdue ones that the
-    /// batches have not swept yet (deadline at or before the last batch's time) still count,
-    /// as they do for writes, and are never looked at (see the module doc). Returns the number
-    /// of deadline index entries looked at: O(those in the range), never the backlog's.
+    /// deadline is after the last batch's time and at or before `now`, the first
+    /// [`limits::READ_LAPSED_STEPS_MAX`] index entries of them in deadline order. The rest, and
+    /// overdue ones that the batches have not swept yet (deadline at or before the last batch's
+    /// time), still count, as they do for writes, and are never looked at (see the module
+    /// doc). Returns the number of deadline index entries looked at: at most that limit.
     pub(crate) fn visit_lapsed(&self, now: u64, f: impl FnMut(&Deadline)) -> usize {
-        self.ix.deadlines.visit_due_in(self.state.now_ms, now, f)
+        self.ix
+            .deadlines
+            .visit_due_in(self.state.now_ms, now, limits::READ_LAPSED_STEPS_MAX, f)
     }
 
     /// Deadlines in `(last batch's time, now]`: their units no longer count (none: `None`).

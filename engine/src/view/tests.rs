@@ -1,7 +1,7 @@
 //! A read's time adjustment looks only at the deadlines after the last batch's time, never at
 //! a backlog of overdue holds (see the module doc of `view.rs`).
 
-use crate::limits::{BATCH_REQUESTS_MAX, EXPIRY_STEPS_PER_BATCH};
+use crate::limits::{BATCH_REQUESTS_MAX, EXPIRY_STEPS_PER_BATCH, READ_LAPSED_STEPS_MAX};
 use crate::{
     Answer, BatchHeader, ChannelId, Command, Config, Ledger, Line, LocationDef, LocationId,
     LocationKind, Query, Reason, Request, RequestId, ReservationId, SkuId, Target,
@@ -114,6 +114,65 @@ fn a_read_during_a_backlog_looks_at_no_overdue_entry() {
     assert_eq!(reserved(T0 + TTL_MS + 5) as u64, overdue);
     match ledger.query(&Query::Status, T0 + TTL_MS + 5) {
         Ok(Answer::Status(status)) => assert_eq!(status.live_reservations, overdue),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A read between a burst's deadline and the batch that sweeps it looks at no more than
+/// [`READ_LAPSED_STEPS_MAX`] entries (SPEC section 4: a read holds the ledger's read lock, which
+/// stops apply): it subtracts the first of the lapsed holds, in (deadline, creation) order, and
+/// counts the rest as held, as writes and reads do for a backlog.
+#[test]
+fn a_read_after_a_burst_deadline_looks_at_a_bounded_number_of_entries() {
+    let (mut ledger, mut next) = (Ledger::new(Config::default()), 0);
+    let burst = 3 * READ_LAPSED_STEPS_MAX;
+    let setup = vec![
+        Command::DefineLocation(LocationDef {
+            location: LocationId::from("wh"),
+            kind: LocationKind::Warehouse,
+            pickup: false,
+            coordinates: None,
+            channels: None,
+        }),
+        Command::SetOnHand {
+            sku: SkuId::from("A"),
+            location: LocationId::from("wh"),
+            qty: burst as i64,
+            reason: Reason::from("count"),
+            expected: None,
+        },
+    ];
+    apply(&mut ledger, &mut next, T0, setup);
+    let holds: Vec<Command> = (0..burst)
+        .map(|i| reserve(&format!("h{i}"), TTL_MS))
+        .collect();
+    apply(&mut ledger, &mut next, T0, holds);
+    let mut lapsed = 0;
+    let looked_at = ledger.visit_lapsed(T0 + TTL_MS, |_| lapsed += 1);
+    assert_eq!(
+        (looked_at, lapsed),
+        (READ_LAPSED_STEPS_MAX, READ_LAPSED_STEPS_MAX)
+    );
+    let query = Query::Availability {
+        skus: vec![SkuId::from("A")],
+        target: Target::All,
+        channel: ChannelId::from("web"),
+    };
+    let reserved = match ledger.query(&query, T0 + TTL_MS) {
+        Ok(Answer::Availability(skus)) => skus[0].rows[0].balance.reserved,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(reserved as usize, burst - READ_LAPSED_STEPS_MAX);
+    // Before the deadline, every hold counts; after the batches sweep them, none does.
+    let before = ledger.query(&query, T0 + TTL_MS - 1);
+    assert!(
+        matches!(before, Ok(Answer::Availability(ref s)) if s[0].rows[0].balance.reserved as usize == burst)
+    );
+    for i in 0..burst.div_ceil(EXPIRY_STEPS_PER_BATCH) as u64 {
+        apply(&mut ledger, &mut next, T0 + TTL_MS + i, vec![]);
+    }
+    match ledger.query(&query, T0 + TTL_MS + 100) {
+        Ok(Answer::Availability(skus)) => assert_eq!(skus[0].rows[0].balance.reserved, 0),
         other => panic!("{other:?}"),
     }
 }
