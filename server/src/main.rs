@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Normal elections and peers that come and go are not errors (see `server::logging`).
     server::logging::init();
-    no_transparent_huge_pages();
+    server::memory::no_transparent_huge_pages();
     // A broken ledger invariant (or any other bug) must stop the node rather than let it
     // diverge from its replicas: every panic, in any task, aborts the process.
     let default_hook = std::panic::take_hook();
@@ -42,19 +42,6 @@ fn main() -> ExitCode {
             eprintln!("stockd: {e}");
             ExitCode::from(2)
         }
-    }
-}
-
-/// Turns transparent huge pages off for this process (SPEC section 4, "No stalls"). mimalloc
-/// asks for them on its memory (`MADV_HUGEPAGE`), and where the kernel's THP defrag setting is
-/// `madvise` (a common default) the first touch of each 2 MiB then zeroes all of it, and may
-/// first compact memory, inside whatever allocated: an apply under the ledger's lock. While a
-/// node's memory grew that was a third of its CPU, in single faults of milliseconds
-/// (docs/BENCHMARKS.md, "Huge pages"). Small pages spread the same zeroing thinly.
-fn no_transparent_huge_pages() {
-    #[cfg(target_os = "linux")]
-    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
-        tracing::warn!(error = %e, "cannot turn transparent huge pages off for this process");
     }
 }
 

@@ -165,6 +165,21 @@ fn host_bytes() -> Option<u64> {
     }
 }
 
+/// Turns transparent huge pages off for this process (SPEC section 4, "No stalls"); `stockd`
+/// and the load generator call it first thing. mimalloc asks for them on its memory
+/// (`MADV_HUGEPAGE`), and where the kernel's THP defrag setting is `madvise` (a common
+/// default) the first touch of each 2 MiB then zeroes all of it, and may first compact memory,
+/// inside whatever allocated: an apply under the ledger's lock. While a node's memory grew
+/// that was a third of its CPU, in single faults of milliseconds (docs/BENCHMARKS.md, section
+/// X, "Huge pages"). Small pages spread the same zeroing thinly. A failure is logged, not
+/// fatal: the node works either way.
+pub fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::warn!(error = %e, "cannot turn transparent huge pages off for this process");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,5 +9,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    // As `stockd` does: the generator's own stalls would count as the cluster's latency.
+    server::memory::no_transparent_huge_pages();
     loadtests::cli::main()
 }
