@@ -538,38 +538,42 @@ pub fn main() -> ExitCode {
             })
         }
         Cmd::Run(args) => run(&args),
-        Cmd::Compare(args) => {
-            let req = CompareRequest {
-                scenarios: args.scenarios.clone(),
-                targets: args.targets.clone(),
-                rate: args.rate,
-                sustain: secs(args.sustain),
-            };
-            let load = args.load.settings();
-            Session::open(&args.load, &args.targets).map_or_else(
-                |code| code,
-                |session| {
-                    let code =
-                        session.run(compare::compare_command(&req, &load, session.cluster()));
-                    session.finish();
-                    code
-                },
-            )
-        }
-        Cmd::Streams(args) => {
-            let load = args.load.settings();
-            Session::open(&args.load, &[TargetKind::Stockd]).map_or_else(
-                |code| code,
-                |session| {
-                    let command =
-                        crate::streams::command(&load, session.cluster(), args.concurrency);
-                    let code = session.run(command);
-                    session.finish();
-                    code
-                },
-            )
-        }
+        Cmd::Compare(args) => compare(&args),
+        Cmd::Streams(args) => streams(&args),
     }
+}
+
+/// The `compare` command on a session (cluster, baselines) opened for it.
+fn compare(args: &CompareArgs) -> ExitCode {
+    let req = CompareRequest {
+        scenarios: args.scenarios.clone(),
+        targets: args.targets.clone(),
+        rate: args.rate,
+        sustain: secs(args.sustain),
+    };
+    let load = args.load.settings();
+    Session::open(&args.load, &args.targets).map_or_else(
+        |code| code,
+        |session| {
+            let code = session.run(compare::compare_command(&req, &load, session.cluster()));
+            session.finish();
+            code
+        },
+    )
+}
+
+/// The `streams` command on a session opened for stockd.
+fn streams(args: &StreamsArgs) -> ExitCode {
+    let load = args.load.settings();
+    Session::open(&args.load, &[TargetKind::Stockd]).map_or_else(
+        |code| code,
+        |session| {
+            let command = crate::streams::command(&load, session.cluster(), args.concurrency);
+            let code = session.run(command);
+            session.finish();
+            code
+        },
+    )
 }
 
 fn run(args: &RunArgs) -> ExitCode {

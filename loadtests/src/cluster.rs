@@ -100,6 +100,26 @@ pub struct ClusterInfo {
 }
 
 impl Cluster {
+    /// [`Cluster::open`] (reported on stderr) and a runtime of `kind` for the commands that
+    /// drive it; on failure the error is printed and the exit code (2) returned.
+    pub fn open_with_runtime(
+        choice: ClusterChoice,
+        kind: crate::stockd::RuntimeKind,
+    ) -> Result<(Cluster, tokio::runtime::Runtime), std::process::ExitCode> {
+        let cluster = Cluster::open(choice, true).map_err(|e| {
+            eprintln!("stockd-load: cluster: {e}");
+            std::process::ExitCode::from(2)
+        })?;
+        match kind.build() {
+            Ok(runtime) => Ok((cluster, runtime)),
+            Err(e) => {
+                eprintln!("stockd-load: cannot start the runtime: {e}");
+                cluster.stop();
+                Err(std::process::ExitCode::from(2))
+            }
+        }
+    }
+
     /// Connects to an existing cluster or starts a local one; `say` reports a start on
     /// stderr.
     pub fn open(choice: ClusterChoice, say: bool) -> Result<Cluster, ClusterError> {

@@ -168,20 +168,11 @@ pub fn demo(req: DemoRequest) -> ExitCode {
     let Some(dataset) = load(&req.data) else {
         return ExitCode::from(2);
     };
-    let cluster = match Cluster::open(req.cluster.clone(), true) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("stockd-load: cluster: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match RuntimeKind::Current.build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("stockd-load: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let (cluster, runtime) =
+        match Cluster::open_with_runtime(req.cluster.clone(), RuntimeKind::Current) {
+            Ok(opened) => opened,
+            Err(code) => return code,
+        };
     let input = req.data.display().to_string();
     let options = ReplayOptions {
         speed: req.speed,

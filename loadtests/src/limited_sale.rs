@@ -99,20 +99,11 @@ struct Answered {
 
 /// The `limited-sale` command.
 pub fn limited_sale(req: LimitedSaleRequest) -> ExitCode {
-    let cluster = match Cluster::open(req.cluster.clone(), true) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("stockd-load: cluster: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match RuntimeKind::Multi.build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("stockd-load: cannot start the runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let (cluster, runtime) =
+        match Cluster::open_with_runtime(req.cluster.clone(), RuntimeKind::Multi) {
+            Ok(opened) => opened,
+            Err(code) => return code,
+        };
     let result = runtime.block_on(run(cluster.config.clone(), &req));
     drop(runtime);
     cluster.stop();

@@ -87,23 +87,20 @@ impl SoakSamples {
 
     /// [`SoakSamples::node_pause_in`] for each window of `stats`, ms (the record's column).
     pub fn node_pause_ms_per_window(&self, stats: &RunStats) -> Vec<Option<f64>> {
-        stats
-            .windows
-            .iter()
-            .map(|w| {
-                self.node_pause_in(w, stats.seconds)
-                    .map(|us| us as f64 / 1_000.0)
-            })
-            .collect()
+        self.ms_per_window(&self.node_pause_us, stats)
     }
 
     /// [`SoakSamples::node_apply_cpu_in`] for each window of `stats`, ms.
     pub fn node_apply_cpu_ms_per_window(&self, stats: &RunStats) -> Vec<Option<f64>> {
+        self.ms_per_window(&self.node_apply_cpu_us, stats)
+    }
+
+    fn ms_per_window(&self, per_second: &BTreeMap<u64, u64>, stats: &RunStats) -> Vec<Option<f64>> {
         stats
             .windows
             .iter()
             .map(|w| {
-                self.node_apply_cpu_in(w, stats.seconds)
+                self.largest_in(per_second, w, stats.seconds)
                     .map(|us| us as f64 / 1_000.0)
             })
             .collect()
