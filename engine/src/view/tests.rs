@@ -40,6 +40,30 @@ fn apply(ledger: &mut Ledger, next: &mut u128, ts: u64, commands: Vec<Command>) 
     }
 }
 
+/// A ledger with warehouse `wh` holding `qty` units of SKU `A`, applied at `T0`, and the next
+/// request id.
+fn stocked(qty: i64) -> (Ledger, u128) {
+    let (mut ledger, mut next) = (Ledger::new(Config::default()), 0);
+    let setup = vec![
+        Command::DefineLocation(LocationDef {
+            location: LocationId::from("wh"),
+            kind: LocationKind::Warehouse,
+            pickup: false,
+            coordinates: None,
+            channels: None,
+        }),
+        Command::SetOnHand {
+            sku: SkuId::from("A"),
+            location: LocationId::from("wh"),
+            qty,
+            reason: Reason::from("count"),
+            expected: None,
+        },
+    ];
+    apply(&mut ledger, &mut next, T0, setup);
+    (ledger, next)
+}
+
 fn reserve(id: &str, ttl_ms: u64) -> Command {
     Command::Reserve {
         reservation: ReservationId::from(id),
@@ -55,25 +79,8 @@ fn reserve(id: &str, ttl_ms: u64) -> Command {
 
 #[test]
 fn a_read_during_a_backlog_looks_at_no_overdue_entry() {
-    let (mut ledger, mut next) = (Ledger::new(Config::default()), 0);
     let backlog = 3 * EXPIRY_STEPS_PER_BATCH;
-    let setup = vec![
-        Command::DefineLocation(LocationDef {
-            location: LocationId::from("wh"),
-            kind: LocationKind::Warehouse,
-            pickup: false,
-            coordinates: None,
-            channels: None,
-        }),
-        Command::SetOnHand {
-            sku: SkuId::from("A"),
-            location: LocationId::from("wh"),
-            qty: backlog as i64 + 2,
-            reason: Reason::from("count"),
-            expected: None,
-        },
-    ];
-    apply(&mut ledger, &mut next, T0, setup);
+    let (mut ledger, mut next) = stocked(backlog as i64 + 2);
     let mut holds: Vec<Command> = (0..backlog)
         .map(|i| reserve(&format!("b{i}"), TTL_MS))
         .collect();
@@ -124,25 +131,8 @@ fn a_read_during_a_backlog_looks_at_no_overdue_entry() {
 /// counts the rest as held, as writes and reads do for a backlog.
 #[test]
 fn a_read_after_a_burst_deadline_looks_at_a_bounded_number_of_entries() {
-    let (mut ledger, mut next) = (Ledger::new(Config::default()), 0);
     let burst = 3 * READ_LAPSED_STEPS_MAX;
-    let setup = vec![
-        Command::DefineLocation(LocationDef {
-            location: LocationId::from("wh"),
-            kind: LocationKind::Warehouse,
-            pickup: false,
-            coordinates: None,
-            channels: None,
-        }),
-        Command::SetOnHand {
-            sku: SkuId::from("A"),
-            location: LocationId::from("wh"),
-            qty: burst as i64,
-            reason: Reason::from("count"),
-            expected: None,
-        },
-    ];
-    apply(&mut ledger, &mut next, T0, setup);
+    let (mut ledger, mut next) = stocked(burst as i64);
     let holds: Vec<Command> = (0..burst)
         .map(|i| reserve(&format!("h{i}"), TTL_MS))
         .collect();
