@@ -140,10 +140,9 @@ impl Deadlines {
 
     /// Removes the deadline of object `seq` if it is `at_ms`; returns what it was.
     pub(crate) fn remove(&mut self, at_ms: u64, seq: u64) -> Option<Deadline> {
-        match self.live.get(seq) {
-            Some((at, _, _)) if *at == at_ms => self.live.remove(seq).map(|(_, _, what)| what),
-            _ => None,
-        }
+        self.live
+            .remove_if(seq, |(at, _, _)| *at == at_ms)
+            .map(|(_, _, what)| what)
     }
 
     /// The live entry of object `seq` at `at_ms`, if any.
@@ -200,10 +199,8 @@ impl Deadlines {
                     break;
                 };
                 *steps -= 1;
-                if live.get(seq).is_some_and(|e| e.0 == at && e.1 == token) {
-                    if let Some((_, _, what)) = live.remove(seq) {
-                        return Some((at, what));
-                    }
+                if let Some((_, _, what)) = live.remove_if(seq, |e| e.0 == at && e.1 == token) {
+                    return Some((at, what));
                 }
             }
             if queue.is_empty() {

@@ -138,6 +138,18 @@ impl<V, L: KeyLayout> U64Map<V, L> {
         Some(entry.remove().0 .1)
     }
 
+    /// Removes `key` if its value satisfies `pred`; returns the value (one lookup).
+    #[inline]
+    pub(crate) fn remove_if(&mut self, key: u64, pred: impl FnOnce(&V) -> bool) -> Option<V> {
+        let shard = self.shards.get_mut(L::shard(key))?;
+        let entry = shard.find_entry(L::hash(key), |e| e.0 == key).ok()?;
+        if !pred(&entry.get().1) {
+            return None;
+        }
+        self.len -= 1;
+        Some(entry.remove().0 .1)
+    }
+
     /// Entries in the map.
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -174,6 +186,13 @@ mod tests {
         assert_eq!(map.len(), 200_000);
         assert_eq!(map.insert(keys(5), 55), Some(5), "insert replaces");
         assert_eq!(map.len(), 200_000);
+        assert_eq!(
+            map.remove_if(keys(5), |v| *v == 5),
+            None,
+            "the predicate fails"
+        );
+        assert_eq!(map.remove_if(keys(7), |v| *v == 7), Some(7));
+        assert_eq!(map.insert(keys(7), 7), None);
         for i in (0..200_000).filter(|i| i % 2 == 0) {
             assert!(map.remove(keys(i)).is_some());
         }
