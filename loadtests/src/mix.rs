@@ -48,6 +48,11 @@ impl Rng {
 pub struct Zipf {
     /// Cumulative weights; `cdf[k]` = sum of the weights of ranks `0..=k`.
     cdf: Vec<f64>,
+    /// A guide table (Chen and Asau): `guide[j]` is the rank at `u = j / guide.len()`, where a
+    /// search for any `u` in `[j / len, (j + 1) / len)` can start. It makes a draw O(1) on
+    /// average instead of a binary search of the whole CDF (a listing page takes ~70 draws;
+    /// the search was a tenth of the generator's CPU), and gives exactly the same ranks.
+    guide: Vec<u32>,
 }
 
 impl Zipf {
@@ -59,8 +64,19 @@ impl Zipf {
                 total += 1.0 / ((k + 1) as f64).powf(s);
                 total
             })
+            .collect::<Vec<f64>>();
+        let buckets = cdf.len();
+        let guide = (0..buckets)
+            .map(|j| Self::search(&cdf, j as f64 / buckets as f64) as u32)
             .collect();
-        Zipf { cdf }
+        Zipf { cdf, guide }
+    }
+
+    /// The rank at `u` by binary search of `cdf`: the first rank whose cumulative weight
+    /// exceeds `u * total` (the last rank if none does, against rounding).
+    fn search(cdf: &[f64], u: f64) -> usize {
+        let x = u * cdf.last().copied().unwrap_or(0.0);
+        cdf.partition_point(|&c| c <= x).min(cdf.len() - 1)
     }
 
     /// Number of ranks.
@@ -81,11 +97,19 @@ impl Zipf {
     /// The rank at uniform position `u` in `[0, 1)`: the first rank whose cumulative weight
     /// exceeds `u * total`.
     pub fn rank_at(&self, u: f64) -> usize {
-        let total = self.cdf.last().copied().unwrap_or(0.0);
-        let x = u * total;
-        self.cdf
-            .partition_point(|&c| c <= x)
-            .min(self.cdf.len() - 1)
+        let last = self.cdf.len() - 1;
+        let x = u * self.cdf[last];
+        let bucket = ((u * self.guide.len() as f64) as usize).min(self.guide.len() - 1);
+        let mut k = self.guide[bucket] as usize;
+        // The guide's start is at or before the answer unless rounding put it one past; step
+        // back over that, then forward to the first rank whose weight exceeds `x`.
+        while k > 0 && self.cdf[k - 1] > x {
+            k -= 1;
+        }
+        while k < last && self.cdf[k] <= x {
+            k += 1;
+        }
+        k
     }
 
     /// A random rank.
@@ -251,6 +275,38 @@ mod tests {
         }
         // Multiply-shift maps the top bits: the extremes of u64 land on 0 and n-1.
         assert_eq!(((u128::from(u64::MAX) * 5) >> 64) as u64, 4);
+    }
+
+    #[test]
+    fn the_guide_table_gives_the_binary_search_rank_for_every_u() {
+        for (n, skew) in [
+            (1, 1.0),
+            (3, 1.0),
+            (4, 0.0),
+            (60, 3.0),
+            (10_000, 1.0),
+            (7_919, 0.5),
+        ] {
+            let z = Zipf::new(n, skew);
+            let mut rng = Rng::new(n as u64);
+            // Random positions, and each bucket's edge with its neighbours in floating point.
+            let edges = (0..n).flat_map(|j| {
+                let e = j as f64 / n as f64;
+                [
+                    e,
+                    f64::from_bits(e.to_bits().saturating_sub(1)),
+                    f64::from_bits(e.to_bits() + 1),
+                ]
+            });
+            for u in (0..20_000).map(|_| rng.unit()).chain(edges) {
+                let u = u.clamp(0.0, 0.999_999_999_999);
+                assert_eq!(
+                    z.rank_at(u),
+                    Zipf::search(&z.cdf, u),
+                    "n {n} skew {skew} u {u}"
+                );
+            }
+        }
     }
 
     #[test]

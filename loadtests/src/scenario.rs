@@ -103,13 +103,25 @@ pub struct Workload {
     /// Its settings.
     pub config: ScenarioConfig,
     zipf: Zipf,
+    /// The catalogue's SKU ids by rank, with the tag, made once: a listing page names 50 and
+    /// formatting them per request was a tenth of the generator's CPU (its bottleneck in
+    /// `store-reads`, where the nodes sat at a quarter of a core each).
+    skus: Vec<String>,
 }
 
 impl Workload {
     /// A workload of `kind`.
     pub fn new(kind: Kind, config: ScenarioConfig) -> Workload {
         let zipf = Zipf::new(config.mix.skus.max(1), config.mix.skew);
-        Workload { kind, config, zipf }
+        let skus = (0..zipf.len())
+            .map(|k| format!("{}{}", config.tag, sku_name(k)))
+            .collect();
+        Workload {
+            kind,
+            config,
+            zipf,
+            skus,
+        }
     }
 
     /// The operation whose rate is the run's throughput.
@@ -128,9 +140,12 @@ impl Workload {
         }
     }
 
-    /// SKU id of rank `k`, with the run's tag.
+    /// SKU id of rank `k`, with the tag the workload was made with.
     pub fn sku(&self, k: usize) -> String {
-        format!("{}{}", self.config.tag, sku_name(k))
+        match self.skus.get(k) {
+            Some(name) => name.clone(),
+            None => format!("{}{}", self.config.tag, sku_name(k)),
+        }
     }
 
     /// The flash sale's SKU.
@@ -366,6 +381,12 @@ mod tests {
             },
         );
         assert_eq!(w.sku(0), "r7:sku-000001");
+        assert_eq!(w.sku(9_999), "r7:sku-010000");
+        assert_eq!(
+            w.sku(10_000),
+            "r7:sku-010001",
+            "past the catalogue: formatted"
+        );
         assert_eq!(w.hold_id(12), "r7:h12");
         assert_eq!(w.flash_sku(), "r7:flash");
         assert_eq!(w.stock().len(), 10_000);

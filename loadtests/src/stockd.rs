@@ -226,7 +226,7 @@ impl StockdTarget {
 
     async fn read(
         &self,
-        keys: &[(String, String)],
+        keys: Vec<(String, String)>,
         consistency: Consistency,
     ) -> Result<Vec<engine::query::SkuAvailability>, OpError> {
         let mut out = Vec::with_capacity(keys.len());
@@ -420,12 +420,12 @@ impl Target for StockdTarget {
     }
 
     async fn available(&self, keys: Vec<(String, String)>) -> Result<Vec<i64>, OpError> {
-        let rows = self.read(&keys, self.read_consistency).await?;
+        let rows = self.read(keys, self.read_consistency).await?;
         Ok(rows.iter().map(|r| r.ats).collect())
     }
 
     async fn totals(&self, keys: Vec<(String, String)>) -> Result<(i64, i64), OpError> {
-        let rows = self.read(&keys, Consistency::Linearizable).await?;
+        let rows = self.read(keys, Consistency::Linearizable).await?;
         let mut on_hand = 0;
         let mut reserved = 0;
         for row in rows.iter().flat_map(|s| s.rows.iter()) {

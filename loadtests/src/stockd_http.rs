@@ -367,7 +367,7 @@ impl StockdHttpTarget {
     /// query parameter) at the writer when `linearizable`, else at the next node in turn.
     async fn read(
         &self,
-        keys: &[(String, String)],
+        keys: Vec<(String, String)>,
         consistency: &str,
         linearizable: bool,
     ) -> Result<Vec<SkuRows>, OpError> {
@@ -382,7 +382,7 @@ impl StockdHttpTarget {
             let sku = skus.join(",");
             let params = [
                 ("sku", sku.as_str()),
-                ("at", location),
+                ("at", location.as_str()),
                 ("channel", &*self.channel),
                 ("consistency", consistency),
             ];
@@ -537,12 +537,12 @@ impl Target for StockdHttpTarget {
     }
 
     async fn available(&self, keys: Vec<(String, String)>) -> Result<Vec<i64>, OpError> {
-        let rows = self.read(&keys, "local", false).await?;
+        let rows = self.read(keys, "local", false).await?;
         Ok(rows.iter().map(|r| r.ats.units).collect())
     }
 
     async fn totals(&self, keys: Vec<(String, String)>) -> Result<(i64, i64), OpError> {
-        let rows = self.read(&keys, "linearizable", true).await?;
+        let rows = self.read(keys, "linearizable", true).await?;
         let mut on_hand = 0;
         let mut reserved = 0;
         for row in rows.iter().flat_map(|s| s.rows.iter()) {

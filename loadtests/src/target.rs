@@ -134,12 +134,13 @@ pub trait Target: Clone + Send + Sync + 'static {
 
 /// `keys` ((SKU, location) pairs, in order) cut into runs of one location and at most
 /// [`engine::limits::QUERY_SKUS_MAX`] SKUs: one availability query each, as a listing page
-/// asks one location for many SKUs. Each run is (location, its SKUs in order).
-pub fn location_runs(keys: &[(String, String)]) -> Vec<(&str, Vec<&str>)> {
-    let mut runs: Vec<(&str, Vec<&str>)> = Vec::new();
+/// asks one location for many SKUs. Each run is (location, its SKUs in order). The keys are
+/// moved into the runs, not copied: a listing page has 50 of them per request.
+pub fn location_runs(keys: Vec<(String, String)>) -> Vec<(String, Vec<String>)> {
+    let mut runs: Vec<(String, Vec<String>)> = Vec::new();
     for (sku, location) in keys {
         match runs.last_mut() {
-            Some((at, skus)) if at == location && skus.len() < engine::limits::QUERY_SKUS_MAX => {
+            Some((at, skus)) if *at == location && skus.len() < engine::limits::QUERY_SKUS_MAX => {
                 skus.push(sku)
             }
             _ => runs.push((location, vec![sku])),
@@ -156,7 +157,11 @@ mod tests {
     fn keys_are_cut_at_each_new_location_and_at_the_query_limit() {
         let key = |s: &str, l: &str| (s.to_owned(), l.to_owned());
         let keys = [key("A", "x"), key("B", "x"), key("C", "y"), key("D", "x")];
-        let runs = location_runs(&keys);
+        let runs = location_runs(keys.to_vec());
+        let runs: Vec<(&str, Vec<&str>)> = runs
+            .iter()
+            .map(|(l, s)| (l.as_str(), s.iter().map(String::as_str).collect()))
+            .collect();
         assert_eq!(
             runs,
             vec![("x", vec!["A", "B"]), ("y", vec!["C"]), ("x", vec!["D"])]
@@ -164,7 +169,7 @@ mod tests {
         let many: Vec<_> = (0..engine::limits::QUERY_SKUS_MAX + 1)
             .map(|i| key(&i.to_string(), "x"))
             .collect();
-        let sizes: Vec<usize> = location_runs(&many).iter().map(|r| r.1.len()).collect();
+        let sizes: Vec<usize> = location_runs(many).iter().map(|r| r.1.len()).collect();
         assert_eq!(sizes, vec![engine::limits::QUERY_SKUS_MAX, 1]);
     }
 }
