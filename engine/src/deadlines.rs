@@ -4,8 +4,9 @@
 //! Writes add a deadline on almost every request, so this is on the hot path. Most deadlines of
 //! one batch are equal (batch time + the same TTL), so the index groups them: an ordered set of
 //! distinct deadlines, and per deadline a queue of object sequence numbers. Removal (release,
-//! extend, placing an order) is lazy: it only drops the entry from the live map; a queue keeps
-//! the stale number until its deadline is reached, where it is skipped. Costs: insert O(1) (O(log
+//! extend, placing an order) is lazy: it only clears the object's entry in the table of live
+//! entries, which is indexed by the object's slot (an array, no hashing); a queue keeps the
+//! stale number until its deadline is reached, where it is skipped. Costs: insert O(1) (O(log
 //! n) for one out of sequence order, below) plus O(log d) for a new distinct deadline; remove
 //! O(1); popping k due entries O(k + stale) and never more than the caller's step budget
 //! ([`Deadlines::pop_due`]); memory is bounded by the entries created within the longest
@@ -28,22 +29,26 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 use std::ops::Bound;
 
-use crate::shard_map::{SeqKeys, SpreadKeys, U64Map};
+use crate::shard_map::{SpreadKeys, U64Map};
 use crate::state::Deadline;
 
-/// One deadline's entries: (object sequence number, insertion token), stale ones included.
+/// One queue entry: (object sequence number, insertion token, the object). Entries compare by
+/// number, then token: the order pops come in.
+type Entry = (u64, u64, Deadline);
+
+/// One deadline's entries, stale ones included.
 #[derive(Debug, Clone, Default)]
 struct Queue {
     /// Entries that came in sequence order (non-decreasing numbers): almost all of them.
-    ordered: VecDeque<(u64, u64)>,
+    ordered: VecDeque<Entry>,
     /// Entries that came with a number below the last of `ordered` (see the module doc).
-    late: BinaryHeap<Reverse<(u64, u64)>>,
+    late: BinaryHeap<Reverse<Entry>>,
 }
 
 impl Queue {
     /// Adds an entry: appended if it keeps `ordered` in order, else to `late`.
     #[inline]
-    fn push(&mut self, entry: (u64, u64)) {
+    fn push(&mut self, entry: Entry) {
         match self.ordered.back() {
             Some(last) if last.0 > entry.0 => self.late.push(Reverse(entry)),
             _ => self.ordered.push_back(entry),
@@ -52,7 +57,7 @@ impl Queue {
 
     /// Removes and returns the entry with the smallest (sequence number, token).
     #[inline]
-    fn pop_first(&mut self) -> Option<(u64, u64)> {
+    fn pop_first(&mut self) -> Option<Entry> {
         let late_first = match (self.ordered.front(), self.late.peek()) {
             (Some(first), Some(Reverse(late))) => late < first,
             (None, _) => true,
@@ -70,7 +75,7 @@ impl Queue {
     }
 
     /// Every entry, in no particular order.
-    fn iter(&self) -> impl Iterator<Item = &(u64, u64)> + '_ {
+    fn iter(&self) -> impl Iterator<Item = &Entry> + '_ {
         self.ordered
             .iter()
             .chain(self.late.iter().map(|Reverse(entry)| entry))
@@ -87,20 +92,89 @@ pub(crate) struct Deadlines {
     /// The deadline and queue last used, kept out of `queues` (each deadline's queue is in
     /// exactly one of the two; see the module doc).
     hot: Option<(u64, Queue)>,
-    /// Live entries: sequence number -> (deadline, insertion token, what). A queue entry is live
-    /// only if its token is the current one, so a re-inserted object appears once.
-    live: U64Map<(u64, u64, Deadline), SeqKeys>,
-    /// The next insertion token.
+    /// The live entry of each hold, by its slot: (deadline, insertion token). A queue entry is
+    /// live only if its token is the current one, so a re-inserted object appears once.
+    holds: SlotEntries,
+    /// The same for pickup orders.
+    pickups: SlotEntries,
+    /// Live entries.
+    live: usize,
+    /// The last insertion token given (0: none; an empty slot entry has token 0).
     token: u64,
 }
 
+/// Per object slot, its live entry (deadline, token), or (0, 0): a derived array in chunks of
+/// [`SLOT_CHUNK`] slots, so that growing it never copies the entries (one chunk is added) and
+/// a lookup is two dependent reads, not a hash of a key. Slabs keep their slots dense (freed
+/// slots are reused), so it has about as many entries as the slab has slots.
+#[derive(Debug, Clone, Default)]
+struct SlotEntries {
+    chunks: Vec<Box<[(u64, u64); SLOT_CHUNK]>>,
+}
+
+/// Slots per chunk of [`SlotEntries`] (64 KiB of entries).
+const SLOT_CHUNK: usize = 4096;
+
+impl SlotEntries {
+    /// The entry of `slot` ((0, 0): none).
+    #[inline]
+    fn get(&self, slot: u32) -> (u64, u64) {
+        let (chunk, at) = (slot as usize / SLOT_CHUNK, slot as usize % SLOT_CHUNK);
+        self.chunks.get(chunk).map_or((0, 0), |c| c[at])
+    }
+
+    /// Sets the entry of `slot`, adding chunks up to its own.
+    #[inline]
+    fn set(&mut self, slot: u32, entry: (u64, u64)) {
+        let (chunk, at) = (slot as usize / SLOT_CHUNK, slot as usize % SLOT_CHUNK);
+        if chunk >= self.chunks.len() {
+            self.add_chunks(chunk);
+        }
+        self.chunks[chunk][at] = entry;
+    }
+
+    /// Adds empty chunks up to chunk `last`.
+    #[cold]
+    #[inline(never)]
+    fn add_chunks(&mut self, last: usize) {
+        while self.chunks.len() <= last {
+            let chunk = vec![(0, 0); SLOT_CHUNK].into_boxed_slice();
+            self.chunks
+                .push(chunk.try_into().expect("a chunk has SLOT_CHUNK entries"));
+        }
+    }
+}
+
 impl Deadlines {
-    /// Adds (or moves) the deadline of object `seq`.
+    /// Adds (or moves) the deadline of object `what`, whose sequence number is `seq`.
     pub(crate) fn insert(&mut self, at_ms: u64, seq: u64, what: Deadline) {
-        let token = self.token;
         self.token += 1;
-        self.live.insert(seq, (at_ms, token, what));
-        self.queue_mut(at_ms).push((seq, token));
+        let token = self.token;
+        let (slots, slot) = self.slots_mut(what);
+        let was_live = slots.get(slot).1 != 0;
+        slots.set(slot, (at_ms, token));
+        if !was_live {
+            self.live += 1;
+        }
+        self.queue_mut(at_ms).push((seq, token, what));
+    }
+
+    /// The table of live entries of `what`'s kind, and its slot.
+    #[inline]
+    fn slots_mut(&mut self, what: Deadline) -> (&mut SlotEntries, u32) {
+        match what {
+            Deadline::Hold(slot) => (&mut self.holds, slot),
+            Deadline::Pickup(slot) => (&mut self.pickups, slot),
+        }
+    }
+
+    /// The live entry (deadline, token) of `what` ((0, 0): none).
+    #[inline]
+    fn entry_of(&self, what: Deadline) -> (u64, u64) {
+        match what {
+            Deadline::Hold(slot) => self.holds.get(slot),
+            Deadline::Pickup(slot) => self.pickups.get(slot),
+        }
     }
 
     /// The queue of deadline `at_ms` (an empty one for a new deadline), made the hot one.
@@ -138,40 +212,39 @@ impl Deadlines {
         }
     }
 
-    /// Removes the deadline of object `seq` if it is `at_ms`; returns what it was.
-    pub(crate) fn remove(&mut self, at_ms: u64, seq: u64) -> Option<Deadline> {
-        self.live
-            .remove_if(seq, |(at, _, _)| *at == at_ms)
-            .map(|(_, _, what)| what)
-    }
-
-    /// The live entry of object `seq` at `at_ms`, if any.
-    pub(crate) fn get(&self, at_ms: u64, seq: u64) -> Option<&Deadline> {
-        self.live
-            .get(seq)
-            .filter(|(at, _, _)| *at == at_ms)
-            .map(|(_, _, what)| what)
-    }
-
-    /// What a queue entry of deadline `at_ms` names, if it is the live entry (not stale).
-    fn live_entry(&self, at_ms: u64, (seq, token): (u64, u64)) -> Option<&Deadline> {
-        match self.live.get(seq) {
-            Some((at, t, what)) if *at == at_ms && *t == token => Some(what),
-            _ => None,
+    /// Removes the deadline of object `what` if it is `at_ms`; returns `what` if it had one.
+    pub(crate) fn remove(&mut self, at_ms: u64, what: Deadline) -> Option<Deadline> {
+        let (slots, slot) = self.slots_mut(what);
+        let (at, token) = slots.get(slot);
+        if token == 0 || at != at_ms {
+            return None;
         }
+        slots.set(slot, (0, 0));
+        self.live -= 1;
+        Some(what)
+    }
+
+    /// Whether object `what` has its live entry at `at_ms`.
+    pub(crate) fn is_live(&self, at_ms: u64, what: Deadline) -> bool {
+        let (at, token) = self.entry_of(what);
+        token != 0 && at == at_ms
+    }
+
+    /// Whether a queue entry of deadline `at_ms` is its object's live entry (not stale).
+    #[inline]
+    fn live_entry(&self, at_ms: u64, (_, token, what): Entry) -> bool {
+        self.entry_of(what) == (at_ms, token)
     }
 
     /// Live entries.
     pub(crate) fn len(&self) -> usize {
-        self.live.len()
+        self.live
     }
 
     /// The capacity of the largest hash table in the index: what its costliest growth moves.
     #[cfg(test)]
     fn largest_table_capacity(&self) -> usize {
-        self.live
-            .largest_shard_capacity()
-            .max(self.queues.largest_shard_capacity())
+        self.queues.largest_shard_capacity()
     }
 
     /// The earliest deadline that may still have a live entry. It can be earlier than the
@@ -192,14 +265,26 @@ impl Deadlines {
                 return None;
             }
             self.queue_mut(at);
-            let Deadlines { hot, live, .. } = self;
+            let Deadlines {
+                hot,
+                holds,
+                pickups,
+                live,
+                ..
+            } = self;
             let queue = &mut hot.as_mut().expect("made hot").1;
             while *steps > 0 {
-                let Some((seq, token)) = queue.pop_first() else {
+                let Some((_, token, what)) = queue.pop_first() else {
                     break;
                 };
                 *steps -= 1;
-                if let Some((_, _, what)) = live.remove_if(seq, |e| e.0 == at && e.1 == token) {
+                let (slots, slot) = match what {
+                    Deadline::Hold(slot) => (&mut *holds, slot),
+                    Deadline::Pickup(slot) => (&mut *pickups, slot),
+                };
+                if slots.get(slot) == (at, token) {
+                    slots.set(slot, (0, 0));
+                    *live -= 1;
                     return Some((at, what));
                 }
             }
@@ -236,8 +321,8 @@ impl Deadlines {
                     return looked_at;
                 }
                 looked_at += 1;
-                if let Some(what) = self.live_entry(at, entry) {
-                    f(what);
+                if self.live_entry(at, entry) {
+                    f(&entry.2);
                 }
             }
         }
@@ -300,11 +385,20 @@ mod tests {
         d.insert(10, 2, hold("b"));
         d.insert(20, 3, hold("c"));
         d.insert(10, 4, hold("d"));
-        assert_eq!(d.remove(10, 4), Some(hold("d")));
-        assert_eq!(d.remove(10, 4), None);
-        assert_eq!(d.remove(99, 1), None, "wrong deadline removes nothing");
+        assert_eq!(d.remove(10, hold("d")), Some(hold("d")));
+        assert_eq!(d.remove(10, hold("d")), None);
+        assert_eq!(
+            d.remove(99, hold("a")),
+            None,
+            "wrong deadline removes nothing"
+        );
+        assert_eq!(
+            d.remove(10, Deadline::Pickup(97)),
+            None,
+            "a pickup is not a hold"
+        );
         // Moving a deadline: remove, then insert at the new time.
-        assert_eq!(d.remove(20, 1), Some(hold("a")));
+        assert_eq!(d.remove(20, hold("a")), Some(hold("a")));
         d.insert(30, 1, hold("a"));
         assert_eq!(d.len(), 3);
         assert_eq!(d.first_time(), Some(10));
@@ -325,11 +419,30 @@ mod tests {
     fn reinserting_at_the_same_deadline_yields_one_entry() {
         let mut d = Deadlines::default();
         d.insert(10, 1, hold("a"));
-        assert_eq!(d.remove(10, 1), Some(hold("a")));
+        assert_eq!(d.remove(10, hold("a")), Some(hold("a")));
         d.insert(10, 1, hold("a"));
         assert_eq!(due(&d, 10).len(), 1);
         assert_eq!(pop(&mut d, 10), Some((10, hold("a"))));
         assert_eq!(pop(&mut d, 10), None);
+    }
+
+    /// A slot freed and given to a new object: the old object's queue entry is stale, whatever
+    /// its deadline, and the new one's is live once.
+    #[test]
+    fn a_reused_slot_has_only_its_new_objects_entry() {
+        let mut d = Deadlines::default();
+        d.insert(10, 1, Deadline::Hold(5));
+        d.insert(10, 2, Deadline::Pickup(5));
+        assert_eq!(d.remove(10, Deadline::Hold(5)), Some(Deadline::Hold(5)));
+        d.insert(10, 3, Deadline::Hold(5));
+        assert_eq!(d.len(), 2);
+        assert!(d.is_live(10, Deadline::Hold(5)) && d.is_live(10, Deadline::Pickup(5)));
+        assert_eq!(due(&d, 10), [Deadline::Pickup(5), Deadline::Hold(5)]);
+        assert_eq!(pop(&mut d, 10), Some((10, Deadline::Pickup(5))));
+        assert_eq!(pop(&mut d, 10), Some((10, Deadline::Hold(5))));
+        assert_eq!(pop(&mut d, 10), None);
+        assert!(!d.is_live(10, Deadline::Hold(5)));
+        assert_eq!(d.len(), 0);
     }
 
     #[test]
@@ -341,7 +454,7 @@ mod tests {
             d.insert(10, seq, Deadline::Hold(seq as u32));
         }
         d.insert(20, 1, Deadline::Hold(1));
-        assert_eq!(d.remove(20, 1), Some(Deadline::Hold(1)));
+        assert_eq!(d.remove(20, Deadline::Hold(1)), Some(Deadline::Hold(1)));
         d.insert(10, 1, Deadline::Hold(1));
         for seq in [7, 2, 9, 4] {
             d.insert(10, seq, Deadline::Hold(seq as u32));
@@ -366,7 +479,7 @@ mod tests {
         }
         // Four stale entries first: they take steps too.
         for seq in 0..4 {
-            assert!(d.remove(10, seq).is_some());
+            assert!(d.remove(10, Deadline::Hold(seq as u32)).is_some());
         }
         let mut steps = 3;
         assert_eq!(d.pop_due(10, &mut steps), None, "three stale entries");
@@ -389,23 +502,24 @@ mod tests {
         for seq in 0..2_000 {
             d.insert(10, seq, Deadline::Hold(seq as u32));
         }
-        assert!(d.remove(10, 7).is_some());
-        d.insert(20, 2_000, hold("a"));
-        d.insert(20, 2_001, hold("b"));
-        assert!(d.remove(20, 2_001).is_some());
-        d.insert(30, 2_002, hold("c"));
+        assert!(d.remove(10, Deadline::Hold(7)).is_some());
+        let [a, b, c] = [3_000, 3_001, 3_002].map(Deadline::Hold);
+        d.insert(20, 2_000, a);
+        d.insert(20, 2_001, b);
+        assert!(d.remove(20, b).is_some());
+        d.insert(30, 2_002, c);
         let mut seen = Vec::new();
         assert_eq!(
             d.visit_due_in(10, 25, usize::MAX, |what| seen.push(*what)),
             2,
             "one stale"
         );
-        assert_eq!(seen, [hold("a")]);
+        assert_eq!(seen, [a]);
         assert_eq!(d.visit_due_in(10, 30, usize::MAX, |_| {}), 3);
         // A cap stops the visit: the stale entry first, then one live one of deadline 30.
         let mut capped = Vec::new();
         assert_eq!(d.visit_due_in(10, 30, 2, |what| capped.push(*what)), 2);
-        assert_eq!(capped, [hold("a")]);
+        assert_eq!(capped, [a]);
         assert_eq!(d.visit_due_in(10, 19, usize::MAX, |_| {}), 0);
         // An empty or reversed range looks at nothing (and does not panic).
         assert_eq!(d.visit_due_in(25, 25, usize::MAX, |_| {}), 0);

@@ -225,7 +225,7 @@ impl Ledger {
         let r = self.res(slot);
         let (old, seq) = (r.expires_at_ms, r.seq);
         let expires_at_ms = self.deadline(ttl_ms);
-        let entry = self.ix.deadlines.remove(old, seq);
+        let entry = self.ix.deadlines.remove(old, Deadline::Hold(slot));
         assert_eq!(
             entry,
             Some(Deadline::Hold(slot)),
@@ -266,7 +266,7 @@ impl Ledger {
         assert_eq!(r.state, ReservationState::Active);
         r.state = state;
         r.retired_pos = Some(pos);
-        let (expires_at, seq) = (r.expires_at_ms, r.seq);
+        let expires_at = r.expires_at_ms;
         // Copied (the lines are `Copy`): a clone would extend element by element.
         let held = HeldVec::from_slice(&r.held);
         let extra = r.extra.clone();
@@ -284,7 +284,7 @@ impl Ledger {
         // An expired hold's deadline was popped already: looking it up again would probe the
         // deadline table for a missing key once per expired hold.
         if cause != Cause::Expire {
-            self.ix.deadlines.remove(expires_at, seq);
+            self.ix.deadlines.remove(expires_at, Deadline::Hold(slot));
         }
         self.ix.live_reservations -= 1;
     }

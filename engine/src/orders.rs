@@ -320,8 +320,7 @@ impl Ledger {
             return;
         }
         if let Some(deadline) = order.pickup_deadline_ms {
-            let seq = order.seq;
-            self.ix.deadlines.remove(deadline, seq);
+            self.ix.deadlines.remove(deadline, Deadline::Pickup(slot));
             self.unindex_pickups(slot);
         }
         self.ix.open_orders -= 1;
@@ -708,14 +707,19 @@ impl Ledger {
     /// [`Ledger::expire_overdue_pickup`] of order `slot`.
     fn expire_if_overdue(&mut self, slot: ObjIdx) {
         let order = self.ord(slot);
-        let (Some(deadline), seq) = (order.pickup_deadline_ms, order.seq) else {
+        let Some(deadline) = order.pickup_deadline_ms else {
             return;
         };
         if deadline > self.state.now_ms || order.pickup_expired {
             return;
         }
         // An open pickup not yet expired has its entry; a closed order dropped it.
-        if self.ix.deadlines.remove(deadline, seq).is_none() {
+        if self
+            .ix
+            .deadlines
+            .remove(deadline, Deadline::Pickup(slot))
+            .is_none()
+        {
             return;
         }
         let (request, author) = (self.current_request, self.current_author);

@@ -1,9 +1,9 @@
-//! Maps keyed by `u64` (sequence numbers, deadlines) split into [`MAP_SHARDS`] hash tables
-//! that grow one at a time (SPEC section 4, "No stalls").
+//! Maps keyed by `u64` (deadlines) split into [`MAP_SHARDS`] hash tables that grow one at a
+//! time (SPEC section 4, "No stalls").
 //!
-//! One hash table doubles all at once, under the ledger's lock: the deadline index's map of
-//! live holds, one table, took 24 ms of one batch when it doubled at ~920,000 holds
-//! (`reserve_loop 1000 1024 1 cold 10000`, docs/BENCHMARKS.md). Split in 64, each shard holds
+//! One hash table doubles all at once, under the ledger's lock: a map of every live hold, one
+//! table, took 24 ms of one batch when it doubled at ~920,000 holds (`reserve_loop 1000 1024 1
+//! cold 10000`, docs/BENCHMARKS.md). Split in 64, each shard holds
 //! 1/64 of the entries, and the shards double early, at staggered fills ([`grow_early`]), so
 //! their doublings fall on different writes: a batch pays for at most one or two shards.
 
@@ -43,30 +43,6 @@ pub(crate) trait KeyLayout {
     fn hash(key: u64) -> u64;
 }
 
-/// Bits of a run of consecutive sequence numbers that share a shard.
-const SEQ_RUN_BITS: u32 = 10;
-
-/// Keys that are sequence numbers (they only grow): runs of 1,024 consecutive numbers share a
-/// shard and lie in order within it (the hash is the number with the shard bits taken out,
-/// its low bits copied into the tag), so the inserts of a batch and the pops of an expiry walk
-/// memory in order instead of missing the cache once per entry.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct SeqKeys;
-
-impl KeyLayout for SeqKeys {
-    #[inline]
-    fn shard(key: u64) -> usize {
-        (key >> SEQ_RUN_BITS) as usize & (MAP_SHARDS - 1)
-    }
-
-    #[inline]
-    fn hash(key: u64) -> u64 {
-        let run = key >> (SEQ_RUN_BITS + MAP_SHARD_BITS);
-        let within = run << SEQ_RUN_BITS | (key & ((1 << SEQ_RUN_BITS) - 1));
-        within | (within << 57)
-    }
-}
-
 /// Other keys (deadlines in ms): spread by a multiplication; bits 32-37 pick the shard.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct SpreadKeys;
@@ -88,7 +64,6 @@ impl KeyLayout for SpreadKeys {
 pub(crate) struct U64Map<V, L> {
     /// Empty until the first insert (a small map costs nothing), then [`MAP_SHARDS`].
     shards: Vec<HashTable<(u64, V)>>,
-    len: usize,
     layout: PhantomData<L>,
 }
 
@@ -96,7 +71,6 @@ impl<V, L> Default for U64Map<V, L> {
     fn default() -> Self {
         U64Map {
             shards: Vec::new(),
-            len: 0,
             layout: PhantomData,
         }
     }
@@ -125,7 +99,6 @@ impl<V, L: KeyLayout> U64Map<V, L> {
         }
         grow_early(shard, index, |e| L::hash(e.0));
         shard.insert_unique(L::hash(key), (key, value), |e| L::hash(e.0));
-        self.len += 1;
         None
     }
 
@@ -134,25 +107,13 @@ impl<V, L: KeyLayout> U64Map<V, L> {
     pub(crate) fn remove(&mut self, key: u64) -> Option<V> {
         let shard = self.shards.get_mut(L::shard(key))?;
         let entry = shard.find_entry(L::hash(key), |e| e.0 == key).ok()?;
-        self.len -= 1;
         Some(entry.remove().0 .1)
     }
 
-    /// Removes `key` if its value satisfies `pred`; returns the value (one lookup).
-    #[inline]
-    pub(crate) fn remove_if(&mut self, key: u64, pred: impl FnOnce(&V) -> bool) -> Option<V> {
-        let shard = self.shards.get_mut(L::shard(key))?;
-        let entry = shard.find_entry(L::hash(key), |e| e.0 == key).ok()?;
-        if !pred(&entry.get().1) {
-            return None;
-        }
-        self.len -= 1;
-        Some(entry.remove().0 .1)
-    }
-
-    /// Entries in the map.
+    /// Entries in the map (O(shards)).
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.shards.iter().map(HashTable::len).sum()
     }
 
     /// The capacity of the largest shard: what the costliest doubling moves.
@@ -186,12 +147,7 @@ mod tests {
         assert_eq!(map.len(), 200_000);
         assert_eq!(map.insert(keys(5), 55), Some(5), "insert replaces");
         assert_eq!(map.len(), 200_000);
-        assert_eq!(
-            map.remove_if(keys(5), |v| *v == 5),
-            None,
-            "the predicate fails"
-        );
-        assert_eq!(map.remove_if(keys(7), |v| *v == 7), Some(7));
+        assert_eq!(map.remove(keys(7)), Some(7));
         assert_eq!(map.insert(keys(7), 7), None);
         for i in (0..200_000).filter(|i| i % 2 == 0) {
             assert!(map.remove(keys(i)).is_some());
@@ -208,10 +164,9 @@ mod tests {
     }
 
     #[test]
-    fn sequence_numbers_and_deadlines_are_found_replaced_and_removed() {
-        every_key_is_found_replaced_and_removed::<SeqKeys>(|i| i + 1);
-        every_key_is_found_replaced_and_removed::<SeqKeys>(|i| i * 3 + (1 << 40));
+    fn deadlines_are_found_replaced_and_removed() {
         every_key_is_found_replaced_and_removed::<SpreadKeys>(|i| 1_767_225_600_000 + i * 7);
+        every_key_is_found_replaced_and_removed::<SpreadKeys>(|i| i * 3 + (1 << 40));
     }
 
     /// Counts, per window of `WINDOW` inserts, how many big shards doubled.
@@ -246,8 +201,8 @@ mod tests {
     #[test]
     fn shards_double_one_at_a_time_not_all_in_the_same_writes() {
         for (most, big) in [
-            most_doublings_in_a_window::<SeqKeys>(|i| i + 1),
             most_doublings_in_a_window::<SpreadKeys>(|i| 1_767_225_600_000 + i),
+            most_doublings_in_a_window::<SpreadKeys>(|i| i * 5),
         ] {
             assert!(big >= MAP_SHARDS * 2, "{big} doublings of big shards");
             // Unstaggered, the 64 evenly filled shards would each double within a few

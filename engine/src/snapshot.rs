@@ -417,7 +417,7 @@ impl Ledger {
             }
             tally.live += 1;
             tally.deadlines += 1;
-            if ix.deadlines.get(r.expires_at_ms, r.seq) != Some(&Deadline::Hold(slot)) {
+            if !ix.deadlines.is_live(r.expires_at_ms, Deadline::Hold(slot)) {
                 return Err(format!("reservation {:?} has no deadline", r.id));
             }
             for h in &r.held {
@@ -449,7 +449,7 @@ impl Ledger {
                 tally.open += 1;
                 if let (Some(d), false) = (o.pickup_deadline_ms, o.pickup_expired) {
                     tally.deadlines += 1;
-                    if ix.deadlines.get(d, o.seq) != Some(&Deadline::Pickup(slot)) {
+                    if !ix.deadlines.is_live(d, Deadline::Pickup(slot)) {
                         return Err(format!("order {:?} has no pickup deadline", o.id));
                     }
                 }

@@ -605,7 +605,7 @@ pub(crate) struct DedupEntry {
 }
 
 /// What a deadline entry refers to: a hold or a pickup order, by slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Deadline {
     Hold(ObjIdx),
     Pickup(ObjIdx),
