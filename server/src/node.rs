@@ -612,7 +612,7 @@ impl Node {
 
     /// Asks Raft to build a snapshot now, whatever the snapshot policy says (tests,
     /// benchmarks); `false` if Raft has stopped. Raft ignores the request while a build is in
-    /// progress.
+    /// progress; when this returns, Raft has taken it (started a build or ignored it).
     pub async fn trigger_snapshot(&self) -> bool {
         self.ctx.consensus.trigger_snapshot().await
     }

@@ -310,9 +310,17 @@ impl Consensus {
         self.raft.metrics().borrow().state == ServerState::Leader && self.log.disk_failing()
     }
 
-    /// Asks Raft to build a snapshot now; `false` if Raft has stopped.
+    /// Asks Raft to build a snapshot now; `false` if Raft has stopped. Returns once Raft's core
+    /// has taken the request: it has then started a build, or ignored the request because one
+    /// was in progress. openraft only queues the request; without the wait, a request made
+    /// during a build could be taken after that build ended and start a second one, later.
     pub async fn trigger_snapshot(&self) -> bool {
-        self.raft.trigger().snapshot().await.is_ok()
+        if self.raft.trigger().snapshot().await.is_err() {
+            return false;
+        }
+        // Requests to the core are taken in order: once this one is answered, so was the
+        // trigger.
+        self.raft.with_raft_state(|_| ()).await.is_ok()
     }
 
     /// Stops Raft, waiting at most `limit` for its last log writes (on a disk that keeps
