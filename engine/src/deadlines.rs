@@ -10,7 +10,7 @@
 //! n) for one out of sequence order, below) plus O(log d) for a new distinct deadline; remove
 //! O(1); popping k due entries O(k + stale) and never more than the caller's step budget
 //! ([`Deadlines::pop_due`]); memory is bounded by the entries created within the longest
-//! deadline.
+//! deadline, plus 16 bytes per slot of the hold and order slabs.
 //!
 //! Pops come in (deadline, sequence number) order whatever the insertion history (a restored
 //! ledger inserts in slot order, not in sequence order), without sorting a deadline's queue:
