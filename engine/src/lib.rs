@@ -46,6 +46,8 @@ mod snapshot;
 mod sourcing;
 mod state;
 mod stock;
+#[cfg(test)]
+mod test_fixtures;
 pub mod units;
 mod view;
 mod view_kits;

@@ -1,9 +1,10 @@
 use crate::limits::{self, BATCH_REQUESTS_MAX, CLEANUP_STEPS_PER_BATCH, EXPIRY_STEPS_PER_BATCH};
 use crate::query::ReservationState;
+use crate::test_fixtures::reserve;
 use crate::{
-    Answer, BatchHeader, Code, Command, Config, InvalidReason, Ledger, Line, LocationDef,
-    LocationId, LocationKind, Outcome, Query, Reason, Rejection, Reply, Request, RequestId,
-    ReservationId, SkuId, Target,
+    Answer, BatchHeader, Code, Command, Config, InvalidReason, Ledger, LocationDef, LocationId,
+    LocationKind, Outcome, Query, Reason, Rejection, Reply, Request, RequestId, ReservationId,
+    SkuId,
 };
 
 /// A ledger driven one batch at a time, each batch one second after the last, with fresh
@@ -79,19 +80,6 @@ impl Run {
             Err(Rejection::NotFound { .. }) => None,
             other => panic!("reservation {id}: {other:?}"),
         }
-    }
-}
-
-fn reserve(id: &str, ttl_ms: u64) -> Command {
-    Command::Reserve {
-        reservation: ReservationId::from(id),
-        channel: "web".into(),
-        lines: vec![Line {
-            sku: SkuId::from("A"),
-            target: Target::Location(LocationId::from("wh")),
-            qty: 1,
-        }],
-        ttl_ms,
     }
 }
 

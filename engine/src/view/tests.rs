@@ -2,9 +2,10 @@
 //! a backlog of overdue holds (see the module doc of `view.rs`).
 
 use crate::limits::{BATCH_REQUESTS_MAX, EXPIRY_STEPS_PER_BATCH, READ_LAPSED_STEPS_MAX};
+use crate::test_fixtures::reserve;
 use crate::{
-    Answer, BatchHeader, ChannelId, Command, Config, Ledger, Line, LocationDef, LocationId,
-    LocationKind, Query, Reason, Request, RequestId, ReservationId, SkuId, Target,
+    Answer, BatchHeader, ChannelId, Command, Config, Ledger, LocationDef, LocationId, LocationKind,
+    Query, Reason, Request, RequestId, SkuId, Target,
 };
 
 /// Time of the first batch.
@@ -62,19 +63,6 @@ fn stocked(qty: i64) -> (Ledger, u128) {
     ];
     apply(&mut ledger, &mut next, T0, setup);
     (ledger, next)
-}
-
-fn reserve(id: &str, ttl_ms: u64) -> Command {
-    Command::Reserve {
-        reservation: ReservationId::from(id),
-        channel: ChannelId::from("web"),
-        lines: vec![Line {
-            sku: SkuId::from("A"),
-            target: Target::Location(LocationId::from("wh")),
-            qty: 1,
-        }],
-        ttl_ms,
-    }
 }
 
 #[test]

@@ -49,6 +49,27 @@ pub fn count(sku: &str, location: &str, qty: i64) -> engine::Command {
     }
 }
 
+/// A hold `id` for `channel` of `qty` units of `sku` at `location`, for `ttl_ms`.
+pub fn hold(
+    id: &str,
+    channel: &str,
+    sku: &str,
+    location: &str,
+    qty: i64,
+    ttl_ms: u64,
+) -> engine::Command {
+    engine::Command::Reserve {
+        reservation: engine::ReservationId::from(id),
+        channel: engine::ChannelId::from(channel),
+        lines: vec![engine::Line {
+            sku: engine::SkuId::from(sku),
+            target: engine::Target::Location(engine::LocationId::from(location)),
+            qty,
+        }],
+        ttl_ms,
+    }
+}
+
 /// A receipt: on_hand of `sku` at `location` += 1 (reason `receipt`).
 pub fn receipt(sku: &str, location: &str) -> engine::Command {
     engine::Command::Adjust {

@@ -28,7 +28,9 @@ pub use background::BackgroundCluster;
 pub use cluster::{fast_timings, Cluster, ClusterConfig};
 pub use error::Error;
 pub use faults::{cut_tail, TornTail};
-pub use fixtures::{acknowledged_receipt, client, count, on_hand, receipt, rss_bytes, warehouse};
+pub use fixtures::{
+    acknowledged_receipt, client, count, hold, on_hand, receipt, rss_bytes, warehouse,
+};
 pub use process::{ProcessCluster, ProcessConfig};
 pub use raw::{RawConnection, RawError};
 pub use temp::TempDir;

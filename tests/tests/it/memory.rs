@@ -5,21 +5,12 @@
 use std::time::Duration;
 
 use client::ClientError;
-use engine::{ChannelId, Command, Line, LocationId, Query, ReservationId, SkuId, Target};
+use engine::{ChannelId, Command, LocationId, Query, SkuId, Target};
 use protocol::{Consistency, ServerError};
 use testkit::{Cluster, ClusterConfig};
 
 fn reserve(id: &str) -> Command {
-    Command::Reserve {
-        reservation: ReservationId::from(id),
-        channel: ChannelId::from("web"),
-        lines: vec![Line {
-            sku: SkuId::from("TEE"),
-            target: Target::Location(LocationId::from("wh")),
-            qty: 1,
-        }],
-        ttl_ms: 600_000,
-    }
+    testkit::hold(id, "web", "TEE", "wh", 1, 600_000)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

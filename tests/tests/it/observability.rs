@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use engine::{ChannelId, Command, Line, ReservationId, SkuId, Target};
+use engine::Command;
 use prometheus_parse::{Scrape, Value};
 use protocol::NotReady;
 use testkit::Cluster;
@@ -100,16 +100,7 @@ fn total(cluster: &Cluster, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 fn reserve(id: &str, qty: i64) -> Command {
-    Command::Reserve {
-        reservation: ReservationId::from(id),
-        channel: ChannelId::from("web"),
-        lines: vec![Line {
-            sku: SkuId::from("TEE"),
-            target: Target::Location(engine::LocationId::from("wh")),
-            qty,
-        }],
-        ttl_ms: 600_000,
-    }
+    testkit::hold(id, "web", "TEE", "wh", qty, 600_000)
 }
 
 /// Traffic moves the request counters and latency histograms (by operation and outcome),

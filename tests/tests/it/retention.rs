@@ -6,10 +6,7 @@
 use std::time::Duration;
 
 use client::{Client, ClientError};
-use engine::{
-    Answer, ChannelId, Command, Config, Line, LocationId, Query, Rejection, ReservationId, SkuId,
-    Target,
-};
+use engine::{Answer, Command, Config, Query, Rejection, ReservationId};
 use pki::{ClientCertRequest, ClientRole};
 use protocol::ServerError;
 use serde_json::{json, Value};
@@ -18,16 +15,7 @@ use testkit::Cluster;
 const HOLDS: usize = 10;
 
 fn reserve(id: &str) -> Command {
-    Command::Reserve {
-        reservation: ReservationId::from(id),
-        channel: ChannelId::from("web"),
-        lines: vec![Line {
-            sku: SkuId::from("A"),
-            target: Target::Location(LocationId::from("wh")),
-            qty: 1,
-        }],
-        ttl_ms: 600_000,
-    }
+    testkit::hold(id, "web", "A", "wh", 1, 600_000)
 }
 
 /// Holds h0..h9, each made and released in turn: h0 finished first.

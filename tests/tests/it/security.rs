@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use client::{Client, ClientConfig, ClientError};
 use engine::query::Query;
-use engine::{ChannelId, Command, Line, LocationId, ReservationId, SkuId, Target};
+use engine::{Command, ReservationId};
 use pki::{ClientCertRequest, ClientRole, Trust};
 use protocol::{Consistency, Op, OpResult, ServerError, ServerMessage};
 use testkit::{Cluster as TestCluster, RawConnection, RawError};
@@ -52,16 +52,7 @@ fn quick(mut config: ClientConfig) -> ClientConfig {
 }
 
 fn reserve(id: &str, channel: &str, at: &str) -> Command {
-    Command::Reserve {
-        reservation: ReservationId::from(id),
-        channel: ChannelId::from(channel),
-        lines: vec![Line {
-            sku: SkuId::from("A"),
-            target: Target::Location(LocationId::from(at)),
-            qty: 1,
-        }],
-        ttl_ms: 60_000,
-    }
+    testkit::hold(id, channel, "A", at, 1, 60_000)
 }
 
 fn store(id: &str) -> Command {
