@@ -92,15 +92,69 @@ pub(crate) struct Deadlines {
     /// The deadline and queue last used, kept out of `queues` (each deadline's queue is in
     /// exactly one of the two; see the module doc).
     hot: Option<(u64, Queue)>,
-    /// The live entry of each hold, by its slot: (deadline, insertion token). A queue entry is
-    /// live only if its token is the current one, so a re-inserted object appears once.
-    holds: SlotEntries,
-    /// The same for pickup orders.
-    pickups: SlotEntries,
-    /// Live entries.
-    live: usize,
+    /// Each object's live entry. A queue entry is live only if its token is the current one,
+    /// so a re-inserted object appears once.
+    live: LiveEntries,
     /// The last insertion token given (0: none; an empty slot entry has token 0).
     token: u64,
+}
+
+/// The live entry (deadline, insertion token) of each hold and each pickup order, by slot,
+/// and how many there are.
+#[derive(Debug, Clone, Default)]
+struct LiveEntries {
+    holds: SlotEntries,
+    pickups: SlotEntries,
+    count: usize,
+}
+
+impl LiveEntries {
+    /// The table of `what`'s kind, and its slot.
+    #[inline]
+    fn table(&self, what: Deadline) -> (&SlotEntries, u32) {
+        match what {
+            Deadline::Hold(slot) => (&self.holds, slot),
+            Deadline::Pickup(slot) => (&self.pickups, slot),
+        }
+    }
+
+    /// The live entry of `what` ((0, 0): none).
+    #[inline]
+    fn get(&self, what: Deadline) -> (u64, u64) {
+        let (table, slot) = self.table(what);
+        table.get(slot)
+    }
+
+    /// The table of `what`'s kind, and its slot, for writing.
+    #[inline]
+    fn table_mut(&mut self, what: Deadline) -> (&mut SlotEntries, u32) {
+        match what {
+            Deadline::Hold(slot) => (&mut self.holds, slot),
+            Deadline::Pickup(slot) => (&mut self.pickups, slot),
+        }
+    }
+
+    /// Sets (or replaces) the live entry of `what`.
+    #[inline]
+    fn set(&mut self, what: Deadline, entry: (u64, u64)) {
+        let (table, slot) = self.table_mut(what);
+        let was_live = table.get(slot).1 != 0;
+        table.set(slot, entry);
+        self.count += usize::from(!was_live);
+    }
+
+    /// Clears the live entry of `what` if `is_it` says it is the one meant; whether it did.
+    #[inline]
+    fn clear_if(&mut self, what: Deadline, is_it: impl FnOnce((u64, u64)) -> bool) -> bool {
+        let (table, slot) = self.table_mut(what);
+        let entry = table.get(slot);
+        if entry.1 == 0 || !is_it(entry) {
+            return false;
+        }
+        table.set(slot, (0, 0));
+        self.count -= 1;
+        true
+    }
 }
 
 /// Per object slot, its live entry (deadline, token), or (0, 0): a derived array in chunks of
@@ -150,31 +204,8 @@ impl Deadlines {
     pub(crate) fn insert(&mut self, at_ms: u64, seq: u64, what: Deadline) {
         self.token += 1;
         let token = self.token;
-        let (slots, slot) = self.slots_mut(what);
-        let was_live = slots.get(slot).1 != 0;
-        slots.set(slot, (at_ms, token));
-        if !was_live {
-            self.live += 1;
-        }
+        self.live.set(what, (at_ms, token));
         self.queue_mut(at_ms).push((seq, token, what));
-    }
-
-    /// The table of live entries of `what`'s kind, and its slot.
-    #[inline]
-    fn slots_mut(&mut self, what: Deadline) -> (&mut SlotEntries, u32) {
-        match what {
-            Deadline::Hold(slot) => (&mut self.holds, slot),
-            Deadline::Pickup(slot) => (&mut self.pickups, slot),
-        }
-    }
-
-    /// The live entry (deadline, token) of `what` ((0, 0): none).
-    #[inline]
-    fn entry_of(&self, what: Deadline) -> (u64, u64) {
-        match what {
-            Deadline::Hold(slot) => self.holds.get(slot),
-            Deadline::Pickup(slot) => self.pickups.get(slot),
-        }
     }
 
     /// The queue of deadline `at_ms` (an empty one for a new deadline), made the hot one.
@@ -214,31 +245,26 @@ impl Deadlines {
 
     /// Removes the deadline of object `what` if it is `at_ms`; returns `what` if it had one.
     pub(crate) fn remove(&mut self, at_ms: u64, what: Deadline) -> Option<Deadline> {
-        let (slots, slot) = self.slots_mut(what);
-        let (at, token) = slots.get(slot);
-        if token == 0 || at != at_ms {
-            return None;
-        }
-        slots.set(slot, (0, 0));
-        self.live -= 1;
-        Some(what)
+        self.live
+            .clear_if(what, |(at, _)| at == at_ms)
+            .then_some(what)
     }
 
     /// Whether object `what` has its live entry at `at_ms`.
     pub(crate) fn is_live(&self, at_ms: u64, what: Deadline) -> bool {
-        let (at, token) = self.entry_of(what);
+        let (at, token) = self.live.get(what);
         token != 0 && at == at_ms
     }
 
     /// Whether a queue entry of deadline `at_ms` is its object's live entry (not stale).
     #[inline]
     fn live_entry(&self, at_ms: u64, (_, token, what): Entry) -> bool {
-        self.entry_of(what) == (at_ms, token)
+        self.live.get(what) == (at_ms, token)
     }
 
     /// Live entries.
     pub(crate) fn len(&self) -> usize {
-        self.live
+        self.live.count
     }
 
     /// The capacity of the largest hash table in the index: what its costliest growth moves.
@@ -265,26 +291,14 @@ impl Deadlines {
                 return None;
             }
             self.queue_mut(at);
-            let Deadlines {
-                hot,
-                holds,
-                pickups,
-                live,
-                ..
-            } = self;
+            let Deadlines { hot, live, .. } = self;
             let queue = &mut hot.as_mut().expect("made hot").1;
             while *steps > 0 {
                 let Some((_, token, what)) = queue.pop_first() else {
                     break;
                 };
                 *steps -= 1;
-                let (slots, slot) = match what {
-                    Deadline::Hold(slot) => (&mut *holds, slot),
-                    Deadline::Pickup(slot) => (&mut *pickups, slot),
-                };
-                if slots.get(slot) == (at, token) {
-                    slots.set(slot, (0, 0));
-                    *live -= 1;
+                if live.clear_if(what, |entry| entry == (at, token)) {
                     return Some((at, what));
                 }
             }
