@@ -96,6 +96,11 @@ impl Default for ScenarioConfig {
     }
 }
 
+/// The id of the SKU of rank `k` in a run tagged `tag`.
+fn tagged_sku(tag: &str, k: usize) -> String {
+    format!("{tag}{}", sku_name(k))
+}
+
 /// A scenario ready to run: its settings and the popularity distribution.
 pub struct Workload {
     /// Which scenario.
@@ -114,7 +119,7 @@ impl Workload {
     pub fn new(kind: Kind, config: ScenarioConfig) -> Workload {
         let zipf = Zipf::new(config.mix.skus.max(1), config.mix.skew);
         let skus = (0..zipf.len())
-            .map(|k| format!("{}{}", config.tag, sku_name(k)))
+            .map(|k| tagged_sku(&config.tag, k))
             .collect();
         Workload {
             kind,
@@ -144,7 +149,7 @@ impl Workload {
     pub fn sku(&self, k: usize) -> String {
         match self.skus.get(k) {
             Some(name) => name.clone(),
-            None => format!("{}{}", self.config.tag, sku_name(k)),
+            None => tagged_sku(&self.config.tag, k),
         }
     }
 
