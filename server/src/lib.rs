@@ -24,6 +24,7 @@ pub mod api;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod hops;
 pub mod http;
 pub mod logging;
 pub mod memory;

@@ -70,6 +70,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }) => dev_cluster(nodes, base_port, &data_dir, durability)?,
         None => vec![cli.node.resolve()?],
     };
+    server::hops::init();
     let mut nodes = Vec::new();
     for config in configs {
         let data_dir = config.data_dir.clone();
@@ -92,6 +93,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     for node in nodes {
         node.shutdown().await;
     }
+    server::hops::flush();
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 use protocol::{ClientFrame, Op, OpResult, ServerError, ServerMessage};
 
 use super::{feed, ops, Caller, SMALL_FRAME_BYTES};
+use crate::hops::{self, Hop};
 use crate::metrics::{Operation, Outcome, Transport};
 use crate::node::NodeCtx;
 use crate::replies::{ConnectionReplies, Outbox};
@@ -98,26 +99,50 @@ pub(super) async fn serve_stream(
         let Ok(permit) = inflight.clone().acquire_owned().await else {
             break;
         };
+        hops::mark(Hop::Frame, frame.id, 0);
+        let received = Received {
+            frame,
+            len,
+            arrived,
+        };
         let (ctx, outbox, caller) = (ctx.clone(), outbox.clone(), caller.clone());
         tokio::spawn(async move {
-            let per_op = len / frame.ops.len().max(1);
-            let mut pending = ops::handle_ops(&ctx, &caller, frame.ops, per_op).await;
-            // Room first, then the ledger: a reply that waits for room holds no memory.
-            if let Some(room) = outbox.room().await {
-                for p in &mut pending {
-                    p.answer(&ctx);
-                }
-                record(&ctx, &pending, arrived);
-                let results = pending.into_iter().map(|p| p.into_result(&ctx)).collect();
-                let id = frame.id;
-                outbox.send(room, &ServerMessage::Reply { id, results });
-            }
+            answer(&ctx, &outbox, &caller, received).await;
             drop(permit);
         });
     }
     let _ = recv.stop(0u32.into());
     drop(outbox);
     let _ = writer.await;
+}
+
+/// A frame as read: its length in bytes and when it arrived.
+struct Received {
+    frame: ClientFrame,
+    len: usize,
+    arrived: Instant,
+}
+
+/// Runs a frame's operations and queues their replies once the stream has room for them.
+async fn answer(ctx: &Arc<NodeCtx>, outbox: &Outbox, caller: &Caller, received: Received) {
+    let Received {
+        frame,
+        len,
+        arrived,
+    } = received;
+    let per_op = len / frame.ops.len().max(1);
+    let mut pending = ops::handle_ops(ctx, caller, frame.ops, per_op).await;
+    // Room first, then the ledger: a reply that waits for room holds no memory.
+    if let Some(room) = outbox.room().await {
+        for p in &mut pending {
+            p.answer(ctx);
+        }
+        record(ctx, &pending, arrived);
+        let results = pending.into_iter().map(|p| p.into_result(ctx)).collect();
+        let id = frame.id;
+        outbox.send(room, &ServerMessage::Reply { id, results });
+        hops::mark(Hop::Replied, id, 0);
+    }
 }
 
 /// Answers every operation of `frame` `busy`: the node holds too many unread replies.

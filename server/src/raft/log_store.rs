@@ -98,6 +98,7 @@ use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader};
 use self::recover::{PreviousEnd, Vote};
 use self::writer::{lock, Command, Done, Reply, Shared, Writer};
 use super::{io_error, Entry, LogId, StorageError, TypeConfig};
+use crate::hops::{self, Hop};
 
 /// Default `replicated` mode flush interval: appended entries are fsynced at most this long
 /// after they were written.
@@ -465,6 +466,7 @@ impl LogStore {
         }
         let first_index = entries.first().map_or(0, |e| e.log_id.index);
         let last = entries.last().map(|e| e.log_id);
+        hops::mark(Hop::Appended, first_index, last.map_or(0, |l| l.index));
         if entries
             .iter()
             .enumerate()

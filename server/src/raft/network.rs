@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::election::{AppendSummary, Election, PreVoteRequest, PreVoteResponse};
 use super::{NodeId, Raft, TypeConfig};
+use crate::hops::{self, Hop};
 
 /// A Raft RPC.
 #[derive(Debug, Serialize, Deserialize)]
@@ -346,13 +347,17 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         let cut_at = cap_entries(&mut rpc.entries);
+        let (first, last) = index_range(&rpc.entries);
+        hops::mark(Hop::RpcSent, first, last);
         let option = if rpc.entries.is_empty() {
             option
         } else {
             let floor = Duration::from_millis(APPEND_TIMEOUT_MS_MIN);
             RPCOption::new(option.hard_ttl().max(floor))
         };
-        match self.send(PeerRequest::Append(rpc), &option).await? {
+        let answer = self.send(PeerRequest::Append(rpc), &option).await;
+        hops::mark(Hop::RpcAnswered, first, self.target);
+        match answer? {
             PeerReply::Append(Ok(AppendEntriesResponse::Success)) if cut_at.is_some() => {
                 Ok(AppendEntriesResponse::PartialSuccess(cut_at))
             }
@@ -394,6 +399,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             _ => Err(self.unexpected()),
         }
     }
+}
+
+/// The first and last log index of `entries` (0, 0 for none), for the hop trace.
+fn index_range(entries: &[super::Entry]) -> (u64, u64) {
+    let index = |e: Option<&super::Entry>| e.map_or(0, |e| e.log_id.index);
+    (index(entries.first()), index(entries.last()))
 }
 
 /// Encoded bytes of entries sent in one AppendEntries (at least one entry is always sent).
@@ -473,7 +484,10 @@ pub async fn serve_peer(
                 PeerRequest::Forward(forwarded) => PeerReply::Forwarded(forward(forwarded).await),
                 PeerRequest::Append(rpc) => {
                     let summary = AppendSummary::of(&rpc);
+                    let (first, last) = index_range(&rpc.entries);
+                    hops::mark(Hop::PeerReceived, first, last);
                     let response = raft.append_entries(rpc).await;
+                    hops::mark(Hop::PeerAnswered, first, last);
                     election.on_append(&summary, &response);
                     PeerReply::Append(response)
                 }

@@ -22,6 +22,7 @@ use engine::{Author, Authors, Outcome, Request};
 use protocol::{BatchStats, NodeAddr, ServerError};
 
 use crate::clock::Clock;
+use crate::hops::{self, Hop};
 use crate::metrics::Metrics;
 use crate::raft::state_machine::Shared;
 use crate::raft::{Batch, NodeId, Raft};
@@ -253,6 +254,7 @@ async fn run(mut batcher: Batcher, mut rx: mpsc::Receiver<PendingWrite>, infligh
         let (requests, replies): (Vec<Request>, Vec<oneshot::Sender<WriteResult>>) =
             batch.into_iter().map(|p| (p.request, p.reply)).unzip();
         batcher.count(tick, requests.len());
+        hops::mark(Hop::Proposed, requests.len() as u64, 0);
         let proposed = batcher
             .raft
             .client_write_ff(Batch {
@@ -402,7 +404,10 @@ async fn answer(
             Ok(Ok(Err(e))) => Err(ServerError::Internal {
                 message: e.to_string(),
             }),
-            Ok(Ok(Ok(response))) => Ok(response.data),
+            Ok(Ok(Ok(response))) => {
+                hops::mark(Hop::Answered, response.log_id.index, 0);
+                Ok(response.data)
+            }
         },
     };
     match result {

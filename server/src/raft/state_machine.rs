@@ -23,6 +23,7 @@ use engine::{BatchHeader, Frozen, Ledger};
 use protocol::{SnapshotBuilding, SnapshotBuilt, SnapshotStats};
 
 use crate::auth::CredentialCopy;
+use crate::hops::{self, Hop};
 use crate::metrics::Metrics;
 
 use super::ledger_lock::LedgerLock;
@@ -457,6 +458,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut meta = lock(&self.shared.meta);
             let started = Instant::now();
             let log_index = entry.log_id.index;
+            hops::mark(Hop::Applying, log_index, 0);
             let outcomes = match entry.payload {
                 EntryPayload::Blank => Vec::new(),
                 EntryPayload::Normal(batch) => ledger.apply_by(
