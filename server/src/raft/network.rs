@@ -195,6 +195,7 @@ impl Network {
             network: self.clone(),
             target,
             addr: addr.to_owned(),
+            early: EarlyAnswers::default(),
         };
         let option = RPCOption::new(wait);
         match client
@@ -216,6 +217,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             network: self.clone(),
             target,
             addr: node.addr.clone(),
+            early: EarlyAnswers::default(),
         }
     }
 }
@@ -225,6 +227,45 @@ pub struct PeerClient {
     network: Network,
     target: NodeId,
     addr: String,
+    early: EarlyAnswers,
+}
+
+/// When an AppendEntries that carries only a new commit index is answered before the peer
+/// answers (see [`PeerClient::append_entries`]).
+#[derive(Debug, Default)]
+struct EarlyAnswers {
+    /// Whether this client has carried entries, which makes it a replication stream's.
+    /// openraft's heartbeat rounds for linearizable reads use fresh clients that never carry
+    /// any, so their answers always come from the peer.
+    carried_entries: bool,
+    /// The highest commit index sent to the peer.
+    commit_sent: Option<super::LogId>,
+    /// Whether the peer's last answer was a success: false while an early answer's real one is
+    /// awaited and after any failure, until a success.
+    settled: Arc<AtomicBool>,
+}
+
+impl EarlyAnswers {
+    /// Whether `rpc` may be answered at once: it carries no entries and only a commit index the
+    /// peer has not been sent, through a replication stream whose peer answered its last
+    /// request with a success.
+    fn may_answer(&self, rpc: &AppendEntriesRequest<TypeConfig>) -> bool {
+        rpc.entries.is_empty()
+            && self.carried_entries
+            && rpc.leader_commit > self.commit_sent
+            && self.settled.load(Ordering::Acquire)
+    }
+
+    /// Notes a request about to be sent and awaited.
+    fn sending(&mut self, rpc: &AppendEntriesRequest<TypeConfig>) {
+        self.carried_entries |= !rpc.entries.is_empty();
+        self.commit_sent = self.commit_sent.max(rpc.leader_commit);
+    }
+
+    /// Notes the peer's answer to an awaited request.
+    fn answered(&self, success: bool) {
+        self.settled.store(success, Ordering::Release);
+    }
 }
 
 /// Why an RPC did not get an answer.
@@ -236,6 +277,32 @@ enum SendError {
 }
 
 impl PeerClient {
+    /// Sends a commit-only AppendEntries on a task of its own; its real answer settles
+    /// `early` (see `append_entries`).
+    fn answer_early(&mut self, rpc: AppendEntriesRequest<TypeConfig>, option: RPCOption) {
+        self.early.commit_sent = rpc.leader_commit;
+        self.early.settled.store(false, Ordering::Release);
+        hops::mark(Hop::RpcSent, 0, 0);
+        hops::mark(Hop::RpcAnswered, 0, self.target);
+        let settled = self.early.settled.clone();
+        let sender = PeerClient {
+            network: self.network.clone(),
+            target: self.target,
+            addr: self.addr.clone(),
+            early: EarlyAnswers::default(),
+        };
+        tokio::spawn(async move {
+            let answer = sender
+                .send::<RaftError<NodeId>>(PeerRequest::Append(rpc), &option)
+                .await;
+            let success = matches!(
+                answer,
+                Ok(PeerReply::Append(Ok(AppendEntriesResponse::Success)))
+            );
+            settled.store(success, Ordering::Release);
+        });
+    }
+
     async fn connection(&self) -> Result<quinn::Connection, SendError> {
         let cached = self
             .network
@@ -341,11 +408,25 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     /// Sends at most [`APPEND_BYTES_MAX`] of the entries (at least one) and answers a partial
     /// success for a cut request, so openraft sends the rest next; waits at least
     /// [`APPEND_TIMEOUT_MS_MIN`] for a request with entries.
+    ///
+    /// After each commit openraft sends every follower an AppendEntries with only the new
+    /// commit index, and it keeps one AppendEntries in flight per follower, so the next entry
+    /// waits for that round trip (docs/BENCHMARKS.md, section Z). Such a request is sent and
+    /// answered `Success` at once, when [`EarlyAnswers::may_answer`] holds: it cannot change
+    /// what the leader knows of the follower's log (its `prev_log_id` is the last match, just
+    /// acknowledged), and a failed real answer (a higher vote, a conflict, no answer) makes the
+    /// following requests wait for the peer again, so openraft learns it from the next one
+    /// (the next entry, or the heartbeat within `heartbeat_ms`).
     async fn append_entries(
         &mut self,
         mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        if self.early.may_answer(&rpc) {
+            self.answer_early(rpc, option);
+            return Ok(AppendEntriesResponse::Success);
+        }
+        self.early.sending(&rpc);
         let cut_at = cap_entries(&mut rpc.entries);
         let (first, last) = index_range(&rpc.entries);
         hops::mark(Hop::RpcSent, first, last);
@@ -357,6 +438,10 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         };
         let answer = self.send(PeerRequest::Append(rpc), &option).await;
         hops::mark(Hop::RpcAnswered, first, self.target);
+        self.early.answered(matches!(
+            answer,
+            Ok(PeerReply::Append(Ok(AppendEntriesResponse::Success)))
+        ));
         match answer? {
             PeerReply::Append(Ok(AppendEntriesResponse::Success)) if cut_at.is_some() => {
                 Ok(AppendEntriesResponse::PartialSuccess(cut_at))
@@ -579,6 +664,41 @@ mod tests {
                 authors: Default::default(),
             }),
         }
+    }
+
+    /// An AppendEntries of leader 1 with `entries` and commit index `commit`.
+    fn append(entries: Vec<Entry>, commit: Option<u64>) -> AppendEntriesRequest<TypeConfig> {
+        let log_id = |i| openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), i);
+        AppendEntriesRequest {
+            vote: openraft::Vote::new_committed(1, 1),
+            prev_log_id: Some(log_id(1)),
+            entries,
+            leader_commit: commit.map(log_id),
+        }
+    }
+
+    #[test]
+    fn only_a_replication_stream_s_new_commit_index_is_answered_early() {
+        let mut early = EarlyAnswers::default();
+        // A fresh client (openraft's linearizable-read heartbeats use one each): never.
+        early.answered(true);
+        assert!(!early.may_answer(&append(vec![], Some(2))));
+        // Once it carried entries and the peer answered, a commit-only request is.
+        let data = append(vec![entry(2, 10)], Some(1));
+        early.sending(&data);
+        early.answered(true);
+        let commit = append(vec![], Some(2));
+        assert!(early.may_answer(&commit));
+        // Not a request with entries, nor one whose commit index the peer was already sent
+        // (a heartbeat), nor any while the peer's last answer is not a success.
+        assert!(!early.may_answer(&append(vec![entry(3, 10)], Some(2))));
+        early.sending(&commit);
+        assert!(!early.may_answer(&append(vec![], Some(2))));
+        assert!(early.may_answer(&append(vec![], Some(3))));
+        early.answered(false);
+        assert!(!early.may_answer(&append(vec![], Some(3))));
+        early.answered(true);
+        assert!(early.may_answer(&append(vec![], Some(3))));
     }
 
     #[test]
