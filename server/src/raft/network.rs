@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -240,31 +240,46 @@ struct EarlyAnswers {
     carried_entries: bool,
     /// The highest commit index sent to the peer.
     commit_sent: Option<super::LogId>,
-    /// Whether the peer's last answer was a success: false while an early answer's real one is
-    /// awaited and after any failure, until a success.
-    settled: Arc<AtomicBool>,
+    /// The last log id the peer confirmed holding, by a real success.
+    confirmed: Option<super::LogId>,
+    /// Requests numbered so far.
+    sent: u64,
+    /// The newest request's number times two, plus one once its real answer was a success.
+    /// Only the newest request's answer writes it, so a late answer never overwrites a newer
+    /// one; a request openraft drops on its timeout leaves it without the one.
+    newest: Arc<AtomicU64>,
 }
 
 impl EarlyAnswers {
     /// Whether `rpc` may be answered at once: it carries no entries and only a commit index the
-    /// peer has not been sent, through a replication stream whose peer answered its last
-    /// request with a success.
+    /// peer has not been sent, after the very log id the peer last confirmed, through a
+    /// replication stream whose newest request the peer answered with a success.
     fn may_answer(&self, rpc: &AppendEntriesRequest<TypeConfig>) -> bool {
         rpc.entries.is_empty()
             && self.carried_entries
             && rpc.leader_commit > self.commit_sent
-            && self.settled.load(Ordering::Acquire)
+            && self.confirmed.is_some()
+            && rpc.prev_log_id == self.confirmed
+            && self.newest.load(Ordering::Acquire) & 1 == 1
     }
 
-    /// Notes a request about to be sent and awaited.
-    fn sending(&mut self, rpc: &AppendEntriesRequest<TypeConfig>) {
+    /// Numbers a request about to be sent: from now on only its answer counts.
+    fn sending(&mut self, rpc: &AppendEntriesRequest<TypeConfig>) -> u64 {
         self.carried_entries |= !rpc.entries.is_empty();
         self.commit_sent = self.commit_sent.max(rpc.leader_commit);
+        self.sent += 1;
+        self.newest.store(self.sent << 1, Ordering::Release);
+        self.sent
     }
 
-    /// Notes the peer's answer to an awaited request.
-    fn answered(&self, success: bool) {
-        self.settled.store(success, Ordering::Release);
+    /// Notes the peer's answer to request `number`, if it is still the newest.
+    fn answered(newest: &AtomicU64, number: u64, success: bool) {
+        let _ = newest.compare_exchange(
+            number << 1,
+            (number << 1) | u64::from(success),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
     }
 }
 
@@ -277,14 +292,14 @@ enum SendError {
 }
 
 impl PeerClient {
-    /// Sends a commit-only AppendEntries on a task of its own; its real answer settles
-    /// `early` (see `append_entries`).
+    /// Sends a commit-only AppendEntries on a task of its own; its real answer, if it is
+    /// still the newest, decides whether the next one may be answered early too (see
+    /// `append_entries`).
     fn answer_early(&mut self, rpc: AppendEntriesRequest<TypeConfig>, option: RPCOption) {
-        self.early.commit_sent = rpc.leader_commit;
-        self.early.settled.store(false, Ordering::Release);
+        let number = self.early.sending(&rpc);
         hops::mark(Hop::RpcSent, 0, 0);
         hops::mark(Hop::RpcAnswered, 0, self.target);
-        let settled = self.early.settled.clone();
+        let newest = self.early.newest.clone();
         let sender = PeerClient {
             network: self.network.clone(),
             target: self.target,
@@ -299,7 +314,7 @@ impl PeerClient {
                 answer,
                 Ok(PeerReply::Append(Ok(AppendEntriesResponse::Success)))
             );
-            settled.store(success, Ordering::Release);
+            EarlyAnswers::answered(&newest, number, success);
         });
     }
 
@@ -412,11 +427,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     /// After each commit openraft sends every follower an AppendEntries with only the new
     /// commit index, and it keeps one AppendEntries in flight per follower, so the next entry
     /// waits for that round trip (docs/BENCHMARKS.md, section Z). Such a request is sent and
-    /// answered `Success` at once, when [`EarlyAnswers::may_answer`] holds: it cannot change
-    /// what the leader knows of the follower's log (its `prev_log_id` is the last match, just
-    /// acknowledged), and a failed real answer (a higher vote, a conflict, no answer) makes the
-    /// following requests wait for the peer again, so openraft learns it from the next one
-    /// (the next entry, or the heartbeat within `heartbeat_ms`).
+    /// answered `Success` at once when [`EarlyAnswers::may_answer`] holds. That answer tells
+    /// openraft nothing the follower has not said: its `prev_log_id` must be the very log id the
+    /// follower last confirmed with a real success. At most one is unanswered per follower: the
+    /// next waits for the follower unless the early one's real answer, still the newest, was a
+    /// success; a failed one (a higher vote, a conflict, none) reaches openraft with the next
+    /// request, which waits (the next entry, or the heartbeat within `heartbeat_ms`). So a
+    /// follower that falls silent is counted alive for at most the one commit after its last
+    /// real answer (openraft's quorum-ack clock, `Consensus::quorum_lost_ms`).
     async fn append_entries(
         &mut self,
         mut rpc: AppendEntriesRequest<TypeConfig>,
@@ -426,8 +444,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             self.answer_early(rpc, option);
             return Ok(AppendEntriesResponse::Success);
         }
-        self.early.sending(&rpc);
+        let number = self.early.sending(&rpc);
         let cut_at = cap_entries(&mut rpc.entries);
+        let confirms = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
         let (first, last) = index_range(&rpc.entries);
         hops::mark(Hop::RpcSent, first, last);
         let option = if rpc.entries.is_empty() {
@@ -438,10 +457,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         };
         let answer = self.send(PeerRequest::Append(rpc), &option).await;
         hops::mark(Hop::RpcAnswered, first, self.target);
-        self.early.answered(matches!(
+        let success = matches!(
             answer,
             Ok(PeerReply::Append(Ok(AppendEntriesResponse::Success)))
-        ));
+        );
+        if success {
+            self.early.confirmed = confirms;
+        }
+        EarlyAnswers::answered(&self.early.newest, number, success);
         match answer? {
             PeerReply::Append(Ok(AppendEntriesResponse::Success)) if cut_at.is_some() => {
                 Ok(AppendEntriesResponse::PartialSuccess(cut_at))
@@ -679,26 +702,59 @@ mod tests {
 
     #[test]
     fn only_a_replication_stream_s_new_commit_index_is_answered_early() {
+        let id = |i| {
+            Some(openraft::LogId::new(
+                openraft::CommittedLeaderId::new(1, 1),
+                i,
+            ))
+        };
         let mut early = EarlyAnswers::default();
         // A fresh client (openraft's linearizable-read heartbeats use one each): never.
-        early.answered(true);
         assert!(!early.may_answer(&append(vec![], Some(2))));
-        // Once it carried entries and the peer answered, a commit-only request is.
+        // Once it carried entries and the peer confirmed them, a commit-only request after
+        // them is.
         let data = append(vec![entry(2, 10)], Some(1));
-        early.sending(&data);
-        early.answered(true);
-        let commit = append(vec![], Some(2));
+        let n = early.sending(&data);
+        early.confirmed = id(2);
+        EarlyAnswers::answered(&early.newest, n, true);
+        let mut commit = append(vec![], Some(2));
+        commit.prev_log_id = id(2);
         assert!(early.may_answer(&commit));
-        // Not a request with entries, nor one whose commit index the peer was already sent
-        // (a heartbeat), nor any while the peer's last answer is not a success.
-        assert!(!early.may_answer(&append(vec![entry(3, 10)], Some(2))));
-        early.sending(&commit);
-        assert!(!early.may_answer(&append(vec![], Some(2))));
-        assert!(early.may_answer(&append(vec![], Some(3))));
-        early.answered(false);
-        assert!(!early.may_answer(&append(vec![], Some(3))));
-        early.answered(true);
-        assert!(early.may_answer(&append(vec![], Some(3))));
+        // Not after another log id than the one confirmed (a probe during a conflict search).
+        let mut probe = append(vec![], Some(2));
+        probe.prev_log_id = id(1);
+        assert!(!early.may_answer(&probe));
+        // Not with entries, nor with a commit index the peer was already sent (a heartbeat).
+        let mut more = append(vec![entry(3, 10)], Some(2));
+        more.prev_log_id = id(2);
+        assert!(!early.may_answer(&more));
+        let early_one = early.sending(&commit);
+        assert!(!early.may_answer(&commit));
+        // While the early one's answer is out, the next waits; its failure keeps them waiting.
+        let mut next = append(vec![], Some(3));
+        next.prev_log_id = id(2);
+        assert!(!early.may_answer(&next));
+        EarlyAnswers::answered(&early.newest, early_one, false);
+        assert!(!early.may_answer(&next));
+        // A newer request's answer is not overwritten by an older one's late success.
+        let awaited = early.sending(&next);
+        EarlyAnswers::answered(&early.newest, early_one, true);
+        assert!(!early.may_answer(&append_after(id(2), Some(4))));
+        EarlyAnswers::answered(&early.newest, awaited, true);
+        assert!(early.may_answer(&append_after(id(2), Some(4))));
+        // A request openraft dropped on its timeout never answers: the next ones wait.
+        let _dropped = early.sending(&append_after(id(2), Some(4)));
+        assert!(!early.may_answer(&append_after(id(2), Some(5))));
+    }
+
+    /// A commit-only AppendEntries after `prev` with commit index `commit`.
+    fn append_after(
+        prev: Option<crate::raft::LogId>,
+        commit: Option<u64>,
+    ) -> AppendEntriesRequest<TypeConfig> {
+        let mut rpc = append(vec![], commit);
+        rpc.prev_log_id = prev;
+        rpc
     }
 
     #[test]
