@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -195,7 +195,6 @@ impl Network {
             network: self.clone(),
             target,
             addr: addr.to_owned(),
-            early: EarlyAnswers::default(),
         };
         let option = RPCOption::new(wait);
         match client
@@ -217,7 +216,6 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             network: self.clone(),
             target,
             addr: node.addr.clone(),
-            early: EarlyAnswers::default(),
         }
     }
 }
@@ -227,60 +225,6 @@ pub struct PeerClient {
     network: Network,
     target: NodeId,
     addr: String,
-    early: EarlyAnswers,
-}
-
-/// When an AppendEntries that carries only a new commit index is answered before the peer
-/// answers (see [`PeerClient::append_entries`]).
-#[derive(Debug, Default)]
-struct EarlyAnswers {
-    /// Whether this client has carried entries, which makes it a replication stream's.
-    /// openraft's heartbeat rounds for linearizable reads use fresh clients that never carry
-    /// any, so their answers always come from the peer.
-    carried_entries: bool,
-    /// The highest commit index sent to the peer.
-    commit_sent: Option<super::LogId>,
-    /// The last log id the peer confirmed holding, by a real success.
-    confirmed: Option<super::LogId>,
-    /// Requests numbered so far.
-    sent: u64,
-    /// The newest request's number times two, plus one once its real answer was a success.
-    /// Only the newest request's answer writes it, so a late answer never overwrites a newer
-    /// one; a request openraft drops on its timeout leaves it without the one.
-    newest: Arc<AtomicU64>,
-}
-
-impl EarlyAnswers {
-    /// Whether `rpc` may be answered at once: it carries no entries and only a commit index the
-    /// peer has not been sent, after the very log id the peer last confirmed, through a
-    /// replication stream whose newest request the peer answered with a success.
-    fn may_answer(&self, rpc: &AppendEntriesRequest<TypeConfig>) -> bool {
-        rpc.entries.is_empty()
-            && self.carried_entries
-            && rpc.leader_commit > self.commit_sent
-            && self.confirmed.is_some()
-            && rpc.prev_log_id == self.confirmed
-            && self.newest.load(Ordering::Acquire) & 1 == 1
-    }
-
-    /// Numbers a request about to be sent: from now on only its answer counts.
-    fn sending(&mut self, rpc: &AppendEntriesRequest<TypeConfig>) -> u64 {
-        self.carried_entries |= !rpc.entries.is_empty();
-        self.commit_sent = self.commit_sent.max(rpc.leader_commit);
-        self.sent += 1;
-        self.newest.store(self.sent << 1, Ordering::Release);
-        self.sent
-    }
-
-    /// Notes the peer's answer to request `number`, if it is still the newest.
-    fn answered(newest: &AtomicU64, number: u64, success: bool) {
-        let _ = newest.compare_exchange(
-            number << 1,
-            (number << 1) | u64::from(success),
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
-    }
 }
 
 /// Why an RPC did not get an answer.
@@ -292,32 +236,6 @@ enum SendError {
 }
 
 impl PeerClient {
-    /// Sends a commit-only AppendEntries on a task of its own; its real answer, if it is
-    /// still the newest, decides whether the next one may be answered early too (see
-    /// `append_entries`).
-    fn answer_early(&mut self, rpc: AppendEntriesRequest<TypeConfig>, option: RPCOption) {
-        let number = self.early.sending(&rpc);
-        hops::mark(Hop::RpcSent, 0, 0);
-        hops::mark(Hop::RpcAnswered, 0, self.target);
-        let newest = self.early.newest.clone();
-        let sender = PeerClient {
-            network: self.network.clone(),
-            target: self.target,
-            addr: self.addr.clone(),
-            early: EarlyAnswers::default(),
-        };
-        tokio::spawn(async move {
-            let answer = sender
-                .send::<RaftError<NodeId>>(PeerRequest::Append(rpc), &option)
-                .await;
-            let success = matches!(
-                answer,
-                Ok(PeerReply::Append(Ok(AppendEntriesResponse::Success)))
-            );
-            EarlyAnswers::answered(&newest, number, success);
-        });
-    }
-
     async fn connection(&self) -> Result<quinn::Connection, SendError> {
         let cached = self
             .network
@@ -423,30 +341,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     /// Sends at most [`APPEND_BYTES_MAX`] of the entries (at least one) and answers a partial
     /// success for a cut request, so openraft sends the rest next; waits at least
     /// [`APPEND_TIMEOUT_MS_MIN`] for a request with entries.
-    ///
-    /// After each commit openraft sends every follower an AppendEntries with only the new
-    /// commit index, and it keeps one AppendEntries in flight per follower, so the next entry
-    /// waits for that round trip (docs/BENCHMARKS.md, section Z). Such a request is sent and
-    /// answered `Success` at once when [`EarlyAnswers::may_answer`] holds. That answer tells
-    /// openraft nothing the follower has not said: its `prev_log_id` must be the very log id the
-    /// follower last confirmed with a real success. At most one is unanswered per follower: the
-    /// next waits for the follower unless the early one's real answer, still the newest, was a
-    /// success; a failed one (a higher vote, a conflict, none) reaches openraft with the next
-    /// request, which waits (the next entry, or the heartbeat within `heartbeat_ms`). So a
-    /// follower that falls silent is counted alive for at most the one commit after its last
-    /// real answer (openraft's quorum-ack clock, `Consensus::quorum_lost_ms`).
     async fn append_entries(
         &mut self,
         mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        if self.early.may_answer(&rpc) {
-            self.answer_early(rpc, option);
-            return Ok(AppendEntriesResponse::Success);
-        }
-        let number = self.early.sending(&rpc);
         let cut_at = cap_entries(&mut rpc.entries);
-        let confirms = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
         let (first, last) = index_range(&rpc.entries);
         hops::mark(Hop::RpcSent, first, last);
         let option = if rpc.entries.is_empty() {
@@ -457,14 +357,6 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         };
         let answer = self.send(PeerRequest::Append(rpc), &option).await;
         hops::mark(Hop::RpcAnswered, first, self.target);
-        let success = matches!(
-            answer,
-            Ok(PeerReply::Append(Ok(AppendEntriesResponse::Success)))
-        );
-        if success {
-            self.early.confirmed = confirms;
-        }
-        EarlyAnswers::answered(&self.early.newest, number, success);
         match answer? {
             PeerReply::Append(Ok(AppendEntriesResponse::Success)) if cut_at.is_some() => {
                 Ok(AppendEntriesResponse::PartialSuccess(cut_at))
@@ -687,74 +579,6 @@ mod tests {
                 authors: Default::default(),
             }),
         }
-    }
-
-    /// An AppendEntries of leader 1 with `entries` and commit index `commit`.
-    fn append(entries: Vec<Entry>, commit: Option<u64>) -> AppendEntriesRequest<TypeConfig> {
-        let log_id = |i| openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), i);
-        AppendEntriesRequest {
-            vote: openraft::Vote::new_committed(1, 1),
-            prev_log_id: Some(log_id(1)),
-            entries,
-            leader_commit: commit.map(log_id),
-        }
-    }
-
-    #[test]
-    fn only_a_replication_stream_s_new_commit_index_is_answered_early() {
-        let id = |i| {
-            Some(openraft::LogId::new(
-                openraft::CommittedLeaderId::new(1, 1),
-                i,
-            ))
-        };
-        let mut early = EarlyAnswers::default();
-        // A fresh client (openraft's linearizable-read heartbeats use one each): never.
-        assert!(!early.may_answer(&append(vec![], Some(2))));
-        // Once it carried entries and the peer confirmed them, a commit-only request after
-        // them is.
-        let data = append(vec![entry(2, 10)], Some(1));
-        let n = early.sending(&data);
-        early.confirmed = id(2);
-        EarlyAnswers::answered(&early.newest, n, true);
-        let mut commit = append(vec![], Some(2));
-        commit.prev_log_id = id(2);
-        assert!(early.may_answer(&commit));
-        // Not after another log id than the one confirmed (a probe during a conflict search).
-        let mut probe = append(vec![], Some(2));
-        probe.prev_log_id = id(1);
-        assert!(!early.may_answer(&probe));
-        // Not with entries, nor with a commit index the peer was already sent (a heartbeat).
-        let mut more = append(vec![entry(3, 10)], Some(2));
-        more.prev_log_id = id(2);
-        assert!(!early.may_answer(&more));
-        let early_one = early.sending(&commit);
-        assert!(!early.may_answer(&commit));
-        // While the early one's answer is out, the next waits; its failure keeps them waiting.
-        let mut next = append(vec![], Some(3));
-        next.prev_log_id = id(2);
-        assert!(!early.may_answer(&next));
-        EarlyAnswers::answered(&early.newest, early_one, false);
-        assert!(!early.may_answer(&next));
-        // A newer request's answer is not overwritten by an older one's late success.
-        let awaited = early.sending(&next);
-        EarlyAnswers::answered(&early.newest, early_one, true);
-        assert!(!early.may_answer(&append_after(id(2), Some(4))));
-        EarlyAnswers::answered(&early.newest, awaited, true);
-        assert!(early.may_answer(&append_after(id(2), Some(4))));
-        // A request openraft dropped on its timeout never answers: the next ones wait.
-        let _dropped = early.sending(&append_after(id(2), Some(4)));
-        assert!(!early.may_answer(&append_after(id(2), Some(5))));
-    }
-
-    /// A commit-only AppendEntries after `prev` with commit index `commit`.
-    fn append_after(
-        prev: Option<crate::raft::LogId>,
-        commit: Option<u64>,
-    ) -> AppendEntriesRequest<TypeConfig> {
-        let mut rpc = append(vec![], commit);
-        rpc.prev_log_id = prev;
-        rpc
     }
 
     #[test]
