@@ -8,7 +8,8 @@ every entry the leader proposed alone in its log append, the time between its st
 
 then the same split by slice of the total (where the tail's time goes), then how long an entry
 waited for its first AppendEntries by how many AppendEntries were in flight when it was
-appended (openraft 0.9 keeps one in flight per follower).
+appended (openraft 0.9 keeps one in flight per follower), then the leader's whole part of a
+client's request: frame read -> reply queued.
 
 usage: scripts/hops.py PREFIX      (docs/BENCHMARKS.md, section Z)
 """
@@ -93,6 +94,19 @@ def in_flight(events, leader):
     return waits, len(appended)
 
 
+def frames(events, leader):
+    """Frame read -> reply queued on the leader, matched by frame id in order."""
+    opened, spans = collections.defaultdict(collections.deque), []
+    for t, pid, hop, a, _b in events:
+        if pid != leader:
+            continue
+        if hop == "frame":
+            opened[a].append(t)
+        elif hop == "replied" and opened[a]:
+            spans.append(t - opened[a].popleft())
+    return sorted(spans)
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -129,6 +143,11 @@ def main():
         label = f"{busy}{'+' if busy == 2 else ''} in flight"
         print(f"{label:12} {len(v):6} entries ({100 * len(v) / appended:4.1f}%)  p50 "
               f"{pct(v, .5):5}  p90 {pct(v, .9):5}  p99 {pct(v, .99):5}")
+
+    spans = frames(events, leader)
+    if spans:
+        print(f"\nframe read -> reply queued on the leader (us), {len(spans)} frames: p50 "
+              f"{pct(spans, .5)}  p90 {pct(spans, .9)}  p99 {pct(spans, .99)}")
 
 
 if __name__ == "__main__":
