@@ -350,6 +350,10 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         let (first, last) = index_range(&rpc.entries);
         hops::mark(Hop::RpcSent, first, last);
         let option = if rpc.entries.is_empty() {
+            // A request without entries (a heartbeat, or the commit index openraft sends after
+            // each commit) lets the runtime's queued tasks go first: after a commit those are
+            // the apply and the replies that wait for it, which need not queue behind it.
+            tokio::task::yield_now().await;
             option
         } else {
             let floor = Duration::from_millis(APPEND_TIMEOUT_MS_MIN);
