@@ -592,6 +592,12 @@ impl Node {
         self.ctx.readiness()
     }
 
+    /// Whether this node's ledger holds the bearer token `id` (a `CreateToken` it applied and
+    /// that has not expired): what it checks on each HTTP request.
+    pub fn holds_token(&self, id: &str) -> bool {
+        self.ctx.shared.credentials.load().token(id).is_some()
+    }
+
     /// This node's metrics (render them with [`Metrics::render`]).
     pub fn metrics(&self) -> &Metrics {
         &self.ctx.metrics

@@ -200,6 +200,34 @@ impl Cluster {
         Ok(token.text())
     }
 
+    /// Waits up to `within` until every running node holds the admin token
+    /// ([`Cluster::admin_token`]); returns it. The leader writes its grant on its own, once
+    /// ready (`server::http::identity`): a test that counts the cluster's writes waits for it
+    /// first, or counts that write among its own at a time it cannot know.
+    pub async fn wait_admin_token(&self, within: Duration) -> Result<String, Error> {
+        let dir = self.ca_dir();
+        let (_, token) =
+            pki::ensure_admin_token(&dir).map_err(|source| Error::Ca { path: dir, source })?;
+        let awaited = Awaited::AdminToken;
+        let every = self.every(&awaited);
+        let missing = || -> Vec<u64> {
+            let running = self.running().into_iter();
+            running
+                .filter(|id| !self.node(*id).holds_token(&token.id))
+                .collect()
+        };
+        wait::poll(awaited, within, every, || {
+            let without = missing();
+            std::future::ready(if without.is_empty() {
+                Ok(())
+            } else {
+                Err(without)
+            })
+        })
+        .await?;
+        Ok(token.text())
+    }
+
     /// The directory of the cluster CA (where `stockd certs --client` writes identities).
     pub fn ca_dir(&self) -> PathBuf {
         self.root().to_owned()

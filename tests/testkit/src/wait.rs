@@ -23,6 +23,8 @@ pub enum Awaited {
     Convergence,
     /// Node `id` starting again on its old port (the port may take a moment to be freed).
     Restart(u64),
+    /// Every running node holding the administrator's bearer token.
+    AdminToken,
     /// Node `id`'s status showing `what`.
     Status {
         /// The node.
@@ -40,6 +42,7 @@ impl std::fmt::Display for Awaited {
             Awaited::NewLeader { old } => write!(f, "a leader other than node {old}"),
             Awaited::Convergence => f.write_str("replicas converging"),
             Awaited::Restart(id) => write!(f, "node {id} restarting"),
+            Awaited::AdminToken => f.write_str("the admin token's grant on every node"),
             Awaited::Status { id, what } => write!(f, "node {id} {what}"),
         }
     }
