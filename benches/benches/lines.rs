@@ -70,7 +70,7 @@ fn load() -> Driver {
     let mut commands: Vec<Command> = (0..LOCATIONS)
         .map(|l| {
             Command::DefineLocation(LocationDef {
-                location: LocationId(format!("L{l}")),
+                location: LocationId::from(format!("L{l}")),
                 kind: LocationKind::Warehouse,
                 pickup: false,
                 coordinates: None,
@@ -81,21 +81,21 @@ fn load() -> Driver {
     for s in 0..SKUS {
         for l in 0..LOCATIONS {
             commands.push(Command::SetOnHand {
-                sku: SkuId(format!("S{s}")),
-                location: LocationId(format!("L{l}")),
+                sku: SkuId::from(format!("S{s}")),
+                location: LocationId::from(format!("L{l}")),
                 qty: 1_000_000_000,
-                reason: Reason("count".to_owned()),
+                reason: Reason::from("count"),
                 expected: None,
             });
         }
     }
     for k in 0..SKUS / 2 {
         commands.push(Command::DefineKit {
-            kit: SkuId(format!("K{k}")),
+            kit: SkuId::from(format!("K{k}")),
             components: [2 * k, 2 * k + 1]
                 .iter()
                 .map(|s| KitComponent {
-                    sku: SkuId(format!("S{s}")),
+                    sku: SkuId::from(format!("S{s}")),
                     qty: 1,
                 })
                 .collect(),
@@ -103,7 +103,7 @@ fn load() -> Driver {
     }
     for s in 0..1_000 {
         commands.push(Command::SetPurchaseLimit {
-            sku: SkuId(format!("S{s}")),
+            sku: SkuId::from(format!("S{s}")),
             qty_max: 1_000,
             window_ms: 3_600_000,
             strict: false,
@@ -131,17 +131,17 @@ fn load() -> Driver {
 fn reserve(shape: Shape, n: u64) -> Request {
     // A cheap spread over SKUs and locations (a multiplicative hash).
     let h = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20;
-    let location = LocationId(format!("L{}", h % LOCATIONS as u64));
+    let location = LocationId::from(format!("L{}", h % LOCATIONS as u64));
     let sku = match shape {
         Shape::Plain => format!("S{}", h % SKUS as u64),
         Shape::Kit => format!("K{}", h % (SKUS as u64 / 2)),
         Shape::Limited => format!("S{}", h % 1_000),
     };
     let hold = Command::Reserve {
-        reservation: ReservationId(format!("r{n:016x}")),
+        reservation: ReservationId::from(format!("r{n:016x}")),
         channel: ChannelId::from("web"),
         lines: vec![Line {
-            sku: SkuId(sku),
+            sku: SkuId::from(sku),
             target: Target::Location(location),
             qty: 1,
         }],
@@ -149,7 +149,7 @@ fn reserve(shape: Shape, n: u64) -> Request {
     };
     let command = match shape {
         Shape::Limited => Command::AsCustomer {
-            customer: CustomerId(format!("c{n}")),
+            customer: CustomerId::from(format!("c{n}")),
             command: Box::new(hold),
         },
         _ => hold,

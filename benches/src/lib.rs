@@ -116,12 +116,12 @@ impl Shape {
 
 /// The id of SKU number `i`: `SKU-00000042` (12 bytes, like a retailer's article number).
 pub fn sku_id(i: usize) -> SkuId {
-    SkuId(format!("SKU-{i:08}"))
+    SkuId::from(format!("SKU-{i:08}"))
 }
 
 /// The id of location number `i`: `LOC-007`.
 pub fn location_id(i: usize) -> LocationId {
-    LocationId(format!("LOC-{i:03}"))
+    LocationId::from(format!("LOC-{i:03}"))
 }
 
 /// A UUID-shaped id (36 bytes) from 128 random bits, as a checkout gateway would send.
@@ -336,8 +336,8 @@ impl Workload {
             .map(|s| (sku_id(s), 1 + self.rng.below(3) as i64))
             .collect();
         Cart {
-            reservation: ReservationId(uuid_like(self.rng.nonzero_u128())),
-            order: OrderId(uuid_like(self.rng.nonzero_u128())),
+            reservation: ReservationId::from(uuid_like(self.rng.nonzero_u128())),
+            order: OrderId::from(uuid_like(self.rng.nonzero_u128())),
             location,
             items,
         }

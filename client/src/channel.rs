@@ -819,7 +819,7 @@ mod tests {
         let huge = Op::Write(Request {
             request_id: RequestId(1),
             command: Command::Release {
-                reservation: ReservationId("x".repeat(protocol::FRAME_BYTES_MAX)),
+                reservation: ReservationId::from("x".repeat(protocol::FRAME_BYTES_MAX)),
             },
         });
         assert!(matches!(

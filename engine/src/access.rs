@@ -335,17 +335,17 @@ mod tests {
     fn change_events_name_the_author_of_their_write() {
         let mut ledger = Ledger::new(Config::default());
         let define = Command::DefineLocation(LocationDef {
-            location: LocationId("s1".to_owned()),
+            location: LocationId::from("s1".to_owned()),
             kind: LocationKind::Store,
             pickup: false,
             coordinates: None,
             channels: None,
         });
         let adjust = |delta| Command::Adjust {
-            sku: SkuId("A".to_owned()),
-            location: LocationId("s1".to_owned()),
+            sku: SkuId::from("A".to_owned()),
+            location: LocationId::from("s1".to_owned()),
             delta,
-            reason: Reason("count".to_owned()),
+            reason: Reason::from("count"),
         };
         let authors = Authors {
             names: vec![author("tablet-1", "store"), author("ops-1", "ops")],

@@ -119,7 +119,7 @@ impl Ledger {
         if retained {
             return Err(Rejection::AlreadyExists {
                 kind: ObjectKind::Reservation,
-                id: id.0.clone(),
+                id: id.0.to_string(),
             });
         }
         if self.ix.live_reservations >= limits::RESERVATIONS_LIVE_MAX {
@@ -202,7 +202,7 @@ impl Ledger {
             .reservation_slot(id.as_str())
             .ok_or_else(|| Rejection::NotFound {
                 kind: ObjectKind::Reservation,
-                id: id.0.clone(),
+                id: id.0.to_string(),
             })?;
         let r = self.res(slot);
         match r.state {

@@ -665,7 +665,7 @@ impl Ledger {
         check_id(id.as_str(), "location")?;
         Err(Rejection::NotFound {
             kind: crate::outcome::ObjectKind::Location,
-            id: id.0.clone(),
+            id: id.0.to_string(),
         })
     }
 

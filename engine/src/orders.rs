@@ -112,7 +112,7 @@ impl Ledger {
         if find_record(&ix.order, &state.orders, state, id.as_str(), hash).is_some() {
             return Err(Rejection::AlreadyExists {
                 kind: ObjectKind::Order,
-                id: id.0.clone(),
+                id: id.0.to_string(),
             });
         }
         if self.ix.open_orders >= limits::ORDERS_OPEN_MAX {
@@ -286,7 +286,7 @@ impl Ledger {
         self.order_slot(id.as_str())
             .ok_or_else(|| Rejection::NotFound {
                 kind: ObjectKind::Order,
-                id: id.0.clone(),
+                id: id.0.to_string(),
             })
     }
 
@@ -364,7 +364,7 @@ impl Ledger {
                 if sum > sellable {
                     return Err(Rejection::InsufficientStock {
                         sku: self.sku(line.sku).sku_id(),
-                        at: r.location.0.clone(),
+                        at: r.location.0.to_string(),
                         requested: sum,
                         available: sellable,
                     });
@@ -535,7 +535,7 @@ impl Ledger {
         let Some(to_bal) = to_bal.filter(|_| qty <= available) else {
             return Err(Rejection::InsufficientStock {
                 sku: sku.clone(),
-                at: to.0.clone(),
+                at: to.0.to_string(),
                 requested: qty,
                 available,
             });
@@ -660,7 +660,7 @@ impl Ledger {
             if qty > sellable {
                 return Err(Rejection::InsufficientStock {
                     sku: self.sku(sku).sku_id(),
-                    at: self.loc(loc).def.location.0.clone(),
+                    at: self.loc(loc).def.location.0.to_string(),
                     requested: qty,
                     available: sellable,
                 });

@@ -114,7 +114,7 @@ impl Ledger {
         if self.rma_slot(id.as_str()).is_some() {
             return Err(Rejection::AlreadyExists {
                 kind: ObjectKind::Rma,
-                id: id.0.clone(),
+                id: id.0.to_string(),
             });
         }
         let order_slot = self.order(order_id)?;
@@ -301,7 +301,7 @@ impl Ledger {
         if self.transfer_slot(id.as_str()).is_some() {
             return Err(Rejection::AlreadyExists {
                 kind: ObjectKind::Transfer,
-                id: id.0.clone(),
+                id: id.0.to_string(),
             });
         }
         if self.ix.open_transfers >= limits::TRANSFERS_OPEN_MAX {
@@ -313,7 +313,7 @@ impl Ledger {
         let (Some(sku_idx), true) = (sku_idx, qty <= source.ats_pos()) else {
             return Err(Rejection::InsufficientStock {
                 sku: sku.clone(),
-                at: from.0.clone(),
+                at: from.0.to_string(),
                 requested: qty,
                 available: source.ats_pos(),
             });
@@ -358,7 +358,7 @@ impl Ledger {
             .transfer_slot(id.as_str())
             .ok_or_else(|| Rejection::NotFound {
                 kind: ObjectKind::Transfer,
-                id: id.0.clone(),
+                id: id.0.to_string(),
             })?;
         let t = self
             .state

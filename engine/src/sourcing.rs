@@ -268,7 +268,7 @@ impl Ledger {
         if line.qty > available {
             return Err(Rejection::InsufficientStock {
                 sku: line.sku.clone(),
-                at: l.0.clone(),
+                at: l.0.to_string(),
                 requested: line.qty,
                 available,
             });
@@ -321,7 +321,7 @@ impl Ledger {
                 if !self.state.groups.contains_key(g) {
                     return Err(Rejection::NotFound {
                         kind: ObjectKind::Group,
-                        id: g.0.clone(),
+                        id: g.0.to_string(),
                     });
                 }
                 None
@@ -356,7 +356,7 @@ impl Ledger {
         if demand > available {
             return Err(Rejection::InsufficientStock {
                 sku: line.sku.clone(),
-                at: id.0.clone(),
+                at: id.0.to_string(),
                 requested: demand,
                 available,
             });
@@ -400,7 +400,7 @@ impl Ledger {
         if line.qty > available {
             return Err(Rejection::InsufficientStock {
                 sku: line.sku.clone(),
-                at: self.loc(loc).def.location.0.clone(),
+                at: self.loc(loc).def.location.0.to_string(),
                 requested: line.qty,
                 available,
             });
@@ -639,8 +639,8 @@ pub(crate) fn request_lines(held: &[Held], kits: &[KitLine]) -> RepLines {
 /// The name of a target in rejections: the location or group id, or `all`.
 pub(crate) fn target_name(target: &Target) -> String {
     match target {
-        Target::Location(l) => l.0.clone(),
-        Target::Group(g) => g.0.clone(),
+        Target::Location(l) => l.0.to_string(),
+        Target::Group(g) => g.0.to_string(),
         Target::All => "all".to_owned(),
     }
 }

@@ -195,7 +195,7 @@ impl Ledger {
         if on_hand < 0 {
             return Err(Rejection::InsufficientStock {
                 sku: sku.clone(),
-                at: location.0.clone(),
+                at: location.0.to_string(),
                 requested: -delta,
                 available: b.on_hand,
             });
@@ -231,7 +231,7 @@ impl Ledger {
         if b.unavailable + qty > b.on_hand {
             return Err(Rejection::InsufficientStock {
                 sku: sku.clone(),
-                at: location.0.clone(),
+                at: location.0.to_string(),
                 requested: qty,
                 available: b.on_hand - b.unavailable,
             });
@@ -253,7 +253,7 @@ impl Ledger {
         if qty > b.unavailable {
             return Err(Rejection::InsufficientStock {
                 sku: sku.clone(),
-                at: location.0.clone(),
+                at: location.0.to_string(),
                 requested: qty,
                 available: b.unavailable,
             });
@@ -277,7 +277,7 @@ impl Ledger {
         let (Some(sku_idx), true) = (sku_idx, b.ats_pos() >= qty) else {
             return Err(Rejection::InsufficientStock {
                 sku: sku.clone(),
-                at: location.0.clone(),
+                at: location.0.to_string(),
                 requested: qty,
                 available: b.ats_pos(),
             });

@@ -122,7 +122,7 @@ impl Ledger {
             .map(|slot| self.res(slot))
             .ok_or_else(|| Rejection::NotFound {
                 kind: ObjectKind::Reservation,
-                id: id.0.clone(),
+                id: id.0.to_string(),
             })?;
         let state = match r.state {
             ReservationState::Active if r.expires_at_ms <= now => ReservationState::Expired,
@@ -147,7 +147,7 @@ impl Ledger {
             .and_then(|slot| self.state.rmas.get(slot))
             .ok_or_else(|| Rejection::NotFound {
                 kind: ObjectKind::Rma,
-                id: id.0.clone(),
+                id: id.0.to_string(),
             })?;
         Ok(RmaView {
             id: id.clone(),
@@ -176,7 +176,7 @@ impl Ledger {
             .and_then(|slot| self.state.transfers.get(slot))
             .ok_or_else(|| Rejection::NotFound {
                 kind: ObjectKind::Transfer,
-                id: id.0.clone(),
+                id: id.0.to_string(),
             })?;
         Ok(TransferView {
             id: id.clone(),
@@ -268,7 +268,7 @@ impl Ledger {
                     .get(g)
                     .ok_or_else(|| Rejection::NotFound {
                         kind: ObjectKind::Group,
-                        id: g.0.clone(),
+                        id: g.0.to_string(),
                     })?;
                 Ok(Scope::Group(group))
             }

@@ -225,7 +225,7 @@ fn a_burst_beyond_one_batch_is_worked_off_over_later_batches_in_deadline_order()
         let events = run.last_batch_events();
         assert!(events.iter().all(|e| e.cause == Cause::Expire));
         per_batch.push(events.len());
-        expired_skus.extend(events.iter().map(|e| e.sku.0.clone()));
+        expired_skus.extend(events.iter().map(|e| e.sku.0.to_string()));
         // A replica restored in the middle of the backlog works it off the same way.
         if let Some(copy) = restored.as_mut() {
             copy.apply(

@@ -28,7 +28,7 @@ impl Harness {
             ("s1", LocationKind::Store),
         ] {
             h.ok(Command::DefineLocation(LocationDef {
-                location: LocationId(loc.to_owned()),
+                location: LocationId::from(loc.to_owned()),
                 kind,
                 pickup: true,
                 coordinates: None,
@@ -70,11 +70,11 @@ impl Harness {
 }
 
 fn sku(s: &str) -> SkuId {
-    SkuId(s.to_owned())
+    SkuId::from(s.to_owned())
 }
 
 fn loc(s: &str) -> LocationId {
-    LocationId(s.to_owned())
+    LocationId::from(s.to_owned())
 }
 
 fn stock(s: &str, at: &str, qty: i64) -> Command {
@@ -82,7 +82,7 @@ fn stock(s: &str, at: &str, qty: i64) -> Command {
         sku: sku(s),
         location: loc(at),
         qty,
-        reason: Reason("count".to_owned()),
+        reason: Reason::from("count".to_owned()),
         expected: None,
     }
 }
@@ -97,7 +97,7 @@ fn line(s: &str, at: &str, qty: i64) -> Line {
 
 fn order(id: &str, lines: Vec<Line>) -> Command {
     Command::PlaceOrder {
-        order: OrderId(id.to_owned()),
+        order: OrderId::from(id.to_owned()),
         source: OrderSource::Lines {
             channel: "web".into(),
             lines,
@@ -108,14 +108,14 @@ fn order(id: &str, lines: Vec<Line>) -> Command {
 
 fn for_customer(customer: &str, command: Command) -> Command {
     Command::AsCustomer {
-        customer: CustomerId(customer.to_owned()),
+        customer: CustomerId::from(customer.to_owned()),
         command: Box::new(command),
     }
 }
 
 fn fulfil(id: &str, s: &str, at: &str, qty: i64) -> Command {
     Command::Fulfil {
-        order: OrderId(id.to_owned()),
+        order: OrderId::from(id.to_owned()),
         lines: vec![LocatedLine {
             sku: sku(s),
             location: loc(at),
@@ -126,15 +126,15 @@ fn fulfil(id: &str, s: &str, at: &str, qty: i64) -> Command {
 
 fn exchange(rma: &str, of: &str, back: &str, new_order: &str, new: Line) -> Command {
     Command::Exchange(Box::new(Exchange {
-        rma: RmaId(rma.to_owned()),
-        order: OrderId(of.to_owned()),
+        rma: RmaId::from(rma.to_owned()),
+        order: OrderId::from(of.to_owned()),
         returns: vec![ReturnLine {
             sku: sku(back),
             qty: 1,
             received_at: loc("s1"),
             disposition: Disposition::Restock,
         }],
-        new_order: OrderId(new_order.to_owned()),
+        new_order: OrderId::from(new_order.to_owned()),
         channel: "pos".into(),
         lines: vec![new],
         fulfilment: Fulfilment::Ship,
@@ -155,14 +155,14 @@ fn kit(id: &str, parts: &[(&str, i64)]) -> Command {
 }
 
 fn order_view(h: &Harness, id: &str) -> OrderView {
-    match h.query(Query::Order(OrderId(id.to_owned()))) {
+    match h.query(Query::Order(OrderId::from(id.to_owned()))) {
         Answer::Order(o) => o,
         other => panic!("{other:?}"),
     }
 }
 
 fn rma_view(h: &Harness, id: &str) -> RmaView {
-    match h.query(Query::Rma(RmaId(id.to_owned()))) {
+    match h.query(Query::Rma(RmaId::from(id.to_owned()))) {
         Answer::Rma(r) => r,
         other => panic!("{other:?}"),
     }
@@ -177,11 +177,11 @@ fn an_exchange_names_both_halves_and_keeps_the_customer() {
     h.ok(fulfil("o1", "M", "wh1", 1));
     h.ok(exchange("x1", "o1", "M", "o2", line("L", "s1", 1)));
     let new = order_view(&h, "o2");
-    assert_eq!(new.exchange_of, Some(RmaId("x1".to_owned())));
-    assert_eq!(new.customer, Some(CustomerId("ann".to_owned())));
+    assert_eq!(new.exchange_of, Some(RmaId::from("x1".to_owned())));
+    assert_eq!(new.customer, Some(CustomerId::from("ann".to_owned())));
     assert_eq!(
         rma_view(&h, "x1").exchange_of,
-        Some(OrderId("o2".to_owned()))
+        Some(OrderId::from("o2".to_owned()))
     );
     assert_eq!(order_view(&h, "o1").exchange_of, None);
 }
@@ -193,7 +193,7 @@ fn a_kit_hold_answers_and_replays_in_kit_units() {
     h.ok(stock("A", "wh1", 10));
     h.ok(stock("B", "wh1", 10));
     let reserve = Command::Reserve {
-        reservation: ReservationId("r1".to_owned()),
+        reservation: ReservationId::from("r1".to_owned()),
         channel: "web".into(),
         lines: vec![
             Line {
@@ -230,7 +230,7 @@ fn a_kit_hold_answers_and_replays_in_kit_units() {
         first,
         "a replay answers the same"
     );
-    match h.query(Query::Reservation(ReservationId("r1".to_owned()))) {
+    match h.query(Query::Reservation(ReservationId::from("r1".to_owned()))) {
         Answer::Reservation(r) => {
             let lines: Vec<(&str, i64)> = r.lines.iter().map(|l| (l.sku.as_str(), l.qty)).collect();
             assert_eq!(lines, vec![("K", 3), ("A", 1)]);
@@ -294,7 +294,7 @@ fn customer_writes_are_only_reserve_and_direct_orders() {
     let mut h = Harness::new();
     h.ok(stock("A", "wh1", 5));
     let release = Command::Release {
-        reservation: ReservationId("r1".to_owned()),
+        reservation: ReservationId::from("r1".to_owned()),
     };
     assert_eq!(h.code(for_customer("ann", release)), Code::Invalid);
     let nested = for_customer(
@@ -307,8 +307,8 @@ fn customer_writes_are_only_reserve_and_direct_orders() {
         assert_eq!(h.code(bad_id), Code::Invalid, "customer id {bad:?}");
     }
     let from_hold = Command::PlaceOrder {
-        order: OrderId("o1".to_owned()),
-        source: OrderSource::Reservation(ReservationId("r1".to_owned())),
+        order: OrderId::from("o1".to_owned()),
+        source: OrderSource::Reservation(ReservationId::from("r1".to_owned())),
         fulfilment: Fulfilment::Ship,
     };
     assert_eq!(h.code(for_customer("ann", from_hold)), Code::Invalid);
@@ -355,7 +355,7 @@ fn kits_and_counts_survive_a_snapshot_byte_for_byte() {
         strict: true,
     });
     let hold = Command::Reserve {
-        reservation: ReservationId("r1".to_owned()),
+        reservation: ReservationId::from("r1".to_owned()),
         channel: "web".into(),
         lines: vec![line("K", "wh1", 1)],
         ttl_ms: 600_000,
@@ -427,7 +427,7 @@ fn nearby_finds_stores_with_whole_kits() {
     let rows = |answer: Answer| match answer {
         Answer::Nearby(rows) => rows
             .into_iter()
-            .map(|r| (r.location.0, r.ats))
+            .map(|r| (r.location.0.into_string(), r.ats))
             .collect::<Vec<_>>(),
         other => panic!("{other:?}"),
     };

@@ -222,8 +222,8 @@ struct Run {
 
 fn line(s: usize, l: usize, qty: i64) -> Line {
     Line {
-        sku: SkuId(SKUS[s].to_owned()),
-        target: Target::Location(LocationId(LOCS[l].to_owned())),
+        sku: SkuId::from(SKUS[s].to_owned()),
+        target: Target::Location(LocationId::from(LOCS[l].to_owned())),
         qty,
     }
 }
@@ -232,7 +232,7 @@ fn customer_write(customer: Option<usize>, command: Command) -> Command {
     match customer {
         None => command,
         Some(c) => Command::AsCustomer {
-            customer: CustomerId(format!("c{c}")),
+            customer: CustomerId::from(format!("c{c}")),
             command: Box::new(command),
         },
     }
@@ -251,7 +251,7 @@ impl Run {
         };
         for l in LOCS {
             run.must(Command::DefineLocation(LocationDef {
-                location: LocationId(l.to_owned()),
+                location: LocationId::from(l.to_owned()),
                 kind: LocationKind::Warehouse,
                 pickup: false,
                 coordinates: None,
@@ -260,11 +260,11 @@ impl Run {
         }
         for kit in ["K1", "K2"] {
             run.must(Command::DefineKit {
-                kit: SkuId(kit.to_owned()),
+                kit: SkuId::from(kit.to_owned()),
                 components: parts(kit)
                     .iter()
                     .map(|(s, q)| KitComponent {
-                        sku: SkuId((*s).to_owned()),
+                        sku: SkuId::from((*s).to_owned()),
                         qty: *q,
                     })
                     .collect(),
@@ -303,7 +303,7 @@ impl Run {
     fn order_state(&self, id: &str) -> Option<OrderState> {
         match self
             .ledger
-            .query(&Query::Order(OrderId(id.to_owned())), self.model.now)
+            .query(&Query::Order(OrderId::from(id.to_owned())), self.model.now)
         {
             Ok(Answer::Order(o)) => Some(o.state),
             _ => None,
@@ -313,10 +313,10 @@ impl Run {
 
 fn stock(s: usize, l: usize, qty: i64) -> Command {
     Command::SetOnHand {
-        sku: SkuId(SKUS[s].to_owned()),
-        location: LocationId(LOCS[l].to_owned()),
+        sku: SkuId::from(SKUS[s].to_owned()),
+        location: LocationId::from(LOCS[l].to_owned()),
         qty,
-        reason: Reason("count".to_owned()),
+        reason: Reason::from("count".to_owned()),
         expected: None,
     }
 }
@@ -355,7 +355,7 @@ fn step(run: &mut Run, op: &Op) -> Result<(), TestCaseError> {
             let code = run.apply(customer_write(
                 *customer,
                 Command::Reserve {
-                    reservation: ReservationId(id.clone()),
+                    reservation: ReservationId::from(id.clone()),
                     channel: "web".into(),
                     lines: lines.iter().map(|&(s, l, q)| line(s, l, q)).collect(),
                     ttl_ms: TTL_MS,
@@ -390,7 +390,7 @@ fn step(run: &mut Run, op: &Op) -> Result<(), TestCaseError> {
             };
             let (id, live) = (h.id.clone(), h.live && h.expires_at > run.model.now);
             let code = run.apply(Command::Release {
-                reservation: ReservationId(id),
+                reservation: ReservationId::from(id),
             });
             prop_assert_eq!(code == Code::Ok, live);
             run.model.holds[*i].live = false;
@@ -406,13 +406,13 @@ fn step(run: &mut Run, op: &Op) -> Result<(), TestCaseError> {
             let located = lines
                 .iter()
                 .map(|&(s, l, q)| engine::LocatedLine {
-                    sku: SkuId(SKUS[s].to_owned()),
-                    location: LocationId(LOCS[l].to_owned()),
+                    sku: SkuId::from(SKUS[s].to_owned()),
+                    location: LocationId::from(LOCS[l].to_owned()),
                     qty: q,
                 })
                 .collect();
             let code = run.apply(Command::Fulfil {
-                order: OrderId(id),
+                order: OrderId::from(id),
                 lines: located,
             });
             // Counts can fall short of allocations after a count; nothing else refuses.
@@ -429,7 +429,7 @@ fn step(run: &mut Run, op: &Op) -> Result<(), TestCaseError> {
             let id = o.id.clone();
             let open = run.order_state(&id) == Some(OrderState::Open);
             let code = run.apply(Command::Cancel {
-                order: OrderId(id),
+                order: OrderId::from(id),
                 lines: None,
             });
             prop_assert_eq!(code == Code::Ok, open);
@@ -445,7 +445,7 @@ fn step(run: &mut Run, op: &Op) -> Result<(), TestCaseError> {
         } => {
             let name = SKUS[*sku];
             run.must(Command::SetPurchaseLimit {
-                sku: SkuId(name.to_owned()),
+                sku: SkuId::from(name.to_owned()),
                 qty_max: *qty_max,
                 window_ms: WINDOW_MS,
                 strict: *strict,
@@ -483,7 +483,7 @@ fn step(run: &mut Run, op: &Op) -> Result<(), TestCaseError> {
 
 fn direct(id: &str, channel: &str, lines: &[(usize, usize, i64)]) -> Command {
     Command::PlaceOrder {
-        order: OrderId(id.to_owned()),
+        order: OrderId::from(id.to_owned()),
         source: OrderSource::Lines {
             channel: channel.into(),
             lines: lines.iter().map(|&(s, l, q)| line(s, l, q)).collect(),
@@ -517,8 +517,8 @@ fn place(run: &mut Run, i: usize) -> Result<(), TestCaseError> {
     let (hold, customer, lines) = (h.id.clone(), h.customer, h.lines.clone());
     let id = format!("p{}", run.index);
     let code = run.apply(Command::PlaceOrder {
-        order: OrderId(id.clone()),
-        source: OrderSource::Reservation(ReservationId(hold)),
+        order: OrderId::from(id.clone()),
+        source: OrderSource::Reservation(ReservationId::from(hold)),
         fulfilment: Fulfilment::Ship,
     });
     prop_assert_eq!(code == Code::Ok, live, "{}", code);
@@ -546,15 +546,15 @@ fn exchange(
     let returned: BTreeMap<&'static str, i64> = demand(&[(back, 0, 1)]);
     let judged = run.model.judge(customer, lines, &returned);
     let code = run.apply(Command::Exchange(Box::new(Exchange {
-        rma: RmaId(rma.clone()),
-        order: OrderId(of),
+        rma: RmaId::from(rma.clone()),
+        order: OrderId::from(of),
         returns: vec![ReturnLine {
-            sku: SkuId(SKUS[back].to_owned()),
+            sku: SkuId::from(SKUS[back].to_owned()),
             qty: 1,
-            received_at: LocationId(LOCS[0].to_owned()),
+            received_at: LocationId::from(LOCS[0].to_owned()),
             disposition: Disposition::Restock,
         }],
-        new_order: OrderId(new_id.clone()),
+        new_order: OrderId::from(new_id.clone()),
         channel: "web".into(),
         lines: lines.iter().map(|&(s, l, q)| line(s, l, q)).collect(),
         fulfilment: Fulfilment::Ship,
@@ -562,7 +562,7 @@ fn exchange(
     let now = run.model.now;
     let rma_exists = run
         .ledger
-        .query(&Query::Rma(RmaId(rma.clone())), now)
+        .query(&Query::Rma(RmaId::from(rma.clone())), now)
         .is_ok();
     let order_exists = run.order_state(&new_id).is_some();
     prop_assert_eq!(rma_exists, code == Code::Ok, "{}", code);

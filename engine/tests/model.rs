@@ -679,9 +679,9 @@ impl Model {
                 let expires_at = self.now + ttl_ms;
                 let allocs = held.iter().map(|p| (p.line, p.loc, p.qty)).collect();
                 self.res.insert(
-                    reservation.0.clone(),
+                    reservation.0.to_string(),
                     MRes {
-                        channel: channel.0.clone(),
+                        channel: channel.0.to_string(),
                         expires_at,
                         state: HoldState::Active,
                         held,
@@ -886,7 +886,7 @@ impl Model {
                 for (sku, asked) in per_sku {
                     *o.returned.entry(sku).or_insert(0) += asked;
                 }
-                self.rmas.insert(rma.0.clone());
+                self.rmas.insert(rma.0.to_string());
                 Ok(MReply::Done)
             }
             Command::ShipTransfer {
@@ -915,7 +915,7 @@ impl Model {
                 }
                 self.counted(sku, from).on_hand -= qty;
                 self.transfers.insert(
-                    transfer.0.clone(),
+                    transfer.0.to_string(),
                     MTransfer {
                         sku: s,
                         from: f,
@@ -988,7 +988,7 @@ impl Model {
                 (channel, pieces)
             }
             OrderSource::Lines { channel, lines } => (
-                channel.0.clone(),
+                channel.0.to_string(),
                 self.source(channel.as_str(), pickup, lines)?,
             ),
         };
@@ -1007,7 +1007,7 @@ impl Model {
             }
         }
         self.orders.insert(
-            order.0.clone(),
+            order.0.to_string(),
             MOrder {
                 channel,
                 lines,

@@ -167,7 +167,7 @@ async fn stock(client: &Client, req: &ExpiryBurstRequest) -> Result<(), ClientEr
         .map(|i| Request {
             request_id: new_request_id(),
             command: Command::SetOnHand {
-                sku: SkuId(format!("burst-{i}")),
+                sku: SkuId::from(format!("burst-{i}")),
                 location: LocationId::from(LOCATION),
                 qty: per_sku,
                 reason: Reason::from("expiry-burst"),
@@ -198,10 +198,10 @@ async fn place(
             .map(|n| Request {
                 request_id: new_request_id(),
                 command: Command::Reserve {
-                    reservation: ReservationId(format!("burst-h{n}")),
+                    reservation: ReservationId::from(format!("burst-h{n}")),
                     channel: ChannelId::from("web"),
                     lines: vec![Line {
-                        sku: SkuId(format!("burst-{}", n % req.skus.max(1))),
+                        sku: SkuId::from(format!("burst-{}", n % req.skus.max(1))),
                         target: Target::Location(LocationId::from(LOCATION)),
                         qty: 1,
                     }],

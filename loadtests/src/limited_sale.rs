@@ -188,9 +188,9 @@ fn hold(customer: u64, n: u64) -> Request {
     Request {
         request_id: new_request_id(),
         command: Command::AsCustomer {
-            customer: CustomerId(format!("customer-{customer}")),
+            customer: CustomerId::from(format!("customer-{customer}")),
             command: Box::new(Command::Reserve {
-                reservation: ReservationId(format!("c{customer}-h{n}")),
+                reservation: ReservationId::from(format!("c{customer}-h{n}")),
                 channel: ChannelId::from("web"),
                 lines: vec![Line {
                     sku: SkuId::from(SKU),

@@ -227,7 +227,7 @@ mod tests {
         let half = Op::Write(Request {
             request_id: RequestId(1),
             command: Command::Release {
-                reservation: ReservationId("x".repeat(FRAME_BYTES_MAX / 2)),
+                reservation: ReservationId::from("x".repeat(FRAME_BYTES_MAX / 2)),
             },
         });
         let half = EncodedOps::encode(&[half]).expect("half a frame fits");
@@ -236,7 +236,7 @@ mod tests {
         let whole = Op::Write(Request {
             request_id: RequestId(1),
             command: Command::Release {
-                reservation: ReservationId("x".repeat(FRAME_BYTES_MAX)),
+                reservation: ReservationId::from("x".repeat(FRAME_BYTES_MAX)),
             },
         });
         assert!(matches!(

@@ -878,8 +878,8 @@ mod tests {
             timestamp_ms: u64::MAX,
             request_id: Some(engine::RequestId(u128::MAX)),
             cause: engine::query::Cause::Shortage,
-            sku: engine::SkuId(id.clone()),
-            location: engine::LocationId(id),
+            sku: engine::SkuId::from(id.as_str()),
+            location: engine::LocationId::from(id),
             balance: engine::Balance {
                 on_hand: i64::MIN,
                 reserved: i64::MIN,

@@ -141,8 +141,12 @@ fn due(p: &PickupsDue) -> Due {
     p.pickups
         .iter()
         .map(|v| {
-            let lines = v.lines.iter().map(|l| (l.sku.0.clone(), l.qty)).collect();
-            (v.order.0.clone(), v.deadline_ms, lines)
+            let lines = v
+                .lines
+                .iter()
+                .map(|l| (l.sku.0.to_string(), l.qty))
+                .collect();
+            (v.order.0.to_string(), v.deadline_ms, lines)
         })
         .collect()
 }

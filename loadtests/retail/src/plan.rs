@@ -931,7 +931,7 @@ impl Planner {
             None => Target::Group(GroupId::from(c.region.group())),
         };
         Command::Reserve {
-            reservation: ReservationId(format!("rsv-{}", c.key)),
+            reservation: ReservationId::from(format!("rsv-{}", c.key)),
             channel: ChannelId::from(c.channel),
             lines: c
                 .lines
@@ -1085,8 +1085,8 @@ impl Planner {
                     None => Fulfilment::Ship,
                 };
                 let command = Command::PlaceOrder {
-                    order: OrderId(format!("ord-{}", c.key)),
-                    source: OrderSource::Reservation(ReservationId(format!("rsv-{}", c.key))),
+                    order: OrderId::from(format!("ord-{}", c.key)),
+                    source: OrderSource::Reservation(ReservationId::from(format!("rsv-{}", c.key))),
                     fulfilment,
                 };
                 self.follow_ups.push((command, Purpose::Place(checkout)));
@@ -1155,7 +1155,7 @@ impl Planner {
             self.by_customer.entry(customer).or_default().push(order);
         }
         self.orders.push(OrderRec {
-            id: OrderId(format!("ord-{}", c.key)),
+            id: OrderId::from(format!("ord-{}", c.key)),
             placed_ms: self.now_ms,
             lines,
             returned: Vec::new(),
@@ -1426,7 +1426,7 @@ impl Planner {
             for chunk in lines.chunks(LINES_PER_REQUEST_MAX) {
                 rma += 1;
                 let command = Command::Return {
-                    rma: RmaId(format!("rma-{}-{rma}", event.invoice)),
+                    rma: RmaId::from(format!("rma-{}-{rma}", event.invoice)),
                     order: self.orders[order as usize].id.clone(),
                     lines: chunk
                         .iter()

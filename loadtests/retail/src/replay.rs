@@ -145,7 +145,7 @@ pub fn balances_from_answers(answers: impl IntoIterator<Item = Answer>) -> Vec<B
                 for row in sku.rows {
                     out.push(BalanceRow {
                         sku: sku.sku.clone(),
-                        location: row.location.0,
+                        location: row.location.0.into_string(),
                         balance: row.balance,
                     });
                 }
@@ -214,7 +214,10 @@ pub fn mirror_mismatches(planner: &Planner, balances: &[BalanceRow]) -> Vec<Stri
     let mut out = Vec::new();
     let mut expected: BTreeMap<(String, String), MirrorBalance> = BTreeMap::new();
     for e in planner.expected_balances() {
-        expected.insert((e.sku.0, e.location.0), e.balance);
+        expected.insert(
+            (e.sku.0.into_string(), e.location.0.into_string()),
+            e.balance,
+        );
     }
     for BalanceRow {
         sku,
@@ -229,7 +232,7 @@ pub fn mirror_mismatches(planner: &Planner, balances: &[BalanceRow]) -> Vec<Stri
             safety_stock: b.safety_stock,
         };
         let want = expected
-            .remove(&(sku.0.clone(), location.clone()))
+            .remove(&(sku.0.to_string(), location.clone()))
             .unwrap_or_default();
         if want != seen {
             out.push(format!(

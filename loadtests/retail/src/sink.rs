@@ -182,7 +182,7 @@ async fn sink_balances<S: LedgerSink>(
 pub fn compare_balances(a: &[BalanceRow], b: &[BalanceRow]) -> BalanceDiff {
     let key = |v: &[BalanceRow]| -> BTreeMap<(String, String), engine::Balance> {
         v.iter()
-            .map(|r| ((r.sku.0.clone(), r.location.clone()), r.balance))
+            .map(|r| ((r.sku.0.to_string(), r.location.clone()), r.balance))
             .collect()
     };
     let (ka, kb) = (key(a), key(b));

@@ -197,8 +197,8 @@ fn balances(ledger: &engine::Ledger, skus: &[&str]) -> Vec<(String, String, [i64
         for row in sku.rows {
             let b = row.balance;
             out.push((
-                sku.sku.0.clone(),
-                row.location.0,
+                sku.sku.0.to_string(),
+                row.location.0.into_string(),
                 [b.on_hand, b.reserved, b.allocated, b.safety_stock],
             ));
         }

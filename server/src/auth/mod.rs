@@ -99,10 +99,10 @@ pub fn authorize(p: &Principal, op: &Op) -> Access {
 
 fn checkout(p: &Principal, command: &Command) -> Access {
     let channel = |c: &ChannelId| {
-        if p.channels.contains(&c.0) {
+        if p.channels.iter().any(|x| x == c.as_str()) {
             Access::Allowed
         } else {
-            denied(p, ForbiddenReason::Channel(c.0.clone()))
+            denied(p, ForbiddenReason::Channel(c.0.to_string()))
         }
     };
     match command {
@@ -130,14 +130,14 @@ fn checkout(p: &Principal, command: &Command) -> Access {
 }
 
 fn store(p: &Principal, command: &Command) -> Access {
-    let own = |l: &LocationId| p.locations.contains(&l.0);
+    let own = |l: &LocationId| p.locations.iter().any(|x| x == l.as_str());
     let at = |locations: &[&LocationId]| match locations.iter().find(|l| !own(l)) {
         None => Access::Allowed,
-        Some(l) => denied(p, ForbiddenReason::Location(l.0.clone())),
+        Some(l) => denied(p, ForbiddenReason::Location(l.0.to_string())),
     };
     let sale = |c: &ChannelId, targets: Vec<&Target>| {
         if c.0 != STORE_CHANNEL {
-            return denied(p, ForbiddenReason::StoreChannel(c.0.clone()));
+            return denied(p, ForbiddenReason::StoreChannel(c.0.to_string()));
         }
         let mut located = Vec::new();
         for target in targets {
@@ -234,20 +234,24 @@ pub fn check_lookup(
     ledger: &Ledger,
     now_ms: u64,
 ) -> Result<(), Forbidden> {
-    let own_location = |l: &LocationId| p.locations.contains(&l.0);
+    let own_location = |l: &LocationId| p.locations.iter().any(|x| x == l.as_str());
     let refuse = |reason| Err(Forbidden::new(p, reason));
     let answer = |query: Query| ledger.query(&query, now_ms).ok();
     match lookup {
         Lookup::HoldChannel(id) => match answer(Query::Reservation(id.clone())) {
-            Some(Answer::Reservation(hold)) if !p.channels.contains(&hold.channel.0) => {
-                refuse(ForbiddenReason::HoldChannel(hold.channel.0))
+            Some(Answer::Reservation(hold))
+                if !p.channels.iter().any(|x| x == hold.channel.as_str()) =>
+            {
+                refuse(ForbiddenReason::HoldChannel(hold.channel.0.into_string()))
             }
             _ => Ok(()),
         },
         Lookup::HoldLocations(id) => match answer(Query::Reservation(id.clone())) {
             Some(Answer::Reservation(hold)) => {
                 match hold.lines.into_iter().find(|l| !own_location(&l.location)) {
-                    Some(line) => refuse(ForbiddenReason::HoldLocation(line.location.0)),
+                    Some(line) => {
+                        refuse(ForbiddenReason::HoldLocation(line.location.0.into_string()))
+                    }
                     None => Ok(()),
                 }
             }
@@ -256,7 +260,9 @@ pub fn check_lookup(
         Lookup::OrderLocations(id) => match answer(Query::Order(id.clone())) {
             Some(Answer::Order(order)) => {
                 match order.lines.into_iter().find(|l| !own_location(&l.location)) {
-                    Some(line) => refuse(ForbiddenReason::OrderLocation(line.location.0)),
+                    Some(line) => refuse(ForbiddenReason::OrderLocation(
+                        line.location.0.into_string(),
+                    )),
                     None => Ok(()),
                 }
             }
@@ -264,7 +270,7 @@ pub fn check_lookup(
         },
         Lookup::TransferTo(id) => match answer(Query::Transfer(id.clone())) {
             Some(Answer::Transfer(t)) if !own_location(&t.to) => {
-                refuse(ForbiddenReason::TransferTo(t.to.0))
+                refuse(ForbiddenReason::TransferTo(t.to.0.into_string()))
             }
             _ => Ok(()),
         },

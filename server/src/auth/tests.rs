@@ -22,11 +22,11 @@ fn principal(role: ClientRole) -> Principal {
 }
 
 fn loc(s: &str) -> LocationId {
-    LocationId(s.to_owned())
+    LocationId::from(s.to_owned())
 }
 
 fn sku() -> SkuId {
-    SkuId("A".to_owned())
+    SkuId::from("A".to_owned())
 }
 
 fn line(target: Target) -> Vec<Line> {
@@ -47,8 +47,8 @@ fn located(at: &str) -> Vec<LocatedLine> {
 
 fn reserve(channel: &str, target: Target) -> Command {
     Command::Reserve {
-        reservation: ReservationId("r1".to_owned()),
-        channel: ChannelId(channel.to_owned()),
+        reservation: ReservationId::from("r1".to_owned()),
+        channel: ChannelId::from(channel.to_owned()),
         lines: line(target),
         ttl_ms: 60_000,
     }
@@ -56,9 +56,9 @@ fn reserve(channel: &str, target: Target) -> Command {
 
 fn direct_order(channel: &str, at: &str) -> Command {
     Command::PlaceOrder {
-        order: OrderId("o1".to_owned()),
+        order: OrderId::from("o1".to_owned()),
         source: OrderSource::Lines {
-            channel: ChannelId(channel.to_owned()),
+            channel: ChannelId::from(channel.to_owned()),
             lines: line(Target::Location(loc(at))),
         },
         fulfilment: Fulfilment::Ship,
@@ -67,23 +67,23 @@ fn direct_order(channel: &str, at: &str) -> Command {
 
 fn customer(command: Command) -> Command {
     Command::AsCustomer {
-        customer: engine::CustomerId("c1".to_owned()),
+        customer: engine::CustomerId::from("c1".to_owned()),
         command: Box::new(command),
     }
 }
 
 fn exchange(received_at: &str, channel: &str, at: &str) -> Command {
     Command::Exchange(Box::new(engine::Exchange {
-        rma: RmaId("m1".to_owned()),
-        order: OrderId("o1".to_owned()),
+        rma: RmaId::from("m1".to_owned()),
+        order: OrderId::from("o1".to_owned()),
         returns: vec![ReturnLine {
             sku: sku(),
             qty: 1,
             received_at: loc(received_at),
             disposition: Disposition::Restock,
         }],
-        new_order: OrderId("o2".to_owned()),
-        channel: ChannelId(channel.to_owned()),
+        new_order: OrderId::from("o2".to_owned()),
+        channel: ChannelId::from(channel.to_owned()),
         lines: line(Target::Location(loc(at))),
         fulfilment: Fulfilment::Ship,
     }))
@@ -94,7 +94,7 @@ fn stock(at: &str) -> Command {
         sku: sku(),
         location: loc(at),
         delta: 1,
-        reason: Reason("count".to_owned()),
+        reason: Reason::from("count".to_owned()),
     }
 }
 
@@ -109,9 +109,9 @@ fn write(command: Command) -> Op {
 /// `web`), store (location `store-1`), ops, admin. `A` allowed, `D` denied, `L` decided by
 /// the object (a [`Lookup`]).
 fn table() -> Vec<(&'static str, Op, &'static str)> {
-    let order = || OrderId("o1".to_owned());
-    let hold = || ReservationId("r1".to_owned());
-    let transfer = || TransferId("t1".to_owned());
+    let order = || OrderId::from("o1".to_owned());
+    let hold = || ReservationId::from("r1".to_owned());
+    let transfer = || TransferId::from("t1".to_owned());
     let at = |s: &str| Target::Location(loc(s));
     vec![
         (
@@ -187,7 +187,7 @@ fn table() -> Vec<(&'static str, Op, &'static str)> {
                 sku: sku(),
                 location: loc("store-2"),
                 qty: 1,
-                reason: Reason("count".to_owned()),
+                reason: Reason::from("count".to_owned()),
                 expected: None,
             }),
             "DDDAA",
@@ -304,7 +304,7 @@ fn table() -> Vec<(&'static str, Op, &'static str)> {
         (
             "return own",
             write(Command::Return {
-                rma: RmaId("m1".to_owned()),
+                rma: RmaId::from("m1".to_owned()),
                 order: order(),
                 lines: vec![ReturnLine {
                     sku: sku(),
@@ -349,7 +349,7 @@ fn table() -> Vec<(&'static str, Op, &'static str)> {
         (
             "define_kit",
             write(Command::DefineKit {
-                kit: SkuId("kit".to_owned()),
+                kit: SkuId::from("kit".to_owned()),
                 components: vec![engine::KitComponent { sku: sku(), qty: 1 }],
             }),
             "DDDAA",
@@ -506,8 +506,8 @@ fn lookups_decide_by_the_object() {
         ],
     );
     let hold = |id: &str, channel: &str, at: &str| Command::Reserve {
-        reservation: ReservationId(id.to_owned()),
-        channel: ChannelId(channel.to_owned()),
+        reservation: ReservationId::from(id.to_owned()),
+        channel: ChannelId::from(channel.to_owned()),
         lines: line(Target::Location(loc(at))),
         ttl_ms: 60_000,
     };
@@ -521,7 +521,7 @@ fn lookups_decide_by_the_object() {
     );
     let check =
         |role, lookup: Lookup| check_lookup(&principal(role), &lookup, &ledger, 1_000).is_ok();
-    let id = |s: &str| ReservationId(s.to_owned());
+    let id = |s: &str| ReservationId::from(s.to_owned());
     assert!(check(
         ClientRole::Checkout,
         Lookup::HoldChannel(id("web-1"))

@@ -117,8 +117,8 @@ fn change_json(ledger: &engine::Ledger, e: ChangeEvent) -> ChangeJson {
         cause: snake(&e.cause),
         balance: balance(&e.balance, scale),
         shortfall: qty(e.shortfall, scale),
-        sku: e.sku.0,
-        location: e.location.0,
+        sku: e.sku.0.into_string(),
+        location: e.location.0.into_string(),
         author: e.author.map(|a| AuthorJson {
             name: a.name,
             role: a.role,

@@ -68,12 +68,12 @@ pub struct SetPurchaseLimit {
 /// `define_kit` as the engine's command.
 pub(super) fn define_kit(d: DefineKit) -> Command {
     Command::DefineKit {
-        kit: SkuId(d.kit),
+        kit: SkuId::from(d.kit),
         components: d
             .components
             .into_iter()
             .map(|c| KitComponent {
-                sku: SkuId(c.sku),
+                sku: SkuId::from(c.sku),
                 qty: c.qty,
             })
             .collect(),
@@ -83,15 +83,15 @@ pub(super) fn define_kit(d: DefineKit) -> Command {
 /// `exchange` as the engine's command.
 pub(super) fn exchange(x: ExchangeJson) -> Result<Command, Problem> {
     Ok(Command::Exchange(Box::new(engine::Exchange {
-        rma: RmaId(x.rma),
-        order: OrderId(x.order),
+        rma: RmaId::from(x.rma),
+        order: OrderId::from(x.order),
         returns: x
             .returns
             .into_iter()
             .map(super::writes::return_line)
             .collect(),
-        new_order: OrderId(x.new_order),
-        channel: ChannelId(x.channel),
+        new_order: OrderId::from(x.new_order),
+        channel: ChannelId::from(x.channel),
         lines: super::writes::lines(x.lines)?,
         fulfilment: super::writes::fulfilment(x.fulfilment),
     })))
@@ -100,7 +100,7 @@ pub(super) fn exchange(x: ExchangeJson) -> Result<Command, Problem> {
 /// `set_purchase_limit` as the engine's command.
 pub(super) fn set_purchase_limit(l: SetPurchaseLimit) -> Command {
     Command::SetPurchaseLimit {
-        sku: SkuId(l.sku),
+        sku: SkuId::from(l.sku),
         qty_max: l.qty_max,
         window_ms: l.window_ms,
         strict: l.strict,
@@ -112,7 +112,7 @@ pub(super) fn for_customer(customer: Option<String>, command: Command) -> Comman
     match customer {
         None => command,
         Some(c) => Command::AsCustomer {
-            customer: CustomerId(c),
+            customer: CustomerId::from(c),
             command: Box::new(command),
         },
     }

@@ -253,7 +253,7 @@ mod tests {
     #[test]
     fn a_rejection_carries_its_code_and_facts() {
         let r = Rejection::InsufficientStock {
-            sku: engine::SkuId("A".to_owned()),
+            sku: engine::SkuId::from("A".to_owned()),
             at: "w1".to_owned(),
             requested: 5,
             available: 2,

@@ -161,10 +161,10 @@ fn target(app: &App, at: Option<&str>) -> Target {
     let Some(at) = at.filter(|a| *a != "all") else {
         return Target::All;
     };
-    let id = engine::LocationId(at.to_owned());
+    let id = engine::LocationId::from(at.to_owned());
     match app.query_here(&Query::Location(id.clone())) {
         Ok(_) => Target::Location(id),
-        Err(_) => Target::Group(engine::GroupId(at.to_owned())),
+        Err(_) => Target::Group(engine::GroupId::from(at.to_owned())),
     }
 }
 
@@ -178,13 +178,13 @@ fn availability_json(rows: Vec<engine::query::SkuAvailability>) -> AvailabilityJ
                 .rows
                 .iter()
                 .map(|r| AvailabilityRowJson {
-                    location: r.location.0.clone(),
+                    location: r.location.0.to_string(),
                     balance: balance(&r.balance, s.scale),
                     ats: qty(r.ats, s.scale),
                     ats_pos: qty(r.ats_pos, s.scale),
                 })
                 .collect(),
-            sku: s.sku.0,
+            sku: s.sku.0.into_string(),
             scale: s.scale,
         })
         .collect();
@@ -207,7 +207,7 @@ pub async fn availability(
     let skus: Vec<SkuId> = p
         .sku
         .split(',')
-        .map(|s| SkuId(s.trim().to_owned()))
+        .map(|s| SkuId::from(s.trim().to_owned()))
         .collect();
     if skus.len() > engine::limits::QUERY_SKUS_MAX {
         let detail = format!("at most {} SKUs per query", engine::limits::QUERY_SKUS_MAX);
@@ -216,7 +216,7 @@ pub async fn availability(
     let query = Query::Availability {
         skus,
         target: target(&app, p.at.as_deref()),
-        channel: ChannelId(p.channel.unwrap_or_else(|| DEFAULT_CHANNEL.to_owned())),
+        channel: ChannelId::from(p.channel.unwrap_or_else(|| DEFAULT_CHANNEL.to_owned())),
     };
     let read_params = ReadParams {
         consistency: p.consistency,
@@ -286,7 +286,7 @@ pub async fn nearby(
     Extension(principal): Extension<Principal>,
     QueryParams(p): QueryParams<NearbyParams>,
 ) -> Response {
-    let sku = SkuId(p.sku.clone());
+    let sku = SkuId::from(p.sku.as_str());
     let query = Query::Nearby {
         sku: sku.clone(),
         center: Coordinates {
@@ -295,7 +295,7 @@ pub async fn nearby(
         },
         radius_km: p.radius_km,
         qty: p.qty.unwrap_or(1),
-        channel: ChannelId(p.channel.unwrap_or_else(|| DEFAULT_CHANNEL.to_owned())),
+        channel: ChannelId::from(p.channel.unwrap_or_else(|| DEFAULT_CHANNEL.to_owned())),
     };
     let read_params = ReadParams {
         consistency: p.consistency,
@@ -307,7 +307,7 @@ pub async fn nearby(
             let rows: Vec<NearbyJson> = rows
                 .into_iter()
                 .map(|r| NearbyJson {
-                    location: r.location.0,
+                    location: r.location.0.into_string(),
                     kind: r.kind.as_str().to_owned(),
                     pickup: r.pickup,
                     distance_m: r.distance_m,

@@ -69,7 +69,7 @@ fn sku_search_json(m: SkuMatches) -> SkuSearchJson {
             .skus
             .into_iter()
             .map(|s| SkuMatchJson {
-                sku: s.sku.0,
+                sku: s.sku.0.into_string(),
                 scale: s.scale,
             })
             .collect(),
@@ -91,7 +91,7 @@ pub async fn sku_search(
     QueryParams(p): QueryParams<SkuSearchParams>,
 ) -> Response {
     let query = Query::SkuSearch {
-        prefix: SkuId(p.prefix),
+        prefix: SkuId::from(p.prefix),
         max: p.limit.unwrap_or(SKU_SEARCH_DEFAULT),
     };
     let read_params = ReadParams {
@@ -162,17 +162,17 @@ fn pickups_json(app: &App, due: PickupsDue) -> PickupsJson {
                 .into_iter()
                 .map(|l| PickupLineJson {
                     qty: qty(l.qty, scale_of(app, &l.sku)),
-                    sku: l.sku.0,
+                    sku: l.sku.0.into_string(),
                 })
                 .collect(),
-            order: p.order.0,
-            channel: p.channel.0,
+            order: p.order.0.into_string(),
+            channel: p.channel.0.into_string(),
             deadline: time(p.deadline_ms),
             ready_for_pickup: p.ready_for_pickup,
         })
         .collect();
     PickupsJson {
-        location: due.location.0,
+        location: due.location.0.into_string(),
         pickups,
         more: due.more,
     }
@@ -195,7 +195,7 @@ pub async fn pickups(
     QueryParams(p): QueryParams<PickupsParams>,
 ) -> Response {
     let query = Query::Pickups {
-        location: LocationId(id),
+        location: LocationId::from(id),
         max: p.limit.unwrap_or(PICKUPS_DEFAULT),
     };
     let read_params = ReadParams {

@@ -184,17 +184,17 @@ fn scales(app: &App) -> impl Fn(&engine::SkuId) -> u8 + '_ {
 fn reservation_json(app: &App, v: engine::query::ReservationView) -> ReservationJson {
     let scale = scales(app);
     ReservationJson {
-        id: v.id.0,
+        id: v.id.0.into_string(),
         state: v.state.as_str().to_owned(),
-        channel: v.channel.0,
+        channel: v.channel.0.into_string(),
         lines: v
             .lines
             .into_iter()
             .map(|l| HeldLineJson {
                 line: l.line,
                 qty: qty(l.qty, scale(&l.sku)),
-                sku: l.sku.0,
-                location: l.location.0,
+                sku: l.sku.0.into_string(),
+                location: l.location.0.into_string(),
             })
             .collect(),
         created_at: time(v.created_at_ms),
@@ -205,17 +205,17 @@ fn reservation_json(app: &App, v: engine::query::ReservationView) -> Reservation
 fn order_json(app: &App, v: engine::query::OrderView) -> OrderJson {
     let scale = scales(app);
     OrderJson {
-        id: v.id.0,
+        id: v.id.0.into_string(),
         state: v.state.as_str().to_owned(),
-        channel: v.channel.0,
+        channel: v.channel.0.into_string(),
         lines: v
             .lines
             .into_iter()
             .map(|l| {
                 let s = scale(&l.sku);
                 OrderLineJson {
-                    sku: l.sku.0,
-                    location: l.location.0,
+                    sku: l.sku.0.into_string(),
+                    location: l.location.0.into_string(),
                     pickup: l.pickup,
                     ordered: qty(l.ordered, s),
                     fulfilled: qty(l.fulfilled, s),
@@ -228,7 +228,7 @@ fn order_json(app: &App, v: engine::query::OrderView) -> OrderJson {
             .into_iter()
             .map(|(sku, n)| ReturnedJson {
                 qty: qty(n, scale(&sku)),
-                sku: sku.0,
+                sku: sku.0.into_string(),
             })
             .collect(),
         pickup_deadline: v.pickup_deadline_ms.map(time),
@@ -240,15 +240,15 @@ fn order_json(app: &App, v: engine::query::OrderView) -> OrderJson {
 fn rma_json(app: &App, v: engine::query::RmaView) -> RmaJson {
     let scale = scales(app);
     RmaJson {
-        id: v.id.0,
-        order: v.order.0,
+        id: v.id.0.into_string(),
+        order: v.order.0.into_string(),
         lines: v
             .lines
             .into_iter()
             .map(|l| RmaLineJson {
                 qty: qty(l.qty, scale(&l.sku)),
-                sku: l.sku.0,
-                received_at: l.received_at.0,
+                sku: l.sku.0.into_string(),
+                received_at: l.received_at.0.into_string(),
                 disposition: l.disposition.as_str().to_owned(),
             })
             .collect(),
@@ -259,10 +259,10 @@ fn rma_json(app: &App, v: engine::query::RmaView) -> RmaJson {
 fn transfer_json(app: &App, v: engine::query::TransferView) -> TransferJson {
     let s = scales(app)(&v.sku);
     TransferJson {
-        id: v.id.0,
-        sku: v.sku.0,
-        from: v.from.0,
-        to: v.to.0,
+        id: v.id.0.into_string(),
+        sku: v.sku.0.into_string(),
+        from: v.from.0.into_string(),
+        to: v.to.0.into_string(),
         qty: qty(v.qty, s),
         state: snake(&v.state),
         received: qty(v.received, s),
@@ -274,12 +274,14 @@ fn transfer_json(app: &App, v: engine::query::TransferView) -> TransferJson {
 
 fn location_json(d: engine::LocationDef) -> LocationJson {
     LocationJson {
-        location: d.location.0,
+        location: d.location.0.into_string(),
         kind: d.kind.as_str().to_owned(),
         pickup: d.pickup,
         lat_e6: d.coordinates.map(|c| c.lat_e6),
         lon_e6: d.coordinates.map(|c| c.lon_e6),
-        channels: d.channels.map(|cs| cs.into_iter().map(|c| c.0).collect()),
+        channels: d
+            .channels
+            .map(|cs| cs.into_iter().map(|c| c.0.into_string()).collect()),
     }
 }
 

@@ -344,11 +344,11 @@ pub struct Revoke {
 }
 
 fn sku(s: String) -> SkuId {
-    SkuId(s)
+    SkuId::from(s)
 }
 
 fn loc(s: String) -> LocationId {
-    LocationId(s)
+    LocationId::from(s)
 }
 
 fn bad(detail: &str) -> Problem {
@@ -359,7 +359,7 @@ pub(super) fn line(l: LineJson) -> Result<Line, Problem> {
     let target = match (l.location, l.group) {
         (Some(_), Some(_)) => return Err(bad("a line names a location or a group, not both")),
         (Some(location), None) => Target::Location(loc(location)),
-        (None, Some(group)) => Target::Group(GroupId(group)),
+        (None, Some(group)) => Target::Group(GroupId::from(group)),
         (None, None) => Target::All,
     };
     Ok(Line {
@@ -402,15 +402,15 @@ fn disposition(d: DispositionJson) -> Disposition {
 
 fn place_order(o: PlaceOrder) -> Result<Command, Problem> {
     let source = match (o.reservation, o.channel, o.lines) {
-        (Some(hold), None, None) => OrderSource::Reservation(ReservationId(hold)),
+        (Some(hold), None, None) => OrderSource::Reservation(ReservationId::from(hold)),
         (None, Some(channel), Some(ls)) => OrderSource::Lines {
-            channel: ChannelId(channel),
+            channel: ChannelId::from(channel),
             lines: lines(ls)?,
         },
         _ => return Err(bad("an order names a reservation, or a channel and lines")),
     };
     let place = Command::PlaceOrder {
-        order: OrderId(o.order),
+        order: OrderId::from(o.order),
         source,
         fulfilment: fulfilment(o.fulfilment),
     };
@@ -446,14 +446,16 @@ fn define_location(d: DefineLocation) -> Command {
             lat_e6: c.lat_e6,
             lon_e6: c.lon_e6,
         }),
-        channels: d.channels.map(|cs| cs.into_iter().map(ChannelId).collect()),
+        channels: d
+            .channels
+            .map(|cs| cs.into_iter().map(ChannelId::from).collect()),
     })
 }
 
 fn return_command(r: Return) -> Command {
     Command::Return {
-        rma: RmaId(r.rma),
-        order: OrderId(r.order),
+        rma: RmaId::from(r.rma),
+        order: OrderId::from(r.order),
         lines: r.lines.into_iter().map(return_line).collect(),
     }
 }
@@ -565,7 +567,7 @@ impl WriteOp {
         Ok(match self {
             WriteOp::DefineLocation(d) => define_location(d),
             WriteOp::DefineGroup(g) => Command::DefineGroup {
-                group: GroupId(g.group),
+                group: GroupId::from(g.group),
                 locations: g.locations.into_iter().map(loc).collect(),
             },
             WriteOp::DefineSku(d) => Command::DefineSku {
@@ -576,8 +578,8 @@ impl WriteOp {
             WriteOp::Reserve(r) => kit_writes::for_customer(
                 r.customer,
                 Command::Reserve {
-                    reservation: ReservationId(r.reservation),
-                    channel: ChannelId(r.channel),
+                    reservation: ReservationId::from(r.reservation),
+                    channel: ChannelId::from(r.channel),
                     lines: lines(r.lines)?,
                     ttl_ms: r.ttl_ms,
                 },
@@ -597,14 +599,14 @@ impl WriteOp {
                 sku: sku(c.sku),
                 location: loc(c.location),
                 qty: c.qty,
-                reason: Reason(c.reason),
+                reason: Reason::from(c.reason),
                 expected: c.expected,
             },
             WriteOp::Adjust(a) => Command::Adjust {
                 sku: sku(a.sku),
                 location: loc(a.location),
                 delta: a.delta,
-                reason: Reason(a.reason),
+                reason: Reason::from(a.reason),
             },
             WriteOp::SetSafetyStock(s) => Command::SetSafetyStock {
                 sku: sku(s.sku),
@@ -615,13 +617,13 @@ impl WriteOp {
                 sku: sku(u.sku),
                 location: loc(u.location),
                 qty: u.qty,
-                reason: Reason(u.reason),
+                reason: Reason::from(u.reason),
             },
             WriteOp::RestoreUnavailable(u) => Command::RestoreUnavailable {
                 sku: sku(u.sku),
                 location: loc(u.location),
                 qty: u.qty,
-                reason: Reason(u.reason),
+                reason: Reason::from(u.reason),
             },
             WriteOp::Sell(s) => Command::Sell {
                 sku: sku(s.sku),
@@ -638,18 +640,18 @@ impl WriteOp {
                 reservation,
                 ttl_ms,
             } => Command::Extend {
-                reservation: ReservationId(reservation),
+                reservation: ReservationId::from(reservation),
                 ttl_ms,
             },
             WriteOp::Release { reservation } => Command::Release {
-                reservation: ReservationId(reservation),
+                reservation: ReservationId::from(reservation),
             },
             WriteOp::Fulfil { order, lines } => Command::Fulfil {
-                order: OrderId(order),
+                order: OrderId::from(order),
                 lines: located(lines),
             },
             WriteOp::Cancel { order, lines } => Command::Cancel {
-                order: OrderId(order),
+                order: OrderId::from(order),
                 lines: lines.map(located),
             },
             WriteOp::Reallocate {
@@ -659,17 +661,17 @@ impl WriteOp {
                 to,
                 qty,
             } => Command::Reallocate {
-                order: OrderId(order),
+                order: OrderId::from(order),
                 sku: sku(s),
                 from: loc(from),
                 to: loc(to),
                 qty,
             },
             WriteOp::ReadyForPickup { order } => Command::ReadyForPickup {
-                order: OrderId(order),
+                order: OrderId::from(order),
             },
             WriteOp::PickedUp { order } => Command::PickedUp {
-                order: OrderId(order),
+                order: OrderId::from(order),
             },
             other => other.transfer_command(),
         }
@@ -678,7 +680,7 @@ impl WriteOp {
     fn transfer_command(self) -> Command {
         match self {
             WriteOp::ShipTransfer(t) => Command::ShipTransfer {
-                transfer: TransferId(t.transfer),
+                transfer: TransferId::from(t.transfer),
                 sku: sku(t.sku),
                 from: loc(t.from),
                 to: loc(t.to),
@@ -689,7 +691,7 @@ impl WriteOp {
                 received,
                 damaged,
             } => Command::ReceiveTransfer {
-                transfer: TransferId(transfer),
+                transfer: TransferId::from(transfer),
                 received,
                 damaged,
             },
@@ -832,11 +834,11 @@ fn reply_json(app: &App, cx: &Context, reply: engine::Reply) -> WriteReply {
             .into_iter()
             .map(|a| {
                 let sku = line_skus.get(usize::from(a.line)).cloned();
-                let sku = sku.unwrap_or_else(|| SkuId(String::new()));
+                let sku = sku.unwrap_or_else(|| SkuId::from(String::new()));
                 AllocationJson {
                     line: a.line,
                     qty: qty(a.qty, scale(&sku)),
-                    sku: sku.0,
+                    sku: sku.0.into_string(),
                     location: a.location.as_str().to_owned(),
                 }
             })
@@ -845,12 +847,12 @@ fn reply_json(app: &App, cx: &Context, reply: engine::Reply) -> WriteReply {
     match reply {
         engine::Reply::Done => WriteReply::Done,
         engine::Reply::Balance(b) => {
-            let none = || (SkuId(String::new()), LocationId(String::new()));
+            let none = || (SkuId::from(String::new()), LocationId::from(String::new()));
             let (sku, location) = cx.stock.clone().unwrap_or_else(none);
             WriteReply::Balance {
                 balance: balance(&b, scale(&sku)),
-                sku: sku.0,
-                location: location.0,
+                sku: sku.0.into_string(),
+                location: location.0.into_string(),
             }
         }
         engine::Reply::Reserved {

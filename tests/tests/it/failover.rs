@@ -45,7 +45,7 @@ async fn setup(client: &Client) {
         .expect("ok");
     for k in 0..SKUS {
         let count = Command::SetOnHand {
-            sku: SkuId(format!("S{k}")),
+            sku: SkuId::from(format!("S{k}")),
             location: LocationId::from("wh"),
             qty: STOCK,
             reason: Reason::from("count"),
@@ -73,10 +73,10 @@ async fn worker(
         let sku = (w + i) % SKUS;
         let id = format!("w{w}-{i}");
         let command = Command::Reserve {
-            reservation: ReservationId(id.clone()),
+            reservation: ReservationId::from(id.clone()),
             channel: ChannelId::from("web"),
             lines: vec![Line {
-                sku: SkuId(format!("S{sku}")),
+                sku: SkuId::from(format!("S{sku}")),
                 target: Target::Location(LocationId::from("wh")),
                 qty: 1,
             }],
@@ -178,7 +178,7 @@ async fn leader_kill_under_load_loses_nothing_and_applies_nothing_twice() {
         for (sku, rid) in &log.granted {
             let answer = node_client
                 .read(
-                    Query::Reservation(ReservationId(rid.clone())),
+                    Query::Reservation(ReservationId::from(rid.clone())),
                     Consistency::Local,
                 )
                 .await
@@ -193,7 +193,7 @@ async fn leader_kill_under_load_loses_nothing_and_applies_nothing_twice() {
         for (sku, rid) in &log.unknown {
             let answer = node_client
                 .read(
-                    Query::Reservation(ReservationId(rid.clone())),
+                    Query::Reservation(ReservationId::from(rid.clone())),
                     Consistency::Local,
                 )
                 .await
@@ -203,7 +203,7 @@ async fn leader_kill_under_load_loses_nothing_and_applies_nothing_twice() {
                 reserved_expected[*sku] += 1;
             }
         }
-        let skus: Vec<SkuId> = (0..SKUS).map(|k| SkuId(format!("S{k}"))).collect();
+        let skus: Vec<SkuId> = (0..SKUS).map(|k| SkuId::from(format!("S{k}"))).collect();
         let answer = node_client
             .read(
                 Query::Availability {

@@ -105,7 +105,11 @@ async fn a_store_subscription_sees_only_its_store() {
             .await
             .expect("event in time")
             .expect("event");
-        seen.push((event.seq, event.location.0.clone(), event.balance.on_hand));
+        seen.push((
+            event.seq,
+            event.location.0.to_string(),
+            event.balance.on_hand,
+        ));
     }
     assert_eq!(
         seen,

@@ -22,7 +22,7 @@ async fn define(client: &Client) {
 
 fn receipt(sku: usize) -> Command {
     Command::Adjust {
-        sku: SkuId(format!("S{sku}")),
+        sku: SkuId::from(format!("S{sku}")),
         location: LocationId::from("wh"),
         delta: 1,
         reason: Reason::from("receipt"),
@@ -30,7 +30,7 @@ fn receipt(sku: usize) -> Command {
 }
 
 async fn on_hand(client: &Client, skus: usize) -> Vec<i64> {
-    let skus: Vec<SkuId> = (0..skus).map(|k| SkuId(format!("S{k}"))).collect();
+    let skus: Vec<SkuId> = (0..skus).map(|k| SkuId::from(format!("S{k}"))).collect();
     let query = Query::Availability {
         skus,
         target: Target::Location(LocationId::from("wh")),

@@ -20,7 +20,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 fn receipt(sku: usize) -> Command {
     Command::Adjust {
-        sku: SkuId(format!("S{sku}")),
+        sku: SkuId::from(format!("S{sku}")),
         location: LocationId::from("wh"),
         delta: 1,
         reason: Reason::from("receipt"),
@@ -40,7 +40,7 @@ async fn receipts(client: &Client, count: usize) -> u64 {
 
 async fn check_on_hand(client: &Client, consistency: Consistency, expected: i64) {
     let query = Query::Availability {
-        skus: (0..SKUS).map(|k| SkuId(format!("S{k}"))).collect(),
+        skus: (0..SKUS).map(|k| SkuId::from(format!("S{k}"))).collect(),
         target: Target::Location(LocationId::from("wh")),
         channel: ChannelId::from("web"),
     };

@@ -45,7 +45,7 @@ impl Runner<'_> {
                 if !RESERVATION_STATES.iter().any(|s| s.as_str() == *want) {
                     return Err(unknown("reservation state", want));
                 }
-                let query = Query::Reservation(ReservationId(self.ns(id)));
+                let query = Query::Reservation(ReservationId::from(self.ns(id)));
                 let got = match target.query(query)? {
                     Ok(Answer::Reservation(r)) => r.state.as_str().to_owned(),
                     Ok(other) => return Err(CaseError::UnexpectedAnswer(format!("{other:?}"))),
@@ -63,7 +63,7 @@ impl Runner<'_> {
                 if !ORDER_STATES.iter().any(|s| s.as_str() == *want) {
                     return Err(unknown("order state", want));
                 }
-                let got = match target.query(Query::Order(OrderId(self.ns(id))))? {
+                let got = match target.query(Query::Order(OrderId::from(self.ns(id))))? {
                     Ok(Answer::Order(o)) => o.state.as_str().to_owned(),
                     Ok(other) => return Err(CaseError::UnexpectedAnswer(format!("{other:?}"))),
                     Err(rejection) => rejection.code().as_str().to_owned(),
@@ -120,7 +120,7 @@ impl Runner<'_> {
         place: Target,
     ) -> Result<SkuAvailability, CaseError> {
         let query = Query::Availability {
-            skus: vec![SkuId(self.ns(sku))],
+            skus: vec![SkuId::from(self.ns(sku))],
             target: place,
             channel: ChannelId::from("web"),
         };

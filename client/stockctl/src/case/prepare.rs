@@ -111,20 +111,20 @@ impl Runner<'_> {
             }
             "reserve" => self.reserve(w),
             "extend" => Ok(Command::Extend {
-                reservation: ReservationId(self.ns(w.arg(0, "a reservation")?)),
+                reservation: ReservationId::from(self.ns(w.arg(0, "a reservation")?)),
                 ttl_ms: grammar::duration_ms(w.required("ttl", "ttl=")?)?,
             }),
             "release" => Ok(Command::Release {
-                reservation: ReservationId(self.ns(w.arg(0, "a reservation")?)),
+                reservation: ReservationId::from(self.ns(w.arg(0, "a reservation")?)),
             }),
             "order" => self.order(w),
             "fulfil" | "cancel" => self.fulfil_or_cancel(w),
             "reallocate" | "ship_transfer" => self.move_units(w),
             "ready" => Ok(Command::ReadyForPickup {
-                order: OrderId(self.ns(w.arg(0, "an order")?)),
+                order: OrderId::from(self.ns(w.arg(0, "an order")?)),
             }),
             "picked_up" => Ok(Command::PickedUp {
-                order: OrderId(self.ns(w.arg(0, "an order")?)),
+                order: OrderId::from(self.ns(w.arg(0, "an order")?)),
             }),
             "return" => self.return_units(w),
             "receive_transfer" => self.receive_transfer(w),
@@ -145,9 +145,9 @@ impl Runner<'_> {
         if place == "all" {
             Target::All
         } else if self.groups.contains(place) {
-            Target::Group(GroupId(self.ns(place)))
+            Target::Group(GroupId::from(self.ns(place)))
         } else {
-            Target::Location(LocationId(self.ns(place)))
+            Target::Location(LocationId::from(self.ns(place)))
         }
     }
 
@@ -155,7 +155,7 @@ impl Runner<'_> {
     fn line(&self, text: &str) -> Result<Line, Unsent> {
         let line = LineText::parse(text)?;
         Ok(Line {
-            sku: SkuId(self.ns(&line.sku)),
+            sku: SkuId::from(self.ns(&line.sku)),
             target: self.target(&line.place),
             qty: line.qty.to_base(self.scale(&line.sku))?,
         })
@@ -165,8 +165,8 @@ impl Runner<'_> {
     fn located(&self, text: &str) -> Result<LocatedLine, Unsent> {
         let line = LineText::parse(text)?;
         Ok(LocatedLine {
-            sku: SkuId(self.ns(&line.sku)),
-            location: LocationId(self.ns(&line.place)),
+            sku: SkuId::from(self.ns(&line.sku)),
+            location: LocationId::from(self.ns(&line.place)),
             qty: line.qty.to_base(self.scale(&line.sku))?,
         })
     }
@@ -181,7 +181,7 @@ impl Runner<'_> {
             _ => None,
         };
         Ok(Command::DefineLocation(LocationDef {
-            location: LocationId(self.ns(w.arg(0, "an id")?)),
+            location: LocationId::from(self.ns(w.arg(0, "an id")?)),
             kind: grammar::location_kind(w.arg(1, "a kind")?)?,
             pickup: w.rest(2).contains(&"pickup"),
             coordinates,
@@ -196,8 +196,12 @@ impl Runner<'_> {
         let group = w.arg(0, "an id")?;
         self.groups.insert(group.to_owned());
         Ok(Command::DefineGroup {
-            group: GroupId(self.ns(group)),
-            locations: w.rest(1).iter().map(|l| LocationId(self.ns(l))).collect(),
+            group: GroupId::from(self.ns(group)),
+            locations: w
+                .rest(1)
+                .iter()
+                .map(|l| LocationId::from(self.ns(l)))
+                .collect(),
         })
     }
 
@@ -214,7 +218,7 @@ impl Runner<'_> {
                 })?;
         self.scales.insert(sku.to_owned(), scale);
         Ok(Command::DefineSku {
-            sku: SkuId(self.ns(sku)),
+            sku: SkuId::from(self.ns(sku)),
             scale,
         })
     }
@@ -223,7 +227,10 @@ impl Runner<'_> {
     fn stock(&self, w: &Words) -> Result<Command, Unsent> {
         let at = SkuAt::parse(w.arg(0, "SKU@LOC")?)?;
         let qty = self.qty(&at.sku, w.arg(1, "a quantity")?)?;
-        let (sku, location) = (SkuId(self.ns(&at.sku)), LocationId(self.ns(&at.location)));
+        let (sku, location) = (
+            SkuId::from(self.ns(&at.sku)),
+            LocationId::from(self.ns(&at.location)),
+        );
         let reason = |default: &str| Reason::from(w.option("reason").unwrap_or(default));
         Ok(match w.command {
             "set_on_hand" => Command::SetOnHand {
@@ -264,7 +271,7 @@ impl Runner<'_> {
         match w.option("customer") {
             None => command,
             Some(customer) => Command::AsCustomer {
-                customer: CustomerId(self.ns(customer)),
+                customer: CustomerId::from(self.ns(customer)),
                 command: Box::new(command),
             },
         }
@@ -274,7 +281,7 @@ impl Runner<'_> {
     fn reserve(&self, w: &Words) -> Result<Command, Unsent> {
         let ttl_ms = grammar::duration_ms(w.required("ttl", "ttl=")?)?;
         let reserve = Command::Reserve {
-            reservation: ReservationId(self.ns(w.arg(0, "a reservation")?)),
+            reservation: ReservationId::from(self.ns(w.arg(0, "a reservation")?)),
             channel: ChannelId::from(w.arg(1, "a channel")?),
             // No lines is for the ledger to reject.
             lines: w
@@ -290,7 +297,7 @@ impl Runner<'_> {
     /// `order ORD from RES ship|pickup` or `order ORD CHANNEL LINE... ship|pickup`, with
     /// `deadline=DURATION` for a pickup and `customer=CUST` for a customer's order.
     fn order(&self, w: &Words) -> Result<Command, Unsent> {
-        let order = OrderId(self.ns(w.arg(0, "an id")?));
+        let order = OrderId::from(self.ns(w.arg(0, "an id")?));
         let fulfilment = self.fulfilment(w, w.positional.last().copied())?;
         // Between the id and ship|pickup: `from RES`, or a channel and lines.
         let middle = w
@@ -298,7 +305,9 @@ impl Runner<'_> {
             .get(1..w.positional.len().saturating_sub(1))
             .unwrap_or(&[]);
         let source = match middle {
-            ["from", reservation] => OrderSource::Reservation(ReservationId(self.ns(reservation))),
+            ["from", reservation] => {
+                OrderSource::Reservation(ReservationId::from(self.ns(reservation)))
+            }
             [channel, lines @ ..] if *channel != "from" => OrderSource::Lines {
                 channel: ChannelId::from(*channel),
                 lines: lines
@@ -345,7 +354,7 @@ impl Runner<'_> {
 
     /// `fulfil ORD LINE...` or `cancel ORD [LINE...]` (no lines: the whole order).
     fn fulfil_or_cancel(&self, w: &Words) -> Result<Command, Unsent> {
-        let order = OrderId(self.ns(w.arg(0, "an order")?));
+        let order = OrderId::from(self.ns(w.arg(0, "an order")?));
         let lines: Vec<LocatedLine> = w
             .rest(1)
             .iter()
@@ -369,12 +378,12 @@ impl Runner<'_> {
         let FromTo { from, to } = FromTo::parse(w.arg(2, "FROM->TO")?)?;
         let qty = self.qty(sku_text, w.arg(3, "a quantity")?)?;
         let (sku, from, to) = (
-            SkuId(self.ns(sku_text)),
-            LocationId(self.ns(&from)),
-            LocationId(self.ns(&to)),
+            SkuId::from(self.ns(sku_text)),
+            LocationId::from(self.ns(&from)),
+            LocationId::from(self.ns(&to)),
         );
         if w.command == "reallocate" {
-            let order = OrderId(self.ns(id));
+            let order = OrderId::from(self.ns(id));
             return Ok(Command::Reallocate {
                 order,
                 sku,
@@ -385,7 +394,7 @@ impl Runner<'_> {
         }
         self.transfers.insert(id.to_owned(), sku_text.to_owned());
         Ok(Command::ShipTransfer {
-            transfer: TransferId(self.ns(id)),
+            transfer: TransferId::from(self.ns(id)),
             sku,
             from,
             to,
@@ -396,8 +405,8 @@ impl Runner<'_> {
     /// `return RMA ORD SKU@RECEIVED_AT:QTY:DISPOSITION ...`.
     fn return_units(&self, w: &Words) -> Result<Command, Unsent> {
         Ok(Command::Return {
-            rma: RmaId(self.ns(w.arg(0, "an RMA")?)),
-            order: OrderId(self.ns(w.arg(1, "an order")?)),
+            rma: RmaId::from(self.ns(w.arg(0, "an RMA")?)),
+            order: OrderId::from(self.ns(w.arg(1, "an order")?)),
             lines: self.return_lines(w.rest(2))?,
         })
     }
@@ -408,9 +417,9 @@ impl Runner<'_> {
         for text in words {
             let line = ReturnText::parse(text)?;
             lines.push(ReturnLine {
-                sku: SkuId(self.ns(&line.sku)),
+                sku: SkuId::from(self.ns(&line.sku)),
                 qty: line.qty.to_base(self.scale(&line.sku))?,
-                received_at: LocationId(self.ns(&line.received_at)),
+                received_at: LocationId::from(self.ns(&line.received_at)),
                 disposition: line.disposition,
             });
         }
@@ -424,12 +433,12 @@ impl Runner<'_> {
         for text in w.rest(1) {
             let part = PartText::parse(text)?;
             components.push(KitComponent {
-                sku: SkuId(self.ns(&part.sku)),
+                sku: SkuId::from(self.ns(&part.sku)),
                 qty: part.qty.to_base(self.scale(&part.sku))?,
             });
         }
         Ok(Command::DefineKit {
-            kit: SkuId(self.ns(kit)),
+            kit: SkuId::from(self.ns(kit)),
             components,
         })
     }
@@ -448,10 +457,10 @@ impl Runner<'_> {
             return Err(missing("NEWORD CHANNEL LINE... ship|pickup").into());
         };
         Ok(Command::Exchange(Box::new(engine::Exchange {
-            rma: RmaId(self.ns(w.arg(0, "an RMA")?)),
-            order: OrderId(self.ns(w.arg(1, "an order")?)),
+            rma: RmaId::from(self.ns(w.arg(0, "an RMA")?)),
+            order: OrderId::from(self.ns(w.arg(1, "an order")?)),
             returns,
-            new_order: OrderId(self.ns(new_order)),
+            new_order: OrderId::from(self.ns(new_order)),
             channel: ChannelId::from(*channel),
             lines: lines
                 .iter()
@@ -477,7 +486,7 @@ impl Runner<'_> {
             }
         };
         Ok(Command::SetPurchaseLimit {
-            sku: SkuId(self.ns(sku)),
+            sku: SkuId::from(self.ns(sku)),
             qty_max,
             window_ms,
             strict: w.rest(2).contains(&"strict"),
@@ -490,7 +499,7 @@ impl Runner<'_> {
         let transfer = w.arg(0, "a transfer")?;
         let sku = self.transfers.get(transfer).cloned().unwrap_or_default();
         Ok(Command::ReceiveTransfer {
-            transfer: TransferId(self.ns(transfer)),
+            transfer: TransferId::from(self.ns(transfer)),
             received: self.qty(&sku, w.option("received").unwrap_or("0"))?,
             damaged: self.qty(&sku, w.option("damaged").unwrap_or("0"))?,
         })

@@ -126,7 +126,7 @@ fn base(facts: &Facts, sku: &str, qty: &Qty) -> Result<i64, GrammarError> {
 /// A reservation or order line (its place a location, a group or `all`).
 fn line(facts: &Facts, l: &LineText) -> Result<Line, GrammarError> {
     Ok(Line {
-        sku: SkuId(l.sku.clone()),
+        sku: SkuId::from(l.sku.as_str()),
         target: facts.target(&l.place),
         qty: base(facts, &l.sku, &l.qty)?,
     })
@@ -135,8 +135,8 @@ fn line(facts: &Facts, l: &LineText) -> Result<Line, GrammarError> {
 /// A fulfil or cancel line (its place a location).
 fn located(facts: &Facts, l: &LineText) -> Result<LocatedLine, GrammarError> {
     Ok(LocatedLine {
-        sku: SkuId(l.sku.clone()),
-        location: LocationId(l.place.clone()),
+        sku: SkuId::from(l.sku.as_str()),
+        location: LocationId::from(l.place.as_str()),
         qty: base(facts, &l.sku, &l.qty)?,
     })
 }
@@ -152,20 +152,27 @@ fn definition(cmd: &Cmd) -> Command {
             lon,
             channels,
         } => Command::DefineLocation(LocationDef {
-            location: LocationId(id.clone()),
+            location: LocationId::from(id.as_str()),
             kind: *kind,
             pickup: *pickup,
             coordinates: lat.zip(*lon).map(|(a, o)| grammar::coordinates(a, o)),
             // No --channels: every channel may sell from it.
-            channels: (!channels.is_empty())
-                .then(|| channels.iter().map(|c| ChannelId(c.clone())).collect()),
+            channels: (!channels.is_empty()).then(|| {
+                channels
+                    .iter()
+                    .map(|c| ChannelId::from(c.as_str()))
+                    .collect()
+            }),
         }),
         Cmd::DefineGroup { id, locations } => Command::DefineGroup {
-            group: GroupId(id.clone()),
-            locations: locations.iter().map(|l| LocationId(l.clone())).collect(),
+            group: GroupId::from(id.as_str()),
+            locations: locations
+                .iter()
+                .map(|l| LocationId::from(l.as_str()))
+                .collect(),
         },
         Cmd::DefineSku { sku, scale } => Command::DefineSku {
-            sku: SkuId(sku.clone()),
+            sku: SkuId::from(sku.as_str()),
             scale: *scale,
         },
         _ => unreachable!("build dispatches only definitions here"),
@@ -174,7 +181,12 @@ fn definition(cmd: &Cmd) -> Command {
 
 /// The stock writes at one `SKU@LOCATION`.
 fn stock(cmd: &Cmd, facts: &Facts) -> Result<Command, GrammarError> {
-    let ids = |at: &SkuAt| (SkuId(at.sku.clone()), LocationId(at.location.clone()));
+    let ids = |at: &SkuAt| {
+        (
+            SkuId::from(at.sku.as_str()),
+            LocationId::from(at.location.as_str()),
+        )
+    };
     Ok(match cmd {
         Cmd::SetOnHand {
             at,
@@ -183,7 +195,7 @@ fn stock(cmd: &Cmd, facts: &Facts) -> Result<Command, GrammarError> {
             reason,
         } => Command::SetOnHand {
             qty: base(facts, &at.sku, qty)?,
-            reason: Reason(reason.clone()),
+            reason: Reason::from(reason.as_str()),
             expected: expected
                 .as_ref()
                 .map(|e| base(facts, &at.sku, e))
@@ -193,7 +205,7 @@ fn stock(cmd: &Cmd, facts: &Facts) -> Result<Command, GrammarError> {
         },
         Cmd::Adjust { at, delta, reason } => Command::Adjust {
             delta: base(facts, &at.sku, delta)?,
-            reason: Reason(reason.clone()),
+            reason: Reason::from(reason.as_str()),
             sku: ids(at).0,
             location: ids(at).1,
         },
@@ -204,13 +216,13 @@ fn stock(cmd: &Cmd, facts: &Facts) -> Result<Command, GrammarError> {
         },
         Cmd::Unavailable { at, qty, reason } => Command::MarkUnavailable {
             qty: base(facts, &at.sku, qty)?,
-            reason: Reason(reason.clone()),
+            reason: Reason::from(reason.as_str()),
             sku: ids(at).0,
             location: ids(at).1,
         },
         Cmd::Restore { at, qty, reason } => Command::RestoreUnavailable {
             qty: base(facts, &at.sku, qty)?,
-            reason: Reason(reason.clone()),
+            reason: Reason::from(reason.as_str()),
             sku: ids(at).0,
             location: ids(at).1,
         },
@@ -235,8 +247,8 @@ fn hold(cmd: &Cmd, facts: &Facts) -> Result<Command, GrammarError> {
         } => for_customer(
             customer.as_deref(),
             Command::Reserve {
-                reservation: ReservationId(reservation.clone()),
-                channel: ChannelId(channel.clone()),
+                reservation: ReservationId::from(reservation.as_str()),
+                channel: ChannelId::from(channel.as_str()),
                 lines: lines
                     .iter()
                     .map(|l| line(facts, l))
@@ -245,11 +257,11 @@ fn hold(cmd: &Cmd, facts: &Facts) -> Result<Command, GrammarError> {
             },
         ),
         Cmd::Extend { reservation, ttl } => Command::Extend {
-            reservation: ReservationId(reservation.clone()),
+            reservation: ReservationId::from(reservation.as_str()),
             ttl_ms: *ttl,
         },
         Cmd::Release { reservation } => Command::Release {
-            reservation: ReservationId(reservation.clone()),
+            reservation: ReservationId::from(reservation.as_str()),
         },
         _ => unreachable!("build dispatches only holds here"),
     })
@@ -270,9 +282,9 @@ fn place_order(cmd: &Cmd, facts: &Facts) -> Result<Command, BuildError> {
         unreachable!("build dispatches only place-order here")
     };
     let source = match (from, channel) {
-        (Some(r), _) => OrderSource::Reservation(ReservationId(r.clone())),
+        (Some(r), _) => OrderSource::Reservation(ReservationId::from(r.as_str())),
         (None, Some(c)) if !lines.is_empty() => OrderSource::Lines {
-            channel: ChannelId(c.clone()),
+            channel: ChannelId::from(c.as_str()),
             lines: lines
                 .iter()
                 .map(|l| line(facts, l))
@@ -285,7 +297,7 @@ fn place_order(cmd: &Cmd, facts: &Facts) -> Result<Command, BuildError> {
         }
     };
     let place = Command::PlaceOrder {
-        order: OrderId(order.clone()),
+        order: OrderId::from(order.as_str()),
         source,
         fulfilment: fulfilment(*pickup, *deadline),
     };
@@ -317,9 +329,9 @@ fn for_customer(customer: Option<&str>, command: Command) -> Command {
 /// A return line at its SKU's scale.
 fn return_line(facts: &Facts, l: &ReturnText) -> Result<ReturnLine, GrammarError> {
     Ok(ReturnLine {
-        sku: SkuId(l.sku.clone()),
+        sku: SkuId::from(l.sku.as_str()),
         qty: base(facts, &l.sku, &l.qty)?,
-        received_at: LocationId(l.received_at.clone()),
+        received_at: LocationId::from(l.received_at.as_str()),
         disposition: l.disposition,
     })
 }
@@ -328,12 +340,12 @@ fn return_line(facts: &Facts, l: &ReturnText) -> Result<ReturnLine, GrammarError
 fn kits_and_limits(cmd: &Cmd, facts: &Facts) -> Result<Command, BuildError> {
     Ok(match cmd {
         Cmd::Kit { kit, components } => Command::DefineKit {
-            kit: SkuId(kit.clone()),
+            kit: SkuId::from(kit.as_str()),
             components: components
                 .iter()
                 .map(|c| {
                     Ok(KitComponent {
-                        sku: SkuId(c.sku.clone()),
+                        sku: SkuId::from(c.sku.as_str()),
                         qty: base(facts, &c.sku, &c.qty)?,
                     })
                 })
@@ -349,14 +361,14 @@ fn kits_and_limits(cmd: &Cmd, facts: &Facts) -> Result<Command, BuildError> {
             pickup,
             deadline,
         } => Command::Exchange(Box::new(Exchange {
-            rma: RmaId(rma.clone()),
-            order: OrderId(order.clone()),
+            rma: RmaId::from(rma.as_str()),
+            order: OrderId::from(order.as_str()),
             returns: returns
                 .iter()
                 .map(|r| return_line(facts, r))
                 .collect::<Result<_, _>>()?,
-            new_order: OrderId(new_order.clone()),
-            channel: ChannelId(channel.clone()),
+            new_order: OrderId::from(new_order.as_str()),
+            channel: ChannelId::from(channel.as_str()),
             lines: lines
                 .iter()
                 .map(|l| line(facts, l))
@@ -376,7 +388,7 @@ fn kits_and_limits(cmd: &Cmd, facts: &Facts) -> Result<Command, BuildError> {
                 (None, _) => return Err(BuildError::Usage("limit needs --window unless QTY is 0")),
             };
             Command::SetPurchaseLimit {
-                sku: SkuId(sku.clone()),
+                sku: SkuId::from(sku.as_str()),
                 qty_max,
                 window_ms,
                 strict: *strict,
@@ -393,11 +405,11 @@ fn order_change(cmd: &Cmd, facts: &Facts) -> Result<Command, GrammarError> {
     };
     Ok(match cmd {
         Cmd::Fulfil { order, lines } => Command::Fulfil {
-            order: OrderId(order.clone()),
+            order: OrderId::from(order.as_str()),
             lines: located_lines(lines)?,
         },
         Cmd::Cancel { order, lines } => Command::Cancel {
-            order: OrderId(order.clone()),
+            order: OrderId::from(order.as_str()),
             // No lines: everything unfulfilled.
             lines: if lines.is_empty() {
                 None
@@ -412,17 +424,17 @@ fn order_change(cmd: &Cmd, facts: &Facts) -> Result<Command, GrammarError> {
             to,
             qty,
         } => Command::Reallocate {
-            order: OrderId(order.clone()),
-            sku: SkuId(sku.clone()),
-            from: LocationId(from.clone()),
-            to: LocationId(to.clone()),
+            order: OrderId::from(order.as_str()),
+            sku: SkuId::from(sku.as_str()),
+            from: LocationId::from(from.as_str()),
+            to: LocationId::from(to.as_str()),
             qty: base(facts, sku, qty)?,
         },
         Cmd::Ready { order } => Command::ReadyForPickup {
-            order: OrderId(order.clone()),
+            order: OrderId::from(order.as_str()),
         },
         Cmd::PickedUp { order } => Command::PickedUp {
-            order: OrderId(order.clone()),
+            order: OrderId::from(order.as_str()),
         },
         _ => unreachable!("build dispatches only order changes here"),
     })
@@ -432,8 +444,8 @@ fn order_change(cmd: &Cmd, facts: &Facts) -> Result<Command, GrammarError> {
 fn returns_and_transfers(cmd: &Cmd, facts: &Facts) -> Result<Command, GrammarError> {
     Ok(match cmd {
         Cmd::Return { rma, order, lines } => Command::Return {
-            rma: RmaId(rma.clone()),
-            order: OrderId(order.clone()),
+            rma: RmaId::from(rma.as_str()),
+            order: OrderId::from(order.as_str()),
             lines: lines
                 .iter()
                 .map(|l| return_line(facts, l))
@@ -446,10 +458,10 @@ fn returns_and_transfers(cmd: &Cmd, facts: &Facts) -> Result<Command, GrammarErr
             to,
             qty,
         } => Command::ShipTransfer {
-            transfer: TransferId(transfer.clone()),
-            sku: SkuId(sku.clone()),
-            from: LocationId(from.clone()),
-            to: LocationId(to.clone()),
+            transfer: TransferId::from(transfer.as_str()),
+            sku: SkuId::from(sku.as_str()),
+            from: LocationId::from(from.as_str()),
+            to: LocationId::from(to.as_str()),
             qty: base(facts, sku, qty)?,
         },
         Cmd::ReceiveTransfer {
@@ -460,7 +472,7 @@ fn returns_and_transfers(cmd: &Cmd, facts: &Facts) -> Result<Command, GrammarErr
             // The transfer's SKU (asked of the cluster) gives the scale.
             let sku = facts.object_skus.first().cloned().unwrap_or_default();
             Command::ReceiveTransfer {
-                transfer: TransferId(transfer.clone()),
+                transfer: TransferId::from(transfer.as_str()),
                 received: base(facts, &sku, received)?,
                 damaged: base(facts, &sku, damaged)?,
             }

@@ -62,17 +62,23 @@ pub(super) async fn execute(
             nearby(client, out, wanted, center, radius_km, consistency).await
         }
         Cmd::Reservation { id, consistency } => {
-            let reservation = Query::Reservation(ReservationId(id));
+            let reservation = Query::Reservation(ReservationId::from(id));
             query(client, out, reservation, consistency).await
         }
         Cmd::Order { id, consistency } => {
-            query(client, out, Query::Order(OrderId(id)), consistency).await
+            query(client, out, Query::Order(OrderId::from(id)), consistency).await
         }
         Cmd::Rma { id, consistency } => {
-            query(client, out, Query::Rma(RmaId(id)), consistency).await
+            query(client, out, Query::Rma(RmaId::from(id)), consistency).await
         }
         Cmd::Transfer { id, consistency } => {
-            query(client, out, Query::Transfer(TransferId(id)), consistency).await
+            query(
+                client,
+                out,
+                Query::Transfer(TransferId::from(id)),
+                consistency,
+            )
+            .await
         }
         Cmd::Changes {
             since,
@@ -128,11 +134,11 @@ async fn nearby(
         Err(why) => return Ok(local_invalid(out, &why)),
     };
     let query = Query::Nearby {
-        sku: SkuId(wanted.sku),
+        sku: SkuId::from(wanted.sku),
         center,
         radius_km,
         qty,
-        channel: ChannelId(wanted.channel),
+        channel: ChannelId::from(wanted.channel),
     };
     let result = client.read(query, consistency).await?;
     if let (false, Ok(Answer::Nearby(rows))) = (out.json, &result.answer) {
@@ -383,9 +389,9 @@ async fn availability(
     };
     let facts = facts(client, &needs).await?;
     let query = Query::Availability {
-        skus: skus.into_iter().map(SkuId).collect(),
+        skus: skus.into_iter().map(SkuId::from).collect(),
         target: facts.target(at),
-        channel: ChannelId(channel),
+        channel: ChannelId::from(channel),
     };
     let result = client.read(query, consistency).await?;
     Ok(print_read(client, out, result).await)
@@ -406,19 +412,19 @@ pub(super) async fn query(
 fn view_needs(answer: &Answer) -> Needs {
     let (skus, hint) = match answer {
         Answer::Reservation(v) => (
-            v.lines.iter().map(|l| l.sku.0.clone()).collect(),
-            v.lines.first().map(|l| l.location.0.clone()),
+            v.lines.iter().map(|l| l.sku.0.to_string()).collect(),
+            v.lines.first().map(|l| l.location.0.to_string()),
         ),
         Answer::Order(v) => (
-            v.lines.iter().map(|l| l.sku.0.clone()).collect(),
-            v.lines.first().map(|l| l.location.0.clone()),
+            v.lines.iter().map(|l| l.sku.0.to_string()).collect(),
+            v.lines.first().map(|l| l.location.0.to_string()),
         ),
         Answer::Rma(v) => (
-            v.lines.iter().map(|l| l.sku.0.clone()).collect(),
-            v.lines.first().map(|l| l.received_at.0.clone()),
+            v.lines.iter().map(|l| l.sku.0.to_string()).collect(),
+            v.lines.first().map(|l| l.received_at.0.to_string()),
         ),
         Answer::Transfer(TransferView { sku, from, .. }) => {
-            (vec![sku.0.clone()], Some(from.0.clone()))
+            (vec![sku.0.to_string()], Some(from.0.to_string()))
         }
         _ => (vec![], None),
     };

@@ -138,19 +138,19 @@ struct ObjectSkus {
 /// does not exist: a missing object is for the ledger to reject; only its SKUs matter here.
 async fn object_skus(client: &Client, needs: &Needs) -> Result<Option<ObjectSkus>, Fail> {
     let query = match (&needs.reservation, &needs.transfer) {
-        (Some(r), _) => Query::Reservation(ReservationId(r.clone())),
-        (None, Some(t)) => Query::Transfer(TransferId(t.clone())),
+        (Some(r), _) => Query::Reservation(ReservationId::from(r.as_str())),
+        (None, Some(t)) => Query::Transfer(TransferId::from(t.as_str())),
         (None, None) => return Ok(None),
     };
     Ok(
         match client.read(query, Consistency::Linearizable).await?.answer {
             Ok(Answer::Reservation(r)) => Some(ObjectSkus {
-                skus: r.lines.iter().map(|l| l.sku.0.clone()).collect(),
-                hint: r.lines.first().map(|l| l.location.0.clone()),
+                skus: r.lines.iter().map(|l| l.sku.0.to_string()).collect(),
+                hint: r.lines.first().map(|l| l.location.0.to_string()),
             }),
             Ok(Answer::Transfer(t)) => Some(ObjectSkus {
-                skus: vec![t.sku.0.clone()],
-                hint: Some(t.to.0.clone()),
+                skus: vec![t.sku.0.to_string()],
+                hint: Some(t.to.0.to_string()),
             }),
             _ => None,
         },
@@ -174,16 +174,16 @@ pub(super) async fn facts(client: &Client, needs: &Needs) -> Result<Facts, Fail>
     places.dedup();
     let mut queries: Vec<Query> = places
         .iter()
-        .map(|p| Query::Location(LocationId(p.clone())))
+        .map(|p| Query::Location(LocationId::from(p.as_str())))
         .collect();
     skus.sort();
     skus.dedup();
     let scale_query = |target: Target| Query::Availability {
-        skus: skus.iter().map(|s| SkuId(s.clone())).collect(),
+        skus: skus.iter().map(|s| SkuId::from(s.as_str())).collect(),
         target,
         channel: ChannelId::from("web"),
     };
-    let hinted = hint.filter(|h| h != "all").map(LocationId);
+    let hinted = hint.filter(|h| h != "all").map(LocationId::from);
     if !skus.is_empty() {
         queries.push(scale_query(
             hinted.clone().map_or(Target::All, Target::Location),
@@ -214,7 +214,10 @@ pub(super) async fn facts(client: &Client, needs: &Needs) -> Result<Facts, Fail>
             .answer;
     }
     if let Ok(Answer::Availability(entries)) = answer {
-        facts.scales = entries.into_iter().map(|e| (e.sku.0, e.scale)).collect();
+        facts.scales = entries
+            .into_iter()
+            .map(|e| (e.sku.0.into_string(), e.scale))
+            .collect();
     }
     Ok(facts)
 }
