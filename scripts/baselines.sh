@@ -5,7 +5,8 @@
 #   scripts/baselines.sh start    install (apt-get, if missing) and start both; no-op if running
 #   scripts/baselines.sh stop     stop both (only the instances this script started)
 #   scripts/baselines.sh status   say what runs; exit 0 only if both answer
-#   scripts/baselines.sh env      print STOCKD_REDIS_URL=... and STOCKD_PG_URL=... (eval-able)
+#   scripts/baselines.sh env      print `export STOCKD_REDIS_URL=...` and `export STOCKD_PG_URL=...`
+#                                 (eval them: programs started afterwards see both)
 #
 # Typical use:  scripts/baselines.sh start && eval "$(scripts/baselines.sh env)" && cargo test ...
 #
@@ -234,9 +235,10 @@ pg_ping() {
 # --- commands -------------------------------------------------------------------------------
 
 cmd_env() {
-    echo "STOCKD_REDIS_URL=redis://$HOST:$REDIS_PORT/0"
+    # `export`, so that `eval` reaches the programs the shell starts next, not only the shell.
+    echo "export STOCKD_REDIS_URL=redis://$HOST:$REDIS_PORT/0"
     if [ -f "$PG_PASSFILE" ]; then
-        echo "STOCKD_PG_URL=postgres://$PG_USER:$(cat "$PG_PASSFILE")@$HOST:$PG_PORT/$PG_DB"
+        echo "export STOCKD_PG_URL=postgres://$PG_USER:$(cat "$PG_PASSFILE")@$HOST:$PG_PORT/$PG_DB"
     else
         log "postgres not initialised yet: run '$0 start' first"
         return 1
