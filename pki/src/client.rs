@@ -101,6 +101,18 @@ pub struct Principal {
     pub expires_at_ms: u64,
 }
 
+impl Principal {
+    /// Whether a `checkout` principal may sell on `channel` (exact match of the id).
+    pub fn sells_on(&self, channel: &str) -> bool {
+        self.channels.iter().any(|c| c == channel)
+    }
+
+    /// Whether a `store` principal may act at `location` (exact match of the id).
+    pub fn acts_at(&self, location: &str) -> bool {
+        self.locations.iter().any(|l| l == location)
+    }
+}
+
 /// What to put in a new client certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientCertRequest {

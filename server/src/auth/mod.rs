@@ -99,7 +99,7 @@ pub fn authorize(p: &Principal, op: &Op) -> Access {
 
 fn checkout(p: &Principal, command: &Command) -> Access {
     let channel = |c: &ChannelId| {
-        if p.channels.iter().any(|x| x == c.as_str()) {
+        if p.sells_on(c.as_str()) {
             Access::Allowed
         } else {
             denied(p, ForbiddenReason::Channel(c.0.to_string()))
@@ -130,7 +130,7 @@ fn checkout(p: &Principal, command: &Command) -> Access {
 }
 
 fn store(p: &Principal, command: &Command) -> Access {
-    let own = |l: &LocationId| p.locations.iter().any(|x| x == l.as_str());
+    let own = |l: &LocationId| p.acts_at(l.as_str());
     let at = |locations: &[&LocationId]| match locations.iter().find(|l| !own(l)) {
         None => Access::Allowed,
         Some(l) => denied(p, ForbiddenReason::Location(l.0.to_string())),
@@ -234,14 +234,12 @@ pub fn check_lookup(
     ledger: &Ledger,
     now_ms: u64,
 ) -> Result<(), Forbidden> {
-    let own_location = |l: &LocationId| p.locations.iter().any(|x| x == l.as_str());
+    let own_location = |l: &LocationId| p.acts_at(l.as_str());
     let refuse = |reason| Err(Forbidden::new(p, reason));
     let answer = |query: Query| ledger.query(&query, now_ms).ok();
     match lookup {
         Lookup::HoldChannel(id) => match answer(Query::Reservation(id.clone())) {
-            Some(Answer::Reservation(hold))
-                if !p.channels.iter().any(|x| x == hold.channel.as_str()) =>
-            {
+            Some(Answer::Reservation(hold)) if !p.sells_on(hold.channel.as_str()) => {
                 refuse(ForbiddenReason::HoldChannel(hold.channel.0.into_string()))
             }
             _ => Ok(()),
