@@ -32,6 +32,24 @@ impl Out {
     }
 }
 
+/// The query of a command that looks one object up by its id (reservation, order, RMA,
+/// transfer) and its consistency; `None` for any other command.
+fn lookup(cmd: &Cmd) -> Option<(Query, Consistency)> {
+    let (query, consistency) = match cmd {
+        Cmd::Reservation { id, consistency } => (
+            Query::Reservation(ReservationId::from(id.as_str())),
+            consistency,
+        ),
+        Cmd::Order { id, consistency } => (Query::Order(OrderId::from(id.as_str())), consistency),
+        Cmd::Rma { id, consistency } => (Query::Rma(RmaId::from(id.as_str())), consistency),
+        Cmd::Transfer { id, consistency } => {
+            (Query::Transfer(TransferId::from(id.as_str())), consistency)
+        }
+        _ => return None,
+    };
+    Some((query, *consistency))
+}
+
 /// Runs a command on the cluster (`case` runs without one: see [`super::run`]). `first_node`
 /// receives `init`; `request_id` is a write's, if the user chose it.
 pub(super) async fn execute(
@@ -41,6 +59,9 @@ pub(super) async fn execute(
     request_id: Option<RequestId>,
     cmd: Cmd,
 ) -> Result<Exit, Fail> {
+    if let Some((by_id, consistency)) = lookup(&cmd) {
+        return query(client, out, by_id, consistency).await;
+    }
     match cmd {
         Cmd::Availability {
             skus,
@@ -60,25 +81,6 @@ pub(super) async fn execute(
             let center = grammar::coordinates(lat, lon);
             let wanted = Wanted { sku, qty, channel };
             nearby(client, out, wanted, center, radius_km, consistency).await
-        }
-        Cmd::Reservation { id, consistency } => {
-            let reservation = Query::Reservation(ReservationId::from(id));
-            query(client, out, reservation, consistency).await
-        }
-        Cmd::Order { id, consistency } => {
-            query(client, out, Query::Order(OrderId::from(id)), consistency).await
-        }
-        Cmd::Rma { id, consistency } => {
-            query(client, out, Query::Rma(RmaId::from(id)), consistency).await
-        }
-        Cmd::Transfer { id, consistency } => {
-            query(
-                client,
-                out,
-                Query::Transfer(TransferId::from(id)),
-                consistency,
-            )
-            .await
         }
         Cmd::Changes {
             since,
