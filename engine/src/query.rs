@@ -187,6 +187,11 @@ pub struct AvailabilityRow {
     pub ats_pos: i64,
 }
 
+/// The rows of one SKU's availability, in sourcing order. Inline for one row (a SKU at one
+/// location: a listing page of 50 SKUs decodes and builds without 50 heap allocations);
+/// serialized as a sequence, exactly as a `Vec<AvailabilityRow>`.
+pub type AvailabilityRows = smallvec::SmallVec<[AvailabilityRow; 1]>;
+
 /// Availability of one SKU.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SkuAvailability {
@@ -195,7 +200,7 @@ pub struct SkuAvailability {
     /// Its decimal scale (quantities are base units).
     pub scale: u8,
     /// One row per location of the target that has a balance, in sourcing order.
-    pub rows: Vec<AvailabilityRow>,
+    pub rows: AvailabilityRows,
     /// Sum of the rows' ATS (each floored at 0 first).
     pub ats: i64,
     /// Sum of the rows' POS ATS.

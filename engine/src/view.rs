@@ -26,9 +26,9 @@ use crate::ledger::{check_id, check_positive, invalid, key, ChanIdx, Deadline, L
 use crate::limits;
 use crate::outcome::{InvalidReason, ObjectKind, Rejection};
 use crate::query::{
-    Answer, AvailabilityRow, ChangeEvent, ChangesPage, LedgerStatus, NearbyRow, OrderLineView,
-    OrderState, OrderView, Query, ReservationState, ReservationView, RmaLineView, RmaView,
-    SkuAvailability, TransferView,
+    Answer, AvailabilityRow, AvailabilityRows, ChangeEvent, ChangesPage, LedgerStatus, NearbyRow,
+    OrderLineView, OrderState, OrderView, Query, ReservationState, ReservationView, RmaLineView,
+    RmaView, SkuAvailability, TransferView,
 };
 use crate::state::{BalIdx, Order, NO_KIT};
 use crate::view_kits::KitScope;
@@ -288,7 +288,7 @@ impl Ledger {
         let mut out = SkuAvailability {
             sku: sku.clone(),
             scale: idx.map_or(0, |s| self.sku(s).scale),
-            rows: Vec::new(),
+            rows: AvailabilityRows::new(),
             ats: 0,
             ats_pos: 0,
         };

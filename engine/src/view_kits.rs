@@ -10,8 +10,8 @@ use crate::ledger::{key, ChanIdx, Ledger, LocIdx, SkuIdx};
 use crate::limits;
 use crate::outcome::{InvalidReason, Rejection};
 use crate::query::{
-    AvailabilityRow, ChangeEvent, ChangesPage, HeldLineView, NearbyRow, OrderLineView,
-    SkuAvailability,
+    AvailabilityRow, AvailabilityRows, ChangeEvent, ChangesPage, HeldLineView, NearbyRow,
+    OrderLineView, SkuAvailability,
 };
 use crate::state::{unkey, Composition, EventRecord, Order, Reservation};
 
@@ -51,7 +51,7 @@ impl Ledger {
         let mut out = SkuAvailability {
             sku: sku.clone(),
             scale: 0,
-            rows: Vec::with_capacity(locs.len()),
+            rows: AvailabilityRows::with_capacity(locs.len()),
             ats: 0,
             ats_pos: 0,
         };

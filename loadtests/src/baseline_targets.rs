@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use crate::baselines::{self, BaselineError, PostgresBaseline, RedisBaseline, ReserveOutcome};
-use crate::target::{code, Line, OpError, OpResult, Target};
+use crate::target::{code, Key, Line, OpError, OpResult, Target};
 
 fn err(e: BaselineError) -> OpError {
     OpError::new("baseline", e.to_string())
@@ -89,11 +89,11 @@ macro_rules! baseline_target {
                 Ok(done_code(self.inner.commit(&id).await.map_err(err)?))
             }
 
-            async fn available(&self, keys: Vec<(String, String)>) -> Result<Vec<i64>, OpError> {
+            async fn available(&self, keys: Vec<Key>) -> Result<Vec<i64>, OpError> {
                 self.inner.available(&keys).await.map_err(err)
             }
 
-            async fn totals(&self, _keys: Vec<(String, String)>) -> Result<(i64, i64), OpError> {
+            async fn totals(&self, _keys: Vec<Key>) -> Result<(i64, i64), OpError> {
                 self.inner.totals().await.map_err(err)
             }
         }

@@ -16,11 +16,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use engine::ids::{LocationId, SkuId};
 use serde::Serialize;
 
 use crate::mix::{sku_name, CheckoutMix, Fate, Rng, Zipf};
 use crate::stats::{summarize, Recorder};
-use crate::target::{code, Line, OpResult, Target};
+use crate::target::{code, Key, Line, OpResult, Target};
 
 /// A checkout of the workload: its lines (SKU names at the scenario's location) and what
 /// happens to the hold.
@@ -110,8 +111,11 @@ pub struct Workload {
     zipf: Zipf,
     /// The catalogue's SKU ids by rank, with the tag, made once: a listing page names 50 and
     /// formatting them per request was a tenth of the generator's CPU (its bottleneck in
-    /// `store-reads`, where the nodes sat at a quarter of a core each).
-    skus: Vec<String>,
+    /// `store-reads`, where the nodes sat at a quarter of a core each). Engine ids, inline up
+    /// to 24 bytes, so that a listing page clones 50 of them without allocating.
+    skus: Vec<SkuId>,
+    /// `config.location` as an engine id, for the same reason.
+    location: LocationId,
 }
 
 impl Workload {
@@ -119,13 +123,15 @@ impl Workload {
     pub fn new(kind: Kind, config: ScenarioConfig) -> Workload {
         let zipf = Zipf::new(config.mix.skus.max(1), config.mix.skew);
         let skus = (0..zipf.len())
-            .map(|k| tagged_sku(&config.tag, k))
+            .map(|k| SkuId::from(tagged_sku(&config.tag, k)))
             .collect();
+        let location = LocationId::from(config.location.as_str());
         Workload {
             kind,
             config,
             zipf,
             skus,
+            location,
         }
     }
 
@@ -147,9 +153,14 @@ impl Workload {
 
     /// SKU id of rank `k`, with the tag the workload was made with.
     pub fn sku(&self, k: usize) -> String {
+        self.sku_id(k).as_str().to_owned()
+    }
+
+    /// [`Workload::sku`] as an engine id (no allocation for a catalogue SKU of up to 24 bytes).
+    pub fn sku_id(&self, k: usize) -> SkuId {
         match self.skus.get(k) {
-            Some(name) => name.clone(),
-            None => tagged_sku(&self.config.tag, k),
+            Some(id) => id.clone(),
+            None => SkuId::from(tagged_sku(&self.config.tag, k)),
         }
     }
 
@@ -206,11 +217,11 @@ impl Workload {
     }
 
     /// The `(sku, location)` keys of listing read `i`.
-    pub fn listing(&self, i: u64) -> Vec<(String, String)> {
+    pub fn listing(&self, i: u64) -> Vec<Key> {
         let mut rng = Rng::for_request(self.config.seed ^ 0x5EED, i);
         crate::mix::listing(&self.zipf, self.config.listing, &mut rng)
             .into_iter()
-            .map(|k| (self.sku(k), self.config.location.clone()))
+            .map(|k| (self.sku_id(k), self.location.clone()))
             .collect()
     }
 
@@ -334,7 +345,7 @@ pub async fn flash_sale<T: Target>(target: &T, workload: &Arc<Workload>) -> Flas
         .map(|o| o.outcomes.clone())
         .unwrap_or_default();
     let granted = outcomes.get(code::OK).copied().unwrap_or(0);
-    let key = vec![(sku, cfg.location.clone())];
+    let key = vec![(SkuId::from(sku), LocationId::from(cfg.location.as_str()))];
     // `available` may be a `local` read: give followers a moment to apply the last entry.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let available_after = target
@@ -403,7 +414,7 @@ mod tests {
         assert_eq!(keys.len(), 50);
         assert!(keys
             .iter()
-            .all(|(s, l)| s.starts_with("r7:sku-") && l == "dc-1"));
+            .all(|(s, l)| s.as_str().starts_with("r7:sku-") && l.as_str() == "dc-1"));
         assert_eq!(w.listing(3), keys);
     }
 

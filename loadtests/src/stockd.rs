@@ -21,7 +21,7 @@ use server::node::RaftTimings;
 use server::raft::log_store::Durability;
 use testkit::{BackgroundCluster, ClusterConfig};
 
-use crate::target::{Line, OpError, OpResult, Target};
+use crate::target::{Key, Line, OpError, OpResult, Target};
 
 /// Which tokio runtime a side uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -226,15 +226,14 @@ impl StockdTarget {
 
     async fn read(
         &self,
-        keys: Vec<(String, String)>,
+        keys: Vec<Key>,
         consistency: Consistency,
     ) -> Result<Vec<engine::query::SkuAvailability>, OpError> {
         let mut out = Vec::with_capacity(keys.len());
         for (location, skus) in crate::target::location_runs(keys) {
-            let skus = skus.into_iter().map(SkuId::from).collect();
             let query = Query::Availability {
                 skus,
-                target: engine::Target::Location(LocationId::from(location)),
+                target: engine::Target::Location(location),
                 channel: self.channel.clone(),
             };
             let client = if consistency == Consistency::Linearizable {
@@ -419,12 +418,12 @@ impl Target for StockdTarget {
         Ok(outcome_code(&fulfilled))
     }
 
-    async fn available(&self, keys: Vec<(String, String)>) -> Result<Vec<i64>, OpError> {
+    async fn available(&self, keys: Vec<Key>) -> Result<Vec<i64>, OpError> {
         let rows = self.read(keys, self.read_consistency).await?;
         Ok(rows.iter().map(|r| r.ats).collect())
     }
 
-    async fn totals(&self, keys: Vec<(String, String)>) -> Result<(i64, i64), OpError> {
+    async fn totals(&self, keys: Vec<Key>) -> Result<(i64, i64), OpError> {
         let rows = self.read(keys, Consistency::Linearizable).await?;
         let mut on_hand = 0;
         let mut reserved = 0;

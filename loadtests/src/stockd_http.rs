@@ -31,7 +31,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::target::{code, Line, OpError, OpResult, Target};
+use crate::target::{code, Key, Line, OpError, OpResult, Target};
 
 /// How long [`StockdHttpTarget::connect`] waits for every node to accept the token (a node
 /// knows a token once it has applied the grant the leader proposes after an election), ms.
@@ -367,7 +367,7 @@ impl StockdHttpTarget {
     /// query parameter) at the writer when `linearizable`, else at the next node in turn.
     async fn read(
         &self,
-        keys: Vec<(String, String)>,
+        keys: Vec<Key>,
         consistency: &str,
         linearizable: bool,
     ) -> Result<Vec<SkuRows>, OpError> {
@@ -536,12 +536,12 @@ impl Target for StockdHttpTarget {
         self.write(&path, json!({ "lines": lines })).await
     }
 
-    async fn available(&self, keys: Vec<(String, String)>) -> Result<Vec<i64>, OpError> {
+    async fn available(&self, keys: Vec<Key>) -> Result<Vec<i64>, OpError> {
         let rows = self.read(keys, "local", false).await?;
         Ok(rows.iter().map(|r| r.ats.units).collect())
     }
 
-    async fn totals(&self, keys: Vec<(String, String)>) -> Result<(i64, i64), OpError> {
+    async fn totals(&self, keys: Vec<Key>) -> Result<(i64, i64), OpError> {
         let rows = self.read(keys, "linearizable", true).await?;
         let mut on_hand = 0;
         let mut reserved = 0;

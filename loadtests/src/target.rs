@@ -4,6 +4,7 @@
 //! Every target answers the same calls with the same codes, so one generator drives them all
 //! and ratios between them are honest.
 
+use engine::ids::{LocationId, SkuId};
 use std::future::Future;
 
 /// One reservation line at an exact location.
@@ -120,24 +121,22 @@ pub trait Target: Clone + Send + Sync + 'static {
     fn commit(&self, id: String, lines: Vec<Line>) -> impl Future<Output = OpResult> + Send;
 
     /// Units available to sell of each `(sku, location)`, in order (a product listing page).
-    fn available(
-        &self,
-        keys: Vec<(String, String)>,
-    ) -> impl Future<Output = Result<Vec<i64>, OpError>> + Send;
+    fn available(&self, keys: Vec<Key>) -> impl Future<Output = Result<Vec<i64>, OpError>> + Send;
 
     /// Sums of on_hand and reserved units over `keys` (consistency checks), as of now.
-    fn totals(
-        &self,
-        keys: Vec<(String, String)>,
-    ) -> impl Future<Output = Result<(i64, i64), OpError>> + Send;
+    fn totals(&self, keys: Vec<Key>) -> impl Future<Output = Result<(i64, i64), OpError>> + Send;
 }
+
+/// One balance a read names: (SKU, location). Engine ids, so that a listing page's 50 keys are
+/// cloned and moved without a heap allocation each (ids of up to 24 bytes are inline).
+pub type Key = (SkuId, LocationId);
 
 /// `keys` ((SKU, location) pairs, in order) cut into runs of one location and at most
 /// [`engine::limits::QUERY_SKUS_MAX`] SKUs: one availability query each, as a listing page
 /// asks one location for many SKUs. Each run is (location, its SKUs in order). The keys are
 /// moved into the runs, not copied: a listing page has 50 of them per request.
-pub fn location_runs(keys: Vec<(String, String)>) -> Vec<(String, Vec<String>)> {
-    let mut runs: Vec<(String, Vec<String>)> = Vec::new();
+pub fn location_runs(keys: Vec<Key>) -> Vec<(LocationId, Vec<SkuId>)> {
+    let mut runs: Vec<(LocationId, Vec<SkuId>)> = Vec::new();
     for (sku, location) in keys {
         match runs.last_mut() {
             Some((at, skus)) if *at == location && skus.len() < engine::limits::QUERY_SKUS_MAX => {
@@ -152,15 +151,16 @@ pub fn location_runs(keys: Vec<(String, String)>) -> Vec<(String, Vec<String>)> 
 #[cfg(test)]
 mod tests {
     use super::location_runs;
+    use engine::ids::{LocationId, SkuId};
 
     #[test]
     fn keys_are_cut_at_each_new_location_and_at_the_query_limit() {
-        let key = |s: &str, l: &str| (s.to_owned(), l.to_owned());
+        let key = |s: &str, l: &str| (SkuId::from(s), LocationId::from(l));
         let keys = [key("A", "x"), key("B", "x"), key("C", "y"), key("D", "x")];
         let runs = location_runs(keys.to_vec());
         let runs: Vec<(&str, Vec<&str>)> = runs
             .iter()
-            .map(|(l, s)| (l.as_str(), s.iter().map(String::as_str).collect()))
+            .map(|(l, s)| (l.as_str(), s.iter().map(SkuId::as_str).collect()))
             .collect();
         assert_eq!(
             runs,

@@ -16,7 +16,9 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use engine::ids::{LocationId, SkuId};
 use loadtests::baselines::{BaselineError, Line, PostgresBaseline, RedisBaseline, ReserveOutcome};
+use loadtests::target::Key;
 
 /// The server URL in `var`, or `None` (after saying so) when the tests should be skipped.
 fn url(var: &str) -> Option<String> {
@@ -46,9 +48,9 @@ fn stock(rows: &[(&str, &str, i64)]) -> Vec<(String, String, i64)> {
         .collect()
 }
 
-fn keys(k: &[(&str, &str)]) -> Vec<(String, String)> {
+fn keys(k: &[(&str, &str)]) -> Vec<Key> {
     k.iter()
-        .map(|(s, l)| (s.to_string(), l.to_string()))
+        .map(|&(s, l)| (SkuId::from(s), LocationId::from(l)))
         .collect()
 }
 

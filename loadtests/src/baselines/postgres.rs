@@ -78,6 +78,7 @@ use super::{
     check_id, check_reserve, check_stock_row, first_short, insufficient, summed, BaselineError,
     Line, ReserveOutcome,
 };
+use crate::target::Key;
 
 /// Attempts of one operation when PostgreSQL aborts it with a deadlock or serialization
 /// failure.
@@ -568,7 +569,7 @@ impl PostgresBaseline {
 
     /// ATS of each `(sku, location)`, in order (0 for a balance never loaded); expired holds do
     /// not count.
-    pub async fn available(&self, keys: &[(String, String)]) -> Result<Vec<i64>, BaselineError> {
+    pub async fn available(&self, keys: &[Key]) -> Result<Vec<i64>, BaselineError> {
         let skus: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
         let locs: Vec<&str> = keys.iter().map(|k| k.1.as_str()).collect();
         let lease = self.pool.get().await?;

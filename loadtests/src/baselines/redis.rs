@@ -39,6 +39,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::target::Key;
 use ::redis::aio::MultiplexedConnection;
 use ::redis::{AsyncConnectionConfig, Client, Script};
 
@@ -343,10 +344,10 @@ impl RedisBaseline {
     }
 
     /// ATS of each `(sku, location)`, in order (0 for a balance never loaded).
-    pub async fn available(&self, keys: &[(String, String)]) -> Result<Vec<i64>, BaselineError> {
+    pub async fn available(&self, keys: &[Key]) -> Result<Vec<i64>, BaselineError> {
         let mut inv = self.inner.scripts.available.key(DUE_KEY);
         for (sku, location) in keys {
-            inv.key(stock_key(sku, location));
+            inv.key(stock_key(sku.as_str(), location.as_str()));
         }
         let ats: Vec<i64> = inv
             .invoke_async(&mut self.conn())
