@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, TryRecvError};
 
 use super::format::{encode_commit_marker, segment_name, SEGMENT_MAGIC};
 use super::recover::{
@@ -207,10 +207,13 @@ impl Writer {
     }
 
     /// The thread's body: runs until every store handle is gone, then writes and fsyncs the
-    /// rest and leaves the shutdown record.
+    /// rest and leaves the shutdown record. With nothing queued it parks until the store
+    /// unparks it after queueing a command, or until the next periodic duty; the store's
+    /// `unpark` after its `try_send` cannot be missed (a token left by an early `unpark` makes
+    /// the next `park` return at once).
     pub(super) fn run(mut self, rx: Receiver<Command>) {
         loop {
-            match rx.recv_timeout(self.idle_timeout()) {
+            match rx.try_recv() {
                 Ok(first) => {
                     let mut next = Some(first);
                     let mut handled = 0;
@@ -229,8 +232,8 @@ impl Writer {
                     }
                     let _ = self.retry(Writer::end_group);
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+                Err(TryRecvError::Empty) => std::thread::park_timeout(self.idle_timeout()),
+                Err(TryRecvError::Disconnected) => break,
             }
             let _ = self.retry(Writer::tick);
         }
