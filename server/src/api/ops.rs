@@ -100,56 +100,115 @@ pub(super) async fn handle_ops(
             })
             .collect();
     }
-    enum Slot {
-        Done(OpResult),
-        Write(tokio::sync::oneshot::Receiver<crate::raft::proposer::WriteResult>),
-        Later(Op),
-    }
     let no_quorum = ctx.quorum_lost_ms();
     let slots: Vec<(Operation, Slot)> = ops
         .into_iter()
-        .map(|op| (Operation::of_op(&op), op))
-        .map(|(operation, op)| {
-            (
-                operation,
-                match (allowed(ctx, &caller.principal, &op), op) {
-                    (Err(refused), _) => Slot::Done(OpResult::Failed(refused)),
-                    (Ok(()), Op::Write(_)) if no_quorum.is_some() => {
-                        Slot::Done(OpResult::Failed(ServerError::Unavailable {
-                            message: format!(
-                                "this leader has heard from no majority for {} ms",
-                                no_quorum.unwrap_or_default()
-                            ),
-                        }))
-                    }
-                    (Ok(()), Op::Write(request)) => Slot::Write(ctx.proposer.submit(
-                        request,
-                        caller.author.clone(),
-                        bytes_per_op,
-                    )),
-                    (Ok(()), Op::Status) => Slot::Done(OpResult::Status(Box::new(status(ctx)))),
-                    (Ok(()), other) => Slot::Later(other),
-                },
-            )
+        .map(|op| {
+            let operation = Operation::of_op(&op);
+            (operation, slot(ctx, caller, op, no_quorum, bytes_per_op))
         })
         .collect();
-    // All at once: a frame may carry many callers' operations (clients coalesce), so its
-    // reads must share a leadership round rather than wait for each other.
-    let pending = slots.into_iter().map(|(operation, slot)| async move {
-        let ready = match slot {
-            Slot::Done(result) => Ready::Done(result),
-            Slot::Write(rx) => Ready::Done(match rx.await {
+    wait_all(ctx, slots).await
+}
+
+/// Where one operation of a frame stands once the frame is read.
+enum Slot {
+    /// Answered already (refused, status).
+    Done(OpResult),
+    /// Submitted to the proposer: its answer comes on this channel.
+    Write(tokio::sync::oneshot::Receiver<crate::raft::proposer::WriteResult>),
+    /// To be handled with the frame's other reads ([`handle_op`]).
+    Later(Op),
+}
+
+/// Checks `op` and submits it if it is a write.
+fn slot(
+    ctx: &Arc<NodeCtx>,
+    caller: &Caller,
+    op: Op,
+    no_quorum: Option<u64>,
+    bytes_per_op: usize,
+) -> Slot {
+    match (allowed(ctx, &caller.principal, &op), op) {
+        (Err(refused), _) => Slot::Done(OpResult::Failed(refused)),
+        (Ok(()), Op::Write(_)) if no_quorum.is_some() => {
+            Slot::Done(OpResult::Failed(ServerError::Unavailable {
+                message: format!(
+                    "this leader has heard from no majority for {} ms",
+                    no_quorum.unwrap_or_default()
+                ),
+            }))
+        }
+        (Ok(()), Op::Write(request)) => Slot::Write(ctx.proposer.submit(
+            request,
+            caller.author.clone(),
+            bytes_per_op,
+        )),
+        (Ok(()), Op::Status) => Slot::Done(OpResult::Status(Box::new(status(ctx)))),
+        (Ok(()), other) => Slot::Later(other),
+    }
+}
+
+/// Waits for every slot's answer; the answers keep the slots' order.
+async fn wait_all(ctx: &Arc<NodeCtx>, slots: Vec<(Operation, Slot)>) -> Vec<Pending> {
+    // Reads (and admin) all at once: a frame may carry many callers' operations (clients
+    // coalesce), so its reads must share a leadership round rather than wait for each other.
+    // Writes are already submitted: their answers are awaited in order in one future, not one
+    // boxed future each (a gateway frame is 100 writes).
+    enum Next {
+        Done(OpResult),
+        Written,
+        Later,
+    }
+    let mut receivers = Vec::new();
+    let mut later = Vec::new();
+    let order: Vec<(Operation, Next)> = slots
+        .into_iter()
+        .map(|(operation, slot)| match slot {
+            Slot::Done(result) => (operation, Next::Done(result)),
+            Slot::Write(rx) => {
+                receivers.push(rx);
+                (operation, Next::Written)
+            }
+            Slot::Later(op) => {
+                later.push(handle_op(ctx, op));
+                (operation, Next::Later)
+            }
+        })
+        .collect();
+    let writes = async move {
+        let mut written = Vec::with_capacity(receivers.len());
+        for rx in receivers {
+            written.push(match rx.await {
                 Ok(Ok((outcome, log_index))) => OpResult::Written { outcome, log_index },
                 Ok(Err(e)) => OpResult::Failed(e),
                 Err(_) => OpResult::Failed(ServerError::Unavailable {
                     message: "node stopping".to_owned(),
                 }),
-            }),
-            Slot::Later(op) => handle_op(ctx, op).await,
-        };
-        Pending { operation, ready }
-    });
-    futures_util::future::join_all(pending).await
+            });
+        }
+        written
+    };
+    let (later, written) =
+        futures_util::future::join(futures_util::future::join_all(later), writes).await;
+    let (mut later, mut written) = (later.into_iter(), written.into_iter());
+    order
+        .into_iter()
+        .map(|(operation, next)| {
+            let ready = match next {
+                Next::Done(result) => Some(Ready::Done(result)),
+                Next::Written => written.next().map(Ready::Done),
+                Next::Later => later.next(),
+            };
+            // Each list holds exactly one answer per operation of its kind, in order.
+            let ready = ready.unwrap_or_else(|| {
+                Ready::Done(OpResult::Failed(ServerError::Internal {
+                    message: "an operation's answer went missing".to_owned(),
+                }))
+            });
+            Pending { operation, ready }
+        })
+        .collect()
 }
 
 /// The waiting part of one operation; a read ends ready to query the ledger.
