@@ -543,13 +543,20 @@ impl LogStore {
                 let Some(tx) = self.inner.tx.clone() else {
                     return Err(STOPPED.to_owned());
                 };
-                let sent = tokio::task::spawn_blocking(move || {
-                    tx.send(command).map_err(|_| STOPPED.to_owned())
+                let writer = self.inner.writer.as_ref().map(|w| w.thread().clone());
+                // The wake-up happens on the blocking thread, after the send and after this
+                // sender is dropped: if this future is dropped meanwhile, the command still
+                // lands and the writer still wakes (and sees the queue closed at shutdown).
+                tokio::task::spawn_blocking(move || {
+                    let sent = tx.send(command).map_err(|_| STOPPED.to_owned());
+                    drop(tx);
+                    if let Some(writer) = writer {
+                        writer.unpark();
+                    }
+                    sent
                 })
                 .await
-                .map_err(|e| e.to_string())?;
-                self.inner.wake_writer();
-                sent
+                .map_err(|e| e.to_string())?
             }
             Err(TrySendError::Disconnected(_)) => Err(STOPPED.to_owned()),
         }
