@@ -4,8 +4,9 @@
 //! Every target answers the same calls with the same codes, so one generator drives them all
 //! and ratios between them are honest.
 
-use engine::ids::{LocationId, SkuId};
 use std::future::Future;
+
+use engine::ids::{LocationId, SkuId};
 
 /// One reservation line at an exact location.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -39,13 +39,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::target::Key;
 use ::redis::aio::MultiplexedConnection;
 use ::redis::{AsyncConnectionConfig, Client, Script};
 
 use super::{
     check_id, check_reserve, check_stock_row, insufficient, BaselineError, Line, ReserveOutcome,
 };
+use crate::target::Key;
 
 /// The sorted set of live holds by deadline.
 const DUE_KEY: &str = "holds:due";
