@@ -431,6 +431,7 @@ impl Storage {
         }
         .map_err(|e| storage_err("raft log")(&e))?;
         let committed = log.committed_index();
+        log.follow_applied(state_machine.shared().applied());
         Ok(Storage {
             state_machine,
             log,

@@ -108,9 +108,14 @@ fn raft_scalars(ctx: &NodeCtx) -> Vec<Scalar> {
             ctx.shared.snapshot_index(),
         ),
         bytes(
+            "raft_log",
+            "Encoded bytes of Raft log entries after the purge point (on disk until a snapshot purges them).",
+            ctx.log.log_bytes(),
+        ),
+        bytes(
             "raft_log_memory",
-            "Encoded bytes of Raft log entries after the purge point (kept in memory until a snapshot purges them).",
-            ctx.log.memory_bytes(),
+            "Encoded bytes of the Raft log entries kept in memory: the ones not yet applied, and the newest applied ones up to LOG_CACHE_BYTES_MAX.",
+            ctx.log.cached_bytes(),
         ),
         counter(
             "storage_errors",

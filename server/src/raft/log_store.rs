@@ -42,10 +42,13 @@
 //!
 //! # Memory
 //!
-//! Every entry after the purge point stays in memory (a `VecDeque`), so replication reads
-//! never touch the disk. Memory is bounded by the snapshot policy: the node builds a snapshot
-//! every N entries and openraft purges the log behind it, so at most about N entries (plus the
-//! ones kept for lagging followers) are held.
+//! The newest entries stay in memory (a `VecDeque`): every entry not yet applied, and applied
+//! ones up to [`LOG_CACHE_BYTES_MAX`] of encoded bytes, so replication and apply reads do not
+//! touch the disk. Older applied entries are dropped from memory as appends come (at most
+//! [`LOG_EVICT_ENTRIES_PER_APPEND_MAX`] per append) and read back from the segments, through
+//! the writer, when a follower far behind asks for them. So a node's memory does not grow with
+//! the log between snapshots (it did: hundreds of MiB per snapshot cycle at peak, freed at
+//! once by each purge). The snapshot policy bounds the log on disk.
 //!
 //! # Recovery
 //!
@@ -118,6 +121,12 @@ pub use self::writer::{IO_ERROR_LOG_INTERVAL_MS, IO_RETRY_MS_MAX, IO_RETRY_MS_MI
 /// may let a write through now and then (a page that still had room), and a leader must not
 /// flap between leading and stepping aside with it.
 pub const DISK_SETTLE_MS: u64 = 1_000;
+/// Encoded bytes of applied entries kept in memory: older applied entries are dropped from
+/// memory and read back from the segments when asked for (a follower far behind).
+pub const LOG_CACHE_BYTES_MAX: u64 = 16 << 20;
+/// Entries dropped from memory per append at most, so that a large backlog (after a restart,
+/// everything since the last snapshot) is freed a little at a time, not in one long step.
+pub const LOG_EVICT_ENTRIES_PER_APPEND_MAX: usize = 1_024;
 
 /// When an appended entry counts as persisted on this node (SPEC section 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,6 +213,9 @@ struct Inner {
     /// The log as openraft sees it. A std mutex: held for short copies, never across `.await`.
     log: Mutex<MemLog>,
     shared: Arc<Shared>,
+    /// The node's applied log index, once the node has handed it over
+    /// ([`LogStore::follow_applied`]): only applied entries leave memory.
+    applied: std::sync::OnceLock<tokio::sync::watch::Receiver<u64>>,
     /// The writer's queue; `None` only while dropping.
     tx: Option<Sender<Command>>,
     writer: Option<JoinHandle<()>>,
@@ -233,12 +245,20 @@ impl Inner {
 
 /// The in-memory log.
 struct MemLog {
-    /// Every entry after the purge point, consecutive.
+    /// The newest entries after the purge point, consecutive: the `evicted` entries before
+    /// them are only on disk. Never empty while `evicted > 0` (the last entry stays).
     entries: VecDeque<Entry>,
-    /// The encoded size of each entry of `entries`, bytes (same order).
+    /// Entries after the purge point and before `entries` (applied, dropped from memory).
+    evicted: usize,
+    /// The encoded size of each entry after the purge point, bytes: the `evicted` ones, then
+    /// one per entry of `entries`.
     sizes: VecDeque<u32>,
-    /// Sum of `sizes`: what the unpurged log takes, roughly, in memory and on disk.
+    /// Sum of `sizes`: what the unpurged log takes on disk.
     bytes: u64,
+    /// Sum of the first `evicted` of `sizes`.
+    evicted_bytes: u64,
+    /// [`LOG_CACHE_BYTES_MAX`] (tests use less).
+    cache_bytes_max: u64,
     last_purged: Option<LogId>,
     vote: Option<Vote>,
 }
@@ -255,6 +275,64 @@ impl MemLog {
 
     fn last_log_id(&self) -> Option<LogId> {
         self.entries.back().map(|e| e.log_id).or(self.last_purged)
+    }
+
+    /// Index of the first entry kept in memory (`None` when the log holds no entry).
+    fn first_cached(&self) -> Option<u64> {
+        self.entries.front().map(|e| e.log_id.index)
+    }
+
+    /// Forgets every entry up to `log_id` (the store's purge): returns those still in memory,
+    /// to be freed after the lock is released.
+    fn purge(&mut self, log_id: LogId) -> VecDeque<Entry> {
+        // How many entries after the old purge point go: on disk only, then in memory.
+        let first_kept = match (self.first_cached(), self.last_purged) {
+            (Some(first), _) => first - self.evicted as u64,
+            (None, Some(purged)) => purged.index + 1,
+            (None, None) => 0,
+        };
+        self.last_purged = Some(log_id);
+        let gone = (log_id.index + 1).saturating_sub(first_kept);
+        let gone_evicted = gone.min(self.evicted as u64) as usize;
+        let gone_cached = self
+            .entries
+            .partition_point(|e| e.log_id.index <= log_id.index);
+        // Split off what stays (the entries since the snapshot: few) rather than draining what
+        // goes (everything since the previous snapshot), so the lock is held for a short copy.
+        let sized = (gone_evicted + gone_cached).min(self.sizes.len());
+        let kept_sizes = self.sizes.split_off(sized);
+        let sizes_gone = std::mem::replace(&mut self.sizes, kept_sizes);
+        let freed: u64 = sizes_gone.iter().map(|&b| u64::from(b)).sum();
+        let freed_evicted: u64 = sizes_gone
+            .iter()
+            .take(gone_evicted)
+            .map(|&b| u64::from(b))
+            .sum();
+        self.bytes -= freed;
+        self.evicted_bytes -= freed_evicted;
+        self.evicted -= gone_evicted;
+        let kept = self.entries.split_off(gone_cached);
+        std::mem::replace(&mut self.entries, kept)
+    }
+
+    /// Drops from memory the oldest applied entries (index <= `applied`) while the entries
+    /// in memory take more than [`LOG_CACHE_BYTES_MAX`], at most `max` of them, never the last
+    /// one. Returns them, to be freed after the lock is released.
+    fn evict(&mut self, applied: u64, max: usize) -> Vec<Entry> {
+        let mut dropped = Vec::new();
+        while dropped.len() < max
+            && self.entries.len() > 1
+            && self.bytes - self.evicted_bytes > self.cache_bytes_max
+            && self.first_cached().is_some_and(|i| i <= applied)
+        {
+            let Some(entry) = self.entries.pop_front() else {
+                break;
+            };
+            self.evicted_bytes += u64::from(self.sizes.get(self.evicted).copied().unwrap_or(0));
+            self.evicted += 1;
+            dropped.push(entry);
+        }
+        dropped
     }
 }
 
@@ -335,6 +413,9 @@ impl LogStore {
         let log = MemLog {
             sizes,
             bytes,
+            evicted: 0,
+            evicted_bytes: 0,
+            cache_bytes_max: LOG_CACHE_BYTES_MAX,
             entries: recovered.entries,
             last_purged: recovered.last_purged,
             vote: recovered.vote,
@@ -366,6 +447,7 @@ impl LogStore {
             recovery,
             log: Mutex::new(log),
             shared,
+            applied: std::sync::OnceLock::new(),
             tx: Some(tx),
             writer: Some(handle),
         };
@@ -374,10 +456,22 @@ impl LogStore {
         })
     }
 
-    /// Encoded bytes of the log entries after the purge point (all kept in memory): the
-    /// node snapshots when this grows past its limit, which purges them.
-    pub fn memory_bytes(&self) -> u64 {
+    /// Encoded bytes of the log entries after the purge point (on disk): the node snapshots
+    /// when this grows past its limit, which purges them.
+    pub fn log_bytes(&self) -> u64 {
         lock(&self.inner.log).bytes
+    }
+
+    /// Encoded bytes of the log entries kept in memory (see the module docs, Memory).
+    pub fn cached_bytes(&self) -> u64 {
+        let log = lock(&self.inner.log);
+        log.bytes - log.evicted_bytes
+    }
+
+    /// Lets the store drop applied entries from memory: `applied` follows the node's applied
+    /// log index. Until this is called nothing leaves memory (a store on its own, in tests).
+    pub fn follow_applied(&self, applied: tokio::sync::watch::Receiver<u64>) {
+        let _ = self.inner.applied.set(applied);
     }
 
     /// The durability mode the store was opened with.
@@ -479,6 +573,8 @@ impl LogStore {
         // Entries at or below the purge point are already part of a snapshot: nothing to keep.
         // (Openraft does not send them; its storage test suite does.)
         let mut entries = entries;
+        let applied = self.inner.applied.get().map_or(0, |a| *a.borrow());
+        let evicted;
         if let Some(purged) = lock(&self.inner.log).last_purged {
             entries.retain(|e| e.log_id.index > purged.index);
         }
@@ -514,7 +610,9 @@ impl LogStore {
                 log.bytes += u64::from(*len);
             }
             log.entries.extend(entries);
+            evicted = log.evict(applied, LOG_EVICT_ENTRIES_PER_APPEND_MAX);
         }
+        drop(evicted); // freed outside the lock
         let (in_writer, now) = if self.durable_acks() {
             (Some(done), None)
         } else {
@@ -569,6 +667,29 @@ impl LogStore {
         answer
             .await
             .map_err(|_| "the log writer has stopped".to_owned())?
+    }
+
+    /// Reads entries that left memory back from the segments (see the module docs, Memory).
+    async fn read_evicted(&self, range: std::ops::Range<u64>) -> Result<Vec<Entry>, StorageError> {
+        let read_error = |e: String| io_error(ErrorSubject::Logs, ErrorVerb::Read, e);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.send(Command::Read {
+            from: range.start,
+            to: range.end,
+            reply,
+        })
+        .await
+        .map_err(read_error)?;
+        answer
+            .await
+            .map_err(|_| read_error("the log writer has stopped".to_owned()))?
+            .map_err(read_error)
+    }
+
+    /// Keeps at most `bytes` of applied entries in memory instead of [`LOG_CACHE_BYTES_MAX`].
+    #[cfg(test)]
+    fn set_cache_bytes_max(&self, bytes: u64) {
+        lock(&self.inner.log).cache_bytes_max = bytes;
     }
 
     /// Stops the writer at once, without writing what it has not written yet: what a killed
@@ -649,16 +770,32 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => *i,
             Bound::Unbounded => u64::MAX,
         };
-        let log = lock(&self.inner.log);
-        let Some(first) = log.entries.front().map(|e| e.log_id.index) else {
-            return Ok(Vec::new());
+        let (on_disk, cached) = {
+            let log = lock(&self.inner.log);
+            let Some(first) = log.first_cached() else {
+                return Ok(Vec::new());
+            };
+            let from = start.saturating_sub(first).min(log.entries.len() as u64) as usize;
+            let to = end.saturating_sub(first).min(log.entries.len() as u64) as usize;
+            let cached: Vec<Entry> = log.entries.range(from..to.max(from)).cloned().collect();
+            let first_kept = first - log.evicted as u64;
+            (start.max(first_kept)..end.min(first), cached)
         };
-        let from = start.saturating_sub(first).min(log.entries.len() as u64) as usize;
-        let to = end.saturating_sub(first).min(log.entries.len() as u64) as usize;
-        if from >= to {
-            return Ok(Vec::new());
+        if on_disk.is_empty() {
+            return Ok(cached);
         }
-        Ok(log.entries.range(from..to).cloned().collect())
+        let mut entries = self.read_evicted(on_disk.clone()).await?;
+        // A purge may have removed the oldest of them meanwhile: then the answer starts later,
+        // as it does for entries purged from memory.
+        if entries
+            .last()
+            .is_some_and(|e| e.log_id.index + 1 == on_disk.end)
+        {
+            entries.extend(cached);
+            Ok(entries)
+        } else {
+            Ok(cached)
+        }
     }
 }
 
@@ -725,7 +862,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     "cannot truncate at {log_id}: at or before the purge point"
                 )));
             }
-            if let Some(first) = log.entries.front().map(|e| e.log_id.index) {
+            if let Some(first) = log.first_cached() {
+                // Only applied entries leave memory, and Raft never cuts a committed one.
+                if log_id.index < first && log.evicted > 0 {
+                    return Err(error(format!(
+                        "cannot truncate at {log_id}: entry {first} and the ones before it are applied"
+                    )));
+                }
                 let keep = log_id
                     .index
                     .saturating_sub(first)
@@ -753,22 +896,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             if log.last_purged.is_some_and(|p| log_id.index <= p.index) {
                 return Ok(());
             }
-            log.last_purged = Some(log_id);
-            let n = log
-                .entries
-                .partition_point(|e| e.log_id.index <= log_id.index);
-            let sized = n.min(log.sizes.len()); // the two lists have one item per entry
-                                                // Split off what stays (the entries since the snapshot: few) rather than draining
-                                                // what goes (everything since the previous snapshot: 100,000s of entries), so the
-                                                // lock is held for a copy of the short part.
-            let kept_sizes = log.sizes.split_off(sized);
-            let freed: u64 = std::mem::replace(&mut log.sizes, kept_sizes)
-                .iter()
-                .map(|&b| u64::from(b))
-                .sum();
-            log.bytes -= freed;
-            let kept = log.entries.split_off(n);
-            std::mem::replace(&mut log.entries, kept)
+            log.purge(log_id)
         };
         // openraft awaits a purge on its core task, so nothing slow may happen before this
         // returns: a snapshot's purge frees everything since the previous one (hundreds of ms

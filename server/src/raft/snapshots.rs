@@ -98,7 +98,7 @@ impl SnapshotPolicy {
             }
             let since = SinceSnapshot {
                 entries: self.shared.applied_index().saturating_sub(snapshot),
-                log_bytes: self.log.memory_bytes(),
+                log_bytes: self.log.log_bytes(),
                 elapsed_ms: u64::try_from(last.1.elapsed().as_millis()).unwrap_or(u64::MAX),
             };
             let leader = self.consensus.is_leader();

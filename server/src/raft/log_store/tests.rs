@@ -400,6 +400,69 @@ fn purge_and_truncate_survive_reopen() {
     check(&mut store, Some(log_id(3, 100)), &[]);
 }
 
+/// Entries `indexes` of term 1 read back from `store`, through `try_get_log_entries`.
+#[track_caller]
+fn read(store: &mut LogStore, indexes: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
+    futures_lite(store.try_get_log_entries(indexes)).expect("read entries")
+}
+
+#[test]
+fn applied_entries_leave_memory_and_are_read_back_from_the_segments() {
+    for durability in [Durability::default(), Durability::Fsync] {
+        let dir = TempDir::new("evict");
+        let mut store = LogStore::open_with(&dir.log(), durability, 4_096, false).expect("open");
+        store.set_cache_bytes_max(2_048);
+        let (applied, follow) = tokio::sync::watch::channel(0);
+        store.follow_applied(follow);
+        let all = entries(1, 1..=300);
+        for chunk in all.chunks(10) {
+            append(&mut store, chunk.to_vec());
+        }
+        assert_eq!(
+            store.cached_bytes(),
+            store.log_bytes(),
+            "nothing applied: all in memory"
+        );
+
+        // Entries 1..=200 applied: the next appends drop the oldest of them from memory.
+        applied.send_replace(200);
+        let more = entries(1, 301..=310);
+        append(&mut store, more.clone());
+        let dropped = store.log_bytes() - store.cached_bytes();
+        assert!(dropped > 0, "applied entries left memory");
+        assert!(
+            store.cached_bytes() <= 2_048 + (110 * store.log_bytes() / 310) + 100,
+            "what stays is the unapplied entries and about the budget: {} bytes",
+            store.cached_bytes()
+        );
+        let mut want = all.clone();
+        want.extend(more);
+        check(&mut store, None, &want);
+        // Ranges within the dropped part (across segments) and across its end.
+        assert_eq!(read(&mut store, 5..=150), want[4..150]);
+        assert_eq!(read(&mut store, 150..=260), want[149..260]);
+
+        // A cut into applied entries is refused and changes nothing.
+        assert!(futures_lite(store.truncate(log_id(1, 50))).is_err());
+        check(&mut store, None, &want);
+
+        // A purge inside the dropped part, then past it.
+        futures_lite(store.purge(log_id(1, 60))).expect("purge");
+        check(&mut store, Some(log_id(1, 60)), &want[60..]);
+        assert_eq!(
+            read(&mut store, 1..=70),
+            want[60..70],
+            "purged entries are left out"
+        );
+        futures_lite(store.purge(log_id(1, 250))).expect("purge");
+        check(&mut store, Some(log_id(1, 250)), &want[250..]);
+        crash(store);
+
+        let mut store = LogStore::open_with(&dir.log(), durability, 4_096, false).expect("reopen");
+        check(&mut store, Some(log_id(1, 250)), &want[250..]);
+    }
+}
+
 #[test]
 fn truncate_across_segments_in_replicated_mode_survives_reopen() {
     let dir = TempDir::new("truncate-replicated");

@@ -31,13 +31,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError};
 
-use super::format::{encode_commit_marker, segment_name, SEGMENT_MAGIC};
+use super::format::{decode_record, encode_commit_marker, segment_name, Record, SEGMENT_MAGIC};
 use super::recover::{
     sync_dir, write_small_file, Segment, ShutdownRecord, Vote, PURGED_FILE, PURGED_MAGIC,
     SHUTDOWN_FILE, SHUTDOWN_MAGIC, VOTE_FILE, VOTE_MAGIC,
 };
 use super::Durability;
-use crate::raft::LogId;
+use crate::raft::{Entry, LogId};
 
 /// Commands drained and handled per group commit.
 pub(super) const DRAIN_COMMANDS_MAX: usize = 4_096;
@@ -58,6 +58,8 @@ const IDLE_WAKE_MS: u64 = 1_000;
 pub(super) type Done = Box<dyn FnOnce(Result<(), io::Error>) + Send>;
 /// Where the writer answers a command that the caller waits for.
 pub(super) type Reply = tokio::sync::oneshot::Sender<Result<(), String>>;
+/// Where the writer answers a read of entries no longer kept in memory.
+pub(super) type ReadReply = tokio::sync::oneshot::Sender<Result<Vec<Entry>, String>>;
 
 /// What the store asks the writer to do.
 pub(super) enum Command {
@@ -88,6 +90,13 @@ pub(super) enum Command {
     Flush { reply: Reply },
     /// The committed log id advanced: write its marker now rather than with the next append.
     Committed,
+    /// Read the entries `from..to` back from the segments (the store keeps only the newest
+    /// entries in memory). Queued after the appends of those entries, so they are staged.
+    Read {
+        from: u64,
+        to: u64,
+        reply: ReadReply,
+    },
     /// Stop at once without writing what is staged: a simulated process crash.
     #[cfg(test)]
     Crash,
@@ -323,6 +332,12 @@ impl Writer {
                 answer(reply, result);
             }
             Command::Committed => {}
+            Command::Read { from, to, reply } => {
+                let result = self
+                    .retry(Writer::write_buf)
+                    .and_then(|()| self.read(from, to));
+                let _ = reply.send(result.map_err(|e| e.to_string()));
+            }
             #[cfg(test)]
             Command::Crash => return Flow::Stop,
         }
@@ -604,6 +619,38 @@ impl Writer {
         Ok(())
     }
 
+    /// The entries `from..to` as written in the segments (everything staged is written first).
+    /// Entries before the first segment (purged meanwhile) are left out, so the answer is a
+    /// suffix of the range; a record that is not the expected entry is an error.
+    fn read(&self, from: u64, to: u64) -> io::Result<Vec<Entry>> {
+        let mut entries = Vec::new();
+        let first = self.segments.partition_point(|s| s.next_index() <= from);
+        for segment in self.segments[first..]
+            .iter()
+            .take_while(|s| s.first_index < to)
+        {
+            let start = from.max(segment.first_index);
+            let end = to.min(segment.next_index());
+            if start >= end {
+                continue; // a new segment with no record yet
+            }
+            let at = segment.offsets[(start - segment.first_index) as usize];
+            let until = match segment.offsets.get((end - segment.first_index) as usize) {
+                Some(next) => *next,
+                None => segment.len,
+            };
+            let mut bytes = vec![0; (until - at) as usize];
+            File::open(&segment.path)?.read_exact_at(&mut bytes, at)?;
+            decode_entries(&bytes, start, end, &mut entries).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: {e}", segment.path.display()),
+                )
+            })?;
+        }
+        Ok(entries)
+    }
+
     /// Opens the last segment for writing; its whole length is durable (called after syncs).
     fn open_active(&mut self) -> io::Result<()> {
         self.active = None;
@@ -615,6 +662,25 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// Decodes the entries `start..end` from `bytes`, a run of records that starts with entry
+/// `start`'s (commit markers between them are skipped), onto `out`.
+fn decode_entries(bytes: &[u8], start: u64, end: u64, out: &mut Vec<Entry>) -> Result<(), String> {
+    let (mut pos, mut index) = (0, start);
+    while index < end {
+        let (record, len) =
+            decode_record(&bytes[pos..]).map_err(|e| format!("at entry {index}: {e}"))?;
+        pos += len;
+        if let Record::Entry(entry) = record {
+            if entry.log_id.index != index {
+                return Err(format!("expected entry {index}, found {}", entry.log_id));
+            }
+            out.push(entry);
+            index += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Removes a file; one that is already gone (a retried step) is fine.
