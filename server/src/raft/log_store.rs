@@ -874,7 +874,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     .saturating_sub(first)
                     .min(log.entries.len() as u64);
                 log.entries.truncate(keep as usize);
-                while log.sizes.len() > log.entries.len() {
+                // `sizes` also holds the sizes of the entries out of memory, before these.
+                while log.sizes.len() > log.evicted + log.entries.len() {
                     let len = log.sizes.pop_back().unwrap_or(0);
                     log.bytes -= u64::from(len);
                 }

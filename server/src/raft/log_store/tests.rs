@@ -463,6 +463,75 @@ fn applied_entries_leave_memory_and_are_read_back_from_the_segments() {
     }
 }
 
+/// Encoded bytes of `entries` in the log: what `log_bytes` counts for them.
+fn encoded(entries: &[Entry]) -> u64 {
+    let mut scratch = Vec::new();
+    entries
+        .iter()
+        .map(|e| {
+            scratch.clear();
+            u64::from(format::encode_record(e, &mut scratch).expect("encode"))
+        })
+        .sum()
+}
+
+/// A cut of unapplied entries while older applied ones are out of memory (a node that applied
+/// more than the cache since its last snapshot, then met a new leader) cuts only the sizes of
+/// the entries it removes: the byte counts stay those of the log, the log goes on, and after a
+/// reopen (which counts the bytes afresh) they are the same.
+#[test]
+fn a_cut_after_entries_left_memory_keeps_the_byte_counts() {
+    for durability in [Durability::default(), Durability::Fsync] {
+        let dir = TempDir::new("evict-truncate");
+        let mut store = LogStore::open_with(&dir.log(), durability, 4_096, false).expect("open");
+        store.set_cache_bytes_max(2_048);
+        let (applied, follow) = tokio::sync::watch::channel(0);
+        store.follow_applied(follow);
+        let mut want = entries(1, 1..=300);
+        for chunk in want.chunks(10) {
+            append(&mut store, chunk.to_vec());
+        }
+        applied.send_replace(200);
+        append(&mut store, entries(1, 301..=310));
+        assert!(
+            store.log_bytes() > store.cached_bytes(),
+            "applied entries left memory"
+        );
+
+        // Entries 305..=310 were never committed: a new leader cuts them.
+        futures_lite(store.truncate(log_id(1, 305))).expect("truncate");
+        want.extend(entries(1, 301..=304));
+        assert_eq!(
+            store.log_bytes(),
+            encoded(&want),
+            "bytes of the log after the cut"
+        );
+        assert!(store.cached_bytes() <= store.log_bytes());
+        check(&mut store, None, &want);
+
+        // The log goes on: appends (which drop more from memory), reads, purges.
+        let term2 = entries(2, 305..=330);
+        append(&mut store, term2.clone());
+        want.extend(term2);
+        applied.send_replace(320);
+        append(&mut store, entries(2, 331..=340));
+        want.extend(entries(2, 331..=340));
+        assert_eq!(store.log_bytes(), encoded(&want));
+        assert_eq!(read(&mut store, 100..=310), want[99..310]);
+        futures_lite(store.purge(log_id(1, 150))).expect("purge");
+        assert_eq!(store.log_bytes(), encoded(&want[150..]));
+        assert!(store.cached_bytes() <= store.log_bytes());
+        check(&mut store, Some(log_id(1, 150)), &want[150..]);
+        futures_lite(store.flush()).expect("flush");
+        let counted = store.log_bytes();
+        crash(store);
+
+        let mut store = LogStore::open_with(&dir.log(), durability, 4_096, false).expect("reopen");
+        assert_eq!(store.log_bytes(), counted, "a reopen counts the same bytes");
+        check(&mut store, Some(log_id(1, 150)), &want[150..]);
+    }
+}
+
 #[test]
 fn truncate_across_segments_in_replicated_mode_survives_reopen() {
     let dir = TempDir::new("truncate-replicated");
