@@ -246,7 +246,8 @@ impl Inner {
 /// The in-memory log.
 struct MemLog {
     /// The newest entries after the purge point, consecutive: the `evicted` entries before
-    /// them are only on disk. Never empty while `evicted > 0` (the last entry stays).
+    /// them are only on disk. While `evicted > 0` its first entry is an applied one (so
+    /// committed: Raft never cuts it, and the log never ends out of memory).
     entries: VecDeque<Entry>,
     /// Entries after the purge point and before `entries` (applied, dropped from memory).
     evicted: usize,
@@ -316,14 +317,18 @@ impl MemLog {
     }
 
     /// Drops from memory the oldest applied entries (index <= `applied`) while the entries
-    /// in memory take more than [`LOG_CACHE_BYTES_MAX`], at most `max` of them, never the last
-    /// one. Returns them, to be freed after the lock is released.
+    /// in memory take more than [`LOG_CACHE_BYTES_MAX`], at most `max` of them, never the
+    /// newest applied one: the unapplied entries may be cut (a new leader), and the log must
+    /// then still end with an entry in memory. Returns them, to be freed after the lock is
+    /// released.
     fn evict(&mut self, applied: u64, max: usize) -> Vec<Entry> {
         let mut dropped = Vec::new();
         while dropped.len() < max
-            && self.entries.len() > 1
             && self.bytes - self.evicted_bytes > self.cache_bytes_max
-            && self.first_cached().is_some_and(|i| i <= applied)
+            && self
+                .entries
+                .get(1)
+                .is_some_and(|e| e.log_id.index <= applied)
         {
             let Some(entry) = self.entries.pop_front() else {
                 break;
@@ -863,8 +868,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 )));
             }
             if let Some(first) = log.first_cached() {
-                // Only applied entries leave memory, and Raft never cuts a committed one.
-                if log_id.index < first && log.evicted > 0 {
+                // Only applied entries leave memory, the first one kept is applied too, and
+                // Raft never cuts a committed entry.
+                if log_id.index <= first && log.evicted > 0 {
                     return Err(error(format!(
                         "cannot truncate at {log_id}: entry {first} and the ones before it are applied"
                     )));

@@ -532,6 +532,51 @@ fn a_cut_after_entries_left_memory_keeps_the_byte_counts() {
     }
 }
 
+/// When the unapplied entries alone take more than the cache (a node that appends faster
+/// than it applies, or a leader with many large entries in flight), a new leader may cut the
+/// log right after the last applied entry: the log then ends at that entry, which is not in
+/// memory any more than the ones before it unless the store keeps it there. Its log id stays
+/// the last one, and the new leader's entries follow it.
+#[test]
+fn a_cut_right_after_the_applied_entries_leaves_the_last_applied_one_last() {
+    for durability in [Durability::default(), Durability::Fsync] {
+        let dir = TempDir::new("evict-cut-all");
+        let mut store = LogStore::open_with(&dir.log(), durability, 4_096, false).expect("open");
+        store.set_cache_bytes_max(2_048);
+        let (applied, follow) = tokio::sync::watch::channel(0);
+        store.follow_applied(follow);
+        let mut want = entries(1, 1..=50);
+        append(&mut store, want.clone());
+        applied.send_replace(50);
+        let unapplied = entries(1, 51..=150);
+        assert!(
+            encoded(&unapplied) > 2_048,
+            "the unapplied entries exceed the cache"
+        );
+        append(&mut store, unapplied);
+        assert!(
+            store.log_bytes() > store.cached_bytes(),
+            "applied entries left memory"
+        );
+
+        // 51..=150 were never committed (50 was): a new leader cuts them all.
+        futures_lite(store.truncate(log_id(1, 51))).expect("truncate");
+        check(&mut store, None, &want);
+        assert_eq!(store.last_log_id(), Some(log_id(1, 50)));
+        assert_eq!(store.log_bytes(), encoded(&want));
+        let term2 = entries(2, 51..=60);
+        append(&mut store, term2.clone());
+        want.extend(term2);
+        check(&mut store, None, &want);
+        assert_eq!(read(&mut store, 1..=60), want);
+        futures_lite(store.flush()).expect("flush");
+        crash(store);
+
+        let mut store = LogStore::open_with(&dir.log(), durability, 4_096, false).expect("reopen");
+        check(&mut store, None, &want);
+    }
+}
+
 #[test]
 fn truncate_across_segments_in_replicated_mode_survives_reopen() {
     let dir = TempDir::new("truncate-replicated");
