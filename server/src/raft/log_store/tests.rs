@@ -577,6 +577,33 @@ fn a_cut_right_after_the_applied_entries_leaves_the_last_applied_one_last() {
     }
 }
 
+/// A failed read of entries that left memory is an IO error like a failed write: the writer
+/// retries it (reporting the error meanwhile) instead of answering openraft with a storage
+/// error, which stops the node's Raft for good (openraft 0.9 makes a replication read error
+/// fatal).
+#[test]
+fn a_failing_read_of_entries_that_left_memory_is_retried() {
+    let dir = TempDir::new("evict-read-error");
+    let mut store =
+        LogStore::open_with(&dir.log(), Durability::default(), 4_096, false).expect("open");
+    store.set_cache_bytes_max(2_048);
+    let (applied, follow) = tokio::sync::watch::channel(0);
+    store.follow_applied(follow);
+    let want = entries(1, 1..=300);
+    for chunk in want.chunks(10) {
+        append(&mut store, chunk.to_vec());
+    }
+    applied.send_replace(300);
+    append(&mut store, entries(1, 301..=301));
+    assert!(store.log_bytes() > store.cached_bytes());
+    futures_lite(store.flush()).expect("flush");
+    // Nothing is staged, so the read's own IO steps take the injected failures.
+    store.inject_io_failures(3);
+    assert_eq!(read(&mut store, 1..=100), want[..100]);
+    assert!(store.io_errors_total() >= 3, "the failures were reported");
+    assert!(store.io_error().is_none(), "and the read healed");
+}
+
 #[test]
 fn truncate_across_segments_in_replicated_mode_survives_reopen() {
     let dir = TempDir::new("truncate-replicated");

@@ -12,9 +12,9 @@
 //! to the last entry written) follows the group's records, so the log itself says how far it
 //! was committed, durable with the same fsync (see `format`).
 //!
-//! IO errors are not fatal. A failed write, fsync, file creation or deletion is retried with
-//! backoff until it succeeds ([`IO_RETRY_MS_MIN`]..[`IO_RETRY_MS_MAX`]); later commands wait
-//! behind it. Meanwhile the store reports the error (the node is not ready and acknowledges
+//! IO errors are not fatal. A failed write, fsync, file creation, deletion or read (of entries
+//! no longer in memory) is retried with backoff until it succeeds
+//! ([`IO_RETRY_MS_MIN`]..[`IO_RETRY_MS_MAX`]); later commands wait behind it. Meanwhile the store reports the error (the node is not ready and acknowledges
 //! appends only once durable) and it is logged once per [`IO_ERROR_LOG_INTERVAL_MS`]. After a
 //! failed fsync the kernel may already have dropped the dirty pages, so a retry rewrites every
 //! byte since the last successful fsync from memory instead of trusting the page cache. Every
@@ -333,10 +333,13 @@ impl Writer {
             }
             Command::Committed => {}
             Command::Read { from, to, reply } => {
-                let result = self
-                    .retry(Writer::write_buf)
-                    .and_then(|()| self.read(from, to));
-                let _ = reply.send(result.map_err(|e| e.to_string()));
+                // A failed IO step is retried like a write's: openraft 0.9 takes a storage
+                // error from a replication read as fatal (its Raft stops for good).
+                let result = self.retry(|w| {
+                    w.write_buf()?;
+                    w.read(from, to)
+                });
+                let _ = reply.send(result.map_err(|e| e.to_string()).and_then(|read| read));
             }
             #[cfg(test)]
             Command::Crash => return Flow::Stop,
@@ -619,10 +622,12 @@ impl Writer {
         Ok(())
     }
 
-    /// The entries `from..to` as written in the segments (everything staged is written first).
-    /// Entries before the first segment (purged meanwhile) are left out, so the answer is a
-    /// suffix of the range; a record that is not the expected entry is an error.
-    fn read(&self, from: u64, to: u64) -> io::Result<Vec<Entry>> {
+    /// The entries `from..to` as written in the segments (everything staged must be written
+    /// first). Entries before the first segment (purged meanwhile) are left out, so the answer
+    /// is a suffix of the range. A failed IO step is an `Err` (to retry); a segment that does
+    /// not hold what the writer wrote there (gone, shorter, or a record that is not the
+    /// expected entry) is damage, which no retry mends: `Ok(Err(..))`.
+    fn read(&self, from: u64, to: u64) -> io::Result<Result<Vec<Entry>, String>> {
         let mut entries = Vec::new();
         let first = self.segments.partition_point(|s| s.next_index() <= from);
         for segment in self.segments[first..]
@@ -640,15 +645,25 @@ impl Writer {
                 None => segment.len,
             };
             let mut bytes = vec![0; (until - at) as usize];
-            File::open(&segment.path)?.read_exact_at(&mut bytes, at)?;
-            decode_entries(&bytes, start, end, &mut entries).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}: {e}", segment.path.display()),
-                )
-            })?;
+            self.injected()?;
+            let damage = |e: &dyn std::fmt::Display| format!("{}: {e}", segment.path.display());
+            let read = File::open(&segment.path).and_then(|f| f.read_exact_at(&mut bytes, at));
+            match read {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::UnexpectedEof
+                    ) =>
+                {
+                    return Ok(Err(damage(&e)));
+                }
+                other => other?,
+            }
+            if let Err(e) = decode_entries(&bytes, start, end, &mut entries) {
+                return Ok(Err(damage(&e)));
+            }
         }
-        Ok(entries)
+        Ok(Ok(entries))
     }
 
     /// Opens the last segment for writing; its whole length is durable (called after syncs).
