@@ -1,0 +1,150 @@
+//! A follower far behind catches up from the leader's log read back from disk: the leader
+//! keeps only the newest `LOG_CACHE_BYTES_MAX` (16 MiB) of applied entries in memory, and a
+//! follower that was down while more than that was written gets the older ones through the
+//! log writer (`server::raft::log_store`, Memory). Snapshots are off for the test, so the
+//! follower can only catch up from log entries; the three replicas must end identical.
+//! In-process nodes ([`testkit::Cluster`]), so the leader's metrics can be read.
+
+use std::time::{Duration, Instant};
+
+use engine::{Command, LocationId, Reason, Request, SkuId};
+use server::node::RaftTimings;
+use server::raft::log_store::LOG_CACHE_BYTES_MAX;
+use testkit::{fast_timings, Cluster, ClusterConfig};
+
+/// Log bytes written while the follower is down: more than the cache, so that the entries it
+/// lacks start well before the leader's first entry in memory.
+const WRITTEN_BYTES_MIN: u64 = LOG_CACHE_BYTES_MAX + (LOG_CACHE_BYTES_MAX / 2);
+/// Writes per `write_batch` call (one frame of up to 1,024 writes is one log entry).
+const WRITES_PER_CALL: usize = 8 * 1_024;
+/// SKUs written to (the ledger stays small: the bytes are in the log, not the state).
+const SKUS: usize = 16;
+
+/// An id of `ID_BYTES_MAX` (64) bytes: the largest writes, so fewer of them fill the log.
+fn long_id(prefix: &str, n: usize) -> String {
+    format!("{prefix}-{n}-{}", "x".repeat(64))[..64].to_owned()
+}
+
+/// A receipt of one unit of SKU `n % SKUS` at the long-named location, with a long reason.
+fn receipt(location: &str, n: usize) -> Request {
+    Request {
+        request_id: client::api::new_request_id(),
+        command: Command::Adjust {
+            sku: SkuId::from(long_id("sku", n % SKUS).as_str()),
+            location: LocationId::from(location),
+            delta: 1,
+            reason: Reason::from(long_id("receipt", 0).as_str()),
+        },
+    }
+}
+
+/// The value of gauge `name` in node `id`'s metrics.
+fn gauge(cluster: &Cluster, id: u64, name: &str) -> u64 {
+    let text = cluster.node(id).metrics().render();
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("node {id} exposes no {name}"));
+    let value = line.split_whitespace().nth(1).unwrap_or_default();
+    value
+        .parse::<f64>()
+        .unwrap_or_else(|e| panic!("{name}: {value:?}: {e}")) as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_far_behind_catches_up_from_the_log_read_back_from_disk() {
+    let started = Instant::now();
+    let timings = RaftTimings {
+        // No snapshot during the test (the follower would install one instead of the log).
+        snapshot_every: u64::MAX,
+        snapshot_log_bytes: u64::MAX,
+        snapshot_interval_ms: u64::MAX,
+        ..fast_timings()
+    };
+    let mut cluster = Cluster::start(ClusterConfig {
+        timings,
+        ..ClusterConfig::new(3)
+    })
+    .await
+    .expect("cluster starts");
+    let client = cluster.client().await.expect("client connects");
+    let location = long_id("wh", 0);
+    let define = testkit::warehouse(&location);
+    client
+        .write(define)
+        .await
+        .expect("define")
+        .outcome
+        .expect("ok");
+    let leader = cluster
+        .wait_leader(Duration::from_secs(5))
+        .await
+        .expect("a leader");
+    cluster
+        .wait_converged(Duration::from_secs(10))
+        .await
+        .expect("replicas converge before the stop");
+    let down = if leader == 3 { 2 } else { 3 };
+    cluster.kill(down).await.expect("node stops");
+    let before = gauge(&cluster, leader, "stockd_raft_log_bytes");
+
+    let mut written = 0usize;
+    while gauge(&cluster, leader, "stockd_raft_log_bytes") - before < WRITTEN_BYTES_MIN {
+        let requests = (written..written + WRITES_PER_CALL)
+            .map(|n| receipt(&location, n))
+            .collect();
+        for result in client.write_batch(requests).await {
+            result.expect("write").outcome.expect("receipt ok");
+        }
+        written += WRITES_PER_CALL;
+    }
+    let write_time = started.elapsed();
+    assert_eq!(
+        cluster.wait_leader(Duration::from_secs(1)).await.ok(),
+        Some(leader),
+        "the leader changed while the follower was down"
+    );
+    let log_bytes = gauge(&cluster, leader, "stockd_raft_log_bytes");
+    let memory_bytes = gauge(&cluster, leader, "stockd_raft_log_memory_bytes");
+    // The entries the stopped follower lacks (at least those written since `before`) take more
+    // bytes than the leader keeps in memory, which are its newest: the oldest of them are on
+    // its disk only. Entries only leave memory (nothing is written until the follower is back)
+    // and no node snapshots (checked below), so the follower's catch-up must read them back.
+    assert!(
+        log_bytes - before > memory_bytes,
+        "the follower's missing entries are all in the leader's memory: {} bytes written \
+         while it was down, {memory_bytes} in memory, {log_bytes} in the log",
+        log_bytes - before
+    );
+
+    cluster.restart(down).await.expect("node restarts");
+    let digest = cluster
+        .wait_converged(Duration::from_secs(60))
+        .await
+        .expect("replicas converge");
+    for id in 1..=3 {
+        let status = cluster.node(id).status();
+        assert_eq!(
+            status.snapshot_index, 0,
+            "node {id} snapshotted, so the follower may have caught up from a snapshot: {status:?}"
+        );
+        assert_eq!(cluster.node(id).digest().digest, digest.digest, "node {id}");
+    }
+    let on_hand = testkit::on_hand(&client, &long_id("sku", 0), &location)
+        .await
+        .expect("on hand");
+    assert_eq!(
+        on_hand,
+        (written / SKUS) as i64,
+        "every receipt applied once"
+    );
+    eprintln!(
+        "{written} writes, {} MiB of log while node {down} was down ({} MiB in the leader's \
+         memory) in {write_time:?}; converged after {:?}",
+        (log_bytes - before) >> 20,
+        memory_bytes >> 20,
+        started.elapsed()
+    );
+    client.close();
+    cluster.shutdown().await;
+}
