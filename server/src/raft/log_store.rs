@@ -475,8 +475,11 @@ impl LogStore {
 
     /// Lets the store drop applied entries from memory: `applied` follows the node's applied
     /// log index. Until this is called nothing leaves memory (a store on its own, in tests).
+    /// A store follows one node: a second call is ignored, with a warning.
     pub fn follow_applied(&self, applied: tokio::sync::watch::Receiver<u64>) {
-        let _ = self.inner.applied.set(applied);
+        if self.inner.applied.set(applied).is_err() {
+            tracing::warn!(dir = %self.inner.dir.display(), "the log store already follows an applied index; the second one is ignored");
+        }
     }
 
     /// The durability mode the store was opened with.
