@@ -40,15 +40,9 @@ fn receipt(location: &str, n: usize) -> Request {
 
 /// The value of gauge `name` in node `id`'s metrics.
 fn gauge(cluster: &Cluster, id: u64, name: &str) -> u64 {
-    let text = cluster.node(id).metrics().render();
-    let line = text
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .unwrap_or_else(|| panic!("node {id} exposes no {name}"));
-    let value = line.split_whitespace().nth(1).unwrap_or_default();
-    value
-        .parse::<f64>()
-        .unwrap_or_else(|e| panic!("{name}: {value:?}: {e}")) as u64
+    cluster
+        .metric(id, name)
+        .unwrap_or_else(|| panic!("node {id} exposes no {name}")) as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -249,6 +249,25 @@ impl Cluster {
         }
     }
 
+    /// The value of the unlabelled series `name` (a gauge or counter) in node `id`'s
+    /// `/metrics` text, if it exposes one. Panics like [`Cluster::node`], or if the text does
+    /// not parse.
+    pub fn metric(&self, id: u64, name: &str) -> Option<f64> {
+        let text = self.node(id).metrics().render();
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+            .expect("the metrics text parses");
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name)
+            .and_then(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => Some(v),
+                _ => None,
+            })
+    }
+
     /// Ids of the running nodes.
     pub fn running(&self) -> Vec<u64> {
         (1..)
