@@ -17,7 +17,13 @@
 use std::time::{Duration, Instant};
 
 use benches::{load_stock, vm_hwm_bytes, vm_rss_bytes, Shape};
+use cap::Cap;
 use engine::{Config, Ledger};
+
+/// The system allocator, counted: `allocated()` is the live heap (bytes handed out and not yet
+/// freed), which `VmRSS` is not (an allocator keeps freed memory for later).
+#[global_allocator]
+static HEAP: Cap<std::alloc::System> = Cap::new(std::alloc::System, usize::MAX);
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
@@ -74,10 +80,12 @@ fn load(args: &Args) -> Ledger {
     let shape = args.shape;
     let n = shape.balances() as f64;
     let rss_before = vm_rss_bytes().unwrap_or(0);
+    let heap_before = HEAP.allocated();
     let start = Instant::now();
     let ledger = load_stock(shape, args.config);
     let load = start.elapsed();
     let rss_loaded = vm_rss_bytes().unwrap_or(0);
+    let heap_loaded = HEAP.allocated().saturating_sub(heap_before);
     let ledger_bytes = rss_loaded.saturating_sub(rss_before);
     println!(
         "balances: {} ({} SKUs x {} locations), retention: {}",
@@ -98,6 +106,11 @@ fn load(args: &Args) -> Ledger {
         mib(rss_loaded),
         mib(ledger_bytes),
         ledger_bytes as f64 / n
+    );
+    println!(
+        "live heap: ledger {:.1} MiB = {:.1} bytes per balance",
+        mib(heap_loaded as u64),
+        heap_loaded as f64 / n,
     );
     ledger
 }
@@ -131,13 +144,16 @@ fn snapshots(ledger: &Ledger, repeats: usize, n: f64) -> Vec<u8> {
 fn restores(bytes: &[u8], repeats: usize, n: f64) {
     let mut restore_times = Vec::with_capacity(repeats);
     let mut restored_bytes = 0;
+    let mut restored_heap = 0;
     for i in 0..repeats {
         let rss = vm_rss_bytes().unwrap_or(0);
+        let heap = HEAP.allocated();
         let start = Instant::now();
         let restored = Ledger::restore(bytes).expect("the snapshot restores");
         restore_times.push(start.elapsed());
         if i == 0 {
             restored_bytes = vm_rss_bytes().unwrap_or(0).saturating_sub(rss);
+            restored_heap = HEAP.allocated().saturating_sub(heap);
             assert!(
                 restored.snapshot() == bytes,
                 "restore then snapshot gives the same bytes"
@@ -147,12 +163,14 @@ fn restores(bytes: &[u8], repeats: usize, n: f64) {
     }
     let (restore_min, restore_median) = min_median(restore_times);
     println!(
-        "restore: time min {:.3} s, median {:.3} s ({:.0} balances/s), incl. the invariant check; restored ledger VmRSS +{:.1} MiB ({:.1} bytes per balance)",
+        "restore: time min {:.3} s, median {:.3} s ({:.0} balances/s), incl. the invariant check; restored ledger VmRSS +{:.1} MiB ({:.1} bytes per balance), live heap +{:.1} MiB ({:.1} bytes per balance)",
         restore_min.as_secs_f64(),
         restore_median.as_secs_f64(),
         n / restore_median.as_secs_f64(),
         mib(restored_bytes),
-        restored_bytes as f64 / n
+        restored_bytes as f64 / n,
+        mib(restored_heap as u64),
+        restored_heap as f64 / n
     );
 }
 
