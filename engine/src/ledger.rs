@@ -713,7 +713,8 @@ impl Ledger {
             extra: None,
         }) as SkuIdx;
         self.ix.sku.set(hash_str(sku.as_str()), idx, |_| false);
-        crate::search::index_sku(&mut self.ix, sku.as_str(), idx);
+        let skus = &self.state.skus;
+        (self.ix.sku_sorted).insert(sku.as_str(), idx, |h| skus.get(u64::from(h)).id.as_str());
         idx
     }
 

@@ -41,6 +41,7 @@ mod retention;
 mod returns;
 mod search;
 mod shard_map;
+mod sku_order;
 mod slab;
 mod snapshot;
 mod sourcing;

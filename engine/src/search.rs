@@ -1,9 +1,9 @@
 //! What a store page asks that the other queries do not answer (SPEC section 6): SKUs by id
 //! prefix and the pickups due at a store, with the two derived indexes that make them cheap.
 //!
-//! - `Indexes::sku_sorted`: every SKU id in byte order. A prefix search is a range scan that
-//!   stops after `max + 1` ids, O(log n + max), never a walk over all SKUs. It costs one B-tree
-//!   insert per new SKU and about 40-50 bytes per SKU of memory (ARCHITECTURE.md, engine).
+//! - `Indexes::sku_sorted`: every SKU handle in byte order of its id (`sku_order.rs`). A prefix
+//!   search is a scan from the prefix that stops after `max + 1` ids, O(log n + max), never a
+//!   walk over all SKUs. It costs one sorted insert per new SKU and 4-8 bytes per SKU of memory.
 //! - `Indexes::pickups`: (location, deadline, seq, slot) of every open pickup order, per
 //!   location of its pickup lines. It is added to when a pickup order is placed or a pickup line
 //!   reallocated, and taken from when the order closes or its deadline passes, so it holds only
@@ -17,7 +17,7 @@ use crate::ledger::{check_id, Ledger};
 use crate::limits;
 use crate::outcome::Rejection;
 use crate::query::{PickupLineView, PickupView, PickupsDue, SkuMatch, SkuMatches};
-use crate::state::{IdBuf, Indexes, ObjIdx, Order, SkuIdx, State};
+use crate::state::{Indexes, ObjIdx, Order, SkuIdx, State};
 
 impl Ledger {
     /// SKUs whose id starts with `prefix`, in byte order, at most `max`
@@ -28,10 +28,11 @@ impl Ledger {
             return Err(Rejection::limit("SKU_SEARCH_RESULTS_MAX"));
         }
         check_id(prefix.as_str(), "sku")?;
-        let start = IdBuf::<24>::new(prefix.as_str());
+        let id_of = |h: SkuIdx| self.sku(h).id.as_str();
         let mut skus = Vec::new();
         let mut more = false;
-        for (id, &idx) in self.ix.sku_sorted.range(start..) {
+        for idx in self.ix.sku_sorted.from(prefix.as_str(), id_of) {
+            let id = &self.sku(idx).id;
             if !id.as_str().starts_with(prefix.as_str()) {
                 break;
             }
@@ -137,11 +138,6 @@ pub(crate) fn index_pickups(state: &State, ix: &mut Indexes, slot: ObjIdx) {
     for line in order.lines.iter().filter(|l| l.pickup) {
         ix.pickups.insert((line.loc, deadline, order.seq, slot));
     }
-}
-
-/// Adds SKU `idx` (id `id`) to the sorted SKU index.
-pub(crate) fn index_sku(ix: &mut Indexes, id: &str, idx: SkuIdx) {
-    ix.sku_sorted.insert(IdBuf::new(id), idx);
 }
 
 #[cfg(test)]

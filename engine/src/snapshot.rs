@@ -327,8 +327,12 @@ impl Ledger {
                 return Err(bad("duplicate SKU ids"));
             }
             ix.sku.set(hash, i as u32, |_| false);
-            crate::search::index_sku(ix, sku.id.as_str(), i as u32);
         }
+        let skus = &state.skus;
+        ix.sku_sorted =
+            crate::sku_order::SkuOrder::build((0..skus.end() as SkuIdx).collect(), |h| {
+                skus.get(u64::from(h)).id.as_str()
+            });
         if ix.location.len() as u64 != state.locations.end()
             || ix.channel.len() != state.channels.len()
         {

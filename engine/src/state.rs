@@ -701,8 +701,8 @@ pub(crate) struct Indexes {
     /// positions; see [`Fifo::full_position`]); equality reads the dedup log.
     pub dedup: IdTable,
     pub deadlines: crate::deadlines::Deadlines,
-    /// SKU ids in byte order -> handle, for prefix search (`search.rs`).
-    pub sku_sorted: std::collections::BTreeMap<IdBuf<24>, SkuIdx>,
+    /// SKU handles in byte order of their ids, for prefix search (`search.rs`).
+    pub sku_sorted: crate::sku_order::SkuOrder,
     /// (location, deadline, seq, slot) of every open pickup order with a pickup line at that
     /// location and a deadline not yet passed by a batch (`search.rs`).
     pub pickups: std::collections::BTreeSet<(LocIdx, u64, u64, ObjIdx)>,
