@@ -195,6 +195,7 @@ impl Network {
             network: self.clone(),
             target,
             addr: addr.to_owned(),
+            append_budget: AppendBudget::default(),
         };
         let option = RPCOption::new(wait);
         match client
@@ -216,6 +217,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             network: self.clone(),
             target,
             addr: node.addr.clone(),
+            append_budget: AppendBudget::default(),
         }
     }
 }
@@ -225,6 +227,8 @@ pub struct PeerClient {
     network: Network,
     target: NodeId,
     addr: String,
+    /// Bytes of entries the next AppendEntries to this peer may carry.
+    append_budget: AppendBudget,
 }
 
 /// Why an RPC did not get an answer.
@@ -338,28 +342,29 @@ impl PeerClient {
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
-    /// Sends at most [`APPEND_BYTES_MAX`] of the entries (at least one) and answers a partial
-    /// success for a cut request, so openraft sends the rest next; waits at least
-    /// [`APPEND_TIMEOUT_MS_MIN`] for a request with entries.
+    /// Sends at most this peer's [`AppendBudget`] of the entries (at least one) and answers a
+    /// partial success for a cut request, so openraft sends the rest next.
     async fn append_entries(
         &mut self,
         mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        let cut_at = cap_entries(&mut rpc.entries);
-        let (first, last) = index_range(&rpc.entries);
-        hops::mark(Hop::RpcSent, first, last);
-        let option = if rpc.entries.is_empty() {
+        let with_entries = !rpc.entries.is_empty();
+        let cut_at = if with_entries {
+            cap_entries(&mut rpc.entries, self.append_budget.start())
+        } else {
             // A request without entries (a heartbeat, or the commit index openraft sends after
             // each commit) lets the runtime's queued tasks go first: after a commit those are
             // the apply and the replies that wait for it, which need not queue behind it.
             tokio::task::yield_now().await;
-            option
-        } else {
-            let floor = Duration::from_millis(APPEND_TIMEOUT_MS_MIN);
-            RPCOption::new(option.hard_ttl().max(floor))
+            None
         };
+        let (first, last) = index_range(&rpc.entries);
+        hops::mark(Hop::RpcSent, first, last);
         let answer = self.send(PeerRequest::Append(rpc), &option).await;
+        if with_entries {
+            self.append_budget.finished(answer.is_ok());
+        }
         hops::mark(Hop::RpcAnswered, first, self.target);
         match answer? {
             PeerReply::Append(Ok(AppendEntriesResponse::Success)) if cut_at.is_some() => {
@@ -411,18 +416,61 @@ fn index_range(entries: &[super::Entry]) -> (u64, u64) {
     (index(entries.first()), index(entries.last()))
 }
 
-/// Encoded bytes of entries sent in one AppendEntries (at least one entry is always sent).
-/// openraft hands over up to `ENTRIES_PER_APPEND_MAX` entries of up to 1 MiB each; an RPC that
-/// large can outlast the heartbeat-long timeout openraft gives it on a busy follower, and a
-/// timed-out append is retried whole, again and again.
+/// Encoded bytes of entries sent in one AppendEntries at most (at least one entry is always
+/// sent). openraft hands over up to `ENTRIES_PER_APPEND_MAX` entries of up to 1 MiB each.
 pub const APPEND_BYTES_MAX: usize = 1 << 20;
-/// Shortest time an AppendEntries with entries may take before it counts as failed, ms
-/// (openraft allows one heartbeat interval, 100 ms by default).
-pub const APPEND_TIMEOUT_MS_MIN: u64 = 1_000;
+/// The smallest [`AppendBudget`], bytes (one entry is sent even if it is larger).
+pub const APPEND_BYTES_MIN: usize = 64 << 10;
 
-/// Keeps the longest prefix of `entries` within [`APPEND_BYTES_MAX`] (at least one entry);
-/// returns the log id of the last kept entry if some were cut off.
-fn cap_entries(entries: &mut Vec<super::Entry>) -> Option<super::LogId> {
+/// How many bytes of entries the next AppendEntries to one peer may carry.
+///
+/// Why it adapts: openraft 0.9 wraps every AppendEntries in a timeout of one heartbeat
+/// interval (100 ms by default, 50 ms in the tests) that the network cannot extend, drops the
+/// request when it fires (the QUIC stream is reset: the peer gets nothing) and then sends the
+/// same entries again. On a busy host a megabyte of entries can take longer than that to send,
+/// decode and append, every time: the follower never catches up, and if it is the only other
+/// live voter the leader loses its majority. So a request still unanswered when the next one
+/// starts (openraft gave up on it) cuts the budget to a quarter, down to [`APPEND_BYTES_MIN`];
+/// each answered one doubles it, up to [`APPEND_BYTES_MAX`].
+#[derive(Debug)]
+struct AppendBudget {
+    bytes: usize,
+    /// A request was started and neither answered nor failed: dropped by openraft's timeout.
+    unfinished: bool,
+}
+
+impl Default for AppendBudget {
+    fn default() -> Self {
+        AppendBudget {
+            bytes: APPEND_BYTES_MAX,
+            unfinished: false,
+        }
+    }
+}
+
+impl AppendBudget {
+    /// The budget of a request with entries that starts now.
+    fn start(&mut self) -> usize {
+        if self.unfinished {
+            self.bytes = (self.bytes / 4).max(APPEND_BYTES_MIN);
+        }
+        self.unfinished = true;
+        self.bytes
+    }
+
+    /// The request ended with an answer (`answered`), or failed (no change: a peer that is down
+    /// says nothing about the size).
+    fn finished(&mut self, answered: bool) {
+        self.unfinished = false;
+        if answered {
+            self.bytes = (self.bytes * 2).min(APPEND_BYTES_MAX);
+        }
+    }
+}
+
+/// Keeps the longest prefix of `entries` within `budget` bytes (at least one entry); returns
+/// the log id of the last kept entry if some were cut off.
+fn cap_entries(entries: &mut Vec<super::Entry>, budget: usize) -> Option<super::LogId> {
     if entries.len() < 2 {
         return None;
     }
@@ -431,7 +479,7 @@ fn cap_entries(entries: &mut Vec<super::Entry>) -> Option<super::LogId> {
     for (i, entry) in entries.iter().enumerate() {
         bytes += postcard::serialize_with_flavor(entry, postcard::ser_flavors::Size::default())
             .unwrap_or(usize::MAX);
-        if i > 0 && bytes > APPEND_BYTES_MAX {
+        if i > 0 && bytes > budget {
             keep = i;
             break;
         }
@@ -588,12 +636,12 @@ mod tests {
     #[test]
     fn appends_are_cut_at_the_byte_cap_but_always_carry_an_entry() {
         let mut small: Vec<Entry> = (1..=16).map(|i| entry(i, 100)).collect();
-        assert_eq!(cap_entries(&mut small), None);
+        assert_eq!(cap_entries(&mut small, APPEND_BYTES_MAX), None);
         assert_eq!(small.len(), 16);
 
         let quarter = APPEND_BYTES_MAX / 4;
         let mut big: Vec<Entry> = (1..=16).map(|i| entry(i, quarter)).collect();
-        let cut = cap_entries(&mut big).expect("cut");
+        let cut = cap_entries(&mut big, APPEND_BYTES_MAX).expect("cut");
         assert_eq!(
             big.len(),
             3,
@@ -602,7 +650,53 @@ mod tests {
         assert_eq!(cut.index, 3);
 
         let mut huge = vec![entry(1, APPEND_BYTES_MAX * 2), entry(2, 10)];
-        assert_eq!(cap_entries(&mut huge).map(|l| l.index), Some(1));
+        assert_eq!(
+            cap_entries(&mut huge, APPEND_BYTES_MAX).map(|l| l.index),
+            Some(1)
+        );
         assert_eq!(huge.len(), 1, "one entry goes even above the cap");
+    }
+
+    #[test]
+    fn an_append_dropped_unanswered_shrinks_the_next_and_answers_grow_it_back() {
+        let mut budget = AppendBudget::default();
+        assert_eq!(budget.start(), APPEND_BYTES_MAX);
+        budget.finished(true);
+        assert_eq!(
+            budget.start(),
+            APPEND_BYTES_MAX,
+            "answered: unchanged at the maximum"
+        );
+        // openraft's timeout dropped that request: `finished` was never called.
+        assert_eq!(budget.start(), APPEND_BYTES_MAX / 4);
+        assert_eq!(budget.start(), APPEND_BYTES_MAX / 16);
+        assert_eq!(budget.start(), APPEND_BYTES_MIN, "never below the minimum");
+        assert_eq!(budget.start(), APPEND_BYTES_MIN);
+        budget.finished(false);
+        assert_eq!(
+            budget.start(),
+            APPEND_BYTES_MIN,
+            "a failure says nothing about size"
+        );
+        budget.finished(true);
+        assert_eq!(budget.start(), 2 * APPEND_BYTES_MIN);
+        for _ in 0..8 {
+            budget.finished(true);
+            budget.start();
+        }
+        budget.finished(true);
+        assert_eq!(
+            budget.start(),
+            APPEND_BYTES_MAX,
+            "grows back, never above the maximum"
+        );
+    }
+
+    #[test]
+    fn a_small_budget_sends_fewer_entries() {
+        let mut entries: Vec<Entry> = (1..=16).map(|i| entry(i, 1_000)).collect();
+        let cut = cap_entries(&mut entries, 4_500).expect("cut");
+        assert_eq!(entries.len(), 4);
+        assert_eq!(cut.index, 4);
     }
 }
