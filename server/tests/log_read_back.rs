@@ -2,7 +2,8 @@
 //! keeps only the newest `LOG_CACHE_BYTES_MAX` (16 MiB) of applied entries in memory, and a
 //! follower that was down while more than that was written gets the older ones through the
 //! log writer (`server::raft::log_store`, Memory). Snapshots are off for the test, so the
-//! follower can only catch up from log entries; the three replicas must end identical.
+//! follower can only catch up from log entries; the three replicas must end identical. A second
+//! test catches up a follower too slow to take a megabyte of entries within a heartbeat.
 //! In-process nodes ([`testkit::Cluster`]), so the leader's metrics can be read.
 
 use std::time::{Duration, Instant};
@@ -138,6 +139,76 @@ async fn a_follower_far_behind_catches_up_from_the_log_read_back_from_disk() {
         (log_bytes - before) >> 20,
         memory_bytes >> 20,
         started.elapsed()
+    );
+    client.close();
+    cluster.shutdown().await;
+}
+
+/// Writes per `write_batch` call in the slow-follower test: one frame of up to 1,024 writes
+/// (one log entry of ~215 KB with these long ids).
+const SLOW_WRITES_PER_CALL: usize = 1_024;
+/// Calls while the follower is cut off: ~20 entries, ~4 MiB.
+const SLOW_CALLS: usize = 20;
+/// The slow follower's wait per KiB of AppendEntries received, µs: an AppendEntries of 1 MiB
+/// (four of these entries) then waits ~60 ms, more than the 50 ms heartbeat interval openraft
+/// gives it, and one entry ~13 ms.
+const SLOW_US_PER_KIB: u64 = 60;
+
+/// A follower that needs longer than a heartbeat interval for a megabyte of entries still
+/// catches up: the leader sends it fewer entries per AppendEntries after openraft dropped one
+/// unanswered (`server::raft::network`, `AppendBudget`). Without that, openraft resends the
+/// same megabyte every time and the follower never gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_too_slow_for_a_megabyte_per_heartbeat_catches_up() {
+    let timings = RaftTimings {
+        snapshot_every: u64::MAX,
+        snapshot_log_bytes: u64::MAX,
+        snapshot_interval_ms: u64::MAX,
+        ..fast_timings()
+    };
+    let cluster = Cluster::start(ClusterConfig {
+        timings,
+        ..ClusterConfig::new(3)
+    })
+    .await
+    .expect("cluster starts");
+    let client = cluster.client().await.expect("client connects");
+    let location = long_id("wh", 0);
+    let define = testkit::warehouse(&location);
+    client
+        .write(define)
+        .await
+        .expect("define")
+        .outcome
+        .expect("ok");
+    let leader = cluster
+        .wait_leader(Duration::from_secs(5))
+        .await
+        .expect("a leader");
+    let slow = if leader == 3 { 2 } else { 3 };
+    cluster.isolate(slow, true);
+    for call in 0..SLOW_CALLS {
+        let requests = (0..SLOW_WRITES_PER_CALL)
+            .map(|n| receipt(&location, call * SLOW_WRITES_PER_CALL + n))
+            .collect();
+        for result in client.write_batch(requests).await {
+            result.expect("write").outcome.expect("receipt ok");
+        }
+    }
+    cluster
+        .node(slow)
+        .faults()
+        .set_append_delay(SLOW_US_PER_KIB);
+    cluster.isolate(slow, false);
+    let digest = cluster
+        .wait_converged(Duration::from_secs(60))
+        .await
+        .expect("the slow follower catches up");
+    assert_eq!(cluster.node(slow).digest().digest, digest.digest);
+    assert_eq!(
+        cluster.node(slow).status().snapshot_index,
+        0,
+        "caught up from the log"
     );
     client.close();
     cluster.shutdown().await;

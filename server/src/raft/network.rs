@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -71,10 +71,13 @@ pub type StatusFn = Arc<dyn Fn() -> protocol::NodeStatus + Send + Sync>;
 
 /// Fault injection for tests (and for operators draining a node): while `isolated`, the node
 /// neither sends nor answers Raft RPCs; while snapshots are held, a snapshot build waits after
-/// its freeze, before encoding.
+/// its freeze, before encoding; with an append delay, each AppendEntries it receives waits in
+/// proportion to its size first (a slow link or a busy follower).
 #[derive(Debug, Default)]
 pub struct Faults {
     isolated: AtomicBool,
+    /// Microseconds an AppendEntries waits per KiB of its frame before it is handled.
+    append_us_per_kib: AtomicU64,
     snapshots_held: std::sync::Mutex<bool>,
     snapshots_released: std::sync::Condvar,
 }
@@ -91,6 +94,18 @@ impl Faults {
     /// Whether the node is cut off.
     pub fn is_isolated(&self) -> bool {
         self.isolated.load(Ordering::SeqCst)
+    }
+
+    /// Makes every AppendEntries this node receives wait `us_per_kib` microseconds per KiB of
+    /// its frame before it is handled (0: no wait).
+    pub fn set_append_delay(&self, us_per_kib: u64) {
+        self.append_us_per_kib.store(us_per_kib, Ordering::SeqCst);
+    }
+
+    /// The wait of a received AppendEntries frame of `bytes`.
+    fn append_delay(&self, bytes: usize) -> Duration {
+        let per_kib = self.append_us_per_kib.load(Ordering::SeqCst);
+        Duration::from_micros(per_kib.saturating_mul(bytes as u64 / 1024))
     }
 
     /// Holds every snapshot build of this node between its freeze and its encoding (a test
@@ -535,6 +550,10 @@ pub async fn serve_peer(
                 PeerRequest::Status => PeerReply::Status(Box::new(status())),
                 PeerRequest::Forward(forwarded) => PeerReply::Forwarded(forward(forwarded).await),
                 PeerRequest::Append(rpc) => {
+                    let delay = faults.append_delay(frame.len());
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
                     let summary = AppendSummary::of(&rpc);
                     let (first, last) = index_range(&rpc.entries);
                     hops::mark(Hop::PeerReceived, first, last);
