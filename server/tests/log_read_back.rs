@@ -2,8 +2,9 @@
 //! keeps only the newest `LOG_CACHE_BYTES_MAX` (16 MiB) of applied entries in memory, and a
 //! follower that was down while more than that was written gets the older ones through the
 //! log writer (`server::raft::log_store`, Memory). Snapshots are off for the test, so the
-//! follower can only catch up from log entries; the three replicas must end identical. A second
-//! test catches up a follower too slow to take a megabyte of entries within a heartbeat.
+//! follower can only catch up from log entries; the three replicas must end identical. Two
+//! more tests catch up a follower too slow to take a megabyte of entries within a heartbeat, or
+//! a snapshot chunk within openraft's default chunk timeout (`Faults::set_replication_delay`).
 //! In-process nodes ([`testkit::Cluster`]), so the leader's metrics can be read.
 
 use std::time::{Duration, Instant};
@@ -198,7 +199,7 @@ async fn a_follower_too_slow_for_a_megabyte_per_heartbeat_catches_up() {
     cluster
         .node(slow)
         .faults()
-        .set_append_delay(SLOW_US_PER_KIB);
+        .set_replication_delay(SLOW_US_PER_KIB);
     cluster.isolate(slow, false);
     let digest = cluster
         .wait_converged(Duration::from_secs(60))
@@ -209,6 +210,78 @@ async fn a_follower_too_slow_for_a_megabyte_per_heartbeat_catches_up() {
         cluster.node(slow).status().snapshot_index,
         0,
         "caught up from the log"
+    );
+    client.close();
+    cluster.shutdown().await;
+}
+
+/// The slow follower's wait per KiB in the snapshot test, µs: a 1 MiB snapshot chunk then waits
+/// ~256 ms, more than openraft's default 200 ms for one chunk.
+const SLOW_SNAPSHOT_US_PER_KIB: u64 = 250;
+
+/// A follower that needs longer than openraft's default chunk timeout for a snapshot chunk
+/// still installs the snapshot (`server::raft::consensus::SNAPSHOT_CHUNK_TIMEOUT_MS`). Without
+/// it each timed-out chunk restarts the whole transfer from its first byte, forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_too_slow_for_a_snapshot_chunk_in_200_ms_installs_the_snapshot() {
+    let timings = RaftTimings {
+        snapshot_every: u64::MAX,
+        snapshot_log_bytes: u64::MAX,
+        snapshot_interval_ms: u64::MAX,
+        log_kept: 5,
+        ..fast_timings()
+    };
+    let cluster = Cluster::start(ClusterConfig {
+        timings,
+        ..ClusterConfig::new(3)
+    })
+    .await
+    .expect("cluster starts");
+    let client = cluster.client().await.expect("client connects");
+    let location = long_id("wh", 0);
+    let define = testkit::warehouse(&location);
+    client
+        .write(define)
+        .await
+        .expect("define")
+        .outcome
+        .expect("ok");
+    let leader = cluster
+        .wait_leader(Duration::from_secs(5))
+        .await
+        .expect("a leader");
+    let slow = if leader == 3 { 2 } else { 3 };
+    cluster.isolate(slow, true);
+    // Remembered request ids make the snapshot a few MiB: several full chunks.
+    for call in 0..SLOW_CALLS {
+        let requests = (0..SLOW_WRITES_PER_CALL)
+            .map(|n| receipt(&location, call * SLOW_WRITES_PER_CALL + n))
+            .collect();
+        for result in client.write_batch(requests).await {
+            result.expect("write").outcome.expect("receipt ok");
+        }
+    }
+    assert!(cluster.node(leader).trigger_snapshot().await, "raft runs");
+    cluster
+        .wait_status(leader, "a snapshot built", Duration::from_secs(30), |s| {
+            s.snapshots.built_total == 1
+        })
+        .await
+        .expect("the leader snapshots");
+    cluster
+        .node(slow)
+        .faults()
+        .set_replication_delay(SLOW_SNAPSHOT_US_PER_KIB);
+    cluster.isolate(slow, false);
+    let digest = cluster
+        .wait_converged(Duration::from_secs(60))
+        .await
+        .expect("the slow follower catches up");
+    assert_eq!(cluster.node(slow).digest().digest, digest.digest);
+    let status = cluster.node(slow).status();
+    assert!(
+        status.snapshot_index > 0,
+        "no snapshot installed: {status:?}"
     );
     client.close();
     cluster.shutdown().await;

@@ -23,6 +23,12 @@ use super::{NodeId, Raft};
 pub const ENTRIES_PER_APPEND_MAX: u64 = 16;
 /// Bytes of one snapshot chunk sent to a follower.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+/// How long one snapshot chunk may take to be sent and written by the follower, ms. openraft
+/// 0.9 allows 200 ms by default and, when a chunk takes longer, starts the whole transfer again
+/// from its first byte: a follower that is slower than that for a megabyte (a busy host, a slow
+/// disk or link) would never install a snapshot. A follower that is down makes its transfer
+/// wait this long before openraft retries it; nothing else waits for it.
+pub const SNAPSHOT_CHUNK_TIMEOUT_MS: u64 = 10_000;
 
 const _: () = assert!(
     (ENTRIES_PER_APPEND_MAX as usize) * 2 * super::proposer::BATCH_BYTES_MAX
@@ -158,6 +164,7 @@ impl Consensus {
             enable_elect: false,
             max_in_snapshot_log_to_keep: t.log_kept,
             snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES as u64,
+            install_snapshot_timeout: SNAPSHOT_CHUNK_TIMEOUT_MS,
             ..Default::default()
         };
         let config = config

@@ -71,13 +71,14 @@ pub type StatusFn = Arc<dyn Fn() -> protocol::NodeStatus + Send + Sync>;
 
 /// Fault injection for tests (and for operators draining a node): while `isolated`, the node
 /// neither sends nor answers Raft RPCs; while snapshots are held, a snapshot build waits after
-/// its freeze, before encoding; with an append delay, each AppendEntries it receives waits in
-/// proportion to its size first (a slow link or a busy follower).
+/// its freeze, before encoding; with a replication delay, each AppendEntries and snapshot chunk
+/// it receives waits in proportion to its size first (a slow link or a busy follower).
 #[derive(Debug, Default)]
 pub struct Faults {
     isolated: AtomicBool,
-    /// Microseconds an AppendEntries waits per KiB of its frame before it is handled.
-    append_us_per_kib: AtomicU64,
+    /// Microseconds an AppendEntries or snapshot chunk waits per KiB of its frame before it is
+    /// handled.
+    replication_us_per_kib: AtomicU64,
     snapshots_held: std::sync::Mutex<bool>,
     snapshots_released: std::sync::Condvar,
 }
@@ -96,16 +97,20 @@ impl Faults {
         self.isolated.load(Ordering::SeqCst)
     }
 
-    /// Makes every AppendEntries this node receives wait `us_per_kib` microseconds per KiB of
-    /// its frame before it is handled (0: no wait).
-    pub fn set_append_delay(&self, us_per_kib: u64) {
-        self.append_us_per_kib.store(us_per_kib, Ordering::SeqCst);
+    /// Makes every AppendEntries and snapshot chunk this node receives wait `us_per_kib`
+    /// microseconds per KiB of its frame before it is handled (0: no wait).
+    pub fn set_replication_delay(&self, us_per_kib: u64) {
+        self.replication_us_per_kib
+            .store(us_per_kib, Ordering::SeqCst);
     }
 
-    /// The wait of a received AppendEntries frame of `bytes`.
-    fn append_delay(&self, bytes: usize) -> Duration {
-        let per_kib = self.append_us_per_kib.load(Ordering::SeqCst);
-        Duration::from_micros(per_kib.saturating_mul(bytes as u64 / 1024))
+    /// Waits as [`Faults::set_replication_delay`] says for a received frame of `bytes`.
+    async fn replication_delay(&self, bytes: usize) {
+        let per_kib = self.replication_us_per_kib.load(Ordering::SeqCst);
+        if per_kib > 0 {
+            let delay = Duration::from_micros(per_kib.saturating_mul(bytes as u64 / 1024));
+            tokio::time::sleep(delay).await;
+        }
     }
 
     /// Holds every snapshot build of this node between its freeze and its encoding (a test
@@ -550,10 +555,7 @@ pub async fn serve_peer(
                 PeerRequest::Status => PeerReply::Status(Box::new(status())),
                 PeerRequest::Forward(forwarded) => PeerReply::Forwarded(forward(forwarded).await),
                 PeerRequest::Append(rpc) => {
-                    let delay = faults.append_delay(frame.len());
-                    if !delay.is_zero() {
-                        tokio::time::sleep(delay).await;
-                    }
+                    faults.replication_delay(frame.len()).await;
                     let summary = AppendSummary::of(&rpc);
                     let (first, last) = index_range(&rpc.entries);
                     hops::mark(Hop::PeerReceived, first, last);
@@ -567,6 +569,7 @@ pub async fn serve_peer(
                     None => PeerReply::Vote(raft.vote(rpc).await),
                 },
                 PeerRequest::InstallSnapshot(rpc) => {
+                    faults.replication_delay(frame.len()).await;
                     PeerReply::InstallSnapshot(raft.install_snapshot(rpc).await)
                 }
                 PeerRequest::PreVote(rpc) => PeerReply::PreVote(election.pre_vote(&raft, &rpc)),
