@@ -103,15 +103,12 @@ impl<T> Fifo<T> {
         self.pages.iter_from(from.max(self.clean))
     }
 
-    /// Rebuilds a log from its positions and entries `clean..` (as [`Fifo::iter_from`] gave them).
-    pub(crate) fn from_parts(clean: u64, head: u64, entries: Vec<T>) -> Option<Self> {
-        let mut fifo = Fifo::starting_at(clean);
-        for entry in entries {
-            fifo.push(entry);
-        }
-        (head >= clean && head <= fifo.end()).then(|| {
-            fifo.head = head;
-            fifo
+    /// A log being rebuilt (a restore) whose entries `clean..` ([`Fifo::iter_from`]'s) were
+    /// pushed, with its head put back at `head`; `None` if `head` is outside `clean..=end`.
+    pub(crate) fn with_head(mut self, head: u64) -> Option<Self> {
+        (head >= self.clean && head <= self.end()).then(|| {
+            self.head = head;
+            self
         })
     }
 }

@@ -9,10 +9,13 @@
 //!   feed and dedup retention of 1 entry, to see the balances alone (default: `minimal`);
 //! - `repeats`: snapshot and restore runs (default 3); min and median are printed.
 //!
-//! Memory is the growth of `VmRSS` from before the ledger exists to after it is loaded (the
-//! loading requests are built and dropped one batch at a time, and the dedup window is let
-//! pass, so what remains is the ledger). Run it in release: `cargo run --release -p benches
-//! --bin state_size -- 10000000`.
+//! Memory is measured two ways, on mimalloc (the allocator `stockd` runs on): the growth of
+//! `VmRSS` from before the ledger exists to after it is loaded (what the process holds,
+//! including memory the allocator keeps after frees), and the growth of the live heap (bytes
+//! allocated and not freed: the ledger itself). The loading requests are built and dropped one
+//! batch at a time, and the dedup window is let pass, so what remains is the ledger. A restore
+//! may reuse memory the load freed, so its `VmRSS` growth can be below its live heap. Run it in
+//! release: `cargo run --release -p benches --bin state_size -- 10000000`.
 
 use std::time::{Duration, Instant};
 
@@ -20,10 +23,11 @@ use benches::{load_stock, vm_hwm_bytes, vm_rss_bytes, Shape};
 use cap::Cap;
 use engine::{Config, Ledger};
 
-/// The system allocator, counted: `allocated()` is the live heap (bytes handed out and not yet
-/// freed), which `VmRSS` is not (an allocator keeps freed memory for later).
+/// The allocator `stockd` runs on (mimalloc), counted: `allocated()` is the live heap (bytes
+/// handed out and not yet freed), which `VmRSS` is not (an allocator keeps freed memory for
+/// later).
 #[global_allocator]
-static HEAP: Cap<std::alloc::System> = Cap::new(std::alloc::System, usize::MAX);
+static HEAP: Cap<mimalloc::MiMalloc> = Cap::new(mimalloc::MiMalloc, usize::MAX);
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
