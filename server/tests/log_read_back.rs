@@ -211,6 +211,18 @@ async fn a_follower_too_slow_for_a_megabyte_per_heartbeat_catches_up() {
         0,
         "caught up from the log"
     );
+    let peer = slow.to_string();
+    let dropped = cluster
+        .metric_with(
+            leader,
+            "stockd_raft_appends_dropped_total",
+            &[("follower", &peer)],
+        )
+        .expect("the leader counts the dropped AppendEntries");
+    assert!(
+        dropped >= 1.0,
+        "no AppendEntries to node {slow} was dropped: {dropped}"
+    );
     client.close();
     cluster.shutdown().await;
 }

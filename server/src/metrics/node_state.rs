@@ -206,6 +206,39 @@ fn encode_lag(
     Ok(())
 }
 
+/// `stockd_raft_append_budget_bytes` and `stockd_raft_appends_dropped_total`: per peer whose
+/// AppendEntries budget ever changed (the others are at 1 MiB with none dropped).
+fn encode_appends(
+    encoder: &mut DescriptorEncoder,
+    stats: &[(u64, crate::raft::network::AppendStats)],
+) -> Result<(), std::fmt::Error> {
+    let mut budget = encoder.encode_descriptor(
+        "raft_append_budget",
+        "Bytes of entries the next AppendEntries to each peer may carry (1 MiB unless it fell behind: a request openraft dropped unanswered after a heartbeat interval quarters it, each answer doubles it).",
+        Some(&Unit::Bytes),
+        MetricType::Gauge,
+    )?;
+    for (id, s) in stats {
+        let id = id.to_string();
+        budget
+            .encode_family(&[("follower", id.as_str())])?
+            .encode_gauge(&s.budget_bytes)?;
+    }
+    let mut dropped = encoder.encode_descriptor(
+        "raft_appends_dropped",
+        "AppendEntries with entries to each peer that got no answer within openraft's heartbeat-long timeout and were sent again.",
+        None,
+        MetricType::Counter,
+    )?;
+    for (id, s) in stats {
+        let id = id.to_string();
+        dropped
+            .encode_family(&[("follower", id.as_str())])?
+            .encode_counter::<NoLabelSet, _, u64>(&s.dropped, None)?;
+    }
+    Ok(())
+}
+
 impl Collector for NodeState {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let node = self.node.get().and_then(Weak::upgrade);
@@ -234,6 +267,7 @@ impl Collector for NodeState {
             encode_scalar(&mut encoder, scalar)?;
         }
         encode_role(&mut encoder, &ctx)?;
-        encode_lag(&mut encoder, &ctx.consensus.replication_lag())
+        encode_lag(&mut encoder, &ctx.consensus.replication_lag())?;
+        encode_appends(&mut encoder, &ctx.consensus.append_stats())
     }
 }

@@ -146,6 +146,8 @@ pub struct Consensus {
     raft: Raft,
     /// The log, for its health: a leader whose log cannot be written does not lead.
     log: LogStore,
+    /// The network Raft sends through (shared state), for its AppendEntries budgets.
+    network: Network,
 }
 
 impl Consensus {
@@ -174,7 +176,7 @@ impl Consensus {
         let raft = Raft::new(
             parts.id,
             Arc::new(config),
-            parts.network,
+            parts.network.clone(),
             parts.log,
             parts.state_machine,
         )
@@ -184,6 +186,7 @@ impl Consensus {
             id: parts.id,
             raft,
             log,
+            network: parts.network,
         })
     }
 
@@ -291,6 +294,12 @@ impl Consensus {
             last_log_index: metrics.last_log_index.unwrap_or(0),
             membership_index: metrics.membership_config.log_id().map_or(0, |l| l.index),
         }
+    }
+
+    /// Each peer's AppendEntries budget and the AppendEntries openraft dropped unanswered
+    /// (`network::AppendBudget`), for peers whose budget ever changed.
+    pub fn append_stats(&self) -> Vec<(NodeId, super::network::AppendStats)> {
+        self.network.append_stats()
     }
 
     /// On the leader, each other member's lag behind its log (empty on other nodes).

@@ -166,6 +166,18 @@ pub struct Network {
     /// warning), and once more when it answers again. openraft's own error per failed RPC is
     /// not logged (`crate::logging`): a leader would log ten a second per dead follower.
     silent: Arc<Mutex<HashSet<NodeId>>>,
+    /// Each peer's AppendEntries budget and how many of its AppendEntries openraft dropped
+    /// unanswered (`/metrics`), written only when they change.
+    appends: Arc<DashMap<NodeId, AppendStats>>,
+}
+
+/// What `/metrics` shows of one peer's [`AppendBudget`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendStats {
+    /// Bytes of entries the next AppendEntries may carry.
+    pub budget_bytes: u64,
+    /// AppendEntries with entries that openraft dropped unanswered (its one-heartbeat timeout).
+    pub dropped: u64,
 }
 
 impl Network {
@@ -181,6 +193,7 @@ impl Network {
             faults,
             connections: Arc::default(),
             silent: Arc::default(),
+            appends: Arc::default(),
         }
     }
 
@@ -203,6 +216,18 @@ impl Network {
 }
 
 impl Network {
+    /// Each peer's AppendEntries budget and dropped count, by peer id: only peers whose budget
+    /// ever changed (the others are at [`APPEND_BYTES_MAX`] with none dropped).
+    pub fn append_stats(&self) -> Vec<(NodeId, AppendStats)> {
+        let mut stats: Vec<_> = self
+            .appends
+            .iter()
+            .map(|e| (*e.key(), *e.value()))
+            .collect();
+        stats.sort_unstable_by_key(|(id, _)| *id);
+        stats
+    }
+
     /// Asks node `target` at `addr` for a pre-vote, waiting at most `wait`.
     pub async fn pre_vote(
         &self,
@@ -354,6 +379,28 @@ impl PeerClient {
         }
     }
 
+    /// Publishes this peer's budget if it changed from `before`, and logs when it leaves or
+    /// gets back to the maximum (a follower slower than a heartbeat per megabyte, or a link).
+    fn publish_budget(&self, before: AppendStats) {
+        let now = self.append_budget.stats();
+        if now == before {
+            return;
+        }
+        self.network.appends.insert(self.target, now);
+        let max = APPEND_BYTES_MAX as u64;
+        if before.budget_bytes == max && now.budget_bytes < max {
+            tracing::warn!(
+                peer = self.target,
+                budget_bytes = now.budget_bytes,
+                "an AppendEntries to node {} got no answer within the heartbeat interval: \
+                 sending fewer entries per request until it keeps up",
+                self.target
+            );
+        } else if now.budget_bytes == max && before.budget_bytes < max {
+            tracing::info!(peer = self.target, "node {} keeps up again", self.target);
+        }
+    }
+
     fn unexpected<E: std::error::Error>(&self) -> RPCError<NodeId, BasicNode, E> {
         RPCError::Network(NetworkError::new(&PeerError(
             "unexpected reply kind".to_owned(),
@@ -371,7 +418,10 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         let with_entries = !rpc.entries.is_empty();
         let cut_at = if with_entries {
-            cap_entries(&mut rpc.entries, self.append_budget.start())
+            let before = self.append_budget.stats();
+            let budget = self.append_budget.start();
+            self.publish_budget(before);
+            cap_entries(&mut rpc.entries, budget)
         } else {
             // A request without entries (a heartbeat, or the commit index openraft sends after
             // each commit) lets the runtime's queued tasks go first: after a commit those are
@@ -383,7 +433,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         hops::mark(Hop::RpcSent, first, last);
         let answer = self.send(PeerRequest::Append(rpc), &option).await;
         if with_entries {
+            let before = self.append_budget.stats();
             self.append_budget.finished(answer.is_ok());
+            self.publish_budget(before);
         }
         hops::mark(Hop::RpcAnswered, first, self.target);
         match answer? {
@@ -457,6 +509,8 @@ struct AppendBudget {
     bytes: usize,
     /// A request was started and neither answered nor failed: dropped by openraft's timeout.
     unfinished: bool,
+    /// Requests dropped so.
+    dropped: u64,
 }
 
 impl Default for AppendBudget {
@@ -464,6 +518,7 @@ impl Default for AppendBudget {
         AppendBudget {
             bytes: APPEND_BYTES_MAX,
             unfinished: false,
+            dropped: 0,
         }
     }
 }
@@ -473,9 +528,17 @@ impl AppendBudget {
     fn start(&mut self) -> usize {
         if self.unfinished {
             self.bytes = (self.bytes / 4).max(APPEND_BYTES_MIN);
+            self.dropped += 1;
         }
         self.unfinished = true;
         self.bytes
+    }
+
+    fn stats(&self) -> AppendStats {
+        AppendStats {
+            budget_bytes: self.bytes as u64,
+            dropped: self.dropped,
+        }
     }
 
     /// The request ended with an answer (`answered`), or failed (no change: a peer that is down

@@ -253,13 +253,19 @@ impl Cluster {
     /// `/metrics` text, if it exposes one. Panics like [`Cluster::node`], or if the text does
     /// not parse.
     pub fn metric(&self, id: u64, name: &str) -> Option<f64> {
+        self.metric_with(id, name, &[])
+    }
+
+    /// The value of series `name` with (at least) the labels `labels` in node `id`'s
+    /// `/metrics` text, as [`Cluster::metric`].
+    pub fn metric_with(&self, id: u64, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let text = self.node(id).metrics().render();
         let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
             .expect("the metrics text parses");
         scrape
             .samples
             .iter()
-            .find(|s| s.metric == name)
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
             .and_then(|s| match s.value {
                 prometheus_parse::Value::Counter(v)
                 | prometheus_parse::Value::Gauge(v)
