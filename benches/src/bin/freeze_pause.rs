@@ -9,6 +9,8 @@
 //! Printed:
 //! - `freeze`: `Ledger::freeze` timed 7 times (min / median / max), each view dropped at once;
 //! - `baseline`: `batches` batches of 8,192 single-line reservations with no freeze around;
+//! - `after freeze (view held)`: the same number of batches right after a freeze whose view is
+//!   only held, not encoded: the page copies alone;
 //! - `after freeze`: the same number of batches right after a freeze, while another thread
 //!   encodes the frozen view (its pages are shared, so these batches copy each page they write
 //!   first): every batch's time, the first, the worst and the median, against the baseline;
@@ -102,13 +104,36 @@ fn after_freeze(driver: &mut Driver, work: &mut Workload, batches: usize, base_m
         bytes == expected,
         "the frozen view encodes to the snapshot of its moment"
     );
+    report(
+        "after freeze (view encoded on another thread meanwhile)",
+        &after,
+        base_median,
+    );
+    println!(
+        "frozen view: encoded in {:.2} s to {} bytes, equal to the snapshot taken at the freeze",
+        encode_time.as_secs_f64(),
+        bytes.len()
+    );
+}
+
+/// Freezes and times `batches` batches while the view is only held (no encoder running): what
+/// the page copies cost on their own.
+fn held_freeze(driver: &mut Driver, work: &mut Workload, batches: usize, base_median: Duration) {
+    let view = driver.ledger.freeze();
+    let after = timed_batches(driver, work, batches);
+    drop(view);
+    report("after freeze (view held, not encoded)", &after, base_median);
+}
+
+/// Prints the first, worst and median of `after` against the baseline median, then each batch.
+fn report(label: &str, after: &[Duration], base_median: Duration) {
     let worst = *after.iter().max().expect("batches");
     println!(
-        "after freeze (view encoded on another thread meanwhile): first {:.2} ms, worst {:.2} ms ({:.2}x the baseline median), median {:.2} ms",
+        "{label}: first {:.2} ms, worst {:.2} ms ({:.2}x the baseline median), median {:.2} ms",
         ms(after[0]),
         ms(worst),
         worst.as_secs_f64() / base_median.as_secs_f64(),
-        ms(median(after.clone()))
+        ms(median(after.to_vec()))
     );
     println!(
         "  every batch (ms): {}",
@@ -117,11 +142,6 @@ fn after_freeze(driver: &mut Driver, work: &mut Workload, batches: usize, base_m
             .map(|d| format!("{:.1}", ms(*d)))
             .collect::<Vec<_>>()
             .join(" ")
-    );
-    println!(
-        "frozen view: encoded in {:.2} s to {} bytes, equal to the snapshot taken at the freeze",
-        encode_time.as_secs_f64(),
-        bytes.len()
     );
 }
 
@@ -146,5 +166,6 @@ fn main() {
         ms(*baseline.iter().max().expect("batches")),
         BATCH as f64 / base_median.as_secs_f64()
     );
+    held_freeze(&mut driver, &mut work, batches, base_median);
     after_freeze(&mut driver, &mut work, batches, base_median);
 }
