@@ -155,16 +155,15 @@ const SLOW_CALLS: usize = 20;
 /// gives it, and one entry ~13 ms.
 const SLOW_US_PER_KIB: u64 = 60;
 
-/// A follower that needs longer than a heartbeat interval for a megabyte of entries still
-/// catches up: the leader sends it fewer entries per AppendEntries after openraft dropped one
-/// unanswered (`server::raft::network`, `AppendBudget`). Without that, openraft resends the
-/// same megabyte every time and the follower never gets it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_follower_too_slow_for_a_megabyte_per_heartbeat_catches_up() {
+/// A started cluster (fast timings, snapshots only when asked, `log_kept` entries kept behind
+/// one) with the long-named location defined and one follower cut off while `SLOW_CALLS`
+/// frames of receipts were written: (cluster, client, leader, that follower).
+async fn a_follower_behind(log_kept: u64) -> (Cluster, client::Client, u64, u64) {
     let timings = RaftTimings {
         snapshot_every: u64::MAX,
         snapshot_log_bytes: u64::MAX,
         snapshot_interval_ms: u64::MAX,
+        log_kept,
         ..fast_timings()
     };
     let cluster = Cluster::start(ClusterConfig {
@@ -196,6 +195,16 @@ async fn a_follower_too_slow_for_a_megabyte_per_heartbeat_catches_up() {
             result.expect("write").outcome.expect("receipt ok");
         }
     }
+    (cluster, client, leader, slow)
+}
+
+/// A follower that needs longer than a heartbeat interval for a megabyte of entries still
+/// catches up: the leader sends it fewer entries per AppendEntries after openraft dropped one
+/// unanswered (`server::raft::network`, `AppendBudget`). Without that, openraft resends the
+/// same megabyte every time and the follower never gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_too_slow_for_a_megabyte_per_heartbeat_catches_up() {
+    let (cluster, client, leader, slow) = a_follower_behind(RaftTimings::default().log_kept).await;
     cluster
         .node(slow)
         .faults()
@@ -236,43 +245,8 @@ const SLOW_SNAPSHOT_US_PER_KIB: u64 = 250;
 /// it each timed-out chunk restarts the whole transfer from its first byte, forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_too_slow_for_a_snapshot_chunk_in_200_ms_installs_the_snapshot() {
-    let timings = RaftTimings {
-        snapshot_every: u64::MAX,
-        snapshot_log_bytes: u64::MAX,
-        snapshot_interval_ms: u64::MAX,
-        log_kept: 5,
-        ..fast_timings()
-    };
-    let cluster = Cluster::start(ClusterConfig {
-        timings,
-        ..ClusterConfig::new(3)
-    })
-    .await
-    .expect("cluster starts");
-    let client = cluster.client().await.expect("client connects");
-    let location = long_id("wh", 0);
-    let define = testkit::warehouse(&location);
-    client
-        .write(define)
-        .await
-        .expect("define")
-        .outcome
-        .expect("ok");
-    let leader = cluster
-        .wait_leader(Duration::from_secs(5))
-        .await
-        .expect("a leader");
-    let slow = if leader == 3 { 2 } else { 3 };
-    cluster.isolate(slow, true);
-    // Remembered request ids make the snapshot a few MiB: several full chunks.
-    for call in 0..SLOW_CALLS {
-        let requests = (0..SLOW_WRITES_PER_CALL)
-            .map(|n| receipt(&location, call * SLOW_WRITES_PER_CALL + n))
-            .collect();
-        for result in client.write_batch(requests).await {
-            result.expect("write").outcome.expect("receipt ok");
-        }
-    }
+    // The receipts' remembered request ids make the snapshot a few MiB: several full chunks.
+    let (cluster, client, leader, slow) = a_follower_behind(5).await;
     assert!(cluster.node(leader).trigger_snapshot().await, "raft runs");
     cluster
         .wait_status(leader, "a snapshot built", Duration::from_secs(30), |s| {
