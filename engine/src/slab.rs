@@ -119,14 +119,21 @@ impl<T: Clone> Slab<T> {
 
     /// Rebuilds a slab from [`Slab::parts`]; `None` if the free list is not a chain of free
     /// slots ending in `u32::MAX` that visits each at most once.
-    pub(crate) fn from_parts(free_head: u32, slots: Vec<Slot<T>>) -> Option<Self> {
+    /// The slots come as pages (a restore decodes them straight into pages).
+    pub(crate) fn from_parts(free_head: u32, slots: Pages<Slot<T>>) -> Option<Self> {
+        if slots.start() != 0 || slots.end() >= u64::from(NONE) {
+            return None;
+        }
         let free = slots
-            .iter()
+            .iter_from(0)
             .filter(|s| matches!(s, Slot::Free { .. }))
             .count();
         let (mut at, mut seen) = (free_head, 0usize);
         while at != NONE {
-            match slots.get(at as usize)? {
+            if u64::from(at) >= slots.end() {
+                return None;
+            }
+            match slots.get(u64::from(at)) {
                 Slot::Free { next } if seen < free => {
                     seen += 1;
                     at = *next;
@@ -134,23 +141,21 @@ impl<T: Clone> Slab<T> {
                 _ => return None,
             }
         }
-        if seen != free || slots.len() >= NONE as usize {
-            return None;
-        }
-        let mut pages = Pages::default();
-        for slot in slots {
-            pages.push(slot);
-        }
-        Some(Slab {
-            slots: pages,
-            free_head,
-        })
+        (seen == free).then_some(Slab { slots, free_head })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pages_of<T>(slots: Vec<Slot<T>>) -> Pages<Slot<T>> {
+        let mut pages = Pages::default();
+        for slot in slots {
+            pages.push(slot);
+        }
+        pages
+    }
 
     #[test]
     fn freed_slots_are_reused_last_freed_first_and_parts_round_trip() {
@@ -167,7 +172,7 @@ mod tests {
         assert_eq!(slab.insert("f"), 3);
         slab.remove(b);
         let (head, slots) = slab.parts();
-        let copy = Slab::from_parts(head, slots.cloned().collect()).expect("valid parts");
+        let copy = Slab::from_parts(head, pages_of(slots.cloned().collect())).expect("valid parts");
         assert_eq!(
             copy.iter().collect::<Vec<_>>(),
             slab.iter().collect::<Vec<_>>()
@@ -175,7 +180,11 @@ mod tests {
         assert_eq!(copy.free_head, b);
         // A free list that loops or points at a used slot is refused.
         let looped = vec![Slot::Free { next: 0 }, Slot::Used("x")];
-        assert!(Slab::from_parts(0, looped).is_none());
-        assert!(Slab::from_parts(1, vec![Slot::Used("x"), Slot::Used("y")]).is_none());
+        assert!(Slab::from_parts(0, pages_of(looped)).is_none());
+        assert!(Slab::from_parts(1, pages_of(vec![Slot::Used("x"), Slot::Used("y")])).is_none());
+        assert!(
+            Slab::from_parts(7, pages_of(vec![Slot::Used("x")])).is_none(),
+            "a head past the end"
+        );
     }
 }

@@ -205,12 +205,6 @@ impl<'a> Reader<'a> {
         Ok(value)
     }
 
-    fn seq<T: serde::de::DeserializeOwned>(&mut self) -> Result<Vec<T>, SnapshotError> {
-        let mut items = Vec::new();
-        self.each(|item| items.push(item))?;
-        Ok(items)
-    }
-
     /// Reads a sequence and hands each item to `f` as it is decoded: the arenas are rebuilt
     /// without a vector of the whole sequence beside them (at 10 M balances that vector alone
     /// was 480 MB of peak memory, kept by the allocator after the restore).
@@ -239,7 +233,7 @@ impl<'a> Reader<'a> {
 
     fn slab<T: serde::de::DeserializeOwned + Clone>(&mut self) -> Result<Slab<T>, SnapshotError> {
         let free_head: u32 = self.take()?;
-        let slots: Vec<Slot<T>> = self.seq()?;
+        let slots: Pages<Slot<T>> = self.pages()?;
         Slab::from_parts(free_head, slots).ok_or_else(|| bad("free list"))
     }
 
