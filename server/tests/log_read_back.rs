@@ -242,7 +242,8 @@ const SLOW_SNAPSHOT_US_PER_KIB: u64 = 250;
 
 /// A follower that needs longer than openraft's default chunk timeout for a snapshot chunk
 /// still installs the snapshot (`server::raft::consensus::SNAPSHOT_CHUNK_TIMEOUT_MS`). Without
-/// it each timed-out chunk restarts the whole transfer from its first byte, forever.
+/// it each chunk times out, is sent again, and after five failures the transfer restarts from
+/// its first byte, forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_too_slow_for_a_snapshot_chunk_in_200_ms_installs_the_snapshot() {
     // The receipts' remembered request ids make the snapshot a few MiB: several full chunks.

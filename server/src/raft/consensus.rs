@@ -24,10 +24,11 @@ pub const ENTRIES_PER_APPEND_MAX: u64 = 16;
 /// Bytes of one snapshot chunk sent to a follower.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 /// How long one snapshot chunk may take to be sent and written by the follower, ms. openraft
-/// 0.9 allows 200 ms by default and, when a chunk takes longer, starts the whole transfer again
-/// from its first byte: a follower that is slower than that for a megabyte (a busy host, a slow
-/// disk or link) would never install a snapshot. A follower that is down makes its transfer
-/// wait this long before openraft retries it; nothing else waits for it.
+/// 0.9 allows 200 ms by default; a chunk that takes longer is sent again, and after five
+/// failures in a row the whole transfer starts again from its first byte: a follower slower
+/// than that for a megabyte (a busy host, a slow disk or link) would never install a snapshot.
+/// A follower that is down holds its own transfer this long per attempt (the peer connection's
+/// idle timeout usually ends it sooner); nothing else waits for it.
 pub const SNAPSHOT_CHUNK_TIMEOUT_MS: u64 = 10_000;
 
 const _: () = assert!(
@@ -296,10 +297,15 @@ impl Consensus {
         }
     }
 
-    /// Each peer's AppendEntries budget and the AppendEntries openraft dropped unanswered
-    /// (`network::AppendBudget`), for peers whose budget ever changed.
+    /// On the leader, each peer's AppendEntries budget and the AppendEntries openraft dropped
+    /// unanswered (`network::AppendBudget`), for peers whose budget ever changed; empty on
+    /// other nodes (a node that stepped down would otherwise show its last budgets forever).
     pub fn append_stats(&self) -> Vec<(NodeId, super::network::AppendStats)> {
-        self.network.append_stats()
+        if self.is_leader() {
+            self.network.append_stats()
+        } else {
+            Vec::new()
+        }
     }
 
     /// On the leader, each other member's lag behind its log (empty on other nodes).

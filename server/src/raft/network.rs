@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use openraft::error::{
@@ -167,9 +167,20 @@ pub struct Network {
     /// not logged (`crate::logging`): a leader would log ten a second per dead follower.
     silent: Arc<Mutex<HashSet<NodeId>>>,
     /// Each peer's AppendEntries budget and how many of its AppendEntries openraft dropped
-    /// unanswered (`/metrics`), written only when they change.
-    appends: Arc<DashMap<NodeId, AppendStats>>,
+    /// unanswered over every replication session (`/metrics`), written only when they change.
+    appends: Arc<DashMap<NodeId, PeerAppends>>,
 }
+
+/// What the network keeps of one peer's AppendEntries across replication sessions.
+#[derive(Debug, Clone, Copy)]
+struct PeerAppends {
+    stats: AppendStats,
+    /// When a shrunk budget was last logged (at most once per [`APPEND_WARN_EVERY`]).
+    warned_at: Option<Instant>,
+}
+
+/// How often a follower's shrinking budget is logged at most.
+const APPEND_WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// What `/metrics` shows of one peer's [`AppendBudget`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,7 +233,7 @@ impl Network {
         let mut stats: Vec<_> = self
             .appends
             .iter()
-            .map(|e| (*e.key(), *e.value()))
+            .map(|e| (*e.key(), e.value().stats))
             .collect();
         stats.sort_unstable_by_key(|(id, _)| *id);
         stats
@@ -258,6 +269,10 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+        // A new replication session starts at the maximum; the dropped count goes on.
+        if let Some(mut peer) = self.appends.get_mut(&target) {
+            peer.stats.budget_bytes = APPEND_BYTES_MAX as u64;
+        }
         PeerClient {
             network: self.clone(),
             target,
@@ -379,25 +394,42 @@ impl PeerClient {
         }
     }
 
-    /// Publishes this peer's budget if it changed from `before`, and logs when it leaves or
-    /// gets back to the maximum (a follower slower than a heartbeat per megabyte, or a link).
+    /// Publishes this peer's budget if it changed from `before` (the dropped count adds to
+    /// the earlier sessions'), and logs a shrink at most once per [`APPEND_WARN_EVERY`].
     fn publish_budget(&self, before: AppendStats) {
         let now = self.append_budget.stats();
         if now == before {
             return;
         }
-        self.network.appends.insert(self.target, now);
-        let max = APPEND_BYTES_MAX as u64;
-        if before.budget_bytes == max && now.budget_bytes < max {
+        let mut peer = self
+            .network
+            .appends
+            .entry(self.target)
+            .or_insert(PeerAppends {
+                stats: AppendStats {
+                    budget_bytes: APPEND_BYTES_MAX as u64,
+                    dropped: 0,
+                },
+                warned_at: None,
+            });
+        peer.stats.budget_bytes = now.budget_bytes;
+        peer.stats.dropped += now.dropped - before.dropped;
+        let shrunk = now.budget_bytes < before.budget_bytes;
+        if shrunk
+            && peer
+                .warned_at
+                .is_none_or(|at| at.elapsed() >= APPEND_WARN_EVERY)
+        {
+            peer.warned_at = Some(Instant::now());
             tracing::warn!(
                 peer = self.target,
                 budget_bytes = now.budget_bytes,
+                dropped_total = peer.stats.dropped,
                 "an AppendEntries to node {} got no answer within the heartbeat interval: \
-                 sending fewer entries per request until it keeps up",
+                 sending fewer entries per request (logged at most once a minute; \
+                 stockd_raft_appends_dropped_total counts them)",
                 self.target
             );
-        } else if now.budget_bytes == max && before.budget_bytes < max {
-            tracing::info!(peer = self.target, "node {} keeps up again", self.target);
         }
     }
 
@@ -431,6 +463,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         };
         let (first, last) = index_range(&rpc.entries);
         hops::mark(Hop::RpcSent, first, last);
+        let option = if with_entries {
+            // openraft's own timeout of the same length wraps this call: ours must fire later,
+            // so that a request without an answer in time is always openraft's drop (seen by
+            // the budget) and never our own error (which would look like a failure).
+            RPCOption::new(option.hard_ttl() * APPEND_OWN_TIMEOUT_FACTOR)
+        } else {
+            option
+        };
         let answer = self.send(PeerRequest::Append(rpc), &option).await;
         if with_entries {
             let before = self.append_budget.stats();
@@ -493,17 +533,23 @@ fn index_range(entries: &[super::Entry]) -> (u64, u64) {
 pub const APPEND_BYTES_MAX: usize = 1 << 20;
 /// The smallest [`AppendBudget`], bytes (one entry is sent even if it is larger).
 pub const APPEND_BYTES_MIN: usize = 64 << 10;
+/// The network's own timeout of an AppendEntries with entries, in multiples of the one openraft
+/// wraps it in: a backstop that never fires first (see [`AppendBudget`]).
+const APPEND_OWN_TIMEOUT_FACTOR: u32 = 2;
 
 /// How many bytes of entries the next AppendEntries to one peer may carry.
 ///
 /// Why it adapts: openraft 0.9 wraps every AppendEntries in a timeout of one heartbeat
-/// interval (100 ms by default, 50 ms in the tests) that the network cannot extend, drops the
-/// request when it fires (the QUIC stream is reset: the peer gets nothing) and then sends the
-/// same entries again. On a busy host a megabyte of entries can take longer than that to send,
-/// decode and append, every time: the follower never catches up, and if it is the only other
-/// live voter the leader loses its majority. So a request still unanswered when the next one
-/// starts (openraft gave up on it) cuts the budget to a quarter, down to [`APPEND_BYTES_MIN`];
-/// each answered one doubles it, up to [`APPEND_BYTES_MAX`].
+/// interval (100 ms by default, 50 ms in the tests) that the network cannot extend, abandons
+/// the request when it fires (the follower may get all, part or none of it; the leader never
+/// learns which) and then sends the same entries again. On a busy host a megabyte of entries
+/// can take longer than that to send, decode and append, every time: the follower never catches
+/// up, and if it is the only other live voter the leader loses its majority. So a request still
+/// unanswered when the next one starts (openraft gave up on it) cuts the budget to a quarter,
+/// down to [`APPEND_BYTES_MIN`]; each answered one doubles it, up to [`APPEND_BYTES_MAX`]. The
+/// network's own timeout of such a request is longer than openraft's, so a request without an
+/// answer is always openraft's drop. A single entry is never split: a follower that cannot take
+/// one entry (up to 1 MiB) within a heartbeat interval still does not catch up.
 #[derive(Debug)]
 struct AppendBudget {
     bytes: usize,
@@ -783,5 +829,105 @@ mod tests {
         let cut = cap_entries(&mut entries, 4_500).expect("cut");
         assert_eq!(entries.len(), 4);
         assert_eq!(cut.index, 4);
+    }
+
+    /// A peer that accepts connections and streams but never answers.
+    async fn a_peer_that_never_answers() -> (Network, std::net::SocketAddr, quinn::Endpoint) {
+        let dir = std::env::temp_dir().join(format!(
+            "stockd-budget-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        pki::ensure_ca(&dir).expect("CA");
+        pki::ensure_node(&dir, &dir, &[]).expect("node certificate");
+        let identity = pki::load_identity(&dir).expect("identity");
+        let ca = pki::load_certs(&dir.join("ca.pem")).expect("CA certificate");
+        let _ = std::fs::remove_dir_all(&dir);
+        let server_tls = pki::server_config(&identity, &ca).expect("server TLS");
+        let (server, _) = pki::endpoint("127.0.0.1:0".parse().expect("addr"), Some(server_tls))
+            .expect("server endpoint");
+        let addr = server.local_addr().expect("server address");
+        let accepting = server.clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = accepting.accept().await {
+                tokio::spawn(async move {
+                    let Ok(conn) = incoming.await else { return };
+                    let mut held = Vec::new();
+                    while let Ok(stream) = conn.accept_bi().await {
+                        held.push(stream);
+                    }
+                });
+            }
+        });
+        let (client, _) =
+            pki::endpoint("127.0.0.1:0".parse().expect("addr"), None).expect("client endpoint");
+        let tls = pki::peer_client_config(&identity, &ca).expect("peer TLS");
+        (Network::new(client, tls, Arc::default()), addr, server)
+    }
+
+    /// openraft 0.9.25 (`send_log_entries`) wraps each AppendEntries in a timeout of the same
+    /// length as the `RPCOption` it passes: every one of these requests goes unanswered, so
+    /// the budget must count them dropped, whichever timer fires first.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_openraft_times_out_shrink_the_budget() {
+        let (mut network, addr, _server) = a_peer_that_never_answers().await;
+        let node = BasicNode {
+            addr: addr.to_string(),
+        };
+        let mut peer = network.new_client(2, &node).await;
+        let heartbeat = Duration::from_millis(50);
+        for _ in 0..8 {
+            let rpc = AppendEntriesRequest {
+                vote: openraft::Vote::new_committed(1, 1),
+                prev_log_id: None,
+                leader_commit: None,
+                entries: (1..=8).map(|i| entry(i, 200_000)).collect(),
+            };
+            let sent = peer.append_entries(rpc, RPCOption::new(heartbeat));
+            let answer = tokio::time::timeout(heartbeat, sent).await;
+            assert!(
+                !matches!(answer, Ok(Ok(_))),
+                "a peer that never answers answered"
+            );
+        }
+        assert!(
+            peer.append_budget.dropped >= 7,
+            "8 AppendEntries went unanswered, the budget counted {:?}",
+            peer.append_budget.stats()
+        );
+        assert_eq!(peer.append_budget.bytes, APPEND_BYTES_MIN);
+    }
+
+    /// openraft makes a new client for every replication session (each term, each membership
+    /// change): the counter of dropped requests must not go back, nor a new session start
+    /// from the old one's budget.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_dropped_counter_never_goes_backwards_across_replication_sessions() {
+        let (mut network, addr, _server) = a_peer_that_never_answers().await;
+        let node = BasicNode {
+            addr: addr.to_string(),
+        };
+        let drop_one = |peer: &mut PeerClient| {
+            let before = peer.append_budget.stats();
+            peer.append_budget.start();
+            peer.publish_budget(before);
+        };
+        let mut first = network.new_client(2, &node).await;
+        for _ in 0..4 {
+            drop_one(&mut first);
+        }
+        assert_eq!(network.append_stats()[0].1.dropped, 3);
+        drop(first);
+        let mut second = network.new_client(2, &node).await;
+        assert_eq!(
+            network.append_stats()[0].1.budget_bytes,
+            APPEND_BYTES_MAX as u64,
+            "a new session starts at the maximum"
+        );
+        drop_one(&mut second);
+        drop_one(&mut second);
+        assert_eq!(network.append_stats()[0].1.dropped, 4, "3 + 1, never back");
     }
 }
