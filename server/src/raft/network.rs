@@ -734,9 +734,6 @@ pub async fn ask_status(
     }
 }
 
-/// How long a peer connection attempt may take before the RPC fails.
-pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
 #[cfg(test)]
 mod tests {
     use super::*;
