@@ -50,32 +50,10 @@ fn gauge(cluster: &Cluster, id: u64, name: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_far_behind_catches_up_from_the_log_read_back_from_disk() {
     let started = Instant::now();
-    let timings = RaftTimings {
-        // No snapshot during the test (the follower would install one instead of the log).
-        snapshot_every: u64::MAX,
-        snapshot_log_bytes: u64::MAX,
-        snapshot_interval_ms: u64::MAX,
-        ..fast_timings()
-    };
-    let mut cluster = Cluster::start(ClusterConfig {
-        timings,
-        ..ClusterConfig::new(3)
-    })
-    .await
-    .expect("cluster starts");
-    let client = cluster.client().await.expect("client connects");
+    // No snapshot during the test (the follower would install one instead of the log).
+    let (mut cluster, client, leader) =
+        started_with_location(RaftTimings::default().log_kept).await;
     let location = long_id("wh", 0);
-    let define = testkit::warehouse(&location);
-    client
-        .write(define)
-        .await
-        .expect("define")
-        .outcome
-        .expect("ok");
-    let leader = cluster
-        .wait_leader(Duration::from_secs(5))
-        .await
-        .expect("a leader");
     cluster
         .wait_converged(Duration::from_secs(10))
         .await
@@ -156,9 +134,8 @@ const SLOW_CALLS: usize = 20;
 const SLOW_US_PER_KIB: u64 = 60;
 
 /// A started cluster (fast timings, snapshots only when asked, `log_kept` entries kept behind
-/// one) with the long-named location defined and one follower cut off while `SLOW_CALLS`
-/// frames of receipts were written: (cluster, client, leader, that follower).
-async fn a_follower_behind(log_kept: u64) -> (Cluster, client::Client, u64, u64) {
+/// one) with the long-named location defined and a leader: (cluster, client, leader).
+async fn started_with_location(log_kept: u64) -> (Cluster, client::Client, u64) {
     let timings = RaftTimings {
         snapshot_every: u64::MAX,
         snapshot_log_bytes: u64::MAX,
@@ -185,6 +162,15 @@ async fn a_follower_behind(log_kept: u64) -> (Cluster, client::Client, u64, u64)
         .wait_leader(Duration::from_secs(5))
         .await
         .expect("a leader");
+    (cluster, client, leader)
+}
+
+/// A started cluster (fast timings, snapshots only when asked, `log_kept` entries kept behind
+/// one) with the long-named location defined and one follower cut off while `SLOW_CALLS`
+/// frames of receipts were written: (cluster, client, leader, that follower).
+async fn a_follower_behind(log_kept: u64) -> (Cluster, client::Client, u64, u64) {
+    let (cluster, client, leader) = started_with_location(log_kept).await;
+    let location = long_id("wh", 0);
     let slow = if leader == 3 { 2 } else { 3 };
     cluster.isolate(slow, true);
     for call in 0..SLOW_CALLS {
@@ -198,6 +184,21 @@ async fn a_follower_behind(log_kept: u64) -> (Cluster, client::Client, u64, u64)
     (cluster, client, leader, slow)
 }
 
+/// Makes follower `slow` wait `us_per_kib` µs per KiB of replication it receives, reconnects it,
+/// and waits until it holds the same ledger as the others.
+async fn reconnect_slowed(cluster: &Cluster, slow: u64, us_per_kib: u64) {
+    cluster
+        .node(slow)
+        .faults()
+        .set_replication_delay(us_per_kib);
+    cluster.isolate(slow, false);
+    let digest = cluster
+        .wait_converged(Duration::from_secs(60))
+        .await
+        .expect("the slow follower catches up");
+    assert_eq!(cluster.node(slow).digest().digest, digest.digest);
+}
+
 /// A follower that needs longer than a heartbeat interval for a megabyte of entries still
 /// catches up: the leader sends it fewer entries per AppendEntries after openraft dropped one
 /// unanswered (`server::raft::network`, `AppendBudget`). Without that, openraft resends the
@@ -205,16 +206,7 @@ async fn a_follower_behind(log_kept: u64) -> (Cluster, client::Client, u64, u64)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_too_slow_for_a_megabyte_per_heartbeat_catches_up() {
     let (cluster, client, leader, slow) = a_follower_behind(RaftTimings::default().log_kept).await;
-    cluster
-        .node(slow)
-        .faults()
-        .set_replication_delay(SLOW_US_PER_KIB);
-    cluster.isolate(slow, false);
-    let digest = cluster
-        .wait_converged(Duration::from_secs(60))
-        .await
-        .expect("the slow follower catches up");
-    assert_eq!(cluster.node(slow).digest().digest, digest.digest);
+    reconnect_slowed(&cluster, slow, SLOW_US_PER_KIB).await;
     assert_eq!(
         cluster.node(slow).status().snapshot_index,
         0,
@@ -255,16 +247,7 @@ async fn a_follower_too_slow_for_a_snapshot_chunk_in_200_ms_installs_the_snapsho
         })
         .await
         .expect("the leader snapshots");
-    cluster
-        .node(slow)
-        .faults()
-        .set_replication_delay(SLOW_SNAPSHOT_US_PER_KIB);
-    cluster.isolate(slow, false);
-    let digest = cluster
-        .wait_converged(Duration::from_secs(60))
-        .await
-        .expect("the slow follower catches up");
-    assert_eq!(cluster.node(slow).digest().digest, digest.digest);
+    reconnect_slowed(&cluster, slow, SLOW_SNAPSHOT_US_PER_KIB).await;
     let status = cluster.node(slow).status();
     assert!(
         status.snapshot_index > 0,
