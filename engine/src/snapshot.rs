@@ -239,11 +239,20 @@ impl<'a> Reader<'a> {
 
     fn fifo<T: serde::de::DeserializeOwned>(&mut self) -> Result<Fifo<T>, SnapshotError> {
         let (clean, head): (u64, u64) = (self.take()?, self.take()?);
+        let fifo = self.fifo_entries(clean)?;
+        fifo.with_head(head).ok_or_else(|| bad("log positions"))
+    }
+
+    /// A log whose entries `clean..` follow, decoded straight into it (head at `clean`).
+    fn fifo_entries<T: serde::de::DeserializeOwned>(
+        &mut self,
+        clean: u64,
+    ) -> Result<Fifo<T>, SnapshotError> {
         let mut fifo = Fifo::starting_at(clean);
         self.each(|entry| {
             fifo.push(entry);
         })?;
-        fifo.with_head(head).ok_or_else(|| bad("log positions"))
+        Ok(fifo)
     }
 }
 
@@ -734,10 +743,7 @@ fn read_state(r: &mut Reader) -> Result<State, SnapshotError> {
     let retired = r.fifo()?;
     let dedup = r.fifo()?;
     let feed_head: u64 = r.take()?;
-    let mut feed = Fifo::starting_at(feed_head);
-    r.each(|event| {
-        feed.push(event);
-    })?;
+    let feed = r.fifo_entries(feed_head)?;
     let access = r.take()?;
     let counts = r.slab()?;
     let count_sweep = r.take()?;
