@@ -79,9 +79,204 @@ impl Balance {
     }
 }
 
+/// Bits of one field of a [`PackedBalance`]: every field is in `0..=QTY_MAX` < 2^50.
+const FIELD_BITS: u32 = 50;
+const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
+/// Bits of `incoming` kept above each of the first four fields (4 x 14 >= 50).
+const SPILL_BITS: u32 = 64 - FIELD_BITS;
+const SPILL_MASK: u64 = (1 << SPILL_BITS) - 1;
+const _: () = assert!(QTY_MAX as u64 <= FIELD_MASK && 4 * SPILL_BITS >= FIELD_BITS);
+
+/// A [`Balance`] as the ledger stores it: 40 bytes instead of 48 (ARCHITECTURE.md, engine,
+/// "Balances"). Word `i` holds field `i` (`on_hand`, `reserved`, `allocated`, `unavailable`,
+/// `safety_stock`) in its low 50 bits; `incoming`, rarely set, is spread over the high 14 bits of
+/// words 0-3. Lossless because every field of a stored balance is in `0..=QTY_MAX` (the ledger
+/// invariant, [`Balance::check`]); packing a balance outside it stops the node. In a snapshot it
+/// is written as the [`Balance`] it holds, so the format does not depend on this layout.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PackedBalance([u64; 5]);
+
+impl PackedBalance {
+    /// Packs `b`, or `None` if a field does not fit in 50 bits (a negative one never does).
+    /// Range `0..=QTY_MAX` itself is [`Balance::check`]'s job.
+    #[inline]
+    pub(crate) fn try_pack(b: Balance) -> Option<PackedBalance> {
+        let f = [
+            b.on_hand,
+            b.reserved,
+            b.allocated,
+            b.unavailable,
+            b.safety_stock,
+            b.incoming,
+        ];
+        // A negative field has its top bit set: one test covers both ends.
+        if (f[0] | f[1] | f[2] | f[3] | f[4] | f[5]) as u64 > FIELD_MASK {
+            return None;
+        }
+        let inc = b.incoming as u64;
+        let spill = |i: u32| ((inc >> (i * SPILL_BITS)) & SPILL_MASK) << FIELD_BITS;
+        Some(PackedBalance([
+            f[0] as u64 | spill(0),
+            f[1] as u64 | spill(1),
+            f[2] as u64 | spill(2),
+            f[3] as u64 | spill(3),
+            f[4] as u64,
+        ]))
+    }
+
+    /// Packs `b`; a field outside `0..=QTY_MAX` is a broken ledger invariant and stops the node.
+    #[inline]
+    #[track_caller]
+    pub(crate) fn pack(b: Balance) -> PackedBalance {
+        match PackedBalance::try_pack(b) {
+            Some(p) => p,
+            None => panic!("ledger invariant broken: {b:?}"),
+        }
+    }
+
+    /// Adds `reserved` and `allocated` in place (a hold or an allocation moving) and returns
+    /// the balance after; a field leaving 50 bits is a broken ledger invariant and stops the
+    /// node. Cheaper than `unpack`, change and `pack`: only two words change.
+    #[inline]
+    #[track_caller]
+    pub(crate) fn add_held(&mut self, reserved: i64, allocated: i64) -> Balance {
+        for (word, delta) in [(1, reserved), (2, allocated)] {
+            let w = self.0[word];
+            let v = (w & FIELD_MASK) as i64 + delta;
+            assert!(
+                v as u64 <= FIELD_MASK,
+                "ledger invariant broken: {self:?} {delta:+}"
+            );
+            self.0[word] = (w & !FIELD_MASK) | v as u64;
+        }
+        self.unpack()
+    }
+
+    /// The balance held.
+    #[inline]
+    pub(crate) fn unpack(self) -> Balance {
+        let w = self.0;
+        let field = |i: usize| (w[i] & FIELD_MASK) as i64;
+        let spill = |i: usize| (w[i] >> FIELD_BITS) << (i as u32 * SPILL_BITS);
+        Balance {
+            on_hand: field(0),
+            reserved: field(1),
+            allocated: field(2),
+            unavailable: field(3),
+            safety_stock: field(4),
+            incoming: (spill(0) | spill(1) | spill(2) | spill(3)) as i64,
+        }
+    }
+}
+
+impl std::fmt::Debug for PackedBalance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.unpack().fmt(f)
+    }
+}
+
+impl Serialize for PackedBalance {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.unpack().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for PackedBalance {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let b = Balance::deserialize(d)?;
+        PackedBalance::try_pack(b)
+            .ok_or_else(|| serde::de::Error::custom(format!("balance out of range: {b:?}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn field() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            Just(0),
+            Just(1),
+            Just(QTY_MAX),
+            Just(QTY_MAX - 1),
+            0..=QTY_MAX
+        ]
+    }
+
+    proptest! {
+        /// Every balance the ledger may hold comes back from its packed form unchanged.
+        #[test]
+        fn packing_keeps_every_in_range_balance(
+            on_hand in field(), reserved in field(), allocated in field(),
+            unavailable in field(), safety_stock in field(), incoming in field(),
+        ) {
+            let b = Balance { on_hand, reserved, allocated, unavailable, safety_stock, incoming };
+            prop_assert_eq!(PackedBalance::pack(b).unpack(), b);
+        }
+
+        /// `add_held` is `unpack`, add, `pack`, whatever the other fields hold.
+        #[test]
+        fn adding_held_units_in_place_changes_only_them(
+            on_hand in field(), reserved in field(), allocated in field(), incoming in field(),
+            reserved_after in field(), allocated_after in field(),
+        ) {
+            let b = Balance { on_hand, reserved, allocated, incoming, ..Balance::default() };
+            let after = Balance { reserved: reserved_after, allocated: allocated_after, ..b };
+            let (r, a) = (reserved_after - reserved, allocated_after - allocated);
+            let mut p = PackedBalance::pack(b);
+            prop_assert_eq!(p.add_held(r, a), after);
+            prop_assert_eq!(p, PackedBalance::pack(after));
+        }
+    }
+
+    #[test]
+    fn packing_refuses_a_field_out_of_range() {
+        for v in [-1, FIELD_MASK as i64 + 1, i64::MIN, i64::MAX] {
+            for i in 0..6 {
+                let mut f = [0i64; 6];
+                f[i] = v;
+                let b = Balance {
+                    on_hand: f[0],
+                    reserved: f[1],
+                    allocated: f[2],
+                    unavailable: f[3],
+                    safety_stock: f[4],
+                    incoming: f[5],
+                };
+                assert_eq!(PackedBalance::try_pack(b), None, "{b:?}");
+            }
+        }
+        assert_eq!(std::mem::size_of::<PackedBalance>(), 40);
+    }
+
+    /// A snapshot's balance is read through the packed form: one out of range is an error, not
+    /// a wrong number.
+    #[test]
+    fn a_snapshot_balance_out_of_range_does_not_decode() {
+        let good = Balance {
+            on_hand: 7,
+            incoming: QTY_MAX,
+            ..Balance::default()
+        };
+        let bytes = postcard::to_allocvec(&good).expect("encodes");
+        assert_eq!(
+            postcard::from_bytes::<PackedBalance>(&bytes)
+                .expect("in range")
+                .unpack(),
+            good
+        );
+        assert_eq!(
+            bytes,
+            postcard::to_allocvec(&PackedBalance::pack(good)).expect("encodes")
+        );
+        let bad = Balance {
+            reserved: -1,
+            ..good
+        };
+        let bytes = postcard::to_allocvec(&bad).expect("encodes");
+        assert!(postcard::from_bytes::<PackedBalance>(&bytes).is_err());
+    }
 
     #[test]
     fn ats_floors_at_zero_and_pos_ignores_safety_stock() {

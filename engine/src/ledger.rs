@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::access::Authors;
 use serde::{Deserialize, Serialize};
 
-use crate::balance::Balance;
+use crate::balance::{Balance, PackedBalance};
 use crate::command::{Command, Request};
 use crate::ids::{ChannelId, SkuId};
 use crate::limits;
@@ -741,7 +741,7 @@ impl Ledger {
     /// The balance with handle `bal`.
     #[inline]
     pub(crate) fn bal(&self, bal: BalIdx) -> Balance {
-        *self.state.balances.get(u64::from(bal))
+        self.state.balances.get(u64::from(bal)).unpack()
     }
 
     /// Whether a balance for (sku, loc) exists or could be created.
@@ -762,7 +762,7 @@ impl Ledger {
             self.state.balances.end() < limits::BALANCES_MAX as u64,
             "balance room was checked"
         );
-        let bal = self.state.balances.push(Balance::default()) as BalIdx;
+        let bal = self.state.balances.push(PackedBalance::default()) as BalIdx;
         let entry = self.state.skus.get_mut(u64::from(sku));
         let at = entry.balances.partition_point(|(l, _)| *l < loc);
         // Most SKUs have a handful of balances, created once: grow their list exactly (a
@@ -792,7 +792,7 @@ impl Ledger {
         balance: Balance,
         cause: Cause,
     ) {
-        *self.state.balances.get_mut(u64::from(bal)) = balance;
+        *self.state.balances.get_mut(u64::from(bal)) = PackedBalance::pack(balance);
         self.record_change(key(sku, loc), balance, cause);
     }
 
@@ -837,10 +837,7 @@ impl Ledger {
     pub(crate) fn shift(&mut self, h: &Held, reserved: i64, allocated: i64, cause: Cause) {
         // Changed in place: one page access (and one copy-on-write check) instead of a read
         // and a write.
-        let b = self.state.balances.get_mut(u64::from(h.bal));
-        b.reserved += reserved;
-        b.allocated += allocated;
-        let balance = *b;
+        let balance = (self.state.balances.get_mut(u64::from(h.bal))).add_held(reserved, allocated);
         self.record_change(key(h.sku, h.loc), balance, cause);
     }
 

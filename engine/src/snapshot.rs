@@ -592,6 +592,7 @@ impl Ledger {
             let Some((sku, loc)) = owner[bal] else {
                 return Err(format!("balance {bal} belongs to no SKU"));
             };
+            let b = b.unpack();
             if !b.is_consistent() {
                 return Err(format!("balance {sku}/{loc} out of range: {b:?}"));
             }

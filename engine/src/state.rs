@@ -13,7 +13,7 @@ use rustc_hash::{FxHashMap, FxHasher};
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-use crate::balance::Balance;
+use crate::balance::{Balance, PackedBalance};
 use crate::command::{Disposition, LocationDef};
 use crate::fifo::Fifo;
 use crate::ids::{ChannelId, CustomerId, GroupId, LocationId, OrderId, RmaId, SkuId, TransferId};
@@ -627,7 +627,8 @@ pub(crate) struct State {
     /// location lists are shared.
     pub groups: Arc<BTreeMap<GroupId, Arc<[LocIdx]>>>,
     pub skus: Pages<SkuEntry>,
-    pub balances: Pages<Balance>,
+    /// Balances by handle, packed (40 bytes each: [`PackedBalance`]).
+    pub balances: Pages<PackedBalance>,
     pub reservations: Slab<Reservation>,
     pub orders: Slab<Order>,
     pub rmas: Slab<Rma>,
