@@ -187,6 +187,13 @@ impl SlotEntries {
         self.chunks[chunk][at] = entry;
     }
 
+    /// The entry of `slot`, if its chunk exists (for a prefetch).
+    #[inline]
+    fn entry(&self, slot: u32) -> Option<&(u64, u64)> {
+        let (chunk, at) = (slot as usize / SLOT_CHUNK, slot as usize % SLOT_CHUNK);
+        self.chunks.get(chunk).map(|c| &c[at])
+    }
+
     /// Adds empty chunks up to chunk `last`.
     #[cold]
     #[inline(never)]
@@ -278,6 +285,28 @@ impl Deadlines {
     /// to look again, never to decide that something expired.
     pub(crate) fn first_time(&self) -> Option<u64> {
         self.order.first().copied()
+    }
+
+    /// The objects of the entries `skip..skip + n` of the queue being popped, in pop order. A
+    /// hint for loading ahead what the next pops will touch ([`crate::prefetch`]), nothing
+    /// more: it may include stale entries and miss late ones, and it looks at no other deadline.
+    pub(crate) fn upcoming(&self, skip: usize, n: usize) -> impl Iterator<Item = Deadline> + '_ {
+        let ordered = self.hot.as_ref().map(|(_, queue)| &queue.ordered);
+        let len = ordered.map_or(0, VecDeque::len);
+        ordered
+            .into_iter()
+            .flat_map(move |o| o.range(skip.min(len)..(skip + n).min(len)))
+            .map(|&(_, _, what)| what)
+    }
+
+    /// Reads the live entry of `what` now, so that popping it later finds it cached (see
+    /// [`crate::prefetch`]).
+    #[inline]
+    pub(crate) fn touch_live(&self, what: Deadline) {
+        let (table, slot) = self.live.table(what);
+        if let Some(entry) = table.entry(slot) {
+            crate::prefetch::touch(entry);
+        }
     }
 
     /// Removes and returns the next live entry due at `now_ms` (deadline <= now), in

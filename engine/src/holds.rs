@@ -15,6 +15,11 @@ use crate::purchase::Demand;
 use crate::query::{Cause, ReservationState};
 use crate::sourcing::{request_lines, SourcingRules};
 use crate::state::HoldExtra;
+
+/// Holds whose memory [`Ledger::expire_deadlines`] starts loading ahead of releasing them: far
+/// enough for a miss (~100 ns) to complete while the holds before it are released, near enough
+/// that what was loaded is still cached.
+const EXPIRY_PREFETCH_AHEAD: usize = 8;
 use crate::state::Reservation;
 
 /// Checks a duration in 1..=max ms.
@@ -293,7 +298,12 @@ impl Ledger {
     /// order, until `steps` are used (see [`limits::EXPIRY_STEPS_PER_BATCH`] for what a step
     /// is); the rest stay due for the next batch. Costs O(steps).
     pub(crate) fn expire_deadlines(&mut self, mut steps: usize) {
+        let mut popped = 0usize;
         while let Some((_, what)) = self.ix.deadlines.pop_due(self.state.now_ms, &mut steps) {
+            if popped.is_multiple_of(EXPIRY_PREFETCH_AHEAD) {
+                self.prefetch_expiring();
+            }
+            popped += 1;
             let lines = match what {
                 Deadline::Hold(slot) => {
                     let lines = self.res(slot).held.len();
@@ -308,6 +318,32 @@ impl Ledger {
             };
             // The index entry took one step already.
             steps = steps.saturating_sub(lines.saturating_sub(1));
+        }
+    }
+
+    /// Loads ahead (see [`crate::prefetch`]) what the next holds to expire touch: for the
+    /// [`EXPIRY_PREFETCH_AHEAD`] after the next ones, their live deadline entries and
+    /// reservations; for the next ones (whose reservations the previous call loaded), their
+    /// balances. Each expired hold touches three random places, about 100 ns each at 1 M
+    /// balances when they come one after another; loaded ahead, those of different holds
+    /// overlap.
+    fn prefetch_expiring(&self) {
+        let deadlines = &self.ix.deadlines;
+        let reservations = &self.state.reservations;
+        for what in deadlines.upcoming(EXPIRY_PREFETCH_AHEAD, EXPIRY_PREFETCH_AHEAD) {
+            deadlines.touch_live(what);
+            if let Deadline::Hold(slot) = what {
+                if let Some(r) = reservations.get(slot) {
+                    crate::prefetch::touch(&r.expires_at_ms);
+                }
+            }
+        }
+        for what in deadlines.upcoming(0, EXPIRY_PREFETCH_AHEAD) {
+            let Deadline::Hold(slot) = what else { continue };
+            for h in reservations.get(slot).map_or(&[][..], |r| &r.held[..]) {
+                let bal = self.state.balances.get(u64::from(h.bal));
+                crate::prefetch::touch(bal);
+            }
         }
     }
 }

@@ -35,6 +35,7 @@ pub mod limits;
 mod orders;
 pub mod outcome;
 mod pages;
+mod prefetch;
 mod purchase;
 pub mod query;
 mod retention;
