@@ -299,13 +299,13 @@ impl Deadlines {
             .map(|&(_, _, what)| what)
     }
 
-    /// Reads the live entry of `what` now, so that popping it later finds it cached (see
+    /// Starts loading the live entry of `what`, so that popping it later finds it cached (see
     /// [`crate::prefetch`]).
     #[inline]
-    pub(crate) fn touch_live(&self, what: Deadline) {
+    pub(crate) fn prefetch_live(&self, what: Deadline) {
         let (table, slot) = self.live.table(what);
         if let Some(entry) = table.entry(slot) {
-            crate::prefetch::touch(entry);
+            crate::prefetch::prefetch(entry);
         }
     }
 

@@ -135,6 +135,15 @@ impl<T> Pages<T> {
         }
     }
 
+    /// Starts loading the entry at `pos` into the cache without reading it (see
+    /// [`crate::prefetch`]); nothing outside `start()..end()`.
+    #[inline]
+    pub(crate) fn prefetch(&self, pos: u64) {
+        if (self.start()..self.end()).contains(&pos) {
+            crate::prefetch::prefetch(self.get(pos));
+        }
+    }
+
     /// Appends `value`; returns its position. Inlined, so the entry is written straight into
     /// the tail; sealing a full page is out of line.
     #[inline]

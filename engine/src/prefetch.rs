@@ -1,12 +1,22 @@
-//! Loading ahead: read memory a loop will need a few steps later, several objects at once, so
-//! that their cache misses overlap instead of following one another.
+//! Prefetch hints: ask the CPU to start loading memory a loop will read a few steps later, so
+//! that the cache misses of independent objects overlap instead of following one another.
 //!
-//! The workspace forbids `unsafe`, so this is no prefetch instruction but a plain read whose
-//! value is kept ([`std::hint::black_box`]): the CPU issues the reads of a round together and
-//! waits about one miss for all of them. It never changes what the program computes.
+//! Only a hint: it reads nothing, never faults and never changes what the program computes (the
+//! tests run the same with or without it). The instruction comes from `safe_arch` (the workspace
+//! forbids `unsafe`); on targets without it, [`prefetch`] does nothing.
 
-/// Reads `value` from memory now (see the module doc).
+/// Starts loading the cache line that holds the start of `value`, without waiting for it. Only
+/// the address is used: `value` itself is not read.
 #[inline(always)]
-pub(crate) fn touch<T: Copy>(value: &T) {
-    std::hint::black_box(*value);
+pub(crate) fn prefetch<T>(value: &T) {
+    #[cfg(all(
+        any(target_arch = "x86", target_arch = "x86_64"),
+        target_feature = "sse"
+    ))]
+    safe_arch::prefetch_t0(value);
+    #[cfg(not(all(
+        any(target_arch = "x86", target_arch = "x86_64"),
+        target_feature = "sse"
+    )))]
+    let _ = value;
 }

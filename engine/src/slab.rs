@@ -50,6 +50,12 @@ impl<T: Clone> Slab<T> {
         }
     }
 
+    /// Starts loading `slot` into the cache without reading it (see [`crate::prefetch`]).
+    #[inline]
+    pub(crate) fn prefetch(&self, slot: u32) {
+        self.slots.prefetch(u64::from(slot));
+    }
+
     /// The object in `slot` for writing (copy-on-write of its page if a freeze shares it).
     pub(crate) fn get_mut(&mut self, slot: u32) -> Option<&mut T> {
         if u64::from(slot) >= self.slots.end() {
