@@ -36,6 +36,7 @@ mod orders;
 pub mod outcome;
 mod pages;
 mod prefetch;
+mod probe;
 mod purchase;
 pub mod query;
 mod retention;

@@ -144,6 +144,14 @@ impl<T> Pages<T> {
         }
     }
 
+    /// The entry at `pos`, or `None` outside `start()..end()`.
+    #[inline]
+    pub(crate) fn get_checked(&self, pos: u64) -> Option<&T> {
+        (self.start()..self.end())
+            .contains(&pos)
+            .then(|| self.get(pos))
+    }
+
     /// Appends `value`; returns its position. Inlined, so the entry is written straight into
     /// the tail; sealing a full page is out of line.
     #[inline]

@@ -33,6 +33,19 @@ pub(crate) fn grow_early<T>(shard: &mut HashTable<T>, index: usize, hasher: impl
     }
 }
 
+/// [`grow_early`] for a shard of an `IdTable` ([`crate::probe::ProbeTable`], which itself grows
+/// at 7/8 full).
+pub(crate) fn grow_early_probe(shard: &mut crate::probe::ProbeTable, index: usize) {
+    let capacity = shard.capacity();
+    if capacity < SHARD_EARLY_GROWTH_MIN {
+        return;
+    }
+    let threshold = capacity / 4 * 3 + capacity / 8 * index / MAP_SHARDS;
+    if shard.len() >= threshold {
+        shard.grow();
+    }
+}
+
 /// How a key picks its shard and its hash within the shard. The shard must not come from a
 /// hash's top 7 bits: hashbrown keeps those as the entry's tag, and a shard whose entries all
 /// shared them would compare every entry it probes.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::hash::Hasher;
 use std::sync::Arc;
 
-use hashbrown::HashTable;
+use crate::probe::ProbeTable;
 use rustc_hash::{FxHashMap, FxHasher};
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
@@ -58,19 +58,6 @@ pub(crate) fn hash_u128(x: u128) -> u32 {
     (h.finish() >> 32) as u32
 }
 
-/// One entry of an [`IdTable`]: a handle and the 32-bit hash of its id.
-#[derive(Debug, Clone, Copy)]
-struct IdEntry {
-    handle: u32,
-    hash: u32,
-}
-
-/// The table's 64-bit hash of a stored 32-bit one (spread so both the bucket bits and the tag
-/// bits vary).
-fn spread(hash: u32) -> u64 {
-    u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
 /// Bits of an [`IdTable`]'s shard index (the top bits of an id's 32-bit hash pick its shard).
 const ID_SHARD_BITS: u32 = crate::shard_map::MAP_SHARD_BITS;
 /// Number of shards of an [`IdTable`].
@@ -89,7 +76,7 @@ const ID_SHARDS: usize = crate::shard_map::MAP_SHARDS;
 #[derive(Debug, Clone, Default)]
 pub(crate) struct IdTable {
     /// Empty until the first insert (a table of a few ids costs nothing), then [`ID_SHARDS`].
-    shards: Vec<HashTable<IdEntry>>,
+    shards: Vec<ProbeTable>,
 }
 
 /// The shard of an id's hash.
@@ -99,56 +86,61 @@ fn shard_of(hash: u32) -> usize {
 
 impl IdTable {
     /// The handle whose id hashes to `hash` and for which `is` holds.
+    #[inline]
     pub(crate) fn find(&self, hash: u32, is: impl Fn(u32) -> bool) -> Option<u32> {
-        self.shards
-            .get(shard_of(hash))?
-            .find(spread(hash), |e| e.hash == hash && is(e.handle))
-            .map(|e| e.handle)
+        self.shards.get(shard_of(hash))?.find(hash, is)
+    }
+
+    /// Starts loading the slot where a lookup of `hash` begins, so that the lookup a few
+    /// requests later finds it cached (see [`crate::prefetch`]).
+    #[inline]
+    pub(crate) fn prefetch(&self, hash: u32) {
+        if let Some(shard) = self.shards.get(shard_of(hash)) {
+            shard.prefetch(hash);
+        }
+    }
+
+    /// The handle of the first entry of `hash`, unchecked (see
+    /// [`ProbeTable::first_candidate`]): for prefetching only.
+    #[inline]
+    pub(crate) fn first_candidate(&self, hash: u32) -> Option<u32> {
+        self.shards.get(shard_of(hash))?.first_candidate(hash)
     }
 
     /// The shard of `hash`, the shards made if this is the first insert.
-    fn shard_mut(&mut self, hash: u32) -> &mut HashTable<IdEntry> {
+    fn shard_mut(&mut self, hash: u32) -> &mut ProbeTable {
         if self.shards.is_empty() {
-            self.shards = (0..ID_SHARDS).map(|_| HashTable::new()).collect();
+            self.shards = (0..ID_SHARDS).map(|_| ProbeTable::default()).collect();
         }
         &mut self.shards[shard_of(hash)]
     }
 
     /// Points the entry for which `same` holds at `handle`, or adds one.
     pub(crate) fn set(&mut self, hash: u32, handle: u32, same: impl Fn(u32) -> bool) {
-        let shard = self.shard_mut(hash);
-        match shard.find_mut(spread(hash), |e| e.hash == hash && same(e.handle)) {
-            Some(entry) => entry.handle = handle,
-            None => {
-                crate::shard_map::grow_early(shard, shard_of(hash), |e| spread(e.hash));
-                shard.insert_unique(spread(hash), IdEntry { handle, hash }, |e| spread(e.hash));
-            }
+        if !self.shard_mut(hash).repoint(hash, handle, same) {
+            self.insert_new(hash, handle);
         }
     }
 
     /// Adds an entry for an id the caller just looked up and found no entry for (not even a
-    /// stale one): one probe instead of [`IdTable::set`]'s two.
+    /// stale one).
     pub(crate) fn insert_new(&mut self, hash: u32, handle: u32) {
         let shard = self.shard_mut(hash);
-        crate::shard_map::grow_early(shard, shard_of(hash), |e| spread(e.hash));
-        shard.insert_unique(spread(hash), IdEntry { handle, hash }, |e| spread(e.hash));
+        crate::shard_map::grow_early_probe(shard, shard_of(hash));
+        shard.insert_unique(hash, handle);
     }
 
     /// Removes the entry of `handle` (whose id hashes to `hash`), if there is one.
     pub(crate) fn remove(&mut self, hash: u32, handle: u32) {
-        let Some(shard) = self.shards.get_mut(shard_of(hash)) else {
-            return;
-        };
-        if let Ok(entry) = shard.find_entry(spread(hash), |e| e.hash == hash && e.handle == handle)
-        {
-            entry.remove();
+        if let Some(shard) = self.shards.get_mut(shard_of(hash)) {
+            shard.remove(hash, |h| h == handle);
         }
     }
 
     /// Entries in the table.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(HashTable::len).sum()
+        self.shards.iter().map(ProbeTable::len).sum()
     }
 }
 
