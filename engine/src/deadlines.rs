@@ -295,7 +295,7 @@ impl Deadlines {
         let len = ordered.map_or(0, VecDeque::len);
         ordered
             .into_iter()
-            .flat_map(move |o| o.range(skip.min(len)..(skip + n).min(len)))
+            .flat_map(move |o| o.range(skip.min(len)..skip.saturating_add(n).min(len)))
             .map(|&(_, _, what)| what)
     }
 

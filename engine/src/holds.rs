@@ -301,7 +301,7 @@ impl Ledger {
         let mut popped = 0usize;
         while let Some((_, what)) = self.ix.deadlines.pop_due(self.state.now_ms, &mut steps) {
             if popped.is_multiple_of(EXPIRY_PREFETCH_AHEAD) {
-                self.prefetch_expiring();
+                self.prefetch_expiring(steps);
             }
             popped += 1;
             let lines = match what {
@@ -322,23 +322,31 @@ impl Ledger {
     }
 
     /// Prefetches (see [`crate::prefetch`]) what the holds to expire next touch, in two stages
-    /// of [`EXPIRY_PREFETCH_AHEAD`] holds: 16-23 pops ahead, their live deadline entries and
-    /// reservations; 8-15 ahead (whose reservations the previous call prefetched, so reading
-    /// their lines rarely waits), their balances. Each expired hold touches three random
-    /// places, about 100 ns each at 1 M balances when they come one after another; prefetched,
-    /// those of different holds overlap.
-    fn prefetch_expiring(&self) {
+    /// of [`EXPIRY_PREFETCH_AHEAD`] entries of the current deadline's queue (stale entries and
+    /// pickups included): 16-23 entries ahead, their live deadline entries and reservations;
+    /// 8-15 ahead (whose reservations the previous call prefetched, so reading their lines
+    /// rarely waits), their balances. Each expired hold touches three random places, about 100
+    /// ns each at 1 M balances when they come one after another; prefetched, those of
+    /// different holds overlap. At most `steps` objects and `steps` balances, so it costs no
+    /// more than the expiry it serves (O(steps)).
+    fn prefetch_expiring(&self, steps: usize) {
         let deadlines = &self.ix.deadlines;
         let reservations = &self.state.reservations;
-        for what in deadlines.upcoming(2 * EXPIRY_PREFETCH_AHEAD, EXPIRY_PREFETCH_AHEAD) {
+        let ahead = EXPIRY_PREFETCH_AHEAD.min(steps);
+        for what in deadlines.upcoming(2 * EXPIRY_PREFETCH_AHEAD, ahead) {
             deadlines.prefetch_live(what);
             if let Deadline::Hold(slot) = what {
                 reservations.prefetch(slot);
             }
         }
-        for what in deadlines.upcoming(EXPIRY_PREFETCH_AHEAD, EXPIRY_PREFETCH_AHEAD) {
+        let mut balances = steps;
+        for what in deadlines.upcoming(EXPIRY_PREFETCH_AHEAD, ahead) {
             let Deadline::Hold(slot) = what else { continue };
             for h in reservations.get(slot).map_or(&[][..], |r| &r.held[..]) {
+                if balances == 0 {
+                    return;
+                }
+                balances -= 1;
                 self.state.balances.prefetch(u64::from(h.bal));
             }
         }

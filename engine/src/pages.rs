@@ -21,7 +21,7 @@ use std::sync::Arc;
 /// log2 of [`PAGE_ENTRIES`].
 const PAGE_BITS: u32 = 6;
 /// Entries per page: the unit copied by the first write after a freeze. Small, so that a batch
-/// writing to many random pages right after a freeze copies little (64 balances = 3 KiB).
+/// writing to many random pages right after a freeze copies little (64 balances = 2.5 KiB).
 pub(crate) const PAGE_ENTRIES: usize = 1 << PAGE_BITS;
 /// log2 of [`DIR_PAGES`].
 const DIR_BITS: u32 = 6;
@@ -135,7 +135,7 @@ impl<T> Pages<T> {
         }
     }
 
-    /// Starts loading the entry at `pos` into the cache without reading it (see
+    /// Starts loading the cache line where the entry at `pos` begins, without reading it (see
     /// [`crate::prefetch`]); nothing outside `start()..end()`.
     #[inline]
     pub(crate) fn prefetch(&self, pos: u64) {

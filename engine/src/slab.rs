@@ -50,7 +50,8 @@ impl<T: Clone> Slab<T> {
         }
     }
 
-    /// Starts loading `slot` into the cache without reading it (see [`crate::prefetch`]).
+    /// Starts loading the cache line where `slot` begins, without reading it (see
+    /// [`crate::prefetch`]).
     #[inline]
     pub(crate) fn prefetch(&self, slot: u32) {
         self.slots.prefetch(u64::from(slot));

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
+use crate::balance::{Balance, PackedBalance};
 use crate::fifo::Fifo;
 use crate::ids::{ChannelId, GroupId, LocationName};
 use crate::ledger::{Config, Ledger};
@@ -229,6 +230,25 @@ impl<'a> Reader<'a> {
             pages.push(item);
         })?;
         Ok(pages)
+    }
+
+    /// The balances, each packed as it is read; one with a field outside what a packed balance
+    /// holds is corrupt (one inside it but above `QTY_MAX` fails the invariant check later).
+    fn balances(&mut self) -> Result<Pages<PackedBalance>, SnapshotError> {
+        let mut pages = Pages::default();
+        let mut bad = None;
+        self.each(|b: Balance| match PackedBalance::try_pack(b) {
+            Some(p) => {
+                pages.push(p);
+            }
+            None => bad = bad.or(Some((pages.end(), b))),
+        })?;
+        match bad {
+            Some((at, b)) => Err(SnapshotError::Corrupt(format!(
+                "balance {at} out of range: {b:?}"
+            ))),
+            None => Ok(pages),
+        }
     }
 
     fn slab<T: serde::de::DeserializeOwned + Clone>(&mut self) -> Result<Slab<T>, SnapshotError> {
@@ -739,7 +759,7 @@ fn read_state(r: &mut Reader) -> Result<State, SnapshotError> {
     let locations = r.pages()?;
     let groups: BTreeMap<GroupId, Arc<[LocIdx]>> = r.take()?;
     let skus = r.pages()?;
-    let balances = r.pages()?;
+    let balances = r.balances()?;
     let (reservations, orders, rmas, transfers) = (r.slab()?, r.slab()?, r.slab()?, r.slab()?);
     let retired = r.fifo()?;
     let dedup = r.fifo()?;

@@ -391,6 +391,87 @@ fn another_snapshot_version_is_refused_by_name() {
     }
 }
 
+/// A snapshot's balances are packed as they are read (ARCHITECTURE.md, engine, "Balances"): one
+/// whose field does not fit is a corrupt snapshot, one that fits but breaks the invariant
+/// (above `QTY_MAX`, or more unavailable than on hand) fails the check, and neither panics.
+#[test]
+fn a_snapshot_balance_out_of_range_is_an_error_not_a_panic() {
+    let mut h = Harness::new();
+    let units = 777_777_777_777;
+    h.ok(stock("A", "wh1", units));
+    let bytes = h.ledger.snapshot();
+    let encoded = |b: &engine::Balance| postcard::to_allocvec(b).expect("encodes");
+    let good = engine::Balance {
+        on_hand: units,
+        ..Default::default()
+    };
+    let pattern = encoded(&good);
+    let at = bytes
+        .windows(pattern.len())
+        .position(|w| w == pattern.as_slice())
+        .expect("the balance is in the snapshot");
+    let with = |b: engine::Balance| {
+        let mut corrupt = bytes[..at].to_vec();
+        corrupt.extend(encoded(&b));
+        corrupt.extend(&bytes[at + pattern.len()..]);
+        corrupt
+    };
+    let max = engine::limits::QTY_MAX;
+    for (bad, corrupt) in [
+        (
+            engine::Balance {
+                reserved: -1,
+                ..good
+            },
+            true,
+        ),
+        (
+            engine::Balance {
+                incoming: 1 << 50,
+                ..good
+            },
+            true,
+        ),
+        (
+            engine::Balance {
+                safety_stock: i64::MIN,
+                ..good
+            },
+            true,
+        ),
+        (
+            engine::Balance {
+                on_hand: max + 1,
+                ..good
+            },
+            false,
+        ),
+        (
+            engine::Balance {
+                unavailable: units + 1,
+                ..good
+            },
+            false,
+        ),
+    ] {
+        match Ledger::restore(&with(bad)) {
+            Err(engine::SnapshotError::Corrupt(e)) if corrupt => {
+                assert!(e.contains("out of range"), "{e}")
+            }
+            Err(engine::SnapshotError::Inconsistent(_)) if !corrupt => {}
+            other => panic!("{bad:?}: {:?}", other.map(|_| ())),
+        }
+    }
+    let edge = engine::Balance {
+        on_hand: max,
+        unavailable: max,
+        safety_stock: max,
+        ..good
+    };
+    let restored = Ledger::restore(&with(edge)).expect("fields at QTY_MAX are a balance");
+    assert_eq!(restored.snapshot(), with(edge));
+}
+
 #[test]
 fn nearby_finds_stores_with_whole_kits() {
     let mut h = Harness::new();
