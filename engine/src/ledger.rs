@@ -17,7 +17,7 @@ use crate::access::Authors;
 use serde::{Deserialize, Serialize};
 
 use crate::balance::{Balance, PackedBalance};
-use crate::command::{Command, Line, Request, Target};
+use crate::command::{Command, Request};
 use crate::ids::{ChannelId, SkuId};
 use crate::limits;
 use crate::outcome::{InvalidReason, Outcome, Rejection, Reply};
@@ -90,20 +90,6 @@ pub struct Ledger {
 impl Default for Ledger {
     fn default() -> Self {
         Ledger::new(Config::default())
-    }
-}
-
-/// Requests of a batch between two stages of `Ledger::prefetch_ahead`: far enough for a miss
-/// (~100 ns) to complete meanwhile.
-const REQUEST_PREFETCH_AHEAD: usize = 4;
-/// Lines of a reserve whose SKU and balance are prefetched.
-const REQUEST_PREFETCH_LINES_MAX: usize = 8;
-
-/// The first lines of `request` if it is a reserve (what `Ledger::prefetch_ahead` looks at).
-fn reserve_lines(request: &Request) -> &[Line] {
-    match &request.command {
-        Command::Reserve { lines, .. } => &lines[..lines.len().min(REQUEST_PREFETCH_LINES_MAX)],
-        _ => &[],
     }
 }
 
@@ -298,50 +284,6 @@ impl Ledger {
         let changes = self.state.feed.end() - changes_before;
         self.expire_deadlines(expiry_steps_added(requests.len(), changes));
         outcomes
-    }
-
-    /// Prefetches (see [`crate::prefetch`]) what the requests after `requests[i]` will read, in
-    /// three stages so that each stage's loads have arrived when the next one reads them: the
-    /// id-table slots of request `i + 8` (its request id in the dedup table; for a reserve, its
-    /// reservation id and its lines' SKUs); the SKU entries of request `i + 4` (found from those
-    /// slots, unchecked); the balances of request `i + 2` (from those entries). Ids are hashed
-    /// again in each stage; nothing read here decides anything.
-    fn prefetch_ahead(&self, requests: &[Request], i: usize) {
-        if let Some(request) = requests.get(i + 2 * REQUEST_PREFETCH_AHEAD) {
-            self.ix.dedup.prefetch(hash_u128(request.request_id.0));
-            if let Command::Reserve { reservation, .. } = &request.command {
-                self.ix.reservation.prefetch(hash_str(reservation.as_str()));
-            }
-            for line in reserve_lines(request) {
-                self.ix.sku.prefetch(hash_str(line.sku.as_str()));
-            }
-        }
-        if let Some(request) = requests.get(i + REQUEST_PREFETCH_AHEAD) {
-            for line in reserve_lines(request) {
-                if let Some(sku) = self.ix.sku.first_candidate(hash_str(line.sku.as_str())) {
-                    self.state.skus.prefetch(u64::from(sku));
-                }
-            }
-        }
-        if let Some(request) = requests.get(i + REQUEST_PREFETCH_AHEAD / 2) {
-            for line in reserve_lines(request) {
-                let Target::Location(l) = &line.target else {
-                    continue;
-                };
-                let sku = self.ix.sku.first_candidate(hash_str(line.sku.as_str()));
-                let loc = self.ix.location.get(l);
-                if let (Some(sku), Some(&loc)) = (sku, loc) {
-                    if let Some(bal) = self
-                        .state
-                        .skus
-                        .get_checked(u64::from(sku))
-                        .and_then(|e| e.balance_at(loc))
-                    {
-                        self.state.balances.prefetch(u64::from(bal));
-                    }
-                }
-            }
-        }
     }
 
     fn apply_one(&mut self, request: &Request) -> Outcome {

@@ -22,6 +22,7 @@
 //!    [`Ledger::freeze`] takes a [`Frozen`] view whose `encode()` gives the same bytes on
 //!    another thread while batches go on.
 
+mod ahead;
 pub mod balance;
 pub mod command;
 mod deadlines;
