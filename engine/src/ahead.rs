@@ -19,26 +19,35 @@ enum Named<'a> {
     Order(&'a str),
 }
 
-/// The holds and orders `request` names (at most two: `place_order` from a hold).
-fn named(request: &Request) -> [Option<Named<'_>>; 2] {
-    match &request.command {
-        Command::Reserve { reservation, .. }
-        | Command::Extend { reservation, .. }
-        | Command::Release { reservation } => {
-            [Some(Named::Reservation(reservation.as_str())), None]
+/// What a request names: the object it creates (its id's slot is probed to insert it) and the
+/// one it reads (a hold or an order that should exist).
+struct Names<'a> {
+    created: Option<Named<'a>>,
+    read: Option<Named<'a>>,
+}
+
+/// The holds and orders `request` names.
+fn named(request: &Request) -> Names<'_> {
+    let (created, read) = match &request.command {
+        Command::Reserve { reservation, .. } => {
+            (Some(Named::Reservation(reservation.as_str())), None)
         }
-        Command::PlaceOrder { order, source, .. } => [
+        Command::Extend { reservation, .. } | Command::Release { reservation } => {
+            (None, Some(Named::Reservation(reservation.as_str())))
+        }
+        Command::PlaceOrder { order, source, .. } => (
             Some(Named::Order(order.as_str())),
             match source {
                 OrderSource::Reservation(r) => Some(Named::Reservation(r.as_str())),
                 OrderSource::Lines { .. } => None,
             },
-        ],
+        ),
         Command::Fulfil { order, .. } | Command::Cancel { order, .. } => {
-            [Some(Named::Order(order.as_str())), None]
+            (None, Some(Named::Order(order.as_str())))
         }
-        _ => [None, None],
-    }
+        _ => (None, None),
+    };
+    Names { created, read }
 }
 
 /// The first [`LINES_MAX`] lines of a reserve or of a direct order.
@@ -64,7 +73,8 @@ impl Ledger {
     pub(crate) fn prefetch_ahead(&self, requests: &[Request], i: usize) {
         if let Some(request) = requests.get(i + 2 * STAGE_REQUESTS) {
             self.ix.dedup.prefetch(hash_u128(request.request_id.0));
-            for object in named(request).iter().flatten() {
+            let names = named(request);
+            for object in [names.created, names.read].iter().flatten() {
                 let (table, id) = self.table_of(object);
                 table.prefetch(hash_str(id));
             }
@@ -73,8 +83,9 @@ impl Ledger {
             }
         }
         if let Some(request) = requests.get(i + STAGE_REQUESTS) {
-            for object in named(request).iter().flatten() {
-                let (table, id) = self.table_of(object);
+            // A created object is not in its table yet: only the one read has a slot to load.
+            if let Some(object) = named(request).read {
+                let (table, id) = self.table_of(&object);
                 if let Some(slot) = table.first_candidate(hash_str(id)) {
                     match object {
                         Named::Reservation(_) => self.state.reservations.prefetch(slot),

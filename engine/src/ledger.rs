@@ -220,7 +220,7 @@ impl Ledger {
     ///
     /// Before the requests, the batch expires up to [`limits::EXPIRY_STEPS_PER_BATCH`] steps of
     /// the deadlines its timestamp passed; after them, if some are still due, as many more steps
-    /// as its requests may have added ([`expiry_steps_added`]), so a backlog shrinks whatever
+    /// as its requests may have added (`expiry_steps_added`), so a backlog shrinks whatever
     /// the load.
     ///
     /// The engine never panics on input: a malformed request gets `invalid`. It panics only on

@@ -34,13 +34,13 @@ pub(crate) fn grow_early<T>(shard: &mut HashTable<T>, index: usize, hasher: impl
 }
 
 /// [`grow_early`] for a shard of an `IdTable` ([`crate::probe::ProbeTable`], which itself grows
-/// at 7/8 full).
+/// at 3/4 full): doubles shard `index` once it is `5/8 + index / (8 * MAP_SHARDS)` full.
 pub(crate) fn grow_early_probe(shard: &mut crate::probe::ProbeTable, index: usize) {
     let capacity = shard.capacity();
     if capacity < SHARD_EARLY_GROWTH_MIN {
         return;
     }
-    let threshold = capacity / 4 * 3 + capacity / 8 * index / MAP_SHARDS;
+    let threshold = capacity / 8 * 5 + capacity / 8 * index / MAP_SHARDS;
     if shard.len() >= threshold {
         shard.grow();
     }

@@ -70,8 +70,8 @@ const ID_SHARDS: usize = crate::shard_map::MAP_SHARDS;
 /// Split into [`ID_SHARDS`] hash tables so that no batch pays for growing a big one (SPEC
 /// section 4, "No stalls"): one table of 4 M dedup ids doubles in tens of ms, and the dedup and
 /// reservation tables, filled by the same writes, doubled in the same batch. Shards fill
-/// evenly, so each grows early, at a fill between 3/4 and 7/8 that depends on its position
-/// ([`crate::shard_map::grow_early`]), which spreads the shards' doublings over an eighth of the table's growth
+/// evenly, so each grows early, at a fill between 5/8 and 3/4 that depends on its position
+/// ([`crate::shard_map::grow_early_probe`]), which spreads the shards' doublings over an eighth of the table's growth
 /// instead of letting them all fall on the same few writes.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct IdTable {
