@@ -46,9 +46,10 @@ pub(crate) fn grow_early_probe(shard: &mut crate::probe::ProbeTable, index: usiz
     }
 }
 
-/// How a key picks its shard and its hash within the shard. The shard must not come from a
-/// hash's top 7 bits: hashbrown keeps those as the entry's tag, and a shard whose entries all
-/// shared them would compare every entry it probes.
+/// How a key picks its shard and its hash within the shard (for the hashbrown shards here; an
+/// `IdTable` takes its shard from the top 6 bits, which is fine there: its home slot mixes the
+/// whole hash). The shard must not come from a hash's top 7 bits: hashbrown keeps those as the
+/// entry's tag, and a shard whose entries all shared them would compare every entry it probes.
 pub(crate) trait KeyLayout {
     /// The key's shard, below [`MAP_SHARDS`].
     fn shard(key: u64) -> usize;

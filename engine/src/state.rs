@@ -85,7 +85,9 @@ fn shard_of(hash: u32) -> usize {
 }
 
 impl IdTable {
-    /// The handle whose id hashes to `hash` and for which `is` holds.
+    /// The handle whose id hashes to `hash` and for which `is` holds. `is` may also be asked
+    /// about entries whose hash differs from `hash` in bit 0 (one tag stands for both, see
+    /// [`ProbeTable`]): it must compare the ids themselves, never assume the hashes matched.
     #[inline]
     pub(crate) fn find(&self, hash: u32, is: impl Fn(u32) -> bool) -> Option<u32> {
         self.shards.get(shard_of(hash))?.find(hash, is)
@@ -794,6 +796,18 @@ mod id_table_tests {
             Some(99),
             "set repoints an entry"
         );
+    }
+
+    /// The premise of `engine/tests/expiry.rs`'s `ids_whose_hashes_share_a_tag_stay_distinct`:
+    /// these ids' hashes differ only in bit 0, so the id tables give each pair one tag.
+    #[test]
+    fn the_tag_sharing_ids_of_the_expiry_test_share_a_tag() {
+        let (a, b) = (
+            76522777150811282127572199565662238230u128,
+            238264124852965584462111380025066986158u128,
+        );
+        assert_eq!(hash_u128(a) ^ hash_u128(b), 1);
+        assert_eq!(hash_str("r81375") ^ hash_str("r137534"), 1);
     }
 
     #[test]

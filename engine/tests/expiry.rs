@@ -533,3 +533,57 @@ fn a_sustained_load_cannot_grow_the_backlog() {
         }
     }
 }
+
+/// Two request ids and two reservation ids whose 32-bit hashes differ only in bit 0: the id
+/// tables keep `hash | 1` as an entry's tag (engine/src/probe.rs), so each pair shares a tag and
+/// only the stored ids tell them apart. Replays, a release, a re-reserve and reuse after
+/// retention must still see four distinct ids. (The pairs were found by search for the engine's
+/// hash at the time of writing; with another hash the test still passes but tests less.)
+#[test]
+fn ids_whose_hashes_share_a_tag_stay_distinct() {
+    let mut run = Run::new();
+    run.all_ok(T0, vec![count("A", "wh", 100)]);
+    let requests = vec![
+        Request {
+            request_id: RequestId(76522777150811282127572199565662238230),
+            command: reserve("r81375", "A", 1, 600_000),
+        },
+        Request {
+            request_id: RequestId(238264124852965584462111380025066986158),
+            command: reserve("r137534", "A", 2, 600_000),
+        },
+    ];
+    let first = run.replay(T0 + 1, &requests);
+    assert!(first.iter().all(|o| o.is_ok()), "{first:?}");
+    assert_eq!(
+        run.replay(T0 + 2, &requests),
+        first,
+        "a replay answers the original"
+    );
+    run.ledger
+        .check_invariants()
+        .expect("a replay reserves nothing more");
+    let release = |id: &str| Command::Release {
+        reservation: ReservationId::from(id),
+    };
+    let out = run.batch(T0 + 3, vec![release("r81375")]);
+    assert!(out[0].is_ok(), "{out:?}");
+    let out = run.batch(T0 + 4, vec![reserve("r137534", "A", 1, 600_000)]);
+    assert!(out[0].is_err(), "r137534 still exists: {out:?}");
+    let out = run.batch(T0 + 5, vec![release("r137534")]);
+    assert!(out[0].is_ok(), "{out:?}");
+    let late = T0 + 100 * 24 * 3_600_000;
+    for k in 0..50 {
+        run.batch(late + k, vec![]);
+    }
+    run.ledger
+        .check_invariants()
+        .expect("invariants after retention");
+    let again = vec![
+        reserve("r137534", "A", 1, 600_000),
+        reserve("r81375", "A", 1, 600_000),
+    ];
+    let out = run.batch(late + 100, again);
+    assert!(out.iter().all(|o| o.is_ok()), "both ids reusable: {out:?}");
+    run.ledger.check_invariants().expect("invariants");
+}
