@@ -356,11 +356,31 @@ impl Cluster {
         Ok(id)
     }
 
-    /// Stops every node, then removes the data.
+    /// Stops every node and waits until their ports are free again (see [`ports_released`]),
+    /// then removes the data.
     pub async fn shutdown(mut self) {
+        let mut stopped = Vec::new();
         for node in self.nodes.iter_mut().filter_map(Option::take) {
+            stopped.push(node.local_addr());
             node.shutdown().await;
         }
+        ports_released(&stopped).await;
+    }
+}
+
+/// How long [`ports_released`] waits for a stopped node's port.
+const PORT_RELEASE_WAIT: Duration = Duration::from_secs(2);
+
+/// Waits, at most [`PORT_RELEASE_WAIT`], until every address in `addrs` can be bound again. A
+/// node's UDP socket belongs to quinn's endpoint driver, a task that closes it on the runtime
+/// just after the node's last endpoint handle goes, so it can still be open for a moment when
+/// `Node::shutdown` returns (on a busy host, long enough for a test's check to see it). A port
+/// still bound after the wait is left for the caller's checks to report.
+async fn ports_released(addrs: &[SocketAddr]) {
+    let free = |a: &SocketAddr| std::net::UdpSocket::bind(a).is_ok();
+    let deadline = tokio::time::Instant::now() + PORT_RELEASE_WAIT;
+    while !addrs.iter().all(free) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -403,9 +423,11 @@ impl Drop for Cluster {
             return;
         }
         let stop = async move {
+            let addrs: Vec<SocketAddr> = nodes.iter().map(Node::local_addr).collect();
             for node in nodes {
                 node.shutdown().await;
             }
+            ports_released(&addrs).await;
             // Only now: nodes still running would write into a directory being removed.
             drop(dir);
         };
