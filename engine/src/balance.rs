@@ -56,14 +56,19 @@ impl Balance {
 
     /// Whether every field is within bounds (see the type's doc).
     pub fn is_consistent(&self) -> bool {
-        let in_range = |v: i64| (0..=QTY_MAX).contains(&v);
-        in_range(self.on_hand)
-            && in_range(self.reserved)
-            && in_range(self.allocated)
-            && in_range(self.unavailable)
-            && in_range(self.safety_stock)
-            && in_range(self.incoming)
-            && self.unavailable <= self.on_hand
+        self.fields().iter().all(|v| (0..=QTY_MAX).contains(v)) && self.unavailable <= self.on_hand
+    }
+
+    /// The six quantities, in declaration order (`on_hand` .. `incoming`).
+    fn fields(&self) -> [i64; 6] {
+        [
+            self.on_hand,
+            self.reserved,
+            self.allocated,
+            self.unavailable,
+            self.safety_stock,
+            self.incoming,
+        ]
     }
 
     /// Asserts [`Balance::is_consistent`]. A broken invariant is a bug in the engine: it stops
@@ -103,14 +108,7 @@ impl PackedBalance {
     /// Range `0..=QTY_MAX` itself is [`Balance::check`]'s job.
     #[inline]
     pub(crate) fn try_pack(b: Balance) -> Option<PackedBalance> {
-        let f = [
-            b.on_hand,
-            b.reserved,
-            b.allocated,
-            b.unavailable,
-            b.safety_stock,
-            b.incoming,
-        ];
+        let f = b.fields();
         // A negative field has its top bit set: one test covers both ends.
         if (f[0] | f[1] | f[2] | f[3] | f[4] | f[5]) as u64 > FIELD_MASK {
             return None;

@@ -173,8 +173,7 @@ impl SlotEntries {
     /// The entry of `slot` ((0, 0): none).
     #[inline]
     fn get(&self, slot: u32) -> (u64, u64) {
-        let (chunk, at) = (slot as usize / SLOT_CHUNK, slot as usize % SLOT_CHUNK);
-        self.chunks.get(chunk).map_or((0, 0), |c| c[at])
+        self.entry(slot).copied().unwrap_or((0, 0))
     }
 
     /// Sets the entry of `slot`, adding chunks up to its own.
@@ -187,7 +186,7 @@ impl SlotEntries {
         self.chunks[chunk][at] = entry;
     }
 
-    /// The entry of `slot`, if its chunk exists (for a prefetch).
+    /// The entry of `slot`, if its chunk exists.
     #[inline]
     fn entry(&self, slot: u32) -> Option<&(u64, u64)> {
         let (chunk, at) = (slot as usize / SLOT_CHUNK, slot as usize % SLOT_CHUNK);

@@ -139,8 +139,8 @@ impl<T> Pages<T> {
     /// [`crate::prefetch`]); nothing outside `start()..end()`.
     #[inline]
     pub(crate) fn prefetch(&self, pos: u64) {
-        if (self.start()..self.end()).contains(&pos) {
-            crate::prefetch::prefetch(self.get(pos));
+        if let Some(entry) = self.get_checked(pos) {
+            crate::prefetch::prefetch(entry);
         }
     }
 

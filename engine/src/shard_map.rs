@@ -23,25 +23,23 @@ pub(crate) const SHARD_EARLY_GROWTH_MIN: usize = 1 << 12;
 /// double within a few writes of one another; with it their doublings spread over an eighth
 /// of the table's growth.
 pub(crate) fn grow_early<T>(shard: &mut HashTable<T>, index: usize, hasher: impl Fn(&T) -> u64) {
-    let capacity = shard.capacity();
-    if capacity < SHARD_EARLY_GROWTH_MIN {
-        return;
+    let (len, capacity) = (shard.len(), shard.capacity());
+    if early_growth_due(len, capacity, index, 6) {
+        shard.reserve(capacity - len + 1, hasher);
     }
-    let threshold = capacity / 4 * 3 + capacity / 8 * index / MAP_SHARDS;
-    if shard.len() >= threshold {
-        shard.reserve(capacity - shard.len() + 1, hasher);
-    }
+}
+
+/// Whether shard `index` of a sharded table, `len` entries in `capacity`, should double now: once
+/// it is `from_eighths / 8 + index / (8 * MAP_SHARDS)` full (small shards grow when they must).
+fn early_growth_due(len: usize, capacity: usize, index: usize, from_eighths: usize) -> bool {
+    capacity >= SHARD_EARLY_GROWTH_MIN
+        && len >= capacity / 8 * from_eighths + capacity / 8 * index / MAP_SHARDS
 }
 
 /// [`grow_early`] for a shard of an `IdTable` ([`crate::probe::ProbeTable`], which itself grows
 /// at 3/4 full): doubles shard `index` once it is `5/8 + index / (8 * MAP_SHARDS)` full.
 pub(crate) fn grow_early_probe(shard: &mut crate::probe::ProbeTable, index: usize) {
-    let capacity = shard.capacity();
-    if capacity < SHARD_EARLY_GROWTH_MIN {
-        return;
-    }
-    let threshold = capacity / 8 * 5 + capacity / 8 * index / MAP_SHARDS;
-    if shard.len() >= threshold {
+    if early_growth_due(shard.len(), shard.capacity(), index, 5) {
         shard.grow();
     }
 }
